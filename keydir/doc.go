@@ -1,0 +1,2 @@
+// Package keydir keeps cleanrelay's accounts and public-key directory in memory.
+package keydir
