@@ -13,6 +13,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base32"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -537,7 +539,12 @@ func freePorts(count int) ([]int, error) {
 // service with restricted discovery, through its control port, as Tor Browser does (ONION_CLIENT_AUTH_ADD).
 func (n *Network) AddClientAuth(ctx context.Context, hostname, privateKeyBase32 string) error {
 	id := strings.TrimSuffix(hostname, ".onion")
-	reply, err := n.control(ctx, fmt.Sprintf("ONION_CLIENT_AUTH_ADD %s x25519:%s", id, privateKeyBase32))
+	// Tor Browser shows and takes base32; the control port wants base64.
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(privateKeyBase32))
+	if err != nil || len(raw) != 32 {
+		return fmt.Errorf("failed to add client auth: bad base32 x25519 key (%v)", err)
+	}
+	reply, err := n.control(ctx, fmt.Sprintf("ONION_CLIENT_AUTH_ADD %s x25519:%s", id, base64.StdEncoding.EncodeToString(raw)))
 	if err != nil {
 		return fmt.Errorf("failed to add client auth: %w", err)
 	}
