@@ -27,6 +27,7 @@ type serveFlags struct {
 	allowHosts stringList
 	logLevel   slog.Level
 	cfg        relay.Config
+	onion      onionFlags // onion.go
 }
 
 // stringList is a flag that may be given several times.
@@ -43,6 +44,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "with --local-only: the loopback `address` to listen on (port 0 picks a free one)")
 	fs.Var(&f.allowHosts, "allow-host", "also accept requests for this `host[:port]` (e.g. behind a reverse proxy); may be repeated")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (no level logs user data)")
+	addOnionFlags(fs, &f.onion)
 	c := &f.cfg
 	fs.IntVar(&c.MaxFrame, "max-frame", 64<<10, "largest frame payload in `bytes`")
 	fs.IntVar(&c.RoomBuffer, "room-buffer", 256, "entries a room buffers for a member that is behind or away")
@@ -83,11 +85,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	serveMode := serveLocal
 	if !f.localOnly {
-		fmt.Fprintln(stderr, "cleanrelay: onion mode is not part of this build yet; run with --local-only")
-		return 1
+		serveMode = serveOnion
 	}
-	if err := serveLocal(ctx, f, stdout, log); err != nil {
+	if err := serveMode(ctx, f, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
 		return 1
 	}
