@@ -415,3 +415,64 @@ func benchRoundTrip(b *testing.B, wsURL string, opts *client.Options) {
 	b.ReportMetric(float64(rtts[len(rtts)*95/100].Microseconds())/1000, "ms-p95")
 }
 
+
+// BenchmarkFrameThroughput streams 16 KiB frames from a to b, at most 32 in flight so the relay's per-member
+// buffer (1 MiB by default) never overflows; MB/s is payload delivered.
+func BenchmarkFrameThroughput(b *testing.B) {
+	b.Run("loopback", func(b *testing.B) {
+		sb := startServe(b, 30*time.Second, "--local-only", "--listen", "127.0.0.1:0")
+		benchThroughput(b, "ws://"+sb.host+"/ws", nil)
+	})
+	b.Run("onion", func(b *testing.B) {
+		n := tornet.Start(b)
+		sb := startServe(b, 2*time.Minute, "--tor-torrc-extra", writeTorrc(b, n))
+		benchThroughput(b, "ws://"+sb.host+"/ws", &client.Options{NetDialContext: n.DialContext})
+	})
+}
+
+func benchThroughput(b *testing.B, wsURL string, opts *client.Options) {
+	const frameSize, window = 16 << 10, 32
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	x := &member{c: dialRetry(ctx, b, wsURL, opts)}
+	y := &member{c: dialRetry(ctx, b, wsURL, opts)}
+	defer x.c.Close()
+	defer y.c.Close()
+	var err error
+	if x.room, err = x.c.Create(ctx, 2); err != nil {
+		b.Fatal(err)
+	}
+	if y.room, err = y.c.Join(ctx, x.room.ID, x.room.Cap); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, frameSize)
+	received := make(chan error, window)
+	b.SetBytes(frameSize)
+	b.ResetTimer()
+	go func() {
+		for range b.N {
+			_, err := y.receive(ctx)
+			y.got = y.got[:0]
+			received <- err
+		}
+	}()
+	inFlight := 0
+	for range b.N {
+		for inFlight >= window {
+			if err := <-received; err != nil {
+				b.Fatal(err)
+			}
+			inFlight--
+		}
+		if err := x.c.Send(x.room.Ch, payload); err != nil {
+			b.Fatal(err)
+		}
+		inFlight++
+	}
+	for ; inFlight > 0; inFlight-- {
+		if err := <-received; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+}

@@ -296,6 +296,9 @@ func (n *Network) networkLines() []string {
 		"UseDefaultFallbackDirs 0",
 		"PathsNeededToBuildCircuits 0.67",
 		"ClientUseIPv6 0",
+		// KIST's socket-buffer heuristics add tens of milliseconds per hop on loopback; the plain scheduler
+		// keeps round-trip measurements about the relay, not about KIST (TORNET.md).
+		"Schedulers Vanilla",
 		// Empty GeoIP files skip a ~2 s parse.
 		"GeoIPFile " + n.emptyFile,
 		"GeoIPv6File " + n.emptyFile,
