@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -307,6 +308,36 @@ func TestOnTorNetwork(t *testing.T) {
 		defer mu.Unlock()
 		if !containsInOrder(stages, StageBootstrap, StagePublished, StageRestarting, StagePublished) {
 			t.Errorf("progress stages %v", stages)
+		}
+	})
+
+	t.Run("running tor", func(t *testing.T) {
+		// The network's client tor stands in for an operator's system tor: a control port with cookie auth.
+		pids := n.PIDs()
+		s, _ := startOn(t, n, Config{ControlAddr: n.ControlAddr})
+		if s.torPID() != 0 {
+			t.Fatal("launched a tor although ControlAddr was given")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		body, err := fetch(ctx, t, n, s.Hostname())
+		if err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		if want := "hello from " + s.Hostname(); body != want {
+			t.Fatalf("body %q, want %q", body, want)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// Close must end only what we own: the operator's tor keeps running.
+		if got := n.PIDs(); !slices.Equal(got, pids) {
+			t.Fatalf("tor processes changed across Close: %v → %v", pids, got)
+		}
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, 0); err != nil {
+				t.Fatalf("tor pid %d gone after Close: %v", pid, err)
+			}
 		}
 	})
 
