@@ -415,7 +415,6 @@ func benchRoundTrip(b *testing.B, wsURL string, opts *client.Options) {
 	b.ReportMetric(float64(rtts[len(rtts)*95/100].Microseconds())/1000, "ms-p95")
 }
 
-
 // BenchmarkFrameThroughput streams 16 KiB frames from a to b, at most 32 in flight so the relay's per-member
 // buffer (1 MiB by default) never overflows; MB/s is payload delivered.
 func BenchmarkFrameThroughput(b *testing.B) {
