@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,6 +85,69 @@ func TestKeyFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(bad); string(b) != "not a key" {
 		t.Error("malformed key file was overwritten")
+	}
+}
+
+// TestKeyFileReadByTor checks the interoperability the key file promises: tor, given our file as the key of a
+// HiddenServiceDir, derives the same address. tor runs with DisableNetwork 1 (and only in a loopback-only
+// namespace, like every tor of the tests).
+func TestKeyFileReadByTor(t *testing.T) {
+	tornet.Require(t)
+	if err := tornet.CheckLoopbackOnly(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	hs, data, empty := filepath.Join(dir, "hs"), filepath.Join(dir, "data"), filepath.Join(dir, "empty")
+	for _, d := range []string{hs, data} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := loadOrCreateKeyFile(filepath.Join(hs, "hs_ed25519_secret_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("tor", "--defaults-torrc", empty, "-f", empty, "--DisableNetwork", "1", "--SocksPort", "0",
+		"--DataDirectory", data, "--HiddenServiceDir", hs, "--HiddenServicePort", "80 127.0.0.1:9",
+		"--GeoIPFile", empty, "--GeoIPv6File", empty, "--Log", "warn stderr",
+		"--__OwningControllerProcess", strconv.Itoa(os.Getpid()))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(KillAfter):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(hs, "hostname"))
+		if err == nil && len(b) > 0 {
+			if got, want := strings.TrimSpace(string(b)), serviceID(key)+".onion"; got != want {
+				t.Fatalf("tor derived %s from our key file, we derive %s", got, want)
+			}
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("tor exited without writing hostname: %s", stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tor wrote no hostname within 20 s: %s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
