@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/cretz/bine v0.2.1-0.20221201125941-b9d31d9c7866
 	github.com/gorilla/websocket v1.5.3
+	rsc.io/qr v0.2.0
 )
 
 require (

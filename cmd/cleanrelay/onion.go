@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/cleanrelay/cleanrelay/onion"
+	"rsc.io/qr"
 )
 
 // onionFlags are the flags of "cleanrelay serve" in its default, onion mode.
@@ -59,6 +62,12 @@ func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 	}
 	srv.AllowHost(svc.Hostname())
 	fmt.Fprintf(stdout, "cleanrelay: serving on %s\n", svc.URL())
+	if isTerminal(stdout) {
+		// A phone with Tor Browser can scan it; in a pipe or a log file it would only be noise.
+		if q, err := qrText(svc.URL()); err == nil {
+			fmt.Fprint(stdout, q)
+		}
+	}
 	if a := svc.ClientAuth(); a != nil {
 		fmt.Fprintf(stdout, "cleanrelay: client authorization key (paste into Tor Browser when it asks for the key): %s\n", a.PrivateKey)
 	}
@@ -67,4 +76,48 @@ func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 		err = fmt.Errorf("failed to stop tor cleanly: %w", cerr)
 	}
 	return err
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// qrQuiet is the light margin around the code, in modules; scanners need some (the standard asks for 4).
+const qrQuiet = 2
+
+// qrText draws text as a QR code with Unicode half blocks, two rows of modules per line of text. Dark modules
+// are spaces and light ones blocks, so the code reads right on the usual dark terminal background.
+func qrText(text string) (string, error) {
+	code, err := qr.Encode(text, qr.M)
+	if err != nil {
+		return "", fmt.Errorf("failed to encode QR code: %w", err)
+	}
+	n := code.Size + 2*qrQuiet
+	light := func(x, y int) bool {
+		x, y = x-qrQuiet, y-qrQuiet
+		return x < 0 || y < 0 || x >= code.Size || y >= code.Size || !code.Black(x, y)
+	}
+	var b strings.Builder
+	for y := 0; y < n; y += 2 {
+		for x := range n {
+			top, bottom := light(x, y), y+1 < n && light(x, y+1)
+			switch {
+			case top && bottom:
+				b.WriteString("█")
+			case top:
+				b.WriteString("▀")
+			case bottom:
+				b.WriteString("▄")
+			default:
+				b.WriteString(" ")
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), nil
 }
