@@ -44,12 +44,13 @@ go test -race -count=1 -run '^$' ./onion/... ./cmd/cleanrelay >/dev/null
 # - lo up, and quick ACKs on loopback routes: delayed ACKs otherwise add 40-90 ms to round trips through the
 #   private network (TORNET.md), which would drown what the tests and benchmarks measure;
 # - GOPROXY=off: nothing can be fetched there; fail at once instead of timing out;
-# - the onion packages' tests, then the Tor tests of cmd/cleanrelay (its other tests are the lead's, run by .ci/run).
+# - the onion packages' tests, one package at a time (two private networks at once on 2 cores slow both), then
+#   the Tor tests of cmd/cleanrelay (its other tests are the lead's, run by .ci/run).
 inner='set -e
 ip link set lo up
 ip route replace local 127.0.0.0/8 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
 ip route replace local 127.0.0.1 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
-go test -race -count=1 -timeout 8m ./onion/... -tor
+go test -race -count=1 -p 1 -timeout 8m ./onion/... -tor
 if [ -n "$TOR_E2E" ]; then go test -race -count=1 -timeout 8m -run Tor ./cmd/cleanrelay -tor; fi'
 
 unshare_cmd="unshare -n"

@@ -44,10 +44,11 @@ func Require(t testing.TB) {
 	}
 }
 
-// Timeouts of the phases of Start; the network came up in 10–19 s on a 2-core machine (TORNET.md).
+// Timeouts of the phases of Start: the network comes up in 10–26 s on an idle 2-core machine and took 50 s on
+// a busy one; the timeouts only matter when something is broken.
 const (
-	consensusTimeout = 90 * time.Second
-	bootstrapTimeout = 60 * time.Second
+	consensusTimeout = 150 * time.Second
+	bootstrapTimeout = 90 * time.Second
 	// killAfter is how long a tor gets to exit after SIGTERM: tor 0.4.9.11 occasionally hangs on shutdown.
 	killAfter = 3 * time.Second
 )
