@@ -406,6 +406,36 @@ func TestOnTorNetwork(t *testing.T) {
 		}
 	})
 
+	t.Run("running tor restarts", func(t *testing.T) {
+		sys, err := n.StartExtraTor("systemtor")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := startOn(t, n, Config{ControlAddr: sys.ControlAddr, RestartBackoff: 500 * time.Millisecond, MaxRestartBackoff: 2 * time.Second})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, err := fetch(ctx, t, n, s.Hostname()); err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		sys.Kill()
+		if err := sys.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for s.Restarts() == 0 {
+			if ctx.Err() != nil {
+				t.Fatal("the service did not reconnect to the restarted tor")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		body, err := fetch(ctx, t, n, s.Hostname())
+		if err != nil {
+			t.Fatalf("fetch after the operator's tor restarted: %v", err)
+		}
+		if want := "hello from " + s.Hostname(); body != want {
+			t.Fatalf("body %q, want %q", body, want)
+		}
+	})
+
 	t.Run("key file", func(t *testing.T) {
 		dir := t.TempDir()
 		keyFile := filepath.Join(dir, "onion.key")

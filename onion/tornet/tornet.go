@@ -255,6 +255,74 @@ func start(t testing.TB) (*Network, error) {
 	return n, nil
 }
 
+// ExtraTor is one more client tor of the network, with a control port (cookie authentication) and no SOCKS port:
+// it stands in for an operator's already-running system tor. Tests kill it and start it again.
+type ExtraTor struct {
+	// ControlAddr is its control port; it stays the same across Kill and Start.
+	ControlAddr string
+
+	n       *Network
+	name    string
+	dataDir string
+	lines   []string
+	torPath string
+
+	mu   sync.Mutex
+	proc *process
+}
+
+// StartExtraTor starts an ExtraTor and waits until it has bootstrapped. The network's cleanup ends it.
+func (n *Network) StartExtraTor(name string) (*ExtraTor, error) {
+	torPath, err := exec.LookPath("tor")
+	if err != nil {
+		return nil, fmt.Errorf("tor not found (apt-get install tor): %w", err)
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	e := &ExtraTor{n: n, name: name, dataDir: filepath.Join(n.Dir, name), torPath: torPath,
+		ControlAddr: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	if err := os.MkdirAll(e.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create data directory: %w", err)
+	}
+	e.lines = append(n.commonLines(e.dataDir),
+		"SocksPort 0",
+		"ControlPort "+e.ControlAddr,
+		"CookieAuthentication 1",
+	)
+	return e, e.Start()
+}
+
+// Start starts the tor (again) and waits until it has bootstrapped.
+func (e *ExtraTor) Start() error {
+	logFile := filepath.Join(e.dataDir, "notice.log")
+	// A fresh log, so the wait below sees this run's bootstrap and not the last one's.
+	os.Remove(logFile)
+	if err := e.n.startTor(e.torPath, e.name, e.dataDir, e.lines); err != nil {
+		return err
+	}
+	e.n.mu.Lock()
+	p := e.n.procs[len(e.n.procs)-1]
+	e.n.mu.Unlock()
+	e.mu.Lock()
+	e.proc = p
+	e.mu.Unlock()
+	if err := waitLog(logFile, "Bootstrapped 100%", bootstrapTimeout); err != nil {
+		return fmt.Errorf("tor %s did not bootstrap: %w", e.name, err)
+	}
+	return nil
+}
+
+// Kill ends the tor with SIGKILL, as a crash would, and waits for it.
+func (e *ExtraTor) Kill() {
+	e.mu.Lock()
+	p := e.proc
+	e.mu.Unlock()
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
 // CheckLoopbackOnly returns an error unless the process runs in a network namespace whose only interface is lo.
 // It is the hard guarantee that no tor started for a test can reach anything but this machine.
 func CheckLoopbackOnly() error {
