@@ -215,7 +215,7 @@ func startOn(t *testing.T, n *tornet.Network, cfg Config) (*Service, *logBuffer)
 			t.Logf("service log:\n%s", logs.String())
 		}
 	})
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.TempDir == "" {
 		cfg.TempDir = t.TempDir()
 	}

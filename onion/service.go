@@ -65,6 +65,10 @@ type instance struct {
 	pubOnce   sync.Once
 	uploading atomic.Bool
 	percent   atomic.Int32
+
+	// Owned by the event goroutine of publish.
+	pendingUploads int  // UPLOADs not yet answered by UPLOADED or FAILED
+	uploadedAny    bool // at least one UPLOADED
 }
 
 func (in *instance) markDead() { in.deadOnce.Do(func() { close(in.dead) }) }
@@ -139,9 +143,6 @@ func (s *Service) prepare() error {
 	}
 	if s.dir, err = os.MkdirTemp(parent, "cleanrelay-onion-"); err != nil {
 		return fmt.Errorf("failed to create private directory: %w", err)
-	}
-	if err := os.Mkdir(filepath.Join(s.dir, "tor"), 0o700); err != nil {
-		return fmt.Errorf("failed to create tor data directory: %w", err)
 	}
 	if err := os.WriteFile(s.emptyFile(), nil, 0o600); err != nil {
 		return fmt.Errorf("failed to write empty defaults torrc: %w", err)
@@ -297,6 +298,11 @@ func (s *Service) startInstance(ctx context.Context) (*instance, error) {
 // launch starts tor as our child, with DisableNetwork 1 until the service is added, and takes ownership of it
 // so that it exits when our control connection closes (and, through __OwningControllerProcess, when we die).
 func (s *Service) launch(inst *instance) error {
+	// A restarted tor reuses its predecessor's data directory: its cached consensus makes the restart fast.
+	dataDir := filepath.Join(s.dir, "tor")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("failed to create tor's data directory: %w", err)
+	}
 	creator := process.CmdCreatorFunc(func(ctx context.Context, args ...string) (*exec.Cmd, error) {
 		cmd := exec.CommandContext(ctx, s.torPath, args...)
 		w := newTorLogWriter(s.log)
@@ -308,7 +314,7 @@ func (s *Service) launch(inst *instance) error {
 	})
 	t, err := tor.Start(s.ctx, &tor.StartConf{
 		ProcessCreator:  creator,
-		DataDir:         filepath.Join(s.dir, "tor"),
+		DataDir:         dataDir,
 		TorrcFile:       s.torrcFile(),
 		NoHush:          true,
 		NoAutoSocksPort: true,
@@ -477,20 +483,39 @@ func (s *Service) handleEvent(inst *instance, ev control.Event) {
 		}
 		switch ev.Action {
 		case "UPLOAD":
+			inst.pendingUploads++
 			if !inst.uploading.Swap(true) {
 				s.log.Info("onion: uploading the service descriptor")
 				s.progress(Progress{Stage: StageUploading})
 			}
 		case "UPLOADED":
-			inst.pubOnce.Do(func() {
-				close(inst.published)
-				s.log.Info("onion: service descriptor published")
-				s.progress(Progress{Stage: StagePublished})
-			})
+			inst.pendingUploads--
+			if !inst.uploadedAny {
+				inst.uploadedAny = true
+				// Give the other HSDirs' uploads a moment, but do not wait on a slow one for ever.
+				time.AfterFunc(uploadSettle, func() { s.markPublished(inst) })
+			}
 		case "FAILED":
+			inst.pendingUploads--
 			s.log.Debug("onion: a descriptor upload failed; tor retries", "reason", ev.Reason)
 		}
+		// Published once every upload started so far has been answered, not at the first: then every HSDir a
+		// client may ask has the descriptor when Start returns.
+		if inst.uploadedAny && inst.pendingUploads <= 0 {
+			s.markPublished(inst)
+		}
 	}
+}
+
+// uploadSettle bounds the wait for the remaining HSDir uploads after the first one succeeded.
+const uploadSettle = 5 * time.Second
+
+func (s *Service) markPublished(inst *instance) {
+	inst.pubOnce.Do(func() {
+		close(inst.published)
+		s.log.Info("onion: service descriptor published")
+		s.progress(Progress{Stage: StagePublished})
+	})
 }
 
 // stopInstance ends inst's tor (launched: SIGTERM, then SIGKILL after KillAfter) and control connection.
