@@ -254,10 +254,11 @@ func (c *conn) readLoop() {
 			}
 			return
 		}
+		b.b = b.b[:n]
 		if typ == websocket.TextMessage {
-			c.handleControl(b.b[:n])
+			c.handleControl(b.b)
 		} else {
-			c.handleFrame(b.b[:n])
+			c.handleFrame(b.b)
 		}
 		putBuf(b)
 	}
@@ -442,7 +443,10 @@ const drainBatch = 32
 func (c *conn) drain(ref chanRef) (ok bool, n int) {
 	r := ref.m.room
 	out := getBuf(deliverHeaderLen + c.srv.cfg.MaxFrame)
-	defer putBuf(out)
+	defer func() {
+		out.b = out.b[:0] // every message written was zeroed below
+		putBuf(out)
+	}()
 	for n < drainBatch {
 		r.mu.Lock()
 		msg, binary := r.nextForLocked(ref.m, c, ref.ch, out)
@@ -454,14 +458,15 @@ func (c *conn) drain(ref chanRef) (ok bool, n int) {
 		if binary {
 			typ = websocket.BinaryMessage
 		}
-		if !c.write(typ, msg) {
+		ok := c.write(typ, msg)
+		clear(msg)
+		if !ok {
 			return false, n
 		}
 		if binary {
 			c.srv.stats.framesOut.Add(1)
 			c.srv.stats.bytesOut.Add(uint64(len(msg) - deliverHeaderLen))
 		}
-		clear(msg)
 		n++
 	}
 	return true, n

@@ -150,7 +150,8 @@ func (r *room) appendLocked(e entry) {
 	}
 	r.log.push(e, cfg.RoomBuffer)
 	for _, m := range r.members {
-		if m.conn != nil {
+		// A sender's own writer has nothing to do for its own frame.
+		if m.conn != nil && !(e.kind == entryFrame && e.from == m.id) {
 			m.conn.wakeUp()
 		}
 	}

@@ -72,7 +72,7 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 	}
 	s.hello = newObj(nil, "hello").num("v", 1).num("maxFrame", uint64(cfg.MaxFrame)).
 		num("maxMembers", uint64(cfg.MaxMembers)).num("maxRooms", uint64(cfg.MaxRoomsPerConn)).
-		num("buffer", uint64(cfg.RoomBuffer)).num("grace", uint64(cfg.Grace.Seconds())).
+		num("buffer", uint64(cfg.RoomBuffer)).num("bufferBytes", uint64(cfg.RoomBufferBytes)).num("grace", uint64(cfg.Grace.Seconds())).
 		num("ackEvery", uint64(cfg.AckEvery)).done()
 	return s, nil
 }
@@ -221,7 +221,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("connection opened", "connections_open", s.stats.conns.Load())
 	c.run()
 	s.stats.conns.Add(-1)
+	c.mu.Lock()
 	why := c.why.text
+	c.mu.Unlock()
 	if why == "" {
 		why = "closed"
 	}
