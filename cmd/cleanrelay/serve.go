@@ -58,7 +58,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a client")
 	fs.DurationVar(&c.PongWait, "pong-wait", 60*time.Second, "close a connection silent for this long (pings go out at 5/12 of it)")
 	fs.Float64Var(&c.RateFrames, "rate", 2000, "messages per second one connection may send on average (faster ones are read more slowly)")
-	fs.IntVar(&c.RateBurst, "rate-burst", 4000, "messages one connection may send at once above --rate")
+	fs.IntVar(&c.RateBurst, "rate-burst", 0, "messages one connection may send at once above --rate (0: a quarter of --room-buffer)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
