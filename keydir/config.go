@@ -77,6 +77,11 @@ type Config struct {
 
 	// Now is the clock. Default time.Now. Tests replace it.
 	Now func() time.Time
+
+	// testBcryptCost, set only by this package's tests, replaces BcryptCost after
+	// validation so that unit tests under -race do not spend a second per hash.
+	// TestDefaultBcryptCost checks the real default.
+	testBcryptCost int
 }
 
 const (
@@ -159,6 +164,9 @@ func (c Config) withDefaults() (Config, error) {
 		if v < 0 {
 			return c, fmt.Errorf("%s must not be negative", name)
 		}
+	}
+	if c.testBcryptCost != 0 {
+		c.BcryptCost = c.testBcryptCost
 	}
 	return c, nil
 }

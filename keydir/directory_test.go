@@ -6,8 +6,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestRegisterTable(t *testing.T) {
@@ -355,5 +358,25 @@ func TestConfigLimits(t *testing.T) {
 		if _, err := New(c); err == nil {
 			t.Errorf("%s: New accepted it", name)
 		}
+	}
+}
+
+func TestDefaultBcryptCost(t *testing.T) {
+	d, err := New(Config{TokenAlgorithm: "EdDSA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustRegister(t, d, "alice")
+	d.mu.RLock()
+	h := d.byID[a.ID].hash
+	d.mu.RUnlock()
+	if c, err := bcrypt.Cost(h); err != nil || c != 10 {
+		t.Fatalf("stored hash cost %d, %v; want 10", c, err)
+	}
+	if c, err := bcrypt.Cost(d.dummyHash); err != nil || c != 10 {
+		t.Fatalf("dummy hash cost %d, %v; want 10 (else unknown users answer faster)", c, err)
+	}
+	if cap(d.hashSem) != runtime.GOMAXPROCS(0) {
+		t.Fatalf("hash concurrency %d, want GOMAXPROCS", cap(d.hashSem))
 	}
 }

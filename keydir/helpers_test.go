@@ -11,6 +11,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"golang.org/x/crypto/bcrypt"
 )
 
 const goodPassword = "Correct-h0rse"
@@ -40,7 +41,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func newTestDir(t testing.TB, mod func(*Config)) (*Directory, *fakeClock) {
 	t.Helper()
 	clk := newClock()
-	cfg := Config{Now: clk.Now, TokenAlgorithm: "EdDSA"}
+	cfg := Config{Now: clk.Now, TokenAlgorithm: "EdDSA", testBcryptCost: bcrypt.MinCost}
 	if mod != nil {
 		mod(&cfg)
 	}
