@@ -64,6 +64,11 @@ type Config struct {
 	// ChallengeLifetime is how long a proof-of-possession challenge can be used.
 	// Default 2m.
 	ChallengeLifetime time.Duration
+	// MaxClockSkew is how far ahead of the relay's clock a user's clock may be:
+	// keys and proof signatures are checked as of now+MaxClockSkew, so a key made
+	// seconds ago by a browser whose clock runs fast is not "from the future".
+	// (It also means a key that expires within MaxClockSkew is refused.) Default 10m.
+	MaxClockSkew time.Duration
 	// MaxChallengesPerUser bounds outstanding challenges per account; issuing one
 	// more drops the oldest. Default 4.
 	MaxChallengesPerUser int
@@ -126,6 +131,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MinRSABits, minRSAKeyBits)
 	defDur(&c.ChallengeLifetime, 2*time.Minute)
 	def(&c.MaxChallengesPerUser, 4)
+	defDur(&c.MaxClockSkew, 10*time.Minute)
 	def(&c.MaxSearchResults, 20)
 	def(&c.SearchBurst, 10)
 	defDur(&c.SearchInterval, 2*time.Second)
@@ -158,7 +164,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for name, v := range map[string]time.Duration{
 		"LoginBackoffBase": c.LoginBackoffBase, "LoginBackoffMax": c.LoginBackoffMax,
-		"LoginFailureMemory": c.LoginFailureMemory, "ChallengeLifetime": c.ChallengeLifetime,
+		"LoginFailureMemory": c.LoginFailureMemory, "ChallengeLifetime": c.ChallengeLifetime, "MaxClockSkew": c.MaxClockSkew,
 		"SearchInterval": c.SearchInterval,
 	} {
 		if v < 0 {

@@ -113,7 +113,8 @@ func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature stri
 		return KeyInfo{}, ErrNotFound
 	}
 	now := d.cfg.Now()
-	e, info, err := parsePublicKey(armoredKey, username, now, d.cfg)
+	at := now.Add(d.cfg.MaxClockSkew) // the time keys and signatures are judged at
+	e, info, err := parsePublicKey(armoredKey, username, at, d.cfg)
 	if err != nil {
 		return KeyInfo{}, err
 	}
@@ -132,7 +133,7 @@ func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature stri
 	if banned {
 		return KeyInfo{}, fmt.Errorf("%w: the operator revoked this key", ErrKeyRevoked)
 	}
-	if err := verifyProof(e, challengeText, signature, now); err != nil {
+	if err := verifyProof(e, challengeText, signature, at); err != nil {
 		return KeyInfo{}, err
 	}
 
@@ -189,7 +190,7 @@ func (d *Directory) VerifySession(userID, challengeText, signature string) (KeyI
 	if info == nil {
 		return KeyInfo{}, ErrNoKey
 	}
-	if err := verifyProof(e, challengeText, signature, now); err != nil {
+	if err := verifyProof(e, challengeText, signature, now.Add(d.cfg.MaxClockSkew)); err != nil {
 		return KeyInfo{}, err
 	}
 	return *info, nil

@@ -200,6 +200,9 @@ func algorithmName(pk *packet.PublicKey, minRSA int) (string, error) {
 			return "ed25519", nil
 		}
 		return "cv25519", nil
+	case packet.PubKeyAlgoECDSA:
+		c, _ := pk.Curve()
+		return "", fmt.Errorf("%w: ECDSA on curve %q, only Ed25519/Curve25519 is allowed", ErrKeyWeak, c)
 	case packet.PubKeyAlgoEd25519:
 		return "ed25519", nil
 	case packet.PubKeyAlgoX25519:
