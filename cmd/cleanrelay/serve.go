@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay"
+)
+
+// shutdownTimeout bounds a clean shutdown: closing every WebSocket and waiting for its goroutines.
+const shutdownTimeout = 10 * time.Second
+
+// serveFlags are the flags of "cleanrelay serve".
+type serveFlags struct {
+	localOnly  bool
+	listen     string
+	allowHosts stringList
+	logLevel   slog.Level
+	cfg        relay.Config
+}
+
+// stringList is a flag that may be given several times.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
+	f := &serveFlags{}
+	fs := flag.NewFlagSet("cleanrelay serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&f.localOnly, "local-only", false, "serve on a loopback address without Tor (for trying it out and for tests)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "with --local-only: the loopback `address` to listen on (port 0 picks a free one)")
+	fs.Var(&f.allowHosts, "allow-host", "also accept requests for this `host[:port]` (e.g. behind a reverse proxy); may be repeated")
+	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (no level logs user data)")
+	c := &f.cfg
+	fs.IntVar(&c.MaxFrame, "max-frame", 64<<10, "largest frame payload in `bytes`")
+	fs.IntVar(&c.RoomBuffer, "room-buffer", 256, "entries a room buffers for a member that is behind or away")
+	fs.IntVar(&c.RoomBufferBytes, "room-buffer-bytes", 1<<20, "payload `bytes` a room buffers at most")
+	fs.IntVar(&c.MaxMembers, "max-members", 8, "largest room a creator may ask for")
+	fs.IntVar(&c.DefaultMembers, "default-members", 2, "room size when the creator does not ask")
+	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms-per-conn", 8, "rooms one connection may hold (at most 255)")
+	fs.IntVar(&c.MaxRooms, "max-rooms", 10000, "rooms the relay holds at once")
+	fs.IntVar(&c.MaxConns, "max-conns", 10000, "WebSocket connections the relay holds at once")
+	fs.DurationVar(&c.Grace, "grace", 2*time.Minute, "how long a dropped member may come back and resume")
+	fs.DurationVar(&c.MaxRoomLifetime, "room-lifetime", 24*time.Hour, "a room ends this long after it was created")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 2*time.Minute, "close a connection that holds no room for this long")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a client")
+	fs.DurationVar(&c.PongWait, "pong-wait", 60*time.Second, "close a connection silent for this long (pings go out at 5/12 of it)")
+	fs.Float64Var(&c.RateFrames, "rate", 2000, "messages per second one connection may send on average (faster ones are read more slowly)")
+	fs.IntVar(&c.RateBurst, "rate-burst", 4000, "messages one connection may send at once above --rate")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := f.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	f, err := parseServeFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if !f.localOnly {
+		fmt.Fprintln(stderr, "cleanrelay: onion mode is not part of this build yet; run with --local-only")
+		return 1
+	}
+	if err := serveLocal(ctx, f, stdout, log); err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// serveLocal serves on a loopback address until ctx is done.
+func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(f.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q is not host:port: %w", f.listen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--listen %q is not a loopback address; --local-only serves this machine only (hint: 127.0.0.1:8080)", f.listen)
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("failed to listen: %w", err)
+	}
+	srv, err := newRelay(f, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv.AllowHost(ln.Addr().String())
+	fmt.Fprintf(stdout, "cleanrelay: serving on http://%s/\n", ln.Addr())
+	return serveOn(ctx, srv, ln, log)
+}
+
+func newRelay(f *serveFlags, log *slog.Logger) (*relay.Server, error) {
+	srv, err := relay.New(f.cfg, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range f.allowHosts {
+		srv.AllowHost(h)
+	}
+	return srv, nil
+}
+
+// serveOn serves srv on ln until ctx is done, then shuts down: the listener first, then every WebSocket.
+func serveOn(ctx context.Context, srv *relay.Server, ln net.Listener, log *slog.Logger) error {
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(discardHandler{}, slog.LevelError), // its messages carry client addresses
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("relay started")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("failed to serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err := errors.Join(hs.Shutdown(sctx), srv.Close(sctx))
+	snap := srv.Stats()
+	log.Info("relay stopped", "connections_served", snap.ConnsTotal, "rooms_created", snap.RoomsCreated, "frames_forwarded", snap.FramesOut)
+	if err != nil {
+		return fmt.Errorf("failed to shut down cleanly: %w", err)
+	}
+	return nil
+}
+
+// discardHandler drops what net/http would log: its messages name client addresses.
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }

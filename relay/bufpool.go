@@ -1,0 +1,50 @@
+package relay
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// Frame payloads live in buffers the relay owns and reuses, in power-of-two size classes from 256 bytes up.
+// A buffer is zeroed before it goes back to its pool, so a frame's bytes do not outlive the frame in memory
+// the relay controls (the clean-server contract, DESIGN.md §2.3).
+const (
+	minClassShift = 8  // 256 bytes
+	maxClassShift = 25 // 32 MiB, above Config.MaxFrame's largest allowed value plus headers
+)
+
+// buf is a pooled byte buffer. The pointer travels with the bytes so that returning it to the pool does not
+// allocate.
+type buf struct {
+	b []byte // len is the bytes in use, cap is the size class
+}
+
+var bufPools [maxClassShift - minClassShift + 1]sync.Pool
+
+// classOf returns the index of the smallest size class that holds n bytes.
+func classOf(n int) int {
+	if n <= 1<<minClassShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - minClassShift
+}
+
+// getBuf returns a buffer of length n from the pools. Its contents are zero.
+func getBuf(n int) *buf {
+	c := classOf(n)
+	if b, ok := bufPools[c].Get().(*buf); ok {
+		b.b = b.b[:n]
+		return b
+	}
+	return &buf{b: make([]byte, n, 1<<(c+minClassShift))}
+}
+
+// putBuf zeroes b's whole capacity and returns it to its pool. b must not be used afterwards.
+func putBuf(b *buf) {
+	if b == nil {
+		return
+	}
+	clear(b.b[:cap(b.b)])
+	b.b = b.b[:0]
+	bufPools[classOf(cap(b.b))].Put(b)
+}

@@ -1,0 +1,139 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config holds every limit of the relay. The zero value of a field means "use the default" stated on it, so
+// Config{} is a working configuration. Tests shrink the limits; operators change them through cmd/cleanrelay.
+type Config struct {
+	// MaxFrame is the largest frame payload a client may send, in bytes. Optional; default 65536 (64 KiB).
+	// A WebSocket message larger than MaxFrame+1 (the channel byte) closes that connection with 1009.
+	MaxFrame int
+
+	// RoomBuffer is how many entries (frames and presence events) a room keeps that some member has not yet
+	// acknowledged. It is the per-member bound of protocol §5: a member that falls further behind is slow.
+	// Optional; default 256, at least 8.
+	RoomBuffer int
+
+	// RoomBufferBytes caps the payload bytes a room keeps buffered. Optional; default 1 MiB, at least MaxFrame.
+	RoomBufferBytes int
+
+	// MaxMembers is the largest room a creator may ask for. Optional; default 8, at least 2, at most 1000.
+	MaxMembers int
+
+	// DefaultMembers is the size of a room whose creator does not ask. Optional; default 2.
+	DefaultMembers int
+
+	// MaxRoomsPerConn is how many rooms one connection may hold at once. Optional; default 8, at most 255
+	// (channels are one byte on the wire).
+	MaxRoomsPerConn int
+
+	// MaxRooms is how many rooms the relay holds at once. Optional; default 10000.
+	MaxRooms int
+
+	// MaxConns is how many WebSocket connections the relay holds at once. Optional; default 10000.
+	MaxConns int
+
+	// Grace is how long a member whose connection dropped keeps its place for a resume. Optional; default 2m.
+	Grace time.Duration
+
+	// MaxRoomLifetime ends a room, whatever its activity, this long after it was created. Optional; default 24h.
+	MaxRoomLifetime time.Duration
+
+	// IdleTimeout closes a connection that has held no room for this long. Optional; default 2m.
+	IdleTimeout time.Duration
+
+	// HandshakeTimeout bounds the WebSocket upgrade. Optional; default 10s.
+	HandshakeTimeout time.Duration
+
+	// WriteTimeout is the deadline of every write to a connection; a connection that cannot take a write
+	// within it is closed and its memberships become away. Optional; default 10s.
+	WriteTimeout time.Duration
+
+	// PongWait is how long the relay waits for any message, pong included, before it closes a connection.
+	// Optional; default 60s.
+	PongWait time.Duration
+
+	// PingPeriod is how often the relay pings each connection; it must be shorter than PongWait.
+	// Optional; default PongWait*5/12 (25s for the default PongWait).
+	PingPeriod time.Duration
+
+	// RateFrames is how many messages per second one connection may send on average; a faster sender is read
+	// more slowly (TCP backpressure), never dropped. Optional; default 2000.
+	RateFrames float64
+
+	// RateBurst is how many messages a connection may send at once above RateFrames. Optional; default 4000.
+	RateBurst int
+
+	// AckEvery is how often, in entries, clients are asked to acknowledge (sent in hello). Optional; default
+	// RoomBuffer/4.
+	AckEvery int
+}
+
+// maxControl is the largest text (control) message a client may send. It is part of the protocol, not a knob.
+const maxControl = 4096
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxFrame, 64<<10)
+	def(&c.RoomBuffer, 256)
+	def(&c.RoomBufferBytes, 1<<20)
+	def(&c.MaxMembers, 8)
+	def(&c.DefaultMembers, 2)
+	def(&c.MaxRoomsPerConn, 8)
+	def(&c.MaxRooms, 10000)
+	def(&c.MaxConns, 10000)
+	defDur(&c.Grace, 2*time.Minute)
+	defDur(&c.MaxRoomLifetime, 24*time.Hour)
+	defDur(&c.IdleTimeout, 2*time.Minute)
+	defDur(&c.HandshakeTimeout, 10*time.Second)
+	defDur(&c.WriteTimeout, 10*time.Second)
+	defDur(&c.PongWait, 60*time.Second)
+	defDur(&c.PingPeriod, c.PongWait*5/12)
+	if c.RateFrames == 0 {
+		c.RateFrames = 2000
+	}
+	def(&c.RateBurst, 4000)
+	def(&c.AckEvery, c.RoomBuffer/4)
+	return c
+}
+
+// Validate reports the first limit that is out of range, naming it, after defaults are applied.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.MaxFrame >= 1 && c.MaxFrame <= 16<<20, "max frame must be 1..16777216 bytes, got %d", c.MaxFrame)
+	check(c.RoomBuffer >= 8, "room buffer must be at least 8 entries, got %d", c.RoomBuffer)
+	check(c.RoomBufferBytes >= c.MaxFrame, "room buffer bytes (%d) must be at least max frame (%d)", c.RoomBufferBytes, c.MaxFrame)
+	check(c.MaxMembers >= 2 && c.MaxMembers <= 1000, "max members must be 2..1000, got %d", c.MaxMembers)
+	check(c.DefaultMembers >= 2 && c.DefaultMembers <= c.MaxMembers, "default members must be 2..max members (%d), got %d", c.MaxMembers, c.DefaultMembers)
+	check(c.MaxRoomsPerConn >= 1 && c.MaxRoomsPerConn <= 255, "max rooms per connection must be 1..255, got %d", c.MaxRoomsPerConn)
+	check(c.MaxRooms >= 1, "max rooms must be at least 1, got %d", c.MaxRooms)
+	check(c.MaxConns >= 1, "max connections must be at least 1, got %d", c.MaxConns)
+	check(c.Grace > 0, "grace must be positive, got %v", c.Grace)
+	check(c.MaxRoomLifetime > 0, "max room lifetime must be positive, got %v", c.MaxRoomLifetime)
+	check(c.PingPeriod < c.PongWait, "ping period (%v) must be shorter than pong wait (%v)", c.PingPeriod, c.PongWait)
+	check(c.WriteTimeout > 0, "write timeout must be positive, got %v", c.WriteTimeout)
+	check(c.RateFrames > 0, "rate must be positive, got %v", c.RateFrames)
+	check(c.RateBurst >= 1, "rate burst must be at least 1, got %d", c.RateBurst)
+	check(c.AckEvery >= 1 && c.AckEvery <= c.RoomBuffer, "ack interval must be 1..room buffer (%d), got %d", c.RoomBuffer, c.AckEvery)
+	return errors.Join(errs...)
+}

@@ -1,0 +1,507 @@
+package relay
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// closeReason is a WebSocket close code and its reason text (docs/protocol.md §7).
+type closeReason struct {
+	code int
+	text string
+}
+
+var (
+	closeNormal   = closeReason{websocket.CloseNormalClosure, ""}
+	closeShutdown = closeReason{websocket.CloseGoingAway, "shutdown"}
+	closeSlow     = closeReason{websocket.ClosePolicyViolation, "slow"}
+	closeIdle     = closeReason{websocket.ClosePolicyViolation, "idle"}
+	closeRevoked  = closeReason{websocket.ClosePolicyViolation, "revoked"}
+)
+
+// closeWait bounds the polite close frame at the end of a connection.
+const closeWait = time.Second
+
+// maxQueuedControl bounds the control messages (replies, errors, notices) waiting for one connection's
+// writer. A client that provokes more than this without reading is disconnected as slow.
+const maxQueuedControl = 64
+
+// Identity is who a WebSocket session belongs to, as established when it started. The zero Identity is an
+// anonymous session.
+type Identity struct {
+	// User is the logged-in user's account name, stamped on the presence events of the user's memberships.
+	User string
+}
+
+// chanRef is one membership held by a connection.
+type chanRef struct {
+	ch byte
+	m  *member
+}
+
+// conn is one client's WebSocket. Its reader goroutine (run) handles what the client sends and owns the
+// connection's lifecycle; its writer goroutine (writeLoop) is the only one that writes to the socket.
+type conn struct {
+	// Static after construction.
+	srv      *Server
+	ws       *websocket.Conn
+	identity Identity
+	wake     chan struct{} // capacity 1: "there may be something to write"
+	done     chan struct{} // closed by kill: the writer says goodbye and stops
+
+	mu sync.Mutex
+	// Guarded by mu.
+	chans    []chanRef
+	ctrl     [][]byte // queued control messages, written before any entry
+	killed   bool
+	why      closeReason
+	lastRoom time.Time // when the connection last held a room (or started)
+
+	// Owned by the reader goroutine.
+	limiter tokenBucket
+}
+
+func newConn(s *Server, ws *websocket.Conn, id Identity) *conn {
+	now := time.Now()
+	return &conn{
+		srv: s, ws: ws, identity: id,
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		lastRoom: now,
+		limiter:  tokenBucket{rate: s.cfg.RateFrames, burst: float64(s.cfg.RateBurst), tokens: float64(s.cfg.RateBurst), last: now},
+	}
+}
+
+// wakeUp tells the writer there may be something new to write. It never blocks.
+func (c *conn) wakeUp() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// kill makes the writer close the connection with why (the first reason given wins). It never blocks.
+func (c *conn) kill(why closeReason) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.killed {
+		return
+	}
+	c.killed, c.why = true, why
+	close(c.done)
+	if why == closeSlow {
+		// Unblock a write stuck on a peer that stopped reading; the writer then ends at once.
+		c.ws.NetConn().SetWriteDeadline(time.Now())
+	}
+}
+
+// sendControl queues a control message for the writer. A connection that lets too many pile up is slow.
+func (c *conn) sendControl(msg []byte) {
+	c.mu.Lock()
+	full := len(c.ctrl) >= maxQueuedControl
+	if !full {
+		c.ctrl = append(c.ctrl, msg)
+	}
+	c.mu.Unlock()
+	if full {
+		c.srv.stats.drop(dropSlow)
+		c.kill(closeSlow)
+		return
+	}
+	c.wakeUp()
+}
+
+// freeChannel returns the lowest channel c does not use, or too_many_rooms. Only the reader goroutine adds
+// channels, so the answer stays true until it calls attach.
+func (c *conn) freeChannel() (byte, *protoError) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.chans) >= c.srv.cfg.MaxRoomsPerConn {
+		return 0, errorf(codeTooManyRooms, "this connection holds %d rooms, the limit", len(c.chans))
+	}
+	for ch := 1; ch <= 255; ch++ {
+		if c.find(byte(ch)) == nil {
+			return byte(ch), nil
+		}
+	}
+	return 0, errorf(codeTooManyRooms, "no free channel")
+}
+
+// find returns the member on channel ch, or nil. c.mu is held.
+func (c *conn) find(ch byte) *member {
+	for _, r := range c.chans {
+		if r.ch == ch {
+			return r.m
+		}
+	}
+	return nil
+}
+
+// attach binds m to channel ch and queues reply, atomically: the writer sees the reply no later than the
+// channel, so a client never gets a room's entries before the reply that names its channel.
+func (c *conn) attach(ch byte, m *member, reply []byte) {
+	c.mu.Lock()
+	c.chans = append(c.chans, chanRef{ch, m})
+	c.ctrl = append(c.ctrl, reply)
+	c.mu.Unlock()
+	c.wakeUp()
+}
+
+// release forgets channel ch.
+func (c *conn) release(ch byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(ch)
+}
+
+func (c *conn) releaseLocked(ch byte) {
+	for i, r := range c.chans {
+		if r.ch == ch {
+			c.chans = append(c.chans[:i], c.chans[i+1:]...)
+			break
+		}
+	}
+	if len(c.chans) == 0 {
+		c.lastRoom = time.Now()
+	}
+}
+
+// detach forgets channel ch and, if reason is not empty, tells the client the room is closed for it.
+func (c *conn) detach(ch byte, reason string) {
+	c.mu.Lock()
+	c.releaseLocked(ch)
+	if reason != "" && len(c.ctrl) < maxQueuedControl {
+		c.ctrl = append(c.ctrl, newObj(nil, "closed").num("ch", uint64(ch)).str("reason", reason).done())
+	}
+	c.mu.Unlock()
+	c.wakeUp()
+	if reason == reasonRevoked {
+		c.kill(closeRevoked)
+	}
+}
+
+// members returns the memberships c holds.
+func (c *conn) members() []*member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ms := make([]*member, len(c.chans))
+	for i, r := range c.chans {
+		ms[i] = r.m
+	}
+	return ms
+}
+
+// run reads and handles the client's messages until the connection ends, then tears it down: the writer is
+// stopped and waited for, the socket closed, and every membership becomes away.
+func (c *conn) run() {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+		c.mu.Lock()
+		why := c.why
+		c.mu.Unlock()
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(why.code, why.text), time.Now().Add(closeWait))
+		c.ws.Close() // unblocks the reader
+	}()
+	c.sendControl(c.srv.hello)
+	c.readLoop()
+	c.kill(closeNormal)
+	<-writerDone
+	c.ws.Close()
+	c.srv.hub.away(c, c.members())
+}
+
+func (c *conn) readLoop() {
+	cfg := &c.srv.cfg
+	c.ws.SetReadLimit(int64(sendHeaderLen + cfg.MaxFrame))
+	c.ws.SetReadDeadline(time.Now().Add(cfg.PongWait))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(cfg.PongWait))
+	})
+	for {
+		typ, r, err := c.ws.NextReader()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.srv.stats.drop(dropOversize)
+			}
+			return
+		}
+		c.ws.SetReadDeadline(time.Now().Add(cfg.PongWait))
+		if wait := c.limiter.take(time.Now()); wait > 0 {
+			c.srv.stats.rateLimited.Add(1)
+			select {
+			case <-time.After(wait):
+			case <-c.done:
+				return
+			}
+		}
+		limit := sendHeaderLen + cfg.MaxFrame
+		if typ == websocket.TextMessage {
+			limit = maxControl + 1
+		}
+		b := getBuf(limit)
+		n, err := readAll(r, b.b)
+		if err != nil && !errors.Is(err, errMessageTooLong) {
+			putBuf(b)
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.srv.stats.drop(dropOversize)
+			}
+			return
+		}
+		if typ == websocket.TextMessage {
+			c.handleControl(b.b[:n])
+		} else {
+			c.handleFrame(b.b[:n])
+		}
+		putBuf(b)
+	}
+}
+
+var errMessageTooLong = errors.New("message longer than its buffer")
+
+// readAll reads one message into b. When the message is longer than b it reads (and discards) the rest so the
+// connection stays usable, and returns len(b) with errMessageTooLong.
+func readAll(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := r.Read(b[n:])
+		n += k
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return n, err
+	}
+	return n, errMessageTooLong
+}
+
+// handleFrame forwards one frame the client sent.
+func (c *conn) handleFrame(msg []byte) {
+	if len(msg) < sendHeaderLen+1 {
+		c.srv.stats.drop(dropBadFrame)
+		c.sendControl(appendError(nil, 0, errorf(codeBadFrame, "a frame needs a channel byte and at least one payload byte")))
+		return
+	}
+	ch := msg[0]
+	c.mu.Lock()
+	m := c.find(ch)
+	c.mu.Unlock()
+	if m == nil || !m.room.forward(m, c, msg[sendHeaderLen:]) {
+		c.srv.stats.drop(dropNotMember)
+		c.sendControl(appendError(nil, 0, errorf(codeNotMember, "channel %d is not a room of this connection", ch)))
+		return
+	}
+	c.srv.stats.framesIn.Add(1)
+	c.srv.stats.bytesIn.Add(uint64(len(msg) - sendHeaderLen))
+}
+
+// handleControl handles one control message.
+func (c *conn) handleControl(msg []byte) {
+	req, perr := parseRequest(msg)
+	if perr == nil {
+		perr = c.dispatch(&req)
+	}
+	if perr != nil {
+		c.srv.stats.refusedRequests.Add(1)
+		c.sendControl(appendError(nil, req.ID, perr))
+	}
+}
+
+func (c *conn) dispatch(req *request) *protoError {
+	h := c.srv.hub
+	switch req.T {
+	case "create":
+		return h.create(c, req.ID, req.Max, nil)
+	case "join":
+		if req.Room == "" || req.Cap == "" {
+			return errorf(codeBadRequest, "join needs \"room\" and \"cap\"")
+		}
+		return h.join(c, req.ID, req.Room, req.Cap)
+	case "resume":
+		if req.Resume == "" || req.Last == nil {
+			return errorf(codeBadRequest, "resume needs \"resume\" and \"last\"")
+		}
+		return h.resume(c, req.ID, req.Resume, *req.Last)
+	case "ack", "leave", "burn":
+		ch, perr := req.channel()
+		if perr != nil {
+			return perr
+		}
+		c.mu.Lock()
+		m := c.find(ch)
+		c.mu.Unlock()
+		if m == nil {
+			return errorf(codeNotMember, "channel %d is not a room of this connection", ch)
+		}
+		switch req.T {
+		case "ack":
+			r := m.room
+			r.mu.Lock()
+			if m.conn == c {
+				r.ackLocked(m, req.Seq)
+			}
+			r.mu.Unlock()
+		case "leave":
+			if !h.leave(c, m) {
+				return errorf(codeNotMember, "channel %d is not a room of this connection", ch)
+			}
+			c.sendControl(newObj(nil, "left").id(req.ID).num("ch", uint64(ch)).done())
+		case "burn":
+			if !h.burn(c, m) {
+				return errorf(codeNotMember, "channel %d is not a room of this connection", ch)
+			}
+		}
+		return nil
+	default:
+		return errorf(codeUnknownType, "unknown message type; this relay speaks %s", Subprotocol)
+	}
+}
+
+// writeLoop writes control messages and room entries to the socket until kill, then closes it politely.
+func (c *conn) writeLoop() {
+	cfg := &c.srv.cfg
+	ping := time.NewTicker(cfg.PingPeriod)
+	defer ping.Stop()
+	var (
+		ctrl []([]byte)
+		refs []chanRef
+	)
+	for {
+		c.mu.Lock()
+		ctrl, c.ctrl = c.ctrl, ctrl[:0]
+		refs = append(refs[:0], c.chans...)
+		c.mu.Unlock()
+		wrote := false
+		for i, msg := range ctrl {
+			if !c.write(websocket.TextMessage, msg) {
+				return
+			}
+			ctrl[i] = nil
+			wrote = true
+		}
+		for _, ref := range refs {
+			ok, n := c.drain(ref)
+			if !ok {
+				return
+			}
+			wrote = wrote || n > 0
+		}
+		if wrote {
+			continue // look again before sleeping: more may have come meanwhile
+		}
+		select {
+		case <-c.wake:
+		case <-ping.C:
+			if !c.idleCheck() {
+				return
+			}
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+				c.kill(closeNormal)
+				return
+			}
+		case <-c.done:
+			c.flushControl()
+			return
+		}
+	}
+}
+
+// flushControl writes the control messages still queued (a shutdown or revocation notice) before the
+// connection closes. Best effort: a write that fails ends it.
+func (c *conn) flushControl() {
+	c.mu.Lock()
+	ctrl := c.ctrl
+	c.ctrl = nil
+	slow := c.why == closeSlow
+	c.mu.Unlock()
+	if slow {
+		return
+	}
+	for _, msg := range ctrl {
+		c.ws.SetWriteDeadline(time.Now().Add(closeWait))
+		if c.ws.WriteMessage(websocket.TextMessage, msg) != nil {
+			return
+		}
+	}
+}
+
+// drainBatch bounds how many entries of one room the writer writes before it looks at the others.
+const drainBatch = 32
+
+// drain writes up to drainBatch pending entries of one membership. It reports false if the connection failed.
+func (c *conn) drain(ref chanRef) (ok bool, n int) {
+	r := ref.m.room
+	out := getBuf(deliverHeaderLen + c.srv.cfg.MaxFrame)
+	defer putBuf(out)
+	for n < drainBatch {
+		r.mu.Lock()
+		msg, binary := r.nextForLocked(ref.m, c, ref.ch, out)
+		r.mu.Unlock()
+		if msg == nil {
+			return true, n
+		}
+		typ := websocket.TextMessage
+		if binary {
+			typ = websocket.BinaryMessage
+		}
+		if !c.write(typ, msg) {
+			return false, n
+		}
+		if binary {
+			c.srv.stats.framesOut.Add(1)
+			c.srv.stats.bytesOut.Add(uint64(len(msg) - deliverHeaderLen))
+		}
+		clear(msg)
+		n++
+	}
+	return true, n
+}
+
+// write writes one message within the write deadline. A failed write kills the connection.
+func (c *conn) write(typ int, msg []byte) bool {
+	c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	if err := c.ws.WriteMessage(typ, msg); err != nil {
+		c.srv.stats.drop(dropWriteFailed)
+		c.kill(closeNormal)
+		return false
+	}
+	return true
+}
+
+// idleCheck closes a connection that has held no room for the idle timeout. It reports false if it did.
+func (c *conn) idleCheck() bool {
+	c.mu.Lock()
+	idle := len(c.chans) == 0 && time.Since(c.lastRoom) > c.srv.cfg.IdleTimeout
+	c.mu.Unlock()
+	if idle {
+		c.srv.stats.drop(dropIdle)
+		c.kill(closeIdle)
+		return false
+	}
+	return true
+}
+
+// tokenBucket paces a connection's reads to rate messages per second with a burst.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// take spends one token and returns how long the caller must wait before it may go on.
+func (b *tokenBucket) take(now time.Time) time.Duration {
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	b.tokens--
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / b.rate * float64(time.Second))
+}

@@ -1,0 +1,329 @@
+package relay
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"sync"
+	"time"
+)
+
+// Closed reasons of docs/protocol.md §4.1.
+const (
+	reasonBurned   = "burned"
+	reasonExpired  = "expired"
+	reasonShutdown = "shutdown"
+	reasonRevoked  = "revoked"
+	reasonMoved    = "moved"
+)
+
+const (
+	roomIDLen = 16 // bytes from the CSPRNG, 128 bits
+	secretLen = 32 // capabilities and resume tokens, 256 bits
+)
+
+var b64 = base64.RawURLEncoding
+
+// newSecret returns n random bytes, base64url-encoded. crypto/rand.Read never fails on supported platforms.
+func newSecret(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b64.EncodeToString(b)
+}
+
+// hashSecret is how capabilities and resume tokens are kept: the relay holds only their SHA-256, so a dump of
+// its maps does not hand out working secrets.
+func hashSecret(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// hub holds every room and every resume token. Its lock orders before any room's and any connection's.
+type hub struct {
+	// Static after construction.
+	cfg   Config
+	stats *Stats
+
+	mu sync.Mutex
+	// Guarded by mu.
+	rooms  map[string]*room
+	tokens map[[32]byte]*member
+	closed bool
+}
+
+func newHub(cfg Config, stats *Stats) *hub {
+	return &hub{cfg: cfg, stats: stats, rooms: make(map[string]*room), tokens: make(map[[32]byte]*member)}
+}
+
+// joinedReply formats the reply to create and join.
+func joinedReply(id uint64, m *member, ch byte, capability, token string) []byte {
+	r := m.room
+	o := newObj(nil, "joined").id(id).num("ch", uint64(ch)).str("room", r.id)
+	if capability != "" {
+		o = o.str("cap", capability)
+	}
+	return o.num("member", uint64(m.id)).str("resume", token).num("seq", r.log.head).num("max", uint64(r.max)).
+		nums("members", r.memberIDsLocked()).done()
+}
+
+// create makes a room for c with room for max members (0: the default) and joins c to it as member 1.
+func (h *hub) create(c *conn, reqID uint64, max int, allow []string) *protoError {
+	if max == 0 {
+		max = h.cfg.DefaultMembers
+	}
+	if max < 2 || max > h.cfg.MaxMembers {
+		return errorf(codeBadRequest, "max must be 2..%d", h.cfg.MaxMembers)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || len(h.rooms) >= h.cfg.MaxRooms {
+		h.stats.refusedRooms.Add(1)
+		return errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
+	}
+	capability := newSecret(secretLen)
+	r := &room{hub: h, id: newSecret(roomIDLen), capHash: hashSecret(capability), max: max, allow: allow}
+	r.lifeTimer = time.AfterFunc(h.cfg.MaxRoomLifetime, func() { h.expire(r) })
+	h.rooms[r.id] = r
+	h.stats.rooms.Add(1)
+	h.stats.roomsCreated.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := h.addMemberLocked(c, r, reqID, capability); err != nil {
+		h.dropRoomLocked(r, "")
+		return err
+	}
+	return nil
+}
+
+// join adds c to the room id if capability opens it.
+func (h *hub) join(c *conn, reqID uint64, id, capability string) *protoError {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms[id]
+	// One answer for a missing room and a wrong capability, and a comparison whose time does not depend on
+	// how much of the capability was right.
+	want := [32]byte{}
+	if r != nil {
+		want = r.capHash
+	}
+	got := hashSecret(capability)
+	if r == nil || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+		h.stats.refusedJoins.Add(1)
+		return errorf(codeDenied, "no such room, or the capability is wrong")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.members) >= r.max {
+		h.stats.refusedJoins.Add(1)
+		return errorf(codeRoomFull, "room is full (%d of %d members)", len(r.members), r.max)
+	}
+	return h.addMemberLocked(c, r, reqID, "")
+}
+
+// addMemberLocked makes c a new member of r and queues the joined reply. hub.mu and r.mu are held.
+func (h *hub) addMemberLocked(c *conn, r *room, reqID uint64, capability string) *protoError {
+	ch, err := c.freeChannel()
+	if err != nil {
+		return err
+	}
+	token := newSecret(secretLen)
+	r.nextMember++
+	m := &member{id: r.nextMember, room: r, tokenHash: hashSecret(token), user: c.identity.User}
+	r.members = append(r.members, m)
+	r.presenceLocked(m, eventJoin, false)
+	m.next, m.acked = r.log.head+1, r.log.head
+	m.conn, m.ch = c, ch
+	c.attach(ch, m, joinedReply(reqID, m, ch, capability, token))
+	h.tokens[m.tokenHash] = m
+	return nil
+}
+
+// resume attaches the member that token names to c and replays what it missed after last.
+func (h *hub) resume(c *conn, reqID uint64, token string, last uint64) *protoError {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.tokens[hashSecret(token)]
+	if m == nil {
+		h.stats.refusedResumes.Add(1)
+		return errorf(codeBadToken, "unknown or expired resume token")
+	}
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if last > r.log.head {
+		return errorf(codeBadRequest, "last (%d) is beyond the room's last sequence number", last)
+	}
+	ch, err := c.freeChannel()
+	if err != nil {
+		return err
+	}
+	old := m.conn
+	c.attach(ch, m, newObj(nil, "resumed").id(reqID).num("ch", uint64(ch)).str("room", r.id).num("member", uint64(m.id)).
+		num("seq", r.log.head).num("in", m.in).num("max", uint64(r.max)).nums("members", r.memberIDsLocked()).done())
+	if old != nil {
+		old.detach(m.ch, reasonMoved)
+	}
+	if m.awayTimer != nil {
+		m.awayTimer.Stop()
+		m.awayTimer = nil
+	}
+	m.conn, m.ch = c, ch
+	m.next = max(last, m.acked) + 1
+	h.stats.resumes.Add(1)
+	if old == nil {
+		r.presenceLocked(m, eventBack, false)
+	} else {
+		c.wakeUp()
+	}
+	return nil
+}
+
+// away marks every membership of a connection that ended as away, each with its grace timer.
+func (h *hub) away(c *conn, members []*member) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range members {
+		r := m.room
+		r.mu.Lock()
+		if m.conn == c && !r.closed {
+			m.conn = nil
+			m.awayTimer = time.AfterFunc(h.cfg.Grace, func() { h.graceOver(m) })
+			r.presenceLocked(m, eventAway, false)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// graceOver ends the membership of a member that stayed away for the whole grace.
+func (h *hub) graceOver(m *member) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.conn != nil || r.closed || m.awayTimer == nil {
+		return // it came back, or the room is gone
+	}
+	m.awayTimer = nil
+	h.removeMemberLocked(m, true)
+}
+
+// leave ends m's membership for good, at its own request.
+func (h *hub) leave(c *conn, m *member) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || m.conn != c {
+		return false
+	}
+	c.release(m.ch)
+	m.conn = nil
+	h.removeMemberLocked(m, false)
+	return true
+}
+
+// removeMemberLocked takes m out of its room and drops the room when nobody is left.
+func (h *hub) removeMemberLocked(m *member, timeout bool) {
+	r := m.room
+	delete(h.tokens, m.tokenHash)
+	for i, x := range r.members {
+		if x == m {
+			r.members = append(r.members[:i], r.members[i+1:]...)
+			break
+		}
+	}
+	if len(r.members) == 0 {
+		h.dropRoomLocked(r, "")
+		return
+	}
+	r.presenceLocked(m, eventLeave, timeout)
+}
+
+// burn ends m's room for everyone.
+func (h *hub) burn(c *conn, m *member) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || m.conn != c {
+		return false
+	}
+	h.stats.burned.Add(1)
+	h.dropRoomLocked(r, reasonBurned)
+	return true
+}
+
+func (h *hub) expire(r *room) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		h.dropRoomLocked(r, reasonExpired)
+	}
+}
+
+// dropRoomLocked makes r unreachable, tells attached members why (unless reason is empty: nobody is
+// attached), and overwrites everything it buffered. hub.mu and r.mu are held.
+func (h *hub) dropRoomLocked(r *room, reason string) {
+	r.closed = true
+	delete(h.rooms, r.id)
+	h.stats.rooms.Add(-1)
+	r.lifeTimer.Stop()
+	for _, m := range r.members {
+		delete(h.tokens, m.tokenHash)
+		if m.awayTimer != nil {
+			m.awayTimer.Stop()
+			m.awayTimer = nil
+		}
+		if m.conn != nil {
+			m.conn.detach(m.ch, reason)
+			m.conn = nil
+		}
+	}
+	r.members = nil
+	r.log.wipe()
+}
+
+// closeAll drops every room, telling its members reason, and refuses new rooms from then on.
+func (h *hub) closeAll(reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, r := range h.rooms {
+		r.mu.Lock()
+		h.dropRoomLocked(r, reason)
+		r.mu.Unlock()
+	}
+}
+
+// revoke closes every membership of the logged-in user and drops their rooms' places; used when an account or
+// key is withdrawn. It returns the connections that belonged to the user so the caller can close them.
+func (h *hub) revoke(user string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.rooms {
+		r.mu.Lock()
+		for i := 0; i < len(r.members); i++ {
+			m := r.members[i]
+			if m.user != user {
+				continue
+			}
+			if m.conn != nil {
+				m.conn.detach(m.ch, reasonRevoked)
+				m.conn = nil
+			}
+			if m.awayTimer != nil {
+				m.awayTimer.Stop()
+				m.awayTimer = nil
+			}
+			h.removeMemberLocked(m, false)
+			if r.closed {
+				break
+			}
+			i--
+		}
+		r.mu.Unlock()
+	}
+}

@@ -1,0 +1,271 @@
+package relay
+
+import (
+	"sync"
+	"time"
+)
+
+type entryKind uint8
+
+const (
+	entryFrame entryKind = iota
+	entryPresence
+)
+
+type presenceEvent uint8
+
+const (
+	eventJoin presenceEvent = iota
+	eventAway
+	eventBack
+	eventLeave
+)
+
+var eventNames = [...]string{eventJoin: "join", eventAway: "away", eventBack: "back", eventLeave: "leave"}
+
+// entry is one item of a room's log: a frame or a presence event, numbered by the room.
+type entry struct {
+	seq     uint64
+	kind    entryKind
+	event   presenceEvent // presence only
+	timeout bool          // presence leave only: the grace ran out
+	from    uint32        // frame: the sender; presence: the member concerned
+	user    string        // presence join only, for rooms of logged-in users
+	data    *buf          // frame only: the payload, owned by the log
+}
+
+// roomLog is a room's ordered log: a ring of the entries some member may still need, numbered tail..head.
+type roomLog struct {
+	ring  []entry
+	start int    // ring index of the entry numbered tail
+	n     int    // entries held
+	tail  uint64 // seq of the oldest entry held; head+1 when empty
+	head  uint64 // seq of the newest entry ever appended; 0 before the first
+	bytes int    // payload bytes held
+}
+
+func (l *roomLog) push(e entry, limit int) {
+	if l.n == len(l.ring) {
+		size := max(8, 2*len(l.ring))
+		size = min(size, limit)
+		grown := make([]entry, size)
+		for i := range l.n {
+			grown[i] = l.ring[(l.start+i)%len(l.ring)]
+		}
+		l.ring, l.start = grown, 0
+	}
+	l.head++
+	e.seq = l.head
+	if l.n == 0 {
+		l.tail = l.head
+	}
+	l.ring[(l.start+l.n)%len(l.ring)] = e
+	l.n++
+	if e.data != nil {
+		l.bytes += len(e.data.b)
+	}
+}
+
+// at returns the entry numbered seq, which must be held (tail <= seq <= head).
+func (l *roomLog) at(seq uint64) *entry {
+	return &l.ring[(l.start+int(seq-l.tail))%len(l.ring)]
+}
+
+// popFront removes the oldest entry and returns it; the caller owns its buffer.
+func (l *roomLog) popFront() entry {
+	e := l.ring[l.start]
+	l.ring[l.start] = entry{}
+	l.start = (l.start + 1) % len(l.ring)
+	l.n--
+	l.tail++
+	if e.data != nil {
+		l.bytes -= len(e.data.b)
+	}
+	return e
+}
+
+// wipe zeroes and releases every buffered frame.
+func (l *roomLog) wipe() {
+	for l.n > 0 {
+		e := l.popFront()
+		putBuf(e.data)
+	}
+	l.ring = nil
+}
+
+// room is one conversation: its members and its log. Membership changes take hub.mu then room.mu; forwarding
+// and delivery take room.mu alone.
+type room struct {
+	// Static after construction.
+	hub     *hub
+	id      string
+	capHash [32]byte
+	max     int
+	allow   []string // logged-in users who may join; empty: anyone with the capability
+
+	// Guarded by mu.
+	mu         sync.Mutex
+	log        roomLog
+	members    []*member
+	nextMember uint32
+	closed     bool
+	lifeTimer  *time.Timer
+}
+
+// member is one place in a room. It outlives a connection while it is away.
+type member struct {
+	// Static after construction.
+	id        uint32
+	room      *room
+	tokenHash [32]byte
+	user      string
+
+	// Guarded by room.mu.
+	conn      *conn  // nil while away
+	ch        byte   // the channel on conn
+	next      uint64 // the next seq to hand to conn's writer
+	acked     uint64 // every entry up to this one is processed by the client (or is its own frame)
+	in        uint64 // frames accepted from this member
+	awayTimer *time.Timer
+}
+
+// memberIDsLocked lists the ids of the present members.
+func (r *room) memberIDsLocked() []uint32 {
+	ids := make([]uint32, len(r.members))
+	for i, m := range r.members {
+		ids[i] = m.id
+	}
+	return ids
+}
+
+// appendLocked adds e to the log, making room within the bounds first, and wakes every attached member.
+func (r *room) appendLocked(e entry) {
+	cfg := &r.hub.cfg
+	size := 0
+	if e.data != nil {
+		size = len(e.data.b)
+	}
+	for r.log.n > 0 && (r.log.n >= cfg.RoomBuffer || r.log.bytes+size > cfg.RoomBufferBytes) {
+		r.evictLocked()
+	}
+	r.log.push(e, cfg.RoomBuffer)
+	for _, m := range r.members {
+		if m.conn != nil {
+			m.conn.wakeUp()
+		}
+	}
+}
+
+// evictLocked drops the oldest entry to make room. A member that has not even been sent it is slow: its
+// connection is closed and it may resume (receiving lost) within the grace. See docs/protocol.md §5.
+func (r *room) evictLocked() {
+	e := r.log.popFront()
+	for _, m := range r.members {
+		if m.conn != nil && m.next <= e.seq && !(e.kind == entryFrame && e.from == m.id) {
+			r.hub.stats.drop(dropSlow)
+			m.conn.kill(closeSlow)
+		}
+	}
+	r.hub.stats.drop(dropEvicted)
+	putBuf(e.data)
+}
+
+// ackLocked records that m processed every entry up to seq, and releases what no member needs any more.
+func (r *room) ackLocked(m *member, seq uint64) {
+	if seq > r.log.head {
+		seq = r.log.head
+	}
+	if seq > m.acked {
+		m.acked = seq
+	}
+	r.trimLocked()
+}
+
+// trimLocked releases the oldest entries while every member has acknowledged them or sent them itself.
+func (r *room) trimLocked() {
+	for r.log.n > 0 {
+		e := r.log.at(r.log.tail)
+		for _, m := range r.members {
+			// A member never receives its own frames, so it never acknowledges them: they count as processed.
+			if m.acked == e.seq-1 && e.kind == entryFrame && e.from == m.id {
+				m.acked = e.seq
+			}
+			if m.acked < e.seq {
+				return
+			}
+		}
+		putBuf(r.log.popFront().data)
+	}
+}
+
+// presenceLocked appends a presence event about m.
+func (r *room) presenceLocked(m *member, ev presenceEvent, timeout bool) {
+	e := entry{kind: entryPresence, event: ev, from: m.id, timeout: timeout}
+	if ev == eventJoin {
+		e.user = m.user
+	}
+	r.appendLocked(e)
+	r.trimLocked()
+}
+
+// forward appends a frame sent by m on c. It returns false when m is no longer attached to c (the room was
+// burned or the member resumed elsewhere in the meantime); the payload is then not forwarded.
+func (r *room) forward(m *member, c *conn, payload []byte) bool {
+	b := getBuf(len(payload))
+	copy(b.b, payload)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || m.conn != c {
+		putBuf(b)
+		return false
+	}
+	m.in++
+	r.appendLocked(entry{kind: entryFrame, from: m.id, data: b})
+	r.trimLocked()
+	return true
+}
+
+// nextForLocked returns what c's writer should write next for m, formatted into out (a buffer the writer
+// owns), or nil when m has nothing pending on c. msgType is the WebSocket message type of the result.
+func (r *room) nextForLocked(m *member, c *conn, ch byte, out *buf) (msg []byte, binary bool) {
+	for {
+		if r.closed || m.conn != c || m.ch != ch {
+			return nil, false
+		}
+		if m.next < r.log.tail {
+			from, to := m.next, r.log.tail-1
+			m.next = r.log.tail
+			r.hub.stats.lost.Add(1)
+			return newObj(out.b[:0], "lost").num("ch", uint64(ch)).num("from", from).num("to", to).done(), false
+		}
+		if m.next > r.log.head {
+			return nil, false
+		}
+		e := r.log.at(m.next)
+		m.next++
+		switch e.kind {
+		case entryFrame:
+			if e.from == m.id {
+				continue
+			}
+			n := deliverHeaderLen + len(e.data.b)
+			if cap(out.b) < n {
+				return nil, false // cannot happen: the writer sizes out for MaxFrame
+			}
+			msg = out.b[:n]
+			putDeliverHeader(msg, ch, e.seq, e.from)
+			copy(msg[deliverHeaderLen:], e.data.b)
+			return msg, true
+		case entryPresence:
+			o := newObj(out.b[:0], "presence").num("ch", uint64(ch)).num("seq", e.seq).num("member", uint64(e.from)).
+				str("event", eventNames[e.event])
+			if e.timeout {
+				o = o.str("reason", "timeout")
+			}
+			if e.user != "" {
+				o = o.strEsc("user", e.user)
+			}
+			return o.done(), false
+		}
+	}
+}

@@ -1,0 +1,280 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cleanrelay/cleanrelay/static"
+)
+
+// Server is a relay: the WebSocket endpoint, its rooms, and the HTTP side that serves the browser client.
+// Create it with New, serve Handler on any listener, and end it with Close.
+type Server struct {
+	// Static after construction.
+	cfg      Config
+	log      *slog.Logger
+	hub      *hub
+	stats    Stats
+	upgrader websocket.Upgrader
+	hello    []byte
+	client   http.Handler
+
+	// Authenticate, when set before serving, establishes the Identity of each WebSocket session from its
+	// handshake request; an error refuses the handshake with 401. Nil: every session is anonymous.
+	Authenticate func(*http.Request) (Identity, error)
+
+	mu sync.Mutex
+	// Guarded by mu.
+	hosts   map[string]bool // allowed Host header values, lower-case host:port and host forms
+	conns   map[*conn]struct{}
+	closing bool
+
+	wg sync.WaitGroup // one per connection
+}
+
+// New returns a relay with cfg's limits. It fails only if cfg is invalid, naming the limit.
+// The Host/Origin allowlist starts empty: call AllowHost for every address the relay is reached at.
+func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid relay configuration: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	if clientFiles == nil {
+		clientFiles = static.Files
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    log,
+		hosts:  make(map[string]bool),
+		conns:  make(map[*conn]struct{}),
+		client: http.FileServerFS(clientFiles),
+	}
+	s.hub = newHub(cfg, &s.stats)
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		ReadBufferSize:   1024,
+		// A shared pool instead of a write buffer per connection: an idle connection holds none.
+		WriteBufferPool:   &sync.Pool{},
+		WriteBufferSize:   4096,
+		Subprotocols:      []string{Subprotocol},
+		EnableCompression: false, // ciphertext does not compress
+		CheckOrigin:       s.originAllowed,
+	}
+	s.hello = newObj(nil, "hello").num("v", 1).num("maxFrame", uint64(cfg.MaxFrame)).
+		num("maxMembers", uint64(cfg.MaxMembers)).num("maxRooms", uint64(cfg.MaxRoomsPerConn)).
+		num("buffer", uint64(cfg.RoomBuffer)).num("grace", uint64(cfg.Grace.Seconds())).
+		num("ackEvery", uint64(cfg.AckEvery)).done()
+	return s, nil
+}
+
+// AllowHost adds an address clients reach the relay at to the Host/Origin allowlist: "host:port", or a bare
+// host for port 80 (an onion service). Loopback addresses also allow their "localhost" form.
+func (s *Server) AllowHost(hostport string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hostport = strings.ToLower(hostport)
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = strings.Trim(hostport, "[]"), "80"
+	}
+	names := []string{host}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		names = append(names, "localhost")
+	}
+	for _, h := range names {
+		s.hosts[net.JoinHostPort(h, port)] = true
+		if port == "80" {
+			s.hosts[h] = true
+			if strings.Contains(h, ":") {
+				s.hosts["["+h+"]"] = true
+			}
+		}
+	}
+}
+
+func (s *Server) hostAllowed(host string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hosts[strings.ToLower(host)]
+}
+
+// originAllowed accepts a handshake without Origin (not a browser) or with an http(s) Origin on an allowed
+// host.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	host := u.Host
+	if _, _, err := net.SplitHostPort(host); err != nil && u.Scheme == "https" {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), "443")
+	}
+	return s.hostAllowed(host)
+}
+
+// Stats returns the relay's aggregate counters.
+func (s *Server) Stats() Snapshot {
+	return s.stats.Snapshot()
+}
+
+// Handler returns the relay's HTTP handler: the WebSocket endpoint at /ws, a health check at /healthz and the
+// browser client at /. Requests for a Host that is not allowed get 421.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /", s.serveClient)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hostAllowed(r.Host) {
+			s.stats.refusedHandshakes[refusedHost].Add(1)
+			http.Error(w, "this relay does not serve that host name", http.StatusMisdirectedRequest)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// serveClient serves the browser client with a strict Content-Security-Policy: our own origin only, and the
+// WebSocket of this very host.
+func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
+		"connect-src 'self' ws://"+r.Host+" wss://"+r.Host+"; img-src 'self' blob: data:; worker-src 'self'; "+
+		"frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+	h.Set("Cache-Control", "no-store")
+	s.client.ServeHTTP(w, r)
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !offers(r, Subprotocol) {
+		s.stats.refusedHandshakes[refusedSubprotocol].Add(1)
+		http.Error(w, "websocket subprotocol "+Subprotocol+" required", http.StatusBadRequest)
+		return
+	}
+	if !s.originAllowed(r) {
+		s.stats.refusedHandshakes[refusedOrigin].Add(1)
+		http.Error(w, "websocket origin not allowed", http.StatusForbidden)
+		return
+	}
+	var id Identity
+	if s.Authenticate != nil {
+		var err error
+		if id, err = s.Authenticate(r); err != nil {
+			s.stats.refusedHandshakes[refusedAuth].Add(1)
+			http.Error(w, "not logged in", http.StatusUnauthorized)
+			return
+		}
+	}
+	s.mu.Lock()
+	full := s.closing || len(s.conns) >= s.cfg.MaxConns
+	if !full {
+		s.wg.Add(1) // reserve the place before unlocking, so Close waits for it
+	}
+	s.mu.Unlock()
+	if full {
+		s.stats.refusedHandshakes[refusedCapacity].Add(1)
+		http.Error(w, "the relay is at its connection limit; try again later", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.wg.Done()
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.stats.refusedHandshakes[refusedUpgrade].Add(1)
+		return // the upgrader has answered the client
+	}
+	c := newConn(s, ws, id)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeShutdown.code, closeShutdown.text), time.Now().Add(closeWait))
+		ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.stats.conns.Add(1)
+	s.stats.connsTotal.Add(1)
+	c.run()
+	s.stats.conns.Add(-1)
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// offers reports whether the handshake offers subprotocol p.
+func offers(r *http.Request, p string) bool {
+	for _, q := range websocket.Subprotocols(r) {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Revoke ends every membership of a logged-in user at once: each of the user's connections gets closed
+// "revoked" for its rooms and is then closed with 1008. Used when an account or its key is withdrawn.
+func (s *Server) Revoke(user string) {
+	if user == "" {
+		return
+	}
+	s.hub.revoke(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.identity.User == user {
+			c.kill(closeRevoked)
+		}
+	}
+}
+
+// Close ends the relay: it refuses new connections, tells every member its room is closed (shutdown),
+// overwrites every buffered frame, closes every WebSocket with 1001 and waits until every connection's
+// goroutines have ended, or ctx is done. http.Server.Shutdown does not do this for hijacked connections.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.hub.closeAll(reasonShutdown)
+	for _, c := range conns {
+		c.kill(closeShutdown)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("failed to close every connection: %w", ctx.Err())
+	}
+}

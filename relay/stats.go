@@ -1,0 +1,92 @@
+package relay
+
+import "sync/atomic"
+
+// dropReason says why the relay dropped a frame or a connection. Every drop is counted by its reason.
+type dropReason int
+
+const (
+	dropSlow        dropReason = iota // a member could not keep up and was disconnected (protocol §5)
+	dropEvicted                       // an entry left a full room buffer before every member acknowledged it
+	dropOversize                      // a message over the size limit closed its connection (1009)
+	dropBadFrame                      // a binary message too short to be a frame
+	dropNotMember                     // a frame for a channel the connection does not hold
+	dropWriteFailed                   // a write failed or missed its deadline; the connection was closed
+	dropIdle                          // a connection held no room for the idle timeout
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	dropSlow: "slow", dropEvicted: "evicted", dropOversize: "oversize", dropBadFrame: "bad_frame",
+	dropNotMember: "not_member", dropWriteFailed: "write_failed", dropIdle: "idle",
+}
+
+// Stats are the relay's aggregate counters. Nothing in them is per user or per room.
+type Stats struct {
+	conns, connsTotal                      atomic.Int64
+	rooms, roomsCreated                    atomic.Int64
+	framesIn, framesOut, bytesIn, bytesOut atomic.Uint64
+	resumes, lost, burned, rateLimited     atomic.Uint64
+	refusedHandshakes                      [numRefusals]atomic.Uint64
+	refusedJoins, refusedResumes           atomic.Uint64
+	refusedRooms, refusedRequests          atomic.Uint64
+	drops                                  [numDropReasons]atomic.Uint64
+}
+
+func (s *Stats) drop(r dropReason) { s.drops[r].Add(1) }
+
+// refusal says why a WebSocket handshake was refused.
+type refusal int
+
+const (
+	refusedSubprotocol refusal = iota
+	refusedHost
+	refusedOrigin
+	refusedCapacity
+	refusedAuth
+	refusedUpgrade
+	numRefusals
+)
+
+var refusalNames = [numRefusals]string{
+	refusedSubprotocol: "subprotocol", refusedHost: "host", refusedOrigin: "origin",
+	refusedCapacity: "capacity", refusedAuth: "auth", refusedUpgrade: "upgrade",
+}
+
+// Snapshot is a copy of the counters at one moment, for metrics and tests.
+type Snapshot struct {
+	Conns, ConnsTotal            int64
+	Rooms, RoomsCreated          int64
+	FramesIn, FramesOut          uint64
+	BytesIn, BytesOut            uint64
+	Resumes, Lost, Burned        uint64
+	RateLimited                  uint64
+	RefusedJoins, RefusedResumes uint64
+	RefusedRooms                 uint64
+	RefusedRequests              uint64
+	// Drops and RefusedHandshakes are keyed by reason name.
+	Drops             map[string]uint64
+	RefusedHandshakes map[string]uint64
+}
+
+// Snapshot returns the current counters.
+func (s *Stats) Snapshot() Snapshot {
+	snap := Snapshot{
+		Conns: s.conns.Load(), ConnsTotal: s.connsTotal.Load(),
+		Rooms: s.rooms.Load(), RoomsCreated: s.roomsCreated.Load(),
+		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(),
+		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+		Resumes: s.resumes.Load(), Lost: s.lost.Load(), Burned: s.burned.Load(),
+		RateLimited:  s.rateLimited.Load(),
+		RefusedJoins: s.refusedJoins.Load(), RefusedResumes: s.refusedResumes.Load(),
+		RefusedRooms: s.refusedRooms.Load(), RefusedRequests: s.refusedRequests.Load(),
+		Drops: make(map[string]uint64), RefusedHandshakes: make(map[string]uint64),
+	}
+	for i := range s.drops {
+		snap.Drops[dropNames[i]] = s.drops[i].Load()
+	}
+	for i := range s.refusedHandshakes {
+		snap.RefusedHandshakes[refusalNames[i]] = s.refusedHandshakes[i].Load()
+	}
+	return snap
+}

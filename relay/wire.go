@@ -1,0 +1,172 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Subprotocol is the WebSocket subprotocol of wire protocol version 1 (docs/protocol.md). A handshake that does
+// not offer it is refused.
+const Subprotocol = "cleanrelay.v1"
+
+// Frame headers (docs/protocol.md §3).
+const (
+	// sendHeaderLen: client → relay, 1B channel + payload.
+	sendHeaderLen = 1
+	// deliverHeaderLen: relay → client, 1B channel + 8B room sequence (big-endian) + 4B sender member id
+	// (big-endian) + payload.
+	deliverHeaderLen = 13
+)
+
+// Error codes of docs/protocol.md §4.3.
+const (
+	codeBadRequest   = "bad_request"
+	codeUnknownType  = "unknown_type"
+	codeBadFrame     = "bad_frame"
+	codeNotMember    = "not_member"
+	codeDenied       = "denied"
+	codeRoomFull     = "room_full"
+	codeTooManyRooms = "too_many_rooms"
+	codeBadToken     = "bad_token"
+	codeBusy         = "busy"
+	codeControlSize  = "control_too_large"
+)
+
+// protoError is an error reply: a code from the table above and a message for people.
+type protoError struct {
+	code string
+	msg  string
+}
+
+func (e *protoError) Error() string { return e.code + ": " + e.msg }
+
+func errorf(code, format string, args ...any) *protoError {
+	return &protoError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// request is a client → relay control message. Which fields matter depends on T.
+type request struct {
+	T      string  `json:"t"`
+	ID     uint64  `json:"id"`
+	Max    int     `json:"max"`
+	Room   string  `json:"room"`
+	Cap    string  `json:"cap"`
+	Resume string  `json:"resume"`
+	Last   *uint64 `json:"last"`
+	Ch     int     `json:"ch"`
+	Seq    uint64  `json:"seq"`
+}
+
+// maxRequestID keeps ids exactly representable in JavaScript numbers.
+const maxRequestID = 1<<53 - 1
+
+// parseRequest decodes one control message. It checks the shape common to every request; the handler of each
+// type checks its own fields.
+func parseRequest(data []byte) (request, *protoError) {
+	var r request
+	if len(data) > maxControl {
+		return r, errorf(codeControlSize, "control message is %d bytes, the limit is %d", len(data), maxControl)
+	}
+	if len(bytes.TrimSpace(data)) == 0 || bytes.TrimSpace(data)[0] != '{' {
+		return r, errorf(codeBadRequest, "control message must be a JSON object")
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return request{ID: r.ID}, errorf(codeBadRequest, "field %q has the wrong type", typeErr.Field)
+		}
+		return request{}, errorf(codeBadRequest, "control message is not valid JSON")
+	}
+	if r.ID > maxRequestID {
+		return request{}, errorf(codeBadRequest, "id must be below 2^53")
+	}
+	if r.T == "" {
+		return r, errorf(codeBadRequest, "field \"t\" (the message type) is required")
+	}
+	return r, nil
+}
+
+// channel checks a request's ch field and returns it as a byte.
+func (r *request) channel() (byte, *protoError) {
+	if r.Ch < 1 || r.Ch > 255 {
+		return 0, errorf(codeBadRequest, "field \"ch\" must be 1..255")
+	}
+	return byte(r.Ch), nil
+}
+
+// putDeliverHeader writes the relay → client frame header into b[:deliverHeaderLen].
+func putDeliverHeader(b []byte, ch byte, seq uint64, from uint32) {
+	b[0] = ch
+	binary.BigEndian.PutUint64(b[1:9], seq)
+	binary.BigEndian.PutUint32(b[9:13], from)
+}
+
+// jsonObj appends a JSON object one field at a time without reflection, so the writer's hot path does not
+// allocate. Values passed to str must not need escaping (identifiers, codes, base64url); use strEsc otherwise.
+type jsonObj struct{ b []byte }
+
+func newObj(b []byte, t string) jsonObj {
+	b = append(b, `{"t":"`...)
+	b = append(b, t...)
+	b = append(b, '"')
+	return jsonObj{b}
+}
+
+func (o jsonObj) key(k string) jsonObj {
+	o.b = append(o.b, ',', '"')
+	o.b = append(o.b, k...)
+	o.b = append(o.b, '"', ':')
+	return o
+}
+
+func (o jsonObj) num(k string, v uint64) jsonObj {
+	o = o.key(k)
+	o.b = strconv.AppendUint(o.b, v, 10)
+	return o
+}
+
+// id appends the request id, which is omitted when the client sent none.
+func (o jsonObj) id(v uint64) jsonObj {
+	if v == 0 {
+		return o
+	}
+	return o.num("id", v)
+}
+
+func (o jsonObj) str(k, v string) jsonObj {
+	o = o.key(k)
+	o.b = append(o.b, '"')
+	o.b = append(o.b, v...)
+	o.b = append(o.b, '"')
+	return o
+}
+
+func (o jsonObj) strEsc(k, v string) jsonObj {
+	o = o.key(k)
+	q, _ := json.Marshal(v) // a string always marshals
+	o.b = append(o.b, q...)
+	return o
+}
+
+func (o jsonObj) nums(k string, vs []uint32) jsonObj {
+	o = o.key(k)
+	o.b = append(o.b, '[')
+	for i, v := range vs {
+		if i > 0 {
+			o.b = append(o.b, ',')
+		}
+		o.b = strconv.AppendUint(o.b, uint64(v), 10)
+	}
+	o.b = append(o.b, ']')
+	return o
+}
+
+func (o jsonObj) done() []byte { return append(o.b, '}') }
+
+func appendError(b []byte, id uint64, e *protoError) []byte {
+	return newObj(b, "error").id(id).str("code", e.code).strEsc("msg", e.msg).done()
+}
