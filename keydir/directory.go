@@ -318,11 +318,11 @@ func (d *Directory) Authenticate(token string) (Session, error) {
 	if a == nil || a.username != c.Username {
 		return Session{}, fmt.Errorf("%w: unknown account", ErrBadToken)
 	}
-	if !c.IssuedAt.After(a.notBefore) {
-		return Session{}, fmt.Errorf("%w: logged out", ErrBadToken)
-	}
 	if a.disabled {
 		return Session{}, ErrAccountDisabled
+	}
+	if !c.IssuedAt.After(a.notBefore) {
+		return Session{}, fmt.Errorf("%w: logged out", ErrBadToken)
 	}
 	return sessionOf(a.view(), c), nil
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/keydir"
@@ -21,7 +22,21 @@ func (a *Accounts) routes() {
 	m.HandleFunc("POST /api/dialogs/{name}", a.openDialog)
 	m.HandleFunc("POST /api/session/challenge", a.challenge(keydir.PurposeSession))
 	m.HandleFunc("POST /api/session/proof", a.sessionProof)
+	// Everything else: 405 for a known path with another method, else 404, both in the API's JSON form.
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, method := range []string{"GET", "POST", "PUT"} {
+			probe := r.Clone(r.Context())
+			probe.Method = method
+			if _, pattern := m.Handler(probe); pattern != "/api/" {
+				allow = append(allow, method)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+strings.Join(allow, " or ")+" here")
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
 	})
 }
