@@ -351,3 +351,19 @@ func TestOperatorRevocation(t *testing.T) {
 		t.Fatalf("list %+v", l)
 	}
 }
+
+// OpenPGP.js signs a text message in text mode (signature type 0x01, line
+// endings canonicalized); such a proof is accepted like a binary one.
+func TestTextModeProof(t *testing.T) {
+	d, _ := newTestDir(t, nil)
+	acc := mustRegister(t, d, "alice")
+	e := genKey(t, "alice", nil)
+	ch, _ := d.IssueChallenge(acc.ID, PurposePublishKey)
+	var b bytes.Buffer
+	if err := openpgp.ArmoredDetachSignText(&b, e, strings.NewReader(ch), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PublishKey(acc.ID, armorPublic(t, e), ch, b.String()); err != nil {
+		t.Fatalf("text-mode proof: %v", err)
+	}
+}
