@@ -114,18 +114,20 @@ func New(cfg Config) (*Directory, error) {
 	}, nil
 }
 
-// OnRevoke registers fn to be called (without locks held, in its own goroutine
-// order undefined) with the user id whenever an account is disabled or its key is
-// revoked by the operator. The relay uses it to refuse the next frame of that user
-// and close its sessions.
+// OnRevoke registers fn to be called with the user id whenever the operator
+// disables an account or revokes its key. Callbacks run synchronously in the
+// operator's call, after the change and without the directory's lock, so when
+// RevokeKey or DisableAccount returns they have all run. The relay uses it to
+// close the user's sessions before its next frame.
 func (d *Directory) OnRevoke(fn func(userID string)) {
 	d.mu.Lock()
 	d.onRevoke = append(d.onRevoke, fn)
 	d.mu.Unlock()
 }
 
-// OnKeyChange registers fn to be called with the user id whenever a user replaces
-// its published key. Sessions that proved possession of the old key should end.
+// OnKeyChange registers fn to be called (like OnRevoke's callbacks) with the user
+// id whenever a user replaces its published key by a different one. Sessions that
+// proved possession of the old key should end.
 func (d *Directory) OnKeyChange(fn func(userID string)) {
 	d.mu.Lock()
 	d.onKey = append(d.onKey, fn)

@@ -120,3 +120,13 @@ func publish(t testing.TB, d *Directory, userID string, key, signer *openpgp.Ent
 	}
 	return d.PublishKey(userID, armorPublic(t, key), ch, signText(t, signer, ch))
 }
+
+// entityOf returns the parsed key an account has published, or nil.
+func (d *Directory) entityOf(userID string) *openpgp.Entity {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if a := d.byID[userID]; a != nil {
+		return a.entity
+	}
+	return nil
+}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/ProtonMail/go-crypto/openpgp"
 )
 
 // Purpose says what a proof-of-possession challenge may be used for; a challenge
@@ -299,14 +297,4 @@ func (d *Directory) ListAccounts() []AccountSummary {
 		out = append(out, s)
 	}
 	return out
-}
-
-// entityOf is used by tests.
-func (d *Directory) entityOf(userID string) *openpgp.Entity {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if a := d.byID[userID]; a != nil {
-		return a.entity
-	}
-	return nil
 }
