@@ -32,6 +32,10 @@ type AccountsConfig struct {
 
 	// MaxDialogs bounds the dialog rooms held at once (each also counts as a room). Optional; default 10000.
 	MaxDialogs int
+
+	// MaxSessionsPerUser bounds the logged-in WebSocket sessions one account holds at once; a handshake
+	// beyond it is refused. Optional; default 8.
+	MaxSessionsPerUser int
 }
 
 func (c AccountsConfig) withDefaults() AccountsConfig {
@@ -46,6 +50,9 @@ func (c AccountsConfig) withDefaults() AccountsConfig {
 	}
 	if c.MaxDialogs == 0 {
 		c.MaxDialogs = 10000
+	}
+	if c.MaxSessionsPerUser == 0 {
+		c.MaxSessionsPerUser = 8
 	}
 	return c
 }

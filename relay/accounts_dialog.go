@@ -134,3 +134,16 @@ func (s *Server) notifyUser(user string, msg []byte) {
 		c.sendControl(msg)
 	}
 }
+
+// userConns counts the connections of a logged-in user.
+func (s *Server) userConns(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if c.identity.User == user {
+			n++
+		}
+	}
+	return n
+}

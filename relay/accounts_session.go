@@ -11,6 +11,7 @@ import (
 var (
 	errBadTicket     = errors.New("unknown, used or expired WebSocket ticket")
 	errTicketSession = errors.New("the WebSocket ticket does not belong to this login")
+	errTooManySess   = errors.New("this account holds as many WebSocket sessions as it may")
 )
 
 // sessionProof checks a signature by the user's published key over a session challenge and answers with
@@ -88,6 +89,9 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 	}
 	if err := a.dir.CheckSender(t.userID, t.fingerprint); err != nil {
 		return Identity{}, err
+	}
+	if a.srv.userConns(t.username) >= a.cfg.MaxSessionsPerUser {
+		return Identity{}, errTooManySess
 	}
 	return Identity{User: t.username}, nil
 }

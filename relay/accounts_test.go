@@ -39,7 +39,7 @@ type accountsRelay struct {
 	logs  *logCapture
 }
 
-func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config) *accountsRelay {
+func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config, acfg ...relay.AccountsConfig) *accountsRelay {
 	t.Helper()
 	logs := &logCapture{t: t}
 	log := slog.New(logs)
@@ -54,7 +54,11 @@ func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config) *accounts
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc := relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log)
+	var ac relay.AccountsConfig
+	if len(acfg) > 0 {
+		ac = acfg[0]
+	}
+	acc := relay.NewAccounts(srv, dir, ac, log)
 	hs := httptest.NewServer(acc.Handler())
 	srv.AllowHost(hs.Listener.Addr().String())
 	l, err := relay.ListenAdmin("127.0.0.1:0")
@@ -692,4 +696,21 @@ func TestAdminUnixSocket(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
 	}
+}
+
+func TestAccountsSessionLimit(t *testing.T) {
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{MaxSessionsPerUser: 2})
+	alice := ar.newUser(t, "alice")
+	alice.register()
+	alice.login()
+	alice.publishKey(nil)
+	c1 := alice.mustDial()
+	alice.mustDial()
+	alice.ticket()
+	if _, err := alice.dial(); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("third session: %v", err)
+	}
+	c1.CloseGracefully()
+	eventually(t, "the relay forgets the closed session", func() bool { return ar.srv.Stats().Conns == 1 })
+	alice.mustDial()
 }
