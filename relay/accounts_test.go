@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -713,4 +714,40 @@ func TestAccountsSessionLimit(t *testing.T) {
 	c1.CloseGracefully()
 	eventually(t, "the relay forgets the closed session", func() bool { return ar.srv.Stats().Conns == 1 })
 	alice.mustDial()
+}
+
+// Parallel registrations of one name over HTTP, in different spellings, give exactly one account.
+func TestAccountsRegisterConcurrent(t *testing.T) {
+	ar := startAccounts(t, relay.Config{}, keydir.Config{})
+	variants := []string{"carol", "CAROL", "Carol", "ｃａｒｏｌ", "cArOl", "caroL"}
+	codes := make(chan int, len(variants))
+	var wg sync.WaitGroup
+	for _, v := range variants {
+		wg.Go(func() {
+			body, _ := json.Marshal(map[string]string{"username": v, "full_name": "C", "password": testPassword})
+			res, err := http.Post(ar.base+"/api/register", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	created, taken := 0, 0
+	for c := range codes {
+		switch c {
+		case 201:
+			created++
+		case 409:
+			taken++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if created != 1 || taken != len(variants)-1 || ar.dir.Stats().Accounts != 1 {
+		t.Fatalf("%d created, %d taken, %d accounts", created, taken, ar.dir.Stats().Accounts)
+	}
 }
