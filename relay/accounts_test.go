@@ -751,3 +751,52 @@ func TestAccountsRegisterConcurrent(t *testing.T) {
 		t.Fatalf("%d created, %d taken, %d accounts", created, taken, ar.dir.Stats().Accounts)
 	}
 }
+
+func TestAccountsKeyRefusalsAPI(t *testing.T) {
+	ar := startAccounts(t, relay.Config{}, keydir.Config{})
+	alice := ar.newUser(t, "alice")
+	alice.register()
+	alice.login()
+	e, _ := openpgp.NewEntity("alice", "", "", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	mallory, _ := openpgp.NewEntity("mallory", "", "", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	var priv bytes.Buffer
+	w, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
+	e.SerializePrivate(w, nil)
+	w.Close()
+
+	challenge := func() string {
+		r := alice.do("POST", "/api/key/challenge", nil)
+		alice.want(r, 200, "")
+		return r.body["challenge"].(string)
+	}
+	for _, c := range []struct {
+		name, key, sig, code string
+		signer             *openpgp.Entity
+	}{
+		{name: "private key", key: priv.String(), code: "private_key"},
+		{name: "garbage", key: "hello", code: "key_malformed"},
+		{name: "wrong user ID", key: pubArmor(t, mallory), signer: mallory, code: "key_user_id"},
+		{name: "proof by another key", key: pubArmor(t, e), signer: mallory, code: "bad_proof"},
+		{name: "no proof", key: pubArmor(t, e), code: "bad_proof"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ch := challenge()
+			sig := c.sig
+			if c.signer != nil {
+				sig = detachSign(t, c.signer, ch)
+			}
+			r := alice.do("PUT", "/api/key", map[string]string{"key": c.key, "challenge": ch, "signature": sig})
+			alice.want(r, 400, c.code)
+			if c.code == "private_key" && (strings.Contains(string(r.raw), "BEGIN") || len(r.raw) > 200) {
+				t.Fatalf("the answer to a private key carries more than a message: %s", r.raw)
+			}
+		})
+	}
+	if me := alice.do("GET", "/api/me", nil); me.body["key"] != nil {
+		t.Fatal("a refused upload published a key")
+	}
+	// Not logged in: no challenge, no upload.
+	anon := ar.newUser(t, "anon")
+	anon.want(anon.do("POST", "/api/key/challenge", nil), 401, "unauthorized")
+	anon.want(anon.do("PUT", "/api/key", map[string]string{"key": pubArmor(t, e)}), 401, "unauthorized")
+}
