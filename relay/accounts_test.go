@@ -771,7 +771,7 @@ func TestAccountsKeyRefusalsAPI(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name, key, sig, code string
-		signer             *openpgp.Entity
+		signer               *openpgp.Entity
 	}{
 		{name: "private key", key: priv.String(), code: "private_key"},
 		{name: "garbage", key: "hello", code: "key_malformed"},
