@@ -69,7 +69,7 @@ func (g *gpgUser) sign(text string) string {
 }
 
 // publishGPG publishes the user's gpg key through the API, proving possession with a gpg signature.
-func (u *user) publishGPG(g *gpgUser) {
+func (u *apiUser) publishGPG(g *gpgUser) {
 	u.t.Helper()
 	r := u.do("POST", "/api/key/challenge", nil)
 	u.want(r, 200, "")
@@ -79,7 +79,7 @@ func (u *user) publishGPG(g *gpgUser) {
 	u.want(r, 200, "")
 }
 
-func (u *user) ticketGPG(g *gpgUser) {
+func (u *apiUser) ticketGPG(g *gpgUser) {
 	u.t.Helper()
 	r := u.do("POST", "/api/session/challenge", nil)
 	u.want(r, 200, "")
@@ -95,7 +95,7 @@ func TestAccountsGPG(t *testing.T) {
 	ga := newGPGUser(t, "alice <alice@example.org>", "rsa4096", "rsa4096")
 	gb := newGPGUser(t, "Bob Builder (bob)", "ed25519", "cv25519")
 	alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
-	for _, u := range []*user{alice, bob} {
+	for _, u := range []*apiUser{alice, bob} {
 		u.register()
 		u.login()
 	}

@@ -92,7 +92,7 @@ func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config, acfg ...r
 
 // user is one browser-like API client: its cookies, handled by hand because the cookies are Secure and
 // the test server speaks plain http on loopback (as a browser allows for localhost).
-type user struct {
+type apiUser struct {
 	t       *testing.T
 	ar      *accountsRelay
 	name    string
@@ -100,22 +100,22 @@ type user struct {
 	key     *openpgp.Entity
 }
 
-func (ar *accountsRelay) newUser(t *testing.T, name string) *user {
-	return &user{t: t, ar: ar, name: name, cookies: map[string]*http.Cookie{}}
+func (ar *accountsRelay) newUser(t *testing.T, name string) *apiUser {
+	return &apiUser{t: t, ar: ar, name: name, cookies: map[string]*http.Cookie{}}
 }
 
-type resp struct {
+type apiResp struct {
 	status int
 	body   map[string]any
 	hdr    http.Header
 	raw    []byte
 }
 
-func (r resp) code() string { s, _ := r.body["error"].(string); return s }
+func (r apiResp) code() string { s, _ := r.body["error"].(string); return s }
 
 // do sends a request with the user's cookies and keeps the cookies it sets. body: nil, a string (sent as
 // is) or anything else (sent as JSON).
-func (u *user) do(method, path string, body any, hdr ...string) resp {
+func (u *apiUser) do(method, path string, body any, hdr ...string) apiResp {
 	u.t.Helper()
 	var rd io.Reader
 	ct := "application/json"
@@ -161,32 +161,32 @@ func (u *user) do(method, path string, body any, hdr ...string) resp {
 			u.cookies[c.Name] = c
 		}
 	}
-	r := resp{status: res.StatusCode, hdr: res.Header, raw: raw}
+	r := apiResp{status: res.StatusCode, hdr: res.Header, raw: raw}
 	json.Unmarshal(raw, &r.body)
 	return r
 }
 
-func (u *user) want(r resp, status int, code string) {
+func (u *apiUser) want(r apiResp, status int, code string) {
 	u.t.Helper()
 	if r.status != status || r.code() != code {
 		u.t.Fatalf("got %d %s, want %d %q", r.status, r.raw, status, code)
 	}
 }
 
-func (u *user) register() {
+func (u *apiUser) register() {
 	u.t.Helper()
 	r := u.do("POST", "/api/register", map[string]string{"username": u.name, "full_name": "Test " + u.name, "password": testPassword})
 	u.want(r, http.StatusCreated, "")
 }
 
-func (u *user) login() {
+func (u *apiUser) login() {
 	u.t.Helper()
 	r := u.do("POST", "/api/login", map[string]string{"username": u.name, "password": testPassword})
 	u.want(r, http.StatusOK, "")
 }
 
 // publishKey makes a key (Ed25519/Cv25519 unless given) and publishes it with a proof.
-func (u *user) publishKey(e *openpgp.Entity) string {
+func (u *apiUser) publishKey(e *openpgp.Entity) string {
 	u.t.Helper()
 	if e == nil {
 		var err error
@@ -205,7 +205,7 @@ func (u *user) publishKey(e *openpgp.Entity) string {
 }
 
 // ticket proves possession of the key for a WebSocket session; the ticket lands in the cookie jar.
-func (u *user) ticket() {
+func (u *apiUser) ticket() {
 	u.t.Helper()
 	r := u.do("POST", "/api/session/challenge", nil)
 	u.want(r, http.StatusOK, "")
@@ -213,7 +213,7 @@ func (u *user) ticket() {
 	u.want(u.do("POST", "/api/session/proof", map[string]string{"challenge": ch, "signature": detachSign(u.t, u.key, ch)}), http.StatusOK, "")
 }
 
-func (u *user) cookieHeader() http.Header {
+func (u *apiUser) cookieHeader() http.Header {
 	h := http.Header{}
 	var parts []string
 	for _, c := range u.cookies {
@@ -226,7 +226,7 @@ func (u *user) cookieHeader() http.Header {
 }
 
 // dial opens a WebSocket with the user's cookies (the ticket is used up).
-func (u *user) dial() (*client.Conn, error) {
+func (u *apiUser) dial() (*client.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, u.ar.ws, &client.Options{Header: u.cookieHeader()})
@@ -237,7 +237,7 @@ func (u *user) dial() (*client.Conn, error) {
 	return c, err
 }
 
-func (u *user) mustDial() *client.Conn {
+func (u *apiUser) mustDial() *client.Conn {
 	u.t.Helper()
 	u.ticket()
 	c, err := u.dial()
@@ -248,7 +248,7 @@ func (u *user) mustDial() *client.Conn {
 }
 
 // dialog opens the dialog with peer and returns room and capability.
-func (u *user) dialog(peer string) (string, string) {
+func (u *apiUser) dialog(peer string) (string, string) {
 	u.t.Helper()
 	r := u.do("POST", "/api/dialogs/"+peer, nil)
 	u.want(r, http.StatusOK, "")
@@ -378,7 +378,7 @@ func TestAccountsLoginLogout(t *testing.T) {
 func TestAccountsKeysSearchDialog(t *testing.T) {
 	ar := startAccounts(t, relay.Config{}, keydir.Config{})
 	alice, bob, mallory := ar.newUser(t, "alice"), ar.newUser(t, "bob"), ar.newUser(t, "mallory")
-	for _, u := range []*user{alice, bob, mallory} {
+	for _, u := range []*apiUser{alice, bob, mallory} {
 		u.register()
 		u.login()
 	}
@@ -494,7 +494,7 @@ func readText(t *testing.T, ws *websocket.Conn, typ string) map[string]any {
 func TestAccountsWebSocketTickets(t *testing.T) {
 	ar := startAccounts(t, relay.Config{}, keydir.Config{})
 	alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
-	for _, u := range []*user{alice, bob} {
+	for _, u := range []*apiUser{alice, bob} {
 		u.register()
 		u.login()
 		u.publishKey(nil)
@@ -547,7 +547,7 @@ func TestAccountsRevocationMidConversation(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			ar := startAccounts(t, relay.Config{}, keydir.Config{})
 			alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
-			for _, u := range []*user{alice, bob} {
+			for _, u := range []*apiUser{alice, bob} {
 				u.register()
 				u.login()
 				u.publishKey(nil)
