@@ -267,8 +267,8 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 	if d.compareHook != nil {
 		d.compareHook()
 	}
-	// A password over 72 bytes is compared too (truncated by us, against a hash
-	// it cannot match) so that it costs what any other wrong password costs.
+	// A password over 72 bytes is compared too (its first 72 bytes), so that it
+	// costs what any other attempt costs; it never logs in, whatever the result.
 	p := []byte(password)
 	tooLong := len(p) > MaxPasswordBytes
 	if tooLong {
