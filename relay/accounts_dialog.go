@@ -97,6 +97,7 @@ func (h *hub) openRoom(max int, allow []string) (id, capability string, perr *pr
 	h.rooms[r.id] = r
 	h.stats.rooms.Add(1)
 	h.stats.roomsCreated.Add(1)
+	h.log.Debug("dialog room created", "rooms_open", len(h.rooms))
 	time.AfterFunc(h.cfg.Grace, func() { h.dropIfEmpty(r) })
 	return r.id, capability, nil
 }

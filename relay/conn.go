@@ -92,9 +92,11 @@ func (c *conn) kill(why closeReason) {
 	}
 	c.killed, c.why = true, why
 	close(c.done)
-	if why == closeSlow {
-		// Unblock a write stuck on a peer that stopped reading; the writer then ends at once.
+	if why == closeSlow && c.ws != nil { // (the fuzz test drives conns without a socket)
+		// Unblock a write stuck on a peer that stopped reading, so the writer ends at once; and should the
+		// writer have armed a fresh deadline just after this one, cut the socket a moment later.
 		c.ws.NetConn().SetWriteDeadline(time.Now())
+		time.AfterFunc(closeWait, func() { c.ws.NetConn().Close() })
 	}
 }
 

@@ -59,7 +59,7 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 		conns:  make(map[*conn]struct{}),
 		client: http.FileServerFS(clientFiles),
 	}
-	s.hub = newHub(cfg, &s.stats)
+	s.hub = newHub(cfg, &s.stats, log)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		ReadBufferSize:   1024,
@@ -218,8 +218,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.stats.conns.Add(1)
 	s.stats.connsTotal.Add(1)
+	s.log.Debug("connection opened", "connections_open", s.stats.conns.Load())
 	c.run()
 	s.stats.conns.Add(-1)
+	why := c.why.text
+	if why == "" {
+		why = "closed"
+	}
+	s.log.Debug("connection ended", "why", why, "connections_open", s.stats.conns.Load())
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()

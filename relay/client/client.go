@@ -97,6 +97,8 @@ type Conn struct {
 	hello  Hello
 	events chan Event
 	done   chan struct{} // closed when the reader ends
+	quit   chan struct{} // closed by Close: the reader stops even if nobody takes events
+	once   sync.Once
 
 	wmu sync.Mutex // serializes writes
 
@@ -140,7 +142,7 @@ func Dial(ctx context.Context, url string, opts *Options) (*Conn, error) {
 	if n == 0 {
 		n = 1024
 	}
-	c := &Conn{ws: ws, events: make(chan Event, n), done: make(chan struct{}), pending: make(map[uint64]chan reply)}
+	c := &Conn{ws: ws, events: make(chan Event, n), done: make(chan struct{}), quit: make(chan struct{}), pending: make(map[uint64]chan reply)}
 	ws.SetReadLimit(16<<20 + deliverHeaderLen)
 	if deadline, ok := ctx.Deadline(); ok {
 		ws.SetReadDeadline(deadline)
@@ -182,9 +184,20 @@ func (c *Conn) Err() error {
 // Close closes the connection at once, without the relay's notice: to the relay this looks like a dropped
 // connection, and memberships become away (they can be resumed).
 func (c *Conn) Close() error {
+	c.once.Do(func() { close(c.quit) })
 	err := c.ws.Close()
 	<-c.done
 	return err
+}
+
+// emit hands an event to the program; it gives up when Close was called.
+func (c *Conn) emit(ev Event) bool {
+	select {
+	case c.events <- ev:
+		return true
+	case <-c.quit:
+		return false
+	}
 }
 
 // CloseGracefully sends a normal close frame and waits for the relay to end the connection.
@@ -345,11 +358,14 @@ func (c *Conn) readLoop() {
 				c.ws.Close()
 				return
 			}
-			c.events <- Event{
+			if !c.emit(Event{
 				Kind: KindFrame, Ch: msg[0],
 				Seq:     binary.BigEndian.Uint64(msg[1:9]),
 				From:    binary.BigEndian.Uint32(msg[9:13]),
 				Payload: msg[deliverHeaderLen:],
+			}) {
+				err = ErrClosed
+				return
 			}
 			continue
 		}
@@ -357,6 +373,12 @@ func (c *Conn) readLoop() {
 			err = perr
 			c.ws.Close()
 			return
+		}
+		select {
+		case <-c.quit:
+			err = ErrClosed
+			return
+		default:
 		}
 	}
 }
@@ -384,15 +406,15 @@ func (c *Conn) handleText(msg []byte) error {
 	}
 	switch m.T {
 	case "presence":
-		c.events <- Event{Kind: KindPresence, Ch: m.Ch, Seq: m.Seq, Member: m.Member, Event: m.Event, Reason: m.Reason, User: m.User}
+		c.emit(Event{Kind: KindPresence, Ch: m.Ch, Seq: m.Seq, Member: m.Member, Event: m.Event, Reason: m.Reason, User: m.User})
 	case "lost":
-		c.events <- Event{Kind: KindLost, Ch: m.Ch, LostFrom: m.From, LostTo: m.To}
+		c.emit(Event{Kind: KindLost, Ch: m.Ch, LostFrom: m.From, LostTo: m.To})
 	case "closed":
-		c.events <- Event{Kind: KindClosed, Ch: m.Ch, Reason: m.Reason}
+		c.emit(Event{Kind: KindClosed, Ch: m.Ch, Reason: m.Reason})
 	case "error":
 		e := &Error{Code: m.Code, Msg: m.Msg}
 		if m.ID == 0 || !c.deliver(m.ID, reply{err: e}) {
-			c.events <- Event{Kind: KindError, Err: e}
+			c.emit(Event{Kind: KindError, Err: e})
 		}
 	default: // replies: joined, resumed, left
 		c.deliver(m.ID, reply{msg: msg})
