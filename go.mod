@@ -1,5 +1,16 @@
 module github.com/cleanrelay/cleanrelay
 
-go 1.26
+go 1.26.0
 
-require github.com/gorilla/websocket v1.5.3
+require (
+	github.com/ProtonMail/go-crypto v1.5.2
+	github.com/golang-jwt/jwt/v5 v5.3.1
+	github.com/gorilla/websocket v1.5.3
+	golang.org/x/crypto v0.58.0
+	golang.org/x/text v0.43.0
+)
+
+require (
+	github.com/cloudflare/circl v1.6.3 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)
