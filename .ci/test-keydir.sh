@@ -17,5 +17,5 @@ go test -race -count=1 ./keydir -gpg
 # the lead's go test ./...).
 go test -race -count=1 -run 'Accounts|Admin' ./relay -gpg
 # Short fuzzing of the parsers, as a smoke test of the fuzz targets.
-go test -run '^$' -fuzz '^FuzzNormalizeUsername$' -fuzztime 10s ./keydir
-go test -run '^$' -fuzz '^FuzzParsePublicKey$' -fuzztime 10s ./keydir
+go test -run '^$' -fuzz '^FuzzNormalizeUsername$' -fuzztime 5000x ./keydir
+go test -run '^$' -fuzz '^FuzzParsePublicKey$' -fuzztime 5000x ./keydir

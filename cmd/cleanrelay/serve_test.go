@@ -222,3 +222,34 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("version: %d %q", code, stdout.String())
 	}
 }
+
+// TestServeAccounts: the binary serves the accounts API by default, and not with --accounts=false.
+func TestServeAccounts(t *testing.T) {
+	for _, tt := range []struct {
+		flag string
+		want int
+	}{{"--accounts=true", http.StatusCreated}, {"--accounts=false", http.StatusMethodNotAllowed}} {
+		t.Run(tt.flag, func(t *testing.T) {
+			cmd, url, stderr := startServe(t, "--local-only", "--listen", "127.0.0.1:0", tt.flag)
+			body := `{"username":"alice","full_name":"Alice Liddell","password":"Correct-h0rse!"}`
+			req, _ := http.NewRequest("POST", url+"api/register", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("register: %d %s, want %d", resp.StatusCode, got, tt.want)
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("exit: %v\n%s", err, stderr)
+			}
+			if strings.Contains(stderr.String(), "alice") || strings.Contains(stderr.String(), "Liddell") {
+				t.Fatalf("stderr names the user:\n%s", stderr)
+			}
+		})
+	}
+}
