@@ -26,7 +26,7 @@ type testRelay struct {
 }
 
 // startRelay starts a relay with cfg on a loopback listener and closes it when the test ends.
-func startRelay(t *testing.T, cfg relay.Config) *testRelay {
+func startRelay(t testing.TB, cfg relay.Config) *testRelay {
 	t.Helper()
 	logs := &logCapture{t: t}
 	srv, err := relay.New(cfg, nil, slog.New(logs))
@@ -48,7 +48,7 @@ func startRelay(t *testing.T, cfg relay.Config) *testRelay {
 }
 
 // dial connects a client to the relay and closes it when the test ends.
-func (tr *testRelay) dial(t *testing.T, opts *client.Options) *client.Conn {
+func (tr *testRelay) dial(t testing.TB, opts *client.Options) *client.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -61,7 +61,7 @@ func (tr *testRelay) dial(t *testing.T, opts *client.Options) *client.Conn {
 }
 
 // pair makes a room of two: a creates, b joins. a's presence event for b's join is consumed.
-func (tr *testRelay) pair(t *testing.T) (a, b *client.Conn, ra, rb *client.Room) {
+func (tr *testRelay) pair(t testing.TB) (a, b *client.Conn, ra, rb *client.Room) {
 	t.Helper()
 	a, b = tr.dial(t, nil), tr.dial(t, nil)
 	ra = mustCreate(t, a, 0)
@@ -73,13 +73,13 @@ func (tr *testRelay) pair(t *testing.T) (a, b *client.Conn, ra, rb *client.Room)
 	return a, b, ra, rb
 }
 
-func ctx10s(t *testing.T) context.Context {
+func ctx10s(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func mustCreate(t *testing.T, c *client.Conn, max int) *client.Room {
+func mustCreate(t testing.TB, c *client.Conn, max int) *client.Room {
 	t.Helper()
 	r, err := c.Create(ctx10s(t), max)
 	if err != nil {
@@ -88,7 +88,7 @@ func mustCreate(t *testing.T, c *client.Conn, max int) *client.Room {
 	return r
 }
 
-func mustJoin(t *testing.T, c *client.Conn, room, capability string) *client.Room {
+func mustJoin(t testing.TB, c *client.Conn, room, capability string) *client.Room {
 	t.Helper()
 	r, err := c.Join(ctx10s(t), room, capability)
 	if err != nil {
@@ -98,7 +98,7 @@ func mustJoin(t *testing.T, c *client.Conn, room, capability string) *client.Roo
 }
 
 // nextEvent returns the next event of c, failing the test after 10 s.
-func nextEvent(t *testing.T, c *client.Conn) client.Event {
+func nextEvent(t testing.TB, c *client.Conn) client.Event {
 	t.Helper()
 	select {
 	case ev, ok := <-c.Events():
@@ -113,7 +113,7 @@ func nextEvent(t *testing.T, c *client.Conn) client.Event {
 }
 
 // nextFrame skips presence events and returns the next frame.
-func nextFrame(t *testing.T, c *client.Conn) client.Event {
+func nextFrame(t testing.TB, c *client.Conn) client.Event {
 	t.Helper()
 	for {
 		ev := nextEvent(t, c)
@@ -129,7 +129,7 @@ func nextFrame(t *testing.T, c *client.Conn) client.Event {
 }
 
 // wantError expects err to be a relay error with the given code.
-func wantError(t *testing.T, err error, code string) {
+func wantError(t testing.TB, err error, code string) {
 	t.Helper()
 	var re *client.Error
 	if !errors.As(err, &re) || re.Code != code {
@@ -139,7 +139,7 @@ func wantError(t *testing.T, err error, code string) {
 
 // eventually polls cond until it holds, failing the test after 10 s. Timers of the relay run in real time
 // over real sockets, so this waits for a condition rather than for a fixed time.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -151,7 +151,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // exchange checks that one frame goes each way between a and b in the given rooms.
-func exchange(t *testing.T, a, b *client.Conn, ra, rb *client.Room) {
+func exchange(t testing.TB, a, b *client.Conn, ra, rb *client.Room) {
 	t.Helper()
 	msg := []byte(fmt.Sprintf("ping %d", time.Now().UnixNano()))
 	if err := a.Send(ra.Ch, msg); err != nil {
@@ -170,15 +170,15 @@ func exchange(t *testing.T, a, b *client.Conn, ra, rb *client.Room) {
 
 // logCapture is a slog.Handler that keeps every record (for assertions) and echoes it to the test log.
 type logCapture struct {
-	t       *testing.T
+	t       testing.TB
 	mu      sync.Mutex
 	records []slog.Record
 	text    bytes.Buffer
 }
 
 func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler        { return l }
-func (l *logCapture) WithGroup(string) slog.Handler             { return l }
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCapture) WithGroup(string) slog.Handler            { return l }
 func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -199,7 +199,7 @@ func (l *logCapture) String() string {
 }
 
 // checkGoroutines fails the test if, within 10 s, the number of goroutines does not come back to base.
-func checkGoroutines(t *testing.T, base int) {
+func checkGoroutines(t testing.TB, base int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > base {

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -41,6 +43,7 @@ type hub struct {
 	// Static after construction.
 	cfg   Config
 	stats *Stats
+	log   *slog.Logger
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -49,8 +52,8 @@ type hub struct {
 	closed bool
 }
 
-func newHub(cfg Config, stats *Stats) *hub {
-	return &hub{cfg: cfg, stats: stats, rooms: make(map[string]*room), tokens: make(map[[32]byte]*member)}
+func newHub(cfg Config, stats *Stats, log *slog.Logger) *hub {
+	return &hub{cfg: cfg, stats: stats, log: log, rooms: make(map[string]*room), tokens: make(map[[32]byte]*member)}
 }
 
 // joinedReply formats the reply to create and join.
@@ -84,6 +87,7 @@ func (h *hub) create(c *conn, reqID uint64, max int, allow []string) *protoError
 	h.rooms[r.id] = r
 	h.stats.rooms.Add(1)
 	h.stats.roomsCreated.Add(1)
+	h.log.Debug("room created", "rooms_open", len(h.rooms))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := h.addMemberLocked(c, r, reqID, capability); err != nil {
@@ -106,6 +110,12 @@ func (h *hub) join(c *conn, reqID uint64, id, capability string) *protoError {
 	}
 	got := hashSecret(capability)
 	if r == nil || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+		h.stats.refusedJoins.Add(1)
+		return errorf(codeDenied, "no such room, or the capability is wrong")
+	}
+	// A dialog room admits only its two users (r.allow is static); the answer is the one for a wrong
+	// capability, so nobody learns whom a room is for.
+	if len(r.allow) > 0 && !slices.Contains(r.allow, c.identity.User) {
 		h.stats.refusedJoins.Add(1)
 		return errorf(codeDenied, "no such room, or the capability is wrong")
 	}
@@ -284,6 +294,10 @@ func (h *hub) dropRoomLocked(r *room, reason string) {
 	}
 	r.members = nil
 	r.log.wipe()
+	if reason == "" {
+		reason = "empty"
+	}
+	h.log.Debug("room dropped", "why", reason, "rooms_open", len(h.rooms))
 }
 
 // closeAll drops every room, telling its members reason, and refuses new rooms from then on.

@@ -36,7 +36,7 @@ func addOnionFlags(fs *flag.FlagSet, o *onionFlags) {
 
 // serveOnion publishes the relay as a Tor onion service and serves it until ctx is done.
 func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.Logger) error {
-	srv, err := newRelay(f, log)
+	srv, handler, err := newRelay(f, log)
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 	if a := svc.ClientAuth(); a != nil {
 		fmt.Fprintf(stdout, "cleanrelay: client authorization key (paste into Tor Browser when it asks for the key): %s\n", a.PrivateKey)
 	}
-	err = serveOn(ctx, srv, svc.Listener(), log)
+	err = serveOn(ctx, srv, handler, svc.Listener(), log)
 	if cerr := svc.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("failed to stop tor cleanly: %w", cerr)
 	}

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,51 +26,20 @@ type servedBinary struct {
 	cmd    *exec.Cmd
 	url    string // what it printed: http://HOST/
 	host   string
-	stderr *syncBuffer
+	stderr *lockedBuffer
 	exited chan struct{}
 	tmp    string // its TMPDIR
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// buildBinary builds cleanrelay once per test binary run.
-var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "cleanrelay-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "cleanrelay")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v: %s", err, out)
-	}
-	return bin, nil
-})
-
-// startServe runs `cleanrelay serve args...` with its own TMPDIR and waits for the address it prints. The
+// startServeTor runs `cleanrelay serve args...` with its own TMPDIR and waits for the address it prints. The
 // cleanup stops it with SIGTERM and checks that it exits cleanly and leaves nothing in its TMPDIR.
-func startServe(t testing.TB, timeout time.Duration, args ...string) *servedBinary {
+func startServeTor(t testing.TB, timeout time.Duration, args ...string) *servedBinary {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb := &servedBinary{stderr: &syncBuffer{}, exited: make(chan struct{}), tmp: t.TempDir()}
+	sb := &servedBinary{stderr: &lockedBuffer{}, exited: make(chan struct{}), tmp: t.TempDir()}
 	sb.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
 	sb.cmd.Env = append(os.Environ(), "TMPDIR="+sb.tmp)
 	sb.cmd.Stderr = sb.stderr
@@ -220,7 +188,7 @@ func (m *member) receive(ctx context.Context) (string, error) {
 func TestServeOnTor(t *testing.T) {
 	n := tornet.Start(t)
 	start := time.Now()
-	sb := startServe(t, 2*time.Minute, "--tor-torrc-extra", writeTorrc(t, n), "--grace", "3m")
+	sb := startServeTor(t, 2*time.Minute, "--tor-torrc-extra", writeTorrc(t, n), "--grace", "3m")
 	t.Logf("cleanrelay serve: process start to printed onion address %v", time.Since(start).Round(time.Millisecond))
 	if !strings.HasSuffix(sb.host, ".onion") || !strings.HasPrefix(sb.url, "http://") {
 		t.Fatalf("printed address %q is not an onion URL", sb.url)
@@ -373,13 +341,13 @@ func TestServeMissingTor(t *testing.T) {
 // `go test ./cmd/cleanrelay -tor -run '^$' -bench FrameRoundTrip -benchtime 200x` in a loopback-only namespace.
 func BenchmarkFrameRoundTrip(b *testing.B) {
 	b.Run("loopback", func(b *testing.B) {
-		sb := startServe(b, 30*time.Second, "--local-only", "--listen", "127.0.0.1:0")
+		sb := startServeTor(b, 30*time.Second, "--local-only", "--listen", "127.0.0.1:0")
 		benchRoundTrip(b, "ws://"+sb.host+"/ws", nil)
 	})
 	b.Run("onion", func(b *testing.B) {
 		n := tornet.Start(b)
 		start := time.Now()
-		sb := startServe(b, 2*time.Minute, "--tor-torrc-extra", writeTorrc(b, n))
+		sb := startServeTor(b, 2*time.Minute, "--tor-torrc-extra", writeTorrc(b, n))
 		publish := time.Since(start)
 		benchRoundTrip(b, "ws://"+sb.host+"/ws", &client.Options{NetDialContext: n.DialContext})
 		// After benchRoundTrip: its ResetTimer would drop the metric.
@@ -431,12 +399,12 @@ func benchRoundTrip(b *testing.B, wsURL string, opts *client.Options) {
 // buffer (1 MiB by default) never overflows; MB/s is payload delivered.
 func BenchmarkFrameThroughput(b *testing.B) {
 	b.Run("loopback", func(b *testing.B) {
-		sb := startServe(b, 30*time.Second, "--local-only", "--listen", "127.0.0.1:0")
+		sb := startServeTor(b, 30*time.Second, "--local-only", "--listen", "127.0.0.1:0")
 		benchThroughput(b, "ws://"+sb.host+"/ws", nil)
 	})
 	b.Run("onion", func(b *testing.B) {
 		n := tornet.Start(b)
-		sb := startServe(b, 2*time.Minute, "--tor-torrc-extra", writeTorrc(b, n))
+		sb := startServeTor(b, 2*time.Minute, "--tor-torrc-extra", writeTorrc(b, n))
 		benchThroughput(b, "ws://"+sb.host+"/ws", &client.Options{NetDialContext: n.DialContext})
 	})
 }

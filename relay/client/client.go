@@ -35,13 +35,14 @@ type Options struct {
 
 // Hello is what the relay announces about itself when a connection starts.
 type Hello struct {
-	V          int `json:"v"`
-	MaxFrame   int `json:"maxFrame"`
-	MaxMembers int `json:"maxMembers"`
-	MaxRooms   int `json:"maxRooms"`
-	Buffer     int `json:"buffer"`
-	Grace      int `json:"grace"`
-	AckEvery   int `json:"ackEvery"`
+	V           int `json:"v"`
+	MaxFrame    int `json:"maxFrame"`
+	MaxMembers  int `json:"maxMembers"`
+	MaxRooms    int `json:"maxRooms"`
+	Buffer      int `json:"buffer"`
+	BufferBytes int `json:"bufferBytes"`
+	Grace       int `json:"grace"`
+	AckEvery    int `json:"ackEvery"`
 }
 
 // Room is one membership of this connection, as the relay described it in its joined or resumed reply.
@@ -74,6 +75,7 @@ const (
 	KindLost                 // Ch, LostFrom..LostTo will never arrive
 	KindClosed               // Ch, Reason: the room ended for this connection
 	KindError                // Err: an error the relay sent without a request id (e.g. for a frame)
+	KindDialog               // User opened a dialog with this session's user: join Room with Cap
 )
 
 // Event is something the relay sent on its own: a frame, a presence change, a gap, a closed room, an error.
@@ -89,6 +91,7 @@ type Event struct {
 	User             string
 	LostFrom, LostTo uint64
 	Err              *Error
+	Room, Cap        string
 }
 
 // Conn is one WebSocket session with a relay. Its methods are safe for concurrent use.
@@ -97,6 +100,8 @@ type Conn struct {
 	hello  Hello
 	events chan Event
 	done   chan struct{} // closed when the reader ends
+	quit   chan struct{} // closed by Close: the reader stops even if nobody takes events
+	once   sync.Once
 
 	wmu sync.Mutex // serializes writes
 
@@ -140,7 +145,7 @@ func Dial(ctx context.Context, url string, opts *Options) (*Conn, error) {
 	if n == 0 {
 		n = 1024
 	}
-	c := &Conn{ws: ws, events: make(chan Event, n), done: make(chan struct{}), pending: make(map[uint64]chan reply)}
+	c := &Conn{ws: ws, events: make(chan Event, n), done: make(chan struct{}), quit: make(chan struct{}), pending: make(map[uint64]chan reply)}
 	ws.SetReadLimit(16<<20 + deliverHeaderLen)
 	if deadline, ok := ctx.Deadline(); ok {
 		ws.SetReadDeadline(deadline)
@@ -182,9 +187,20 @@ func (c *Conn) Err() error {
 // Close closes the connection at once, without the relay's notice: to the relay this looks like a dropped
 // connection, and memberships become away (they can be resumed).
 func (c *Conn) Close() error {
+	c.once.Do(func() { close(c.quit) })
 	err := c.ws.Close()
 	<-c.done
 	return err
+}
+
+// emit hands an event to the program; it gives up when Close was called.
+func (c *Conn) emit(ev Event) bool {
+	select {
+	case c.events <- ev:
+		return true
+	case <-c.quit:
+		return false
+	}
 }
 
 // CloseGracefully sends a normal close frame and waits for the relay to end the connection.
@@ -345,11 +361,14 @@ func (c *Conn) readLoop() {
 				c.ws.Close()
 				return
 			}
-			c.events <- Event{
+			if !c.emit(Event{
 				Kind: KindFrame, Ch: msg[0],
 				Seq:     binary.BigEndian.Uint64(msg[1:9]),
 				From:    binary.BigEndian.Uint32(msg[9:13]),
 				Payload: msg[deliverHeaderLen:],
+			}) {
+				err = ErrClosed
+				return
 			}
 			continue
 		}
@@ -357,6 +376,12 @@ func (c *Conn) readLoop() {
 			err = perr
 			c.ws.Close()
 			return
+		}
+		select {
+		case <-c.quit:
+			err = ErrClosed
+			return
+		default:
 		}
 	}
 }
@@ -371,10 +396,12 @@ type wireMsg struct {
 	Event  string `json:"event"`
 	Reason string `json:"reason"`
 	User   string `json:"user"`
-	From   uint64 `json:"from"`
+	From   any    `json:"from"` // a number in lost, a username in dialog
 	To     uint64 `json:"to"`
 	Code   string `json:"code"`
 	Msg    string `json:"msg"`
+	Room   string `json:"room"`
+	Cap    string `json:"cap"`
 }
 
 func (c *Conn) handleText(msg []byte) error {
@@ -384,15 +411,19 @@ func (c *Conn) handleText(msg []byte) error {
 	}
 	switch m.T {
 	case "presence":
-		c.events <- Event{Kind: KindPresence, Ch: m.Ch, Seq: m.Seq, Member: m.Member, Event: m.Event, Reason: m.Reason, User: m.User}
+		c.emit(Event{Kind: KindPresence, Ch: m.Ch, Seq: m.Seq, Member: m.Member, Event: m.Event, Reason: m.Reason, User: m.User})
 	case "lost":
-		c.events <- Event{Kind: KindLost, Ch: m.Ch, LostFrom: m.From, LostTo: m.To}
+		from, _ := m.From.(float64)
+		c.emit(Event{Kind: KindLost, Ch: m.Ch, LostFrom: uint64(from), LostTo: m.To})
+	case "dialog":
+		from, _ := m.From.(string)
+		c.emit(Event{Kind: KindDialog, User: from, Room: m.Room, Cap: m.Cap})
 	case "closed":
-		c.events <- Event{Kind: KindClosed, Ch: m.Ch, Reason: m.Reason}
+		c.emit(Event{Kind: KindClosed, Ch: m.Ch, Reason: m.Reason})
 	case "error":
 		e := &Error{Code: m.Code, Msg: m.Msg}
 		if m.ID == 0 || !c.deliver(m.ID, reply{err: e}) {
-			c.events <- Event{Kind: KindError, Err: e}
+			c.emit(Event{Kind: KindError, Err: e})
 		}
 	default: // replies: joined, resumed, left
 		c.deliver(m.ID, reply{msg: msg})
