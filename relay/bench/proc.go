@@ -90,37 +90,3 @@ func Sample(pid int) (Usage, error) {
 	}
 	return Usage{cpu, rss}, nil
 }
-
-// RaiseFileLimit raises this process's limit on open files (RLIMIT_NOFILE) to at least want when it can: the soft
-// limit up to the hard one, and the hard one too when the process may (root, CAP_SYS_RESOURCE), up to the
-// kernel's fs.nr_open. Processes it starts afterwards inherit the raised limit. It returns the soft limit now in
-// force; an error only when the limit could not be read or set at all.
-func RaiseFileLimit(want uint64) (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("failed to read the open-file limit: %w", err)
-	}
-	if lim.Cur >= want {
-		return lim.Cur, nil
-	}
-	if lim.Max < want {
-		hard := want
-		if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
-			if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n < hard {
-				hard = n
-			}
-		}
-		if hard > lim.Max {
-			up := syscall.Rlimit{Cur: hard, Max: hard}
-			if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up) == nil {
-				return hard, nil
-			}
-		}
-	}
-	// Not privileged to raise the hard limit (or it was enough): the soft limit goes as far as the hard one.
-	lim.Cur = min(lim.Max, want)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("failed to raise the open-file limit: %w", err)
-	}
-	return lim.Cur, nil
-}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -370,6 +371,9 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The tool's own memory is measured as what its live heap holds: garbage of an earlier run would make
+	// the difference meaningless.
+	debug.FreeOSMemory()
 	tool0, err := RSS(os.Getpid())
 	if err != nil {
 		return nil, err
@@ -407,6 +411,7 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	debug.FreeOSMemory()
 	tool1, err := RSS(os.Getpid())
 	if err != nil {
 		return nil, err
