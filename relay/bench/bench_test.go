@@ -15,18 +15,18 @@ import (
 
 // inProcess serves h on a loopback listener in this process and describes it as a Server; the CPU and memory
 // figures are then this test process's own.
-func inProcess(t *testing.T, name string, h func(hostport string) *httptest.Server) *Server {
+func inProcess(t testing.TB, name string, h func(hostport string) *httptest.Server) *Server {
 	t.Helper()
 	hs := h("")
 	t.Cleanup(hs.Close)
 	return Attach(name, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", os.Getpid())
 }
 
-func startFloor(t *testing.T) *Server {
+func startFloor(t testing.TB) *Server {
 	return inProcess(t, "floor", func(string) *httptest.Server { return httptest.NewServer(NewFloor().Handler()) })
 }
 
-func startRelay(t *testing.T) *Server {
+func startRelay(t testing.TB) *Server {
 	t.Helper()
 	srv, err := relay.New(relay.Config{RateFrames: 1e9, RateBurst: 1 << 20}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -115,6 +115,20 @@ func TestIdle(t *testing.T) {
 	}
 }
 
+// TestIdleSpreadsSourceAddresses makes a few connections come from 127.0.0.1 … 127.0.0.7, as 100,000 would.
+func TestIdleSpreadsSourceAddresses(t *testing.T) {
+	defer func(n int) { portsPerSource = n }(portsPerSource)
+	portsPerSource = 10
+	s := startRelay(t)
+	r, err := Idle(context.Background(), s, IdleConfig{Conns: 60, Hold: time.Millisecond, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Idle.SourceAddrs != 7 || r.Idle.Alive != 60 {
+		t.Errorf("%d source addresses, %d of 60 alive; want 7 and 60", r.Idle.SourceAddrs, r.Idle.Alive)
+	}
+}
+
 func TestConnect(t *testing.T) {
 	for _, s := range servers(t) {
 		t.Run(s.Name, func(t *testing.T) {
@@ -172,3 +186,26 @@ func TestValidateJSONLineCatchesGaps(t *testing.T) {
 		}
 	}
 }
+
+// benchmarkPairs forwards b.N frames through s: 50 rooms of two, 1 KiB frames, window 32. Profile the relay's
+// part with: go test -run '^$' -bench PairsRelay -cpuprofile cpu.prof ./relay/bench (the tool's own work is in
+// the same profile, under package client and this package).
+func benchmarkPairs(b *testing.B, s *Server) {
+	const rooms = 50
+	frames := max(b.N/(2*rooms), 1)
+	b.ReportAllocs()
+	b.SetBytes(1024)
+	b.ResetTimer()
+	r, err := Pairs(context.Background(), s, PairsConfig{Rooms: rooms, Frames: frames, Size: 1024, Window: 32, Timeout: 5 * time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if p := r.Pairs; r.Errors != 0 || p.Lost != 0 || p.Duplicated != 0 || p.Reordered != 0 {
+		b.Fatalf("errors %d lost %d duplicated %d reordered %d", r.Errors, p.Lost, p.Duplicated, p.Reordered)
+	}
+	b.ReportMetric(r.Pairs.FramesPerS, "frames/s")
+	b.ReportMetric(r.Pairs.LatP99ms, "p99-ms")
+}
+
+func BenchmarkPairsRelay(b *testing.B) { benchmarkPairs(b, startRelay(b)) }
+func BenchmarkPairsFloor(b *testing.B) { benchmarkPairs(b, startFloor(b)) }

@@ -61,7 +61,7 @@ type IdleResult struct {
 	ServerPerConn   float64 `json:"server_bytes_per_conn"`
 	ToolRSSBefore   int64   `json:"tool_rss_before"`
 	ToolRSSAfter    int64   `json:"tool_rss_after"`
-	ToolPerConn     float64 `json:"tool_bytes_per_conn"`
+	ToolPerConn     float64 `json:"tool_bytes_per_conn"` // Go heap and stacks in use, not RSS
 	SourceAddrs     int     `json:"source_addrs"`
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -18,8 +19,9 @@ import (
 
 // portsPerSource is how many connections the tool opens from one loopback source address: Linux picks a bound
 // socket's ephemeral port before it knows the destination, so one address has about 28,000 of them
-// (net.ipv4.ip_local_port_range 32768–60999); stay well below that, leaving room for TIME_WAIT.
-const portsPerSource = 16000
+// (net.ipv4.ip_local_port_range 32768–60999); stay well below that, leaving room for TIME_WAIT. A variable so
+// a test can make a few connections spread.
+var portsPerSource = 16000
 
 // setupConcurrency is how many connections are being set up at once.
 const setupConcurrency = 64
@@ -371,9 +373,7 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The tool's own memory is measured as what its live heap holds: garbage of an earlier run would make
-	// the difference meaningless.
-	debug.FreeOSMemory()
+	live0 := liveBytes()
 	tool0, err := RSS(os.Getpid())
 	if err != nil {
 		return nil, err
@@ -411,11 +411,11 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	debug.FreeOSMemory()
 	tool1, err := RSS(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
+	live1 := liveBytes()
 	alive := 0
 	for _, m := range members {
 		select {
@@ -429,7 +429,7 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 	met.fill(r)
 	r.Idle = &IdleResult{Conns: n, Alive: alive, HoldSeconds: cfg.Hold.Seconds(),
 		ServerRSSBefore: srv0, ServerRSSAfter: srv1, ServerPerConn: float64(srv1-srv0) / float64(n),
-		ToolRSSBefore: tool0, ToolRSSAfter: tool1, ToolPerConn: float64(tool1-tool0) / float64(n), SourceAddrs: d.spread}
+		ToolRSSBefore: tool0, ToolRSSAfter: tool1, ToolPerConn: float64(live1-live0) / float64(n), SourceAddrs: d.spread}
 	return r, nil
 }
 
@@ -568,4 +568,13 @@ func progress(p Progress, name string, done *atomic.Int64, total int64) (stop fu
 	return func() {
 		once.Do(func() { close(quit); <-finished })
 	}
+}
+
+// liveBytes is what this process's Go heap and goroutine stacks hold after a collection. The tool's memory per
+// connection is measured with it rather than RSS, which keeps the garbage of an earlier run.
+func liveBytes() int64 {
+	debug.FreeOSMemory() // collects first
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse + ms.StackInuse)
 }
