@@ -14,7 +14,7 @@ type Config struct {
 	MaxFrame int
 
 	// RoomBuffer is how many entries (frames and presence events) a room keeps that some member has not yet
-	// acknowledged. It is the per-member bound of protocol §5: a member that falls further behind is slow.
+	// acknowledged. It is the per-member bound of protocol §5: a member that falls further behind receives lost.
 	// Optional; default 256, at least 8.
 	RoomBuffer int
 

@@ -157,14 +157,14 @@ func (r *room) appendLocked(e entry) {
 	}
 }
 
-// evictLocked drops the oldest entry to make room. A member that has not even been sent it is slow: its
-// connection is closed and it may resume (receiving lost) within the grace. See docs/protocol.md §5.
+// evictLocked drops the oldest entry to make room. A connected member that had not yet been sent it has fallen
+// a whole buffer behind: its writer sends it lost for the gap and goes on (protocol §5). Each such missed
+// delivery is counted; the member's connection is closed only if a write misses its deadline.
 func (r *room) evictLocked() {
 	e := r.log.popFront()
 	for _, m := range r.members {
 		if m.conn != nil && m.next <= e.seq && !(e.kind == entryFrame && e.from == m.id) {
 			r.hub.stats.drop(dropSlow)
-			m.conn.kill(closeSlow)
 		}
 	}
 	r.hub.stats.drop(dropEvicted)
