@@ -72,7 +72,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.DurationVar(&f.idle.Hold, "hold", 3*time.Second, "idle: how long to hold them before measuring memory")
 	fs.IntVar(&f.connect.Conns, "connects", 5000, "connect: connections to open, one after another per worker")
 	fs.IntVar(&f.connect.Concurrency, "concurrency", 32, "connect: connections being opened at once")
-	fs.BoolVar(&f.accounts, "accounts", true, "connect: run the relay with accounts on (its serve default); connections stay anonymous")
+	fs.BoolVar(&f.accounts, "accounts", true, "connect: run the relay with accounts on (its serve default)")
+	fs.BoolVar(&f.connect.Auth, "auth", true, "connect: every relay connection is a logged-in session (key proof and one-use ticket); needs --accounts")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -100,6 +101,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	}
 	if f.pairs.Size < 16 {
 		return nil, nil, fmt.Errorf("--size %d is below 16 bytes (frame number and send time)", f.pairs.Size)
+	}
+	if f.connect.Auth && !f.accounts {
+		return nil, nil, errors.New("--auth needs --accounts (hint: --auth=false for anonymous connections)")
 	}
 	f.pairs.Timeout, f.idle.Timeout, f.connect.Timeout = f.timeout, f.timeout, f.timeout
 	return f, workloads, nil
@@ -194,6 +198,7 @@ func (f *benchFlags) runOne(ctx context.Context, workload, name string, progress
 	case "connect":
 		cfg := f.connect
 		cfg.Progress = progress
+		cfg.Auth = cfg.Auth && name == "relay" // the floor has no accounts: its connections are plain
 		r, err = bench.Connect(ctx, s, cfg)
 	}
 	return r, errors.Join(err, s.Stop())

@@ -54,6 +54,9 @@ func TestBenchBinary(t *testing.T) {
 		if r.Pairs != nil && r.Pairs.Delivered != 8*2*300 {
 			t.Errorf("%s delivered %d frames, want %d", r.Server, r.Pairs.Delivered, 8*2*300)
 		}
+		if r.Connect != nil && r.Connect.Auth != (r.Server == "relay") {
+			t.Errorf("%s connect ran with auth %v; want logged-in sessions on the relay only", r.Server, r.Connect.Auth)
+		}
 		if r.Idle != nil && r.Idle.Alive != 60 {
 			t.Errorf("%s kept %d of 60 idle connections", r.Server, r.Idle.Alive)
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
 )
 
@@ -26,13 +27,25 @@ func startFloor(t testing.TB) *Server {
 	return inProcess(t, "floor", func(string) *httptest.Server { return httptest.NewServer(NewFloor().Handler()) })
 }
 
-func startRelay(t testing.TB) *Server {
+func startRelay(t testing.TB) *Server { return startRelayWith(t, false) }
+
+// startRelayWith starts a relay in this process, with the accounts API in front of it when accounts is set.
+func startRelayWith(t testing.TB, accounts bool) *Server {
 	t.Helper()
-	srv, err := relay.New(relay.Config{RateFrames: 1e9, RateBurst: 1 << 20}, nil, slog.New(slog.DiscardHandler))
+	log := slog.New(slog.DiscardHandler)
+	srv, err := relay.New(relay.Config{RateFrames: 1e9, RateBurst: 1 << 20}, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if accounts {
+		dir, err := keydir.New(keydir.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h = relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log).Handler()
+	}
+	hs := httptest.NewServer(h)
 	srv.AllowHost(hs.Listener.Addr().String())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -144,6 +157,40 @@ func TestConnect(t *testing.T) {
 	}
 }
 
+// TestConnectAuth opens logged-in sessions: every connection proves a key and uses a fresh ticket. A run
+// whose handshakes were refused would count errors.
+func TestConnectAuth(t *testing.T) {
+	s := startRelayWith(t, true)
+	r, err := Connect(context.Background(), s, ConnectConfig{Conns: 20, Concurrency: 3, Auth: true, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors != 0 || !r.Connect.Auth {
+		t.Errorf("errors %d auth %v, want 0 and true", r.Errors, r.Connect.Auth)
+	}
+	checkJSON(t, r, "connect")
+
+	// The tickets are real: a ticket opens one session, and a second handshake with it is refused.
+	u, err := newAuthUser(context.Background(), s.URL, "ticketcheck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := u.ticketHeader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDialer(s.URL, 1)
+	c, err := d.dialHeader(context.Background(), 4, h)
+	if err != nil {
+		t.Fatalf("a fresh ticket was refused: %v", err)
+	}
+	c.Close()
+	if c, err := d.dialHeader(context.Background(), 4, h); err == nil {
+		c.Close()
+		t.Error("a used ticket opened a second session")
+	}
+}
+
 // checkJSON checks r's JSON line: exactly one workload object, and every field of it and of the result present
 // and, where a zero would mean "not measured", non-zero.
 func checkJSON(t *testing.T, r *Result, workload string) {
@@ -168,7 +215,7 @@ func CheckJSONLine(t *testing.T, line []byte, workload string) {
 
 func TestValidateJSONLineCatchesGaps(t *testing.T) {
 	good := `{"workload":"connect","server":"floor","seconds":1,"server_cpu_s":0.5,"tool_cpu_s":0.5,"errors":0,` +
-		`"connect":{"conns":1,"concurrency":1,"conns_per_s":1,"lat_p50_ms":1,"lat_p90_ms":1,"lat_p99_ms":1,"lat_max_ms":1,"source_addrs":1}}`
+		`"connect":{"conns":1,"concurrency":1,"auth":true,"conns_per_s":1,"lat_p50_ms":1,"lat_p90_ms":1,"lat_p99_ms":1,"lat_max_ms":1,"source_addrs":1}}`
 	if err := ValidateJSONLine([]byte(good), "connect"); err != nil {
 		t.Fatalf("a complete line was refused: %v", err)
 	}
@@ -179,6 +226,7 @@ func TestValidateJSONLineCatchesGaps(t *testing.T) {
 		"no tool cpu":     strings.Replace(good, `"tool_cpu_s":0.5`, `"tool_cpu_s":0`, 1),
 		"wrong workload":  strings.Replace(good, `"workload":"connect"`, `"workload":"idle"`, 1),
 		"unknown field":   strings.Replace(good, `"errors":0`, `"errors":0,"extra":1`, 1),
+		"bool as number":  strings.Replace(good, `"auth":true`, `"auth":1`, 1),
 		"second workload": strings.Replace(good, `"errors":0,`, `"errors":0,"idle":{},`, 1),
 	} {
 		if ValidateJSONLine([]byte(bad), "connect") == nil {
@@ -209,3 +257,19 @@ func benchmarkPairs(b *testing.B, s *Server) {
 
 func BenchmarkPairsRelay(b *testing.B) { benchmarkPairs(b, startRelay(b)) }
 func BenchmarkPairsFloor(b *testing.B) { benchmarkPairs(b, startFloor(b)) }
+
+// BenchmarkConnectAuth opens b.N logged-in sessions on an in-process relay with accounts (RS256 tokens, the
+// serve default), 8 at a time; profile it with -cpuprofile to see what a logged-in connection costs.
+func BenchmarkConnectAuth(b *testing.B) {
+	s := startRelayWith(b, true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	r, err := Connect(context.Background(), s, ConnectConfig{Conns: b.N, Concurrency: 8, Auth: true, Timeout: 5 * time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if r.Errors != 0 {
+		b.Fatalf("%d errors", r.Errors)
+	}
+	b.ReportMetric(r.Connect.PerS, "conns/s")
+}

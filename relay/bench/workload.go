@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,7 +54,12 @@ func newDialer(wsURL string, conns int) *dialer {
 
 // dial connects and waits for the hello; events is the client's event channel capacity.
 func (d *dialer) dial(ctx context.Context, events int) (*client.Conn, error) {
-	opts := &client.Options{Events: events}
+	return d.dialHeader(ctx, events, nil)
+}
+
+// dialHeader dials with extra handshake headers (the cookies of a logged-in session).
+func (d *dialer) dialHeader(ctx context.Context, events int, h http.Header) (*client.Conn, error) {
+	opts := &client.Options{Events: events, Header: h}
 	if d.spread > 1 {
 		i := d.n.Add(1)
 		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%uint64(d.spread)))}}
@@ -435,9 +442,12 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 
 // ConnectConfig describes a connect run: Conns times, by Concurrency workers at once, a new connection is
 // opened, waits for the hello and creates a room (joining it as its first member) — that much is timed — then
-// leaves the room and closes.
+// leaves the room and closes. With Auth, each worker first registers an account, logs in and publishes a key
+// (not timed), and each timed connection is a logged-in session: a session challenge signed with the key, the
+// proof, then the handshake with the one-use ticket (docs/accounts.md §7).
 type ConnectConfig struct {
 	Conns, Concurrency int
+	Auth               bool
 	Timeout            time.Duration
 	Progress           Progress
 }
@@ -450,6 +460,21 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	d := newDialer(s.URL, cfg.Conns)
+	workers := min(cfg.Concurrency, cfg.Conns)
+	users := make([]*authUser, workers)
+	if cfg.Auth {
+		prefix := randomID(6)
+		err := parallel(ctx, workers, func(i int) error {
+			// a-z, 0-9, '-' only: base64url's '_' is allowed too, but upper case is folded.
+			name := strings.ToLower(fmt.Sprintf("b%s-%d", strings.ReplaceAll(prefix, "_", "-"), i))
+			u, err := newAuthUser(ctx, s.URL, name)
+			users[i] = u
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("failed to set up %d accounts on the %s: %w", workers, s.Name, err)
+		}
+	}
 	lats := make([]time.Duration, cfg.Conns)
 	var next, done, errs atomic.Int64
 	stopProgress := progress(cfg.Progress, "connect "+s.Name, &done, int64(cfg.Conns))
@@ -459,7 +484,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 		return nil, err
 	}
 	var wg sync.WaitGroup
-	for range min(cfg.Concurrency, cfg.Conns) {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -469,7 +494,15 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 					return
 				}
 				t0 := time.Now()
-				c, err := d.dial(ctx, 4)
+				var h http.Header
+				if u := users[w]; u != nil {
+					var err error
+					if h, err = u.ticketHeader(ctx); err != nil {
+						errs.Add(1)
+						continue
+					}
+				}
+				c, err := d.dialHeader(ctx, 4, h)
 				if err != nil {
 					errs.Add(1)
 					continue
@@ -495,7 +528,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 	n := done.Load()
 	r := &Result{Workload: "connect", Server: s.Name, Errors: errs.Load() + int64(cfg.Conns) - n}
 	met.fill(r)
-	c := &ConnectResult{Conns: cfg.Conns, Concurrency: cfg.Concurrency, PerS: float64(n) / met.wall.Seconds(), SourceAddrs: d.spread}
+	c := &ConnectResult{Conns: cfg.Conns, Concurrency: cfg.Concurrency, Auth: cfg.Auth, PerS: float64(n) / met.wall.Seconds(), SourceAddrs: d.spread}
 	var got []time.Duration
 	for _, l := range lats {
 		if l > 0 {
