@@ -28,6 +28,7 @@ type serveFlags struct {
 	logLevel   slog.Level
 	cfg        relay.Config
 	accounts   accountFlags
+	harden     hardenFlags
 }
 
 // stringList is a flag that may be given several times.
@@ -61,6 +62,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.Float64Var(&c.RateFrames, "rate", 2000, "messages per second one connection may send on average (faster ones are read more slowly)")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "messages one connection may send at once above --rate (0: a quarter of --room-buffer)")
 	f.accounts.register(fs)
+	f.harden.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -81,6 +83,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
 		return 2
+	}
+	if err := f.harden.apply(); err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+		return 1
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
