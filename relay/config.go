@@ -70,8 +70,8 @@ type Config struct {
 	// receiver's writer by a whole room buffer before that writer is even scheduled (protocol §5).
 	RateBurst int
 
-	// AckEvery is how often, in entries, clients are asked to acknowledge (sent in hello). Optional; default
-	// RoomBuffer/4.
+	// AckEvery is how often, in entries received, clients are asked to acknowledge (sent in hello). Optional;
+	// default RoomBuffer/8, so that the acknowledgment lag of a busy room stays far from RoomBuffer.
 	AckEvery int
 }
 
@@ -109,7 +109,7 @@ func (c Config) withDefaults() Config {
 		c.RateFrames = 2000
 	}
 	def(&c.RateBurst, c.RoomBuffer/4)
-	def(&c.AckEvery, c.RoomBuffer/4)
+	def(&c.AckEvery, c.RoomBuffer/8)
 	return c
 }
 

@@ -12,6 +12,7 @@ const usage = `cleanrelay is a zero-knowledge ciphertext relay for private, ephe
 
 Usage:
     cleanrelay serve [flags]      run the relay (as a Tor onion service unless --local-only)
+    cleanrelay bench [flags] W    measure a relay under load next to a bare forwarder (W: pairs, idle, connect, all)
     cleanrelay version            print the version
     cleanrelay help               print this text
 
@@ -40,6 +41,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
+	case "bench-floor": // hidden: the bare forwarder that bench starts
+		return benchFloor(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "cleanrelay %s\n", version)
 		return 0

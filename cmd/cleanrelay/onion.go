@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/cleanrelay/cleanrelay/onion"
@@ -76,15 +75,6 @@ func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 		err = fmt.Errorf("failed to stop tor cleanly: %w", cerr)
 	}
 	return err
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // qrQuiet is the light margin around the code, in modules; scanners need some (the standard asks for 4).

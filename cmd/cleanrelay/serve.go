@@ -28,6 +28,7 @@ type serveFlags struct {
 	logLevel   slog.Level
 	cfg        relay.Config
 	accounts   accountFlags
+	harden     hardenFlags
 	onion      onionFlags // onion.go
 }
 
@@ -63,6 +64,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.Float64Var(&c.RateFrames, "rate", 2000, "messages per second one connection may send on average (faster ones are read more slowly)")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "messages one connection may send at once above --rate (0: a quarter of --room-buffer)")
 	f.accounts.register(fs)
+	f.harden.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -84,7 +86,17 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
 		return 2
 	}
+	if err := f.harden.apply(); err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+		return 1
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
+	// Every connection is a file descriptor (tor's child too, in onion mode).
+	if n, err := raiseFileLimit(uint64(f.cfg.MaxConns) + 1024); err != nil {
+		log.Warn("failed to raise the open-file limit", "err", err)
+	} else if n < uint64(f.cfg.MaxConns)+64 {
+		log.Warn("the open-file limit is below --max-conns; raise the hard limit (ulimit -Hn, LimitNOFILE=)", "limit", n)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	serveMode := serveLocal

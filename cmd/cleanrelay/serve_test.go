@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -249,6 +250,37 @@ func TestServeAccounts(t *testing.T) {
 			}
 			if strings.Contains(stderr.String(), "alice") || strings.Contains(stderr.String(), "Liddell") {
 				t.Fatalf("stderr names the user:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// TestCoreDumpsOff: by default the relay sets its core limit to 0 (soft and hard); --allow-core-dumps leaves
+// the limit it inherited alone.
+func TestCoreDumpsOff(t *testing.T) {
+	coreLimit := func(pid string) string {
+		t.Helper()
+		limits, err := os.ReadFile("/proc/" + pid + "/limits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(limits), "\n") {
+			if strings.HasPrefix(l, "Max core file size") {
+				return strings.Join(strings.Fields(l)[4:6], " ")
+			}
+		}
+		t.Fatalf("no core limit in /proc/%s/limits", pid)
+		return ""
+	}
+	inherited := coreLimit("self")
+	for _, tt := range []struct {
+		flag string
+		want string
+	}{{"--allow-core-dumps=false", "0 0"}, {"--allow-core-dumps=true", inherited}} {
+		t.Run(tt.flag, func(t *testing.T) {
+			cmd, _, _ := startServe(t, "--local-only", "--listen", "127.0.0.1:0", tt.flag)
+			if got := coreLimit(fmt.Sprint(cmd.Process.Pid)); got != tt.want {
+				t.Fatalf("core limit (soft hard) %q, want %q", got, tt.want)
 			}
 		})
 	}
