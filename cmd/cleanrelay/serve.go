@@ -27,6 +27,7 @@ type serveFlags struct {
 	allowHosts stringList
 	logLevel   slog.Level
 	cfg        relay.Config
+	ops        opsFlags // admin listener and HTTPS: config.go
 }
 
 // stringList is a flag that may be given several times.
@@ -59,13 +60,18 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.DurationVar(&c.PongWait, "pong-wait", 60*time.Second, "close a connection silent for this long (pings go out at 5/12 of it)")
 	fs.Float64Var(&c.RateFrames, "rate", 2000, "messages per second one connection may send on average (faster ones are read more slowly)")
 	fs.IntVar(&c.RateBurst, "rate-burst", 4000, "messages one connection may send at once above --rate")
-	if err := fs.Parse(args); err != nil {
+	f.ops.register(fs)
+	fromEnv, err := parseWithEnv(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		printServeUsage(stderr, fs)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if err := f.cfg.Validate(); err != nil {
+	if err := validateServeFlags(fs, f, fromEnv); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -113,8 +119,15 @@ func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 		return err
 	}
 	srv.AllowHost(ln.Addr().String())
+	ops, err := startOps(&f.ops, srv, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	fmt.Fprintf(stdout, "cleanrelay: serving on http://%s/\n", ln.Addr())
-	return serveOn(ctx, srv, ln, log)
+	ops.announce(stdout)
+	err = serveOn(ctx, srv, ln, log)
+	return errors.Join(err, ops.shutdown())
 }
 
 func newRelay(f *serveFlags, log *slog.Logger) (*relay.Server, error) {
