@@ -26,8 +26,11 @@ RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sb
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tor \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/sbin/policy-rc.d \
  && useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
-      --shell /usr/sbin/nologin cleanrelay
+      --shell /usr/sbin/nologin cleanrelay \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/cleanrelay
 COPY --from=build /out/cleanrelay /usr/local/bin/cleanrelay
+# /var/lib/cleanrelay is empty and, with --read-only, not writable: a volume mounted there (a new named volume
+# takes this owner and mode) is where a stable onion key can live; see docs/operations.md.
 # The admin listener (metrics, health) stays inside the container; HEALTHCHECK asks it. tor's private data
 # directory goes under TMPDIR: mount a tmpfs there (docker run --read-only --tmpfs /tmp).
 ENV CLEANRELAY_ADMIN_LISTEN=127.0.0.1:9090 TMPDIR=/tmp

@@ -33,6 +33,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cleanrelay-container.XXXXXX")
 # buildah keeps its images and containers under --root; vfs needs no overlay support from the kernel.
 B=(buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs)
 relay_pid=""
+# buildah keeps a blob-info cache in /var/lib/containers/cache whatever --root says; remove it if we made it.
+blob_cache=/var/lib/containers/cache
+made_blob_cache=""; [ -e "$blob_cache" ] || made_blob_cache=1
 cleanup() {
   set +e
   if [ -n "$relay_pid" ] && kill -0 "$relay_pid" 2>/dev/null; then
@@ -42,6 +45,7 @@ cleanup() {
   # vfs layers are plain directories, but buildah may still hold mounts of /proc, /dev in a run's chroot.
   grep -o " $work[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$work"
+  if [ -n "$made_blob_cache" ]; then rm -rf "$blob_cache"; rmdir /var/lib/containers 2>/dev/null; fi
 }
 trap cleanup EXIT
 
@@ -117,6 +121,7 @@ mnt=$("${B[@]}" mount "$ctr")
 [ -x "$mnt/usr/bin/tor" ] || fail "the image has no /usr/bin/tor"
 [ ! -e "$mnt/usr/sbin/policy-rc.d" ] || fail "the image kept the build's policy-rc.d"
 [ ! -e "$mnt/usr/local/go" ] || fail "the runtime image contains the Go toolchain"
+[ "$(stat -c %u:%a "$mnt/var/lib/cleanrelay")" = 10001:700 ] || fail "/var/lib/cleanrelay is not 0700 for uid 10001"
 "${B[@]}" umount "$ctr" >/dev/null
 
 # buildah run with chroot isolation shares the host's network namespace: pick free loopback ports.
