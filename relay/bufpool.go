@@ -39,12 +39,14 @@ func getBuf(n int) *buf {
 	return &buf{b: make([]byte, n, 1<<(c+minClassShift))}
 }
 
-// putBuf zeroes b's whole capacity and returns it to its pool. b must not be used afterwards.
+// putBuf zeroes b.b and returns it to its pool. b must not be used afterwards. Only len(b.b) bytes are
+// zeroed, so a user that wrote fewer bytes shortens b.b to them first (zeroing 64 KiB for a 1 KiB frame would
+// dominate the hot path), and a user that wrote beyond len(b.b) zeroes that itself.
 func putBuf(b *buf) {
 	if b == nil {
 		return
 	}
-	clear(b.b[:cap(b.b)])
+	clear(b.b)
 	b.b = b.b[:0]
 	bufPools[classOf(cap(b.b))].Put(b)
 }

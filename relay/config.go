@@ -14,7 +14,7 @@ type Config struct {
 	MaxFrame int
 
 	// RoomBuffer is how many entries (frames and presence events) a room keeps that some member has not yet
-	// acknowledged. It is the per-member bound of protocol §5: a member that falls further behind is slow.
+	// acknowledged. It is the per-member bound of protocol §5: a member that falls further behind receives lost.
 	// Optional; default 256, at least 8.
 	RoomBuffer int
 
@@ -65,11 +65,13 @@ type Config struct {
 	// more slowly (TCP backpressure), never dropped. Optional; default 2000.
 	RateFrames float64
 
-	// RateBurst is how many messages a connection may send at once above RateFrames. Optional; default 4000.
+	// RateBurst is how many messages a connection may send at once above RateFrames. Optional; default
+	// RoomBuffer/4 (64). It stays well inside RoomBuffer so that a sender's burst cannot outrun a healthy
+	// receiver's writer by a whole room buffer before that writer is even scheduled (protocol §5).
 	RateBurst int
 
-	// AckEvery is how often, in entries, clients are asked to acknowledge (sent in hello). Optional; default
-	// RoomBuffer/4.
+	// AckEvery is how often, in entries received, clients are asked to acknowledge (sent in hello). Optional;
+	// default RoomBuffer/8, so that the acknowledgment lag of a busy room stays far from RoomBuffer.
 	AckEvery int
 }
 
@@ -106,8 +108,8 @@ func (c Config) withDefaults() Config {
 	if c.RateFrames == 0 {
 		c.RateFrames = 2000
 	}
-	def(&c.RateBurst, 4000)
-	def(&c.AckEvery, c.RoomBuffer/4)
+	def(&c.RateBurst, c.RoomBuffer/4)
+	def(&c.AckEvery, c.RoomBuffer/8)
 	return c
 }
 

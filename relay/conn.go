@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -52,6 +53,16 @@ type conn struct {
 	identity Identity
 	wake     chan struct{} // capacity 1: "there may be something to write"
 	done     chan struct{} // closed by kill: the writer says goodbye and stops
+	finished chan struct{} // closed by the writer once it has said goodbye and closed the socket
+
+	// A writer goroutine runs only while there is something to write, so an idle connection costs one
+	// goroutine (its reader), not two. writing is true while one runs (and forever after the goodbye).
+	writing   atomic.Bool
+	pingDue   atomic.Bool
+	pingTimer *time.Timer
+
+	// Owned by the running writer.
+	refs []chanRef
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -69,17 +80,20 @@ func newConn(s *Server, ws *websocket.Conn, id Identity) *conn {
 	now := time.Now()
 	return &conn{
 		srv: s, ws: ws, identity: id,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), finished: make(chan struct{}),
 		lastRoom: now,
 		limiter:  tokenBucket{rate: s.cfg.RateFrames, burst: float64(s.cfg.RateBurst), tokens: float64(s.cfg.RateBurst), last: now},
 	}
 }
 
-// wakeUp tells the writer there may be something new to write. It never blocks.
+// wakeUp tells the writer there may be something new to write, starting one if none runs. It never blocks.
 func (c *conn) wakeUp() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
+	}
+	if c.writing.CompareAndSwap(false, true) {
+		go c.writeLoop()
 	}
 }
 
@@ -92,6 +106,7 @@ func (c *conn) kill(why closeReason) {
 	}
 	c.killed, c.why = true, why
 	close(c.done)
+	defer c.wakeUp()                     // a writer must say goodbye
 	if why == closeSlow && c.ws != nil { // (the fuzz test drives conns without a socket)
 		// Unblock a write stuck on a peer that stopped reading, so the writer ends at once; and should the
 		// writer have armed a fresh deadline just after this one, cut the socket a moment later.
@@ -196,25 +211,30 @@ func (c *conn) members() []*member {
 	return ms
 }
 
-// run reads and handles the client's messages until the connection ends, then tears it down: the writer is
-// stopped and waited for, the socket closed, and every membership becomes away.
+// run reads and handles the client's messages until the connection ends, then tears it down: the writer says
+// goodbye and closes the socket, and every membership becomes away.
 func (c *conn) run() {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-		c.mu.Lock()
-		why := c.why
-		c.mu.Unlock()
-		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(why.code, why.text), time.Now().Add(closeWait))
-		c.ws.Close() // unblocks the reader
-	}()
-	c.sendControl(c.srv.hello)
+	// The timer is armed only once it is stored, so that pingTick always finds it.
+	c.pingTimer = time.AfterFunc(time.Hour, c.pingTick)
+	c.pingTimer.Reset(c.srv.cfg.PingPeriod)
+	c.sendControl(append([]byte(nil), c.srv.hello...)) // a copy: the writer zeroes what it wrote
 	c.readLoop()
 	c.kill(closeNormal)
-	<-writerDone
-	c.ws.Close()
+	<-c.finished
+	c.pingTimer.Stop()
 	c.srv.hub.away(c, c.members())
+}
+
+// pingTick asks the writer for a ping (and an idle check), and re-arms itself until the connection ends.
+func (c *conn) pingTick() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.pingDue.Store(true)
+	c.wakeUp()
+	c.pingTimer.Reset(c.srv.cfg.PingPeriod)
 }
 
 func (c *conn) readLoop() {
@@ -254,10 +274,11 @@ func (c *conn) readLoop() {
 			}
 			return
 		}
+		b.b = b.b[:n]
 		if typ == websocket.TextMessage {
-			c.handleControl(b.b[:n])
+			c.handleControl(b.b)
 		} else {
-			c.handleFrame(b.b[:n])
+			c.handleFrame(b.b)
 		}
 		putBuf(b)
 	}
@@ -367,53 +388,79 @@ func (c *conn) dispatch(req *request) *protoError {
 	}
 }
 
-// writeLoop writes control messages and room entries to the socket until kill, then closes it politely.
+// writeLoop writes control messages, pings and room entries to the socket while there are any, then ends; a
+// wakeUp starts it again. After kill it says goodbye (pending notices, a close frame) and closes the socket.
 func (c *conn) writeLoop() {
-	cfg := &c.srv.cfg
-	ping := time.NewTicker(cfg.PingPeriod)
-	defer ping.Stop()
-	var (
-		ctrl []([]byte)
-		refs []chanRef
-	)
 	for {
-		c.mu.Lock()
-		ctrl, c.ctrl = c.ctrl, ctrl[:0]
-		refs = append(refs[:0], c.chans...)
-		c.mu.Unlock()
-		wrote := false
-		for i, msg := range ctrl {
-			if !c.write(websocket.TextMessage, msg) {
-				return
-			}
-			ctrl[i] = nil
-			wrote = true
-		}
-		for _, ref := range refs {
-			ok, n := c.drain(ref)
-			if !ok {
-				return
-			}
-			wrote = wrote || n > 0
-		}
-		if wrote {
-			continue // look again before sleeping: more may have come meanwhile
+		select {
+		case <-c.done:
+			c.goodbye()
+			return // writing stays true: no writer after the goodbye
+		default:
 		}
 		select {
-		case <-c.wake:
-		case <-ping.C:
-			if !c.idleCheck() {
-				return
-			}
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
-				c.kill(closeNormal)
-				return
-			}
-		case <-c.done:
-			c.flushControl()
-			return
+		case <-c.wake: // about to look at everything
+		default:
 		}
+		if c.pingDue.Swap(false) && c.idleCheck() {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.cfg.WriteTimeout)); err != nil {
+				c.kill(closeNormal)
+			}
+			continue
+		}
+		if wrote, ok := c.writePending(); wrote || !ok {
+			continue // look again: more may have come meanwhile, or a failed write killed the connection
+		}
+		// Nothing to write: stop, unless a wakeUp came after the look above and found this writer running.
+		c.writing.Store(false)
+		select {
+		case <-c.wake:
+			if c.writing.CompareAndSwap(false, true) {
+				continue
+			}
+		default:
+		}
+		return
 	}
+}
+
+// writePending writes the queued control messages, then up to drainBatch entries of each room. It reports
+// whether it wrote anything, and false if a write failed.
+func (c *conn) writePending() (wrote, ok bool) {
+	c.mu.Lock()
+	ctrl := c.ctrl
+	c.ctrl = nil
+	c.refs = append(c.refs[:0], c.chans...)
+	refs := c.refs
+	c.mu.Unlock()
+	for _, msg := range ctrl {
+		ok := c.write(websocket.TextMessage, msg)
+		clear(msg) // replies carry capabilities and resume tokens
+		if !ok {
+			return wrote, false
+		}
+		wrote = true
+	}
+	for _, ref := range refs {
+		ok, n := c.drain(ref)
+		if !ok {
+			return wrote, false
+		}
+		wrote = wrote || n > 0
+	}
+	return wrote, true
+}
+
+// goodbye ends the connection from the writer's side: what notices are queued, a close frame with the reason
+// the connection was killed, then the socket is closed (which also ends the reader).
+func (c *conn) goodbye() {
+	c.flushControl()
+	c.mu.Lock()
+	why := c.why
+	c.mu.Unlock()
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(why.code, why.text), time.Now().Add(closeWait))
+	c.ws.Close()
+	close(c.finished)
 }
 
 // flushControl writes the control messages still queued (a shutdown or revocation notice) before the
@@ -429,7 +476,9 @@ func (c *conn) flushControl() {
 	}
 	for _, msg := range ctrl {
 		c.ws.SetWriteDeadline(time.Now().Add(closeWait))
-		if c.ws.WriteMessage(websocket.TextMessage, msg) != nil {
+		err := c.ws.WriteMessage(websocket.TextMessage, msg)
+		clear(msg)
+		if err != nil {
 			return
 		}
 	}
@@ -442,7 +491,10 @@ const drainBatch = 32
 func (c *conn) drain(ref chanRef) (ok bool, n int) {
 	r := ref.m.room
 	out := getBuf(deliverHeaderLen + c.srv.cfg.MaxFrame)
-	defer putBuf(out)
+	defer func() {
+		out.b = out.b[:0] // every message written was zeroed below
+		putBuf(out)
+	}()
 	for n < drainBatch {
 		r.mu.Lock()
 		msg, binary := r.nextForLocked(ref.m, c, ref.ch, out)
@@ -454,14 +506,15 @@ func (c *conn) drain(ref chanRef) (ok bool, n int) {
 		if binary {
 			typ = websocket.BinaryMessage
 		}
-		if !c.write(typ, msg) {
+		ok := c.write(typ, msg)
+		clear(msg)
+		if !ok {
 			return false, n
 		}
 		if binary {
 			c.srv.stats.framesOut.Add(1)
 			c.srv.stats.bytesOut.Add(uint64(len(msg) - deliverHeaderLen))
 		}
-		clear(msg)
 		n++
 	}
 	return true, n

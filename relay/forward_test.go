@@ -22,6 +22,8 @@ func newForwardRig(tb testing.TB) *forwardRig {
 		tb.Fatal(err)
 	}
 	a, b := newConn(srv, nil, Identity{}), newConn(srv, nil, Identity{})
+	a.writing.Store(true) // no writer goroutines: step plays their part
+	b.writing.Store(true)
 	if err := srv.hub.create(a, 1, 2, nil); err != nil {
 		tb.Fatal(err)
 	}

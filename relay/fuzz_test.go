@@ -121,6 +121,7 @@ func FuzzConnInput(f *testing.F) {
 		p := &fuzzPeers{t: t, srv: srv}
 		for i := range p.conns {
 			p.conns[i] = newConn(srv, nil, Identity{})
+			p.conns[i].writing.Store(true) // no writer goroutine: pump plays its part
 		}
 		for len(data) > 0 {
 			h := data[0]

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -109,6 +110,12 @@ func (h *hub) join(c *conn, reqID uint64, id, capability string) *protoError {
 	}
 	got := hashSecret(capability)
 	if r == nil || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+		h.stats.refusedJoins.Add(1)
+		return errorf(codeDenied, "no such room, or the capability is wrong")
+	}
+	// A dialog room admits only its two users (r.allow is static); the answer is the one for a wrong
+	// capability, so nobody learns whom a room is for.
+	if len(r.allow) > 0 && !slices.Contains(r.allow, c.identity.User) {
 		h.stats.refusedJoins.Add(1)
 		return errorf(codeDenied, "no such room, or the capability is wrong")
 	}

@@ -195,3 +195,27 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("relay log:\n%s", p)
 	return len(p), nil
 }
+
+// TestPingPong: a peer that answers pings stays; one that has gone silent (reads nothing, so answers no ping)
+// is closed after PongWait and its member goes away.
+func TestPingPong(t *testing.T) {
+	tr := startRelay(t, relay.Config{PongWait: 300 * time.Millisecond, PingPeriod: 100 * time.Millisecond})
+	a, b, ra, rb := tr.pair(t)
+	d := websocket.Dialer{Subprotocols: []string{relay.Subprotocol}}
+	silent, _, err := d.Dial(tr.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.ReadMessage() // hello
+	silent.WriteMessage(websocket.TextMessage, []byte(`{"t":"join","room":"`+ra.ID+`","cap":"`+ra.Cap+`"}`))
+	// It never reads again, so its pings go unanswered. (The pair is full; the join is refused, which is fine:
+	// the test is about the connection, and an idle one would be closed only after the idle timeout of 2m.)
+	eventually(t, "the silent connection is closed", func() bool { return tr.srv.Stats().Conns == 2 })
+	// The pair, whose clients answer pings, is still there after several PongWaits.
+	time.Sleep(time.Second)
+	if n := tr.srv.Stats().Conns; n != 2 {
+		t.Fatalf("%d connections, want the pair's 2", n)
+	}
+	exchange(t, a, b, ra, rb)
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,6 +122,14 @@ func TestMetricsDuringChat(t *testing.T) {
 	eventually(t, "connections gauge drops to 0", func() bool {
 		return metricValue(t, scrape(t, reg), "cleanrelay_connections") == 0
 	})
+}
+
+// TestMetricsCoverSnapshot is a tripwire: metrics.go exports each of Snapshot's 16 counters and its 2 maps by
+// hand, so a new field must be added there too.
+func TestMetricsCoverSnapshot(t *testing.T) {
+	if n := reflect.TypeOf(relay.Snapshot{}).NumField(); n != 18 {
+		t.Fatalf("relay.Snapshot has %d fields, metrics.go exports 18: export the new one", n)
+	}
 }
 
 func TestMetricsDescribeMatchesCollect(t *testing.T) {

@@ -150,24 +150,39 @@ func (r *room) appendLocked(e entry) {
 	}
 	r.log.push(e, cfg.RoomBuffer)
 	for _, m := range r.members {
-		if m.conn != nil {
+		// A sender's own writer has nothing to do for its own frame.
+		if m.conn != nil && !(e.kind == entryFrame && e.from == m.id) {
 			m.conn.wakeUp()
 		}
 	}
 }
 
-// evictLocked drops the oldest entry to make room. A member that has not even been sent it is slow: its
-// connection is closed and it may resume (receiving lost) within the grace. See docs/protocol.md §5.
+// evictLocked drops the oldest entry to make room. A connected member that had not yet been sent it has fallen
+// a whole buffer behind: its writer sends it lost for the gap and goes on (protocol §5). Each such missed
+// delivery is counted; the member's connection is closed only if a write misses its deadline.
 func (r *room) evictLocked() {
-	e := r.log.popFront()
+	e := r.popLocked()
 	for _, m := range r.members {
-		if m.conn != nil && m.next <= e.seq && !(e.kind == entryFrame && e.from == m.id) {
+		if m.conn != nil && m.next <= e.seq {
 			r.hub.stats.drop(dropSlow)
-			m.conn.kill(closeSlow)
 		}
 	}
 	r.hub.stats.drop(dropEvicted)
 	putBuf(e.data)
+}
+
+// popLocked removes the oldest entry and returns it. A member whose next entry it was, and who sent it, never
+// needed it: its position moves past it, so that its writer does not take the gap for a loss.
+func (r *room) popLocked() entry {
+	e := r.log.popFront()
+	if e.kind == entryFrame {
+		for _, m := range r.members {
+			if m.id == e.from && m.next == e.seq {
+				m.next++
+			}
+		}
+	}
+	return e
 }
 
 // ackLocked records that m processed every entry up to seq, and releases what no member needs any more.
@@ -194,7 +209,7 @@ func (r *room) trimLocked() {
 				return
 			}
 		}
-		putBuf(r.log.popFront().data)
+		putBuf(r.popLocked().data)
 	}
 }
 

@@ -72,7 +72,7 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 	}
 	s.hello = newObj(nil, "hello").num("v", 1).num("maxFrame", uint64(cfg.MaxFrame)).
 		num("maxMembers", uint64(cfg.MaxMembers)).num("maxRooms", uint64(cfg.MaxRoomsPerConn)).
-		num("buffer", uint64(cfg.RoomBuffer)).num("grace", uint64(cfg.Grace.Seconds())).
+		num("buffer", uint64(cfg.RoomBuffer)).num("bufferBytes", uint64(cfg.RoomBufferBytes)).num("grace", uint64(cfg.Grace.Seconds())).
 		num("ackEvery", uint64(cfg.AckEvery)).done()
 	return s, nil
 }
@@ -200,9 +200,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the relay is at its connection limit; try again later", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.wg.Done()
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.wg.Done()
 		s.stats.refusedHandshakes[refusedUpgrade].Add(1)
 		return // the upgrader has answered the client
 	}
@@ -210,6 +210,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		s.wg.Done()
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeShutdown.code, closeShutdown.text), time.Now().Add(closeWait))
 		ws.Close()
 		return
@@ -219,16 +220,23 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.stats.conns.Add(1)
 	s.stats.connsTotal.Add(1)
 	s.log.Debug("connection opened", "connections_open", s.stats.conns.Load())
-	c.run()
-	s.stats.conns.Add(-1)
-	why := c.why.text
-	if why == "" {
-		why = "closed"
-	}
-	s.log.Debug("connection ended", "why", why, "connections_open", s.stats.conns.Load())
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	// The connection runs on a goroutine of its own and the handler returns, so net/http's per-request
+	// buffers and its deep handler stack are not kept alive for the connection's lifetime.
+	go func() {
+		defer s.wg.Done()
+		c.run()
+		s.stats.conns.Add(-1)
+		c.mu.Lock()
+		why := c.why.text
+		c.mu.Unlock()
+		if why == "" {
+			why = "closed"
+		}
+		s.log.Debug("connection ended", "why", why, "connections_open", s.stats.conns.Load())
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
 }
 
 // offers reports whether the handshake offers subprotocol p.

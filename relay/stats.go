@@ -6,7 +6,7 @@ import "sync/atomic"
 type dropReason int
 
 const (
-	dropSlow        dropReason = iota // a member could not keep up and was disconnected (protocol §5)
+	dropSlow        dropReason = iota // a connected member fell a buffer behind and missed an entry (protocol §5), or let control replies pile up unread and was disconnected
 	dropEvicted                       // an entry left a full room buffer before every member acknowledged it
 	dropOversize                      // a message over the size limit closed its connection (1009)
 	dropBadFrame                      // a binary message too short to be a frame

@@ -33,9 +33,10 @@ type opsServers struct {
 	onion atomic.Pointer[string] // the onion host for Onion-Location; nil until published
 }
 
-// startOps binds the listeners that opsFlags ask for and starts serving srv on them. Nothing is bound when it
+// startOps binds the listeners that opsFlags ask for and starts serving on them: handler (the relay with its
+// accounts, as on the main listener) over HTTPS, srv's metrics on the admin listener. Nothing is bound when it
 // returns an error.
-func startOps(o *opsFlags, srv *relay.Server, log *slog.Logger) (*opsServers, error) {
+func startOps(o *opsFlags, srv *relay.Server, handler http.Handler, log *slog.Logger) (*opsServers, error) {
 	ops := &opsServers{log: log}
 	if o.httpsListen != "" {
 		tlsCfg, names, err := httpsConfig(o)
@@ -49,7 +50,7 @@ func startOps(o *opsFlags, srv *relay.Server, log *slog.Logger) (*opsServers, er
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		allowHTTPSNames(srv, names, port)
 		ops.httpsLn, ops.httpsNames = tls.NewListener(ln, tlsCfg), names
-		ops.https = newHTTPServer(ops.onionLocation(srv.Handler()))
+		ops.https = newHTTPServer(ops.onionLocation(handler))
 		// WebSockets need HTTP/1.1: gorilla cannot upgrade a stream of HTTP/2, so HTTP/2 stays off.
 		ops.https.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	}

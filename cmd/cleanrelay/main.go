@@ -12,6 +12,7 @@ const usage = `cleanrelay is a zero-knowledge ciphertext relay for private, ephe
 
 Usage:
     cleanrelay serve [flags]      run the relay (as a Tor onion service unless --local-only)
+    cleanrelay bench [flags] W    measure a relay under load next to a bare forwarder (W: pairs, idle, connect, all)
     cleanrelay version            print the version, the Go version and the browser client's SHA-256
     cleanrelay health             check a running relay's admin listener (exit 0 when healthy)
     cleanrelay help               print this text
@@ -41,6 +42,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
+	case "bench-floor": // hidden: the bare forwarder that bench starts
+		return benchFloor(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		return printVersion(stdout)
 	case "health":

@@ -27,6 +27,8 @@ type serveFlags struct {
 	allowHosts stringList
 	logLevel   slog.Level
 	cfg        relay.Config
+	accounts   accountFlags
+	harden     hardenFlags
 	ops        opsFlags // admin listener and HTTPS: config.go
 }
 
@@ -59,7 +61,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a client")
 	fs.DurationVar(&c.PongWait, "pong-wait", 60*time.Second, "close a connection silent for this long (pings go out at 5/12 of it)")
 	fs.Float64Var(&c.RateFrames, "rate", 2000, "messages per second one connection may send on average (faster ones are read more slowly)")
-	fs.IntVar(&c.RateBurst, "rate-burst", 4000, "messages one connection may send at once above --rate")
+	fs.IntVar(&c.RateBurst, "rate-burst", 0, "messages one connection may send at once above --rate (0: a quarter of --room-buffer)")
+	f.accounts.register(fs)
+	f.harden.register(fs)
 	f.ops.register(fs)
 	fromEnv, err := parseWithEnv(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -85,6 +89,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
 		return 2
+	}
+	if err := f.harden.apply(); err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+		return 1
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -113,38 +121,43 @@ func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 	if err != nil {
 		return fmt.Errorf("failed to listen: %w", err)
 	}
-	srv, err := newRelay(f, log)
+	srv, handler, err := newRelay(f, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	srv.AllowHost(ln.Addr().String())
-	ops, err := startOps(&f.ops, srv, log)
+	ops, err := startOps(&f.ops, srv, handler, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	fmt.Fprintf(stdout, "cleanrelay: serving on http://%s/\n", ln.Addr())
 	ops.announce(stdout)
-	err = serveOn(ctx, srv, ln, log)
+	err = serveOn(ctx, srv, handler, ln, log)
 	return errors.Join(err, ops.shutdown())
 }
 
-func newRelay(f *serveFlags, log *slog.Logger) (*relay.Server, error) {
+// newRelay makes the relay and the HTTP handler that serves it (with accounts, unless they are off).
+func newRelay(f *serveFlags, log *slog.Logger) (*relay.Server, http.Handler, error) {
 	srv, err := relay.New(f.cfg, nil, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, h := range f.allowHosts {
 		srv.AllowHost(h)
 	}
-	return srv, nil
+	handler, err := f.accounts.handler(srv, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, handler, nil
 }
 
-// serveOn serves srv on ln until ctx is done, then shuts down: the listener first, then every WebSocket.
-func serveOn(ctx context.Context, srv *relay.Server, ln net.Listener, log *slog.Logger) error {
+// serveOn serves handler on ln until ctx is done, then shuts down: the listener first, then every WebSocket.
+func serveOn(ctx context.Context, srv *relay.Server, handler http.Handler, ln net.Listener, log *slog.Logger) error {
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,

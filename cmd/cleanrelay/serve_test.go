@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -220,5 +221,67 @@ func TestUsage(t *testing.T) {
 	stdout.Reset()
 	if code := run([]string{"version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "cleanrelay ") {
 		t.Fatalf("version: %d %q", code, stdout.String())
+	}
+}
+
+// TestServeAccounts: the binary serves the accounts API by default, and not with --accounts=false.
+func TestServeAccounts(t *testing.T) {
+	for _, tt := range []struct {
+		flag string
+		want int
+	}{{"--accounts=true", http.StatusCreated}, {"--accounts=false", http.StatusMethodNotAllowed}} {
+		t.Run(tt.flag, func(t *testing.T) {
+			cmd, url, stderr := startServe(t, "--local-only", "--listen", "127.0.0.1:0", tt.flag)
+			body := `{"username":"alice","full_name":"Alice Liddell","password":"Correct-h0rse!"}`
+			req, _ := http.NewRequest("POST", url+"api/register", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("register: %d %s, want %d", resp.StatusCode, got, tt.want)
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("exit: %v\n%s", err, stderr)
+			}
+			if strings.Contains(stderr.String(), "alice") || strings.Contains(stderr.String(), "Liddell") {
+				t.Fatalf("stderr names the user:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// TestCoreDumpsOff: by default the relay sets its core limit to 0 (soft and hard); --allow-core-dumps leaves
+// the limit it inherited alone.
+func TestCoreDumpsOff(t *testing.T) {
+	coreLimit := func(pid string) string {
+		t.Helper()
+		limits, err := os.ReadFile("/proc/" + pid + "/limits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(limits), "\n") {
+			if strings.HasPrefix(l, "Max core file size") {
+				return strings.Join(strings.Fields(l)[4:6], " ")
+			}
+		}
+		t.Fatalf("no core limit in /proc/%s/limits", pid)
+		return ""
+	}
+	inherited := coreLimit("self")
+	for _, tt := range []struct {
+		flag string
+		want string
+	}{{"--allow-core-dumps=false", "0 0"}, {"--allow-core-dumps=true", inherited}} {
+		t.Run(tt.flag, func(t *testing.T) {
+			cmd, _, _ := startServe(t, "--local-only", "--listen", "127.0.0.1:0", tt.flag)
+			if got := coreLimit(fmt.Sprint(cmd.Process.Pid)); got != tt.want {
+				t.Fatalf("core limit (soft hard) %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -35,13 +35,14 @@ type Options struct {
 
 // Hello is what the relay announces about itself when a connection starts.
 type Hello struct {
-	V          int `json:"v"`
-	MaxFrame   int `json:"maxFrame"`
-	MaxMembers int `json:"maxMembers"`
-	MaxRooms   int `json:"maxRooms"`
-	Buffer     int `json:"buffer"`
-	Grace      int `json:"grace"`
-	AckEvery   int `json:"ackEvery"`
+	V           int `json:"v"`
+	MaxFrame    int `json:"maxFrame"`
+	MaxMembers  int `json:"maxMembers"`
+	MaxRooms    int `json:"maxRooms"`
+	Buffer      int `json:"buffer"`
+	BufferBytes int `json:"bufferBytes"`
+	Grace       int `json:"grace"`
+	AckEvery    int `json:"ackEvery"`
 }
 
 // Room is one membership of this connection, as the relay described it in its joined or resumed reply.
@@ -74,6 +75,7 @@ const (
 	KindLost                 // Ch, LostFrom..LostTo will never arrive
 	KindClosed               // Ch, Reason: the room ended for this connection
 	KindError                // Err: an error the relay sent without a request id (e.g. for a frame)
+	KindDialog               // User opened a dialog with this session's user: join Room with Cap
 )
 
 // Event is something the relay sent on its own: a frame, a presence change, a gap, a closed room, an error.
@@ -89,6 +91,7 @@ type Event struct {
 	User             string
 	LostFrom, LostTo uint64
 	Err              *Error
+	Room, Cap        string
 }
 
 // Conn is one WebSocket session with a relay. Its methods are safe for concurrent use.
@@ -393,10 +396,12 @@ type wireMsg struct {
 	Event  string `json:"event"`
 	Reason string `json:"reason"`
 	User   string `json:"user"`
-	From   uint64 `json:"from"`
+	From   any    `json:"from"` // a number in lost, a username in dialog
 	To     uint64 `json:"to"`
 	Code   string `json:"code"`
 	Msg    string `json:"msg"`
+	Room   string `json:"room"`
+	Cap    string `json:"cap"`
 }
 
 func (c *Conn) handleText(msg []byte) error {
@@ -408,7 +413,11 @@ func (c *Conn) handleText(msg []byte) error {
 	case "presence":
 		c.emit(Event{Kind: KindPresence, Ch: m.Ch, Seq: m.Seq, Member: m.Member, Event: m.Event, Reason: m.Reason, User: m.User})
 	case "lost":
-		c.emit(Event{Kind: KindLost, Ch: m.Ch, LostFrom: m.From, LostTo: m.To})
+		from, _ := m.From.(float64)
+		c.emit(Event{Kind: KindLost, Ch: m.Ch, LostFrom: uint64(from), LostTo: m.To})
+	case "dialog":
+		from, _ := m.From.(string)
+		c.emit(Event{Kind: KindDialog, User: from, Room: m.Room, Cap: m.Cap})
 	case "closed":
 		c.emit(Event{Kind: KindClosed, Ch: m.Ch, Reason: m.Reason})
 	case "error":

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/cleanrelay/cleanrelay/keydir"
+	"github.com/cleanrelay/cleanrelay/relay"
+)
+
+// accountFlags configure accounts and the public-key directory (docs/accounts.md).
+type accountFlags struct {
+	enabled       bool
+	requireEmail  bool
+	tokenAlg      string
+	tokenKeyFile  string
+	tokenLifetime time.Duration
+}
+
+func (a *accountFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&a.enabled, "accounts", true, "offer accounts, the public-key directory and dialogs (anonymous rooms work either way)")
+	fs.BoolVar(&a.requireEmail, "require-email", false, "make the e-mail address mandatory at registration")
+	fs.StringVar(&a.tokenAlg, "token-alg", "RS256", "access token signature `algorithm`: RS256 or EdDSA")
+	fs.StringVar(&a.tokenKeyFile, "token-key", "", "PEM `file` with the token signing key (default: a key made at start, so a restart logs everyone out)")
+	fs.DurationVar(&a.tokenLifetime, "token-lifetime", 7*24*time.Hour, "access token lifetime, 1h to 720h")
+}
+
+// handler wraps the relay's handler with the accounts API, or returns it as it is when accounts are off.
+func (a *accountFlags) handler(srv *relay.Server, log *slog.Logger) (http.Handler, error) {
+	if !a.enabled {
+		return srv.Handler(), nil
+	}
+	cfg := keydir.Config{RequireEmail: a.requireEmail, TokenAlgorithm: a.tokenAlg, TokenLifetime: a.tokenLifetime}
+	if a.tokenKeyFile != "" {
+		pem, err := os.ReadFile(a.tokenKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-key: %w", err)
+		}
+		cfg.SigningKeyPEM = pem
+	}
+	dir, err := keydir.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log).Handler(), nil
+}

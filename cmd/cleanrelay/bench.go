@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/bench"
+)
+
+const benchUsage = `Usage: cleanrelay bench [flags] WORKLOAD...
+
+Measures a relay under load next to a bare forwarder (the floor), speaking the real protocol over loopback.
+WORKLOAD is pairs, idle, connect or all. Each server runs as its own process, started fresh for each workload
+(the relay as "cleanrelay serve --local-only", the floor as "cleanrelay bench-floor"), so its CPU time and
+memory are its own. One JSON line per run goes to stdout, a table to stderr at the end; progress on a terminal.
+The exit code is 1 when any run had errors, lost, duplicated or reordered frames, or lost notices.
+
+Example: 500 rooms of two sending 1 KiB frames as fast as a window of 32 allows, then 10,000 idle connections:
+
+    $ cleanrelay bench --rooms 500 --frames 2000 pairs idle
+
+Flags:
+`
+
+// benchFlags are the flags of "cleanrelay bench".
+type benchFlags struct {
+	servers    string
+	bin        string
+	url        string
+	pid        int
+	relayFlags stringList
+	timeout    time.Duration
+	json       bool
+
+	pairs   bench.PairsConfig
+	idle    bench.IdleConfig
+	connect bench.ConnectConfig
+
+	accounts bool
+}
+
+func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, error) {
+	f := &benchFlags{}
+	fs := flag.NewFlagSet("cleanrelay bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
+	fs.StringVar(&f.servers, "servers", "floor,relay", "which servers to measure, in order: floor, relay or both")
+	fs.StringVar(&f.bin, "bin", "", "the cleanrelay `binary` to start the servers from (default: this one)")
+	fs.StringVar(&f.url, "url", "", "measure the relay already running at this ws://HOST/ws `URL` instead of starting one (needs --pid)")
+	fs.IntVar(&f.pid, "pid", 0, "with --url: the relay's process id, for its CPU time and memory")
+	fs.Var(&f.relayFlags, "relay-flag", "an extra `flag` for the relay's serve command, e.g. --relay-flag=--room-buffer=512; may be repeated")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on one run after this long")
+	fs.BoolVar(&f.json, "json", false, "print only the JSON lines, no table")
+	fs.IntVar(&f.pairs.Rooms, "rooms", 500, "pairs: rooms of two members")
+	fs.IntVar(&f.pairs.Frames, "frames", 2000, "pairs: frames each member sends")
+	fs.IntVar(&f.pairs.Size, "size", 1024, "pairs: frame payload `bytes` (at least 16: frame number and send time)")
+	fs.IntVar(&f.pairs.Window, "window", 32, "pairs: frames a member may have sent but its peer not yet received (unthrottled mode)")
+	fs.Float64Var(&f.pairs.Rate, "rate", 0, "pairs: frames per second per member instead of a window (0: unthrottled)")
+	fs.IntVar(&f.idle.Conns, "conns", 10000, "idle: connections, in rooms of two")
+	fs.DurationVar(&f.idle.Hold, "hold", 3*time.Second, "idle: how long to hold them before measuring memory")
+	fs.IntVar(&f.connect.Conns, "connects", 5000, "connect: connections to open, one after another per worker")
+	fs.IntVar(&f.connect.Concurrency, "concurrency", 32, "connect: connections being opened at once")
+	fs.BoolVar(&f.accounts, "accounts", true, "connect: run the relay with accounts on (its serve default)")
+	fs.BoolVar(&f.connect.Auth, "auth", true, "connect: every relay connection is a logged-in session (key proof and one-use ticket); needs --accounts")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() == 0 {
+		return nil, nil, errors.New("no workload given (hint: cleanrelay bench pairs)")
+	}
+	var workloads []string
+	for _, w := range fs.Args() {
+		switch w {
+		case "pairs", "idle", "connect":
+			workloads = append(workloads, w)
+		case "all":
+			workloads = append(workloads, "pairs", "idle", "connect")
+		default:
+			return nil, nil, fmt.Errorf("unknown workload %q (hint: pairs, idle, connect or all)", w)
+		}
+	}
+	for _, s := range strings.Split(f.servers, ",") {
+		if s != "relay" && s != "floor" {
+			return nil, nil, fmt.Errorf("--servers: unknown server %q (hint: floor,relay)", s)
+		}
+	}
+	if (f.url == "") != (f.pid == 0) {
+		return nil, nil, errors.New("--url and --pid go together")
+	}
+	if f.pairs.Size < 16 {
+		return nil, nil, fmt.Errorf("--size %d is below 16 bytes (frame number and send time)", f.pairs.Size)
+	}
+	if f.connect.Auth && !f.accounts {
+		return nil, nil, errors.New("--auth needs --accounts (hint: --auth=false for anonymous connections)")
+	}
+	f.pairs.Timeout, f.idle.Timeout, f.connect.Timeout = f.timeout, f.timeout, f.timeout
+	return f, workloads, nil
+}
+
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	f, workloads, err := parseBenchFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+		return 2
+	}
+	if f.bin == "" {
+		if f.bin, err = os.Executable(); err != nil {
+			fmt.Fprintf(stderr, "cleanrelay: failed to find this binary: %v (hint: --bin)\n", err)
+			return 1
+		}
+	}
+	// The tool holds every client connection, and the servers it starts inherit its limit.
+	need := uint64(max(f.idle.Conns, 2*f.pairs.Rooms) + 1024)
+	if got, err := raiseFileLimit(need); err != nil || got < need {
+		fmt.Fprintf(stderr, "cleanrelay: warning: open-file limit is %d, below the %d this run may need (%v)\n", got, need, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var progress bench.Progress
+	if isTerminal(stderr) {
+		progress = func(name string, done, total int64) {
+			fmt.Fprintf(stderr, "\r\033[K%s: %d/%d", name, done, total)
+		}
+	}
+	var results []*bench.Result
+	failed := false
+	for _, w := range workloads {
+		var floor *bench.Result
+		for _, name := range strings.Split(f.servers, ",") {
+			r, err := f.runOne(ctx, w, name, progress)
+			if progress != nil {
+				fmt.Fprint(stderr, "\r\033[K")
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "cleanrelay: %s on the %s: %v\n", w, name, err)
+				failed = true
+				continue
+			}
+			if name == "floor" {
+				floor = r
+			} else if floor != nil {
+				r.Compare(floor)
+			}
+			if r.Errors != 0 || (r.Pairs != nil && (r.Pairs.Lost != 0 || r.Pairs.Duplicated != 0 || r.Pairs.Reordered != 0 || r.Pairs.LostNotices != 0)) {
+				failed = true
+			}
+			r.WriteJSON(stdout)
+			results = append(results, r)
+		}
+	}
+	if !f.json {
+		fmt.Fprintln(stderr)
+		bench.WriteTable(stderr, results)
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// runOne starts the server (or attaches to --url), runs one workload on it and stops it.
+func (f *benchFlags) runOne(ctx context.Context, workload, name string, progress bench.Progress) (*bench.Result, error) {
+	var s *bench.Server
+	var err error
+	if name == "relay" && f.url != "" {
+		s = bench.Attach("relay", f.url, f.pid)
+	} else {
+		s, err = bench.StartProcess(ctx, name, f.bin, f.serverArgs(workload, name)...)
+		if err != nil {
+			return nil, err
+		}
+	}
+	var r *bench.Result
+	switch workload {
+	case "pairs":
+		cfg := f.pairs
+		cfg.Progress = progress
+		r, err = bench.Pairs(ctx, s, cfg)
+	case "idle":
+		cfg := f.idle
+		cfg.Progress = progress
+		r, err = bench.Idle(ctx, s, cfg)
+	case "connect":
+		cfg := f.connect
+		cfg.Progress = progress
+		cfg.Auth = cfg.Auth && name == "relay" // the floor has no accounts: its connections are plain
+		r, err = bench.Connect(ctx, s, cfg)
+	}
+	return r, errors.Join(err, s.Stop())
+}
+
+// serverArgs are the command-line arguments that start server name with the limits workload needs.
+func (f *benchFlags) serverArgs(workload, name string) []string {
+	if name == "floor" {
+		return []string{"bench-floor", "--listen", "127.0.0.1:0"}
+	}
+	conns, accounts := 0, false
+	switch workload {
+	case "pairs":
+		conns = 2 * f.pairs.Rooms
+	case "idle":
+		conns = f.idle.Conns + 1
+	case "connect":
+		conns, accounts = f.connect.Concurrency, f.accounts
+	}
+	args := []string{"serve", "--local-only", "--listen", "127.0.0.1:0", "--log-level", "warn",
+		"--accounts=" + strconv.FormatBool(accounts),
+		// The default of 2000 messages/s per connection would make "unthrottled" mean "at the rate limit".
+		"--rate", "1e9",
+		"--max-conns", strconv.Itoa(conns + 64), "--max-rooms", strconv.Itoa(conns/2 + 64)}
+	return append(args, f.relayFlags...)
+}
+
+// isTerminal reports whether w is a terminal, where progress lines make sense.
+func isTerminal(w io.Writer) bool {
+	file, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := file.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// benchFloor is the hidden "cleanrelay bench-floor" command: the bare forwarder that bench measures the relay
+// against (package bench, type Floor), in its own process.
+func benchFloor(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("cleanrelay bench-floor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "the loopback `address` to listen on")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this `file` when stopped")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	host, _, err := net.SplitHostPort(*listen)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		fmt.Fprintf(stderr, "cleanrelay: --listen %q is not a loopback host:port (hint: 127.0.0.1:0)\n", *listen)
+		return 2
+	}
+	if _, err := raiseFileLimit(1 << 20); err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+	}
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintf(stderr, "cleanrelay: failed to create the profile: %v\n", err)
+			return 1
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			fmt.Fprintf(stderr, "cleanrelay: failed to start the profile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: failed to listen: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hs := &http.Server{Handler: bench.NewFloor().Handler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "cleanrelay: serving on http://%s/\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		fmt.Fprintf(stderr, "cleanrelay: failed to serve: %v\n", err)
+		return 1
+	case <-ctx.Done():
+	}
+	// The floor's hijacked WebSockets are not tracked: closing the listener and exiting ends them.
+	hs.Close()
+	return 0
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/bench"
+)
+
+// TestBenchBinary runs "cleanrelay bench all" with small workloads: the real binary starting the real relay and
+// the floor as separate processes. Every run must deliver every frame exactly once and in order, and every
+// field of every JSON line must be filled.
+func TestBenchBinary(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "bench", "--rooms", "8", "--frames", "300", "--size", "256", "--window", "16",
+		"--conns", "60", "--hold", "100ms", "--connects", "60", "--concurrency", "4", "--timeout", "60s", "all")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cleanrelay bench: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
+	}
+	want := []struct{ workload, server string }{
+		{"pairs", "floor"}, {"pairs", "relay"}, {"idle", "floor"}, {"idle", "relay"}, {"connect", "floor"}, {"connect", "relay"},
+	}
+	sc := bufio.NewScanner(&stdout)
+	i := 0
+	for ; sc.Scan(); i++ {
+		line := sc.Bytes()
+		if i >= len(want) {
+			t.Fatalf("more JSON lines than runs: %s", line)
+		}
+		if err := bench.ValidateJSONLine(line, want[i].workload); err != nil {
+			t.Error(err)
+		}
+		var r bench.Result
+		json.Unmarshal(line, &r)
+		if r.Server != want[i].server {
+			t.Errorf("line %d is for the %s, want the %s", i+1, r.Server, want[i].server)
+		}
+		if r.Server == "relay" && len(r.VsFloor) == 0 {
+			t.Errorf("line %d: the relay's run has no comparison with the floor", i+1)
+		}
+		if r.Pairs != nil && r.Pairs.Delivered != 8*2*300 {
+			t.Errorf("%s delivered %d frames, want %d", r.Server, r.Pairs.Delivered, 8*2*300)
+		}
+		if r.Connect != nil && r.Connect.Auth != (r.Server == "relay") {
+			t.Errorf("%s connect ran with auth %v; want logged-in sessions on the relay only", r.Server, r.Connect.Auth)
+		}
+		if r.Idle != nil && r.Idle.Alive != 60 {
+			t.Errorf("%s kept %d of 60 idle connections", r.Server, r.Idle.Alive)
+		}
+	}
+	if i != len(want) {
+		t.Errorf("%d JSON lines, want %d\nstderr:\n%s", i, len(want), &stderr)
+	}
+	for _, head := range []string{"pairs", "idle", "connect"} {
+		if !strings.Contains(stderr.String(), head+"  server") {
+			t.Errorf("the table has no %s part:\n%s", head, &stderr)
+		}
+	}
+}
+
+// TestBenchBadFlags checks that bad input is refused with a hint and exit code 2, before anything starts.
+func TestBenchBadFlags(t *testing.T) {
+	for name, args := range map[string][]string{
+		"no workload":  {},
+		"bad workload": {"pairz"},
+		"bad server":   {"--servers", "nginx", "pairs"},
+		"url alone":    {"--url", "ws://127.0.0.1:1/ws", "pairs"},
+		"tiny frames":  {"--size", "8", "pairs"},
+		"unknown flag": {"--bogus", "pairs"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(append([]string{"bench"}, args...), &stdout, &stderr); code != 2 {
+				t.Errorf("exit code %d, want 2; stderr: %s", code, &stderr)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout %q, want nothing", &stdout)
+			}
+		})
+	}
+}

@@ -1,0 +1,505 @@
+package keydir
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Directory is the in-memory account and public-key directory.
+type Directory struct {
+	// Static after construction.
+	cfg       Config
+	tokens    *tokenSigner
+	hashSem   chan struct{} // bounds concurrent bcrypt work
+	dummyHash []byte        // compared against for unknown users, so they cost the same
+
+	// compareHook, if set (tests only), is called before each bcrypt comparison.
+	compareHook func()
+
+	mu sync.RWMutex
+	// Guarded by mu.
+	byName     map[string]*account // normalized username → account
+	byID       map[string]*account
+	names      []string              // sorted normalized usernames, for prefix search
+	failures   map[string]*failures  // normalized username → recent login failures
+	revoked    map[string]time.Time  // logged-out token id → its expiry
+	challenges map[string]*challenge // challenge text → challenge
+	onRevoke   []func(userID string)
+	onKey      []func(userID string)
+}
+
+// account is one registered user. Guarded by Directory.mu.
+type account struct {
+	id        string
+	username  string // normalized
+	fullName  string
+	email     string
+	created   time.Time
+	hash      []byte
+	disabled  bool
+	notBefore time.Time // tokens issued at or before this second are invalid
+	key       *KeyInfo
+	entity    *openpgp.Entity // the parsed published key, for session proofs
+	banned    map[string]bool // fingerprints the operator revoked
+	chals     []string        // outstanding challenges, oldest first
+	search    bucket
+}
+
+// accountView is a copy of an account's public fields, safe to use without the lock.
+type accountView struct {
+	ID, Username, FullName, Email string
+}
+
+func (a *account) view() accountView {
+	return accountView{ID: a.id, Username: a.username, FullName: a.fullName, Email: a.email}
+}
+
+// Account describes an account to its owner.
+type Account struct {
+	ID       string    // stable random id; the sub claim of its tokens
+	Username string    // normalized
+	FullName string    // as given, NFC, trimmed
+	Email    string    // empty when not given
+	Created  time.Time //
+}
+
+// Session is an authenticated access token.
+type Session struct {
+	UserID   string
+	Username string
+	FullName string
+	Email    string
+	TokenID  string    // jti
+	Expires  time.Time // exp: the cookie should expire then too
+}
+
+// New returns an empty Directory. It fails on a Config value outside its range
+// or an unusable signing key.
+func New(cfg Config) (*Directory, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("failed to configure key directory: %w", err)
+	}
+	t, err := newTokenSigner(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("failed to configure key directory: %w", err)
+	}
+	// The dummy password is random, so no password can match it.
+	dummyPass, err := randomID(32)
+	if err != nil {
+		return nil, err
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte(dummyPass), cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("failed to make dummy hash: %w", err)
+	}
+	return &Directory{
+		cfg:        cfg,
+		tokens:     t,
+		hashSem:    make(chan struct{}, cfg.MaxConcurrentHashes),
+		dummyHash:  dummy,
+		byName:     make(map[string]*account),
+		byID:       make(map[string]*account),
+		failures:   make(map[string]*failures),
+		revoked:    make(map[string]time.Time),
+		challenges: make(map[string]*challenge),
+	}, nil
+}
+
+// OnRevoke registers fn to be called with the user id whenever the operator
+// disables an account or revokes its key. Callbacks run synchronously in the
+// operator's call, after the change and without the directory's lock, so when
+// RevokeKey or DisableAccount returns they have all run. The relay uses it to
+// close the user's sessions before its next frame.
+func (d *Directory) OnRevoke(fn func(userID string)) {
+	d.mu.Lock()
+	d.onRevoke = append(d.onRevoke, fn)
+	d.mu.Unlock()
+}
+
+// OnKeyChange registers fn to be called (like OnRevoke's callbacks) with the user
+// id whenever a user replaces its published key by a different one. Sessions that
+// proved possession of the old key should end.
+func (d *Directory) OnKeyChange(fn func(userID string)) {
+	d.mu.Lock()
+	d.onKey = append(d.onKey, fn)
+	d.mu.Unlock()
+}
+
+func (d *Directory) notify(fns []func(string), userID string) {
+	for _, fn := range fns {
+		fn(userID)
+	}
+}
+
+// Registration is what a new user submits.
+type Registration struct {
+	Username string
+	FullName string
+	Email    string // optional unless Config.RequireEmail
+	Password string
+}
+
+// Register validates r and creates an account. Errors wrap ErrUsernameInvalid,
+// ErrFullNameInvalid, ErrEmailInvalid, ErrPasswordPolicy, ErrPasswordTooLong,
+// ErrUsernameTaken or ErrTooManyAccounts, or are ctx's error while waiting for a
+// bcrypt slot. Of several concurrent registrations of one normalized name exactly
+// one succeeds.
+func (d *Directory) Register(ctx context.Context, r Registration) (Account, error) {
+	name, err := NormalizeUsername(r.Username)
+	if err != nil {
+		return Account{}, err
+	}
+	full, err := normalizeFullName(r.FullName)
+	if err != nil {
+		return Account{}, err
+	}
+	email, err := normalizeEmail(r.Email, d.cfg.RequireEmail)
+	if err != nil {
+		return Account{}, err
+	}
+	if err := CheckPassword(r.Password); err != nil {
+		return Account{}, err
+	}
+	// Refuse early what would be refused after hashing, to spare the bcrypt work.
+	d.mu.RLock()
+	err = d.canAddLocked(name)
+	d.mu.RUnlock()
+	if err != nil {
+		return Account{}, err
+	}
+	hash, err := d.hashPassword(ctx, r.Password)
+	if err != nil {
+		return Account{}, err
+	}
+	id, err := randomID(16)
+	if err != nil {
+		return Account{}, err
+	}
+	a := &account{id: id, username: name, fullName: full, email: email, created: d.cfg.Now(), hash: hash}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.canAddLocked(name); err != nil {
+		return Account{}, err
+	}
+	d.byName[name] = a
+	d.byID[id] = a
+	i, _ := slices.BinarySearch(d.names, name)
+	d.names = slices.Insert(d.names, i, name)
+	return a.public(), nil
+}
+
+func (d *Directory) canAddLocked(name string) error {
+	if _, ok := d.byName[name]; ok {
+		return ErrUsernameTaken
+	}
+	if len(d.byName) >= d.cfg.MaxAccounts {
+		return fmt.Errorf("%w: the relay holds %d accounts", ErrTooManyAccounts, d.cfg.MaxAccounts)
+	}
+	return nil
+}
+
+func (a *account) public() Account {
+	return Account{ID: a.id, Username: a.username, FullName: a.fullName, Email: a.email, Created: a.created}
+}
+
+// hashPassword runs bcrypt inside the concurrency bound.
+func (d *Directory) hashPassword(ctx context.Context, p string) ([]byte, error) {
+	if err := d.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer d.release()
+	h, err := bcrypt.GenerateFromPassword([]byte(p), d.cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("failed to hash password: %w", err)
+	}
+	return h, nil
+}
+
+func (d *Directory) acquire(ctx context.Context) error {
+	select {
+	case d.hashSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("failed to wait for a password hashing slot: %w", ctx.Err())
+	}
+}
+
+func (d *Directory) release() { <-d.hashSem }
+
+// Login checks a username and password and returns a signed access token and its
+// session. Errors: ErrBadCredentials for an unknown user or a wrong password (the
+// same error after the same bcrypt work), a *BackoffError (ErrTooManyAttempts)
+// while the username must wait, ErrAccountDisabled for a disabled account with the
+// right password, or ctx's error while waiting for a bcrypt slot.
+func (d *Directory) Login(ctx context.Context, username, password string) (string, Session, error) {
+	name, nameErr := NormalizeUsername(username)
+	tracked := false
+	if nameErr == nil {
+		var err error
+		if tracked, err = d.startAttempt(name); err != nil {
+			return "", Session{}, err
+		}
+	}
+	d.mu.RLock()
+	a := d.byName[name]
+	hash := d.dummyHash
+	if a != nil && nameErr == nil {
+		hash = a.hash
+	}
+	d.mu.RUnlock()
+
+	if err := d.acquire(ctx); err != nil {
+		if tracked {
+			d.endAttempt(name, false, false)
+		}
+		return "", Session{}, err
+	}
+	if d.compareHook != nil {
+		d.compareHook()
+	}
+	// A password over 72 bytes is compared too (its first 72 bytes), so that it
+	// costs what any other attempt costs; it never logs in, whatever the result.
+	p := []byte(password)
+	tooLong := len(p) > MaxPasswordBytes
+	if tooLong {
+		p = p[:MaxPasswordBytes]
+	}
+	cmpErr := bcrypt.CompareHashAndPassword(hash, p)
+	d.release()
+
+	ok := cmpErr == nil && a != nil && nameErr == nil && !tooLong
+	if tracked {
+		d.endAttempt(name, true, ok)
+	}
+	if !ok {
+		return "", Session{}, ErrBadCredentials
+	}
+
+	d.mu.RLock()
+	disabled, v := a.disabled, a.view()
+	d.mu.RUnlock()
+	if disabled {
+		return "", Session{}, ErrAccountDisabled
+	}
+	tok, c, err := d.tokens.issue(v, d.cfg.Now())
+	if err != nil {
+		return "", Session{}, err
+	}
+	return tok, sessionOf(v, &c), nil
+}
+
+func sessionOf(v accountView, c *Claims) Session {
+	return Session{UserID: v.ID, Username: v.Username, FullName: v.FullName, Email: v.Email,
+		TokenID: c.ID, Expires: c.ExpiresAt.Time}
+}
+
+// Authenticate verifies an access token and returns its session. Errors wrap
+// ErrBadToken (see its doc; also for a logged-out token or a vanished account) or
+// are ErrAccountDisabled.
+func (d *Directory) Authenticate(token string) (Session, error) {
+	c, err := d.tokens.verify(token)
+	if err != nil {
+		return Session{}, err
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if _, out := d.revoked[c.ID]; out {
+		return Session{}, fmt.Errorf("%w: logged out", ErrBadToken)
+	}
+	a := d.byID[c.Subject]
+	if a == nil || a.username != c.Username {
+		return Session{}, fmt.Errorf("%w: unknown account", ErrBadToken)
+	}
+	if a.disabled {
+		return Session{}, ErrAccountDisabled
+	}
+	if !c.IssuedAt.After(a.notBefore) {
+		return Session{}, fmt.Errorf("%w: logged out", ErrBadToken)
+	}
+	return sessionOf(a.view(), c), nil
+}
+
+// Logout revokes a token until its expiry. It returns the token's verification
+// error (wrapping ErrBadToken) if it was not valid to begin with; a caller clears
+// the cookie either way.
+func (d *Directory) Logout(token string) error {
+	s, err := d.Authenticate(token)
+	if err != nil {
+		return err
+	}
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.revoked) >= d.cfg.MaxRevokedTokens {
+		for id, exp := range d.revoked {
+			if !exp.After(now) {
+				delete(d.revoked, id)
+			}
+		}
+	}
+	if len(d.revoked) < d.cfg.MaxRevokedTokens {
+		d.revoked[s.TokenID] = s.Expires
+		return nil
+	}
+	// The denylist is full of live entries: log this account out everywhere
+	// instead, which needs no per-token memory.
+	if a := d.byID[s.UserID]; a != nil {
+		a.notBefore = now.Truncate(time.Second)
+	}
+	return nil
+}
+
+// Account returns the account with this id, for its owner (GET /api/me).
+func (d *Directory) Account(userID string) (Account, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	a := d.byID[userID]
+	if a == nil {
+		return Account{}, ErrNotFound
+	}
+	return a.public(), nil
+}
+
+// Stats are aggregate counters, safe to show an operator.
+type Stats struct {
+	Accounts          int
+	Disabled          int
+	WithKey           int
+	RevokedTokens     int
+	PendingChallenges int
+	TrackedFailures   int
+}
+
+// Stats returns counts, never names.
+func (d *Directory) Stats() Stats {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	s := Stats{Accounts: len(d.byID), RevokedTokens: len(d.revoked),
+		PendingChallenges: len(d.challenges), TrackedFailures: len(d.failures)}
+	for _, a := range d.byID {
+		if a.disabled {
+			s.Disabled++
+		}
+		if a.key != nil {
+			s.WithKey++
+		}
+	}
+	return s
+}
+
+// Profile is what any logged-in user may see about another.
+type Profile struct {
+	Username string
+	FullName string
+	Key      *KeyInfo // nil when no key is published
+	Disabled bool
+}
+
+func (a *account) profile() Profile {
+	p := Profile{Username: a.username, FullName: a.fullName, Disabled: a.disabled}
+	if a.key != nil {
+		k := *a.key
+		p.Key = &k
+	}
+	return p
+}
+
+// User returns the profile of the user with this name (normalized first). Error:
+// ErrNotFound (also for a name that cannot be valid).
+func (d *Directory) User(username string) (Profile, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return Profile{}, ErrNotFound
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	a := d.byName[name]
+	if a == nil {
+		return Profile{}, ErrNotFound
+	}
+	return a.profile(), nil
+}
+
+// UserID returns the account id of a username. Error: ErrNotFound.
+func (d *Directory) UserID(username string) (string, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return "", ErrNotFound
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	a := d.byName[name]
+	if a == nil {
+		return "", ErrNotFound
+	}
+	return a.id, nil
+}
+
+// Search returns up to limit profiles (at most Config.MaxSearchResults) whose
+// username starts with prefix, in name order, for the user requesterID. Errors:
+// ErrBadRequest for an empty or impossible prefix, ErrRateLimited when the
+// requester searched too often, ErrNotFound for an unknown requester.
+func (d *Directory) Search(requesterID, prefix string, limit int) ([]Profile, error) {
+	p, err := normalizePrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > d.cfg.MaxSearchResults {
+		limit = d.cfg.MaxSearchResults
+	}
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	req := d.byID[requesterID]
+	if req == nil {
+		return nil, ErrNotFound
+	}
+	if !req.search.take(now, d.cfg.SearchBurst, d.cfg.SearchInterval) {
+		return nil, fmt.Errorf("%w: at most one search every %v", ErrRateLimited, d.cfg.SearchInterval)
+	}
+	i := sort.SearchStrings(d.names, p)
+	out := []Profile{}
+	for ; i < len(d.names) && len(out) < limit && strings.HasPrefix(d.names[i], p); i++ {
+		a := d.byName[d.names[i]]
+		if a.disabled {
+			continue
+		}
+		out = append(out, a.profile())
+	}
+	return out, nil
+}
+
+// bucket is a token bucket. Guarded by Directory.mu.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) take(now time.Time, burst int, every time.Duration) bool {
+	if b.last.IsZero() {
+		b.tokens = float64(burst)
+	} else if every > 0 {
+		b.tokens += float64(now.Sub(b.last)) / float64(every)
+		if b.tokens > float64(burst) {
+			b.tokens = float64(burst)
+		}
+	} else {
+		b.tokens = float64(burst)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -1,0 +1,300 @@
+package keydir
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Purpose says what a proof-of-possession challenge may be used for; a challenge
+// of one purpose is refused for the other.
+type Purpose string
+
+const (
+	// PurposePublishKey: proving possession of a key being uploaded.
+	PurposePublishKey Purpose = "publish-key"
+	// PurposeSession: proving, at the start of a WebSocket session, possession of
+	// the key already published.
+	PurposeSession Purpose = "session"
+)
+
+// ErrKeyReplaced: the session proved possession of a key that its owner has
+// since replaced; it must prove the new one.
+var ErrKeyReplaced = fmt.Errorf("%w: the key was replaced", ErrNoKey)
+
+// challenge is an outstanding proof-of-possession challenge. Guarded by Directory.mu.
+type challenge struct {
+	userID  string
+	purpose Purpose
+	expires time.Time
+}
+
+// IssueChallenge returns a fresh challenge text for the user to sign (a detached
+// OpenPGP signature over exactly these bytes). It is single use and valid for
+// Config.ChallengeLifetime; issuing more than Config.MaxChallengesPerUser drops
+// the oldest. Errors: ErrNotFound, ErrAccountDisabled, ErrBadRequest (unknown
+// purpose), ErrNoKey (PurposeSession without a published key).
+func (d *Directory) IssueChallenge(userID string, p Purpose) (string, error) {
+	if p != PurposePublishKey && p != PurposeSession {
+		return "", fmt.Errorf("%w: unknown challenge purpose", ErrBadRequest)
+	}
+	nonce, err := randomID(32)
+	if err != nil {
+		return "", err
+	}
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a := d.byID[userID]
+	switch {
+	case a == nil:
+		return "", ErrNotFound
+	case a.disabled:
+		return "", ErrAccountDisabled
+	case p == PurposeSession && a.key == nil:
+		return "", ErrNoKey
+	}
+	text := fmt.Sprintf("cleanrelay proof of key possession\npurpose: %s\nuser: %s\nnonce: %s\n", p, a.username, nonce)
+	// Forget this user's expired challenges, then the oldest beyond the bound.
+	live := a.chals[:0]
+	for _, t := range a.chals {
+		if c := d.challenges[t]; c != nil && now.Before(c.expires) {
+			live = append(live, t)
+		} else {
+			delete(d.challenges, t)
+		}
+	}
+	a.chals = live
+	for len(a.chals) >= d.cfg.MaxChallengesPerUser {
+		delete(d.challenges, a.chals[0])
+		a.chals = slices.Delete(a.chals, 0, 1)
+	}
+	d.challenges[text] = &challenge{userID: userID, purpose: p, expires: now.Add(d.cfg.ChallengeLifetime)}
+	a.chals = append(a.chals, text)
+	return text, nil
+}
+
+// consumeChallengeLocked uses up a challenge of userID and purpose p. A
+// challenge of another user or purpose is left alone.
+func (d *Directory) consumeChallengeLocked(a *account, p Purpose, text string, now time.Time) error {
+	c := d.challenges[text]
+	if c == nil || c.userID != a.id || c.purpose != p {
+		return fmt.Errorf("%w: unknown or already used challenge", ErrBadProof)
+	}
+	delete(d.challenges, text)
+	if i := slices.Index(a.chals, text); i >= 0 {
+		a.chals = slices.Delete(a.chals, i, i+1)
+	}
+	if !now.Before(c.expires) {
+		return fmt.Errorf("%w: challenge expired", ErrBadProof)
+	}
+	return nil
+}
+
+// PublishKey checks armoredKey against the key policy for this user and the
+// proof of possession (signature: an armored detached signature by the key over
+// challenge, a text from IssueChallenge with PurposePublishKey), and makes it the
+// user's published key, replacing any earlier one. The challenge is used up
+// once the key itself passed the policy. Errors wrap one of ErrNotFound,
+// ErrAccountDisabled, ErrKeyMalformed, ErrPrivateKey, ErrKeyWeak, ErrKeyExpired,
+// ErrKeyRevoked (also: a fingerprint the operator revoked), ErrKeyUserID,
+// ErrKeyUnusable, ErrBadProof. On error nothing changes (except the used challenge).
+func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature string) (KeyInfo, error) {
+	d.mu.RLock()
+	a := d.byID[userID]
+	var username string
+	if a != nil {
+		username = a.username
+	}
+	d.mu.RUnlock()
+	if a == nil {
+		return KeyInfo{}, ErrNotFound
+	}
+	now := d.cfg.Now()
+	at := now.Add(d.cfg.MaxClockSkew) // the time keys and signatures are judged at
+	e, info, err := parsePublicKey(armoredKey, username, at, d.cfg)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+
+	d.mu.Lock()
+	if a.disabled {
+		d.mu.Unlock()
+		return KeyInfo{}, ErrAccountDisabled
+	}
+	err = d.consumeChallengeLocked(a, PurposePublishKey, challengeText, now)
+	banned := a.banned[info.Fingerprint]
+	d.mu.Unlock()
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if banned {
+		return KeyInfo{}, fmt.Errorf("%w: the operator revoked this key", ErrKeyRevoked)
+	}
+	if err := verifyProof(e, challengeText, signature, at); err != nil {
+		return KeyInfo{}, err
+	}
+
+	d.mu.Lock()
+	if a.disabled {
+		d.mu.Unlock()
+		return KeyInfo{}, ErrAccountDisabled
+	}
+	if a.banned[info.Fingerprint] {
+		d.mu.Unlock()
+		return KeyInfo{}, fmt.Errorf("%w: the operator revoked this key", ErrKeyRevoked)
+	}
+	info.Published = now
+	changed := false
+	if old := a.key; old != nil {
+		if old.Fingerprint == info.Fingerprint {
+			info.Published, info.ChangedAt, info.PreviousFingerprint = old.Published, old.ChangedAt, old.PreviousFingerprint
+		} else {
+			info.ChangedAt, info.PreviousFingerprint = now, old.Fingerprint
+			changed = true
+		}
+	}
+	a.key, a.entity = &info, e
+	fns := d.onKey
+	d.mu.Unlock()
+	if changed {
+		d.notify(fns, userID)
+	}
+	return info, nil
+}
+
+// VerifySession checks a session proof: signature (armored, detached) by the
+// user's published key over challenge, a text from IssueChallenge with
+// PurposeSession. It returns the key the session is now bound to. Errors:
+// ErrNotFound, ErrAccountDisabled, ErrNoKey, ErrBadProof.
+func (d *Directory) VerifySession(userID, challengeText, signature string) (KeyInfo, error) {
+	now := d.cfg.Now()
+	d.mu.Lock()
+	a := d.byID[userID]
+	if a == nil {
+		d.mu.Unlock()
+		return KeyInfo{}, ErrNotFound
+	}
+	if a.disabled {
+		d.mu.Unlock()
+		return KeyInfo{}, ErrAccountDisabled
+	}
+	err := d.consumeChallengeLocked(a, PurposeSession, challengeText, now)
+	e, info := a.entity, a.key
+	d.mu.Unlock()
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if info == nil {
+		return KeyInfo{}, ErrNoKey
+	}
+	if err := verifyProof(e, challengeText, signature, now.Add(d.cfg.MaxClockSkew)); err != nil {
+		return KeyInfo{}, err
+	}
+	return *info, nil
+}
+
+// CheckSender tells the relay whether a session of userID that proved the key
+// with this fingerprint may still send: nil, or ErrAccountDisabled, ErrNotFound,
+// ErrNoKey (no key, or the operator revoked it) or ErrKeyReplaced.
+func (d *Directory) CheckSender(userID, fingerprint string) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	a := d.byID[userID]
+	switch {
+	case a == nil:
+		return ErrNotFound
+	case a.disabled:
+		return ErrAccountDisabled
+	case a.key == nil:
+		return ErrNoKey
+	case a.key.Fingerprint != fingerprint:
+		return ErrKeyReplaced
+	}
+	return nil
+}
+
+// RevokeKey is the operator's withdrawal of a user's published key: the key is
+// removed, its fingerprint can never be published again for this account, and
+// every OnRevoke callback runs. Errors: ErrNotFound, ErrNoKey.
+func (d *Directory) RevokeKey(username string) error {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return ErrNotFound
+	}
+	d.mu.Lock()
+	a := d.byName[name]
+	if a == nil {
+		d.mu.Unlock()
+		return ErrNotFound
+	}
+	if a.key == nil {
+		d.mu.Unlock()
+		return ErrNoKey
+	}
+	if a.banned == nil {
+		a.banned = make(map[string]bool)
+	}
+	a.banned[a.key.Fingerprint] = true
+	a.key, a.entity = nil, nil
+	id, fns := a.id, d.onRevoke
+	d.mu.Unlock()
+	d.notify(fns, id)
+	return nil
+}
+
+// DisableAccount is the operator's suspension of an account: it can no longer
+// log in, its tokens stop working, it disappears from search, and every OnRevoke
+// callback runs. Disabling a disabled account changes nothing. Error: ErrNotFound.
+func (d *Directory) DisableAccount(username string) error {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return ErrNotFound
+	}
+	now := d.cfg.Now()
+	d.mu.Lock()
+	a := d.byName[name]
+	if a == nil {
+		d.mu.Unlock()
+		return ErrNotFound
+	}
+	if a.disabled {
+		d.mu.Unlock()
+		return nil
+	}
+	a.disabled = true
+	a.notBefore = now.Truncate(time.Second)
+	for _, t := range a.chals {
+		delete(d.challenges, t)
+	}
+	a.chals = nil
+	id, fns := a.id, d.onRevoke
+	d.mu.Unlock()
+	d.notify(fns, id)
+	return nil
+}
+
+// AccountSummary is one line of the operator's account listing.
+type AccountSummary struct {
+	Username    string
+	HasKey      bool
+	Fingerprint string
+	Disabled    bool
+}
+
+// ListAccounts returns every account in name order, for the operator's admin
+// interface when it explicitly asks for names (the default listing is Stats).
+func (d *Directory) ListAccounts() []AccountSummary {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]AccountSummary, 0, len(d.names))
+	for _, n := range d.names {
+		a := d.byName[n]
+		s := AccountSummary{Username: n, Disabled: a.disabled, HasKey: a.key != nil}
+		if a.key != nil {
+			s.Fingerprint = a.key.Fingerprint
+		}
+		out = append(out, s)
+	}
+	return out
+}

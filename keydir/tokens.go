@@ -1,0 +1,181 @@
+package keydir
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TokenType is the value of the typ claim of an access token. Verification
+// requires it, so no other kind of JWT signed by the same key can pass as one.
+const TokenType = "cleanrelay-access"
+
+// generatedRSABits is the size of the RS256 key New generates when the operator
+// supplies none.
+const generatedRSABits = 3072
+
+// Claims are the claims of a cleanrelay access token.
+type Claims struct {
+	Username string `json:"username"`
+	FullName string `json:"full_name"`
+	Email    string `json:"email,omitempty"`
+	Type     string `json:"typ"`
+	jwt.RegisteredClaims
+}
+
+// Validate is called by the jwt parser after the standard checks.
+func (c *Claims) Validate() error {
+	switch {
+	case c.Type != TokenType:
+		return errors.New("wrong token type")
+	case c.Subject == "" || c.Username == "" || c.ID == "":
+		return errors.New("missing sub, username or jti")
+	case c.IssuedAt == nil:
+		return errors.New("missing iat")
+	}
+	return nil
+}
+
+// tokenSigner signs and verifies access tokens. Static after construction.
+type tokenSigner struct {
+	method   jwt.SigningMethod
+	signKey  crypto.Signer
+	verifyBy crypto.PublicKey
+	parser   *jwt.Parser
+	issuer   string
+	audience string
+	lifetime time.Duration
+	maxBytes int
+}
+
+func newTokenSigner(cfg Config) (*tokenSigner, error) {
+	t := &tokenSigner{issuer: cfg.TokenIssuer, audience: cfg.TokenAudience, lifetime: cfg.TokenLifetime, maxBytes: cfg.MaxTokenBytes}
+	var err error
+	if len(cfg.SigningKeyPEM) > 0 {
+		t.signKey, err = parseSigningKey(cfg.SigningKeyPEM)
+		if err != nil {
+			return nil, err
+		}
+	}
+	switch cfg.TokenAlgorithm {
+	case "RS256":
+		t.method = jwt.SigningMethodRS256
+		if t.signKey == nil {
+			if t.signKey, err = rsa.GenerateKey(rand.Reader, generatedRSABits); err != nil {
+				return nil, fmt.Errorf("failed to generate token signing key: %w", err)
+			}
+		}
+		k, ok := t.signKey.(*rsa.PrivateKey)
+		if !ok {
+			return nil, errors.New("token signing key is not an RSA key, as RS256 needs")
+		}
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("token signing key has %d bits, at least 2048 needed", k.N.BitLen())
+		}
+	case "EdDSA":
+		t.method = jwt.SigningMethodEdDSA
+		if t.signKey == nil {
+			if _, t.signKey, err = ed25519.GenerateKey(rand.Reader); err != nil {
+				return nil, fmt.Errorf("failed to generate token signing key: %w", err)
+			}
+		}
+		if _, ok := t.signKey.(ed25519.PrivateKey); !ok {
+			return nil, errors.New("token signing key is not an Ed25519 key, as EdDSA needs")
+		}
+	}
+	t.verifyBy = t.signKey.Public()
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{t.method.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithIssuer(t.issuer),
+		jwt.WithAudience(t.audience),
+		jwt.WithTimeFunc(cfg.Now),
+		jwt.WithStrictDecoding(),
+	)
+	return t, nil
+}
+
+// parseSigningKey reads an unencrypted PEM private key. Errors never quote the
+// key.
+func parseSigningKey(b []byte) (crypto.Signer, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("token signing key: no PEM block found")
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
+		switch k := k.(type) {
+		case *rsa.PrivateKey:
+			return k, nil
+		case ed25519.PrivateKey:
+			return k, nil
+		}
+		return nil, errors.New("token signing key: only RSA and Ed25519 keys are supported")
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(blk.Bytes); err == nil {
+		return k, nil
+	}
+	return nil, fmt.Errorf("token signing key: PEM block %q is not an unencrypted PKCS#8 or PKCS#1 private key", blk.Type)
+}
+
+// issue signs a token for the account. Called with no lock held.
+func (t *tokenSigner) issue(a accountView, now time.Time) (string, Claims, error) {
+	jti, err := randomID(16)
+	if err != nil {
+		return "", Claims{}, err
+	}
+	c := Claims{
+		Username: a.Username,
+		FullName: a.FullName,
+		Email:    a.Email,
+		Type:     TokenType,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Subject:   a.ID,
+			Audience:  jwt.ClaimStrings{t.audience},
+			ExpiresAt: jwt.NewNumericDate(now.Add(t.lifetime)),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ID:        jti,
+		},
+	}
+	s, err := jwt.NewWithClaims(t.method, &c).SignedString(t.signKey)
+	if err != nil {
+		return "", Claims{}, fmt.Errorf("failed to sign token: %w", err)
+	}
+	return s, c, nil
+}
+
+// verify checks length, signature, algorithm, exp, iat, nbf, iss, aud and typ.
+// The error wraps ErrBadToken and, where there is one, the jwt error.
+func (t *tokenSigner) verify(s string) (*Claims, error) {
+	if len(s) > t.maxBytes {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrBadToken, t.maxBytes)
+	}
+	if s == "" {
+		return nil, fmt.Errorf("%w: empty", ErrBadToken)
+	}
+	var c Claims
+	_, err := t.parser.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return t.verifyBy, nil })
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadToken, err)
+	}
+	return &c, nil
+}
+
+// randomID returns n random bytes in base64url without padding.
+func randomID(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("failed to read random bytes: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}

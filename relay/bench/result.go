@@ -1,0 +1,300 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is one workload run against one server: one JSON line, one row of the table. Exactly one of Pairs,
+// Idle and Connect is set; every field of it, and of Result, is filled.
+type Result struct {
+	Workload  string  `json:"workload"` // pairs, idle or connect
+	Server    string  `json:"server"`   // relay or floor
+	Seconds   float64 `json:"seconds"`  // wall time of the measured part
+	ServerCPU float64 `json:"server_cpu_s"`
+	ToolCPU   float64 `json:"tool_cpu_s"`
+	Errors    int64   `json:"errors"` // failed dials, requests and sends, unexpected events; must be 0
+
+	Pairs   *PairsResult   `json:"pairs,omitempty"`
+	Idle    *IdleResult    `json:"idle,omitempty"`
+	Connect *ConnectResult `json:"connect,omitempty"`
+
+	// VsFloor holds the relay's figures divided by the floor's from the same invocation (latency: the
+	// difference in ms), when both ran. Absent on the floor's own line.
+	VsFloor map[string]float64 `json:"vs_floor,omitempty"`
+}
+
+// PairsResult is what a pairs run measured.
+type PairsResult struct {
+	Rooms       int     `json:"rooms"`
+	Frames      int     `json:"frames_per_member"`
+	Size        int     `json:"size"`
+	Window      int     `json:"window"`          // unacknowledged frames per sender (0 with a fixed rate)
+	Rate        float64 `json:"rate_per_member"` // frames/s per member (0 when unthrottled)
+	Delivered   int64   `json:"delivered"`
+	FramesPerS  float64 `json:"frames_per_s"`
+	MiBPerS     float64 `json:"payload_mib_per_s"`
+	LatP50ms    float64 `json:"lat_p50_ms"`
+	LatP90ms    float64 `json:"lat_p90_ms"`
+	LatP99ms    float64 `json:"lat_p99_ms"`
+	LatMaxms    float64 `json:"lat_max_ms"`
+	Lost        int64   `json:"lost"`
+	Duplicated  int64   `json:"duplicated"`
+	Reordered   int64   `json:"reordered"`
+	LostNotices int64   `json:"lost_notices"` // lost events the relay sent (whether or not a frame was missing)
+	SourceAddrs int     `json:"source_addrs"`
+}
+
+// IdleResult is what an idle run measured.
+type IdleResult struct {
+	Conns           int     `json:"conns"`
+	Alive           int     `json:"alive"` // connections still open after the hold
+	HoldSeconds     float64 `json:"hold_s"`
+	ServerRSSBefore int64   `json:"server_rss_before"`
+	ServerRSSAfter  int64   `json:"server_rss_after"`
+	ServerPerConn   float64 `json:"server_bytes_per_conn"`
+	ToolRSSBefore   int64   `json:"tool_rss_before"`
+	ToolRSSAfter    int64   `json:"tool_rss_after"`
+	ToolPerConn     float64 `json:"tool_bytes_per_conn"` // Go heap and stacks in use, not RSS
+	SourceAddrs     int     `json:"source_addrs"`
+}
+
+// ConnectResult is what a connect run measured.
+type ConnectResult struct {
+	Conns       int     `json:"conns"`
+	Concurrency int     `json:"concurrency"`
+	Auth        bool    `json:"auth"` // logged-in sessions (key proof and ticket per connection)
+	PerS        float64 `json:"conns_per_s"`
+	LatP50ms    float64 `json:"lat_p50_ms"`
+	LatP90ms    float64 `json:"lat_p90_ms"`
+	LatP99ms    float64 `json:"lat_p99_ms"`
+	LatMaxms    float64 `json:"lat_max_ms"`
+	SourceAddrs int     `json:"source_addrs"`
+}
+
+// Compare fills r.VsFloor from the floor's result of the same workload.
+func (r *Result) Compare(floor *Result) {
+	v := map[string]float64{}
+	ratio := func(name string, a, b float64) {
+		if b != 0 {
+			v[name] = a / b
+		}
+	}
+	ratio("server_cpu_s", r.ServerCPU, floor.ServerCPU)
+	switch {
+	case r.Pairs != nil && floor.Pairs != nil:
+		ratio("frames_per_s", r.Pairs.FramesPerS, floor.Pairs.FramesPerS)
+		v["lat_p50_ms_delta"] = r.Pairs.LatP50ms - floor.Pairs.LatP50ms
+		v["lat_p99_ms_delta"] = r.Pairs.LatP99ms - floor.Pairs.LatP99ms
+	case r.Idle != nil && floor.Idle != nil:
+		ratio("server_bytes_per_conn", r.Idle.ServerPerConn, floor.Idle.ServerPerConn)
+	case r.Connect != nil && floor.Connect != nil:
+		ratio("conns_per_s", r.Connect.PerS, floor.Connect.PerS)
+		v["lat_p99_ms_delta"] = r.Connect.LatP99ms - floor.Connect.LatP99ms
+	}
+	r.VsFloor = v
+}
+
+// WriteJSON writes r as one JSON line.
+func (r *Result) WriteJSON(w io.Writer) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// WriteTable writes a human table of results, one row per run, grouped by workload.
+func WriteTable(w io.Writer, results []*Result) error {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	for _, kind := range []string{"pairs", "idle", "connect"} {
+		var rows []*Result
+		for _, r := range results {
+			if r.Workload == kind {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		switch kind {
+		case "pairs":
+			fmt.Fprintln(tw, "pairs\tserver\trooms\tframes×size\tmode\tframes/s\tMiB/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdup\treord\tlost notices\tsrv cpu s\ttool cpu s\terrors\tvs floor\t")
+			for _, r := range rows {
+				p := r.Pairs
+				mode := fmt.Sprintf("window %d", p.Window)
+				if p.Rate > 0 {
+					mode = fmt.Sprintf("%g/s", p.Rate)
+				}
+				fmt.Fprintf(tw, "\t%s\t%d\t%d×%d\t%s\t%.0f\t%.1f\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%d\t%s\t\n",
+					r.Server, p.Rooms, p.Frames, p.Size, mode, p.FramesPerS, p.MiBPerS, p.LatP50ms, p.LatP90ms, p.LatP99ms,
+					p.LatMaxms, p.Lost, p.Duplicated, p.Reordered, p.LostNotices, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
+			}
+		case "idle":
+			fmt.Fprintln(tw, "idle\tserver\tconns\talive\tsrv RSS before\tsrv RSS after\tsrv B/conn\ttool B/conn\tsrv cpu s\ttool cpu s\terrors\tvs floor\t")
+			for _, r := range rows {
+				i := r.Idle
+				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%d\t%s\t\n", r.Server, i.Conns, i.Alive,
+					mib(i.ServerRSSBefore), mib(i.ServerRSSAfter), i.ServerPerConn, i.ToolPerConn, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
+			}
+		case "connect":
+			fmt.Fprintln(tw, "connect\tserver\tauth\tconns\tconcurrency\tconns/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tsrv cpu s\ttool cpu s\terrors\tvs floor\t")
+			for _, r := range rows {
+				c := r.Connect
+				fmt.Fprintf(tw, "\t%s\t%v\t%d\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%s\t\n", r.Server, c.Auth, c.Conns,
+					c.Concurrency, c.PerS, c.LatP50ms, c.LatP90ms, c.LatP99ms, c.LatMaxms, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
+			}
+		}
+		fmt.Fprintln(tw, "\t")
+	}
+	return tw.Flush()
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// vs renders the floor comparison compactly: ratios as ×, deltas in ms.
+func vs(r *Result) string {
+	if r.VsFloor == nil {
+		return "-"
+	}
+	keys := make([]string, 0, len(r.VsFloor))
+	for k := range r.VsFloor {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		if name, ok := strings.CutSuffix(k, "_delta"); ok {
+			parts = append(parts, fmt.Sprintf("%s %+.3f", name, r.VsFloor[k]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %.2f×", k, r.VsFloor[k]))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// percentiles returns p50, p90, p99 and max of ds in milliseconds; it sorts ds.
+func percentiles(ds []time.Duration) (p50, p90, p99, max float64) {
+	if len(ds) == 0 {
+		return 0, 0, 0, 0
+	}
+	slices.Sort(ds)
+	at := func(q float64) float64 {
+		i := int(q * float64(len(ds)-1))
+		return float64(ds[i]) / float64(time.Millisecond)
+	}
+	return at(0.50), at(0.90), at(0.99), float64(ds[len(ds)-1]) / float64(time.Millisecond)
+}
+
+// positive names the JSON fields that are measured quantities which cannot be zero in a run that worked.
+var positive = map[string]bool{
+	"seconds": true, "tool_cpu_s": true, "rooms": true, "frames_per_member": true, "size": true, "delivered": true,
+	"frames_per_s": true, "payload_mib_per_s": true, "lat_p50_ms": true, "lat_p90_ms": true, "lat_p99_ms": true,
+	"lat_max_ms": true, "source_addrs": true, "conns": true, "alive": true, "hold_s": true, "server_rss_before": true,
+	"server_rss_after": true, "tool_rss_before": true, "tool_rss_after": true, "concurrency": true, "conns_per_s": true,
+}
+
+// ValidateJSONLine checks one JSON line of a run of workload: every field of Result and of that workload's
+// object present, a number or string (never null), measured quantities positive, no other workload's object,
+// no unknown field. It is what the tests hold the tool's output to.
+func ValidateJSONLine(line []byte, workload string) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(line, &m); err != nil {
+		return fmt.Errorf("not a JSON object: %w: %s", err, line)
+	}
+	var w string
+	json.Unmarshal(m["workload"], &w)
+	if w != workload {
+		return fmt.Errorf("workload %q, want %q: %s", w, workload, line)
+	}
+	var sub any
+	switch workload {
+	case "pairs":
+		sub = PairsResult{}
+	case "idle":
+		sub = IdleResult{}
+	case "connect":
+		sub = ConnectResult{}
+	default:
+		return fmt.Errorf("unknown workload %q", workload)
+	}
+	if err := checkFields(m, reflect.TypeOf(Result{}), workload); err != nil {
+		return fmt.Errorf("%w: %s", err, line)
+	}
+	var inner map[string]json.RawMessage
+	if err := json.Unmarshal(m[workload], &inner); err != nil {
+		return fmt.Errorf("field %s is not an object: %s", workload, line)
+	}
+	if err := checkFields(inner, reflect.TypeOf(sub), ""); err != nil {
+		return fmt.Errorf("%s: %w: %s", workload, err, line)
+	}
+	if workload == "pairs" {
+		var p PairsResult
+		json.Unmarshal(m[workload], &p)
+		if (p.Window > 0) == (p.Rate > 0) {
+			return fmt.Errorf("pairs: exactly one of window and rate_per_member must be set: %s", line)
+		}
+	}
+	return nil
+}
+
+// checkFields checks the JSON object m against struct type t. Pointer fields (the workload objects and
+// vs_floor) are optional, except the one named want, which must be there.
+func checkFields(m map[string]json.RawMessage, t reflect.Type, want string) error {
+	known := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		known[name] = true
+		raw, ok := m[name]
+		if f.Type.Kind() == reflect.Pointer || f.Type.Kind() == reflect.Map {
+			if name == want && !ok {
+				return fmt.Errorf("missing %s", name)
+			}
+			if name != want && name != "vs_floor" && ok {
+				return fmt.Errorf("unexpected %s", name)
+			}
+			continue
+		}
+		if !ok || string(raw) == "null" {
+			return fmt.Errorf("missing %s", name)
+		}
+		if f.Type.Kind() == reflect.Bool {
+			var b bool
+			if json.Unmarshal(raw, &b) != nil {
+				return fmt.Errorf("%s is not a boolean", name)
+			}
+			continue
+		}
+		if f.Type.Kind() == reflect.String {
+			var s string
+			if json.Unmarshal(raw, &s) != nil || s == "" {
+				return fmt.Errorf("%s is not a non-empty string", name)
+			}
+			continue
+		}
+		var x float64
+		if err := json.Unmarshal(raw, &x); err != nil {
+			return fmt.Errorf("%s is not a number", name)
+		}
+		if positive[name] && !(x > 0) {
+			return fmt.Errorf("%s is %v, want > 0", name, x)
+		}
+		if x < 0 && !strings.HasSuffix(name, "per_conn") {
+			return fmt.Errorf("%s is negative", name)
+		}
+	}
+	for name := range m {
+		if !known[name] {
+			return fmt.Errorf("unknown field %s", name)
+		}
+	}
+	return nil
+}
