@@ -212,3 +212,24 @@ Flags:
 		fmt.Fprintf(w, "  --%s %s\n        %s\n        (default: %s; env %s)\n", f.Name, arg, usage, def, envName(f.Name))
 	}
 }
+
+// componentFlags maps what a component (the key directory) says about a bad setting to the flag that set it,
+// for values that are only checked when the component starts.
+var componentFlags = []struct{ contains, flag string }{
+	{"token algorithm", "token-alg"},
+	{"token lifetime", "token-lifetime"},
+}
+
+// flagError names the flag behind a component's configuration error, so that it reads like every other
+// invalid value. An error it does not recognise is returned as it is.
+func flagError(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, m := range componentFlags {
+		if strings.Contains(err.Error(), m.contains) {
+			return fmt.Errorf("invalid value for flag --%s (or %s): %w", m.flag, envName(m.flag), err)
+		}
+	}
+	return err
+}

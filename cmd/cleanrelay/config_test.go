@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +174,35 @@ func TestServeHelpShowsDefaultsAndEnv(t *testing.T) {
 			t.Errorf("serve --help lacks --%s or its variable", f.Name)
 		}
 	})
+}
+
+// TestStartupValuesNameTheFlag covers values that only the component they configure can check, when the relay
+// starts: the error still names the flag. The real binary runs, bounded by a deadline in case one is accepted.
+func TestStartupValuesNameTheFlag(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ flag, value string }{
+		{"token-alg", "HS256"},
+		{"token-lifetime", "1m"},
+		{"token-lifetime", "9999h"},
+	} {
+		t.Run(tt.flag+"="+tt.value, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "serve", "--local-only", "--listen", "127.0.0.1:0")
+			cmd.Env = append(cmd.Environ(), envName(tt.flag)+"="+tt.value)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("serve accepted %s=%s and kept running", envName(tt.flag), tt.value)
+			}
+			out := stderr.String()
+			if err == nil || strings.Count(out, "\n") != 1 || !strings.Contains(out, "--"+tt.flag) || !strings.Contains(out, envName(tt.flag)) {
+				t.Fatalf("exit %v, stderr %q: want one line naming --%s and %s", err, out, tt.flag, envName(tt.flag))
+			}
+		})
+	}
 }

@@ -149,7 +149,7 @@ func newRelay(f *serveFlags, log *slog.Logger) (*relay.Server, http.Handler, err
 	}
 	handler, err := f.accounts.handler(srv, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, flagError(err)
 	}
 	return srv, handler, nil
 }
