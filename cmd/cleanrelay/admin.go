@@ -18,12 +18,13 @@ import (
 	"github.com/cleanrelay/cleanrelay/relay"
 )
 
-// newAdminHandler is the loopback-only operator listener: GET /metrics (Prometheus text format) and
-// GET /healthz. Operator routes of the key directory (revocation) belong on this mux too.
+// newAdminHandler is the loopback-only operator listener: GET /metrics (Prometheus text format),
+// GET /healthz, and, when routes is not nil, everything under /admin/ (the key directory's operator interface:
+// relay.Accounts.AdminHandler, revocation and disabling).
 //
 // It answers only requests whose Host is its own address or localhost with its port: a web page open in a
 // browser on this machine could otherwise reach it by DNS rebinding.
-func newAdminHandler(srv *relay.Server, ops *opsServers, addr string) http.Handler {
+func newAdminHandler(srv *relay.Server, ops *opsServers, addr string, routes http.Handler) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		relay.NewMetrics(srv),
@@ -46,6 +47,9 @@ func newAdminHandler(srv *relay.Server, ops *opsServers, addr string) http.Handl
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprintln(w, "ok")
 	})
+	if routes != nil {
+		mux.Handle("/admin/", routes)
+	}
 	_, port, _ := net.SplitHostPort(addr)
 	hosts := map[string]bool{addr: true, net.JoinHostPort("localhost", port): true}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanrelay/cleanrelay/relay"
 	"github.com/cleanrelay/cleanrelay/relay/client"
 )
 
@@ -210,5 +212,30 @@ func TestAdminMetricsDuringChat(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "127.0.0.1") {
 		t.Errorf("stderr names an address:\n%s", stderr)
+	}
+}
+
+// TestAdminRoutes checks that operator routes given to the admin listener are served under /admin/, behind the
+// same Host check, and that nothing else leaks onto it.
+func TestAdminRoutes(t *testing.T) {
+	srv, err := relay.New(relay.Config{}, nil, slog.New(discardHandler{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "operator "+r.URL.Path) })
+	ops, err := startOps(&opsFlags{adminListen: "127.0.0.1:0"}, srv, srv.Handler(), routes, slog.New(discardHandler{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.shutdown()
+	base := "http://" + ops.adminLn.Addr().String()
+	if code, body := httpGet(t, base+"/admin/stats", ""); code != 200 || body != "operator /admin/stats" {
+		t.Fatalf("/admin/stats: %d %q", code, body)
+	}
+	if code, _ := httpGet(t, base+"/admin/stats", "rebound.example"); code != http.StatusMisdirectedRequest {
+		t.Fatalf("/admin/stats with a foreign Host: %d, want 421", code)
+	}
+	if code, _ := httpGet(t, base+"/", ""); code != http.StatusNotFound {
+		t.Fatalf("/ on the admin listener: %d, want 404 (the client is not served there)", code)
 	}
 }

@@ -34,9 +34,10 @@ type opsServers struct {
 }
 
 // startOps binds the listeners that opsFlags ask for and starts serving on them: handler (the relay with its
-// accounts, as on the main listener) over HTTPS, srv's metrics on the admin listener. Nothing is bound when it
+// accounts, as on the main listener) over HTTPS; srv's metrics, and adminRoutes under /admin/ if not nil, on
+// the admin listener. Nothing is bound when it
 // returns an error.
-func startOps(o *opsFlags, srv *relay.Server, handler http.Handler, log *slog.Logger) (*opsServers, error) {
+func startOps(o *opsFlags, srv *relay.Server, handler, adminRoutes http.Handler, log *slog.Logger) (*opsServers, error) {
 	ops := &opsServers{log: log}
 	if o.httpsListen != "" {
 		tlsCfg, names, err := httpsConfig(o)
@@ -63,7 +64,7 @@ func startOps(o *opsFlags, srv *relay.Server, handler http.Handler, log *slog.Lo
 			return nil, fmt.Errorf("failed to listen on --admin-listen: %w", err)
 		}
 		ops.adminLn = ln
-		ops.admin = newHTTPServer(newAdminHandler(srv, ops, ln.Addr().String()))
+		ops.admin = newHTTPServer(newAdminHandler(srv, ops, ln.Addr().String(), adminRoutes))
 	}
 	for _, p := range []struct {
 		hs *http.Server

@@ -203,7 +203,7 @@ func TestOnionLocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops, err := startOps(&opsFlags{httpsListen: "127.0.0.1:0", tlsCert: certFile, tlsKey: keyFile}, srv, srv.Handler(), slog.New(discardHandler{}))
+	ops, err := startOps(&opsFlags{httpsListen: "127.0.0.1:0", tlsCert: certFile, tlsKey: keyFile}, srv, srv.Handler(), nil, slog.New(discardHandler{}))
 	if err != nil {
 		t.Fatal(err)
 	}

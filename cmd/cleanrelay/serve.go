@@ -127,7 +127,7 @@ func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 		return err
 	}
 	srv.AllowHost(ln.Addr().String())
-	ops, err := startOps(&f.ops, srv, handler, log)
+	ops, err := startOps(&f.ops, srv, handler, nil, log)
 	if err != nil {
 		ln.Close()
 		return err
