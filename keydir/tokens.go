@@ -5,11 +5,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -55,10 +57,21 @@ type tokenSigner struct {
 	audience string
 	lifetime time.Duration
 	maxBytes int
+	now      func() time.Time
+
+	// Verified tokens, so that a token used again (each WebSocket handshake of a session, every API call)
+	// costs a hash, not an RSA verification. Only the signature check is cached: expiry is checked on every
+	// use, and Directory.Authenticate checks logout and the account's state on every use.
+	mu       sync.Mutex
+	verified map[[32]byte]Claims // guarded by mu
 }
 
+// maxVerifiedTokens bounds the cache of verified tokens; past it, expired ones go first, then arbitrary ones.
+const maxVerifiedTokens = 10000
+
 func newTokenSigner(cfg Config) (*tokenSigner, error) {
-	t := &tokenSigner{issuer: cfg.TokenIssuer, audience: cfg.TokenAudience, lifetime: cfg.TokenLifetime, maxBytes: cfg.MaxTokenBytes}
+	t := &tokenSigner{issuer: cfg.TokenIssuer, audience: cfg.TokenAudience, lifetime: cfg.TokenLifetime,
+		maxBytes: cfg.MaxTokenBytes, now: cfg.Now, verified: make(map[[32]byte]Claims)}
 	var err error
 	if len(cfg.SigningKeyPEM) > 0 {
 		t.signKey, err = parseSigningKey(cfg.SigningKeyPEM)
@@ -163,11 +176,34 @@ func (t *tokenSigner) verify(s string) (*Claims, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: empty", ErrBadToken)
 	}
-	var c Claims
+	key := sha256.Sum256([]byte(s))
+	now := t.now()
+	t.mu.Lock()
+	c, ok := t.verified[key]
+	t.mu.Unlock()
+	if ok {
+		if !c.ExpiresAt.After(now) {
+			return nil, fmt.Errorf("%w: %w", ErrBadToken, jwt.ErrTokenExpired)
+		}
+		return &c, nil
+	}
 	_, err := t.parser.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return t.verifyBy, nil })
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.verified) >= maxVerifiedTokens {
+		for k, v := range t.verified {
+			if !v.ExpiresAt.After(now) || len(t.verified) >= maxVerifiedTokens {
+				delete(t.verified, k)
+			}
+			if len(t.verified) < maxVerifiedTokens*9/10 {
+				break
+			}
+		}
+	}
+	t.verified[key] = c
 	return &c, nil
 }
 

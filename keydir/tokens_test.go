@@ -291,3 +291,46 @@ func TestLogoutDenylistFull(t *testing.T) {
 		t.Fatalf("denylist holds %d, bound 1", n)
 	}
 }
+
+// TestVerifiedTokenCacheKeepsEveryCheck: a token verified once is not verified again, but its expiry, a
+// logout and the account's state still apply on every use.
+func TestVerifiedTokenCacheKeepsEveryCheck(t *testing.T) {
+	d, clk := newTestDir(t, func(c *Config) { c.TokenAlgorithm = "RS256" })
+	mustRegister(t, d, "alice")
+	mustRegister(t, d, "bob")
+	ctx := context.Background()
+	alice, _, err := d.Login(ctx, "alice", goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, _, err := d.Login(ctx, "bob", goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // the second and third uses come from the cache
+		if _, err := d.Authenticate(alice); err != nil {
+			t.Fatalf("cached token refused: %v", err)
+		}
+	}
+	if n := len(d.tokens.verified); n != 1 {
+		t.Fatalf("%d tokens cached, want 1", n)
+	}
+	if err := d.Logout(alice); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(alice); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("logged-out cached token: %v, want ErrBadToken", err)
+	}
+	if _, err := d.Authenticate(bob); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(8 * 24 * time.Hour)
+	if _, err := d.Authenticate(bob); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("expired cached token: %v, want ErrBadToken", err)
+	}
+	// A token that differs in one byte is not the cached one.
+	tampered := bob[:len(bob)-2] + "AA"
+	if _, err := d.Authenticate(tampered); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("tampered token: %v", err)
+	}
+}

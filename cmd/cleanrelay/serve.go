@@ -95,6 +95,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
+	// Every connection is a file descriptor (tor's child too, in onion mode).
+	if n, err := raiseFileLimit(uint64(f.cfg.MaxConns) + 1024); err != nil {
+		log.Warn("failed to raise the open-file limit", "err", err)
+	} else if n < uint64(f.cfg.MaxConns)+64 {
+		log.Warn("the open-file limit is below --max-conns; raise the hard limit (ulimit -Hn, LimitNOFILE=)", "limit", n)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if !f.localOnly {
