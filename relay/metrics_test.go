@@ -81,6 +81,10 @@ func TestMetricsDuringChat(t *testing.T) {
 	if err == nil {
 		t.Fatal("a handshake from a foreign origin was accepted")
 	}
+	// A frame is counted as forwarded after its write returns, which can be after the receiver has read it.
+	eventually(t, "all 4 frames are counted as forwarded", func() bool {
+		return metricValue(t, scrape(t, reg), "cleanrelay_frames_forwarded_total") == 4
+	})
 	during := scrape(t, reg)
 	checks := []struct {
 		sample string

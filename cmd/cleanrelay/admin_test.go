@@ -177,7 +177,14 @@ func TestAdminMetricsDuringChat(t *testing.T) {
 			break
 		}
 	}
-	_, during := httpGet(t, admin+"metrics", "")
+	// The relay counts a frame as forwarded after its write returns, which can be after b has read it.
+	var during string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, during = httpGet(t, admin+"metrics", "")
+		if sample(t, during, "cleanrelay_frames_forwarded_total") >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	for name, want := range map[string]float64{
 		"cleanrelay_connections":            2,
 		"cleanrelay_rooms":                  1,
