@@ -132,7 +132,7 @@ func (c Config) Validate() error {
 	check(c.MaxConns >= 1, "max connections must be at least 1, got %d", c.MaxConns)
 	check(c.Grace > 0, "grace must be positive, got %v", c.Grace)
 	check(c.MaxRoomLifetime > 0, "max room lifetime must be positive, got %v", c.MaxRoomLifetime)
-	check(c.PingPeriod < c.PongWait, "ping period (%v) must be shorter than pong wait (%v)", c.PingPeriod, c.PongWait)
+	check(c.PingPeriod > 0 && c.PingPeriod < c.PongWait, "ping period (%v) must be positive and shorter than pong wait (%v)", c.PingPeriod, c.PongWait)
 	check(c.WriteTimeout > 0, "write timeout must be positive, got %v", c.WriteTimeout)
 	check(c.RateFrames > 0, "rate must be positive, got %v", c.RateFrames)
 	check(c.RateBurst >= 1, "rate burst must be at least 1, got %d", c.RateBurst)

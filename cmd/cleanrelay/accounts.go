@@ -29,22 +29,25 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&a.tokenLifetime, "token-lifetime", 7*24*time.Hour, "access token lifetime, 1h to 720h")
 }
 
-// handler wraps the relay's handler with the accounts API, or returns it as it is when accounts are off.
-func (a *accountFlags) handler(srv *relay.Server, log *slog.Logger) (http.Handler, error) {
+// handler wraps the relay's handler with the accounts API, or returns it as it is when accounts are off. The
+// second handler is the operator's (list counts, revoke a key, disable an account), for the admin listener;
+// nil when accounts are off.
+func (a *accountFlags) handler(srv *relay.Server, log *slog.Logger) (http.Handler, http.Handler, error) {
 	if !a.enabled {
-		return srv.Handler(), nil
+		return srv.Handler(), nil, nil
 	}
 	cfg := keydir.Config{RequireEmail: a.requireEmail, TokenAlgorithm: a.tokenAlg, TokenLifetime: a.tokenLifetime}
 	if a.tokenKeyFile != "" {
 		pem, err := os.ReadFile(a.tokenKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("--token-key: %w", err)
+			return nil, nil, fmt.Errorf("--token-key: %w", err)
 		}
 		cfg.SigningKeyPEM = pem
 	}
 	dir, err := keydir.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log).Handler(), nil
+	acc := relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log)
+	return acc.Handler(), acc.AdminHandler(), nil
 }

@@ -13,7 +13,8 @@ const usage = `cleanrelay is a zero-knowledge ciphertext relay for private, ephe
 Usage:
     cleanrelay serve [flags]      run the relay (as a Tor onion service unless --local-only)
     cleanrelay bench [flags] W    measure a relay under load next to a bare forwarder (W: pairs, idle, connect, all)
-    cleanrelay version            print the version
+    cleanrelay version            print the version, the Go version and the browser client's SHA-256
+    cleanrelay health             check a running relay's admin listener (exit 0 when healthy)
     cleanrelay help               print this text
 
 Run "cleanrelay serve --help" for the flags of serve.
@@ -46,8 +47,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "bench-floor": // hidden: the bare forwarder that bench starts
 		return benchFloor(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "cleanrelay %s\n", version)
-		return 0
+		return printVersion(stdout)
+	case "health":
+		return health(args[1:], stdout, stderr)
 	case "help", "--help", "-help", "-h":
 		fmt.Fprint(stdout, usage)
 		return 0

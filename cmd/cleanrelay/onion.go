@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,7 +36,7 @@ func addOnionFlags(fs *flag.FlagSet, o *onionFlags) {
 
 // serveOnion publishes the relay as a Tor onion service and serves it until ctx is done.
 func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.Logger) error {
-	srv, handler, err := newRelay(f, log)
+	srv, handler, admin, err := newRelay(f, log)
 	if err != nil {
 		return err
 	}
@@ -60,6 +61,13 @@ func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 		return err
 	}
 	srv.AllowHost(svc.Hostname())
+	ops, err := startOps(&f.ops, srv, handler, admin, log)
+	if err != nil {
+		svc.Close()
+		srv.Close(context.Background())
+		return err
+	}
+	ops.SetOnionAddress(svc.Hostname())
 	fmt.Fprintf(stdout, "cleanrelay: serving on %s\n", svc.URL())
 	if isTerminal(stdout) {
 		// A phone with Tor Browser can scan it; in a pipe or a log file it would only be noise.
@@ -70,7 +78,9 @@ func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 	if a := svc.ClientAuth(); a != nil {
 		fmt.Fprintf(stdout, "cleanrelay: client authorization key (paste into Tor Browser when it asks for the key): %s\n", a.PrivateKey)
 	}
+	ops.announce(stdout)
 	err = serveOn(ctx, srv, handler, svc.Listener(), log)
+	err = errors.Join(err, ops.shutdown())
 	if cerr := svc.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("failed to stop tor cleanly: %w", cerr)
 	}

@@ -30,6 +30,7 @@ type serveFlags struct {
 	accounts   accountFlags
 	harden     hardenFlags
 	onion      onionFlags // onion.go
+	ops        opsFlags   // admin listener and HTTPS: config.go
 }
 
 // stringList is a flag that may be given several times.
@@ -65,13 +66,18 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "messages one connection may send at once above --rate (0: a quarter of --room-buffer)")
 	f.accounts.register(fs)
 	f.harden.register(fs)
-	if err := fs.Parse(args); err != nil {
+	f.ops.register(fs)
+	fromEnv, err := parseWithEnv(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		printServeUsage(stderr, fs)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if err := f.cfg.Validate(); err != nil {
+	if err := validateServeFlags(fs, f, fromEnv); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -123,30 +129,38 @@ func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 	if err != nil {
 		return fmt.Errorf("failed to listen: %w", err)
 	}
-	srv, handler, err := newRelay(f, log)
+	srv, handler, admin, err := newRelay(f, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	srv.AllowHost(ln.Addr().String())
+	ops, err := startOps(&f.ops, srv, handler, admin, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	fmt.Fprintf(stdout, "cleanrelay: serving on http://%s/\n", ln.Addr())
-	return serveOn(ctx, srv, handler, ln, log)
+	ops.announce(stdout)
+	err = serveOn(ctx, srv, handler, ln, log)
+	return errors.Join(err, ops.shutdown())
 }
 
-// newRelay makes the relay and the HTTP handler that serves it (with accounts, unless they are off).
-func newRelay(f *serveFlags, log *slog.Logger) (*relay.Server, http.Handler, error) {
-	srv, err := relay.New(f.cfg, nil, log)
+// newRelay makes the relay, the HTTP handler that serves it (with accounts, unless they are off), and the
+// operator's handler for the admin listener (nil without accounts).
+func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admin http.Handler, err error) {
+	srv, err = relay.New(f.cfg, nil, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, h := range f.allowHosts {
 		srv.AllowHost(h)
 	}
-	handler, err := f.accounts.handler(srv, log)
+	handler, admin, err = f.accounts.handler(srv, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, flagError(err)
 	}
-	return srv, handler, nil
+	return srv, handler, admin, nil
 }
 
 // serveOn serves handler on ln until ctx is done, then shuts down: the listener first, then every WebSocket.

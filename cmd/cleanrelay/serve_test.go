@@ -55,6 +55,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// serveOutput holds the latest stdout line of each process startServe started.
+var serveOutput sync.Map
+
 // startServe runs "cleanrelay serve" with args and returns the process, the URL it printed, and its stderr.
 func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
@@ -86,6 +89,7 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *lockedBuffer)
 			case lines <- sc.Text():
 			default:
 			}
+			serveOutput.Store(cmd, sc.Text()) // the latest line, for tests that need more than the first
 		}
 	}()
 	select {
@@ -283,5 +287,43 @@ func TestCoreDumpsOff(t *testing.T) {
 				t.Fatalf("core limit (soft hard) %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestServeAdminListener: with --admin-listen, the binary serves metrics and the key directory's operator
+// routes there, and only there.
+func TestServeAdminListener(t *testing.T) {
+	cmd, url, stderr := startServe(t, "--local-only", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	var admin string
+	deadline := time.Now().Add(10 * time.Second)
+	for admin == "" && time.Now().Before(deadline) {
+		if v, ok := serveOutput.Load(cmd); ok {
+			if l := v.(string); strings.HasPrefix(l, "cleanrelay: admin on ") {
+				admin = strings.Fields(strings.TrimPrefix(l, "cleanrelay: admin on "))[0]
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if admin == "" {
+		t.Fatalf("no admin address printed; stderr:\n%s", stderr)
+	}
+	get := func(u string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(admin + "admin/stats"); code != 200 || !strings.Contains(body, `"accounts"`) {
+		t.Fatalf("admin/stats on the admin listener: %d %s", code, body)
+	}
+	if code, body := get(admin + "metrics"); code != 200 || !strings.Contains(body, "cleanrelay_") {
+		t.Fatalf("metrics on the admin listener: %d %.200s", code, body)
+	}
+	if code, _ := get(url + "admin/stats"); code == 200 {
+		t.Fatal("the public listener serves the operator's routes")
 	}
 }
