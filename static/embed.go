@@ -3,7 +3,9 @@ package static
 
 import "embed"
 
-// Files is the browser client: index.html and the ES modules it loads.
+// Files is the browser client: index.html, its stylesheet, the ES modules it loads and the
+// vendored OpenPGP.js build (byte-identical to the pinned npm package; e2e/unit/vendor.test.mjs
+// checks it).
 //
-//go:embed index.html
+//go:embed index.html style.css js/*.mjs vendor/openpgp.min.mjs vendor/openpgp.LICENSE
 var Files embed.FS

@@ -1,0 +1,144 @@
+// Test harness: a real relay (built from this repository), the recording proxy in front of it,
+// and Debian's Chromium and Firefox ESR driven by puppeteer-core.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import puppeteer from 'puppeteer-core';
+import { RecordingProxy } from './wsproxy.mjs';
+
+export const repo = new URL('../../', import.meta.url).pathname;
+export const artifacts = join(repo, 'test-artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+let built = null;
+
+function buildRelay() {
+  if (built) return built;
+  const dir = mkdtempSync(join(tmpdir(), 'crbin-'));
+  built = join(dir, 'cleanrelay');
+  execFileSync('go', ['build', '-o', built, './cmd/cleanrelay'], { cwd: repo, stdio: 'inherit' });
+  return built;
+}
+
+// startRelay starts `cleanrelay serve --local-only` behind a recording proxy. The browsers talk
+// to the proxy's origin, which the relay admits with --allow-host.
+export async function startRelay({ extraHosts = [] } = {}) {
+  const bin = buildRelay();
+  const proxy = new RecordingProxy();
+  const pport = await proxy.listen();
+  const hosts = [`127.0.0.1:${pport}`, ...extraHosts.map((h) => `${h}:${pport}`)].flatMap((h) => ['--allow-host', h]);
+  const proc = spawn(bin, ['serve', '--local-only', '--listen', '127.0.0.1:0', ...hosts], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stderr.on('data', (d) => {
+    log += d;
+  });
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`relay did not start: ${out} ${log}`)), 20000);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/cleanrelay: serving on (http:\/\/127\.0\.0\.1:(\d+)\/)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`relay exited with ${code}: ${log}`)));
+  });
+  proxy.target = Number(new URL(url).port);
+  return {
+    proxy,
+    relayURL: url,
+    url: `http://127.0.0.1:${pport}/`,
+    port: pport,
+    log: () => log,
+    async stop() {
+      await proxy.close();
+      proc.kill('SIGTERM');
+      await new Promise((r) => {
+        const t = setTimeout(() => {
+          proc.kill('SIGKILL');
+          r();
+        }, 3000);
+        proc.on('exit', () => {
+          clearTimeout(t);
+          r();
+        });
+        if (proc.exitCode !== null) r();
+      });
+    },
+  };
+}
+
+// Tor-Browser-"Safer"-like preferences: no JIT, no WebAssembly, no asm.js; private browsing.
+export const SAFER_PREFS = {
+  'javascript.options.ion': false,
+  'javascript.options.baselinejit': false,
+  'javascript.options.native_regexp': false,
+  'javascript.options.wasm': false,
+  'javascript.options.asmjs': false,
+  'browser.privatebrowsing.autostart': true,
+  'media.peerconnection.enabled': false,
+  'network.dns.disablePrefetch': true,
+  'network.prefetch-next': false,
+  'browser.download.useDownloadDir': true,
+  'browser.download.folderList': 2,
+};
+
+export async function launch(kind, { args = [] } = {}) {
+  const profile = mkdtempSync(join(tmpdir(), `cr-${kind}-`));
+  let browser;
+  if (kind === 'firefox') {
+    browser = await puppeteer.launch({
+      browser: 'firefox',
+      executablePath: '/usr/bin/firefox-esr',
+      headless: true,
+      userDataDir: profile,
+      extraPrefsFirefox: { ...SAFER_PREFS, 'browser.download.dir': profile },
+      protocolTimeout: 120000,
+    });
+  } else {
+    browser = await puppeteer.launch({
+      browser: 'chrome',
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      userDataDir: profile,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', ...args],
+      protocolTimeout: 120000,
+    });
+  }
+  return {
+    browser,
+    kind,
+    profile,
+    async close() {
+      await browser.close().catch(() => {});
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+// openPage opens url in a fresh, isolated browser context and collects console errors.
+export async function openPage(b, url) {
+  const ctx = await b.browser.createBrowserContext();
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.errors.push(m.text());
+  });
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  page.on('dialog', (d) => d.accept());
+  await page.setViewport({ width: 1000, height: 900 });
+  await page.goto(url, { waitUntil: 'load' });
+  await page.waitForSelector('body[data-ready="yes"], #refused', { timeout: 60000 });
+  return page;
+}
+
+export async function shot(page, name) {
+  const p = join(artifacts, `${name}.png`);
+  await page.screenshot({ path: p });
+  return p;
+}
+

@@ -1,0 +1,409 @@
+// End-to-end: two real browsers chat in an anonymous room through a real relay, while a
+// recording proxy checks that the relay never saw a plaintext. Runs in Chromium and in Firefox
+// ESR with Tor-Browser-"Safer"-like preferences (no JIT, no WebAssembly, private browsing).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, copyFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRelay, launch, openPage, shot, artifacts } from './harness.mjs';
+import { readZip } from '../../static/js/zip.mjs';
+import * as pgp from '../../static/js/pgp.mjs';
+import * as kx from '../../static/js/kx.mjs';
+import { KIND_KEY, KIND_PGP, parseInvite, unb64u } from '../../static/js/proto.mjs';
+
+const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
+
+// press activates a button. Puppeteer's click() gets slower with every call in Firefox over
+// WebDriver BiDi once the page holds a long chat log, and synthetic Enter presses race with the
+// focus moves of modal dialogs, so buttons are activated with the DOM's click(); the chat itself
+// is typed and sent from the keyboard (see say()).
+async function press(page, sel) {
+  await page.waitForSelector(sel);
+  await page.$eval(sel, (el) => el.click());
+}
+
+async function createRoom(page) {
+  await press(page, '#create');
+  await page.waitForSelector('#invitelink', { timeout: 120000 });
+  return page.$eval('#invitelink', (el) => el.value);
+}
+
+async function joinRoom(page) {
+  await press(page, '#join');
+  await page.waitForSelector('#room', { timeout: 120000 });
+}
+
+async function ready(page) {
+  await page.waitForSelector('#status[data-ready="yes"]', { timeout: 60000 });
+}
+
+async function say(page, text) {
+  await page.waitForSelector('#text:not([disabled])');
+  const before = await page.$$eval('.msg.mine', (l) => l.length);
+  await page.$eval('#text', (el, v) => {
+    el.value = v;
+  }, text);
+  // Enter in the message box sends (keyboard use); puppeteer's click() slows down with every
+  // call in Firefox over BiDi, so the chat is driven from the keyboard.
+  await page.focus('#text');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction((n) => document.querySelectorAll('.msg.mine').length > n, { timeout: 60000, polling: 100 }, before);
+}
+
+async function sees(page, text) {
+  await page.waitForFunction(
+    (v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),
+    { timeout: 60000, polling: 100 }, text);
+  const bad = await page.$$eval('.msg.unverified', (l) => l.length);
+  assert.equal(bad, 0, 'a message is marked unverified');
+}
+
+async function exportKey(page, passphrase) {
+  await press(page, '#e2e');
+  await page.waitForSelector('dialog#keys[open]');
+  await page.$eval('#exportpass', (el, v) => {
+    el.value = v;
+  }, passphrase);
+  await press(page, '#exportdo');
+  await page.waitForSelector('#exportlink');
+  const b64 = await page.$eval('#exportlink', async (a) => {
+    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
+    let s = '';
+    for (const x of buf) s += String.fromCharCode(x);
+    return btoa(s);
+  });
+  await press(page, '#keysclose');
+  return new Uint8Array(Buffer.from(b64, 'base64'));
+}
+
+async function keyView(page) {
+  await press(page, '#e2e');
+  await page.waitForSelector('dialog#keys[open]');
+  const v = await page.$$eval('dialog#keys .key', (blocks) => blocks.map((b) => ({
+    fp: b.querySelector('.fp')?.textContent,
+    safety: b.querySelector('.safety')?.textContent || null,
+    algo: b.querySelector('dd')?.textContent,
+  })));
+  return v;
+}
+
+function binaryPayloads(proxy, dir, kind) {
+  return proxy.allMessages().filter((m) => m.dir === dir && m.opcode === 2).map((m) => ({
+    conn: m.conn,
+    at: m.at,
+    payload: dir === 'down' ? m.payload.subarray(13) : m.payload.subarray(1),
+  })).filter((m) => kind === undefined || m.payload[0] === kind);
+}
+
+function gpgHome() {
+  const home = mkdtempSync(join(tmpdir(), 'cre2egpg-'));
+  const run = (args, input) => execFileSync('gpg', ['--homedir', home, '--batch', '--no-tty', ...args], { input, stdio: ['pipe', 'pipe', 'pipe'] });
+  return {
+    home,
+    run,
+    done() {
+      try {
+        execFileSync('gpgconf', ['--homedir', home, '--kill', 'gpg-agent']);
+      } catch {
+        /* no agent */
+      }
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+for (const kind of KINDS) {
+  test(`${kind}: anonymous room end to end`, { timeout: 900000 }, async (t) => {
+    const relay = await startRelay();
+    const b = await launch(kind);
+    const perf = { browser: kind };
+    try {
+      const alice = await openPage(b, relay.url);
+      if (kind === 'firefox') {
+        // The Safer-like prefs took effect: WebAssembly is gone, so no code path can rely on it.
+        assert.equal(await alice.evaluate(() => typeof WebAssembly), 'undefined');
+      }
+      await shot(alice, `${kind}-home`);
+      const invite = await createRoom(alice);
+      assert.match(invite, /#r=[\w-]{22}&c=[\w-]{43}&k=[\w-]{43}$/);
+      const secret = parseInvite(new URL(invite).hash).secret;
+      const bob = await openPage(b, invite);
+      await shot(bob, `${kind}-join`);
+      await joinRoom(bob);
+      await Promise.all([ready(alice), ready(bob)]);
+      await shot(alice, `${kind}-room-ready`);
+
+      await t.test('fingerprints and safety codes agree', async () => {
+        const a = await keyView(alice);
+        await shot(alice, `${kind}-keys`);
+        await press(alice, '#keysclose');
+        const bb = await keyView(bob);
+        await press(bob, '#keysclose');
+        assert.match(a[0].algo, /RSA 4096/);
+        assert.equal(a[1].fp, bb[0].fp, 'alice pinned bob\'s real key');
+        assert.equal(bb[1].fp, a[0].fp, 'bob pinned alice\'s real key');
+        assert.match(a[1].safety, /^\d{5}( \d{5}){5}$/);
+        assert.equal(a[1].safety, bb[1].safety);
+      });
+
+      const secrets = [];
+      await t.test('chat both ways, with the encryption label', async () => {
+        const m1 = `hello bob, here is alice ${randomBytes(6).toString('hex')}`;
+        const m2 = `привет, alice, это bob ${randomBytes(6).toString('hex')}`;
+        secrets.push(m1, m2);
+        await say(alice, m1);
+        await sees(bob, m1);
+        await say(bob, m2);
+        await sees(alice, m2);
+        assert.equal(await alice.$eval('#e2e', (e) => e.textContent), 'End-to-end encrypted');
+        for (const p of [alice, bob]) {
+          assert.deepEqual(await p.$$eval('.problem', (l) => l.map((e) => e.textContent)), [], 'a problem is shown in a normal chat');
+        }
+        await shot(alice, `${kind}-chat`);
+      });
+
+      await t.test('Russian interface', async () => {
+        await press(bob, '#lang');
+        assert.equal(await bob.$eval('#e2e', (e) => e.textContent), 'Сквозное шифрование');
+        await shot(bob, `${kind}-chat-ru`);
+        await press(bob, '#lang');
+        assert.equal(await bob.$eval('#e2e', (e) => e.textContent), 'End-to-end encrypted');
+      });
+
+      await t.test('per-message timer removes the message on both screens', async () => {
+        const m = `this vanishes ${randomBytes(6).toString('hex')}`;
+        secrets.push(m);
+        await alice.select('#ttl', '10');
+        await say(alice, m);
+        await sees(bob, m);
+        await alice.select('#ttl', '0');
+        const gone = (v) => ![...document.querySelectorAll('.msg .text')].some((e) => e.textContent === v);
+        await Promise.all([alice.waitForFunction(gone, { timeout: 20000, polling: 100 }, m), bob.waitForFunction(gone, { timeout: 20000, polling: 100 }, m)]);
+      });
+
+      let fileBytes;
+      await t.test('file transfer', async () => {
+        const dir = mkdtempSync(join(tmpdir(), 'crfile-'));
+        fileBytes = randomBytes(150 * 1024);
+        const marker = Buffer.from(`FILE-PLAINTEXT-MARKER-${randomBytes(6).toString('hex')}`);
+        marker.copy(fileBytes, 1000);
+        secrets.push(marker.toString());
+        const path = join(dir, 'report.bin');
+        writeFileSync(path, fileBytes);
+        const input = await bob.$('#file');
+        await input.uploadFile(path);
+        await alice.waitForSelector('a.save', { timeout: 120000 });
+        const got = await alice.$eval('a.save', async (a) => {
+          const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
+          let s = '';
+          for (const x of buf) s += String.fromCharCode(x);
+          return { b64: btoa(s), name: a.getAttribute('download') };
+        });
+        assert.equal(got.name, 'report.bin');
+        const h = (x) => createHash('sha256').update(x).digest('hex');
+        assert.equal(h(Buffer.from(got.b64, 'base64')), h(fileBytes));
+        await shot(alice, `${kind}-file`);
+        rmSync(dir, { recursive: true });
+      });
+
+      await t.test('resume after a dropped connection', async () => {
+        const bobConn = relay.proxy.conns.filter((c) => c.first === 'join').at(-1);
+        relay.proxy.drop(bobConn);
+        await bob.waitForFunction(() => document.querySelectorAll('.system').length && [...document.querySelectorAll('.system')].some((e) => /reconnected/.test(e.textContent)), { timeout: 60000, polling: 100 });
+        const m = `after the drop ${randomBytes(6).toString('hex')}`;
+        secrets.push(m);
+        await say(alice, m);
+        await sees(bob, m);
+        const m2 = `bob is back ${randomBytes(6).toString('hex')}`;
+        secrets.push(m2);
+        await say(bob, m2);
+        await sees(alice, m2);
+      });
+
+      await t.test('timing: send, receive with cached session key, 100-message backlog', async () => {
+        const sendBefore = await alice.evaluate(() => globalThis.cleanrelayStats.send.length);
+        const recvBefore = await bob.evaluate(() => globalThis.cleanrelayStats.recv.length);
+        const bobConn = relay.proxy.conns.filter((c) => c.first === 'resume' || c.first === 'join').at(-1);
+        relay.proxy.hold(bobConn);
+        for (let i = 0; i < 100; i++) {
+          await alice.$eval('#text', (el, v) => {
+            el.value = v;
+          }, `backlog message ${i}`);
+          await alice.focus('#text');
+          await alice.keyboard.press('Enter');
+          await alice.waitForFunction((n) => globalThis.cleanrelayStats.send.length > n, { timeout: 60000, polling: 50 }, sendBefore + i);
+        }
+        relay.proxy.release(bobConn);
+        await bob.waitForFunction((n) => globalThis.cleanrelayStats.recv.length >= n, { timeout: 120000, polling: 50 }, recvBefore + 100);
+        const s = await alice.evaluate((n) => globalThis.cleanrelayStats.send.slice(n), sendBefore);
+        const r = await bob.evaluate((n) => globalThis.cleanrelayStats.recv.slice(n), recvBefore);
+        const med = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+        const p95 = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length * 0.95)];
+        perf.sendMs = { median: med(s.map((x) => x.t1 - x.t0)), p95: p95(s.map((x) => x.t1 - x.t0)), n: s.length };
+        perf.recvWorkerMs = { median: med(r.map((x) => x.worker)), p95: p95(r.map((x) => x.worker)), cached: r.filter((x) => x.cached).length, n: r.length };
+        perf.backlog100Ms = Math.max(...r.map((x) => x.t1)) - Math.min(...r.map((x) => x.t0));
+        writeFileSync(join(artifacts, `perf-${kind}.json`), JSON.stringify(perf, null, 2));
+        t.diagnostic(`perf ${JSON.stringify(perf)}`);
+        assert.equal(r.length, 100);
+        assert.ok(perf.recvWorkerMs.cached >= 99, 'session key cache not used');
+      });
+
+      await t.test('the relay forwarded no plaintext', async () => {
+        const all = relay.proxy.allMessages();
+        assert.ok(all.length > 200);
+        for (const m of all) {
+          for (const s of [...secrets, 'backlog message 1']) {
+            assert.ok(!m.payload.includes(Buffer.from(s)), `plaintext "${s}" seen by the relay (${m.dir})`);
+          }
+          assert.ok(!m.payload.includes(Buffer.from(secret)), 'invite secret seen by the relay');
+        }
+        assert.ok(!relay.log().includes(parseInvite(new URL(invite).hash).room), 'room id in the relay log');
+      });
+
+      await t.test('gpg decrypts a frame captured at the relay and verifies its signature', async () => {
+        const aZip = readZip(await exportKey(alice, 'Alice-export1!'));
+        const bZip = readZip(await exportKey(bob, 'Bob-export1!'));
+        const g = gpgHome();
+        try {
+          const files = (z, suffix) => [...z].filter(([n]) => n.endsWith(suffix)).map(([, d]) => d)[0];
+          g.run(['--import'], files(aZip, '-public.asc'));
+          g.run(['--pinentry-mode', 'loopback', '--passphrase', 'Bob-export1!', '--import'], files(bZip, '-private.asc'));
+          const aliceFp = (await pgp.readPublicKey(new TextDecoder().decode(files(aZip, '-public.asc')))).getFingerprint().toUpperCase();
+          const bobConns = new Set(relay.proxy.conns.filter((c) => c.first === 'join' || c.first === 'resume').map((c) => c.index));
+          const frames = binaryPayloads(relay.proxy, 'down', KIND_PGP).filter((f) => bobConns.has(f.conn));
+          assert.ok(frames.length > 100);
+          const frame = frames.at(-1).payload.subarray(1);
+          writeFileSync(join(g.home, 'frame.pgp'), frame);
+          const out = g.run(['--pinentry-mode', 'loopback', '--passphrase', 'Bob-export1!', '--status-fd', '2', '--decrypt', join(g.home, 'frame.pgp')]).toString('latin1');
+          assert.ok(out.includes('backlog message 99'), 'gpg output lacks the plaintext');
+          const st = execFileSync('gpg', ['--homedir', g.home, '--batch', '--pinentry-mode', 'loopback', '--passphrase', 'Bob-export1!',
+            '--status-fd', '1', '--output', '/dev/null', '--decrypt', join(g.home, 'frame.pgp')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+          assert.match(st, new RegExp(`VALIDSIG ${aliceFp}`));
+          copyFileSync(join(g.home, 'frame.pgp'), join(artifacts, `${kind}-captured-frame.pgp`));
+        } finally {
+          g.done();
+        }
+      });
+
+      await t.test('burn ends the room for everyone', async () => {
+        await press(alice, '#burn');
+        await Promise.all([alice.waitForSelector('#ended'), bob.waitForSelector('#ended')]);
+        await shot(bob, `${kind}-burned`);
+        const upAfter = relay.proxy.allMessages().filter((m) => m.dir === 'up' && m.opcode === 1).map((m) => JSON.parse(m.payload.toString()).t);
+        assert.ok(upAfter.includes('burn'));
+      });
+
+      assert.deepEqual(alice.errors.filter((e) => !/WebSocket|websocket/.test(e)), [], 'console errors on alice\'s page');
+    } finally {
+      await b.close();
+      await relay.stop();
+    }
+  });
+
+  test(`${kind}: a relay that swaps or changes keys is caught`, { timeout: 600000 }, async (t) => {
+    const relay = await startRelay();
+    const b = await launch(kind);
+    try {
+      await t.test('a key announcement the relay forged is refused', async () => {
+        const alice = await openPage(b, relay.url);
+        await alice.select('#keytype', 'rsa');
+        const invite = await createRoom(alice);
+        const aliceConn = relay.proxy.conns.filter((c) => c.first === 'create').at(-1);
+        // The relay does not know the invite secret: it can only send a key sealed with another one.
+        const fake = await pgp.generateKeyPair({ type: 'curve25519', name: 'mallory' });
+        const wrong = await kx.deriveKxKey(randomBytes(32), parseInvite(new URL(invite).hash).room);
+        const sealed = await kx.seal(wrong, parseInvite(new URL(invite).hash).room, { v: 1, member: 2, pub: fake.toPublic().armor() });
+        aliceConn.tamper = (p) => (p[13] === KIND_KEY ? Buffer.concat([p.subarray(0, 13), Buffer.from([KIND_KEY]), Buffer.from(sealed)]) : null);
+        const bob = await openPage(b, invite);
+        await joinRoom(bob);
+        await ready(bob);
+        await alice.waitForSelector('.problem');
+        const problems = await alice.$$eval('.problem', (l) => l.map((e) => e.textContent));
+        assert.ok(problems.some((p) => /swap keys/.test(p)), problems.join('\n'));
+        assert.equal(await alice.$eval('#send', (e) => e.disabled), true, 'alice can send without a verified key');
+        await shot(alice, `${kind}-forged-key`);
+        const fromAlice = binaryPayloads(relay.proxy, 'up', KIND_PGP).filter((f) => f.conn === aliceConn.index);
+        assert.equal(fromAlice.length, 0, 'alice encrypted a message although no key was verified');
+        await alice.close();
+        await bob.close();
+      });
+
+      await t.test('a changed key blocks sending until the user decides', async () => {
+        const alice = await openPage(b, relay.url);
+        const invite = await createRoom(alice);
+        const { room, secret } = parseInvite(new URL(invite).hash);
+        const aliceConn = relay.proxy.conns.filter((c) => c.first === 'create').at(-1);
+        const bob = await openPage(b, invite);
+        // Bob takes the fast Curve25519 key (offered because WebCrypto has Ed25519 and X25519 here):
+        // a room with mixed key types works.
+        await bob.select('#keytype', 'curve25519');
+        await joinRoom(bob);
+        await Promise.all([ready(alice), ready(bob)]);
+        await press(alice, '#e2e');
+        await alice.waitForSelector('dialog#keys[open]');
+        assert.match(await alice.$$eval('dialog#keys .key dd', (l) => l.map((e) => e.textContent).join('|')), /Curve25519/);
+        await press(alice, '#keysclose');
+        await say(bob, 'first message, key pinned');
+        await sees(alice, 'first message, key pinned');
+        // Someone holding the invite secret (here: the test) announces another key for member 2.
+        const other = await pgp.generateKeyPair({ type: 'curve25519', name: 'impostor' });
+        const sealed = await kx.seal(await kx.deriveKxKey(unb64u(secret), room), room, { v: 1, member: 2, pub: other.toPublic().armor() });
+        let swapped = 0;
+        aliceConn.tamper = (p) => {
+          if (swapped || p[13] !== KIND_PGP) return null;
+          swapped = Date.now();
+          return Buffer.concat([p.subarray(0, 13), Buffer.from([KIND_KEY]), Buffer.from(sealed)]);
+        };
+        await say(bob, 'this frame gets replaced');
+        await alice.waitForSelector('dialog#keychange[open]', { timeout: 60000 });
+        await shot(alice, `${kind}-key-changed`);
+        assert.equal(await alice.$eval('#newfp', (e) => e.textContent), pgp.fingerprint(other));
+        assert.equal(await alice.$eval('#send', (e) => e.disabled), true);
+        // Even with the form forced open, the crypto worker refuses to encrypt.
+        await alice.evaluate(() => {
+          for (const id of ['text', 'send']) document.getElementById(id).disabled = false;
+          document.getElementById('text').value = 'must not leave';
+          document.getElementById('composer').requestSubmit();
+        });
+        await alice.waitForFunction(() => [...document.querySelectorAll('.problem')].some((e) => /blocked/.test(e.textContent)), { timeout: 30000, polling: 100 });
+        const fromAlice = binaryPayloads(relay.proxy, 'up', KIND_PGP).filter((f) => f.conn === aliceConn.index && f.at >= swapped);
+        assert.equal(fromAlice.length, 0, 'alice sent a message after the key changed');
+        await alice.close();
+        await bob.close();
+      });
+    } finally {
+      await b.close();
+      await relay.stop();
+    }
+  });
+}
+
+test('chromium: refusal outside a secure context, and the noscript message', { timeout: 300000 }, async () => {
+  // insecure.test resolves to 127.0.0.1 inside Chromium only; http:// on a name that is not
+  // loopback is not a secure context, so crypto.subtle is missing there, as on a plain-http site.
+  const relay = await startRelay({ extraHosts: ['insecure.test'] });
+  const b = await launch('chromium', { args: ['--host-resolver-rules=MAP insecure.test 127.0.0.1'] });
+  try {
+    const ctx = await b.browser.createBrowserContext();
+    const page = await ctx.newPage();
+    await page.setJavaScriptEnabled(false);
+    await page.goto(relay.url);
+    const txt = await page.$eval('noscript', (e) => e.textContent);
+    assert.match(txt, /needs JavaScript/);
+    await page.close();
+    const p2 = await ctx.newPage();
+    await p2.goto(`http://insecure.test:${relay.port}/`);
+    assert.equal(await p2.evaluate(() => globalThis.isSecureContext), false);
+    await p2.waitForSelector('#refused', { timeout: 30000 });
+    const why = await p2.$eval('#refused', (e) => e.textContent);
+    assert.match(why, /not a secure context/);
+    assert.match(why, /crypto\.subtle/);
+    await shot(p2, 'chromium-refused');
+  } finally {
+    await b.close();
+    await relay.stop();
+  }
+});

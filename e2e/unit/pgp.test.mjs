@@ -1,0 +1,143 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as pgp from '../../static/js/pgp.mjs';
+import { readZip } from '../../static/js/zip.mjs';
+import { BUCKETS } from '../../static/js/pad.mjs';
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+let alice;
+let bob;
+let carol;
+
+before(async () => {
+  [alice, bob, carol] = await Promise.all([
+    pgp.generateKeyPair({ name: 'alice' }),
+    pgp.generateKeyPair({ name: 'bob' }),
+    pgp.generateKeyPair({ type: 'curve25519', name: 'carol' }),
+  ]);
+});
+
+test('default keys are v4 RSA-4096; curve25519 is the legacy v4 encoding', () => {
+  const a = pgp.keyInfo(alice);
+  assert.equal(a.algorithm, 'RSA');
+  assert.equal(a.bits, 4096);
+  assert.equal(alice.keyPacket.version, 4);
+  assert.match(a.fingerprint, /^([0-9A-F]{4} ){9}[0-9A-F]{4}$/);
+  assert.match(a.armored, /BEGIN PGP PUBLIC KEY BLOCK/);
+  const c = pgp.keyInfo(carol);
+  assert.equal(c.curve, 'ed25519Legacy');
+  assert.equal(carol.keyPacket.version, 4);
+});
+
+test('sender reuses one session key until recipients change; receiver caches it', async () => {
+  const s = new pgp.Sender(alice);
+  s.setRecipients([bob.toPublic()]);
+  const r = new pgp.Receiver(bob);
+  const m1 = await s.encrypt(te.encode('first'));
+  const m2 = await s.encrypt(te.encode('second'));
+  assert.equal(s.rotations, 1);
+  const d1 = await r.decrypt(m1, alice.toPublic());
+  assert.equal(td.decode(d1.data), 'first');
+  assert.equal(d1.verified, true);
+  assert.equal(d1.cached, false);
+  const d2 = await r.decrypt(m2, alice.toPublic());
+  assert.equal(td.decode(d2.data), 'second');
+  assert.equal(d2.cached, true);
+  // Membership change: carol joins, the key rotates, bob falls back to his private key once.
+  assert.equal(s.setRecipients([bob.toPublic(), carol.toPublic()]), true);
+  assert.equal(s.setRecipients([carol.toPublic(), bob.toPublic()]), false, 'same set in another order is no change');
+  const m3 = await s.encrypt(te.encode('third'));
+  assert.equal(s.rotations, 2);
+  const d3 = await r.decrypt(m3, alice.toPublic());
+  assert.equal(td.decode(d3.data), 'third');
+  assert.equal(d3.cached, false);
+  const d3c = await new pgp.Receiver(carol).decrypt(m3, alice.toPublic());
+  assert.equal(td.decode(d3c.data), 'third');
+  // The sender can read its own message (encrypted to self).
+  assert.equal(td.decode((await new pgp.Receiver(alice).decrypt(m3, alice.toPublic())).data), 'third');
+});
+
+test('a message signed by another key than the pinned one is marked unverified', async () => {
+  const s = new pgp.Sender(carol);
+  s.setRecipients([bob.toPublic()]);
+  const m = await s.encrypt(te.encode('who am i'));
+  const d = await new pgp.Receiver(bob).decrypt(m, alice.toPublic());
+  assert.equal(td.decode(d.data), 'who am i');
+  assert.equal(d.verified, false);
+});
+
+test('a message not encrypted to us is an error, and so is a tampered one', async () => {
+  const s = new pgp.Sender(alice);
+  s.setRecipients([bob.toPublic()]);
+  const m = await s.encrypt(te.encode('not for carol'));
+  await assert.rejects(new pgp.Receiver(carol).decrypt(m, alice.toPublic()), /failed to decrypt/);
+  const bad = m.slice();
+  bad[bad.length - 30] ^= 1;
+  await assert.rejects(new pgp.Receiver(bob).decrypt(bad, alice.toPublic()));
+});
+
+test('ciphertext sizes follow the padding buckets, not the message length', async () => {
+  const s = new pgp.Sender(alice);
+  s.setRecipients([bob.toPublic()]);
+  const a = await s.encrypt(te.encode('hi'));
+  const b = await s.encrypt(te.encode('a somewhat longer message, still inside the first bucket'));
+  assert.equal(a.length, b.length);
+  const c = await s.encrypt(new Uint8Array(BUCKETS[1]));
+  assert.ok(c.length > a.length + BUCKETS[1]);
+});
+
+test('key pair zip export/import keeps the fingerprint and needs the passphrase', async () => {
+  const zip = await pgp.exportZip(alice, 'Correct-horse1');
+  const files = readZip(zip);
+  const priv = [...files].find(([n]) => n.endsWith('-private.asc'))[1];
+  const privText = td.decode(priv);
+  assert.match(privText, /BEGIN PGP PRIVATE KEY BLOCK/);
+  const locked = await pgp.openpgp.readPrivateKey({ armoredKey: privText });
+  assert.equal(locked.isDecrypted(), false);
+  assert.equal(locked.keyPacket.s2k.type, 'iterated', 'private key must use the iterated S2K (no Argon2)');
+  const back = await pgp.importZip(zip, 'Correct-horse1');
+  assert.equal(back.getFingerprint(), alice.getFingerprint());
+  await assert.rejects(pgp.importZip(zip, 'wrong'), /wrong passphrase/);
+  await assert.rejects(pgp.importZip(new Uint8Array(30), 'x'), /not a zip/);
+});
+
+test('safety code is symmetric and depends on both keys', async () => {
+  const a = pgp.fingerprint(alice);
+  const b = pgp.fingerprint(bob);
+  const ab = await pgp.safetyCode(a, b);
+  assert.match(ab, /^\d{5}( \d{5}){5}$/);
+  assert.equal(await pgp.safetyCode(b, a), ab);
+  assert.notEqual(await pgp.safetyCode(a, pgp.fingerprint(carol)), ab);
+});
+
+test('GnuPG imports the exported key pair, decrypts a message and verifies its signature', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'crgpg-'));
+  try {
+    const gpg = (args, input) => execFileSync('gpg', ['--homedir', home, '--batch', '--no-tty', ...args], { input, stdio: ['pipe', 'pipe', 'pipe'] });
+    const bobZip = readZip(await pgp.exportZip(bob, 'Bob-pass1!'));
+    for (const [name, data] of bobZip) {
+      if (name.endsWith('.asc')) writeFileSync(join(home, name), data);
+    }
+    gpg(['--pinentry-mode', 'loopback', '--passphrase', 'Bob-pass1!', '--import', ...[...bobZip.keys()].filter((n) => n.endsWith('.asc')).map((n) => join(home, n))]);
+    gpg(['--import'], alice.toPublic().armor());
+    const s = new pgp.Sender(alice);
+    s.setRecipients([bob.toPublic()]);
+    await s.encrypt(te.encode('warm up the session key'));
+    const msg = await s.encrypt(te.encode('hello gpg, from the browser client'));
+    writeFileSync(join(home, 'm.pgp'), msg);
+    const status = join(home, 'status');
+    const out = gpg(['--pinentry-mode', 'loopback', '--passphrase', 'Bob-pass1!', '--status-file', status, '--decrypt', join(home, 'm.pgp')]);
+    assert.ok(out.includes(te.encode('hello gpg, from the browser client')), 'plaintext not in gpg output');
+    const st = execFileSync('cat', [status]).toString();
+    assert.match(st, new RegExp(`VALIDSIG ${alice.getFingerprint().toUpperCase()}`));
+    assert.match(st, /DECRYPTION_OKAY/);
+  } finally {
+    try { execFileSync('gpgconf', ['--homedir', home, '--kill', 'gpg-agent']); } catch { /* no agent started */ }
+    rmSync(home, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,46 @@
+// Module api calls the relay's accounts and key-directory HTTP API (docs/accounts.md).
+
+export class APIError extends Error {
+  constructor(status, code, msg) {
+    super(msg || code);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// call sends a request to /api/PATH; body, when given, goes as JSON. It resolves to the decoded
+// answer (null for 204) and rejects with an APIError carrying the server's error code.
+export async function call(method, path, body) {
+  const init = { method, credentials: 'same-origin', headers: {} };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(`/api/${path}`, init);
+  } catch (e) {
+    throw new APIError(0, 'network', `failed to reach the relay: ${e.message}`);
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    data = null;
+  }
+  if (!res.ok) throw new APIError(res.status, data?.error || 'http_' + res.status, data?.msg || `HTTP ${res.status}`);
+  return data;
+}
+
+export const register = (u) => call('POST', 'register', u);
+export const login = (username, password) => call('POST', 'login', { username, password });
+export const logout = () => call('POST', 'logout');
+export const me = () => call('GET', 'me');
+export const keyChallenge = () => call('POST', 'key/challenge');
+export const publishKey = (key, challenge, signature) => call('PUT', 'key', { key, challenge, signature });
+export const userKey = (name) => call('GET', `users/${encodeURIComponent(name)}/key`);
+export const search = (prefix) => call('GET', `users?prefix=${encodeURIComponent(prefix)}&limit=20`);
+export const openDialog = (name) => call('POST', `dialogs/${encodeURIComponent(name)}`);
+export const sessionChallenge = () => call('POST', 'session/challenge');
+export const sessionProof = (challenge, signature) => call('POST', 'session/proof', { challenge, signature });

@@ -1,0 +1,271 @@
+// Module conn is one room membership over the relay's WebSocket (docs/protocol.md): create or
+// join, send frames, acknowledge, and resume after a dropped connection without losing a frame.
+import { SUBPROTOCOL, encodeSend, decodeDeliver, parseControl } from './proto.mjs';
+
+// SENT_KEEP bounds how many sent frames are kept for resending after a drop; the relay's
+// per-member buffer (hello.buffer, default 256) is the most it could ask for.
+const SENT_KEEP = 512;
+const RETRY_MS = [250, 500, 1000, 2000, 4000, 8000];
+
+export class RoomConn extends EventTarget {
+  constructor(url) {
+    super();
+    this.url = url;
+    this.ws = null;
+    this.hello = null;
+    this.ch = 0;
+    this.room = null;
+    this.member = 0;
+    this.resumeToken = null;
+    this.last = 0; // last seq processed
+    this.acked = 0;
+    this.sent = []; // frames not yet known to be accepted; sent[0] is frame number sentBase+1
+    this.sentBase = 0;
+    this.sentTotal = 0;
+    this.online = false;
+    this.ended = false;
+    this.nextId = 1;
+    this.waiting = new Map();
+    this.ackTimer = 0;
+    this.retry = 0;
+    this.lostAt = 0;
+    this.beforeOpen = null;
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  async open() {
+    // A logged-in session needs a fresh single-use ticket before every WebSocket (docs/accounts.md §7).
+    if (this.beforeOpen) await this.beforeOpen();
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url, SUBPROTOCOL);
+      ws.binaryType = 'arraybuffer';
+      this.ws = ws;
+      let settled = false;
+      ws.onmessage = (ev) => {
+        if (typeof ev.data === 'string') {
+          let m;
+          try {
+            m = parseControl(ev.data);
+          } catch (e) {
+            this.emit('error', { message: e.message });
+            return;
+          }
+          if (m.t === 'hello') {
+            this.hello = m;
+            settled = true;
+            resolve(m);
+            return;
+          }
+          this.onControl(m);
+        } else {
+          this.onFrame(ev.data);
+        }
+      };
+      ws.onclose = (ev) => {
+        if (!settled) {
+          settled = true;
+          reject(new Error(`failed to connect to the relay (close code ${ev.code})`));
+        }
+        if (this.ws === ws) this.onDrop(ev);
+      };
+    });
+  }
+
+  request(msg) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ ...msg, id }));
+    });
+  }
+
+  async create(max = 2) {
+    await this.open();
+    return this.attach(await this.request({ t: 'create', max }));
+  }
+
+  async join(room, cap) {
+    await this.open();
+    return this.attach(await this.request({ t: 'join', room, cap }));
+  }
+
+  // resumeFrom takes back a membership held before a page reload (token and last seq kept in
+  // sessionStorage by the caller).
+  async resumeFrom(token, last) {
+    await this.open();
+    const r = await this.request({ t: 'resume', resume: token, last });
+    this.resumeToken = token;
+    this.sentBase = r.in;
+    this.sentTotal = r.in;
+    return this.attach({ ...r, resume: token, seq: last });
+  }
+
+  async leave() {
+    if (!this.online) return;
+    try {
+      await this.request({ t: 'leave', ch: this.ch });
+    } finally {
+      this.close();
+    }
+  }
+
+  attach(j) {
+    this.ch = j.ch;
+    this.room = j.room;
+    this.member = j.member;
+    this.resumeToken = j.resume;
+    this.last = j.seq;
+    this.acked = j.seq;
+    this.online = true;
+    this.emit('state', { online: true });
+    return j;
+  }
+
+  onControl(m) {
+    if (m.id && this.waiting.has(m.id)) {
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      if (m.t === 'error') w.reject(Object.assign(new Error(m.msg || m.code), { code: m.code }));
+      else w.resolve(m);
+      return;
+    }
+    switch (m.t) {
+      case 'presence':
+        if (m.ch !== this.ch) return;
+        this.seen(m.seq);
+        this.emit('presence', m);
+        break;
+      case 'lost':
+        if (m.ch !== this.ch) return;
+        this.last = Math.max(this.last, m.to);
+        this.emit('lost', m);
+        break;
+      case 'closed':
+        if (m.ch !== this.ch) return;
+        this.end();
+        this.emit('closed', m);
+        break;
+      case 'error':
+        this.emit('error', { message: m.msg || m.code, code: m.code });
+        break;
+      default:
+        break; // unknown unprompted messages are ignored by design (protocol.md §4)
+    }
+  }
+
+  onFrame(data) {
+    let f;
+    try {
+      f = decodeDeliver(data);
+    } catch (e) {
+      this.emit('error', { message: e.message });
+      return;
+    }
+    if (f.ch !== this.ch || f.seq <= this.last) return; // a replay after resume: already processed
+    this.seen(f.seq);
+    this.emit('frame', f);
+  }
+
+  seen(seq) {
+    this.last = Math.max(this.last, seq);
+    const every = this.hello?.ackEvery || 64;
+    if (this.last - this.acked >= every) this.ack();
+    clearTimeout(this.ackTimer);
+    this.ackTimer = setTimeout(() => this.ack(), 1000);
+  }
+
+  ack() {
+    if (!this.online || this.last <= this.acked) return;
+    this.acked = this.last;
+    this.ws.send(JSON.stringify({ t: 'ack', ch: this.ch, seq: this.last }));
+  }
+
+  // send queues payload for the room; it goes out now if connected, or after the next resume.
+  send(payload) {
+    if (this.ended) throw new Error('the room has ended');
+    this.sent.push(payload);
+    this.sentTotal++;
+    if (this.sent.length > SENT_KEEP) {
+      this.sent.shift();
+      this.sentBase++;
+    }
+    if (this.online) this.ws.send(encodeSend(this.ch, payload));
+  }
+
+  onDrop(ev) {
+    const wasOnline = this.online;
+    this.online = false;
+    for (const w of this.waiting.values()) w.reject(new Error('connection to the relay dropped'));
+    this.waiting.clear();
+    if (this.ended || !this.resumeToken) return;
+    if (wasOnline) {
+      this.lostAt = Date.now();
+      this.emit('state', { online: false, code: ev.code });
+    }
+    const grace = (this.hello?.grace || 120) * 1000;
+    if (Date.now() - this.lostAt > grace) {
+      this.end();
+      this.emit('closed', { reason: 'timeout' });
+      return;
+    }
+    const wait = RETRY_MS[Math.min(this.retry++, RETRY_MS.length - 1)];
+    setTimeout(() => this.reconnect(), wait);
+  }
+
+  async reconnect() {
+    if (this.ended) return;
+    try {
+      await this.open();
+      const r = await this.request({ t: 'resume', resume: this.resumeToken, last: this.last });
+      this.ch = r.ch;
+      this.online = true;
+      this.retry = 0;
+      // Frames beyond the first `in` never reached the relay: send them again, in order.
+      if (r.in < this.sentBase) this.emit('error', { message: `${this.sentBase - r.in} sent frames could not be resent` });
+      for (let n = Math.max(r.in, this.sentBase); n < this.sentTotal; n++) {
+        this.ws.send(encodeSend(this.ch, this.sent[n - this.sentBase]));
+      }
+      // Keep what was resent until a later resume says the relay has it.
+      if (r.in > this.sentBase) {
+        this.sent = this.sent.slice(Math.min(r.in - this.sentBase, this.sent.length));
+        this.sentBase = Math.min(r.in, this.sentTotal);
+      }
+      this.emit('state', { online: true, resumed: true, members: r.members });
+    } catch (e) {
+      if (e.code === 'bad_token') {
+        this.end();
+        this.emit('closed', { reason: 'gone' });
+        return;
+      }
+      try {
+        this.ws.close();
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+
+  async burn() {
+    if (!this.online) throw new Error('not connected to the relay');
+    this.ws.send(JSON.stringify({ t: 'burn', id: this.nextId++, ch: this.ch }));
+  }
+
+  end() {
+    this.ended = true;
+    this.online = false;
+    clearTimeout(this.ackTimer);
+    this.sent = [];
+  }
+
+  close() {
+    this.end();
+    try {
+      this.ws?.close(1000);
+    } catch {
+      /* already closed */
+    }
+  }
+}

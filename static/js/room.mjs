@@ -1,0 +1,313 @@
+// Module room runs an anonymous room: it joins the relay, exchanges keys bound to the invite
+// secret, and turns chat messages and files into OpenPGP frames and back.
+import { RoomConn } from './conn.mjs';
+import { KIND_KEY, KIND_PGP, encodeEnvelope, decodeEnvelope, b64u } from './proto.mjs';
+import { MAX_DATA } from './pad.mjs';
+
+// FILE_CAP is the largest file a room transfers (docs/client.md): chunks travel as separate
+// encrypted messages through the relay's bounded per-room buffer, paced by FILE_WINDOW.
+export const FILE_CAP = 8 * 1024 * 1024;
+export const FILE_CHUNK = 32 * 1024;
+const FILE_WINDOW = 8; // chunks in flight before the receiver acknowledges
+const FILE_ACK_EVERY = 4;
+export const MAX_TEXT = MAX_DATA - 1024;
+
+export const stats = { send: [], recv: [] };
+
+export class Room extends EventTarget {
+  // dialog, for an accounts dialog, is {peerArmored, beforeOpen}: keys come from the directory
+  // (pinned by the page) instead of an invite-secret key exchange.
+  constructor({ crypto, wsURL, dialog = null }) {
+    super();
+    this.crypto = crypto;
+    this.dialog = dialog;
+    this.conn = new RoomConn(wsURL);
+    if (dialog) this.conn.beforeOpen = dialog.beforeOpen;
+    this.present = new Set();
+    this.peers = new Map(); // member -> peer view
+    this.blocked = new Map(); // member -> pending key change
+    // Relay events wait until the room's crypto state exists: a key announcement may arrive
+    // before create/join has finished setting it up.
+    this.queue = new Promise((resolve) => {
+      this.markStarted = resolve;
+    });
+    this.files = new Map(); // incoming id -> {header, parts, got}
+    this.outgoing = new Map(); // outgoing id -> {acked, wake}
+    this.ended = false;
+    this.listen();
+  }
+
+  listen() {
+    for (const t of ['frame', 'presence', 'closed', 'lost', 'state', 'error']) {
+      this.conn.addEventListener(t, (ev) => this.serial(() => this[`on_${t}`](ev.detail)));
+    }
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // serial runs relay events one after the other, so decryption order is the relay's order.
+  serial(fn) {
+    this.queue = this.queue.then(fn).catch((e) => this.emit('problem', { message: e.message }));
+    return this.queue;
+  }
+
+  async create({ max = 2 } = {}) {
+    const secret = b64u(crypto.getRandomValues(new Uint8Array(32)));
+    const j = await this.conn.create(max);
+    this.invite = { room: j.room, cap: j.cap, secret };
+    await this.start(j, secret);
+    return this.invite;
+  }
+
+  async join(invite) {
+    const j = await this.conn.join(invite.room, invite.cap);
+    this.invite = invite;
+    await this.start(j, invite.secret);
+  }
+
+  // joinDialog joins an accounts dialog room (docs/accounts.md §6), or takes back this tab's
+  // place after a reload when a resume token is known.
+  async joinDialog(room, cap, saved = null) {
+    let j = null;
+    if (saved) {
+      try {
+        j = await this.conn.resumeFrom(saved.resume, saved.last);
+      } catch {
+        this.conn = Object.assign(new RoomConn(this.conn.url), { beforeOpen: this.conn.beforeOpen });
+        this.listen();
+        j = null;
+      }
+    }
+    if (!j) j = await this.conn.join(room, cap);
+    this.invite = null;
+    await this.start(j, null);
+  }
+
+  async start(j, secret) {
+    if (this.dialog) await this.crypto.call('dialog');
+    else await this.crypto.call('room', { roomId: j.room, secret });
+    this.member = j.member;
+    this.max = j.max;
+    for (const m of j.members) if (m !== j.member) this.present.add(m);
+    await this.crypto.call('members', { present: [...this.present] });
+    if (this.dialog) {
+      for (const m of this.present) await this.setDialogPeer(m);
+      this.markStarted();
+      return;
+    }
+    // Alone in the room there is nobody to tell; the creator announces when someone joins.
+    if (this.present.size) await this.announce();
+    this.markStarted();
+  }
+
+  async setDialogPeer(member) {
+    const peer = await this.crypto.call('setPeer', { member, armored: this.dialog.peerArmored });
+    this.peers.set(member, peer);
+    this.emit('peer', peer);
+  }
+
+  async announce() {
+    this.conn.send(await this.crypto.call('announce', { member: this.member }));
+  }
+
+  async on_presence(p) {
+    if (p.event === 'join' || p.event === 'back') this.present.add(p.member);
+    if (p.event === 'leave') {
+      this.present.delete(p.member);
+      this.peers.delete(p.member);
+    }
+    await this.crypto.call('members', { present: [...this.present] });
+    if (p.event === 'join' && this.dialog) await this.setDialogPeer(p.member);
+    // A newcomer sees nothing from before its join: tell it our key.
+    else if (p.event === 'join') await this.announce();
+    this.emit('presence', p);
+  }
+
+  async on_frame(f) {
+    const t0 = performance.now();
+    const kind = f.payload[0];
+    const body = f.payload.slice(1);
+    if (kind === KIND_KEY && this.dialog) {
+      this.emit('problem', { message: 'ignored a key announcement in a dialog: dialog keys come from the directory', forged: false });
+      return;
+    }
+    if (kind === KIND_KEY) {
+      let r;
+      try {
+        r = await this.crypto.call('acceptAnnounce', { from: f.from, body });
+      } catch (e) {
+        this.emit('problem', { message: e.message, forged: true });
+        return;
+      }
+      if (r.status === 'changed') {
+        this.blocked.set(f.from, r);
+        this.emit('keychange', r);
+      } else if (r.status === 'new') {
+        this.peers.set(f.from, r.peer);
+        this.emit('peer', r.peer);
+      }
+      return;
+    }
+    if (kind !== KIND_PGP) {
+      this.emit('problem', { message: `unknown payload kind ${kind}` });
+      return;
+    }
+    let d;
+    try {
+      d = await this.crypto.call('decrypt', { from: f.from, body });
+    } catch (e) {
+      this.emit('problem', { message: e.message });
+      return;
+    }
+    const { header, body: data } = decodeEnvelope(d.data);
+    const meta = { from: f.from, seq: f.seq, verified: d.verified };
+    if (header.k === 'msg') {
+      this.emit('message', { ...meta, id: header.id, text: String(header.text), ts: header.ts, ttl: header.ttl | 0, mine: false });
+      stats.recv.push({ t0, t1: performance.now(), worker: d.ms, cached: d.cached });
+    } else if (header.k === 'file') {
+      this.onFileHeader(meta, header);
+    } else if (header.k === 'chunk') {
+      await this.onChunk(meta, header, data);
+    } else if (header.k === 'fack') {
+      const o = this.outgoing.get(header.id);
+      if (o) {
+        o.acked = Math.max(o.acked, header.n);
+        o.wake?.();
+      }
+    }
+  }
+
+  on_closed(c) {
+    this.ended = true;
+    this.emit('ended', c);
+  }
+
+  on_lost(l) {
+    this.emit('problem', { message: `the relay dropped entries ${l.from}…${l.to} before they reached this tab` });
+  }
+
+  on_state(s) {
+    if (s.members) {
+      this.present = new Set(s.members.filter((m) => m !== this.member));
+      return this.crypto.call('members', { present: [...this.present] }).then(() => this.emit('state', s));
+    }
+    this.emit('state', s);
+  }
+
+  on_error(e) {
+    this.emit('problem', e);
+  }
+
+  canSend() {
+    return !this.ended && this.peers.size > 0 && this.blocked.size === 0;
+  }
+
+  async sendEnvelope(header, body) {
+    const t0 = performance.now();
+    const r = await this.crypto.call('encrypt', { data: encodeEnvelope(header, body) });
+    this.conn.send(r.payload);
+    return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length };
+  }
+
+  whyNot() {
+    if (this.ended) return 'the room has ended';
+    if (this.blocked.size) return 'blocked: a member\'s key changed; compare the safety code first';
+    if (!this.peers.size) return 'cannot send yet: no verified member in the room';
+    return '';
+  }
+
+  async sendText(text, ttl = 0) {
+    if (!this.canSend()) throw new Error(this.whyNot());
+    const bytes = new TextEncoder().encode(text);
+    if (bytes.length > MAX_TEXT) throw new Error(`message too long (${bytes.length} bytes, at most ${MAX_TEXT})`);
+    const msg = { k: 'msg', id: b64u(crypto.getRandomValues(new Uint8Array(9))), text, ts: Date.now(), ttl };
+    const s = await this.sendEnvelope(msg);
+    stats.send.push(s);
+    this.emit('message', { ...msg, from: this.member, verified: true, mine: true });
+    return msg;
+  }
+
+  async sendFile(file, onProgress = () => {}) {
+    if (!this.canSend()) throw new Error(this.whyNot());
+    if (file.size > FILE_CAP) throw new Error(`file too large (${file.size} bytes, at most ${FILE_CAP})`);
+    const id = b64u(crypto.getRandomValues(new Uint8Array(9)));
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const chunks = Math.max(1, Math.ceil(bytes.length / FILE_CHUNK));
+    const o = { acked: 0, wake: null };
+    this.outgoing.set(id, o);
+    try {
+      await this.sendEnvelope({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks });
+      for (let i = 0; i < chunks; i++) {
+        while (i - o.acked >= FILE_WINDOW) {
+          if (this.ended) throw new Error('the room ended during the transfer');
+          await new Promise((r) => {
+            o.wake = r;
+            setTimeout(r, 2000);
+          });
+        }
+        await this.sendEnvelope({ k: 'chunk', id, i }, bytes.subarray(i * FILE_CHUNK, (i + 1) * FILE_CHUNK));
+        onProgress((i + 1) / chunks);
+      }
+    } finally {
+      this.outgoing.delete(id);
+    }
+    this.emit('filesent', { id, name: file.name, size: bytes.length });
+  }
+
+  onFileHeader(meta, h) {
+    if (!(h.size >= 0 && h.size <= FILE_CAP) || !(h.chunks >= 1 && h.chunks <= Math.ceil(FILE_CAP / FILE_CHUNK) + 1)) {
+      this.emit('problem', { message: 'refused a file: over the size cap' });
+      return;
+    }
+    this.files.set(h.id, { h, meta, parts: new Array(h.chunks), got: 0 });
+    this.emit('filestart', { ...meta, id: h.id, name: h.name, size: h.size });
+  }
+
+  async onChunk(meta, h, data) {
+    const f = this.files.get(h.id);
+    if (!f || f.meta.from !== meta.from || !(h.i >= 0 && h.i < f.h.chunks) || f.parts[h.i]) return;
+    f.parts[h.i] = data.slice();
+    f.got++;
+    f.verified = (f.verified ?? true) && meta.verified && f.meta.verified;
+    this.emit('fileprogress', { id: h.id, progress: f.got / f.h.chunks });
+    if (f.got % FILE_ACK_EVERY === 0 || f.got === f.h.chunks) {
+      await this.sendEnvelope({ k: 'fack', id: h.id, n: f.got });
+    }
+    if (f.got === f.h.chunks) {
+      this.files.delete(h.id);
+      const blob = new Blob(f.parts, { type: /^[\w.+-]+\/[\w.+-]+$/.test(f.h.type) ? f.h.type : 'application/octet-stream' });
+      if (blob.size !== f.h.size) {
+        this.emit('problem', { message: `file ${f.h.name} arrived with the wrong size` });
+        return;
+      }
+      this.emit('file', { ...f.meta, id: h.id, name: f.h.name, type: blob.type, size: blob.size, blob, verified: f.verified });
+    }
+  }
+
+  async trust(member) {
+    const peer = await this.crypto.call('trustChanged', { member });
+    this.blocked.delete(member);
+    this.peers.set(member, peer);
+    this.emit('peer', peer);
+  }
+
+  burn() {
+    return this.conn.burn();
+  }
+
+  // destroy closes the connection; an anonymous room also wipes the tab's keys, a dialog keeps
+  // the account key for the next dialog.
+  async destroy() {
+    this.ended = true;
+    this.conn.close();
+    if (!this.dialog) await this.crypto.call('wipe').catch(() => {});
+  }
+
+  // leave gives up this member's place for good (a dialog the user steps out of).
+  async leave() {
+    this.ended = true;
+    await this.conn.leave().catch(() => {});
+  }
+}

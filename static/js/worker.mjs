@@ -1,0 +1,212 @@
+// Module worker is the crypto Web Worker: it holds this tab's keys and does every OpenPGP operation,
+// so the page never freezes and never touches a private key.
+//
+// Protocol: the page posts {id, op, args}; the worker answers {id, ok, value} or {id, ok:false, error}.
+// Keys die with the worker (closing the tab, or "wipe").
+import * as pgp from './pgp.mjs';
+import * as kx from './kx.mjs';
+import { KIND_KEY, KIND_PGP, withKind, unb64u } from './proto.mjs';
+
+const state = {
+  key: null, // unlocked private key of this tab
+  sender: null,
+  receiver: null,
+  kxKey: null,
+  roomId: null,
+  peers: new Map(), // member id -> {key, fp} (pinned on first use)
+  pending: new Map(), // member id -> {key, fp} announced but different from the pinned key
+  present: new Set(), // member ids currently in the room
+};
+
+function requireKey() {
+  if (!state.key) throw new Error('no key: generate or import one first');
+}
+
+function setKey(key) {
+  state.key = key;
+  state.sender = new pgp.Sender(key);
+  state.receiver = new pgp.Receiver(key);
+  state.peers.clear();
+  state.pending.clear();
+}
+
+function refreshRecipients() {
+  const keys = [];
+  for (const [m, p] of state.peers) if (state.present.has(m)) keys.push(p.key);
+  state.sender.setRecipients(keys);
+}
+
+async function peerView(member, p) {
+  return {
+    member,
+    ...pgp.keyInfo(p.key),
+    safety: await pgp.safetyCode(pgp.fingerprint(state.key), pgp.fingerprint(p.key)),
+  };
+}
+
+const ops = {
+  async caps() {
+    return { curve25519: await pgp.hasFastCurve25519(), subtle: !!globalThis.crypto?.subtle };
+  },
+
+  async generate({ type = 'rsa', name = 'anonymous', email } = {}) {
+    const t0 = performance.now();
+    setKey(await pgp.generateKeyPair({ type, name, email }));
+    return { ...pgp.keyInfo(state.key), ms: performance.now() - t0 };
+  },
+
+  // lock returns this tab's private key, armored and protected by passphrase (for browser storage).
+  async lock({ passphrase }) {
+    requireKey();
+    return pgp.lockKey(state.key, passphrase);
+  },
+
+  async unlock({ armored, passphrase }) {
+    setKey(await pgp.unlockKey(armored, passphrase));
+    return pgp.keyInfo(state.key);
+  },
+
+  async sign({ text }) {
+    requireKey();
+    return pgp.signDetached(state.key, text);
+  },
+
+  // peerKey reads a directory key (accounts) and returns its details; it pins nothing: the page
+  // keeps the pins across reloads.
+  async peerKey({ armored }) {
+    requireKey();
+    const key = await pgp.readPublicKey(armored);
+    return { ...pgp.keyInfo(key), safety: await pgp.safetyCode(pgp.fingerprint(state.key), pgp.fingerprint(key)) };
+  },
+
+  // setPeer makes member's key the one its messages are verified with and encrypted to.
+  async setPeer({ member, armored }) {
+    requireKey();
+    const key = await pgp.readPublicKey(armored);
+    state.peers.set(member, { key, fp: key.getFingerprint() });
+    state.receiver.forget(key);
+    refreshRecipients();
+    return peerView(member, state.peers.get(member));
+  },
+
+  // dialog starts an accounts dialog: no invite secret; keys come from the directory.
+  async dialog() {
+    state.roomId = null;
+    state.kxKey = null;
+    state.peers.clear();
+    state.pending.clear();
+    state.present.clear();
+    return true;
+  },
+
+  async importZip({ bytes, passphrase }) {
+    setKey(await pgp.importZip(bytes, passphrase));
+    return pgp.keyInfo(state.key);
+  },
+
+  async exportZip({ passphrase }) {
+    requireKey();
+    return pgp.exportZip(state.key, passphrase);
+  },
+
+  async info() {
+    requireKey();
+    return pgp.keyInfo(state.key);
+  },
+
+  // room starts a room session: the invite secret keys the key exchange.
+  async room({ roomId, secret }) {
+    state.roomId = roomId;
+    state.kxKey = await kx.deriveKxKey(unb64u(secret), roomId);
+    state.peers.clear();
+    state.pending.clear();
+    state.present.clear();
+    return true;
+  },
+
+  async announce({ member }) {
+    requireKey();
+    const sealed = await kx.seal(state.kxKey, state.roomId, { v: 1, member, pub: state.key.toPublic().armor(pgp.CONFIG) });
+    return withKind(KIND_KEY, sealed);
+  },
+
+  // acceptAnnounce checks a key announcement from member `from`. Result status: "new" (pinned now),
+  // "same" (already pinned), "changed" (differs from the pinned key: sending is blocked until the
+  // user decides), or throws for a forged or misdirected announcement.
+  async acceptAnnounce({ from, body }) {
+    requireKey();
+    const a = await kx.open(state.kxKey, state.roomId, body);
+    if (a.member !== from) throw new Error(`failed to accept key: announcement names member ${a.member} but came from ${from}`);
+    const key = await pgp.readPublicKey(a.pub);
+    if (key.getFingerprint() === state.key.getFingerprint()) throw new Error('failed to accept key: it is our own key');
+    const fp = key.getFingerprint();
+    const pinned = state.peers.get(from);
+    if (!pinned) {
+      state.peers.set(from, { key, fp });
+      refreshRecipients();
+      return { status: 'new', peer: await peerView(from, state.peers.get(from)) };
+    }
+    if (pinned.fp === fp) return { status: 'same', peer: await peerView(from, pinned) };
+    state.pending.set(from, { key, fp });
+    return { status: 'changed', peer: await peerView(from, pinned), offered: await peerView(from, { key, fp }) };
+  },
+
+  // trustChanged replaces a pinned key with the pending one after the user compared safety codes.
+  async trustChanged({ member }) {
+    const p = state.pending.get(member);
+    if (!p) throw new Error('no pending key change for that member');
+    state.pending.delete(member);
+    state.peers.set(member, p);
+    state.receiver.cache.clear();
+    refreshRecipients();
+    return peerView(member, p);
+  },
+
+  async members({ present }) {
+    state.present = new Set(present);
+    refreshRecipients();
+    return state.sender.recipientFingerprints().length - 1;
+  },
+
+  // encrypt returns a KIND_PGP payload. It refuses while any key change is unconfirmed, so no
+  // message is ever encrypted to a substituted key.
+  async encrypt({ data }) {
+    requireKey();
+    if (state.pending.size) throw new Error('blocked: a member\'s key changed; compare the safety code first');
+    const t0 = performance.now();
+    const msg = await state.sender.encrypt(data);
+    return { payload: withKind(KIND_PGP, msg), ms: performance.now() - t0, recipients: state.sender.recipientFingerprints().length };
+  },
+
+  async decrypt({ from, body }) {
+    requireKey();
+    const p = state.peers.get(from);
+    if (!p) throw new Error(`failed to decrypt: no key for member ${from} yet`);
+    const t0 = performance.now();
+    const r = await state.receiver.decrypt(body, p.key);
+    return { ...r, ms: performance.now() - t0 };
+  },
+
+  async wipe() {
+    state.key = null;
+    state.sender = null;
+    state.receiver = null;
+    state.kxKey = null;
+    state.peers.clear();
+    state.pending.clear();
+    state.present.clear();
+    return true;
+  },
+};
+
+self.onmessage = async (ev) => {
+  const { id, op, args } = ev.data;
+  try {
+    if (!Object.hasOwn(ops, op)) throw new Error(`unknown operation ${op}`);
+    const value = await ops[op](args);
+    const transfer = value instanceof Uint8Array ? [value.buffer] : value?.payload instanceof Uint8Array ? [value.payload.buffer] : [];
+    self.postMessage({ id, ok: true, value }, transfer);
+  } catch (e) {
+    self.postMessage({ id, ok: false, error: String(e?.message || e) });
+  }
+};
