@@ -216,8 +216,9 @@ func (h *hub) graceOver(m *member) {
 	h.removeMemberLocked(m, true)
 }
 
-// leave ends m's membership for good, at its own request.
-func (h *hub) leave(c *conn, m *member) bool {
+// withMember runs f with hub.mu and m's room lock held, if m is still attached to c and its room still open.
+// It reports whether f ran.
+func (h *hub) withMember(c *conn, m *member, f func(r *room)) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := m.room
@@ -226,10 +227,17 @@ func (h *hub) leave(c *conn, m *member) bool {
 	if r.closed || m.conn != c {
 		return false
 	}
-	c.release(m.ch)
-	m.conn = nil
-	h.removeMemberLocked(m, false)
+	f(r)
 	return true
+}
+
+// leave ends m's membership for good, at its own request.
+func (h *hub) leave(c *conn, m *member) bool {
+	return h.withMember(c, m, func(*room) {
+		c.release(m.ch)
+		m.conn = nil
+		h.removeMemberLocked(m, false)
+	})
 }
 
 // removeMemberLocked takes m out of its room and drops the room when nobody is left.
@@ -251,17 +259,10 @@ func (h *hub) removeMemberLocked(m *member, timeout bool) {
 
 // burn ends m's room for everyone.
 func (h *hub) burn(c *conn, m *member) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r := m.room
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed || m.conn != c {
-		return false
-	}
-	h.stats.burned.Add(1)
-	h.dropRoomLocked(r, reasonBurned)
-	return true
+	return h.withMember(c, m, func(r *room) {
+		h.stats.burned.Add(1)
+		h.dropRoomLocked(r, reasonBurned)
+	})
 }
 
 func (h *hub) expire(r *room) {

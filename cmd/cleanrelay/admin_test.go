@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -148,28 +147,7 @@ func TestAdminMetricsDuringChat(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	wsURL := "ws" + strings.TrimPrefix(url, "http") + "ws"
-	opts := &client.Options{Header: http.Header{"Origin": {strings.TrimSuffix(url, "/")}}}
-	a, err := client.Dial(ctx, wsURL, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := client.Dial(ctx, wsURL, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ra, err := a.Create(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := b.Join(ctx, ra.ID, ra.Cap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, ra, rb := chatPair(t, url)
 	secret := "metrics must not see this"
 	a.Send(ra.Ch, []byte(secret))
 	for ev := range b.Events() {

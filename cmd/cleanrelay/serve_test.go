@@ -122,28 +122,7 @@ func TestServeLocalEndToEnd(t *testing.T) {
 		t.Fatal("the page has no Content-Security-Policy")
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	wsURL := "ws" + strings.TrimPrefix(url, "http") + "ws"
-	opts := &client.Options{Header: http.Header{"Origin": {strings.TrimSuffix(url, "/")}}}
-	a, err := client.Dial(ctx, wsURL, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := client.Dial(ctx, wsURL, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ra, err := a.Create(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := b.Join(ctx, ra.ID, ra.Cap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, ra, rb := chatPair(t, url)
 	secret := "the eagle lands at nine"
 	a.Send(ra.Ch, []byte(secret))
 	for ev := range b.Events() {
@@ -326,4 +305,30 @@ func TestServeAdminListener(t *testing.T) {
 	if code, _ := get(url + "admin/stats"); code == 200 {
 		t.Fatal("the public listener serves the operator's routes")
 	}
+}
+
+// chatPair connects two clients to the relay serving url, from the relay's own origin, and puts them in one
+// room. They are closed when the test ends.
+func chatPair(t *testing.T, url string) (a, b *client.Conn, ra, rb *client.Room) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wsURL := "ws" + strings.TrimPrefix(url, "http") + "ws"
+	opts := &client.Options{Header: http.Header{"Origin": {strings.TrimSuffix(url, "/")}}}
+	var err error
+	if a, err = client.Dial(ctx, wsURL, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if b, err = client.Dial(ctx, wsURL, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if ra, err = a.Create(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if rb, err = b.Join(ctx, ra.ID, ra.Cap); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, ra, rb
 }
