@@ -26,3 +26,13 @@ echo "== web unit tests"
 node --test unit/
 echo "== web browser tests"
 node --test --test-concurrency=1 browser/
+
+echo "== web browser test through the onion service (private Tor network, loopback-only namespace)"
+cd ..
+sh .ci/install-tor.sh
+go test -count=1 -run '^$' ./cmd/cleanrelay >/dev/null # build while the module proxy is reachable
+unshare -n env GOPROXY=off sh -c 'set -e
+ip link set lo up
+ip route replace local 127.0.0.0/8 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
+go test -count=1 -timeout 8m -run TestBrowserThroughOnion -v ./cmd/cleanrelay -tor -browser' 2>&1 | grep -v '^=== RUN'
+test "${PIPESTATUS[0]}" -eq 0

@@ -86,7 +86,7 @@ export const SAFER_PREFS = {
   'browser.download.folderList': 2,
 };
 
-export async function launch(kind, { args = [] } = {}) {
+export async function launch(kind, { args = [], prefs = {} } = {}) {
   const profile = mkdtempSync(join(tmpdir(), `cr-${kind}-`));
   let browser;
   if (kind === 'firefox') {
@@ -95,7 +95,7 @@ export async function launch(kind, { args = [] } = {}) {
       executablePath: '/usr/bin/firefox-esr',
       headless: true,
       userDataDir: profile,
-      extraPrefsFirefox: { ...SAFER_PREFS, 'browser.download.dir': profile },
+      extraPrefsFirefox: { ...SAFER_PREFS, 'browser.download.dir': profile, ...prefs },
       protocolTimeout: 120000,
     });
   } else {

@@ -86,7 +86,10 @@ test('ciphertext sizes follow the padding buckets, not the message length', asyn
   s.setRecipients([bob.toPublic()]);
   const a = await s.encrypt(te.encode('hi'));
   const b = await s.encrypt(te.encode('a somewhat longer message, still inside the first bucket'));
-  assert.equal(a.length, b.length);
+  // Equal up to the MPIs of the RSA signature and session-key packets, each a byte shorter now and then (about
+  // 1 in 256) whatever the message: random, not a function of the length. Exact sizes would need padding of the
+  // whole frame (issue 8).
+  assert.ok(Math.abs(a.length - b.length) <= 4, `sizes ${a.length} and ${b.length} differ by more than MPI jitter`);
   const c = await s.encrypt(new Uint8Array(BUCKETS[1]));
   assert.ok(c.length > a.length + BUCKETS[1]);
 });
