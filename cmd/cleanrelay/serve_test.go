@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -55,54 +54,15 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// serveOutput holds the latest stdout line of each process startServe started.
-var serveOutput sync.Map
-
 // startServe runs "cleanrelay serve" with args and returns the process, the URL it printed, and its stderr.
 func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatal(err)
+	cmd, lines, stderr := startServeLines(t, 1, nil, args...)
+	const prefix = "cleanrelay: serving on "
+	if !strings.HasPrefix(lines[0], prefix) {
+		t.Fatalf("first line %q, want %q…", lines[0], prefix)
 	}
-	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-			serveOutput.Store(cmd, sc.Text()) // the latest line, for tests that need more than the first
-		}
-	}()
-	select {
-	case line := <-lines:
-		const prefix = "cleanrelay: serving on "
-		if !strings.HasPrefix(line, prefix) {
-			t.Fatalf("first line %q, want %q…", line, prefix)
-		}
-		return cmd, strings.TrimPrefix(line, prefix), stderr
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no address printed; stderr:\n%s", stderr)
-	}
-	panic("unreachable")
+	return cmd, strings.TrimPrefix(lines[0], prefix), stderr
 }
 
 // TestServeLocalEndToEnd runs the real binary, chats through it, and stops it with SIGTERM while clients are
@@ -272,20 +232,9 @@ func TestCoreDumpsOff(t *testing.T) {
 // TestServeAdminListener: with --admin-listen, the binary serves metrics and the key directory's operator
 // routes there, and only there.
 func TestServeAdminListener(t *testing.T) {
-	cmd, url, stderr := startServe(t, "--local-only", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
-	var admin string
-	deadline := time.Now().Add(10 * time.Second)
-	for admin == "" && time.Now().Before(deadline) {
-		if v, ok := serveOutput.Load(cmd); ok {
-			if l := v.(string); strings.HasPrefix(l, "cleanrelay: admin on ") {
-				admin = strings.Fields(strings.TrimPrefix(l, "cleanrelay: admin on "))[0]
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if admin == "" {
-		t.Fatalf("no admin address printed; stderr:\n%s", stderr)
-	}
+	_, lines, _ := startServeLines(t, 2, nil, "--local-only", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	url := field(t, lines[0], "cleanrelay: serving on ")
+	admin := field(t, lines[1], "cleanrelay: admin on ")
 	get := func(u string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(u)
