@@ -87,17 +87,10 @@ func (a *Accounts) openDialog(w http.ResponseWriter, r *http.Request) {
 func (h *hub) openRoom(max int, allow []string) (id, capability string, perr *protoError) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed || len(h.rooms) >= h.cfg.MaxRooms {
-		h.stats.refusedRooms.Add(1)
-		return "", "", errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
+	r, capability, perr := h.newRoomLocked(max, allow)
+	if perr != nil {
+		return "", "", perr
 	}
-	capability = newSecret(secretLen)
-	r := &room{hub: h, id: newSecret(roomIDLen), capHash: hashSecret(capability), max: max, allow: allow}
-	r.lifeTimer = time.AfterFunc(h.cfg.MaxRoomLifetime, func() { h.expire(r) })
-	h.rooms[r.id] = r
-	h.stats.rooms.Add(1)
-	h.stats.roomsCreated.Add(1)
-	h.log.Debug("dialog room created", "rooms_open", len(h.rooms))
 	time.AfterFunc(h.cfg.Grace, func() { h.dropIfEmpty(r) })
 	return r.id, capability, nil
 }

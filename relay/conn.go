@@ -342,7 +342,7 @@ func (c *conn) dispatch(req *request) *protoError {
 	h := c.srv.hub
 	switch req.T {
 	case "create":
-		return h.create(c, req.ID, req.Max, nil)
+		return h.create(c, req.ID, req.Max)
 	case "join":
 		if req.Room == "" || req.Cap == "" {
 			return errorf(codeBadRequest, "join needs \"room\" and \"cap\"")

@@ -24,7 +24,7 @@ func newForwardRig(tb testing.TB) *forwardRig {
 	a, b := newConn(srv, nil, Identity{}), newConn(srv, nil, Identity{})
 	a.writing.Store(true) // no writer goroutines: step plays their part
 	b.writing.Store(true)
-	if err := srv.hub.create(a, 1, 2, nil); err != nil {
+	if err := srv.hub.create(a, 1, 2); err != nil {
 		tb.Fatal(err)
 	}
 	var id, capability string

@@ -68,7 +68,7 @@ func joinedReply(id uint64, m *member, ch byte, capability, token string) []byte
 }
 
 // create makes a room for c with room for max members (0: the default) and joins c to it as member 1.
-func (h *hub) create(c *conn, reqID uint64, max int, allow []string) *protoError {
+func (h *hub) create(c *conn, reqID uint64, max int) *protoError {
 	if max == 0 {
 		max = h.cfg.DefaultMembers
 	}
@@ -77,9 +77,26 @@ func (h *hub) create(c *conn, reqID uint64, max int, allow []string) *protoError
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	r, capability, perr := h.newRoomLocked(max, nil)
+	if perr != nil {
+		return perr
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := h.addMemberLocked(c, r, reqID, capability); err != nil {
+		h.dropRoomLocked(r, "")
+		return err
+	}
+	return nil
+}
+
+// newRoomLocked registers a new room with no member yet, for max members; if allow is not empty, only those
+// logged-in users may join it. It returns the room and its capability, or busy at the relay's room limit.
+// hub.mu is held.
+func (h *hub) newRoomLocked(max int, allow []string) (*room, string, *protoError) {
 	if h.closed || len(h.rooms) >= h.cfg.MaxRooms {
 		h.stats.refusedRooms.Add(1)
-		return errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
+		return nil, "", errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
 	}
 	capability := newSecret(secretLen)
 	r := &room{hub: h, id: newSecret(roomIDLen), capHash: hashSecret(capability), max: max, allow: allow}
@@ -88,13 +105,7 @@ func (h *hub) create(c *conn, reqID uint64, max int, allow []string) *protoError
 	h.stats.rooms.Add(1)
 	h.stats.roomsCreated.Add(1)
 	h.log.Debug("room created", "rooms_open", len(h.rooms))
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := h.addMemberLocked(c, r, reqID, capability); err != nil {
-		h.dropRoomLocked(r, "")
-		return err
-	}
-	return nil
+	return r, capability, nil
 }
 
 // join adds c to the room id if capability opens it.
