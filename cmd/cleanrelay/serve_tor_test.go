@@ -355,13 +355,15 @@ func BenchmarkFrameRoundTrip(b *testing.B) {
 	})
 }
 
-func benchRoundTrip(b *testing.B, wsURL string, opts *client.Options) {
+// benchPair connects two members to the relay at wsURL and puts them in one room; the context bounds the
+// benchmark's waits. Everything is closed when the benchmark ends.
+func benchPair(b *testing.B, wsURL string, opts *client.Options) (context.Context, *member, *member) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	b.Cleanup(cancel)
 	x := &member{c: dialRetry(ctx, b, wsURL, opts)}
+	b.Cleanup(func() { x.c.Close() })
 	y := &member{c: dialRetry(ctx, b, wsURL, opts)}
-	defer x.c.Close()
-	defer y.c.Close()
+	b.Cleanup(func() { y.c.Close() })
 	var err error
 	if x.room, err = x.c.Create(ctx, 2); err != nil {
 		b.Fatal(err)
@@ -369,6 +371,11 @@ func benchRoundTrip(b *testing.B, wsURL string, opts *client.Options) {
 	if y.room, err = y.c.Join(ctx, x.room.ID, x.room.Cap); err != nil {
 		b.Fatal(err)
 	}
+	return ctx, x, y
+}
+
+func benchRoundTrip(b *testing.B, wsURL string, opts *client.Options) {
+	ctx, x, y := benchPair(b, wsURL, opts)
 	payload := make([]byte, 1024) // a padded chat message
 	rtts := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -411,19 +418,7 @@ func BenchmarkFrameThroughput(b *testing.B) {
 
 func benchThroughput(b *testing.B, wsURL string, opts *client.Options) {
 	const frameSize, window = 16 << 10, 32
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	x := &member{c: dialRetry(ctx, b, wsURL, opts)}
-	y := &member{c: dialRetry(ctx, b, wsURL, opts)}
-	defer x.c.Close()
-	defer y.c.Close()
-	var err error
-	if x.room, err = x.c.Create(ctx, 2); err != nil {
-		b.Fatal(err)
-	}
-	if y.room, err = y.c.Join(ctx, x.room.ID, x.room.Cap); err != nil {
-		b.Fatal(err)
-	}
+	ctx, x, y := benchPair(b, wsURL, opts)
 	payload := make([]byte, frameSize)
 	received := make(chan error, window)
 	b.SetBytes(frameSize)
