@@ -7,38 +7,10 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot } from './harness.mjs';
+import { startRelay, launch, openPage, shot, press, fill, say, sees } from './harness.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
-
-async function press(page, sel) {
-  await page.waitForSelector(sel, { timeout: 60000 });
-  await page.$eval(sel, (el) => el.click());
-}
-
-async function fill(page, sel, value) {
-  await page.waitForSelector(sel, { timeout: 60000 });
-  await page.$eval(sel, (el, v) => {
-    el.value = v;
-    el.dispatchEvent(new Event('input', { bubbles: true }));
-  }, value);
-}
-
-async function say(page, text) {
-  await page.waitForSelector('#text:not([disabled])', { timeout: 60000 });
-  const before = await page.$$eval('.msg.mine', (l) => l.length);
-  await fill(page, '#text', text);
-  await page.focus('#text');
-  await page.keyboard.press('Enter');
-  await page.waitForFunction((n) => document.querySelectorAll('.msg.mine').length > n, { timeout: 60000, polling: 100 }, before);
-}
-
-async function sees(page, text) {
-  await page.waitForFunction((v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),
-    { timeout: 60000, polling: 100 }, text);
-  assert.equal(await page.$$eval('.msg.unverified', (l) => l.length), 0, 'a message is marked unverified');
-}
 
 async function registerAndLogin(page, user, password) {
   await press(page, '#toregister');

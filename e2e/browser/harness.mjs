@@ -4,6 +4,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import puppeteer from 'puppeteer-core';
 import { RecordingProxy } from './wsproxy.mjs';
 
@@ -142,3 +143,38 @@ export async function shot(page, name) {
   return p;
 }
 
+
+// The page actions every browser test uses. WebDriver BiDi's click() slows down with every call in Firefox and
+// synthetic Enter presses race with the focus moves of modal dialogs, so buttons are activated with the DOM's
+// click(); the chat itself is typed and sent from the keyboard. timeout is in ms (longer through Tor).
+
+export async function press(page, sel, { timeout = 60000 } = {}) {
+  await page.waitForSelector(sel, { timeout });
+  await page.$eval(sel, (el) => el.click());
+}
+
+// fill sets a field's value as typing would, input event included.
+export async function fill(page, sel, value, { timeout = 60000 } = {}) {
+  await page.waitForSelector(sel, { timeout });
+  await page.$eval(sel, (el, v) => {
+    el.value = v;
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+  }, value);
+}
+
+// say sends text from the message box with Enter and waits until it shows as sent.
+export async function say(page, text, { timeout = 60000 } = {}) {
+  await page.waitForSelector('#text:not([disabled])', { timeout });
+  const before = await page.$$eval('.msg.mine', (l) => l.length);
+  await fill(page, '#text', text, { timeout });
+  await page.focus('#text');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction((n) => document.querySelectorAll('.msg.mine').length > n, { timeout, polling: 100 }, before);
+}
+
+// sees waits for a received message with exactly text, and fails if any message is marked unverified.
+export async function sees(page, text, { timeout = 60000 } = {}) {
+  await page.waitForFunction((v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),
+    { timeout, polling: 100 }, text);
+  assert.equal(await page.$$eval('.msg.unverified', (l) => l.length), 0, 'a message is marked unverified');
+}

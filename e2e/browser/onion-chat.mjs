@@ -2,35 +2,15 @@
 // the other opens its invite link, and they chat both ways. Run by TestBrowserThroughOnion (cmd/cleanrelay),
 // inside a loopback-only network namespace, with CR_ONION_URL (http://….onion/) and CR_SOCKS (127.0.0.1:port,
 // the private test network's client tor). Not a node:test file: it needs a Tor network the Go test builds.
-import { launch, openPage, shot } from './harness.mjs';
+import { launch, openPage, shot, press, say, sees } from './harness.mjs';
+
+const slow = { timeout: 120000 }; // through Tor
 
 const url = process.env.CR_ONION_URL;
 const socks = process.env.CR_SOCKS;
 if (!url || !/^http:\/\/[a-z2-7]{56}\.onion\/$/.test(url) || !socks) {
   console.error('usage: CR_ONION_URL=http://<56 chars>.onion/ CR_SOCKS=127.0.0.1:PORT node onion-chat.mjs');
   process.exit(2);
-}
-
-async function press(page, sel) {
-  await page.waitForSelector(sel, { timeout: 120000 });
-  await page.$eval(sel, (el) => el.click());
-}
-
-async function say(page, text) {
-  await page.waitForSelector('#text:not([disabled])', { timeout: 120000 });
-  await page.$eval('#text', (el, v) => {
-    el.value = v;
-  }, text);
-  await page.focus('#text');
-  await page.keyboard.press('Enter');
-}
-
-async function sees(page, text) {
-  await page.waitForFunction(
-    (v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),
-    { timeout: 120000, polling: 200 }, text);
-  const bad = await page.$$eval('.msg.unverified', (l) => l.length);
-  if (bad) throw new Error('a message is marked unverified');
 }
 
 const t0 = Date.now();
@@ -54,18 +34,18 @@ try {
   const alice = await openPage(b, url);
   if (await alice.$('#refused')) throw new Error('the client refused to run: an onion address must be a secure context');
   console.log(`page loaded through the onion in ${Date.now() - t0} ms`);
-  await press(alice, '#create');
+  await press(alice, '#create', slow);
   await alice.waitForSelector('#invitelink', { timeout: 120000 });
   const invite = await alice.$eval('#invitelink', (el) => el.value);
   if (!invite.startsWith(url)) throw new Error(`invite link ${invite} is not on the onion address`);
   const bob = await openPage(b, invite);
-  await press(bob, '#join');
+  await press(bob, '#join', slow);
   await bob.waitForSelector('#room', { timeout: 120000 });
   const t1 = Date.now();
-  await say(alice, 'hello through tor');
-  await sees(bob, 'hello through tor');
-  await say(bob, 'привет через tor');
-  await sees(alice, 'привет через tor');
+  await say(alice, 'hello through tor', slow);
+  await sees(bob, 'hello through tor', slow);
+  await say(bob, 'привет через tor', slow);
+  await sees(alice, 'привет через tor', slow);
   console.log(`chat both ways through the onion: ${Date.now() - t1} ms after joining`);
   await shot(alice, 'firefox-onion-chat');
   const errors = [...alice.errors, ...bob.errors];

@@ -8,22 +8,13 @@ import { mkdtempSync, writeFileSync, rmSync, copyFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot, artifacts } from './harness.mjs';
+import { startRelay, launch, openPage, shot, artifacts, press, say, sees } from './harness.mjs';
 import { readZip } from '../../static/js/zip.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 import * as kx from '../../static/js/kx.mjs';
 import { KIND_KEY, KIND_PGP, parseInvite, unb64u } from '../../static/js/proto.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
-
-// press activates a button. Puppeteer's click() gets slower with every call in Firefox over
-// WebDriver BiDi once the page holds a long chat log, and synthetic Enter presses race with the
-// focus moves of modal dialogs, so buttons are activated with the DOM's click(); the chat itself
-// is typed and sent from the keyboard (see say()).
-async function press(page, sel) {
-  await page.waitForSelector(sel);
-  await page.$eval(sel, (el) => el.click());
-}
 
 async function createRoom(page) {
   await press(page, '#create');
@@ -38,27 +29,6 @@ async function joinRoom(page) {
 
 async function ready(page) {
   await page.waitForSelector('#status[data-ready="yes"]', { timeout: 60000 });
-}
-
-async function say(page, text) {
-  await page.waitForSelector('#text:not([disabled])');
-  const before = await page.$$eval('.msg.mine', (l) => l.length);
-  await page.$eval('#text', (el, v) => {
-    el.value = v;
-  }, text);
-  // Enter in the message box sends (keyboard use); puppeteer's click() slows down with every
-  // call in Firefox over BiDi, so the chat is driven from the keyboard.
-  await page.focus('#text');
-  await page.keyboard.press('Enter');
-  await page.waitForFunction((n) => document.querySelectorAll('.msg.mine').length > n, { timeout: 60000, polling: 100 }, before);
-}
-
-async function sees(page, text) {
-  await page.waitForFunction(
-    (v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),
-    { timeout: 60000, polling: 100 }, text);
-  const bad = await page.$$eval('.msg.unverified', (l) => l.length);
-  assert.equal(bad, 0, 'a message is marked unverified');
 }
 
 async function exportKey(page, passphrase) {
