@@ -325,7 +325,7 @@ func (h *hub) closeAll(reason string) {
 }
 
 // revoke closes every membership of the logged-in user and drops their rooms' places; used when an account or
-// key is withdrawn. It returns the connections that belonged to the user so the caller can close them.
+// key is withdrawn. Server.Revoke then closes the user's connections.
 func (h *hub) revoke(user string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

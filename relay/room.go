@@ -241,7 +241,7 @@ func (r *room) forward(m *member, c *conn, payload []byte) bool {
 }
 
 // nextForLocked returns what c's writer should write next for m, formatted into out (a buffer the writer
-// owns), or nil when m has nothing pending on c. msgType is the WebSocket message type of the result.
+// owns), or nil when m has nothing pending on c. binary says whether it is a frame (else a text notice).
 func (r *room) nextForLocked(m *member, c *conn, ch byte, out *buf) (msg []byte, binary bool) {
 	for {
 		if r.closed || m.conn != c || m.ch != ch {
