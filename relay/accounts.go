@@ -23,11 +23,13 @@ type AccountsConfig struct {
 	// keydir.Config.MaxKeyBytes, 64 KiB, plus its proof and JSON).
 	MaxBodyBytes int64
 
-	// TicketLifetime is how long a WebSocket ticket (issued after a session proof) can be used to open
-	// the WebSocket. Optional; default 60s.
+	// TicketLifetime is how long a WebSocket ticket (issued after a session proof) stays good after it was
+	// issued and after the last socket opened with it closed (while one is open it does not expire).
+	// Optional; default 5m: long enough to come back after a dropped Tor circuit without a new proof.
 	TicketLifetime time.Duration
 
-	// MaxTickets bounds unused WebSocket tickets held at once. Optional; default 10000.
+	// MaxTickets bounds the WebSocket tickets held at once; when it is reached, a new proof is refused
+	// (503 busy) until expired tickets can be dropped. Optional; default 10000.
 	MaxTickets int
 
 	// MaxDialogs bounds the dialog rooms held at once (each also counts as a room). Optional; default 10000.
@@ -43,7 +45,7 @@ func (c AccountsConfig) withDefaults() AccountsConfig {
 		c.MaxBodyBytes = 80 << 10
 	}
 	if c.TicketLifetime == 0 {
-		c.TicketLifetime = time.Minute
+		c.TicketLifetime = 5 * time.Minute
 	}
 	if c.MaxTickets == 0 {
 		c.MaxTickets = 10000
@@ -77,15 +79,20 @@ type Accounts struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	tickets map[[32]byte]ticket     // SHA-256 of a WebSocket ticket → what it proves
+	tickets map[[32]byte]*ticket    // SHA-256 of a WebSocket ticket → what it proves
 	dialogs map[[2]string]dialogRef // sorted pair of usernames → their room
 }
 
-// ticket is the proof, made over HTTP, that a WebSocket about to open belongs to a user who holds the key.
+// ticket is the proof, made over HTTP, that the WebSockets opened with it belong to a user who holds the key.
 type ticket struct {
 	userID, username, tokenID, fingerprint string
-	expires                                time.Time
+	// Guarded by Accounts.mu.
+	open    int       // sessions opened with the ticket and not yet ended
+	expires time.Time // meaningful while open == 0
 }
+
+// live reports whether the ticket may still open a socket (and must be kept).
+func (t *ticket) live(now time.Time) bool { return t.open > 0 || now.Before(t.expires) }
 
 // NewAccounts serves dir's accounts on srv: it installs srv.Authenticate (logged-in WebSocket sessions)
 // and the revocation callbacks that end a withdrawn user's sessions. Serve Handler instead of
@@ -93,7 +100,7 @@ type ticket struct {
 func NewAccounts(srv *Server, dir *keydir.Directory, cfg AccountsConfig, log *slog.Logger) *Accounts {
 	cfg = cfg.withDefaults()
 	a := &Accounts{srv: srv, dir: dir, cfg: cfg, log: log, next: srv.Handler(),
-		tickets: make(map[[32]byte]ticket), dialogs: make(map[[2]string]dialogRef)}
+		tickets: make(map[[32]byte]*ticket), dialogs: make(map[[2]string]dialogRef)}
 	a.cop = http.NewCrossOriginProtection()
 	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross_origin", "cross-origin requests may not change anything")

@@ -15,8 +15,10 @@ var (
 )
 
 // sessionProof checks a signature by the user's published key over a session challenge and answers with
-// a single-use WebSocket ticket in a cookie only /ws receives. Opening /ws with it makes the WebSocket a
-// logged-in session; a stolen session cookie alone cannot do that.
+// a WebSocket ticket in a cookie only /ws receives. Opening /ws with it (and the session cookie of the same
+// login) makes the WebSocket a logged-in session; a stolen session cookie alone cannot do that. The ticket
+// stays good while a socket opened with it is open and for TicketLifetime after the last one closed, so a
+// client that lost its connection comes back with one round trip and no new signature.
 func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 	s, err := a.session(r)
 	if err != nil {
@@ -41,14 +43,14 @@ func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	if len(a.tickets) >= a.cfg.MaxTickets {
 		for h, t := range a.tickets {
-			if now.After(t.expires) {
+			if !t.live(now) {
 				delete(a.tickets, h)
 			}
 		}
 	}
 	full := len(a.tickets) >= a.cfg.MaxTickets
 	if !full {
-		a.tickets[sha256.Sum256([]byte(value))] = ticket{userID: s.UserID, username: s.Username, tokenID: s.TokenID,
+		a.tickets[sha256.Sum256([]byte(value))] = &ticket{userID: s.UserID, username: s.Username, tokenID: s.TokenID,
 			fingerprint: info.Fingerprint, expires: now.Add(a.cfg.TicketLifetime)}
 	}
 	a.mu.Unlock()
@@ -56,13 +58,16 @@ func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "busy", "too many WebSocket sessions are being opened; try again shortly")
 		return
 	}
-	setCookie(w, ticketCookie, value, "/ws", int(a.cfg.TicketLifetime.Seconds()))
+	// No Max-Age: the browser keeps the cookie for the browsing session, and the relay decides how long the
+	// ticket is good (a socket may stay open far longer than TicketLifetime).
+	setCookie(w, ticketCookie, value, "/ws", 0)
 	writeJSON(w, http.StatusOK, map[string]any{"fingerprint": info.Fingerprint, "ticket_lifetime": int(a.cfg.TicketLifetime.Seconds())})
 }
 
 // authenticateWS is the relay's Server.Authenticate: a handshake without a ticket cookie is an anonymous
-// session; one with a ticket is the ticket's user if the ticket is fresh and unused, the session cookie is
-// still the login that made it, and the key it proved is still the user's published key.
+// session; one with a ticket is the ticket's user if the ticket is live, the session cookie is still the
+// login that made it, and the key it proved is still the user's published key. A ticket shown with another
+// login's session cookie is burned.
 func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 	c, err := r.Cookie(ticketCookie)
 	if err != nil || c.Value == "" {
@@ -71,9 +76,12 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 	h := sha256.Sum256([]byte(c.Value))
 	a.mu.Lock()
 	t, ok := a.tickets[h]
-	delete(a.tickets, h) // single use, whatever happens next
+	if ok && !t.live(time.Now()) {
+		delete(a.tickets, h)
+		ok = false
+	}
 	a.mu.Unlock()
-	if !ok || time.Now().After(t.expires) {
+	if !ok {
 		return Identity{}, errBadTicket
 	}
 	sc, err := r.Cookie(sessionCookie)
@@ -81,11 +89,14 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 		return Identity{}, errTicketSession
 	}
 	s, err := a.dir.Authenticate(sc.Value)
-	if err != nil {
-		return Identity{}, err
+	if err == nil && (s.UserID != t.userID || s.TokenID != t.tokenID) {
+		err = errTicketSession
 	}
-	if s.UserID != t.userID || s.TokenID != t.tokenID {
-		return Identity{}, errTicketSession
+	if err != nil {
+		a.mu.Lock()
+		delete(a.tickets, h)
+		a.mu.Unlock()
+		return Identity{}, err
 	}
 	if err := a.dir.CheckSender(t.userID, t.fingerprint); err != nil {
 		return Identity{}, err
@@ -93,10 +104,28 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 	if a.srv.userConns(t.username) >= a.cfg.MaxSessionsPerUser {
 		return Identity{}, errTooManySess
 	}
-	return Identity{User: t.username}, nil
+	a.mu.Lock()
+	if a.tickets[h] != t { // forgotten (revoked, key replaced) while we checked
+		a.mu.Unlock()
+		return Identity{}, errBadTicket
+	}
+	t.open++
+	a.mu.Unlock()
+	return Identity{User: t.username, ended: func() { a.ticketClosed(t) }}, nil
 }
 
-// forgetTickets drops the unused tickets of a user whose account or key was withdrawn.
+// ticketClosed is called once for each session a ticket opened, when it ends (or its handshake fails after
+// authenticateWS): the ticket's lifetime runs again from the last close.
+func (a *Accounts) ticketClosed(t *ticket) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t.open--; t.open == 0 {
+		t.expires = time.Now().Add(a.cfg.TicketLifetime)
+	}
+}
+
+// forgetTickets drops every ticket of a user whose account or key was withdrawn; its open sessions are
+// ended by Server.Revoke.
 func (a *Accounts) forgetTickets(userID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

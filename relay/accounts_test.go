@@ -225,12 +225,13 @@ func (u *apiUser) cookieHeader() http.Header {
 	return h
 }
 
-// dial opens a WebSocket with the user's cookies (the ticket is used up).
+// dial opens a WebSocket with the user's cookies, then forgets the ticket, so that the user's next dial is
+// anonymous unless the test proves the key again or puts a ticket back.
 func (u *apiUser) dial() (*client.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, u.ar.ws, &client.Options{Header: u.cookieHeader()})
-	delete(u.cookies, "ws_ticket") // the browser keeps it, but it is single use
+	delete(u.cookies, "ws_ticket")
 	if err == nil {
 		u.t.Cleanup(func() { c.Close() })
 	}
@@ -492,34 +493,89 @@ func readText(t *testing.T, ws *websocket.Conn, typ string) map[string]any {
 }
 
 func TestAccountsWebSocketTickets(t *testing.T) {
-	ar := startAccounts(t, relay.Config{}, keydir.Config{})
+	const lifetime = 300 * time.Millisecond
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{TicketLifetime: lifetime})
 	alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
 	for _, u := range []*apiUser{alice, bob} {
 		u.register()
 		u.login()
 		u.publishKey(nil)
 	}
-	// A ticket works once.
 	alice.ticket()
 	saved := *alice.cookies["ws_ticket"]
-	if saved.Path != "/ws" || !saved.HttpOnly || !saved.Secure || saved.SameSite != http.SameSiteStrictMode {
+	if saved.Path != "/ws" || !saved.HttpOnly || !saved.Secure || saved.SameSite != http.SameSiteStrictMode || saved.MaxAge != 0 {
 		t.Fatalf("ticket cookie %+v", saved)
 	}
-	if _, err := alice.dial(); err != nil {
+	dialWith := func(tk http.Cookie) (*client.Conn, error) {
+		alice.cookies["ws_ticket"] = &tk
+		return alice.dial()
+	}
+	// identity is the user the relay stamps on c's presence, as an anonymous observer in a room c joins sees it.
+	observer, err := bob.dial() // bob has no ticket: an anonymous session
+	if err != nil {
 		t.Fatal(err)
 	}
-	alice.cookies["ws_ticket"] = &saved
-	if _, err := alice.dial(); err == nil || !strings.Contains(err.Error(), "401") {
-		t.Fatalf("reused ticket: %v", err)
+	identity := func(c *client.Conn) string {
+		t.Helper()
+		ctx := context.Background()
+		r, err := observer.Create(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer observer.Leave(ctx, r.Ch)
+		j, err := c.Join(ctx, r.ID, r.Cap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Leave(ctx, j.Ch)
+		for { // (skip what the observer's earlier rooms still had to say)
+			if ev := nextEvent(t, observer); ev.Kind == client.KindPresence && ev.Ch == r.Ch && ev.Event == "join" {
+				return ev.User
+			}
+		}
 	}
-	// A ticket with another login's cookie is refused.
+	// A ticket opens several sockets, and stays good past its lifetime while one of them is open.
+	first, err := dialWith(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * lifetime)
+	second, err := dialWith(saved)
+	if err != nil {
+		t.Fatalf("second socket with the ticket while the first is open: %v", err)
+	}
+	if identity(first) != "alice" || identity(second) != "alice" {
+		t.Fatal("a socket opened with the ticket is not alice's")
+	}
+	// After the last socket closed, it is good for its lifetime, then gone.
+	first.Close()
+	second.Close()
+	eventually(t, "the sockets to end", func() bool { return ar.srv.Stats().Conns == 1 })
+	third, err := dialWith(saved)
+	if err != nil {
+		t.Fatalf("reconnect within the lifetime: %v", err)
+	}
+	if identity(third) != "alice" {
+		t.Fatal("the reconnected socket is not alice's")
+	}
+	third.Close()
+	eventually(t, "the socket to end", func() bool { return ar.srv.Stats().Conns == 1 })
+	time.Sleep(2 * lifetime)
+	if _, err := dialWith(saved); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("ticket after its lifetime: %v", err)
+	}
+	// A ticket with another login's cookie is refused, and burned: not even its owner can use it then.
 	alice.ticket()
+	stolen := *alice.cookies["ws_ticket"]
 	aliceSession := alice.cookies["session"]
 	alice.cookies["session"] = bob.cookies["session"]
 	if _, err := alice.dial(); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("ticket with bob's session: %v", err)
 	}
 	alice.cookies["session"] = aliceSession
+	if _, err := dialWith(stolen); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("burned ticket: %v", err)
+	}
 	// A ticket after logout is refused.
 	alice.ticket()
 	tk := *alice.cookies["ws_ticket"]

@@ -36,6 +36,9 @@ const maxQueuedControl = 64
 type Identity struct {
 	// User is the logged-in user's account name, stamped on the presence events of the user's memberships.
 	User string
+	// ended, when set, is called once when the session ends, or when its handshake fails after
+	// Authenticate gave it.
+	ended func()
 }
 
 // chanRef is one membership held by a connection.

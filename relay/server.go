@@ -189,6 +189,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	running := false // the connection's goroutine calls id.ended once it has run
+	defer func() {
+		if !running && id.ended != nil {
+			id.ended()
+		}
+	}()
 	s.mu.Lock()
 	full := s.closing || len(s.conns) >= s.cfg.MaxConns
 	if !full {
@@ -222,8 +228,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("connection opened", "connections_open", s.stats.conns.Load())
 	// The connection runs on a goroutine of its own and the handler returns, so net/http's per-request
 	// buffers and its deep handler stack are not kept alive for the connection's lifetime.
+	running = true
 	go func() {
 		defer s.wg.Done()
+		if id.ended != nil {
+			defer id.ended()
+		}
 		c.run()
 		s.stats.conns.Add(-1)
 		c.mu.Lock()

@@ -73,7 +73,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.IntVar(&f.connect.Conns, "connects", 5000, "connect: connections to open, one after another per worker")
 	fs.IntVar(&f.connect.Concurrency, "concurrency", 32, "connect: connections being opened at once")
 	fs.BoolVar(&f.accounts, "accounts", true, "connect: run the relay with accounts on (its serve default)")
-	fs.BoolVar(&f.connect.Auth, "auth", true, "connect: every relay connection is a logged-in session (key proof and one-use ticket); needs --accounts")
+	fs.BoolVar(&f.connect.Auth, "auth", true, "connect: every relay connection is a logged-in session (its handshake carries a WebSocket ticket); needs --accounts")
+	fs.BoolVar(&f.connect.ProofEach, "proof-each", false, "connect: with --auth, prove the key for a fresh ticket before every connection (a new page) instead of once per worker (a reconnect)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}

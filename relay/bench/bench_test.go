@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -157,20 +158,22 @@ func TestConnect(t *testing.T) {
 	}
 }
 
-// TestConnectAuth opens logged-in sessions: every connection proves a key and uses a fresh ticket. A run
-// whose handshakes were refused would count errors.
+// TestConnectAuth opens logged-in sessions, with a ticket per worker and with a fresh proof per connection. A
+// run whose handshakes were refused would count errors.
 func TestConnectAuth(t *testing.T) {
 	s := startRelayWith(t, true)
-	r, err := Connect(context.Background(), s, ConnectConfig{Conns: 20, Concurrency: 3, Auth: true, Timeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
+	for _, each := range []bool{false, true} {
+		r, err := Connect(context.Background(), s, ConnectConfig{Conns: 20, Concurrency: 3, Auth: true, ProofEach: each, Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Errors != 0 || !r.Connect.Auth || r.Connect.ProofEach != each {
+			t.Errorf("errors %d auth %v proof_each %v, want 0, true, %v", r.Errors, r.Connect.Auth, r.Connect.ProofEach, each)
+		}
+		checkJSON(t, r, "connect")
 	}
-	if r.Errors != 0 || !r.Connect.Auth {
-		t.Errorf("errors %d auth %v, want 0 and true", r.Errors, r.Connect.Auth)
-	}
-	checkJSON(t, r, "connect")
 
-	// The tickets are real: a ticket opens one session, and a second handshake with it is refused.
+	// The tickets are real: the relay refuses a handshake whose ticket it did not issue.
 	u, err := newAuthUser(context.Background(), s.URL, "ticketcheck")
 	if err != nil {
 		t.Fatal(err)
@@ -180,14 +183,18 @@ func TestConnectAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := newDialer(s.URL, 1)
-	c, err := d.dialHeader(context.Background(), 4, h)
-	if err != nil {
-		t.Fatalf("a fresh ticket was refused: %v", err)
-	}
-	c.Close()
-	if c, err := d.dialHeader(context.Background(), 4, h); err == nil {
+	for range 2 { // a ticket opens more than one session
+		c, err := d.dialHeader(context.Background(), 4, h)
+		if err != nil {
+			t.Fatalf("the ticket was refused: %v", err)
+		}
 		c.Close()
-		t.Error("a used ticket opened a second session")
+	}
+	forged := http.Header{}
+	forged.Set("Cookie", "session="+u.session+"; ws_ticket=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	if c, err := d.dialHeader(context.Background(), 4, forged); err == nil {
+		c.Close()
+		t.Error("a ticket the relay never issued opened a session")
 	}
 }
 
@@ -215,7 +222,7 @@ func CheckJSONLine(t *testing.T, line []byte, workload string) {
 
 func TestValidateJSONLineCatchesGaps(t *testing.T) {
 	good := `{"workload":"connect","server":"floor","seconds":1,"server_cpu_s":0.5,"tool_cpu_s":0.5,"errors":0,` +
-		`"connect":{"conns":1,"concurrency":1,"auth":true,"conns_per_s":1,"lat_p50_ms":1,"lat_p90_ms":1,"lat_p99_ms":1,"lat_max_ms":1,"source_addrs":1}}`
+		`"connect":{"conns":1,"concurrency":1,"auth":true,"proof_each":true,"conns_per_s":1,"lat_p50_ms":1,"lat_p90_ms":1,"lat_p99_ms":1,"lat_max_ms":1,"source_addrs":1}}`
 	if err := ValidateJSONLine([]byte(good), "connect"); err != nil {
 		t.Fatalf("a complete line was refused: %v", err)
 	}

@@ -69,7 +69,8 @@ type IdleResult struct {
 type ConnectResult struct {
 	Conns       int     `json:"conns"`
 	Concurrency int     `json:"concurrency"`
-	Auth        bool    `json:"auth"` // logged-in sessions (key proof and ticket per connection)
+	Auth        bool    `json:"auth"`       // logged-in sessions (a ticket in every handshake)
+	ProofEach   bool    `json:"proof_each"` // a fresh key proof and ticket for every connection
 	PerS        float64 `json:"conns_per_s"`
 	LatP50ms    float64 `json:"lat_p50_ms"`
 	LatP90ms    float64 `json:"lat_p90_ms"`
@@ -145,10 +146,10 @@ func WriteTable(w io.Writer, results []*Result) error {
 					mib(i.ServerRSSBefore), mib(i.ServerRSSAfter), i.ServerPerConn, i.ToolPerConn, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
 			}
 		case "connect":
-			fmt.Fprintln(tw, "connect\tserver\tauth\tconns\tconcurrency\tconns/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tsrv cpu s\ttool cpu s\terrors\tvs floor\t")
+			fmt.Fprintln(tw, "connect\tserver\tauth\tproof each\tconns\tconcurrency\tconns/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tsrv cpu s\ttool cpu s\terrors\tvs floor\t")
 			for _, r := range rows {
 				c := r.Connect
-				fmt.Fprintf(tw, "\t%s\t%v\t%d\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%s\t\n", r.Server, c.Auth, c.Conns,
+				fmt.Fprintf(tw, "\t%s\t%v\t%v\t%d\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%s\t\n", r.Server, c.Auth, c.ProofEach, c.Conns,
 					c.Concurrency, c.PerS, c.LatP50ms, c.LatP90ms, c.LatP99ms, c.LatMaxms, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
 			}
 		}

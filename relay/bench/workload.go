@@ -443,11 +443,14 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 // ConnectConfig describes a connect run: Conns times, by Concurrency workers at once, a new connection is
 // opened, waits for the hello and creates a room (joining it as its first member) — that much is timed — then
 // leaves the room and closes. With Auth, each worker first registers an account, logs in and publishes a key
-// (not timed), and each timed connection is a logged-in session: a session challenge signed with the key, the
-// proof, then the handshake with the one-use ticket (docs/accounts.md §7).
+// (not timed), and each timed connection is a logged-in session (docs/accounts.md §7): its handshake carries
+// the login and a WebSocket ticket. The worker proves its key for a ticket once, before the timed part, as a
+// browser does for its first socket, and reuses the ticket as a browser does when it reconnects; with
+// ProofEach, every timed connection first proves the key afresh (a session challenge signed with the key,
+// the proof, a new ticket), as a new page does.
 type ConnectConfig struct {
 	Conns, Concurrency int
-	Auth               bool
+	Auth, ProofEach    bool
 	Timeout            time.Duration
 	Progress           Progress
 }
@@ -462,6 +465,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 	d := newDialer(s.URL, cfg.Conns)
 	workers := min(cfg.Concurrency, cfg.Conns)
 	users := make([]*authUser, workers)
+	headers := make([]http.Header, workers) // each worker's login and ticket, unless ProofEach
 	if cfg.Auth {
 		prefix := randomID(6)
 		err := parallel(ctx, workers, func(i int) error {
@@ -469,6 +473,9 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 			name := strings.ToLower(fmt.Sprintf("b%s-%d", strings.ReplaceAll(prefix, "_", "-"), i))
 			u, err := newAuthUser(ctx, s.URL, name)
 			users[i] = u
+			if err == nil && !cfg.ProofEach {
+				headers[i], err = u.ticketHeader(ctx)
+			}
 			return err
 		})
 		if err != nil {
@@ -494,8 +501,8 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 					return
 				}
 				t0 := time.Now()
-				var h http.Header
-				if u := users[w]; u != nil {
+				h := headers[w]
+				if u := users[w]; u != nil && cfg.ProofEach {
 					var err error
 					if h, err = u.ticketHeader(ctx); err != nil {
 						errs.Add(1)
@@ -528,7 +535,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 	n := done.Load()
 	r := &Result{Workload: "connect", Server: s.Name, Errors: errs.Load() + int64(cfg.Conns) - n}
 	met.fill(r)
-	c := &ConnectResult{Conns: cfg.Conns, Concurrency: cfg.Concurrency, Auth: cfg.Auth, PerS: float64(n) / met.wall.Seconds(), SourceAddrs: d.spread}
+	c := &ConnectResult{Conns: cfg.Conns, Concurrency: cfg.Concurrency, Auth: cfg.Auth, ProofEach: cfg.Auth && cfg.ProofEach, PerS: float64(n) / met.wall.Seconds(), SourceAddrs: d.spread}
 	var got []time.Duration
 	for _, l := range lats {
 		if l > 0 {
