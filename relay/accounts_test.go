@@ -755,6 +755,42 @@ func TestAdminUnixSocket(t *testing.T) {
 	}
 }
 
+// A logged-in user whose dialog socket dropped and who joins the dialog again (a reload forgets the resume
+// token) takes the place back at once; the peer sees the old membership leave and the new one join.
+func TestAccountsDialogRejoinAfterReload(t *testing.T) {
+	ar := startAccounts(t, relay.Config{Grace: time.Hour}, keydir.Config{})
+	alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
+	for _, u := range []*apiUser{alice, bob} {
+		u.register()
+		u.login()
+		u.publishKey(nil)
+	}
+	room, capability := alice.dialog("bob")
+	ca, cb := alice.mustDial(), bob.mustDial()
+	old := mustJoin(t, ca, room, capability)
+	mustJoin(t, cb, room, capability)
+	if ev := nextEvent(t, ca); ev.Event != "join" || ev.User != "bob" {
+		t.Fatalf("alice got %+v", ev)
+	}
+	ca.Close()
+	if ev := nextEvent(t, cb); ev.Event != "away" || ev.Member != old.Member {
+		t.Fatalf("bob got %+v, want alice away", ev)
+	}
+	// Someone else's place is not taken over: bob joining from a second socket finds the room full.
+	_, err := bob.mustDial().Join(ctx10s(t), room, capability)
+	wantError(t, err, "room_full")
+	again := mustJoin(t, alice.mustDial(), room, capability)
+	if again.Member == old.Member {
+		t.Fatal("the rejoin got the old member id")
+	}
+	if ev := nextEvent(t, cb); ev.Event != "leave" || ev.Member != old.Member {
+		t.Fatalf("bob got %+v, want alice's old membership to leave", ev)
+	}
+	if ev := nextEvent(t, cb); ev.Event != "join" || ev.Member != again.Member || ev.User != "alice" {
+		t.Fatalf("bob got %+v, want alice to join again", ev)
+	}
+}
+
 func TestAccountsSessionLimit(t *testing.T) {
 	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{MaxSessionsPerUser: 2})
 	alice := ar.newUser(t, "alice")

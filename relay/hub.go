@@ -132,11 +132,29 @@ func (h *hub) join(c *conn, reqID uint64, id, capability string) *protoError {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(r.allow) > 0 {
+		h.supersedeAwayLocked(r, c.identity.User)
+	}
 	if len(r.members) >= r.max {
 		h.stats.refusedJoins.Add(1)
 		return errorf(codeRoomFull, "room is full (%d of %d members)", len(r.members), r.max)
 	}
 	return h.addMemberLocked(c, r, reqID, "")
+}
+
+// supersedeAwayLocked ends user's away membership of the dialog room r, if it has one: a logged-in user who
+// joins their dialog again (after a reload, which forgets the resume token) takes the place back at once
+// instead of finding the room full until the grace has passed. The other member sees it leave, then join.
+// hub.mu and r.mu are held.
+func (h *hub) supersedeAwayLocked(r *room, user string) {
+	for _, m := range r.members {
+		if m.user == user && m.conn == nil && m.awayTimer != nil {
+			m.awayTimer.Stop()
+			m.awayTimer = nil
+			h.removeMemberLocked(m, false)
+			return
+		}
+	}
 }
 
 // addMemberLocked makes c a new member of r and queues the joined reply. hub.mu and r.mu are held.
