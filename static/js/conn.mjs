@@ -186,6 +186,9 @@ export class RoomConn extends EventTarget {
   // send queues payload for the room; it goes out now if connected, or after the next resume.
   send(payload) {
     if (this.ended) throw new Error('the room has ended');
+    // A frame over the relay's limit would close the whole connection (1009): refuse just this one.
+    const max = this.hello?.maxFrame;
+    if (max && payload.length > max) throw new Error(`failed to send: a ${payload.length}-byte frame is over this relay's ${max}-byte limit`);
     this.sent.push(payload);
     this.sentTotal++;
     if (this.sent.length > SENT_KEEP) {
