@@ -92,9 +92,18 @@ for (const kind of KINDS) {
         await press(bob, '#continue');
       });
 
-      await t.test('find each other, open the dialog, chat both ways', async () => {
-        await openDialogWith(alice, 'bo', 'bob');
+      await t.test('a dialog bob opens shows on alice\'s main screen without a reload', async () => {
+        await alice.waitForSelector('#mainscreen #dialogs[data-live="yes"]', { timeout: 60000 });
+        assert.equal(await alice.$('#dialogs button[data-user="bob"]'), null, 'bob is in alice\'s dialogs already');
         await openDialogWith(bob, 'al', 'alice');
+        await alice.waitForSelector('#dialogs button[data-user="bob"] .badge', { timeout: 30000 });
+        assert.equal(await alice.$eval('#dialogs button[data-user="bob"] .badge', (e) => e.textContent), 'new');
+        await shot(alice, `${kind}-acct-incoming`);
+      });
+
+      await t.test('find each other, open the dialog, chat both ways', async () => {
+        await press(alice, '#dialogs button[data-user="bob"]');
+        await alice.waitForSelector('#room', { timeout: 60000 });
         await Promise.all([ready(alice), ready(bob)]);
         const m1 = `dialog hello from alice ${randomBytes(5).toString('hex')}`;
         const m2 = `ответ от bob ${randomBytes(5).toString('hex')}`;

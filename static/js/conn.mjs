@@ -153,6 +153,9 @@ export class RoomConn extends EventTarget {
       case 'error':
         this.emit('error', { message: m.msg || m.code, code: m.code });
         break;
+      case 'dialog':
+        this.emit('dialog', m); // another user opened a dialog with this logged-in session's user
+        break;
       default:
         break; // unknown unprompted messages are ignored by design (protocol.md §4)
     }

@@ -3,6 +3,7 @@
 import { RoomConn } from './conn.mjs';
 import { KIND_KEY, KIND_PGP, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
 import { MAX_DATA } from './pad.mjs';
+import { validName } from './notify.mjs';
 
 // FILE_CAP is the largest file a room transfers (docs/client.md): chunks travel as separate
 // encrypted messages through the relay's bounded per-room buffer, paced by FILE_WINDOW.
@@ -41,7 +42,7 @@ export class Room extends EventTarget {
   }
 
   listen() {
-    for (const t of ['frame', 'presence', 'closed', 'lost', 'state', 'error']) {
+    for (const t of ['frame', 'presence', 'closed', 'lost', 'state', 'error', 'dialog']) {
       this.conn.addEventListener(t, (ev) => this.serial(() => this[`on_${t}`](ev.detail)));
     }
   }
@@ -210,6 +211,11 @@ export class Room extends EventTarget {
 
   on_error(e) {
     this.emit('problem', e);
+  }
+
+  // on_dialog passes on that another user opened a dialog with this one (logged-in sessions only).
+  on_dialog(d) {
+    if (validName(d.from)) this.emit('dialog', { from: d.from });
   }
 
   canSend() {
