@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import puppeteer from 'puppeteer-core';
 import { RecordingProxy } from './wsproxy.mjs';
+import { DELIVER_HEADER, SEND_HEADER, PADDED, decodePayload } from '../../static/js/proto.mjs';
+import { FRAME_BUCKETS } from '../../static/js/pad.mjs';
 
 export const repo = new URL('../../', import.meta.url).pathname;
 export const artifacts = join(repo, 'test-artifacts');
@@ -177,4 +179,39 @@ export async function sees(page, text, { timeout = 60000 } = {}) {
   await page.waitForFunction((v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),
     { timeout, polling: 100 }, text);
   assert.equal(await page.$$eval('.msg.unverified', (l) => l.length), 0, 'a message is marked unverified');
+}
+
+// frames returns every binary WebSocket message the proxy recorded as {conn, dir, at, payload, kind}: payload
+// is the frame payload after the relay's deliver header (down) or the client's send header (up), kind the
+// payload kind inside it (null when it does not decode).
+export function frames(proxy) {
+  return proxy.allMessages().filter((m) => m.opcode === 2).map((m) => {
+    const payload = m.payload.subarray(m.dir === 'down' ? DELIVER_HEADER : SEND_HEADER);
+    let kind = null;
+    try {
+      kind = decodePayload(new Uint8Array(payload)).kind;
+    } catch {
+      /* checked by assertCleanWire */
+    }
+    return { conn: m.conn, dir: m.dir, at: m.at, payload, kind };
+  });
+}
+
+// assertCleanWire checks everything the relay saw and sent through the proxy: every frame payload has one of
+// the frame bucket sizes and is a well-formed padded payload, and no WebSocket message (text or binary)
+// contains any of needles (strings or byte arrays). It returns how many frames of each size went each way.
+export function assertCleanWire(proxy, needles) {
+  const bufs = needles.map((n) => Buffer.from(n));
+  for (const b of bufs) assert.ok(b.length >= 8, `needle "${b}" is too short to mean anything`);
+  for (const m of proxy.allMessages()) {
+    for (const b of bufs) assert.ok(!m.payload.includes(b), `plaintext "${b.toString().slice(0, 40)}" in a message the relay saw (${m.dir}, opcode ${m.opcode})`);
+  }
+  const sizes = { up: {}, down: {} };
+  for (const f of frames(proxy)) {
+    assert.ok(FRAME_BUCKETS.includes(f.payload.length), `a ${f.dir} frame payload of ${f.payload.length} bytes is not on a frame bucket`);
+    assert.equal(f.payload[0], PADDED, `a ${f.dir} frame payload is not padded`);
+    assert.notEqual(f.kind, null, `a ${f.dir} frame payload does not decode`);
+    sizes[f.dir][f.payload.length] = (sizes[f.dir][f.payload.length] || 0) + 1;
+  }
+  return sizes;
 }

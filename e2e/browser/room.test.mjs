@@ -8,11 +8,11 @@ import { mkdtempSync, writeFileSync, rmSync, copyFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot, artifacts, press, say, sees } from './harness.mjs';
+import { startRelay, launch, openPage, shot, artifacts, press, say, sees, frames, assertCleanWire } from './harness.mjs';
 import { readZip } from '../../static/js/zip.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 import * as kx from '../../static/js/kx.mjs';
-import { KIND_KEY, KIND_PGP, parseInvite, unb64u } from '../../static/js/proto.mjs';
+import { KIND_KEY, KIND_PGP, DELIVER_HEADER, parseInvite, unb64u, encodePayload, decodePayload } from '../../static/js/proto.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
 
@@ -61,11 +61,21 @@ async function keyView(page) {
 }
 
 function binaryPayloads(proxy, dir, kind) {
-  return proxy.allMessages().filter((m) => m.dir === dir && m.opcode === 2).map((m) => ({
-    conn: m.conn,
-    at: m.at,
-    payload: dir === 'down' ? m.payload.subarray(13) : m.payload.subarray(1),
-  })).filter((m) => kind === undefined || m.payload[0] === kind);
+  return frames(proxy).filter((f) => f.dir === dir && (kind === undefined || f.kind === kind));
+}
+
+// kindOf reads the payload kind of a relay → client binary message (null when it does not decode).
+function kindOf(msg) {
+  try {
+    return decodePayload(new Uint8Array(msg.subarray(DELIVER_HEADER))).kind;
+  } catch {
+    return null;
+  }
+}
+
+// withPayload returns the relay → client binary message msg with its payload replaced.
+function withPayload(msg, payload) {
+  return Buffer.concat([msg.subarray(0, DELIVER_HEADER), Buffer.from(payload)]);
 }
 
 function gpgHome() {
@@ -155,13 +165,18 @@ for (const kind of KINDS) {
       });
 
       let fileBytes;
+      let fileName;
       await t.test('file transfer', async () => {
         const dir = mkdtempSync(join(tmpdir(), 'crfile-'));
         fileBytes = randomBytes(150 * 1024);
         const marker = Buffer.from(`FILE-PLAINTEXT-MARKER-${randomBytes(6).toString('hex')}`);
         marker.copy(fileBytes, 1000);
         secrets.push(marker.toString());
-        const path = join(dir, 'report.bin');
+        fileName = `report-${randomBytes(6).toString('hex')}.bin`;
+        secrets.push(fileName);
+        // Pieces of the file from every 4 KiB, so a leak of any part of it shows.
+        for (let off = 0; off + 32 <= fileBytes.length; off += 4096) secrets.push(fileBytes.subarray(off, off + 32));
+        const path = join(dir, fileName);
         writeFileSync(path, fileBytes);
         const input = await bob.$('#file');
         await input.uploadFile(path);
@@ -172,7 +187,7 @@ for (const kind of KINDS) {
           for (const x of buf) s += String.fromCharCode(x);
           return { b64: btoa(s), name: a.getAttribute('download') };
         });
-        assert.equal(got.name, 'report.bin');
+        assert.equal(got.name, fileName);
         const h = (x) => createHash('sha256').update(x).digest('hex');
         assert.equal(h(Buffer.from(got.b64, 'base64')), h(fileBytes));
         await shot(alice, `${kind}-file`);
@@ -191,6 +206,31 @@ for (const kind of KINDS) {
         secrets.push(m2);
         await say(bob, m2);
         await sees(alice, m2);
+      });
+
+      await t.test('a malformed frame is refused with a clear error and loses nothing already accepted', async () => {
+        const bobConn = relay.proxy.conns.filter((c) => c.first === 'resume' || c.first === 'join').at(-1);
+        let broken = 0;
+        bobConn.tamper = (msg) => {
+          if (broken || kindOf(msg) !== KIND_PGP) return null;
+          broken++;
+          const bad = Buffer.from(msg);
+          bad.writeUInt32BE(0xffffffff, DELIVER_HEADER + 1); // the padded payload's length field
+          return bad;
+        };
+        const lost = `this one is broken on the way ${randomBytes(6).toString('hex')}`;
+        const next = `this one arrives ${randomBytes(6).toString('hex')}`;
+        secrets.push(lost, next);
+        await say(alice, lost);
+        await bob.waitForFunction(() => [...document.querySelectorAll('.problem')].some((e) => /failed to decode payload: .*overruns/.test(e.textContent)),
+          { timeout: 60000, polling: 100 });
+        bobConn.tamper = null;
+        await say(alice, next);
+        await sees(bob, next);
+        const shown = await bob.$$eval('.msg .text', (l) => l.map((e) => e.textContent));
+        assert.ok(!shown.includes(lost), 'the broken frame was shown');
+        for (const m of secrets.slice(0, 2)) assert.ok(shown.includes(m), `message "${m}" accepted before is gone`);
+        assert.equal(broken, 1);
       });
 
       await t.test('timing: send, receive with cached session key, 100-message backlog', async () => {
@@ -221,15 +261,16 @@ for (const kind of KINDS) {
         assert.ok(perf.recvWorkerMs.cached >= 99, 'session key cache not used');
       });
 
-      await t.test('the relay forwarded no plaintext', async () => {
-        const all = relay.proxy.allMessages();
-        assert.ok(all.length > 200);
-        for (const m of all) {
-          for (const s of [...secrets, 'backlog message 1']) {
-            assert.ok(!m.payload.includes(Buffer.from(s)), `plaintext "${s}" seen by the relay (${m.dir})`);
-          }
-          assert.ok(!m.payload.includes(Buffer.from(secret)), 'invite secret seen by the relay');
+      await t.test('the relay saw no plaintext, and frames only of the bucket sizes', async () => {
+        assert.ok(relay.proxy.allMessages().length > 200);
+        const sizes = assertCleanWire(relay.proxy, [...secrets, 'backlog message 1', secret]);
+        t.diagnostic(`frame sizes seen: ${JSON.stringify(sizes)}`);
+        // Two RSA-4096 members: key announcements take 4 KiB, short messages (chat, timer, file header and
+        // acknowledgements) 2 KiB, file chunks 48 KiB. Every kind of frame of the session was checked above.
+        for (const dir of ['up', 'down']) {
+          for (const size of [2048, 4096, 49152]) assert.ok(sizes[dir][size] > 0, `no ${dir} frame of ${size} bytes: the session did not cover it`);
         }
+        assert.ok(sizes.up[2048] >= 100 && sizes.down[2048] >= 100);
         assert.ok(!relay.log().includes(parseInvite(new URL(invite).hash).room), 'room id in the relay log');
       });
 
@@ -243,9 +284,9 @@ for (const kind of KINDS) {
           g.run(['--pinentry-mode', 'loopback', '--passphrase', 'Bob-export1!', '--import'], files(bZip, '-private.asc'));
           const aliceFp = (await pgp.readPublicKey(new TextDecoder().decode(files(aZip, '-public.asc')))).getFingerprint().toUpperCase();
           const bobConns = new Set(relay.proxy.conns.filter((c) => c.first === 'join' || c.first === 'resume').map((c) => c.index));
-          const frames = binaryPayloads(relay.proxy, 'down', KIND_PGP).filter((f) => bobConns.has(f.conn));
-          assert.ok(frames.length > 100);
-          const frame = frames.at(-1).payload.subarray(1);
+          const captured = binaryPayloads(relay.proxy, 'down', KIND_PGP).filter((f) => bobConns.has(f.conn));
+          assert.ok(captured.length > 100);
+          const frame = decodePayload(new Uint8Array(captured.at(-1).payload)).body;
           writeFileSync(join(g.home, 'frame.pgp'), frame);
           const out = g.run(['--pinentry-mode', 'loopback', '--passphrase', 'Bob-export1!', '--status-fd', '2', '--decrypt', join(g.home, 'frame.pgp')]).toString('latin1');
           assert.ok(out.includes('backlog message 99'), 'gpg output lacks the plaintext');
@@ -286,7 +327,7 @@ for (const kind of KINDS) {
         const fake = await pgp.generateKeyPair({ type: 'curve25519', name: 'mallory' });
         const wrong = await kx.deriveKxKey(randomBytes(32), parseInvite(new URL(invite).hash).room);
         const sealed = await kx.seal(wrong, parseInvite(new URL(invite).hash).room, { v: 1, member: 2, pub: fake.toPublic().armor() });
-        aliceConn.tamper = (p) => (p[13] === KIND_KEY ? Buffer.concat([p.subarray(0, 13), Buffer.from([KIND_KEY]), Buffer.from(sealed)]) : null);
+        aliceConn.tamper = (p) => (kindOf(p) === KIND_KEY ? withPayload(p, encodePayload(KIND_KEY, sealed)) : null);
         const bob = await openPage(b, invite);
         await joinRoom(bob);
         await ready(bob);
@@ -323,9 +364,9 @@ for (const kind of KINDS) {
         const sealed = await kx.seal(await kx.deriveKxKey(unb64u(secret), room), room, { v: 1, member: 2, pub: other.toPublic().armor() });
         let swapped = 0;
         aliceConn.tamper = (p) => {
-          if (swapped || p[13] !== KIND_PGP) return null;
+          if (swapped || kindOf(p) !== KIND_PGP) return null;
           swapped = Date.now();
-          return Buffer.concat([p.subarray(0, 13), Buffer.from([KIND_KEY]), Buffer.from(sealed)]);
+          return withPayload(p, encodePayload(KIND_KEY, sealed));
         };
         await say(bob, 'this frame gets replaced');
         await alice.waitForSelector('dialog#keychange[open]', { timeout: 60000 });
@@ -343,6 +384,13 @@ for (const kind of KINDS) {
         assert.equal(fromAlice.length, 0, 'alice sent a message after the key changed');
         await alice.close();
         await bob.close();
+      });
+
+      await t.test('mixed RSA and Curve25519 keys: frames only of the bucket sizes', async () => {
+        const sizes = assertCleanWire(relay.proxy, ['first message, key pinned', 'this frame gets replaced', 'must not leave']);
+        t.diagnostic(`frame sizes seen: ${JSON.stringify(sizes)}`);
+        assert.ok(sizes.up[1024] > 0, 'no Curve25519 key announcement (1 KiB) seen');
+        assert.ok(sizes.up[4096] > 0, 'no RSA-4096 key announcement (4 KiB) seen');
       });
     } finally {
       await b.close();

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pad, unpad, BUCKETS, MAX_DATA, bucketFor } from '../../static/js/pad.mjs';
+import { pad, unpad, padTo, unpadFrom, BUCKETS, FRAME_BUCKETS, MAX_DATA, bucketFor } from '../../static/js/pad.mjs';
 
 test('pad picks the smallest bucket and round-trips', () => {
   for (const n of [0, 1, 252, 253, 1000, 1020, 1021, 4092, 16380, MAX_DATA]) {
@@ -27,4 +27,20 @@ test('unpad refuses malformed blocks', () => {
   const dirty = p.slice();
   dirty[200] = 9;
   assert.throws(() => unpad(dirty), /padding is not zero/);
+});
+
+test('padTo with a lead leaves the lead to the caller and round-trips on other bucket sets', () => {
+  const data = new Uint8Array(1000).fill(7);
+  const b = padTo(data, FRAME_BUCKETS, 1);
+  assert.equal(b.length, 1024, '1 lead byte + 4-byte length + 1000 bytes fits 1 KiB');
+  assert.equal(b[0], 0);
+  assert.deepEqual(unpadFrom(b, FRAME_BUCKETS, 1), data);
+  const next = padTo(new Uint8Array(1020), FRAME_BUCKETS, 1);
+  assert.equal(next.length, 2048, 'one byte over moves to the next bucket');
+  assert.throws(() => unpadFrom(next, BUCKETS, 1), /2048 bytes is not a bucket size/);
+  assert.equal(bucketFor(65536 - 5, FRAME_BUCKETS, 1), 65536);
+  assert.throws(() => bucketFor(65536 - 4, FRAME_BUCKETS, 1), /over the 65531-byte limit/);
+  const huge = b.slice();
+  new DataView(huge.buffer).setUint32(1, 0xffffffff);
+  assert.throws(() => unpadFrom(huge, FRAME_BUCKETS, 1), /length field 4294967295 overruns the 1024-byte block/);
 });

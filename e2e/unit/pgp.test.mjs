@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import * as pgp from '../../static/js/pgp.mjs';
 import { readZip } from '../../static/js/zip.mjs';
 import { BUCKETS } from '../../static/js/pad.mjs';
+import { KIND_PGP, encodePayload, decodePayload, encodeEnvelope } from '../../static/js/proto.mjs';
+import { FILE_CHUNK } from '../../static/js/room.mjs';
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -81,17 +83,38 @@ test('a message not encrypted to us is an error, and so is a tampered one', asyn
   await assert.rejects(new pgp.Receiver(bob).decrypt(bad, alice.toPublic()));
 });
 
-test('ciphertext sizes follow the padding buckets, not the message length', async () => {
+test('frame payloads have exact sizes: the padding bucket decides, not the message or MPI jitter', async (t) => {
   const s = new pgp.Sender(alice);
   s.setRecipients([bob.toPublic()]);
-  const a = await s.encrypt(te.encode('hi'));
-  const b = await s.encrypt(te.encode('a somewhat longer message, still inside the first bucket'));
-  // Equal up to the MPIs of the RSA signature and session-key packets, each a byte shorter now and then (about
-  // 1 in 256) whatever the message: random, not a function of the length. Exact sizes would need padding of the
-  // whole frame (issue 8).
-  assert.ok(Math.abs(a.length - b.length) <= 4, `sizes ${a.length} and ${b.length} differ by more than MPI jitter`);
-  const c = await s.encrypt(new Uint8Array(BUCKETS[1]));
-  assert.ok(c.length > a.length + BUCKETS[1]);
+  // The OpenPGP message alone is a byte or two shorter now and then (RSA signature and session-key MPIs with a
+  // leading zero byte, about 1 in 256 each, at random): the frame padding absorbs that, so every frame of a
+  // plaintext bucket has one size. Many messages, so that some jitter is likely to be among them.
+  const raw = new Set();
+  for (let i = 0; i < 60; i++) {
+    const msg = await s.encrypt(te.encode('x'.repeat(i * 4)));
+    raw.add(msg.length);
+    assert.equal(encodePayload(KIND_PGP, msg).length, 2048, `frame of a ${i * 4}-byte message`);
+  }
+  t.diagnostic(`OpenPGP message sizes seen for the 256-byte bucket: ${[...raw].sort().join(', ')}`);
+  // Each plaintext bucket, two RSA-4096 members: its own frame size (docs/client.md).
+  const want = { 256: 2048, 1024: 4096, 4096: 8192, 16384: 24576, 40960: 49152 };
+  for (const b of BUCKETS) {
+    assert.equal(encodePayload(KIND_PGP, await s.encrypt(new Uint8Array(b - 4))).length, want[b], `bucket ${b}`);
+  }
+  // A file chunk: 32 KiB of data and its envelope header take the 40 KiB plaintext bucket and a 48 KiB frame.
+  const chunk = encodeEnvelope({ k: 'chunk', id: 'AAAAAAAAAAAA', i: 255 }, new Uint8Array(FILE_CHUNK));
+  assert.equal(encodePayload(KIND_PGP, await s.encrypt(chunk)).length, 49152);
+  // Two Curve25519 members make smaller messages: a short one fits 1 KiB.
+  const c = new pgp.Sender(carol);
+  c.setRecipients([(await pgp.generateKeyPair({ type: 'curve25519', name: 'dave' })).toPublic()]);
+  assert.equal(encodePayload(KIND_PGP, await c.encrypt(te.encode('hi'))).length, 1024);
+  // Three members (RSA, RSA, Curve25519): a short message moves up to 4 KiB, still a frame bucket.
+  s.setRecipients([bob.toPublic(), carol.toPublic()]);
+  assert.equal(encodePayload(KIND_PGP, await s.encrypt(te.encode('hi'))).length, 4096);
+  // The receiver gets the message back from the frame.
+  const f = encodePayload(KIND_PGP, await s.encrypt(te.encode('through the frame')));
+  const d = await new pgp.Receiver(bob).decrypt(decodePayload(f).body, alice.toPublic());
+  assert.equal(td.decode(d.data), 'through the frame');
 });
 
 test('key pair zip export/import keeps the fingerprint and needs the passphrase', async () => {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as p from '../../static/js/proto.mjs';
+import { FRAME_BUCKETS } from '../../static/js/pad.mjs';
 
 test('encodeSend puts the channel first', () => {
   assert.deepEqual(p.encodeSend(3, new Uint8Array([9, 8])), new Uint8Array([3, 9, 8]));
@@ -48,4 +49,47 @@ test('base64url and invite links', () => {
   assert.deepEqual(p.parseInvite(p.inviteFragment(inv)), inv);
   assert.equal(p.parseInvite('#'), null);
   assert.throws(() => p.parseInvite('#r=short&c=' + 'b'.repeat(43) + '&k=' + 'c'.repeat(43)), /bad room id/);
+});
+
+test('frame payloads are padded to the frame buckets and round-trip', () => {
+  for (const n of [0, 1, 1018, 1019, 2042, 4000, 8186, 8187, 24000, 49146, 49147, 65530]) {
+    const body = new Uint8Array(n).map((_, i) => (i * 13 + 5) & 0xff);
+    const enc = p.encodePayload(p.KIND_PGP, body);
+    assert.equal(enc[0], p.PADDED);
+    assert.equal(enc.length, FRAME_BUCKETS.find((b) => 1 + 4 + 1 + n <= b), `frame size for a ${n}-byte body`);
+    const dec = p.decodePayload(enc);
+    assert.equal(dec.kind, p.KIND_PGP);
+    assert.equal(dec.padded, true);
+    assert.deepEqual(dec.body, body);
+  }
+  assert.equal(p.decodePayload(p.encodePayload(p.KIND_KEY, new Uint8Array([1, 2]))).kind, p.KIND_KEY);
+  assert.throws(() => p.encodePayload(p.KIND_PGP, new Uint8Array(65531)), /failed to encode payload: .*over the/);
+  assert.throws(() => p.encodePayload(p.PADDED, new Uint8Array(1)), /unknown kind/);
+});
+
+test('unpadded payloads of older clients are still read', () => {
+  const d = p.decodePayload(new Uint8Array([p.KIND_PGP, 9, 8, 7]));
+  assert.deepEqual(d, { kind: p.KIND_PGP, body: new Uint8Array([9, 8, 7]), padded: false });
+  assert.equal(p.decodePayload(new Uint8Array([p.KIND_KEY])).body.length, 0);
+});
+
+test('malformed padded payloads are clear errors', () => {
+  const good = p.encodePayload(p.KIND_PGP, new Uint8Array([1, 2, 3]));
+  assert.throws(() => p.decodePayload(good.subarray(0, 1000)), /failed to decode payload: .*1000 bytes is not a bucket size/);
+  const over = good.slice();
+  new DataView(over.buffer).setUint32(1, 1020); // 5 + 1020 > 1024
+  assert.throws(() => p.decodePayload(over), /failed to decode payload: .*length field 1020 overruns/);
+  const huge = good.slice();
+  new DataView(huge.buffer).setUint32(1, 0xffffffff);
+  assert.throws(() => p.decodePayload(huge), /overruns/);
+  const dirty = good.slice();
+  dirty[1023] = 1;
+  assert.throws(() => p.decodePayload(dirty), /padding is not zero/);
+  const empty = good.slice();
+  new DataView(empty.buffer).setUint32(1, 0);
+  empty[5] = 0;
+  empty.fill(0, 5);
+  assert.throws(() => p.decodePayload(empty), /no kind inside/);
+  assert.throws(() => p.decodePayload(new Uint8Array([0x09, 1])), /unknown first byte 9/);
+  assert.throws(() => p.decodePayload(new Uint8Array(0)), /empty/);
 });

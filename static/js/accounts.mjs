@@ -4,11 +4,13 @@ import * as api from './api.mjs';
 import { missing } from './policy.mjs';
 import { t } from './i18n.mjs';
 import { $, h, tx, show } from './ui.mjs';
+import { DialogWatch } from './notify.mjs';
 
-// env is given by app.mjs: {crypto, caps, problem, home, enterDialog}.
+// env is given by app.mjs: {crypto, caps, problem, home, enterDialog, wsURL}.
 let env = null;
 let me = null; // {user, key}: the logged-in user and its published key
 let own = null; // this tab's unlocked key details
+let watch = null; // the main screen's DialogWatch, while it shows
 
 const store = {
   keyName: (u) => `cleanrelay.key.${u}`,
@@ -194,6 +196,7 @@ async function keep(passphrase) {
 }
 
 function keySetupScreen() {
+  stopWatch(); // a new key ends this user's sessions; the main screen starts a new watch
   const err = errorLine();
   const caps = env.caps();
   const type = h('select', { id: 'acctkeytype' },
@@ -312,6 +315,7 @@ function mainScreen() {
       err.textContent = e.message;
     }
   });
+  startWatch();
   return h('section', { id: 'mainscreen' },
     h('header.roombar', {},
       h('span', { id: 'whoami' }, tx('logged_in_as', { u: me.user.username })),
@@ -321,12 +325,44 @@ function mainScreen() {
     h('div.card', {}, h('h2', { i18n: 'find_user' }), search, err, results));
 }
 
-function userItem(u) {
+function userItem(u, { fresh = false } = {}) {
   return h('li', {}, h('button.user', {
     type: 'button',
     dataset: { user: u.username },
     onclick: () => openDialog(u.username).catch((e) => env.problem(e.message)),
-  }, u.username, u.full_name ? ` — ${u.full_name}` : ''));
+  }, u.username, u.full_name ? ` — ${u.full_name}` : '', fresh ? h('span.badge', { i18n: 'new_dialog' }) : null));
+}
+
+// startWatch listens for dialogs other users open with this one while the main screen shows.
+function startWatch() {
+  stopWatch();
+  const w = new DialogWatch(env.wsURL(), sessionTicket);
+  w.addEventListener('dialog', (ev) => noteDialog(ev.detail.from));
+  w.addEventListener('live', (ev) => {
+    const list = $('#dialogs');
+    if (list) list.dataset.live = ev.detail ? 'yes' : 'no';
+    else if (watch === w) stopWatch(); // the main screen is gone without a stop: do not hold a session for it
+  });
+  watch = w;
+  w.start();
+}
+
+function stopWatch() {
+  watch?.stop();
+  watch = null;
+}
+
+// noteDialog puts a user who opened a dialog with this one at the top of the recent dialogs, and on the
+// main screen if it shows, marked new. It is called from the main screen's watch and from a dialog's own
+// session (the relay tells every logged-in session).
+export function noteDialog(from) {
+  if (!me || from === me.user.username) return;
+  const name = store.dialogsName(me.user.username);
+  store.set(name, [from, ...store.get(name, []).filter((u) => u !== from)].slice(0, 50));
+  const list = $('#dialogs');
+  if (!list) return;
+  list.querySelector(`button[data-user="${CSS.escape(from)}"]`)?.parentElement.remove();
+  list.prepend(userItem({ username: from }, { fresh: true }));
 }
 
 function myKeyDialog() {
@@ -355,6 +391,7 @@ function myKeyDialog() {
 }
 
 async function logout() {
+  stopWatch();
   localStorage.removeItem(LOGGED_IN);
   await api.logout().catch(() => {});
   await env.crypto().call('wipe').catch(() => {});
@@ -379,6 +416,7 @@ async function openDialog(name) {
   const peer = await env.crypto().call('peerKey', { armored: k.key.armored });
   if (peer.fingerprint.replace(/ /g, '') !== fp) throw new Error('the directory answered with a key whose fingerprint does not match');
   const go = async () => {
+    stopWatch(); // the dialog's own session hears of new dialogs from here on
     pins[name] = fp;
     store.set(store.pinsName(me.user.username), pins);
     const list = store.get(store.dialogsName(me.user.username), []);

@@ -5,7 +5,7 @@ import { parseInvite, inviteFragment } from './proto.mjs';
 import { missing } from './policy.mjs';
 import { t, setLang, getLang } from './i18n.mjs';
 import { $, h, tx, show } from './ui.mjs';
-import { accountsCard, resumeAccounts } from './accounts.mjs';
+import { accountsCard, resumeAccounts, noteDialog } from './accounts.mjs';
 
 // refusal returns the reasons this browser cannot run the client, as i18n keys.
 function refusal() {
@@ -24,6 +24,7 @@ const env = {
   caps: () => caps,
   problem: (m) => problem(m),
   enterDialog: (d) => enterDialog(d),
+  wsURL: () => wsURL(),
 };
 let room = null;
 let caps = { curve25519: false };
@@ -281,6 +282,7 @@ function renderMessage(m) {
 
 function wireRoom(r) {
   r.addEventListener('message', (ev) => renderMessage(ev.detail));
+  r.addEventListener('dialog', (ev) => noteDialog(ev.detail.from));
   r.addEventListener('peer', (ev) => {
     if (r.dialog) system('peer_key_dir', { u: r.peerName, fp: ev.detail.fingerprint });
     else system('peer_key_ok', { n: ev.detail.member });

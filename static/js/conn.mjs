@@ -1,14 +1,15 @@
 // Module conn is one room membership over the relay's WebSocket (docs/protocol.md): create or
 // join, send frames, acknowledge, and resume after a dropped connection without losing a frame.
 import { SUBPROTOCOL, encodeSend, decodeDeliver, parseControl } from './proto.mjs';
+import { Backoff } from './backoff.mjs';
 
 // SENT_KEEP bounds how many sent frames are kept for resending after a drop; the relay's
 // per-member buffer (hello.buffer, default 256) is the most it could ask for.
 const SENT_KEEP = 512;
-const RETRY_MS = [250, 500, 1000, 2000, 4000, 8000];
 
 export class RoomConn extends EventTarget {
-  constructor(url) {
+  // backoff is injectable for tests.
+  constructor(url, { backoff = new Backoff() } = {}) {
     super();
     this.url = url;
     this.ws = null;
@@ -27,7 +28,8 @@ export class RoomConn extends EventTarget {
     this.nextId = 1;
     this.waiting = new Map();
     this.ackTimer = 0;
-    this.retry = 0;
+    this.retryTimer = 0;
+    this.backoff = backoff;
     this.lostAt = 0;
     this.beforeOpen = null;
   }
@@ -151,6 +153,9 @@ export class RoomConn extends EventTarget {
       case 'error':
         this.emit('error', { message: m.msg || m.code, code: m.code });
         break;
+      case 'dialog':
+        this.emit('dialog', m); // another user opened a dialog with this logged-in session's user
+        break;
       default:
         break; // unknown unprompted messages are ignored by design (protocol.md §4)
     }
@@ -186,6 +191,9 @@ export class RoomConn extends EventTarget {
   // send queues payload for the room; it goes out now if connected, or after the next resume.
   send(payload) {
     if (this.ended) throw new Error('the room has ended');
+    // A frame over the relay's limit would close the whole connection (1009): refuse just this one.
+    const max = this.hello?.maxFrame;
+    if (max && payload.length > max) throw new Error(`failed to send: a ${payload.length}-byte frame is over this relay's ${max}-byte limit`);
     this.sent.push(payload);
     this.sentTotal++;
     if (this.sent.length > SENT_KEEP) {
@@ -205,24 +213,32 @@ export class RoomConn extends EventTarget {
       this.lostAt = Date.now();
       this.emit('state', { online: false, code: ev.code });
     }
+    this.retryLater();
+  }
+
+  // retryLater schedules the next reconnection attempt, or ends the membership once the relay's grace is over
+  // (the relay has given the place away by then).
+  retryLater() {
     const grace = (this.hello?.grace || 120) * 1000;
     if (Date.now() - this.lostAt > grace) {
       this.end();
       this.emit('closed', { reason: 'timeout' });
       return;
     }
-    const wait = RETRY_MS[Math.min(this.retry++, RETRY_MS.length - 1)];
-    setTimeout(() => this.reconnect(), wait);
+    this.retryTimer = setTimeout(() => this.reconnect(), this.backoff.next());
   }
 
   async reconnect() {
     if (this.ended) return;
+    const before = this.ws;
     try {
       await this.open();
       const r = await this.request({ t: 'resume', resume: this.resumeToken, last: this.last });
       this.ch = r.ch;
       this.online = true;
-      this.retry = 0;
+      // Reset only after the relay took the membership back: a hello followed by a refused resume must not
+      // make the next attempt fast again.
+      this.backoff.reset();
       // Frames beyond the first `in` never reached the relay: send them again, in order.
       if (r.in < this.sentBase) this.emit('error', { message: `${this.sentBase - r.in} sent frames could not be resent` });
       for (let n = Math.max(r.in, this.sentBase); n < this.sentTotal; n++) {
@@ -240,8 +256,14 @@ export class RoomConn extends EventTarget {
         this.emit('closed', { reason: 'gone' });
         return;
       }
+      if (this.ws === before) {
+        // No socket was made (the ticket for a logged-in session failed, e.g. while tor restarts): no close
+        // event will come to schedule the next attempt, so schedule it here.
+        this.retryLater();
+        return;
+      }
       try {
-        this.ws.close();
+        this.ws.close(); // its close event schedules the next attempt
       } catch {
         /* already closed */
       }
@@ -257,6 +279,7 @@ export class RoomConn extends EventTarget {
     this.ended = true;
     this.online = false;
     clearTimeout(this.ackTimer);
+    clearTimeout(this.retryTimer);
     this.sent = [];
   }
 

@@ -1,12 +1,22 @@
 // Module proto encodes and decodes the relay wire protocol v1 (docs/protocol.md) and the client's
 // own payload layout inside frames (docs/client.md).
+import { FRAME_BUCKETS, padTo, unpadFrom } from './pad.mjs';
 
 export const SUBPROTOCOL = 'cleanrelay.v1';
 export const DELIVER_HEADER = 13; // ch(1) + seq(8) + from(4)
+export const SEND_HEADER = 1; // ch(1)
 
-// Payload kinds: the first byte of every frame payload this client sends.
+// Payload kinds: what a frame payload carries (the byte after the length field of a padded payload).
 export const KIND_KEY = 0x01; // key announcement, AES-GCM under the invite secret
 export const KIND_PGP = 0x02; // a complete binary OpenPGP message
+
+// PADDED is the first byte of every frame payload this client sends (docs/client.md):
+//   0x03 ‖ u32 big-endian n ‖ kind(1) ‖ body(n−1) ‖ zeros up to one of FRAME_BUCKETS.
+// The kind sits inside the padded part, so the relay sees one constant byte and a size from a small
+// fixed set. Payloads that start with a bare kind (0x01, 0x02: clients before the frame padding)
+// are still read.
+export const PADDED = 0x03;
+const PADDED_LEAD = 1; // the PADDED byte before the length field
 
 // encodeSend returns the binary message that sends payload into channel ch.
 export function encodeSend(ch, payload) {
@@ -28,12 +38,39 @@ export function decodeDeliver(buf) {
   return { ch: b[0], seq, from: v.getUint32(9), payload: b.subarray(DELIVER_HEADER) };
 }
 
-// withKind prefixes body with a payload kind byte.
-export function withKind(kind, body) {
-  const out = new Uint8Array(1 + body.length);
-  out[0] = kind;
-  out.set(body, 1);
+// encodePayload returns the frame payload that carries body as kind, padded to a frame bucket. It
+// throws a RangeError when body does not fit the largest bucket.
+export function encodePayload(kind, body) {
+  if (kind !== KIND_KEY && kind !== KIND_PGP) throw new RangeError(`failed to encode payload: unknown kind ${kind}`);
+  if (!(body instanceof Uint8Array)) throw new TypeError('failed to encode payload: body must be a Uint8Array');
+  const inner = new Uint8Array(1 + body.length);
+  inner[0] = kind;
+  inner.set(body, 1);
+  let out;
+  try {
+    out = padTo(inner, FRAME_BUCKETS, PADDED_LEAD);
+  } catch (e) {
+    throw new RangeError(`failed to encode payload: ${e.message}`);
+  }
+  out[0] = PADDED;
   return out;
+}
+
+// decodePayload reads a frame payload into {kind, body, padded}; body is a view into payload. It
+// throws for a padded payload whose size is not a frame bucket, whose length overruns it or whose
+// padding is not zero, and for an unknown first byte: the caller drops that one frame.
+export function decodePayload(payload) {
+  if (!(payload instanceof Uint8Array) || payload.length < 1) throw new Error('failed to decode payload: empty');
+  if (payload[0] === KIND_KEY || payload[0] === KIND_PGP) return { kind: payload[0], body: payload.subarray(1), padded: false };
+  if (payload[0] !== PADDED) throw new Error(`failed to decode payload: unknown first byte ${payload[0]}`);
+  let inner;
+  try {
+    inner = unpadFrom(payload, FRAME_BUCKETS, PADDED_LEAD);
+  } catch (e) {
+    throw new Error(`failed to decode payload: ${e.message}`);
+  }
+  if (inner.length < 1) throw new Error('failed to decode payload: no kind inside the padding');
+  return { kind: inner[0], body: inner.subarray(1), padded: true };
 }
 
 // parseControl parses a relay → client text message and checks the fields this client relies on.

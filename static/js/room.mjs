@@ -1,15 +1,19 @@
 // Module room runs an anonymous room: it joins the relay, exchanges keys bound to the invite
 // secret, and turns chat messages and files into OpenPGP frames and back.
 import { RoomConn } from './conn.mjs';
-import { KIND_KEY, KIND_PGP, encodeEnvelope, decodeEnvelope, b64u } from './proto.mjs';
+import { KIND_KEY, KIND_PGP, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
 import { MAX_DATA } from './pad.mjs';
+import { validName } from './notify.mjs';
 
 // FILE_CAP is the largest file a room transfers (docs/client.md): chunks travel as separate
 // encrypted messages through the relay's bounded per-room buffer, paced by FILE_WINDOW.
 export const FILE_CAP = 8 * 1024 * 1024;
 export const FILE_CHUNK = 32 * 1024;
-const FILE_WINDOW = 8; // chunks in flight before the receiver acknowledges
-const FILE_ACK_EVERY = 4;
+// FILE_WINDOW is how many chunks may be in flight before the receiver acknowledges. A chunk's frame
+// is 48 KiB after padding, and protocol.md §5 asks a sender to keep under a quarter of the relay's
+// per-room buffer unacknowledged (bufferBytes/4 = 256 KiB by default): 5 × 48 KiB = 240 KiB.
+const FILE_WINDOW = 5;
+const FILE_ACK_EVERY = 2; // under half the window, so the sender rarely stalls waiting for an ack
 export const MAX_TEXT = MAX_DATA - 1024;
 
 export const stats = { send: [], recv: [] };
@@ -38,7 +42,7 @@ export class Room extends EventTarget {
   }
 
   listen() {
-    for (const t of ['frame', 'presence', 'closed', 'lost', 'state', 'error']) {
+    for (const t of ['frame', 'presence', 'closed', 'lost', 'state', 'error', 'dialog']) {
       this.conn.addEventListener(t, (ev) => this.serial(() => this[`on_${t}`](ev.detail)));
     }
   }
@@ -127,8 +131,17 @@ export class Room extends EventTarget {
 
   async on_frame(f) {
     const t0 = performance.now();
-    const kind = f.payload[0];
-    const body = f.payload.slice(1);
+    let kind;
+    let body;
+    try {
+      const p = decodePayload(f.payload);
+      kind = p.kind;
+      body = p.body.slice(); // a copy of just the body: the worker is sent this, not the whole frame buffer
+    } catch (e) {
+      // Only this frame is dropped: what came before stays, and the room goes on.
+      this.emit('problem', { message: e.message });
+      return;
+    }
     if (kind === KIND_KEY && this.dialog) {
       this.emit('problem', { message: 'ignored a key announcement in a dialog: dialog keys come from the directory', forged: false });
       return;
@@ -198,6 +211,11 @@ export class Room extends EventTarget {
 
   on_error(e) {
     this.emit('problem', e);
+  }
+
+  // on_dialog passes on that another user opened a dialog with this one (logged-in sessions only).
+  on_dialog(d) {
+    if (validName(d.from)) this.emit('dialog', { from: d.from });
   }
 
   canSend() {

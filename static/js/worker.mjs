@@ -5,7 +5,7 @@
 // Keys die with the worker (closing the tab, or "wipe").
 import * as pgp from './pgp.mjs';
 import * as kx from './kx.mjs';
-import { KIND_KEY, KIND_PGP, withKind, unb64u } from './proto.mjs';
+import { KIND_KEY, KIND_PGP, encodePayload, unb64u } from './proto.mjs';
 
 const state = {
   key: null, // unlocked private key of this tab
@@ -127,7 +127,7 @@ const ops = {
   async announce({ member }) {
     requireKey();
     const sealed = await kx.seal(state.kxKey, state.roomId, { v: 1, member, pub: state.key.toPublic().armor(pgp.CONFIG) });
-    return withKind(KIND_KEY, sealed);
+    return encodePayload(KIND_KEY, sealed);
   },
 
   // acceptAnnounce checks a key announcement from member `from`. Result status: "new" (pinned now),
@@ -168,14 +168,14 @@ const ops = {
     return state.sender.recipientFingerprints().length - 1;
   },
 
-  // encrypt returns a KIND_PGP payload. It refuses while any key change is unconfirmed, so no
+  // encrypt returns a KIND_PGP payload, padded to a frame bucket. It refuses while any key change is unconfirmed, so no
   // message is ever encrypted to a substituted key.
   async encrypt({ data }) {
     requireKey();
     if (state.pending.size) throw new Error('blocked: a member\'s key changed; compare the safety code first');
     const t0 = performance.now();
     const msg = await state.sender.encrypt(data);
-    return { payload: withKind(KIND_PGP, msg), ms: performance.now() - t0, recipients: state.sender.recipientFingerprints().length };
+    return { payload: encodePayload(KIND_PGP, msg), ms: performance.now() - t0, recipients: state.sender.recipientFingerprints().length };
   },
 
   async decrypt({ from, body }) {
