@@ -120,6 +120,19 @@ for (const kind of KINDS) {
         await shot(alice, `${kind}-acct-dialog`);
       });
 
+      await t.test('a dropped dialog socket comes back without a new key proof', async () => {
+        const proofs = () => relay.proxy.requests.filter((r) => r.url === '/api/session/proof').length;
+        const before = proofs();
+        const aliceConn = relay.proxy.conns.filter((c) => c.first === 'join').at(-1);
+        relay.proxy.drop(aliceConn);
+        await alice.waitForFunction(() => [...document.querySelectorAll('.system')].some((e) => /reconnected/.test(e.textContent)), { timeout: 60000, polling: 100 });
+        const m = `after the drop ${randomBytes(5).toString('hex')}`;
+        secrets.push(m);
+        await say(alice, m);
+        await sees(bob, m);
+        assert.equal(proofs(), before, 'the reconnect signed a new session challenge');
+      });
+
       await t.test('reload asks for the passphrase, then the dialog goes on', async () => {
         await alice.reload({ waitUntil: 'load' });
         await alice.waitForSelector('#unlockscreen', { timeout: 60000 });

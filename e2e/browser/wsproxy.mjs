@@ -65,6 +65,7 @@ export class RecordingProxy {
     this.target = 0;
     this.conns = [];
     this.httpTamper = null; // (req) => null | (bodyText) => newBodyText
+    this.requests = []; // every HTTP request forwarded: {method, url}
     this.server = http.createServer((req, res) => this.forwardHTTP(req, res));
     this.server.on('upgrade', (req, sock, head) => this.forwardWS(req, sock, head));
   }
@@ -77,6 +78,7 @@ export class RecordingProxy {
   }
 
   forwardHTTP(req, res) {
+    this.requests.push({ method: req.method, url: req.url });
     const up = http.request({ host: '127.0.0.1', port: this.target, method: req.method, path: req.url, headers: req.headers }, (ur) => {
       const tamper = this.httpTamper && this.httpTamper(req);
       if (!tamper) {

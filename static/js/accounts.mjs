@@ -5,6 +5,7 @@ import { missing } from './policy.mjs';
 import { t } from './i18n.mjs';
 import { $, h, tx, show } from './ui.mjs';
 import { DialogWatch } from './notify.mjs';
+import { TicketKeeper } from './ticket.mjs';
 
 // env is given by app.mjs: {crypto, caps, problem, home, enterDialog, wsURL}.
 let env = null;
@@ -188,6 +189,7 @@ async function ensurePublished() {
   const c = await api.keyChallenge();
   const signature = await env.crypto().call('sign', { text: c.challenge });
   const r = await api.publishKey(own.armored, c.challenge, signature);
+  tickets.forget(); // the relay ends the sessions of a replaced key; their ticket went with them
   me.key = r.key;
 }
 
@@ -393,6 +395,7 @@ function myKeyDialog() {
 async function logout() {
   stopWatch();
   localStorage.removeItem(LOGGED_IN);
+  tickets.forget();
   await api.logout().catch(() => {});
   await env.crypto().call('wipe').catch(() => {});
   me = null;
@@ -400,11 +403,14 @@ async function logout() {
   show(loginScreen());
 }
 
-async function sessionTicket() {
+// tickets proves the key for a WebSocket ticket only when the last one is no longer good (docs/accounts.md §7):
+// a reconnect within its lifetime needs no signature.
+const tickets = new TicketKeeper(async () => {
   const c = await api.sessionChallenge();
   const signature = await env.crypto().call('sign', { text: c.challenge });
-  await api.sessionProof(c.challenge, signature);
-}
+  return api.sessionProof(c.challenge, signature);
+});
+const sessionTicket = () => tickets.before();
 
 // openDialog checks the peer's directory key against the pinned fingerprint (TOFU) and enters the
 // dialog room. A changed key stops here with a blocking warning.

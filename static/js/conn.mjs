@@ -39,10 +39,12 @@ export class RoomConn extends EventTarget {
   }
 
   async open() {
-    // A logged-in session needs a fresh single-use ticket before every WebSocket (docs/accounts.md §7).
-    if (this.beforeOpen) await this.beforeOpen();
+    // A logged-in session needs a good ticket before every WebSocket (docs/accounts.md §7); beforeOpen may
+    // return a function that wants to see the new socket (ticket.mjs).
+    const track = this.beforeOpen ? await this.beforeOpen() : null;
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url, SUBPROTOCOL);
+      if (typeof track === 'function') track(ws);
       ws.binaryType = 'arraybuffer';
       this.ws = ws;
       let settled = false;

@@ -2,7 +2,7 @@
 // user opened a dialog with this one (the relay's `dialog` message, docs/accounts.md §8).
 //
 // The session holds no room, so the relay closes it after its idle timeout (1008 `idle`, 2 min by default):
-// the watch then opens a new one (a new session ticket each time) on the backoff schedule, which starts over
+// the watch then opens a new one (with the same ticket while it is good: ticket.mjs) on the backoff schedule, which starts over
 // at every `hello`. A `dialog` sent in the moment between two sessions is missed; the dialog still shows up
 // when the user searches for its peer or the peer writes again.
 import { SUBPROTOCOL, parseControl } from './proto.mjs';
@@ -38,14 +38,16 @@ export class DialogWatch extends EventTarget {
 
   async connect() {
     if (this.stopped) return;
+    let track;
     try {
-      await this.beforeOpen();
+      track = await this.beforeOpen();
     } catch {
       this.later();
       return;
     }
     if (this.stopped) return;
     const ws = new WebSocket(this.url, SUBPROTOCOL);
+    if (typeof track === 'function') track(ws);
     this.ws = ws;
     ws.onmessage = (ev) => {
       if (typeof ev.data !== 'string') return;
