@@ -124,6 +124,7 @@ func (c *conn) sendControl(msg []byte) {
 	}
 	c.mu.Unlock()
 	if full {
+		clear(msg) // it may carry a capability (a dialog notice)
 		c.srv.stats.drop(dropSlow)
 		c.kill(closeSlow)
 		return
@@ -326,9 +327,12 @@ func (c *conn) handleFrame(msg []byte) {
 	c.srv.stats.bytesIn.Add(uint64(len(msg) - sendHeaderLen))
 }
 
-// handleControl handles one control message.
+// handleControl handles one control message. msg is the reader's buffer, which it zeroes afterwards; the
+// request decoded from it is wiped here.
 func (c *conn) handleControl(msg []byte) {
-	req, perr := parseRequest(msg)
+	var req request
+	defer req.wipe()
+	perr := parseRequest(msg, &req)
 	if perr == nil {
 		perr = c.dispatch(&req)
 	}
@@ -344,15 +348,15 @@ func (c *conn) dispatch(req *request) *protoError {
 	case "create":
 		return h.create(c, req.ID, req.Max)
 	case "join":
-		if req.Room == "" || req.Cap == "" {
+		if !req.Room.present() || !req.Cap.present() {
 			return errorf(codeBadRequest, "join needs \"room\" and \"cap\"")
 		}
-		return h.join(c, req.ID, req.Room, req.Cap)
+		return h.join(c, req.ID, &req.Room, &req.Cap)
 	case "resume":
-		if req.Resume == "" || req.Last == nil {
+		if !req.Resume.present() || req.Last == nil {
 			return errorf(codeBadRequest, "resume needs \"resume\" and \"last\"")
 		}
-		return h.resume(c, req.ID, req.Resume, *req.Last)
+		return h.resume(c, req.ID, &req.Resume, *req.Last)
 	case "ack", "leave", "burn":
 		ch, perr := req.channel()
 		if perr != nil {
@@ -433,10 +437,13 @@ func (c *conn) writePending() (wrote, ok bool) {
 	c.refs = append(c.refs[:0], c.chans...)
 	refs := c.refs
 	c.mu.Unlock()
-	for _, msg := range ctrl {
+	for i, msg := range ctrl {
 		ok := c.write(websocket.TextMessage, msg)
 		clear(msg) // replies carry capabilities and resume tokens
 		if !ok {
+			for _, rest := range ctrl[i+1:] {
+				clear(rest)
+			}
 			return wrote, false
 		}
 		wrote = true
@@ -471,14 +478,18 @@ func (c *conn) flushControl() {
 	c.ctrl = nil
 	slow := c.why == closeSlow
 	c.mu.Unlock()
+	// Replies carry capabilities and resume tokens: whatever is not written is zeroed all the same.
+	defer func() {
+		for _, msg := range ctrl {
+			clear(msg)
+		}
+	}()
 	if slow {
 		return
 	}
 	for _, msg := range ctrl {
 		c.ws.SetWriteDeadline(time.Now().Add(closeWait))
-		err := c.ws.WriteMessage(websocket.TextMessage, msg)
-		clear(msg)
-		if err != nil {
+		if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
 			return
 		}
 	}

@@ -97,11 +97,14 @@ func (l *roomLog) wipe() {
 // and delivery take room.mu alone.
 type room struct {
 	// Static after construction.
-	hub     *hub
-	id      string
-	capHash [32]byte
-	max     int
-	allow   []string // logged-in users who may join; empty: anyone with the capability
+	hub   *hub
+	max   int
+	allow []string // logged-in users who may join; empty: anyone with the capability
+
+	// Static until the room is dropped, which overwrites them.
+	id        roomID
+	capHash   [32]byte
+	dialogCap secret // a dialog's capability, which the relay hands to both users whenever they ask
 
 	// Guarded by mu.
 	mu         sync.Mutex
