@@ -234,6 +234,7 @@ func (t *tokenSigner) wipe() {
 		clear(k)
 	case *rsa.PrivateKey:
 		ints := append([]*big.Int{k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv}, k.Primes...)
+		//lint:ignore SA1019 deprecated for use, but Precompute still fills them for keys of more than two primes
 		for _, v := range k.Precomputed.CRTValues {
 			ints = append(ints, v.Exp, v.Coeff, v.R)
 		}
