@@ -307,3 +307,53 @@ func BenchmarkWSWritePoolPut(b *testing.B) {
 		v = p.Get()
 	}
 }
+
+// TestMalformedIdentifiers: an identifier that is not one the relay could have handed out is answered exactly
+// like a wrong one (denied, bad_token), and one of the wrong JSON type is a bad request; the request id comes
+// back either way.
+func TestMalformedIdentifiers(t *testing.T) {
+	srv, err := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(srv, nil, Identity{})
+	c.writing.Store(true) // no writer goroutine: the test reads the queue
+	c.handleControl([]byte(`{"t":"create","id":1}`))
+	var created map[string]any
+	c.mu.Lock()
+	json.Unmarshal(c.ctrl[0], &created)
+	c.ctrl = nil
+	c.mu.Unlock()
+	room, _ := created["room"].(string)
+	capText, _ := created["cap"].(string)
+	if len(room) != 22 || len(capText) != 43 {
+		t.Fatalf("create gave %v", created)
+	}
+	var other secret
+	other.fill()
+	for _, tt := range []struct{ msg, code string }{
+		{`{"t":"join","id":7,"room":"` + room + `","cap":"` + b64.EncodeToString(other[:]) + `"}`, codeDenied},
+		{`{"t":"join","id":7,"room":"` + room + `","cap":"` + capText[:40] + `"}`, codeDenied},
+		{`{"t":"join","id":7,"room":"` + room + `x","cap":"` + capText + `"}`, codeDenied},
+		{`{"t":"join","id":7,"room":"` + capText + `","cap":"` + capText + `"}`, codeDenied},
+		{`{"t":"join","id":7,"room":"` + room + `","cap":7}`, codeBadRequest},
+		{`{"t":"join","id":7,"room":"` + room + `"}`, codeBadRequest},
+		{`{"t":"resume","id":7,"resume":"` + capText + `","last":0}`, codeBadToken},
+		{`{"t":"resume","id":7,"resume":"not a token","last":0}`, codeBadToken},
+		{`{"t":"resume","id":7,"resume":true,"last":0}`, codeBadRequest},
+	} {
+		c.handleControl([]byte(tt.msg))
+		c.mu.Lock()
+		got := c.ctrl
+		c.ctrl = nil
+		c.mu.Unlock()
+		var e struct {
+			T    string `json:"t"`
+			ID   int    `json:"id"`
+			Code string `json:"code"`
+		}
+		if len(got) != 1 || json.Unmarshal(got[0], &e) != nil || e.T != "error" || e.Code != tt.code || e.ID != 7 {
+			t.Errorf("%s: got %q, want error %s with id 7", tt.msg, got, tt.code)
+		}
+	}
+}
