@@ -69,6 +69,7 @@ type conn struct {
 	chans    []chanRef
 	ctrl     [][]byte // queued control messages, written before any entry
 	killed   bool
+	gone     bool // the writer has said goodbye: nothing queued from now on would be written
 	why      closeReason
 	lastRoom time.Time // when the connection last held a room (or started)
 
@@ -118,11 +119,16 @@ func (c *conn) kill(why closeReason) {
 // sendControl queues a control message for the writer. A connection that lets too many pile up is slow.
 func (c *conn) sendControl(msg []byte) {
 	c.mu.Lock()
+	gone := c.gone
 	full := len(c.ctrl) >= maxQueuedControl
-	if !full {
+	if !full && !gone {
 		c.ctrl = append(c.ctrl, msg)
 	}
 	c.mu.Unlock()
+	if gone {
+		clear(msg)
+		return
+	}
 	if full {
 		clear(msg) // it may carry a capability (a dialog notice)
 		c.srv.stats.drop(dropSlow)
@@ -222,8 +228,21 @@ func (c *conn) run() {
 	c.readLoop()
 	c.kill(closeNormal)
 	<-c.finished
+	c.dropControl()
 	c.pingTimer.Stop()
 	c.srv.hub.away(c, c.members())
+}
+
+// dropControl zeroes the control messages queued after the writer's goodbye (a reply to a request handled
+// while the connection was being killed: it may carry a capability or a resume token) and refuses new ones.
+func (c *conn) dropControl() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gone = true
+	for _, msg := range c.ctrl {
+		clear(msg)
+	}
+	c.ctrl = nil
 }
 
 // pingTick asks the writer for a ping (and an idle check), and re-arms itself until the connection ends.

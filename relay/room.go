@@ -101,7 +101,7 @@ type room struct {
 	max   int
 	allow []string // logged-in users who may join; empty: anyone with the capability
 
-	// Static until the room is dropped, which overwrites them.
+	// Static until the room is dropped, which overwrites them (with hub.mu and mu held).
 	id        roomID
 	capHash   [32]byte
 	dialogCap secret // a dialog's capability, which the relay hands to both users whenever they ask
@@ -118,10 +118,12 @@ type room struct {
 // member is one place in a room. It outlives a connection while it is away.
 type member struct {
 	// Static after construction.
-	id        uint32
-	room      *room
-	tokenHash [32]byte
-	user      string
+	id   uint32
+	room *room
+	user string
+
+	// Guarded by hub.mu: overwritten when the member leaves or its room is dropped.
+	tokenHash [32]byte // the SHA-256 of its resume token
 
 	// Guarded by room.mu.
 	conn      *conn  // nil while away

@@ -70,6 +70,9 @@ func (w *wireSecret) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	text := data[1 : len(data)-1]
+	if len(text) == 0 {
+		return nil // "" is a missing field, as it always was: a bad request, not a wrong value
+	}
 	w.state = wireMalformed
 	if len(text) != b64.EncodedLen(roomIDLen) && len(text) != b64.EncodedLen(secretLen) {
 		return nil
@@ -120,7 +123,3 @@ func (w *wireSecret) wipe() { *w = wireSecret{} }
 
 // hashEqual compares two secret hashes in time that does not depend on where they differ.
 func hashEqual(a, b *[32]byte) bool { return subtle.ConstantTimeCompare(a[:], b[:]) == 1 }
-
-// appendB64 appends the base64url text of raw. The caller sizes b so that this does not reallocate (which
-// would leave a copy behind in the old array).
-func appendB64(b, raw []byte) []byte { return b64.AppendEncode(b, raw) }

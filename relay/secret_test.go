@@ -33,7 +33,7 @@ func TestWireSecretDecode(t *testing.T) {
 		{"room id", `"` + roomText + `"`, wireOK, roomIDLen},
 		{"capability", `"` + capText + `"`, wireOK, secretLen},
 		{"null", `null`, wireAbsent, 0},
-		{"empty", `""`, wireMalformed, 0},
+		{"empty", `""`, wireAbsent, 0},
 		{"too short", `"` + capText[:42] + `"`, wireMalformed, 0},
 		{"too long", `"` + capText + `A"`, wireMalformed, 0},
 		{"standard base64", `"` + strings.Repeat("+", 43) + `"`, wireMalformed, 0},

@@ -167,12 +167,12 @@ func (o jsonObj) str(k, v string) jsonObj {
 	return o
 }
 
-// b64 appends raw as base64url text. It does not grow the buffer beyond its capacity only if the caller sized
-// it: replies that carry secrets are made with room for them.
+// b64 appends raw as base64url text. A reply that carries secrets is made with room for all of it, so that
+// appending never moves it to a larger array (which would leave a copy behind in the old one).
 func (o jsonObj) b64(k string, raw []byte) jsonObj {
 	o = o.key(k)
 	o.b = append(o.b, '"')
-	o.b = appendB64(o.b, raw)
+	o.b = b64.AppendEncode(o.b, raw)
 	o.b = append(o.b, '"')
 	return o
 }
