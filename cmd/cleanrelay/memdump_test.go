@@ -27,8 +27,9 @@ import (
 var memdumpFlag = flag.Bool("memdump", false, "run the test that dumps the live relay's memory with gcore (CI passes it)")
 
 // TestNoLeftoversInMemory runs "cleanrelay serve --local-only", lets one room be burned and another be dropped
-// by the grace timer, dumps the live process with gcore and searches the whole dump for those rooms' frames,
-// room ids, capability and resume tokens, as text and as raw bytes (DESIGN.md §2.3). None may be there.
+// by the grace timer, dumps the live process with gcore and searches the whole dump for those rooms' frames
+// (of 200 bytes, and two of 20000, larger than the WebSocket buffers), room ids, capabilities and resume
+// tokens, as text and as raw bytes (DESIGN.md §2.3). None may be there.
 //
 // A third room stays alive with frames nobody acknowledged: its frames and its room id must be found, which
 // proves the dump and the search see what the relay holds.
@@ -55,12 +56,14 @@ func TestNoLeftoversInMemory(t *testing.T) {
 	// The positive control: a live room whose frames are buffered (never acknowledged) and whose id the
 	// relay must hold.
 	c1, c2, rc1, rc2 := chatPair(t, url)
-	alive := sendFrames(t, c1, rc1.Ch, c2, 5)
+	alive := sendFrames(t, c1, rc1.Ch, c2, 5, 200)
 	_ = rc2
 
 	// A room that is burned.
 	a1, a2, ra1, ra2 := chatPair(t, url)
-	burned := append(sendFrames(t, a1, ra1.Ch, a2, 10), sendFrames(t, a2, ra2.Ch, a1, 10)...)
+	burned := append(sendFrames(t, a1, ra1.Ch, a2, 10, 200), sendFrames(t, a2, ra2.Ch, a1, 10, 200)...)
+	// Frames larger than the WebSocket read and write buffers take other paths through both.
+	burned = append(burned, sendFrames(t, a1, ra1.Ch, a2, 2, 20000)...)
 	if err := a1.Burn(ra1.Ch); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +73,7 @@ func TestNoLeftoversInMemory(t *testing.T) {
 
 	// A room dropped by the grace timer, after one member dropped and resumed on a new connection.
 	g1, g2, rg1, rg2 := chatPair(t, url)
-	graced := append(sendFrames(t, g1, rg1.Ch, g2, 10), sendFrames(t, g2, rg2.Ch, g1, 5)...)
+	graced := append(sendFrames(t, g1, rg1.Ch, g2, 10, 200), sendFrames(t, g2, rg2.Ch, g1, 5, 200)...)
 	g2.Close()
 	g2b, err := client.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"ws", nil)
 	if err != nil {
@@ -79,7 +82,7 @@ func TestNoLeftoversInMemory(t *testing.T) {
 	if _, err := g2b.Resume(ctx, rg2.Resume, rg2.Seq); err != nil {
 		t.Fatal(err)
 	}
-	graced = append(graced, sendFrames(t, g2b, rg2.Ch, g1, 5)...)
+	graced = append(graced, sendFrames(t, g2b, rg2.Ch, g1, 5, 200)...)
 	g1.Close()
 	g2b.Close()
 	waitRooms(t, admin, 1) // only the live room is left: the grace ran out and the room was dropped
@@ -141,13 +144,13 @@ func TestNoLeftoversInMemory(t *testing.T) {
 	}
 }
 
-// sendFrames sends n frames of 200 random bytes from one client on ch and waits until to received them all.
+// sendFrames sends n frames of size random bytes from one client on ch and waits until to received them all.
 // It returns the frames.
-func sendFrames(t *testing.T, from *client.Conn, ch byte, to *client.Conn, n int) [][]byte {
+func sendFrames(t *testing.T, from *client.Conn, ch byte, to *client.Conn, n, size int) [][]byte {
 	t.Helper()
 	var frames [][]byte
 	for range n {
-		f := make([]byte, 200)
+		f := make([]byte, size)
 		rand.Read(f)
 		if err := from.Send(ch, f); err != nil {
 			t.Fatal(err)
@@ -215,9 +218,10 @@ type needle struct {
 func frameNeedles(what string, frames [][]byte) []needle {
 	var ns []needle
 	for i, f := range frames {
+		mid := len(f)/2 - 16
 		ns = append(ns,
 			needle{name: fmt.Sprintf("%s frame %d (start)", what, i+1), b: f[:32]},
-			needle{name: fmt.Sprintf("%s frame %d (middle)", what, i+1), b: f[84:116]})
+			needle{name: fmt.Sprintf("%s frame %d (middle)", what, i+1), b: f[mid : mid+32]})
 	}
 	return ns
 }
