@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -325,4 +326,48 @@ func loadAverage() string {
 		return "unknown"
 	}
 	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// TestSearchCore: the sliding window finds every occurrence once, also across the seams between chunks and at
+// the very end of the file.
+func TestSearchCore(t *testing.T) {
+	const size = 17<<20 + 5
+	data := make([]byte, size)
+	a, b := make([]byte, 43), make([]byte, 16)
+	rand.Read(a)
+	rand.Read(b)
+	at := map[string][]int64{
+		"a": {0, 8<<20 - 20, 16<<20 + 100, size - 43}, // the window is 8 MiB
+		"b": {12345, 16<<20 - 8, size - 16 - 50},
+	}
+	for name, offs := range at {
+		n := a
+		if name == "b" {
+			n = b
+		}
+		for _, off := range offs {
+			copy(data[off:], n)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "core")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	absent := make([]byte, 32)
+	rand.Read(absent)
+	found, got, err := searchCore(path, []needle{{name: "a", b: a}, {name: "b", b: b}, {name: "absent", b: absent}})
+	if err != nil || got != size {
+		t.Fatalf("searched %d bytes: %v", got, err)
+	}
+	for name, want := range at {
+		g := append([]int64(nil), found[name]...)
+		slices.Sort(g)
+		slices.Sort(want)
+		if !slices.Equal(g, want) {
+			t.Errorf("%s found at %v, want %v", name, g, want)
+		}
+	}
+	if len(found["absent"]) != 0 {
+		t.Errorf("a needle not in the file was found at %v", found["absent"])
+	}
 }
