@@ -92,6 +92,9 @@ func New(cfg Config) (*Directory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to configure key directory: %w", err)
 	}
+	// The parsed key is all the directory needs; it keeps no reference to the PEM
+	// text (the caller may overwrite it).
+	cfg.SigningKeyPEM = nil
 	// The dummy password is random, so no password can match it.
 	dummyPass, err := randomID(32)
 	if err != nil {
@@ -112,6 +115,13 @@ func New(cfg Config) (*Directory, error) {
 		revoked:    make(map[string]time.Time),
 		challenges: make(map[string]*challenge),
 	}, nil
+}
+
+// Close overwrites the token signing key, as far as Go lets it be reached (see
+// tokenSigner.wipe), when the relay shuts down. Tokens already issued still
+// verify; issuing new ones (Login) fails from then on.
+func (d *Directory) Close() {
+	d.tokens.wipe()
 }
 
 // OnRevoke registers fn to be called with the user id whenever the operator

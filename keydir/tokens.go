@@ -11,7 +11,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -64,6 +66,8 @@ type tokenSigner struct {
 	// use, and Directory.Authenticate checks logout and the account's state on every use.
 	mu       sync.Mutex
 	verified map[[32]byte]Claims // guarded by mu
+
+	wiped atomic.Bool // set by wipe: issue refuses from then on
 }
 
 // maxVerifiedTokens bounds the cache of verified tokens; past it, expired ones go first, then arbitrary ones.
@@ -119,12 +123,13 @@ func newTokenSigner(cfg Config) (*tokenSigner, error) {
 }
 
 // parseSigningKey reads an unencrypted PEM private key. Errors never quote the
-// key.
+// key. The DER it decodes is overwritten once parsed.
 func parseSigningKey(b []byte) (crypto.Signer, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil {
 		return nil, errors.New("token signing key: no PEM block found")
 	}
+	defer clear(blk.Bytes)
 	if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
 		switch k := k.(type) {
 		case *rsa.PrivateKey:
@@ -142,6 +147,9 @@ func parseSigningKey(b []byte) (crypto.Signer, error) {
 
 // issue signs a token for the account. Called with no lock held.
 func (t *tokenSigner) issue(a accountView, now time.Time) (string, Claims, error) {
+	if t.wiped.Load() {
+		return "", Claims{}, errors.New("failed to sign token: the directory is closed")
+	}
 	jti, err := randomID(16)
 	if err != nil {
 		return "", Claims{}, err
@@ -214,4 +222,27 @@ func randomID(n int) (string, error) {
 		return "", fmt.Errorf("failed to read random bytes: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// wipe overwrites the private parts of the signing key that Go lets a program reach, and makes issue fail
+// from then on; verification (by the public key) still works. An RSA key's private values also live, in a
+// form crypto/rsa does not export, in its FIPS module's precomputed key: that copy is not overwritten.
+func (t *tokenSigner) wipe() {
+	t.wiped.Store(true)
+	switch k := t.signKey.(type) {
+	case ed25519.PrivateKey:
+		clear(k)
+	case *rsa.PrivateKey:
+		ints := append([]*big.Int{k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv}, k.Primes...)
+		//lint:ignore SA1019 deprecated for use, but Precompute still fills them for keys of more than two primes
+		for _, v := range k.Precomputed.CRTValues {
+			ints = append(ints, v.Exp, v.Coeff, v.R)
+		}
+		for _, x := range ints {
+			if x != nil {
+				clear(x.Bits())
+				x.SetInt64(0)
+			}
+		}
+	}
 }

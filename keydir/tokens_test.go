@@ -1,6 +1,7 @@
 package keydir
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,6 +10,8 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -332,5 +335,45 @@ func TestVerifiedTokenCacheKeepsEveryCheck(t *testing.T) {
 	tampered := bob[:len(bob)-2] + "AA"
 	if _, err := d.Authenticate(tampered); !errors.Is(err, ErrBadToken) {
 		t.Fatalf("tampered token: %v", err)
+	}
+}
+
+// TestCloseWipesSigningKey: Close overwrites the private key material Go lets
+// the directory reach; issuing fails afterwards, and tokens issued before
+// still verify.
+func TestCloseWipesSigningKey(t *testing.T) {
+	for _, alg := range []string{"RS256", "EdDSA"} {
+		t.Run(alg, func(t *testing.T) {
+			clk := newClock()
+			d, err := New(Config{TokenAlgorithm: alg, Now: clk.Now, testBcryptCost: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, _, err := d.tokens.issue(accountView{ID: "u1", Username: "alice"}, clk.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Close()
+			switch k := d.tokens.signKey.(type) {
+			case ed25519.PrivateKey:
+				if !bytes.Equal(k, make([]byte, len(k))) {
+					t.Fatal("the Ed25519 key was not overwritten")
+				}
+			case *rsa.PrivateKey:
+				for _, x := range append([]*big.Int{k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv}, k.Primes...) {
+					if x.Sign() != 0 || !slices.Equal(x.Bits()[:cap(x.Bits())], make([]big.Word, cap(x.Bits()))) {
+						t.Fatal("a private RSA value was not overwritten")
+					}
+				}
+			default:
+				t.Fatalf("unexpected key type %T", k)
+			}
+			if _, _, err := d.tokens.issue(accountView{ID: "u1", Username: "alice"}, clk.Now()); err == nil {
+				t.Fatal("a closed directory issued a token")
+			}
+			if _, err := d.tokens.verify(tok); err != nil {
+				t.Fatalf("a token issued before Close no longer verifies: %v", err)
+			}
+		})
 	}
 }

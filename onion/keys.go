@@ -27,6 +27,9 @@ func newServiceKey() (bineed25519.KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to generate onion key: %w", err)
 	}
+	// Overwrite the seed: tor takes the expanded key made from it. The second half is the public key, which
+	// the KeyPair keeps using.
+	defer clear(priv[:ed25519.SeedSize])
 	return bineed25519.FromCryptoPrivateKey(priv), nil
 }
 
@@ -34,6 +37,7 @@ func newServiceKey() (bineed25519.KeyPair, error) {
 // not exist. It never overwrites a file: a malformed one is an error.
 func loadOrCreateKeyFile(path string) (key bineed25519.KeyPair, created bool, err error) {
 	b, err := readKeyFile(path)
+	defer clear(b)
 	if errors.Is(err, fs.ErrNotExist) {
 		key, err := newServiceKey()
 		if err != nil {
@@ -85,7 +89,9 @@ func writeKeyFile(path string, key bineed25519.KeyPair) error {
 	if err != nil {
 		return fmt.Errorf("failed to create onion key file: %w", err)
 	}
-	_, err = f.Write(append(bytes.Clone(keyFileHeader), key.PrivateKey()...))
+	b := append(bytes.Clone(keyFileHeader), key.PrivateKey()...)
+	_, err = f.Write(b)
+	clear(b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -130,4 +136,11 @@ func newClientAuth(id string) (*ClientAuth, error) {
 	}
 	a.AuthFileLine = strings.Join([]string{id, "descriptor", "x25519", a.PrivateKey}, ":")
 	return a, nil
+}
+
+// wipeKey overwrites the key in memory (both of bine's KeyPair forms hand out their own bytes).
+func wipeKey(key bineed25519.KeyPair) {
+	if key != nil {
+		clear(key.PrivateKey())
+	}
 }

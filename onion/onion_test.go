@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	bineed25519 "github.com/cretz/bine/torutil/ed25519"
+
 	"github.com/cleanrelay/cleanrelay/onion/tornet"
 )
 
@@ -85,6 +87,27 @@ func TestKeyFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(bad); string(b) != "not a key" {
 		t.Error("malformed key file was overwritten")
+	}
+}
+
+// TestWipeKey: both forms of the service key (generated, and loaded from a key file) are overwritten in place.
+func TestWipeKey(t *testing.T) {
+	generated, err := newServiceKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, _, err := loadOrCreateKeyFile(filepath.Join(t.TempDir(), "onion.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []bineed25519.KeyPair{generated, loaded} {
+		if bytes.Equal(k.PrivateKey(), make([]byte, expandedKeySize)) {
+			t.Fatal("a fresh key is all zero")
+		}
+		wipeKey(k)
+		if !bytes.Equal(k.PrivateKey(), make([]byte, expandedKeySize)) {
+			t.Fatalf("%T not overwritten", k)
+		}
 	}
 }
 

@@ -107,11 +107,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) 
 	s.id = serviceID(s.key)
 	if cfg.ClientAuth {
 		if s.auth, err = newClientAuth(s.id); err != nil {
+			wipeKey(s.key)
 			return nil, err
 		}
 	}
 	if err := s.prepare(); err != nil {
 		s.cleanup()
+		wipeKey(s.key)
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -119,6 +121,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) 
 	if err != nil {
 		s.cancel()
 		s.cleanup()
+		wipeKey(s.key)
 		return nil, err
 	}
 	s.cur = inst
@@ -218,13 +221,14 @@ func (s *Service) ClientAuth() *ClientAuth { return s.auth }
 // published again.
 func (s *Service) Restarts() int64 { return s.restarts.Load() }
 
-// Close ends tor (SIGTERM, SIGKILL after KillAfter), closes the listener and removes the private directory with
-// tor's data directory in it. It is safe to call more than once.
+// Close ends tor (SIGTERM, SIGKILL after KillAfter), closes the listener, removes the private directory with
+// tor's data directory in it and overwrites the service key in memory. It is safe to call more than once.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		<-s.done
 		s.closeErr = s.cleanup()
+		wipeKey(s.key) // no tor is left to hand it to again
 	})
 	return s.closeErr
 }

@@ -1,15 +1,17 @@
 package relay
 
 import (
+	"bytes"
 	"net/http"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 )
 
-// dialogRef is the room of a dialog between two users and the capability both of them get.
+// dialogRef is the room of a dialog between two users. The room itself keeps the capability both of them get
+// (room.dialogCap), so that dropping the room overwrites it.
 type dialogRef struct {
-	room, capability string
+	room *room
 }
 
 // openDialog finds or creates the room of the caller and another user (POST /api/dialogs/{name}), answers
@@ -50,23 +52,30 @@ func (a *Accounts) openDialog(w http.ResponseWriter, r *http.Request) {
 	h := a.srv.hub
 	a.mu.Lock()
 	d, ok := a.dialogs[pair]
-	if ok && !h.roomAlive(d.room) {
-		delete(a.dialogs, pair)
-		ok = false
+	// The texts of the room id and capability, read while the room is known alive. They go out in an HTTP
+	// response through encoding/json and net/http, whose buffers the relay cannot overwrite: docs/threat-model.md
+	// (Memory) names this copy.
+	var room, capability string
+	if ok {
+		room, capability, ok = h.dialogTexts(d.room)
+		if !ok {
+			delete(a.dialogs, pair)
+		}
 	}
 	var perr *protoError
 	if !ok {
 		if len(a.dialogs) >= a.cfg.MaxDialogs {
 			for p, x := range a.dialogs {
-				if !h.roomAlive(x.room) {
+				if _, _, alive := h.dialogTexts(x.room); !alive {
 					delete(a.dialogs, p)
 				}
 			}
 		}
 		if len(a.dialogs) >= a.cfg.MaxDialogs {
 			perr = errorf(codeBusy, "the relay holds as many dialogs as it may; try again later")
-		} else if d.room, d.capability, perr = h.openRoom(2, pair[:]); perr == nil {
+		} else if d.room, perr = h.openRoom(2, pair[:]); perr == nil {
 			a.dialogs[pair] = d
+			room, capability, _ = h.dialogTexts(d.room)
 		}
 	}
 	a.mu.Unlock()
@@ -74,25 +83,50 @@ func (a *Accounts) openDialog(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "busy", perr.msg)
 		return
 	}
-	a.srv.notifyUser(peer.Username, newObj(nil, "dialog").strEsc("from", s.Username).str("room", d.room).
-		str("cap", d.capability).done())
+	a.srv.notifyUser(peer.Username, h.dialogNotice(d.room, s.Username))
 	writeJSON(w, http.StatusOK, map[string]any{
-		"room": d.room, "cap": d.capability,
+		"room": room, "cap": capability,
 		"peer": map[string]any{"username": peer.Username, "full_name": peer.FullName, "fingerprint": peer.Key.Fingerprint},
 	})
 }
 
-// openRoom makes a room with no member yet, for max members, that only the users in allow may join. A
-// room that nobody joins within the grace is dropped, like a room whose members all went away.
-func (h *hub) openRoom(max int, allow []string) (id, capability string, perr *protoError) {
+// openRoom makes a room with no member yet, for max members, that only the users in allow may join; it keeps
+// its capability to hand out again. A room that nobody joins within the grace is dropped, like a room whose
+// members all went away.
+func (h *hub) openRoom(max int, allow []string) (*room, *protoError) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	r, capability, perr := h.newRoomLocked(max, allow)
+	var capability secret
+	defer capability.wipe()
+	r, perr := h.newRoomLocked(max, allow, &capability)
 	if perr != nil {
-		return "", "", perr
+		return nil, perr
 	}
+	r.dialogCap = capability
 	time.AfterFunc(h.cfg.Grace, func() { h.dropIfEmpty(r) })
-	return r.id, capability, nil
+	return r, nil
+}
+
+// dialogTexts returns the id and capability of a dialog's room as text, or false if the room is gone.
+func (h *hub) dialogTexts(r *room) (id, capability string, alive bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return "", "", false
+	}
+	return b64.EncodeToString(r.id[:]), b64.EncodeToString(r.dialogCap[:]), true
+}
+
+// dialogNotice formats the dialog notice for the other user of r, in a buffer the writer zeroes (it carries
+// the capability); nil if the room is gone.
+func (h *hub) dialogNotice(r *room, from string) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	return newObj(make([]byte, 0, replyRoom+len(from)*6), "dialog").strEsc("from", from).b64("room", r.id[:]).
+		b64("cap", r.dialogCap[:]).done()
 }
 
 // dropIfEmpty drops r if it has no member.
@@ -106,16 +140,13 @@ func (h *hub) dropIfEmpty(r *room) {
 	}
 }
 
-// roomAlive reports whether the room id still exists.
-func (h *hub) roomAlive(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, ok := h.rooms[id]
-	return ok
-}
-
-// notifyUser queues a control message on every connection of a logged-in user.
+// notifyUser queues a control message on every connection of a logged-in user, each its own copy (a writer
+// zeroes what it wrote), and zeroes msg. A nil msg is nothing to send.
 func (s *Server) notifyUser(user string, msg []byte) {
+	if msg == nil {
+		return
+	}
+	defer clear(msg)
 	s.mu.Lock()
 	var conns []*conn
 	for c := range s.conns {
@@ -125,7 +156,7 @@ func (s *Server) notifyUser(user string, msg []byte) {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.sendControl(msg)
+		c.sendControl(bytes.Clone(msg))
 	}
 }
 

@@ -38,7 +38,11 @@ func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	value := newSecret(secretLen)
+	// The ticket travels in a cookie, which net/http handles as a string: it cannot be kept as wipeable bytes.
+	var raw secret
+	raw.fill()
+	value := b64.EncodeToString(raw[:])
+	raw.wipe()
 	now := time.Now()
 	a.mu.Lock()
 	if len(a.tickets) >= a.cfg.MaxTickets {

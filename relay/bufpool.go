@@ -2,6 +2,7 @@ package relay
 
 import (
 	"math/bits"
+	"reflect"
 	"sync"
 )
 
@@ -49,4 +50,32 @@ func putBuf(b *buf) {
 	clear(b.b)
 	b.b = b.b[:0]
 	bufPools[classOf(cap(b.b))].Put(b)
+}
+
+// wsWritePool is gorilla/websocket's write buffer pool (Upgrader.WriteBufferPool) with one change: a buffer is
+// zeroed when it comes back. Every message the relay writes — frames, and replies with capabilities and
+// resume tokens — is copied into such a buffer first; without this, the last long message stays readable in
+// it after its room is gone.
+type wsWritePool struct{ p sync.Pool }
+
+func (w *wsWritePool) Get() any { return w.p.Get() }
+
+func (w *wsWritePool) Put(v any) {
+	clear(pooledBytes(v))
+	w.p.Put(v)
+}
+
+// pooledBytes returns the buffer inside what gorilla/websocket puts in its pool: an unexported struct whose
+// first field is the []byte (writePoolData in conn.go of v1.5). Reflection reads it without copying the bytes.
+// Should a later version change the shape, it returns nil, and TestWSWritePoolZeroes fails.
+func pooledBytes(v any) []byte {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Struct || rv.NumField() == 0 {
+		return nil
+	}
+	f := rv.Field(0)
+	if f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.Uint8 {
+		return nil
+	}
+	return f.Bytes()
 }

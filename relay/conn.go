@@ -72,6 +72,7 @@ type conn struct {
 	chans    []chanRef
 	ctrl     [][]byte // queued control messages, written before any entry
 	killed   bool
+	gone     bool // the writer has said goodbye: nothing queued from now on would be written
 	why      closeReason
 	lastRoom time.Time // when the connection last held a room (or started)
 
@@ -121,12 +122,18 @@ func (c *conn) kill(why closeReason) {
 // sendControl queues a control message for the writer. A connection that lets too many pile up is slow.
 func (c *conn) sendControl(msg []byte) {
 	c.mu.Lock()
+	gone := c.gone
 	full := len(c.ctrl) >= maxQueuedControl
-	if !full {
+	if !full && !gone {
 		c.ctrl = append(c.ctrl, msg)
 	}
 	c.mu.Unlock()
+	if gone {
+		clear(msg)
+		return
+	}
 	if full {
+		clear(msg) // it may carry a capability (a dialog notice)
 		c.srv.stats.drop(dropSlow)
 		c.kill(closeSlow)
 		return
@@ -224,8 +231,21 @@ func (c *conn) run() {
 	c.readLoop()
 	c.kill(closeNormal)
 	<-c.finished
+	c.dropControl()
 	c.pingTimer.Stop()
 	c.srv.hub.away(c, c.members())
+}
+
+// dropControl zeroes the control messages queued after the writer's goodbye (a reply to a request handled
+// while the connection was being killed: it may carry a capability or a resume token) and refuses new ones.
+func (c *conn) dropControl() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gone = true
+	for _, msg := range c.ctrl {
+		clear(msg)
+	}
+	c.ctrl = nil
 }
 
 // pingTick asks the writer for a ping (and an idle check), and re-arms itself until the connection ends.
@@ -329,9 +349,12 @@ func (c *conn) handleFrame(msg []byte) {
 	c.srv.stats.bytesIn.Add(uint64(len(msg) - sendHeaderLen))
 }
 
-// handleControl handles one control message.
+// handleControl handles one control message. msg is the reader's buffer, which it zeroes afterwards; the
+// request decoded from it is wiped here.
 func (c *conn) handleControl(msg []byte) {
-	req, perr := parseRequest(msg)
+	var req request
+	defer req.wipe()
+	perr := parseRequest(msg, &req)
 	if perr == nil {
 		perr = c.dispatch(&req)
 	}
@@ -347,15 +370,15 @@ func (c *conn) dispatch(req *request) *protoError {
 	case "create":
 		return h.create(c, req.ID, req.Max)
 	case "join":
-		if req.Room == "" || req.Cap == "" {
+		if !req.Room.present() || !req.Cap.present() {
 			return errorf(codeBadRequest, "join needs \"room\" and \"cap\"")
 		}
-		return h.join(c, req.ID, req.Room, req.Cap)
+		return h.join(c, req.ID, &req.Room, &req.Cap)
 	case "resume":
-		if req.Resume == "" || req.Last == nil {
+		if !req.Resume.present() || req.Last == nil {
 			return errorf(codeBadRequest, "resume needs \"resume\" and \"last\"")
 		}
-		return h.resume(c, req.ID, req.Resume, *req.Last)
+		return h.resume(c, req.ID, &req.Resume, *req.Last)
 	case "ack", "leave", "burn":
 		ch, perr := req.channel()
 		if perr != nil {
@@ -436,10 +459,13 @@ func (c *conn) writePending() (wrote, ok bool) {
 	c.refs = append(c.refs[:0], c.chans...)
 	refs := c.refs
 	c.mu.Unlock()
-	for _, msg := range ctrl {
+	for i, msg := range ctrl {
 		ok := c.write(websocket.TextMessage, msg)
 		clear(msg) // replies carry capabilities and resume tokens
 		if !ok {
+			for _, rest := range ctrl[i+1:] {
+				clear(rest)
+			}
 			return wrote, false
 		}
 		wrote = true
@@ -474,14 +500,18 @@ func (c *conn) flushControl() {
 	c.ctrl = nil
 	slow := c.why == closeSlow
 	c.mu.Unlock()
+	// Replies carry capabilities and resume tokens: whatever is not written is zeroed all the same.
+	defer func() {
+		for _, msg := range ctrl {
+			clear(msg)
+		}
+	}()
 	if slow {
 		return
 	}
 	for _, msg := range ctrl {
 		c.ws.SetWriteDeadline(time.Now().Add(closeWait))
-		err := c.ws.WriteMessage(websocket.TextMessage, msg)
-		clear(msg)
-		if err != nil {
+		if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
 			return
 		}
 	}

@@ -27,17 +27,17 @@ func newForwardRig(tb testing.TB) *forwardRig {
 	if err := srv.hub.create(a, 1, 2); err != nil {
 		tb.Fatal(err)
 	}
-	var id, capability string
-	for id = range srv.hub.rooms {
-	}
 	a.mu.Lock()
 	ma := a.chans[0].m
 	a.ctrl = nil
 	a.mu.Unlock()
 	// The capability is only in the reply, which we dropped; set a known one.
-	capability = "cap"
-	ma.room.capHash = hashSecret(capability)
-	if err := srv.hub.join(b, 1, id, capability); err != nil {
+	var id, capability wireSecret
+	id.state, id.n, capability.state, capability.n = wireOK, roomIDLen, wireOK, secretLen
+	copy(id.b[:], ma.room.id[:])
+	capability.b[0] = 1
+	ma.room.capHash = (*secret)(&capability.b).hash()
+	if err := srv.hub.join(b, 1, &id, &capability); err != nil {
 		tb.Fatal(err)
 	}
 	b.mu.Lock()

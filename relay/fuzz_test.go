@@ -23,7 +23,8 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	codes := map[string]bool{codeBadRequest: true, codeControlSize: true}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		req, perr := parseRequest(data)
+		var req request
+		perr := parseRequest(data, &req)
 		if perr != nil {
 			if !codes[perr.code] || perr.msg == "" {
 				t.Fatalf("undocumented error %q %q", perr.code, perr.msg)
@@ -34,7 +35,8 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshal: %v", err)
 		}
-		req2, perr := parseRequest(again)
+		var req2 request
+		perr = parseRequest(again, &req2)
 		if perr != nil {
 			t.Fatalf("re-parse of %s: %v", again, perr)
 		}

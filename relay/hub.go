@@ -2,9 +2,6 @@ package relay
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"log/slog"
 	"slices"
 	"sync"
@@ -20,24 +17,6 @@ const (
 	reasonMoved    = "moved"
 )
 
-const (
-	roomIDLen = 16 // bytes from the CSPRNG, 128 bits
-	secretLen = 32 // capabilities and resume tokens, 256 bits
-)
-
-var b64 = base64.RawURLEncoding
-
-// newSecret returns n random bytes, base64url-encoded. crypto/rand.Read never fails on supported platforms.
-func newSecret(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return b64.EncodeToString(b)
-}
-
-// hashSecret is how capabilities and resume tokens are kept: the relay holds only their SHA-256, so a dump of
-// its maps does not hand out working secrets.
-func hashSecret(s string) [32]byte { return sha256.Sum256([]byte(s)) }
-
 // hub holds every room and every resume token. Its lock orders before any room's and any connection's.
 type hub struct {
 	// Static after construction.
@@ -47,25 +26,36 @@ type hub struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	rooms  map[string]*room
-	tokens map[[32]byte]*member
+	rooms  wipedTable[roomID, room]
+	tokens wipedTable[[32]byte, member] // by the SHA-256 of the resume token
 	closed bool
 }
 
 func newHub(cfg Config, stats *Stats, log *slog.Logger) *hub {
-	return &hub{cfg: cfg, stats: stats, log: log, rooms: make(map[string]*room), tokens: make(map[[32]byte]*member)}
+	return &hub{cfg: cfg, stats: stats, log: log}
 }
 
-// joinedReply formats the reply to create and join.
-func joinedReply(id uint64, m *member, ch byte, capability, token string) []byte {
+// joinedReply formats the reply to create (with the capability) and join (capability nil) into a buffer
+// sized for it, so that the capability and token it carries exist in exactly one array, which the writer
+// zeroes once it is written.
+func joinedReply(id uint64, m *member, ch byte, capability, token *secret) []byte {
 	r := m.room
-	o := newObj(nil, "joined").id(id).num("ch", uint64(ch)).str("room", r.id)
-	if capability != "" {
-		o = o.str("cap", capability)
+	members := r.memberIDsLocked()
+	o := newObj(make([]byte, 0, replyRoom+len(members)*replyPerMember), "joined").id(id).num("ch", uint64(ch)).
+		b64("room", r.id[:])
+	if capability != nil {
+		o = o.b64("cap", capability[:])
 	}
-	return o.num("member", uint64(m.id)).str("resume", token).num("seq", r.log.head).num("max", uint64(r.max)).
-		nums("members", r.memberIDsLocked()).done()
+	return o.num("member", uint64(m.id)).b64("resume", token[:]).num("seq", r.log.head).num("max", uint64(r.max)).
+		nums("members", members).done()
 }
+
+// Sizes of the replies that carry identifiers, generous upper bounds: the fixed part (field names, quotes, an
+// id, a room id, a capability and a token as text, numbers at their widest) and each member id.
+const (
+	replyRoom      = 320
+	replyPerMember = 11
+)
 
 // create makes a room for c with room for max members (0: the default) and joins c to it as member 1.
 func (h *hub) create(c *conn, reqID uint64, max int) *protoError {
@@ -77,13 +67,15 @@ func (h *hub) create(c *conn, reqID uint64, max int) *protoError {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	r, capability, perr := h.newRoomLocked(max, nil)
+	var capability secret
+	defer capability.wipe()
+	r, perr := h.newRoomLocked(max, nil, &capability)
 	if perr != nil {
 		return perr
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := h.addMemberLocked(c, r, reqID, capability); err != nil {
+	if err := h.addMemberLocked(c, r, reqID, &capability); err != nil {
 		h.dropRoomLocked(r, "")
 		return err
 	}
@@ -91,36 +83,45 @@ func (h *hub) create(c *conn, reqID uint64, max int) *protoError {
 }
 
 // newRoomLocked registers a new room with no member yet, for max members; if allow is not empty, only those
-// logged-in users may join it. It returns the room and its capability, or busy at the relay's room limit.
-// hub.mu is held.
-func (h *hub) newRoomLocked(max int, allow []string) (*room, string, *protoError) {
-	if h.closed || len(h.rooms) >= h.cfg.MaxRooms {
+// logged-in users may join it. It draws the room's capability into capability (which the caller wipes) and
+// returns the room, or busy at the relay's room limit. hub.mu is held.
+func (h *hub) newRoomLocked(max int, allow []string, capability *secret) (*room, *protoError) {
+	if h.closed || h.rooms.len() >= h.cfg.MaxRooms {
 		h.stats.refusedRooms.Add(1)
-		return nil, "", errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
+		return nil, errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
 	}
-	capability := newSecret(secretLen)
-	r := &room{hub: h, id: newSecret(roomIDLen), capHash: hashSecret(capability), max: max, allow: allow}
+	capability.fill()
+	r := &room{hub: h, capHash: capability.hash(), max: max, allow: allow}
+	// 128 random bits do not collide in practice; the loop only keeps the table's keys unique if they did.
+	for rand.Read(r.id[:]); h.rooms.get(&r.id) != nil; rand.Read(r.id[:]) {
+	}
 	r.lifeTimer = time.AfterFunc(h.cfg.MaxRoomLifetime, func() { h.expire(r) })
-	h.rooms[r.id] = r
+	h.rooms.put(&r.id, r)
 	h.stats.rooms.Add(1)
 	h.stats.roomsCreated.Add(1)
-	h.log.Debug("room created", "rooms_open", len(h.rooms))
-	return r, capability, nil
+	h.log.Debug("room created", "rooms_open", h.rooms.len())
+	return r, nil
 }
 
-// join adds c to the room id if capability opens it.
-func (h *hub) join(c *conn, reqID uint64, id, capability string) *protoError {
+// join adds c to the room id if capability opens it. Either may be malformed: that is answered like a room
+// that does not exist.
+func (h *hub) join(c *conn, reqID uint64, id, capability *wireSecret) *protoError {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	r := h.rooms[id]
+	var r *room
+	if rid, ok := id.roomID(); ok {
+		r = h.rooms.get(rid)
+	}
 	// One answer for a missing room and a wrong capability, and a comparison whose time does not depend on
 	// how much of the capability was right.
-	want := [32]byte{}
+	var want, got [32]byte
 	if r != nil {
 		want = r.capHash
 	}
-	got := hashSecret(capability)
-	if r == nil || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+	if s, ok := capability.secret(); ok {
+		got = s.hash()
+	}
+	if r == nil || !hashEqual(&want, &got) {
 		h.stats.refusedJoins.Add(1)
 		return errorf(codeDenied, "no such room, or the capability is wrong")
 	}
@@ -139,7 +140,7 @@ func (h *hub) join(c *conn, reqID uint64, id, capability string) *protoError {
 		h.stats.refusedJoins.Add(1)
 		return errorf(codeRoomFull, "room is full (%d of %d members)", len(r.members), r.max)
 	}
-	return h.addMemberLocked(c, r, reqID, "")
+	return h.addMemberLocked(c, r, reqID, nil)
 }
 
 // supersedeAwayLocked ends user's away membership of the dialog room r, if it has one: a logged-in user who
@@ -157,29 +158,38 @@ func (h *hub) supersedeAwayLocked(r *room, user string) {
 	}
 }
 
-// addMemberLocked makes c a new member of r and queues the joined reply. hub.mu and r.mu are held.
-func (h *hub) addMemberLocked(c *conn, r *room, reqID uint64, capability string) *protoError {
+// addMemberLocked makes c a new member of r and queues the joined reply, which carries capability unless it
+// is nil. hub.mu and r.mu are held.
+func (h *hub) addMemberLocked(c *conn, r *room, reqID uint64, capability *secret) *protoError {
 	ch, err := c.freeChannel()
 	if err != nil {
 		return err
 	}
-	token := newSecret(secretLen)
+	var token secret
+	defer token.wipe()
+	token.fill()
 	r.nextMember++
-	m := &member{id: r.nextMember, room: r, tokenHash: hashSecret(token), user: c.identity.User}
+	m := &member{id: r.nextMember, room: r, tokenHash: token.hash(), user: c.identity.User}
 	r.members = append(r.members, m)
 	r.presenceLocked(m, eventJoin, false)
 	m.next, m.acked = r.log.head+1, r.log.head
 	m.conn, m.ch = c, ch
-	c.attach(ch, m, joinedReply(reqID, m, ch, capability, token))
-	h.tokens[m.tokenHash] = m
+	c.attach(ch, m, joinedReply(reqID, m, ch, capability, &token))
+	h.tokens.put(&m.tokenHash, m)
 	return nil
 }
 
-// resume attaches the member that token names to c and replays what it missed after last.
-func (h *hub) resume(c *conn, reqID uint64, token string, last uint64) *protoError {
+// resume attaches the member that token names to c and replays what it missed after last. A malformed token
+// is answered like an unknown one.
+func (h *hub) resume(c *conn, reqID uint64, token *wireSecret, last uint64) *protoError {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.tokens[hashSecret(token)]
+	var m *member
+	if s, ok := token.secret(); ok {
+		// The table is keyed by the token's hash, so a lookup's timing tells nothing about the token itself.
+		th := s.hash()
+		m = h.tokens.get(&th)
+	}
 	if m == nil {
 		h.stats.refusedResumes.Add(1)
 		return errorf(codeBadToken, "unknown or expired resume token")
@@ -195,8 +205,10 @@ func (h *hub) resume(c *conn, reqID uint64, token string, last uint64) *protoErr
 		return err
 	}
 	old := m.conn
-	c.attach(ch, m, newObj(nil, "resumed").id(reqID).num("ch", uint64(ch)).str("room", r.id).num("member", uint64(m.id)).
-		num("seq", r.log.head).num("in", m.in).num("max", uint64(r.max)).nums("members", r.memberIDsLocked()).done())
+	members := r.memberIDsLocked()
+	c.attach(ch, m, newObj(make([]byte, 0, replyRoom+len(members)*replyPerMember), "resumed").id(reqID).
+		num("ch", uint64(ch)).b64("room", r.id[:]).num("member", uint64(m.id)).num("seq", r.log.head).num("in", m.in).
+		num("max", uint64(r.max)).nums("members", members).done())
 	if old != nil {
 		old.detach(m.ch, reasonMoved)
 	}
@@ -272,7 +284,8 @@ func (h *hub) leave(c *conn, m *member) bool {
 // removeMemberLocked takes m out of its room and drops the room when nobody is left.
 func (h *hub) removeMemberLocked(m *member, timeout bool) {
 	r := m.room
-	delete(h.tokens, m.tokenHash)
+	h.tokens.delete(&m.tokenHash)
+	clear(m.tokenHash[:])
 	for i, x := range r.members {
 		if x == m {
 			r.members = append(r.members[:i], r.members[i+1:]...)
@@ -305,14 +318,18 @@ func (h *hub) expire(r *room) {
 }
 
 // dropRoomLocked makes r unreachable, tells attached members why (unless reason is empty: nobody is
-// attached), and overwrites everything it buffered. hub.mu and r.mu are held.
+// attached), and overwrites everything it buffered and its identifiers. hub.mu and r.mu are held.
 func (h *hub) dropRoomLocked(r *room, reason string) {
 	r.closed = true
-	delete(h.rooms, r.id)
+	h.rooms.delete(&r.id)
+	clear(r.id[:])
+	clear(r.capHash[:])
+	r.dialogCap.wipe()
 	h.stats.rooms.Add(-1)
 	r.lifeTimer.Stop()
 	for _, m := range r.members {
-		delete(h.tokens, m.tokenHash)
+		h.tokens.delete(&m.tokenHash)
+		clear(m.tokenHash[:])
 		if m.awayTimer != nil {
 			m.awayTimer.Stop()
 			m.awayTimer = nil
@@ -327,7 +344,7 @@ func (h *hub) dropRoomLocked(r *room, reason string) {
 	if reason == "" {
 		reason = "empty"
 	}
-	h.log.Debug("room dropped", "why", reason, "rooms_open", len(h.rooms))
+	h.log.Debug("room dropped", "why", reason, "rooms_open", h.rooms.len())
 }
 
 // closeAll drops every room, telling its members reason, and refuses new rooms from then on.
@@ -335,7 +352,7 @@ func (h *hub) closeAll(reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for _, r := range h.rooms {
+	for _, r := range h.rooms.values() {
 		r.mu.Lock()
 		h.dropRoomLocked(r, reason)
 		r.mu.Unlock()
@@ -347,7 +364,7 @@ func (h *hub) closeAll(reason string) {
 func (h *hub) revoke(user string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, r := range h.rooms {
+	for _, r := range h.rooms.values() {
 		r.mu.Lock()
 		for i := 0; i < len(r.members); i++ {
 			m := r.members[i]

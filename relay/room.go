@@ -97,11 +97,14 @@ func (l *roomLog) wipe() {
 // and delivery take room.mu alone.
 type room struct {
 	// Static after construction.
-	hub     *hub
-	id      string
-	capHash [32]byte
-	max     int
-	allow   []string // logged-in users who may join; empty: anyone with the capability
+	hub   *hub
+	max   int
+	allow []string // logged-in users who may join; empty: anyone with the capability
+
+	// Static until the room is dropped, which overwrites them (with hub.mu and mu held).
+	id        roomID
+	capHash   [32]byte
+	dialogCap secret // a dialog's capability, which the relay hands to both users whenever they ask
 
 	// Guarded by mu.
 	mu         sync.Mutex
@@ -115,10 +118,12 @@ type room struct {
 // member is one place in a room. It outlives a connection while it is away.
 type member struct {
 	// Static after construction.
-	id        uint32
-	room      *room
-	tokenHash [32]byte
-	user      string
+	id   uint32
+	room *room
+	user string
+
+	// Guarded by hub.mu: overwritten when the member leaves or its room is dropped.
+	tokenHash [32]byte // the SHA-256 of its resume token
 
 	// Guarded by room.mu.
 	conn      *conn  // nil while away

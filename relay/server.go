@@ -63,8 +63,9 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		ReadBufferSize:   1024,
-		// A shared pool instead of a write buffer per connection: an idle connection holds none.
-		WriteBufferPool:   &sync.Pool{},
+		// A shared pool instead of a write buffer per connection: an idle connection holds none. It zeroes
+		// each buffer when it comes back (bufpool.go).
+		WriteBufferPool:   &wsWritePool{},
 		WriteBufferSize:   4096,
 		Subprotocols:      []string{Subprotocol},
 		EnableCompression: false, // ciphertext does not compress

@@ -48,46 +48,68 @@ func errorf(code, format string, args ...any) *protoError {
 	return &protoError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// request is a client → relay control message. Which fields matter depends on T.
+// request is a client → relay control message. Which fields matter depends on T. Its identifiers are raw
+// bytes that wipe overwrites once the request is handled.
 type request struct {
-	T      string  `json:"t"`
-	ID     uint64  `json:"id"`
-	Max    int     `json:"max"`
-	Room   string  `json:"room"`
-	Cap    string  `json:"cap"`
-	Resume string  `json:"resume"`
-	Last   *uint64 `json:"last"`
-	Ch     int     `json:"ch"`
-	Seq    uint64  `json:"seq"`
+	T      string     `json:"t"`
+	ID     uint64     `json:"id"`
+	Max    int        `json:"max"`
+	Room   wireSecret `json:"room,omitzero"`
+	Cap    wireSecret `json:"cap,omitzero"`
+	Resume wireSecret `json:"resume,omitzero"`
+	Last   *uint64    `json:"last"`
+	Ch     int        `json:"ch"`
+	Seq    uint64     `json:"seq"`
+}
+
+// wipe overwrites the identifiers the client sent.
+func (r *request) wipe() {
+	r.Room.wipe()
+	r.Cap.wipe()
+	r.Resume.wipe()
 }
 
 // maxRequestID keeps ids exactly representable in JavaScript numbers.
 const maxRequestID = 1<<53 - 1
 
-// parseRequest decodes one control message. It checks the shape common to every request; the handler of each
-// type checks its own fields.
-func parseRequest(data []byte) (request, *protoError) {
-	var r request
+// parseRequest decodes one control message into r, which must be zero. It checks the shape common to every
+// request; the handler of each type checks its own fields. On error, r holds at most the request id. The
+// caller wipes r once it is done with it, error or not.
+func parseRequest(data []byte, r *request) *protoError {
 	if len(data) > maxControl {
-		return r, errorf(codeControlSize, "control message is %d bytes, the limit is %d", len(data), maxControl)
+		return errorf(codeControlSize, "control message is %d bytes, the limit is %d", len(data), maxControl)
 	}
 	if len(bytes.TrimSpace(data)) == 0 || bytes.TrimSpace(data)[0] != '{' {
-		return r, errorf(codeBadRequest, "control message must be a JSON object")
+		return errorf(codeBadRequest, "control message must be a JSON object")
 	}
-	if err := json.Unmarshal(data, &r); err != nil {
+	if err := json.Unmarshal(data, r); err != nil {
 		var typeErr *json.UnmarshalTypeError
+		id := r.ID
+		r.wipe()
+		*r = request{}
 		if errors.As(err, &typeErr) {
-			return request{ID: r.ID}, errorf(codeBadRequest, "field %q has the wrong type", typeErr.Field)
+			r.ID = id
+			return errorf(codeBadRequest, "field %q has the wrong type", typeErr.Field)
 		}
-		return request{}, errorf(codeBadRequest, "control message is not valid JSON")
+		return errorf(codeBadRequest, "control message is not valid JSON")
 	}
 	if r.ID > maxRequestID {
-		return request{}, errorf(codeBadRequest, "id must be below 2^53")
+		r.wipe()
+		*r = request{}
+		return errorf(codeBadRequest, "id must be below 2^53")
+	}
+	for _, f := range []struct {
+		name string
+		w    *wireSecret
+	}{{"room", &r.Room}, {"cap", &r.Cap}, {"resume", &r.Resume}} {
+		if f.w.state == wireWrongType {
+			return errorf(codeBadRequest, "field %q has the wrong type", f.name)
+		}
 	}
 	if r.T == "" {
-		return r, errorf(codeBadRequest, "field \"t\" (the message type) is required")
+		return errorf(codeBadRequest, "field \"t\" (the message type) is required")
 	}
-	return r, nil
+	return nil
 }
 
 // channel checks a request's ch field and returns it as a byte.
@@ -141,6 +163,16 @@ func (o jsonObj) str(k, v string) jsonObj {
 	o = o.key(k)
 	o.b = append(o.b, '"')
 	o.b = append(o.b, v...)
+	o.b = append(o.b, '"')
+	return o
+}
+
+// b64 appends raw as base64url text. A reply that carries secrets is made with room for all of it, so that
+// appending never moves it to a larger array (which would leave a copy behind in the old one).
+func (o jsonObj) b64(k string, raw []byte) jsonObj {
+	o = o.key(k)
+	o.b = append(o.b, '"')
+	o.b = b64.AppendEncode(o.b, raw)
 	o.b = append(o.b, '"')
 	return o
 }

@@ -19,6 +19,15 @@ type accountFlags struct {
 	tokenAlg      string
 	tokenKeyFile  string
 	tokenLifetime time.Duration
+
+	dir *keydir.Directory // made by handler; close overwrites its signing key
+}
+
+// close overwrites the token signing key once the relay has stopped.
+func (a *accountFlags) close() {
+	if a.dir != nil {
+		a.dir.Close()
+	}
 }
 
 func (a *accountFlags) register(fs *flag.FlagSet) {
@@ -43,11 +52,13 @@ func (a *accountFlags) handler(srv *relay.Server, log *slog.Logger) (http.Handle
 			return nil, nil, fmt.Errorf("--token-key: %w", err)
 		}
 		cfg.SigningKeyPEM = pem
+		defer clear(pem) // keydir keeps the parsed key only
 	}
 	dir, err := keydir.New(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
+	a.dir = dir
 	acc := relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log)
 	return acc.Handler(), acc.AdminHandler(), nil
 }

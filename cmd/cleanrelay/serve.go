@@ -109,7 +109,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if !f.localOnly {
 		serveMode = serveOnion
 	}
-	if err := serveMode(ctx, f, stdout, log); err != nil {
+	err = serveMode(ctx, f, stdout, log)
+	f.accounts.close()
+	if err != nil {
 		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
 		return 1
 	}

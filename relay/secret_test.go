@@ -1,0 +1,359 @@
+package relay
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+func TestWireSecretDecode(t *testing.T) {
+	var room roomID
+	var cp secret
+	rand.Read(room[:])
+	cp.fill()
+	roomText, capText := b64.EncodeToString(room[:]), b64.EncodeToString(cp[:])
+	// The last character of a 32-byte value carries 2 spare bits; a strict decoder refuses them set, so that
+	// each value has one text.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	sloppy := capText[:42] + string(alphabet[strings.IndexByte(alphabet, capText[42])|1])
+	tests := []struct {
+		name  string
+		json  string
+		state wireState
+		n     int
+	}{
+		{"room id", `"` + roomText + `"`, wireOK, roomIDLen},
+		{"capability", `"` + capText + `"`, wireOK, secretLen},
+		{"null", `null`, wireAbsent, 0},
+		{"empty", `""`, wireAbsent, 0},
+		{"too short", `"` + capText[:42] + `"`, wireMalformed, 0},
+		{"too long", `"` + capText + `A"`, wireMalformed, 0},
+		{"standard base64", `"` + strings.Repeat("+", 43) + `"`, wireMalformed, 0},
+		{"spare bits set", `"` + sloppy + `"`, wireMalformed, 0},
+		{"escaped", `"\u0041` + capText[1:] + `"`, wireMalformed, 0},
+		{"number", `12`, wireWrongType, 0},
+		{"object", `{"a":1}`, wireWrongType, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w wireSecret
+			w.b[0] = 0xFF // whatever was there before is wiped
+			if err := w.UnmarshalJSON([]byte(tt.json)); err != nil {
+				t.Fatal(err)
+			}
+			if w.state != tt.state || int(w.n) != tt.n {
+				t.Fatalf("state %d, %d bytes; want %d, %d", w.state, w.n, tt.state, tt.n)
+			}
+			if tt.state != wireOK && w.b != [secretLen]byte{} {
+				t.Fatalf("bytes left from a refused value: % x", w.b)
+			}
+		})
+	}
+	var w wireSecret
+	w.UnmarshalJSON([]byte(`"` + roomText + `"`))
+	if id, ok := w.roomID(); !ok || *id != room {
+		t.Fatalf("room id %v %v", id, ok)
+	}
+	if _, ok := w.secret(); ok {
+		t.Fatal("a room id passes for a capability")
+	}
+	w.UnmarshalJSON([]byte(`"` + capText + `"`))
+	if s, ok := w.secret(); !ok || *s != cp {
+		t.Fatalf("capability %v %v", s, ok)
+	}
+	if _, ok := w.roomID(); ok {
+		t.Fatal("a capability passes for a room id")
+	}
+}
+
+// TestWireSecretMakesNoCopy: decoding an identifier allocates nothing (no string, no buffer), so the only
+// copy of it is the one wipe overwrites.
+func TestWireSecretMakesNoCopy(t *testing.T) {
+	var cp secret
+	cp.fill()
+	data := []byte(`"` + b64.EncodeToString(cp[:]) + `"`)
+	var w wireSecret
+	if allocs := testing.AllocsPerRun(100, func() { w.UnmarshalJSON(data) }); allocs != 0 {
+		t.Fatalf("%.1f allocations per decode", allocs)
+	}
+}
+
+func TestRequestWipe(t *testing.T) {
+	var id roomID
+	var cp, tok secret
+	rand.Read(id[:])
+	cp.fill()
+	tok.fill()
+	msg := `{"t":"join","id":7,"room":"` + b64.EncodeToString(id[:]) + `","cap":"` + b64.EncodeToString(cp[:]) +
+		`","resume":"` + b64.EncodeToString(tok[:]) + `"}`
+	var r request
+	if perr := parseRequest([]byte(msg), &r); perr != nil {
+		t.Fatal(perr)
+	}
+	if s, ok := r.Cap.secret(); !ok || *s != cp {
+		t.Fatal("the capability did not decode")
+	}
+	r.wipe()
+	for _, w := range []wireSecret{r.Room, r.Cap, r.Resume} {
+		if w != (wireSecret{}) {
+			t.Fatalf("wiped field still holds %+v", w)
+		}
+	}
+	if r.ID != 7 || r.T != "join" {
+		t.Fatalf("wipe touched more than the identifiers: %+v", r)
+	}
+}
+
+func TestParseRequestIdentifierErrors(t *testing.T) {
+	for _, tt := range []struct{ msg, want string }{
+		{`{"t":"join","id":3,"room":5,"cap":"x"}`, `field "room" has the wrong type`},
+		{`{"t":"resume","id":3,"resume":[],"last":1}`, `field "resume" has the wrong type`},
+	} {
+		var r request
+		perr := parseRequest([]byte(tt.msg), &r)
+		if perr == nil || perr.code != codeBadRequest || perr.msg != tt.want || r.ID != 3 {
+			t.Errorf("%s: %v (id %d), want bad_request %q with the id", tt.msg, perr, r.ID, tt.want)
+		}
+	}
+}
+
+func TestHashEqual(t *testing.T) {
+	var a, b secret
+	a.fill()
+	b = a
+	ha, hb := a.hash(), b.hash()
+	if !hashEqual(&ha, &hb) {
+		t.Fatal("equal hashes compare unequal")
+	}
+	b[31] ^= 1
+	hb = b.hash()
+	if hashEqual(&ha, &hb) {
+		t.Fatal("different hashes compare equal")
+	}
+	a.wipe()
+	if a != (secret{}) {
+		t.Fatal("wipe left bytes")
+	}
+}
+
+// TestRepliesFitTheirBuffers: a reply that carries a capability and a token is built in one array, never
+// grown (which would leave the first part behind in the old one), even at the widest numbers.
+func TestRepliesFitTheirBuffers(t *testing.T) {
+	srv, err := New(Config{MaxMembers: 1000}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &room{hub: srv.hub, max: 1000}
+	rand.Read(r.id[:])
+	r.log.head = 1<<64 - 1
+	for i := range 1000 {
+		r.members = append(r.members, &member{id: 1<<32 - 1 - uint32(i), room: r})
+	}
+	var cp, tok secret
+	reply := joinedReply(maxRequestID, r.members[0], 255, &cp, &tok)
+	if want := replyRoom + 1000*replyPerMember; cap(reply) != want {
+		t.Fatalf("the reply grew its buffer: capacity %d, made with %d", cap(reply), want)
+	}
+	if !json.Valid(reply) {
+		t.Fatalf("malformed reply %s", reply)
+	}
+}
+
+func TestWipedTable(t *testing.T) {
+	var tb wipedTable[roomID, room]
+	ref := map[roomID]*room{}
+	var keys []roomID
+	for i := range 3000 {
+		var k roomID
+		rand.Read(k[:])
+		v := &room{max: i}
+		tb.put(&k, v)
+		ref[k] = v
+		keys = append(keys, k)
+		if i%3 == 0 { // delete as it goes, so that tombstones and rebuilds mix
+			d := keys[i/2]
+			if _, ok := ref[d]; ok {
+				if !tb.delete(&d) {
+					t.Fatalf("delete of a present key failed")
+				}
+				delete(ref, d)
+			}
+		}
+	}
+	if tb.len() != len(ref) {
+		t.Fatalf("len %d, want %d", tb.len(), len(ref))
+	}
+	for _, k := range keys {
+		if got := tb.get(&k); got != ref[k] {
+			t.Fatalf("get gave %v, want %v", got, ref[k])
+		}
+	}
+	n := 0
+	tb.each(func(*room) { n++ })
+	if n != len(ref) || len(tb.values()) != len(ref) {
+		t.Fatalf("each saw %d, values %d, want %d", n, len(tb.values()), len(ref))
+	}
+	var missing roomID
+	if tb.get(&missing) != nil || tb.delete(&missing) {
+		t.Fatal("a missing key was found")
+	}
+	// Every slot that does not hold a live key is all zero: deleted keys were overwritten.
+	for _, s := range tb.slots {
+		if s.state != slotLive && (s.key != roomID{} || s.val != nil) {
+			t.Fatalf("a free slot still holds key % x", s.key)
+		}
+	}
+}
+
+// TestWipedTableWipesOldArray: when the table grows, the array it leaves is zeroed.
+func TestWipedTableWipesOldArray(t *testing.T) {
+	var tb wipedTable[[32]byte, member]
+	var k [32]byte
+	rand.Read(k[:])
+	tb.put(&k, &member{})
+	old := tb.slots
+	for range minTableSize {
+		var k [32]byte
+		rand.Read(k[:])
+		tb.put(&k, &member{})
+	}
+	if len(tb.slots) == len(old) {
+		t.Fatal("the table did not grow")
+	}
+	for i := range old {
+		if old[i] != (tableSlot[[32]byte, member]{}) {
+			t.Fatalf("slot %d of the old array still holds key % x", i, old[i].key)
+		}
+	}
+	if tb.get(&k) == nil {
+		t.Fatal("a key was lost when the table grew")
+	}
+}
+
+// recordingPool is the relay's write pool that also keeps what it was given back.
+type recordingPool struct {
+	wsWritePool
+	mu  sync.Mutex
+	put []any
+}
+
+func (p *recordingPool) Put(v any) {
+	p.wsWritePool.Put(v)
+	p.mu.Lock()
+	p.put = append(p.put, v)
+	p.mu.Unlock()
+}
+
+// TestWSWritePoolZeroes: a real gorilla/websocket connection writes a message through the relay's write
+// pool; the buffer it hands back is zero. It fails if gorilla changes what it puts in the pool.
+func TestWSWritePoolZeroes(t *testing.T) {
+	pool := &recordingPool{}
+	up := websocket.Upgrader{WriteBufferPool: pool, WriteBufferSize: 4096}
+	msg := bytes.Repeat([]byte{0xAA}, 3000)
+	written := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		ws.WriteMessage(websocket.BinaryMessage, msg)
+		close(written)
+		ws.ReadMessage() // until the client closes
+	}))
+	defer ts.Close()
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, got, err := c.ReadMessage(); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+	<-written
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	if len(pool.put) == 0 {
+		t.Fatal("gorilla/websocket put no buffer back into the pool")
+	}
+	for _, v := range pool.put {
+		b := pooledBytes(v)
+		if len(b) < len(msg) {
+			t.Fatalf("cannot see the buffer inside %T (%d bytes): gorilla/websocket changed its pool type", v, len(b))
+		}
+		if i := bytes.IndexByte(b, 0xAA); i >= 0 {
+			t.Fatalf("byte %d of a pooled write buffer still holds the message", i)
+		}
+	}
+}
+
+// BenchmarkWSWritePoolPut measures what zeroing costs per message the relay writes: one Put of a buffer of
+// the size the relay's upgrader uses (4096 bytes plus gorilla's frame header room).
+func BenchmarkWSWritePoolPut(b *testing.B) {
+	type writePoolData struct{ buf []byte } // the shape gorilla/websocket puts in the pool
+	var p wsWritePool
+	v := any(writePoolData{make([]byte, 4096+14)})
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Put(v)
+		v = p.Get()
+	}
+}
+
+// TestMalformedIdentifiers: an identifier that is not one the relay could have handed out is answered exactly
+// like a wrong one (denied, bad_token), and one of the wrong JSON type is a bad request; the request id comes
+// back either way.
+func TestMalformedIdentifiers(t *testing.T) {
+	srv, err := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(srv, nil, Identity{})
+	c.writing.Store(true) // no writer goroutine: the test reads the queue
+	c.handleControl([]byte(`{"t":"create","id":1}`))
+	var created map[string]any
+	c.mu.Lock()
+	json.Unmarshal(c.ctrl[0], &created)
+	c.ctrl = nil
+	c.mu.Unlock()
+	room, _ := created["room"].(string)
+	capText, _ := created["cap"].(string)
+	if len(room) != 22 || len(capText) != 43 {
+		t.Fatalf("create gave %v", created)
+	}
+	var other secret
+	other.fill()
+	for _, tt := range []struct{ msg, code string }{
+		{`{"t":"join","id":7,"room":"` + room + `","cap":"` + b64.EncodeToString(other[:]) + `"}`, codeDenied},
+		{`{"t":"join","id":7,"room":"` + room + `","cap":"` + capText[:40] + `"}`, codeDenied},
+		{`{"t":"join","id":7,"room":"` + room + `x","cap":"` + capText + `"}`, codeDenied},
+		{`{"t":"join","id":7,"room":"` + capText + `","cap":"` + capText + `"}`, codeDenied},
+		{`{"t":"join","id":7,"room":"` + room + `","cap":7}`, codeBadRequest},
+		{`{"t":"join","id":7,"room":"` + room + `"}`, codeBadRequest},
+		{`{"t":"resume","id":7,"resume":"` + capText + `","last":0}`, codeBadToken},
+		{`{"t":"resume","id":7,"resume":"not a token","last":0}`, codeBadToken},
+		{`{"t":"resume","id":7,"resume":true,"last":0}`, codeBadRequest},
+	} {
+		c.handleControl([]byte(tt.msg))
+		c.mu.Lock()
+		got := c.ctrl
+		c.ctrl = nil
+		c.mu.Unlock()
+		var e struct {
+			T    string `json:"t"`
+			ID   int    `json:"id"`
+			Code string `json:"code"`
+		}
+		if len(got) != 1 || json.Unmarshal(got[0], &e) != nil || e.T != "error" || e.Code != tt.code || e.ID != 7 {
+			t.Errorf("%s: got %q, want error %s with id 7", tt.msg, got, tt.code)
+		}
+	}
+}
