@@ -74,8 +74,12 @@ func StartProcess(ctx context.Context, name, bin string, args ...string) (*Serve
 // Attach describes an already-running server; Stop leaves it running.
 func Attach(name, url string, pid int) *Server { return &Server{Name: name, URL: url, PID: pid} }
 
-// Stop ends a started server: SIGTERM, then SIGKILL after 3 s. It reports an error when the process did not
-// exit cleanly, with the end of its stderr.
+// stopWait is how long Stop waits after SIGTERM: longer than `cleanrelay serve` may take to close every
+// WebSocket cleanly (its shutdown timeout, 10 s), which a loaded machine with many connections can need.
+const stopWait = 12 * time.Second
+
+// Stop ends a started server: SIGTERM, then SIGKILL after stopWait. It reports an error when the process did
+// not exit cleanly, with the end of its stderr.
 func (s *Server) Stop() error {
 	if s.cmd == nil {
 		return nil
@@ -86,9 +90,9 @@ func (s *Server) Stop() error {
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(3 * time.Second):
+	case <-time.After(stopWait):
 		s.cmd.Process.Kill()
-		err = errors.Join(errors.New("did not stop within 3s of SIGTERM"), <-done)
+		err = errors.Join(fmt.Errorf("did not stop within %v of SIGTERM", stopWait), <-done)
 	}
 	s.cmd = nil
 	if err != nil {
