@@ -175,7 +175,7 @@ func TestConnectAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := u.ticketHeader(context.Background())
+	h, err := u.TicketHeader(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

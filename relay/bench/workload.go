@@ -461,7 +461,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 	defer cancel()
 	d := newDialer(s.URL, cfg.Conns)
 	workers := min(cfg.Concurrency, cfg.Conns)
-	users := make([]*authUser, workers)
+	users := make([]*client.Account, workers)
 	if cfg.Auth {
 		prefix := randomID(6)
 		err := parallel(ctx, workers, func(i int) error {
@@ -497,7 +497,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 				var h http.Header
 				if u := users[w]; u != nil {
 					var err error
-					if h, err = u.ticketHeader(ctx); err != nil {
+					if h, err = u.TicketHeader(ctx); err != nil {
 						errs.Add(1)
 						continue
 					}
