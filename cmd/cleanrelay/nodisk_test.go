@@ -311,7 +311,7 @@ func (r *tracedRelay) checkTrace(t *testing.T, onion bool) {
 	if entries, _ := os.ReadDir(r.tmp); len(entries) > 0 {
 		t.Errorf("the relay left %d entries in its TMPDIR (first: %s)", len(entries), entries[0].Name())
 	}
-	t.Logf("%d trace lines: %v; tor's private directories: %d (gone), files tor wrote there: %d",
+	t.Logf("%d trace lines: %v; tor's private directories: %d, files tor wrote there: %d",
 		len(lines), v.counts, len(v.privateDirs), v.torDataFiles)
 }
 
