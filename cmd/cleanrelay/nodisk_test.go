@@ -93,6 +93,10 @@ func TestNoDiskNoLogsTor(t *testing.T) {
 	r.stop(t)
 	r.checkTrace(t, true)
 	checkNoUserData(t, r.stdout.String(), r.stderr.String(), ud)
+	// The operator reads the address on stdout; the log is for aggregate facts only.
+	if host := strings.TrimSuffix(strings.TrimPrefix(r.url, "http://"), "/"); strings.Contains(r.stderr.String(), host) {
+		t.Errorf("the onion address appears in the log")
+	}
 }
 
 // tracedRelay is "cleanrelay serve" running under "strace -f".
