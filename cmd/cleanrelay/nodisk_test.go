@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -434,4 +435,90 @@ func judgeTrace(lines []string, stdPipes map[string]bool, private *regexp.Regexp
 		}
 	}
 	return v
+}
+
+// TestJudgeTrace checks the trace judge on lines as strace 6 prints them, without running strace.
+func TestJudgeTrace(t *testing.T) {
+	std := map[string]bool{"pipe:[100]": true, "pipe:[101]": true}
+	private := regexp.MustCompile(`^/tmp/T/cleanrelay-onion-[^/]+(/|$)`)
+	tests := map[string]struct {
+		line    string
+		onion   bool // judge with the private directory allowed
+		ok      bool
+		counted string // the count an allowed call adds to
+	}{
+		"socket write":                 {`7 write(9<TCP:[127.0.0.1:44755->127.0.0.1:54460]>, "hello", 5) = 5`, false, true, "socket"},
+		"unix socket sendmsg":          {`7 sendmsg(9<UNIX-STREAM:[1584329->1584330]>, {msg_name=NULL, msg_iov=[{iov_base="x", iov_len=1}]}, 0) = 1`, false, true, "socket"},
+		"unfinished write":             {`7 write(9<TCPv6:[::1:80->::1:5000]>, "hello", 5 <unfinished ...>`, false, true, "socket"},
+		"stdout":                       {`7 write(1<pipe:[100]>, "cleanrelay: serving on h"..., 47) = 47`, false, true, "stdout/stderr"},
+		"eventfd":                      {`7 write(5<anon_inode:[eventfd]>, "\1\0\0\0\0\0\0\0", 8) = 8`, false, true, "eventfd"},
+		"foreign pipe":                 {`7 write(6<pipe:[999]>, "x", 1) = 1`, false, false, ""},
+		"file write":                   {`7 write(11</tmp/x/file>, "hi", 2) = 2`, false, false, ""},
+		"dev null write":               {`7 write(1</dev/null<char 1:3>>, "child\n", 6) = 6`, false, false, ""},
+		"read-only open":               {`7 openat(AT_FDCWD</w>, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3</etc/hosts>`, false, true, "read-only open"},
+		"open for writing":             {`7 openat(AT_FDCWD</w>, "/tmp/x", O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0600) = 11</tmp/x>`, false, false, ""},
+		"open for writing, unfinished": {`7 openat(AT_FDCWD</w>, "/tmp/x", O_RDWR|O_CREAT, 0600 <unfinished ...>`, false, false, ""},
+		"relative unlink":              {`7 unlinkat(11</tmp/stx>, "d", AT_REMOVEDIR) = 0`, false, false, ""},
+		"rename":                       {`7 renameat(AT_FDCWD</w>, "/tmp/a", AT_FDCWD</w>, "/tmp/b") = 0`, false, false, ""},
+		"unix socket on disk":          {`7 bind(11<UNIX-STREAM:[1]>, {sa_family=AF_UNIX, sun_path="/tmp/stx/sock"}, 16) = 0`, false, false, ""},
+		"tcp bind":                     {`7 bind(5<socket:[1]>, {sa_family=AF_INET, sin_port=htons(0), sin_addr=inet_addr("127.0.0.1")}, 16) = 0`, false, true, ""},
+		"ftruncate":                    {`7 ftruncate(11</tmp/x>, 0) = 0`, false, false, ""},
+		"splice to a file":             {`7 splice(9<TCP:[1->2]>, NULL, 11</tmp/x>, NULL, 4096, 0) = 10`, false, false, ""},
+		"io_uring":                     {`7 io_uring_setup(8, {flags=0}) = 3<anon_inode:[io_uring]>`, false, false, ""},
+		"private dir open":             {`8 openat(AT_FDCWD</w>, "/tmp/T/cleanrelay-onion-1/tor/state.tmp", O_WRONLY|O_CREAT|O_TRUNC, 0600) = 8</tmp/T/cleanrelay-onion-1/tor/state.tmp>`, true, true, "tor's private directory"},
+		"private dir write":            {`8 write(8</tmp/T/cleanrelay-onion-1/tor/state.tmp>, "# Tor state", 11) = 11`, true, true, "tor's private directory"},
+		"private dir rename":           {`8 rename("/tmp/T/cleanrelay-onion-1/tor/a.tmp", "/tmp/T/cleanrelay-onion-1/tor/a") = 0`, true, true, "tor's private directory"},
+		"out of private dir":           {`8 rename("/tmp/T/cleanrelay-onion-1/tor/a", "/tmp/T/a") = 0`, true, false, ""},
+		"private dir, local":           {`8 mkdirat(AT_FDCWD</w>, "/tmp/T/cleanrelay-onion-1", 0700) = 0`, false, false, ""},
+		"resumed half":                 {`7 <... write resumed>) = 5`, false, true, ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var p *regexp.Regexp
+			if tc.onion {
+				p = private
+			}
+			v := judgeTrace([]string{tc.line}, std, p)
+			if ok := len(v.bad) == 0; ok != tc.ok {
+				t.Fatalf("judged ok=%v, want %v", ok, tc.ok)
+			}
+			if tc.counted != "" && v.counts[tc.counted] != 1 {
+				t.Errorf("counts %v, want one %q", v.counts, tc.counted)
+			}
+		})
+	}
+	// A pipe the traced processes made is theirs to write to.
+	v := judgeTrace([]string{`7 pipe2([14<pipe:[55]>, 15<pipe:[55]>], O_CLOEXEC) = 0`, `7 write(15<pipe:[55]>, "x", 1) = 1`}, std, nil)
+	if len(v.bad) != 0 || v.counts["own pipe"] != 1 {
+		t.Errorf("own pipe: bad %q, counts %v", v.bad, v.counts)
+	}
+}
+
+// TestParseLogLine checks the reader of slog's text format that the log checks stand on.
+func TestParseLogLine(t *testing.T) {
+	tests := map[string]struct {
+		line string
+		want map[string]string // nil: not a log record
+	}{
+		"plain":   {`time=2026-11-23T09:04:10.000Z level=INFO msg="relay started"`, map[string]string{"time": "2026-11-23T09:04:10.000Z", "level": "INFO", "msg": "relay started"}},
+		"quoted":  {`time=t level=DEBUG msg="a \"b\" c=d" why=eof n=3`, map[string]string{"time": "t", "level": "DEBUG", "msg": `a "b" c=d`, "why": "eof", "n": "3"}},
+		"empty":   {`time=t level=INFO msg=""`, map[string]string{"time": "t", "level": "INFO", "msg": ""}},
+		"text":    {`cleanrelay: failed to listen`, nil},
+		"no time": {`level=INFO msg=x`, nil},
+		"panic":   {`panic: runtime error: index out of range`, nil},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := parseLogLine(tc.line)
+			if tc.want == nil {
+				if err == nil {
+					t.Fatalf("parsed %v, want an error", got)
+				}
+				return
+			}
+			if err != nil || !maps.Equal(got, tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
 }
