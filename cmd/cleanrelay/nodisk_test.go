@@ -130,21 +130,23 @@ func startTraced(t *testing.T, timeout time.Duration, args ...string) *tracedRel
 	r.cmd.Env = append(os.Environ(), "TMPDIR="+r.tmp)
 	// Our own pipes, so that we know their inodes: the trace names them, and writes to them are stdout/stderr.
 	r.pipes = map[string]bool{}
-	var readers [2]*os.File
+	var readers, writers [2]*os.File
 	for i, w := range []*io.Writer{&r.cmd.Stdout, &r.cmd.Stderr} {
-		pr, pw, err := os.Pipe()
-		if err != nil {
+		if readers[i], writers[i], err = os.Pipe(); err != nil {
 			t.Fatal(err)
 		}
-		defer pw.Close() // the child has its copy once started
 		var st syscall.Stat_t
-		if err := syscall.Fstat(int(pr.Fd()), &st); err != nil {
+		if err := syscall.Fstat(int(readers[i].Fd()), &st); err != nil {
 			t.Fatal(err)
 		}
 		r.pipes[fmt.Sprintf("pipe:[%d]", st.Ino)] = true
-		*w, readers[i] = pw, pr
+		*w = writers[i]
 	}
-	if err := r.cmd.Start(); err != nil {
+	err = r.cmd.Start()
+	// The child has its copies; ours would keep the readers from seeing the end.
+	writers[0].Close()
+	writers[1].Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)
@@ -159,7 +161,10 @@ func startTraced(t *testing.T, timeout time.Duration, args ...string) *tracedRel
 		for sc.Scan() {
 			fmt.Fprintln(r.stdout, sc.Text())
 			if u, ok := strings.CutPrefix(sc.Text(), "cleanrelay: serving on "); ok {
-				addr <- u
+				select {
+				case addr <- u:
+				default: // printed once; never block the relay's stdout on a second
+				}
 			}
 		}
 		readers[0].Close()
