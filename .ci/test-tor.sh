@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs cleanrelay's Tor tests: the onion package and its private test network (onion/tornet), and the end-to-end
-# test of `cleanrelay serve` in onion mode, against real tor processes on a private Tor network on 127.0.0.1.
+# tests of `cleanrelay serve` in onion mode (among them TestNoDiskNoLogsTor, which traces the relay and its tor
+# with strace), against real tor processes on a private Tor network on 127.0.0.1.
 #
 # The tests run inside a new network namespace that holds only loopback (`unshare -n`), so no tor can reach
 # anything but this machine; the harness refuses to start tor anywhere else. Modules are downloaded and every
@@ -9,6 +10,10 @@ set -eu
 cd "$(dirname "$0")/.."
 
 sh .ci/install-tor.sh
+if ! command -v strace >/dev/null 2>&1; then
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends strace
+fi
 
 tor_e2e=""
 if ls cmd/cleanrelay/*_tor_test.go >/dev/null 2>&1; then

@@ -178,7 +178,7 @@ func TestConnectAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := u.ticketHeader(context.Background())
+	h, err := u.TicketHeader(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestConnectAuth(t *testing.T) {
 		c.Close()
 	}
 	forged := http.Header{}
-	forged.Set("Cookie", "session="+u.session+"; ws_ticket=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	forged.Set("Cookie", "session="+u.Session+"; ws_ticket=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
 	if c, err := d.dialHeader(context.Background(), 4, forged); err == nil {
 		c.Close()
 		t.Error("a ticket the relay never issued opened a session")

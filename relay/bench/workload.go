@@ -464,7 +464,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 	defer cancel()
 	d := newDialer(s.URL, cfg.Conns)
 	workers := min(cfg.Concurrency, cfg.Conns)
-	users := make([]*authUser, workers)
+	users := make([]*client.Account, workers)
 	headers := make([]http.Header, workers) // each worker's login and ticket, unless ProofEach
 	if cfg.Auth {
 		prefix := randomID(6)
@@ -474,7 +474,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 			u, err := newAuthUser(ctx, s.URL, name)
 			users[i] = u
 			if err == nil && !cfg.ProofEach {
-				headers[i], err = u.ticketHeader(ctx)
+				headers[i], err = u.TicketHeader(ctx)
 			}
 			return err
 		})
@@ -504,7 +504,7 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 				h := headers[w]
 				if u := users[w]; u != nil && cfg.ProofEach {
 					var err error
-					if h, err = u.ticketHeader(ctx); err != nil {
+					if h, err = u.TicketHeader(ctx); err != nil {
 						errs.Add(1)
 						continue
 					}

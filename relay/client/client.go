@@ -1,5 +1,5 @@
-// Package client speaks cleanrelay's wire protocol (docs/protocol.md) for Go programs: the tests, the load
-// tool, and anything else that wants to chat through a relay.
+// Package client speaks cleanrelay's wire protocol (docs/protocol.md) and accounts API (docs/accounts.md) for Go
+// programs: the tests, the load tool, and anything else that wants to chat through a relay.
 package client
 
 import (

@@ -1,0 +1,197 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+)
+
+// Registration is what an account is registered with (docs/accounts.md §4). Email may be empty.
+type Registration struct {
+	Username, FullName, Email, Password string
+}
+
+// Account is a user registered on a relay, logged in, with a published OpenPGP key: what it takes to open
+// dialogs and logged-in WebSocket sessions (docs/accounts.md §5–7).
+type Account struct {
+	Name      string          // the username as registered
+	Session   string          // the session cookie's value: the access token
+	Key       *openpgp.Entity // the published key, private half included
+	PublicKey string          // the published key, armored
+
+	base string // http://HOST
+	http *http.Client
+}
+
+// Dialog is the room the relay keeps for a pair of users (docs/accounts.md §6).
+type Dialog struct {
+	Room string `json:"room"`
+	Cap  string `json:"cap"`
+}
+
+// NewAccount registers reg on the relay at relayURL (http://HOST/ or ws://HOST/ws: only the host is used), logs
+// in, and publishes a fresh Ed25519 key with its proof of possession. Ed25519 is fast to make and to sign with,
+// so callers measure or test the relay's work, not their own RSA. hc makes the requests (e.g. through Tor's
+// SOCKS port); nil means a plain http.Client.
+func NewAccount(ctx context.Context, relayURL string, reg Registration, hc *http.Client) (*Account, error) {
+	u, err := url.Parse(relayURL)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse the relay's URL: %w", err)
+	}
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	a := &Account{Name: reg.Username, base: "http://" + u.Host, http: hc}
+	key, err := openpgp.NewEntity(reg.Username, "", reg.Email, &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519})
+	if err != nil {
+		return nil, fmt.Errorf("failed to make a key: %w", err)
+	}
+	a.Key = key
+	if _, _, err := a.call(ctx, "POST", "/api/register", map[string]string{"username": reg.Username, "full_name": reg.FullName, "email": reg.Email, "password": reg.Password}); err != nil {
+		return nil, err
+	}
+	_, cookies, err := a.call(ctx, "POST", "/api/login", map[string]string{"username": reg.Username, "password": reg.Password})
+	if err != nil {
+		return nil, err
+	}
+	if a.Session = cookies["session"]; a.Session == "" {
+		return nil, fmt.Errorf("login set no session cookie")
+	}
+	ch, err := a.challenge(ctx, "/api/key/challenge")
+	if err != nil {
+		return nil, err
+	}
+	var pub bytes.Buffer
+	w, err := armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	if err != nil {
+		return nil, fmt.Errorf("failed to armor the key: %w", err)
+	}
+	if err := key.Serialize(w); err != nil {
+		return nil, fmt.Errorf("failed to serialize the key: %w", err)
+	}
+	w.Close()
+	a.PublicKey = pub.String()
+	sig, err := a.sign(ch)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.Call(ctx, "PUT", "/api/key", map[string]string{"key": a.PublicKey, "challenge": ch, "signature": sig}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// TicketHeader proves the key for a new WebSocket ticket and returns the handshake header (Options.Header)
+// that carries the login and the ticket. The header opens any number of sessions while one of them is open and
+// for the ticket's lifetime after the last one closed (docs/accounts.md §7).
+func (a *Account) TicketHeader(ctx context.Context) (http.Header, error) {
+	ch, err := a.challenge(ctx, "/api/session/challenge")
+	if err != nil {
+		return nil, err
+	}
+	sig, err := a.sign(ch)
+	if err != nil {
+		return nil, err
+	}
+	_, cookies, err := a.call(ctx, "POST", "/api/session/proof", map[string]string{"challenge": ch, "signature": sig})
+	if err != nil {
+		return nil, err
+	}
+	if cookies["ws_ticket"] == "" {
+		return nil, fmt.Errorf("the session proof set no ticket cookie")
+	}
+	h := http.Header{}
+	h.Set("Cookie", "session="+a.Session+"; ws_ticket="+cookies["ws_ticket"])
+	return h, nil
+}
+
+// OpenDialog opens (or finds) the dialog room with user peer.
+func (a *Account) OpenDialog(ctx context.Context, peer string) (*Dialog, error) {
+	body, err := a.Call(ctx, "POST", "/api/dialogs/"+url.PathEscape(peer), nil)
+	if err != nil {
+		return nil, err
+	}
+	var d Dialog
+	if err := json.Unmarshal(body, &d); err != nil || d.Room == "" || d.Cap == "" {
+		return nil, fmt.Errorf("the dialog answer has no room: %s", body)
+	}
+	return &d, nil
+}
+
+// Call makes one API request as this account (body, if not nil, is sent as JSON) and returns the answer's body.
+// An answer other than 2xx is an error that carries the status and the relay's error body.
+func (a *Account) Call(ctx context.Context, method, path string, body any) ([]byte, error) {
+	out, _, err := a.call(ctx, method, path, body)
+	return out, err
+}
+
+func (a *Account) challenge(ctx context.Context, path string) (string, error) {
+	body, err := a.Call(ctx, "POST", path, nil)
+	if err != nil {
+		return "", err
+	}
+	var r struct {
+		Challenge string `json:"challenge"`
+	}
+	if json.Unmarshal(body, &r) != nil || r.Challenge == "" {
+		return "", fmt.Errorf("%s gave no challenge", path)
+	}
+	return r.Challenge, nil
+}
+
+func (a *Account) sign(text string) (string, error) {
+	var b bytes.Buffer
+	if err := openpgp.ArmoredDetachSign(&b, a.Key, strings.NewReader(text), nil); err != nil {
+		return "", fmt.Errorf("failed to sign: %w", err)
+	}
+	return b.String(), nil
+}
+
+// call makes one API request with the session cookie (set by hand: the relay's cookies are Secure, and this is
+// plain http on loopback or to an onion) and returns the body and the cookies set.
+func (a *Account) call(ctx context.Context, method, path string, body any) ([]byte, map[string]string, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("failed to encode the request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.Session != "" {
+		req.Header.Set("Cookie", "session="+a.Session)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to call %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to read the answer of %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, nil, fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(out))
+	}
+	cookies := map[string]string{}
+	for _, c := range resp.Cookies() {
+		cookies[c.Name] = c.Value
+	}
+	return out, cookies, nil
+}
