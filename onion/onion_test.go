@@ -300,6 +300,10 @@ func fetch(ctx context.Context, t *testing.T, n *tornet.Network, hostname string
 	return "", fmt.Errorf("gave up: %w (last error: %v)", ctx.Err(), lastErr)
 }
 
+// fetchTimeout bounds a fetch through the private network, publication of the descriptor included. A loaded
+// machine (CI with other jobs, -race) has taken more than a minute.
+const fetchTimeout = 2 * time.Minute
+
 // TestOnTorNetwork runs everything that needs a real tor against one private network.
 func TestOnTorNetwork(t *testing.T) {
 	n := tornet.Start(t)
@@ -309,7 +313,7 @@ func TestOnTorNetwork(t *testing.T) {
 		if !strings.HasSuffix(s.Hostname(), ".onion") || len(s.Hostname()) != 62 {
 			t.Fatalf("hostname %q is not a v3 onion address", s.Hostname())
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 		defer cancel()
 		start := time.Now()
 		body, err := fetch(ctx, t, n, s.Hostname())
@@ -334,7 +338,7 @@ func TestOnTorNetwork(t *testing.T) {
 		if auth == nil {
 			t.Fatal("no client auth credential")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 		defer cancel()
 		_, err := fetch(ctx, t, n, s.Hostname())
 		var se *tornet.SOCKSError
@@ -406,7 +410,7 @@ func TestOnTorNetwork(t *testing.T) {
 		if s.torPID() != 0 {
 			t.Fatal("launched a tor although ControlAddr was given")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 		defer cancel()
 		body, err := fetch(ctx, t, n, s.Hostname())
 		if err != nil {
@@ -467,7 +471,7 @@ func TestOnTorNetwork(t *testing.T) {
 			t.Run(fmt.Sprint("start", i), func(t *testing.T) {
 				s, _ := startOn(t, n, Config{KeyFile: keyFile, TempDir: dir})
 				hostnames = append(hostnames, s.Hostname())
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 				defer cancel()
 				if _, err := fetch(ctx, t, n, s.Hostname()); err != nil {
 					t.Fatalf("fetch: %v", err)
