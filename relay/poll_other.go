@@ -1,0 +1,17 @@
+//go:build !linux
+
+package relay
+
+import "errors"
+
+// poller is Linux-only (epoll). Elsewhere every connection is read by a goroutine of its own.
+type poller struct{}
+
+func newPoller() (*poller, error) {
+	return nil, errors.New("readiness-driven reads need Linux")
+}
+
+func (p *poller) watch(*conn) bool  { return false }
+func (p *poller) rearm(*conn) error { return errors.New("no poller") }
+func (p *poller) remove(*conn)      {}
+func (p *poller) close()            {}
