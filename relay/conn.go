@@ -103,7 +103,7 @@ func (c *conn) wakeUp() {
 	default:
 	}
 	if c.writing.CompareAndSwap(false, true) {
-		go c.writeLoop()
+		c.srv.workers.run(task{c: c, write: true})
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 
 // poller watches idle connections for bytes to read with an epoll instance of its own, so that an idle
 // connection needs no goroutine. Each socket is registered one-shot: an event hands the connection to one
-// reader goroutine (readReady), which reads until the socket is empty and then re-arms the registration.
+// worker (readReady), which reads until the socket is empty and then re-arms the registration.
 //
 // The epoll instance is itself a pollable file: the poller's goroutine waits for it in Go's network poller,
 // like any socket, instead of blocking an OS thread in epoll_wait.
@@ -26,8 +26,8 @@ type poller struct {
 	raw  syscall.RawConn
 
 	// life is held (read) while epfd is used, so that close cannot release the number meanwhile.
-	life   sync.RWMutex
-	closed bool // guarded by life
+	life     sync.RWMutex
+	isClosed bool // guarded by life
 
 	mu sync.Mutex
 	// Guarded by mu. Events carry an id rather than the descriptor, which may be reused as soon as a
@@ -86,7 +86,7 @@ func (p *poller) loop() {
 			c := p.conns[id]
 			p.mu.Unlock()
 			if c != nil && c.readState.CompareAndSwap(readArmed, readRunning) {
-				go c.readReady()
+				c.srv.workers.run(task{c: c})
 			}
 		}
 	}
@@ -118,7 +118,7 @@ func (p *poller) ctl(c *conn, op int) error {
 	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(c.pollID)), Pad: int32(uint32(c.pollID >> 32))}
 	p.life.RLock()
 	defer p.life.RUnlock()
-	if p.closed {
+	if p.isClosed {
 		return errors.New("failed to watch a connection: the poller is closed")
 	}
 	var cerr error
@@ -142,8 +142,8 @@ func (p *poller) remove(c *conn) {
 func (p *poller) close() {
 	p.life.Lock()
 	defer p.life.Unlock()
-	if !p.closed {
-		p.closed = true
+	if !p.isClosed {
+		p.isClosed = true
 		p.ep.Close()
 	}
 }
@@ -172,8 +172,8 @@ func (p *poller) watch(c *conn) bool {
 	return true
 }
 
-// readReady reads what c's socket holds, then re-arms it in the poller, or ends reading. It runs on a
-// goroutine of its own, started by the poller, and borrows its read buffer only for this burst.
+// readReady reads what c's socket holds, then re-arms it in the poller, or ends reading. It runs on one of the
+// server's workers and borrows its read buffer only for this burst.
 func (c *conn) readReady() {
 	b := getBuf(pollReadSize)
 	var n, used int

@@ -26,6 +26,7 @@ type Server struct {
 	hub      *hub
 	stats    Stats
 	upgrader websocket.Upgrader
+	workers  *workers
 	hello    []byte
 	client   http.Handler
 
@@ -55,11 +56,12 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 		clientFiles = static.Files
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		hosts:  make(map[string]bool),
-		conns:  make(map[*conn]struct{}),
-		client: http.FileServerFS(clientFiles),
+		cfg:     cfg,
+		log:     log,
+		hosts:   make(map[string]bool),
+		conns:   make(map[*conn]struct{}),
+		client:  http.FileServerFS(clientFiles),
+		workers: newWorkers(),
 	}
 	s.hub = newHub(cfg, &s.stats, log)
 	s.upgrader = websocket.Upgrader{
@@ -317,5 +319,6 @@ func (s *Server) Close(ctx context.Context) error {
 		s.poll.close() // a connection still watched ends by kill, which needs no poller
 	}
 	s.mu.Unlock()
+	s.workers.stop()
 	return err
 }
