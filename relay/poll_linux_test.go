@@ -3,6 +3,7 @@
 package relay_test
 
 import (
+	"fmt"
 	"net/http"
 	"runtime"
 	"testing"
@@ -18,12 +19,14 @@ import (
 func TestIdleConnsHoldNoGoroutine(t *testing.T) {
 	tr := startRelay(t, relay.Config{MaxConns: 1000})
 	dialIdle(t, tr, 1) // the poller starts with the first connection
-	base := runtime.NumGoroutine()
+	eventually(t, "the first connection is counted", func() bool { return tr.srv.Stats().Conns == 1 })
+	base, open := runtime.NumGoroutine(), 1
 	for _, n := range []int{100, 999} {
-		dialIdle(t, tr, n-int(tr.srv.Stats().Conns))
-		eventually(t, "every connection is counted", func() bool { return tr.srv.Stats().Conns == int64(n) })
-		// Each hello is written by a short-lived writer; once they are done, what is left is independent of n.
-		eventually(t, "the writers have ended", func() bool { return runtime.NumGoroutine() <= base+5 })
+		dialIdle(t, tr, n-open) // (the relay counts a connection just after the client sees the handshake end)
+		open = n
+		eventually(t, fmt.Sprintf("%d connections are counted", n), func() bool { return tr.srv.Stats().Conns == int64(n) })
+		// Each hello is written by a worker; once they are done, what is left is independent of n.
+		eventually(t, fmt.Sprintf("the workers have ended (%d goroutines, %d before)", runtime.NumGoroutine(), base), func() bool { return runtime.NumGoroutine() <= base+5 })
 	}
 	// And they are alive: a connection that speaks now is read.
 	c := tr.dialRaw(t)
