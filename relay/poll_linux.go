@@ -14,8 +14,9 @@ import (
 )
 
 // poller watches idle connections for bytes to read with an epoll instance of its own, so that an idle
-// connection needs no goroutine. Each socket is registered one-shot: an event hands the connection to one
-// worker (readReady), which reads until the socket is empty and then re-arms the registration.
+// connection needs no goroutine. Each socket is registered once, edge-triggered: an event hands an idle
+// connection to one worker (readReady), which reads until the socket is empty; an event for a connection
+// being read tells its worker to look again before it parks (readPending). Neither costs a system call.
 //
 // The epoll instance is itself a pollable file: the poller's goroutine waits for it in Go's network poller,
 // like any socket, instead of blocking an OS thread in epoll_wait.
@@ -38,7 +39,7 @@ type poller struct {
 
 // pollEvents is what a connection is watched for: bytes, or the peer closing or resetting it
 // (EPOLLERR and EPOLLHUP are always reported).
-const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 
 // pollBatch is how many events one wait returns at most.
 const pollBatch = 128
@@ -85,8 +86,8 @@ func (p *poller) loop() {
 			p.mu.Lock()
 			c := p.conns[id]
 			p.mu.Unlock()
-			if c != nil && c.readState.CompareAndSwap(readArmed, readRunning) {
-				c.srv.workers.run(task{c: c})
+			if c != nil {
+				c.readable()
 			}
 		}
 	}
@@ -104,12 +105,6 @@ func (p *poller) add(c *conn) error {
 		return err
 	}
 	return nil
-}
-
-// rearm watches c's socket again after a reader emptied it. Level-triggered: bytes that arrived meanwhile
-// report at once.
-func (p *poller) rearm(c *conn) error {
-	return p.ctl(c, unix.EPOLL_CTL_MOD)
 }
 
 // ctl registers c's socket. It runs under the socket's reference (RawConn.Control), so the descriptor cannot
@@ -191,13 +186,18 @@ func (c *conn) readReady() {
 		if rerr == unix.EINTR {
 			continue
 		}
-		if n <= 0 {
-			// EAGAIN: the socket is empty. Anything else is the end: 0 bytes (EOF), a reset, an error.
-			ok = errors.Is(rerr, unix.EAGAIN)
+		if n > 0 {
+			used = max(used, n)
+			ok = c.consume(b.b[:n])
+			continue
+		}
+		// EAGAIN: the socket is empty. Anything else is the end: 0 bytes (EOF), a reset, an error.
+		ok = errors.Is(rerr, unix.EAGAIN)
+		if ok && c.readState.CompareAndSwap(readRunning, readArmed) {
 			break
 		}
-		used = max(used, n)
-		ok = c.consume(b.b[:n])
+		// An event came while reading (readPending): the edge it reports may be newer than the EAGAIN.
+		c.readState.Store(readRunning)
 	}
 	b.b = b.b[:used] // zero only what was used
 	putBuf(b)
@@ -205,5 +205,32 @@ func (c *conn) readReady() {
 		c.endReading()
 		return
 	}
-	c.park()
+	// Parked. Had kill come before it, it found the reader running and left the end to it.
+	select {
+	case <-c.done:
+		if c.readState.CompareAndSwap(readArmed, readEnded) {
+			c.endReadingOwned(false)
+		}
+	default:
+	}
+}
+
+// readable is the poller's news that c's socket got bytes (or was closed): an idle connection gets a worker,
+// a running reader is told to look again before it parks.
+func (c *conn) readable() {
+	for {
+		switch s := c.readState.Load(); s {
+		case readArmed:
+			if c.readState.CompareAndSwap(s, readRunning) {
+				c.srv.workers.run(task{c: c})
+				return
+			}
+		case readRunning:
+			if c.readState.CompareAndSwap(s, readPending) {
+				return
+			}
+		default: // pending already, or ended
+			return
+		}
+	}
 }

@@ -11,10 +11,9 @@ func newPoller() (*poller, error) {
 	return nil, errors.New("readiness-driven reads need Linux")
 }
 
-func (p *poller) watch(*conn) bool  { return false }
-func (p *poller) rearm(*conn) error { return errors.New("no poller") }
-func (p *poller) remove(*conn)      {}
-func (p *poller) close()            {}
+func (p *poller) watch(*conn) bool { return false }
+func (p *poller) remove(*conn)     {}
+func (p *poller) close()           {}
 
 // readReady is never called: no connection is watched.
 func (c *conn) readReady() {}

@@ -1,16 +1,18 @@
 package relay
 
 // How a connection is read. On Linux, a TCP connection waits in the server's poller while idle and is read by
-// a short-lived goroutine when bytes arrive (poll_linux.go); a TLS connection, or any connection elsewhere,
+// one of the server's workers when bytes arrive (poll_linux.go); a TLS connection, or any connection elsewhere,
 // is read by a goroutine of its own for its whole life (readBlocking). Both feed the same frame parser
 // (wsread.go).
 
 // Reader states of a connection (conn.readState). Only one reader runs at a time: the poller moves a
-// connection from armed to running before it starts a reader, and kill moves it from armed to ended.
+// connection from armed to running before it starts a reader (or from running to pending), and kill moves it
+// from armed to ended; a running reader moves it back to armed when it parks, or to ended.
 const (
 	readNotStarted int32 = iota
 	readArmed            // waiting in the poller, no goroutine
-	readRunning          // a reader goroutine owns c.rd
+	readRunning          // a reader owns c.rd
+	readPending          // a reader owns c.rd, and the poller reported bytes since it started
 	readEnded            // nothing more will be read
 )
 
@@ -40,24 +42,8 @@ func (c *conn) readBlocking() {
 	c.endReading()
 }
 
-// park hands c back to the poller after a reader emptied its socket, unless c was killed meanwhile.
-func (c *conn) park() {
-	c.readState.Store(readArmed)
-	select {
-	case <-c.done:
-		if c.readState.CompareAndSwap(readArmed, readEnded) {
-			c.endReadingOwned(false)
-		}
-		return
-	default:
-	}
-	if err := c.poll.rearm(c); err != nil && c.readState.CompareAndSwap(readArmed, readEnded) {
-		c.endReadingOwned(false)
-	}
-}
-
 // stopReading ends reading on behalf of kill when no reader runs; a running reader ends by itself, as it
-// checks c.done when it parks and its socket is closed by the writer's goodbye.
+// checks c.done once it has parked and its socket is closed by the writer's goodbye.
 func (c *conn) stopReading() {
 	if c.readState.CompareAndSwap(readArmed, readEnded) {
 		c.endReadingOwned(true)
