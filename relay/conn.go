@@ -1,10 +1,9 @@
 package relay
 
 import (
-	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -47,8 +46,9 @@ type chanRef struct {
 	m  *member
 }
 
-// conn is one client's WebSocket. Its reader goroutine (run) handles what the client sends and owns the
-// connection's lifecycle; its writer goroutine (writeLoop) is the only one that writes to the socket.
+// conn is one client's WebSocket. Its reader (reading.go) handles what the client sends; its writer
+// goroutine (writeLoop) is the only one that writes to the socket. Neither runs while the connection is idle.
+// The connection ends when both are over (endPart).
 type conn struct {
 	// Static after construction.
 	srv      *Server
@@ -56,13 +56,22 @@ type conn struct {
 	identity Identity
 	wake     chan struct{} // capacity 1: "there may be something to write"
 	done     chan struct{} // closed by kill: the writer says goodbye and stops
-	finished chan struct{} // closed by the writer once it has said goodbye and closed the socket
 
-	// A writer goroutine runs only while there is something to write, so an idle connection costs one
-	// goroutine (its reader), not two. writing is true while one runs (and forever after the goodbye).
+	// Static once reading started: the socket and the poller watching it, for readiness-driven reads.
+	raw    syscall.RawConn
+	poll   *poller
+	pollID uint64
+
+	// A writer goroutine runs only while there is something to write, and a reader only while there is
+	// something to read (readState), so an idle connection costs no goroutine. writing is true while a
+	// writer runs (and forever after the goodbye).
 	writing   atomic.Bool
 	pingDue   atomic.Bool
 	pingTimer *time.Timer
+	nextPing  atomic.Int64 // unix ns; owned by pingTick
+	lastRead  atomic.Int64 // unix ns of the last complete frame read, pong included
+	readState atomic.Int32
+	parts     atomic.Int32 // reader and writer not yet ended; the last one to end tears the connection down
 
 	// Owned by the running writer.
 	refs []chanRef
@@ -76,15 +85,16 @@ type conn struct {
 	why      closeReason
 	lastRoom time.Time // when the connection last held a room (or started)
 
-	// Owned by the reader goroutine.
+	// Owned by the running reader.
 	limiter tokenBucket
+	rd      wsReader
 }
 
 func newConn(s *Server, ws *websocket.Conn, id Identity) *conn {
 	now := time.Now()
 	return &conn{
 		srv: s, ws: ws, identity: id,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), finished: make(chan struct{}),
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		lastRoom: now,
 		limiter:  tokenBucket{rate: s.cfg.RateFrames, burst: float64(s.cfg.RateBurst), tokens: float64(s.cfg.RateBurst), last: now},
 	}
@@ -97,26 +107,29 @@ func (c *conn) wakeUp() {
 	default:
 	}
 	if c.writing.CompareAndSwap(false, true) {
-		go c.writeLoop()
+		c.srv.workers.run(task{c: c, write: true})
 	}
 }
 
-// kill makes the writer close the connection with why (the first reason given wins). It never blocks.
+// kill makes the writer close the connection with why (the first reason given wins), and ends reading. It
+// never blocks.
 func (c *conn) kill(why closeReason) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.killed {
+		c.mu.Unlock()
 		return
 	}
 	c.killed, c.why = true, why
 	close(c.done)
-	defer c.wakeUp()                     // a writer must say goodbye
 	if why == closeSlow && c.ws != nil { // (the fuzz test drives conns without a socket)
 		// Unblock a write stuck on a peer that stopped reading, so the writer ends at once; and should the
 		// writer have armed a fresh deadline just after this one, cut the socket a moment later.
 		c.ws.NetConn().SetWriteDeadline(time.Now())
 		time.AfterFunc(closeWait, func() { c.ws.NetConn().Close() })
 	}
+	c.wakeUp() // a writer must say goodbye
+	c.mu.Unlock()
+	c.stopReading()
 }
 
 // sendControl queues a control message for the writer. A connection that lets too many pile up is slow.
@@ -221,19 +234,38 @@ func (c *conn) members() []*member {
 	return ms
 }
 
-// run reads and handles the client's messages until the connection ends, then tears it down: the writer says
-// goodbye and closes the socket, and every membership becomes away.
-func (c *conn) run() {
+// start says hello and starts the keepalive and reading. From then on the connection runs on its own until
+// both its reader and its writer have ended; then teardown makes every membership away.
+func (c *conn) start() {
+	now := time.Now()
+	c.lastRead.Store(now.UnixNano())
+	c.nextPing.Store(now.Add(c.srv.cfg.PingPeriod).UnixNano())
+	c.parts.Store(2)
 	// The timer is armed only once it is stored, so that pingTick always finds it.
 	c.pingTimer = time.AfterFunc(time.Hour, c.pingTick)
 	c.pingTimer.Reset(c.srv.cfg.PingPeriod)
 	c.sendControl(append([]byte(nil), c.srv.hello...)) // a copy: the writer zeroes what it wrote
-	c.readLoop()
-	c.kill(closeNormal)
-	<-c.finished
+	c.startReading()
+}
+
+// endPart records that the reader or the writer has ended; after both, the connection is torn down.
+// async: the caller may hold locks the teardown takes.
+func (c *conn) endPart(async bool) {
+	if c.parts.Add(-1) != 0 {
+		return
+	}
+	if async {
+		go c.teardown()
+		return
+	}
+	c.teardown()
+}
+
+func (c *conn) teardown() {
 	c.dropControl()
 	c.pingTimer.Stop()
 	c.srv.hub.away(c, c.members())
+	c.srv.ended(c)
 }
 
 // dropControl zeroes the control messages queued after the writer's goodbye (a reply to a request handled
@@ -248,85 +280,30 @@ func (c *conn) dropControl() {
 	c.ctrl = nil
 }
 
-// pingTick asks the writer for a ping (and an idle check), and re-arms itself until the connection ends.
+// pingTick asks the writer for a ping (and an idle check) every PingPeriod, and closes a connection from which
+// nothing was read for PongWait (no reader waits with a deadline). It re-arms itself until the connection
+// ends.
 func (c *conn) pingTick() {
 	select {
 	case <-c.done:
 		return
 	default:
 	}
-	c.pingDue.Store(true)
-	c.wakeUp()
-	c.pingTimer.Reset(c.srv.cfg.PingPeriod)
-}
-
-func (c *conn) readLoop() {
 	cfg := &c.srv.cfg
-	c.ws.SetReadLimit(int64(sendHeaderLen + cfg.MaxFrame))
-	c.ws.SetReadDeadline(time.Now().Add(cfg.PongWait))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(cfg.PongWait))
-	})
-	for {
-		typ, r, err := c.ws.NextReader()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.srv.stats.drop(dropOversize)
-			}
-			return
-		}
-		c.ws.SetReadDeadline(time.Now().Add(cfg.PongWait))
-		if wait := c.limiter.take(time.Now()); wait > 0 {
-			c.srv.stats.rateLimited.Add(1)
-			select {
-			case <-time.After(wait):
-			case <-c.done:
-				return
-			}
-		}
-		limit := sendHeaderLen + cfg.MaxFrame
-		if typ == websocket.TextMessage {
-			limit = maxControl + 1
-		}
-		b := getBuf(limit)
-		n, err := readAll(r, b.b)
-		if err != nil && !errors.Is(err, errMessageTooLong) {
-			putBuf(b)
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.srv.stats.drop(dropOversize)
-			}
-			return
-		}
-		b.b = b.b[:n]
-		if typ == websocket.TextMessage {
-			c.handleControl(b.b)
-		} else {
-			c.handleFrame(b.b)
-		}
-		putBuf(b)
+	now := time.Now().UnixNano()
+	deadline := c.lastRead.Load() + int64(cfg.PongWait)
+	if now >= deadline {
+		c.kill(closeNormal)
+		return
 	}
-}
-
-var errMessageTooLong = errors.New("message longer than its buffer")
-
-// readAll reads one message into b. When the message is longer than b it reads (and discards) the rest so the
-// connection stays usable, and returns len(b) with errMessageTooLong.
-func readAll(r io.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		k, err := r.Read(b[n:])
-		n += k
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
+	next := c.nextPing.Load()
+	if now >= next {
+		c.pingDue.Store(true)
+		c.wakeUp()
+		next = now + int64(cfg.PingPeriod)
+		c.nextPing.Store(next)
 	}
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return n, err
-	}
-	return n, errMessageTooLong
+	c.pingTimer.Reset(time.Duration(min(next, deadline) - now))
 }
 
 // handleFrame forwards one frame the client sent.
@@ -481,7 +458,7 @@ func (c *conn) writePending() (wrote, ok bool) {
 }
 
 // goodbye ends the connection from the writer's side: what notices are queued, a close frame with the reason
-// the connection was killed, then the socket is closed (which also ends the reader).
+// the connection was killed, then the socket is closed (which also ends a running reader).
 func (c *conn) goodbye() {
 	c.flushControl()
 	c.mu.Lock()
@@ -489,7 +466,7 @@ func (c *conn) goodbye() {
 	c.mu.Unlock()
 	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(why.code, why.text), time.Now().Add(closeWait))
 	c.ws.Close()
-	close(c.finished)
+	c.endPart(false)
 }
 
 // flushControl writes the control messages still queued (a shutdown or revocation notice) before the

@@ -26,6 +26,7 @@ type Server struct {
 	hub      *hub
 	stats    Stats
 	upgrader websocket.Upgrader
+	workers  *workers
 	hello    []byte
 	client   http.Handler
 
@@ -38,6 +39,8 @@ type Server struct {
 	hosts   map[string]bool // allowed Host header values, lower-case host:port and host forms
 	conns   map[*conn]struct{}
 	closing bool
+	poll    *poller // started with the first connection; nil before, and if it could not start
+	pollErr error   // why it could not start
 
 	wg sync.WaitGroup // one per connection
 }
@@ -53,16 +56,19 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 		clientFiles = static.Files
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		hosts:  make(map[string]bool),
-		conns:  make(map[*conn]struct{}),
-		client: http.FileServerFS(clientFiles),
+		cfg:     cfg,
+		log:     log,
+		hosts:   make(map[string]bool),
+		conns:   make(map[*conn]struct{}),
+		client:  http.FileServerFS(clientFiles),
+		workers: newWorkers(),
 	}
 	s.hub = newHub(cfg, &s.stats, log)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		ReadBufferSize:   1024,
+		// The relay reads frames itself (wsread.go), so gorilla's read buffer is never used: the smallest it
+		// allows (a control frame's 125 bytes), rather than the 4 KiB of net/http's that it would keep.
+		ReadBufferSize: 1,
 		// A shared pool instead of a write buffer per connection: an idle connection holds none. It zeroes
 		// each buffer when it comes back (bufpool.go).
 		WriteBufferPool:   &wsWritePool{},
@@ -215,6 +221,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(s, ws, id)
 	s.mu.Lock()
+	if s.poll == nil && s.pollErr == nil {
+		if s.poll, s.pollErr = newPoller(); s.pollErr != nil {
+			s.log.Warn("reading every connection with a goroutine of its own", "err", s.pollErr)
+		}
+	}
 	if s.closing {
 		s.mu.Unlock()
 		s.wg.Done()
@@ -227,27 +238,39 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.stats.conns.Add(1)
 	s.stats.connsTotal.Add(1)
 	s.log.Debug("connection opened", "connections_open", s.stats.conns.Load())
-	// The connection runs on a goroutine of its own and the handler returns, so net/http's per-request
-	// buffers and its deep handler stack are not kept alive for the connection's lifetime.
+	// The connection runs on its own and the handler returns, so net/http's per-request buffers and its deep
+	// handler stack are not kept alive for the connection's lifetime. Server.ended calls id.ended.
 	running = true
-	go func() {
-		defer s.wg.Done()
-		if id.ended != nil {
-			defer id.ended()
-		}
-		c.run()
-		s.stats.conns.Add(-1)
-		c.mu.Lock()
-		why := c.why.text
-		c.mu.Unlock()
-		if why == "" {
-			why = "closed"
-		}
-		s.log.Debug("connection ended", "why", why, "connections_open", s.stats.conns.Load())
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
+	c.start()
+}
+
+// poller returns the server's poller, or nil if there is none.
+func (s *Server) poller() *poller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.poll
+}
+
+// ended forgets a connection whose reader and writer have both ended.
+func (s *Server) ended(c *conn) {
+	defer s.wg.Done()
+	if c.identity.ended != nil {
+		defer c.identity.ended()
+	}
+	if c.poll != nil {
+		c.poll.remove(c)
+	}
+	s.stats.conns.Add(-1)
+	c.mu.Lock()
+	why := c.why.text
+	c.mu.Unlock()
+	if why == "" {
+		why = "closed"
+	}
+	s.log.Debug("connection ended", "why", why, "connections_open", s.stats.conns.Load())
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
 }
 
 // offers reports whether the handshake offers subprotocol p.
@@ -296,10 +319,17 @@ func (s *Server) Close(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("failed to close every connection: %w", ctx.Err())
+		err = fmt.Errorf("failed to close every connection: %w", ctx.Err())
 	}
+	s.mu.Lock()
+	if s.poll != nil {
+		s.poll.close() // a connection still watched ends by kill, which needs no poller
+	}
+	s.mu.Unlock()
+	s.workers.stop()
+	return err
 }

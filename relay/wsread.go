@@ -1,0 +1,295 @@
+package relay
+
+import (
+	"encoding/binary"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+// The relay parses its clients' WebSocket frames itself (RFC 6455 §5) rather than through gorilla's reader,
+// which needs a goroutine blocked with a buffer on every connection until a whole message has arrived.
+// wsReader takes whatever bytes the socket has, split anywhere, and keeps between reads only the state of the
+// frame in progress, so an idle connection holds neither a goroutine nor a read buffer (docs/performance.md).
+// gorilla still does every write.
+
+// WebSocket opcodes (RFC 6455 §5.2).
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xa
+)
+
+const (
+	// pollReadSize is how many bytes one read system call takes on a readiness-driven connection. The buffer
+	// is borrowed from the pool only while the socket has bytes, so it can hold a burst of frames.
+	pollReadSize = 16 << 10
+	// blockingReadSize is the buffer of a connection read by a goroutine of its own (TLS, or no poller); it is
+	// held as long as the connection lives, so it stays as small as gorilla's was.
+	blockingReadSize = 1024
+	// maxControlPayload is the longest payload of a ping, pong or close frame (RFC 6455 §5.5).
+	maxControlPayload = 125
+)
+
+// wsReader is the state of reading one connection's frames. It is owned by whoever reads the connection at
+// the moment (one reader at a time, see readState).
+type wsReader struct {
+	hdr       [14]byte // the frame header read so far
+	hdrN      int
+	inPayload bool // the header is complete and remain payload bytes follow
+	op        byte
+	fin       bool
+	mask      [4]byte
+	maskPos   int
+	remain    int64
+
+	msgType int    // the data message in progress: 0 (none), websocket.TextMessage or BinaryMessage
+	msgLen  int64  // its length so far, against the read limit
+	store   int    // how many of its bytes are kept
+	msg     *buf   // its bytes so far, up to store
+	ctrl    []byte // the payload of the control frame in progress
+}
+
+// headerLen is the length of the header being read, as far as its first two bytes tell.
+func (r *wsReader) headerLen() int {
+	if r.hdrN < 2 {
+		return 2
+	}
+	n := 2 + 4 // client frames are masked
+	switch r.hdr[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	return n
+}
+
+// release zeroes and returns the buffers of a message or control frame in progress.
+func (r *wsReader) release() {
+	putBuf(r.msg)
+	r.msg = nil
+	clear(r.ctrl)
+	r.ctrl = nil
+}
+
+// consume handles bytes read from the client. It returns false when reading is over: the connection is
+// killed with the reason (a close frame, a protocol error, an oversized message, or a kill while waiting for
+// the rate limit).
+func (c *conn) consume(p []byte) bool {
+	r := &c.rd
+	for len(p) > 0 || (r.inPayload && r.remain == 0) {
+		if !r.inPayload {
+			k := copy(r.hdr[r.hdrN:r.headerLen()], p)
+			r.hdrN += k
+			p = p[k:]
+			if r.hdrN >= 2 && r.hdr[1]&0x80 == 0 {
+				return c.protocolError("client frame is not masked")
+			}
+			if r.hdrN < r.headerLen() {
+				continue
+			}
+			if !c.startFrame() {
+				return false
+			}
+			continue
+		}
+		k := int(min(int64(len(p)), r.remain))
+		chunk := p[:k]
+		p = p[k:]
+		r.remain -= int64(k)
+		if r.op >= opClose {
+			start := len(r.ctrl)
+			r.ctrl = append(r.ctrl, chunk...)
+			maskBytes(r.mask, r.maskPos, r.ctrl[start:])
+		} else {
+			start := len(r.msg.b)
+			w := min(k, r.store-start) // beyond the storage limit, bytes are discarded
+			r.msg.b = append(r.msg.b, chunk[:w]...)
+			maskBytes(r.mask, r.maskPos, r.msg.b[start:])
+		}
+		r.maskPos = (r.maskPos + k) & 3
+		if r.remain > 0 {
+			continue
+		}
+		r.inPayload = false
+		c.lastRead.Store(time.Now().UnixNano())
+		if !c.endFrame() {
+			return false
+		}
+	}
+	return true
+}
+
+// startFrame checks a complete frame header and prepares for its payload.
+func (c *conn) startFrame() bool {
+	r := &c.rd
+	b0, b1 := r.hdr[0], r.hdr[1]
+	r.hdrN = 0
+	if b0&0x70 != 0 {
+		return c.protocolError("reserved bits set without an extension")
+	}
+	op, fin := b0&0x0f, b0&0x80 != 0
+	length, off := int64(b1&0x7f), 2
+	switch length {
+	case 126:
+		length, off = int64(binary.BigEndian.Uint16(r.hdr[2:])), 4
+	case 127:
+		u := binary.BigEndian.Uint64(r.hdr[2:])
+		if u>>63 != 0 {
+			return c.protocolError("frame length has the high bit set")
+		}
+		length, off = int64(u), 10
+	}
+	copy(r.mask[:], r.hdr[off:off+4])
+	switch op {
+	case opClose, opPing, opPong:
+		if !fin || length > maxControlPayload {
+			return c.protocolError("control frame fragmented or longer than 125 bytes")
+		}
+		if length > 0 {
+			r.ctrl = make([]byte, 0, length)
+		}
+	case opText, opBinary, opContinuation:
+		if op == opContinuation && r.msgType == 0 {
+			return c.protocolError("continuation frame without a message")
+		}
+		if op != opContinuation {
+			if r.msgType != 0 {
+				return c.protocolError("new message before the last one ended")
+			}
+			r.msgType, r.msgLen = int(op), 0
+		}
+		r.msgLen += length
+		limit := int64(sendHeaderLen + c.srv.cfg.MaxFrame)
+		if r.msgLen > limit {
+			c.srv.stats.drop(dropOversize)
+			c.kill(closeReason{websocket.CloseMessageTooBig, ""})
+			return false
+		}
+		// A text message longer than a control message may be is kept only as far as parseRequest needs to
+		// refuse it; the rest is read and discarded so that the connection stays usable.
+		r.store = int(limit)
+		if r.msgType == websocket.TextMessage {
+			r.store = maxControl + 1
+		}
+		r.growMessage(int(min(r.msgLen, int64(r.store))))
+	default:
+		return c.protocolError("unknown opcode")
+	}
+	r.op, r.fin, r.remain, r.maskPos, r.inPayload = op, fin, length, 0, true
+	return true
+}
+
+// growMessage makes room for n bytes of the message in progress, in a pooled buffer sized to what the frame
+// headers announced (not to the largest message allowed: a connection may hold a partial message while idle).
+func (r *wsReader) growMessage(n int) {
+	if r.msg != nil && cap(r.msg.b) >= n {
+		return
+	}
+	b := getBuf(n)
+	b.b = b.b[:0]
+	if r.msg != nil {
+		b.b = append(b.b, r.msg.b...)
+		putBuf(r.msg)
+	}
+	r.msg = b
+}
+
+// endFrame acts on a frame whose payload is complete.
+func (c *conn) endFrame() bool {
+	r := &c.rd
+	switch r.op {
+	case opPing:
+		// Written directly, as gorilla's reader did: WriteControl may run alongside the writer's writes.
+		c.ws.WriteControl(websocket.PongMessage, r.ctrl, time.Now().Add(c.srv.cfg.WriteTimeout))
+		clear(r.ctrl)
+		r.ctrl = nil
+	case opPong:
+		r.ctrl = nil // lastRead, set for every frame, is all a pong is for
+	case opClose:
+		code := websocket.CloseNoStatusReceived
+		if len(r.ctrl) == 1 {
+			return c.protocolError("close frame with a one-byte payload")
+		}
+		if len(r.ctrl) >= 2 {
+			code = int(binary.BigEndian.Uint16(r.ctrl))
+			if !validCloseCode(code) || !utf8.Valid(r.ctrl[2:]) {
+				return c.protocolError("invalid close code or reason")
+			}
+		}
+		r.ctrl = nil
+		// Answer with the client's code (RFC 6455 §5.5.1); no status code at all gets an empty close frame.
+		c.kill(closeReason{code, ""})
+		return false
+	default:
+		if !r.fin {
+			return true
+		}
+		typ, msg := r.msgType, r.msg
+		r.msgType, r.msg = 0, nil
+		ok := c.handleMessage(typ, msg.b)
+		putBuf(msg)
+		return ok
+	}
+	return true
+}
+
+// handleMessage paces and handles one complete message. It returns false if the connection was killed while
+// it waited for the rate limit.
+func (c *conn) handleMessage(typ int, msg []byte) bool {
+	if wait := c.limiter.take(time.Now()); wait > 0 {
+		// Waiting here, not reading, is the backpressure: the client's bytes stay in the kernel.
+		c.srv.stats.rateLimited.Add(1)
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.done:
+			return false
+		}
+	}
+	if typ == websocket.TextMessage {
+		c.handleControl(msg)
+	} else {
+		c.handleFrame(msg)
+	}
+	return true
+}
+
+// protocolError closes the connection with 1002 and reason. It returns false, for consume.
+func (c *conn) protocolError(reason string) bool {
+	c.kill(closeReason{websocket.CloseProtocolError, reason})
+	return false
+}
+
+// validCloseCode reports whether a client may send code in a close frame (RFC 6455 §7.4).
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
+}
+
+// maskBytes applies the client's masking key to b, whose first byte is at position pos of the key
+// (RFC 6455 §5.3), eight bytes at a time.
+func maskBytes(key [4]byte, pos int, b []byte) {
+	var k [8]byte
+	for i := range k {
+		k[i] = key[(pos+i)&3]
+	}
+	k8 := binary.LittleEndian.Uint64(k[:])
+	for len(b) >= 8 {
+		binary.LittleEndian.PutUint64(b, binary.LittleEndian.Uint64(b)^k8)
+		b = b[8:]
+	}
+	for i := range b {
+		b[i] ^= k[i]
+	}
+}
