@@ -35,7 +35,7 @@ ip link set lo up
 ip route replace local 127.0.0.0/8 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
 ip route replace local 127.0.0.1 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
 go test -race -count=1 -p 1 -timeout 8m ./onion/... -tor
-if [ -n "$TOR_E2E" ]; then go test -race -count=1 -timeout 8m -run Tor ./cmd/cleanrelay -tor; fi'
+if [ -n "$TOR_E2E" ]; then go test -race -count=1 -timeout 14m -run Tor ./cmd/cleanrelay -tor; fi'
 
 unshare_cmd="unshare -n"
 if [ "$(id -u)" != 0 ]; then unshare_cmd="unshare -rn"; fi
