@@ -388,6 +388,9 @@ func TestOnTorNetwork(t *testing.T) {
 		if p := s.torPID(); p == pid || p == 0 {
 			t.Fatalf("tor pid after restart %d (before %d)", p, pid)
 		}
+		if err := n.ForgetOnionServices(ctx); err != nil {
+			t.Fatal(err)
+		}
 		body, err := fetch(ctx, t, n, s.Hostname())
 		if err != nil {
 			t.Fatalf("fetch after the restart: %v", err)

@@ -286,6 +286,9 @@ func TestServeOnTor(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("published again %v after tor was killed", time.Since(killed).Round(time.Millisecond))
+	if err := n.ForgetOnionServices(ctx); err != nil {
+		t.Fatal(err)
+	}
 	a.c = dialRetry(ctx, t, wsURL, opts)
 	t.Logf("reachable again %v after tor was killed", time.Since(killed).Round(time.Millisecond))
 	if newPID := torChild(t, sb.cmd.Process.Pid); newPID == oldPID {

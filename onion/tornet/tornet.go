@@ -626,6 +626,22 @@ func (n *Network) AddClientAuth(ctx context.Context, hostname, privateKeyBase32 
 	return nil
 }
 
+// ForgetOnionServices makes the client tor forget what it knows of onion services (SIGNAL NEWNYM, as Tor
+// Browser's "New Tor circuit" does): cached descriptors and, with them, the per-HSDir limit on asking again.
+// A client that kept failing against a service whose tor died can otherwise not find the restarted service for
+// about 3 minutes (docs/onion.md); a test that is about the service, not that client-side pause, calls this
+// once the service has published again.
+func (n *Network) ForgetOnionServices(ctx context.Context) error {
+	reply, err := n.control(ctx, "SIGNAL NEWNYM")
+	if err != nil {
+		return fmt.Errorf("failed to reset the client tor: %w", err)
+	}
+	if !strings.HasPrefix(reply, "250") {
+		return fmt.Errorf("failed to reset the client tor: tor replied %q", reply)
+	}
+	return nil
+}
+
 // control sends one command to the client tor's control port and returns the reply's last line.
 func (n *Network) control(ctx context.Context, command string) (string, error) {
 	cookie, err := os.ReadFile(n.CookieFile)
