@@ -469,8 +469,15 @@ func Connect(ctx context.Context, s *Server, cfg ConnectConfig) (*Result, error)
 	if cfg.Auth {
 		prefix := randomID(6)
 		err := parallel(ctx, workers, func(i int) error {
-			// a-z, 0-9, '-' only: base64url's '_' is allowed too, but upper case is folded.
-			name := strings.ToLower(fmt.Sprintf("b%s-%d", strings.ReplaceAll(prefix, "_", "-"), i))
+			// Letters and digits of the prefix only: upper case is folded, and '-' or '_' next to the separator
+			// would be two punctuation characters in a row, which usernames may not have.
+			alnum := strings.Map(func(r rune) rune {
+				if r == '-' || r == '_' {
+					return 'x'
+				}
+				return r
+			}, prefix)
+			name := strings.ToLower(fmt.Sprintf("b%s-%d", alnum, i))
 			u, err := newAuthUser(ctx, s.URL, name)
 			users[i] = u
 			if err == nil && !cfg.ProofEach {
