@@ -248,6 +248,15 @@ func (u *apiUser) mustDial() *client.Conn {
 	return c
 }
 
+// keyedUser is a new user who has registered, logged in and published a key.
+func (ar *accountsRelay) keyedUser(t *testing.T, name string) *apiUser {
+	u := ar.newUser(t, name)
+	u.register()
+	u.login()
+	u.publishKey(nil)
+	return u
+}
+
 // dialog opens the dialog with peer and returns room and capability.
 func (u *apiUser) dialog(peer string) (string, string) {
 	u.t.Helper()
@@ -495,12 +504,7 @@ func readText(t *testing.T, ws *websocket.Conn, typ string) map[string]any {
 func TestAccountsWebSocketTickets(t *testing.T) {
 	const lifetime = 300 * time.Millisecond
 	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{TicketLifetime: lifetime})
-	alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
-	for _, u := range []*apiUser{alice, bob} {
-		u.register()
-		u.login()
-		u.publishKey(nil)
-	}
+	alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 	alice.ticket()
 	saved := *alice.cookies["ws_ticket"]
 	if saved.Path != "/ws" || !saved.HttpOnly || !saved.Secure || saved.SameSite != http.SameSiteStrictMode || saved.MaxAge != 0 {
@@ -602,12 +606,7 @@ func TestAccountsRevocationMidConversation(t *testing.T) {
 	for _, how := range []string{"revoke-key", "disable"} {
 		t.Run(how, func(t *testing.T) {
 			ar := startAccounts(t, relay.Config{}, keydir.Config{})
-			alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
-			for _, u := range []*apiUser{alice, bob} {
-				u.register()
-				u.login()
-				u.publishKey(nil)
-			}
+			alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 			room, capability := alice.dialog("bob")
 			ca, cb := alice.mustDial(), bob.mustDial()
 			ra := mustJoin(t, ca, room, capability)
@@ -759,12 +758,7 @@ func TestAdminUnixSocket(t *testing.T) {
 // token) takes the place back at once; the peer sees the old membership leave and the new one join.
 func TestAccountsDialogRejoinAfterReload(t *testing.T) {
 	ar := startAccounts(t, relay.Config{Grace: time.Hour}, keydir.Config{})
-	alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
-	for _, u := range []*apiUser{alice, bob} {
-		u.register()
-		u.login()
-		u.publishKey(nil)
-	}
+	alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 	room, capability := alice.dialog("bob")
 	ca, cb := alice.mustDial(), bob.mustDial()
 	old := mustJoin(t, ca, room, capability)

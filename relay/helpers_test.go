@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
@@ -28,14 +29,24 @@ type testRelay struct {
 // startRelay starts a relay with cfg on a loopback listener and closes it when the test ends.
 func startRelay(t testing.TB, cfg relay.Config) *testRelay {
 	t.Helper()
+	return startRelayOn(t, cfg, httptest.NewServer)
+}
+
+// startRelayOn starts a relay with cfg on the test server listen makes (plain or TLS).
+func startRelayOn(t testing.TB, cfg relay.Config, listen func(http.Handler) *httptest.Server) *testRelay {
+	t.Helper()
 	logs := &logCapture{t: t}
 	srv, err := relay.New(cfg, nil, slog.New(logs))
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	hs := listen(srv.Handler())
 	srv.AllowHost(hs.Listener.Addr().String())
-	tr := &testRelay{srv: srv, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", logs: logs}
+	scheme := "ws"
+	if hs.TLS != nil {
+		scheme = "wss"
+	}
+	tr := &testRelay{srv: srv, http: hs, url: scheme + strings.TrimPrefix(strings.TrimPrefix(hs.URL, "https"), "http") + "/ws", logs: logs}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

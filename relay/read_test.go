@@ -2,18 +2,15 @@ package relay_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,22 +34,7 @@ type rawConn struct {
 // startRelayTLS starts a relay like startRelay, behind TLS.
 func startRelayTLS(t testing.TB, cfg relay.Config) *testRelay {
 	t.Helper()
-	logs := &logCapture{t: t}
-	srv, err := relay.New(cfg, nil, slog.New(logs))
-	if err != nil {
-		t.Fatalf("relay.New: %v", err)
-	}
-	hs := httptest.NewTLSServer(srv.Handler())
-	srv.AllowHost(hs.Listener.Addr().String())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Close(ctx); err != nil {
-			t.Errorf("relay Close: %v", err)
-		}
-		hs.Close()
-	})
-	return &testRelay{srv: srv, http: hs, url: "wss" + strings.TrimPrefix(hs.URL, "https") + "/ws", logs: logs}
+	return startRelayOn(t, cfg, httptest.NewTLSServer)
 }
 
 func (tr *testRelay) dialRaw(t testing.TB) *rawConn {
