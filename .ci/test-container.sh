@@ -162,7 +162,9 @@ echo "$page" | grep -q "<title>cleanrelay" || fail "GET / did not serve the clie
 curl -fsS --max-time 10 -D "$work/headers" -o /dev/null "http://127.0.0.1:$port/"
 grep -qi '^content-security-policy:' "$work/headers" || fail "GET / has no Content-Security-Policy"
 [ "$(curl -fsS --max-time 10 "http://127.0.0.1:$port/healthz")" = ok ] || fail "GET /healthz did not answer ok"
-curl -fsS --max-time 10 "http://127.0.0.1:$admin_port/metrics" | grep -q '^cleanrelay_connections ' || fail "no metrics on the admin listener"
+# Read the whole answer first: with pipefail, "curl | grep -q" fails when grep stops reading at its first match.
+metrics=$(curl -fsS --max-time 10 "http://127.0.0.1:$admin_port/metrics") || fail "GET /metrics on the admin listener failed"
+grep -q '^cleanrelay_connections ' <<<"$metrics" || fail "no metrics on the admin listener"
 "${B[@]}" run --isolation chroot "$ctr" -- cleanrelay health >/dev/null || fail "the HEALTHCHECK command failed against a running relay"
 say "/, /healthz, /metrics and the HEALTHCHECK command answer"
 
