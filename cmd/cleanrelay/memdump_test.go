@@ -8,6 +8,7 @@ import (
 	"debug/elf"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -137,9 +138,19 @@ func TestNoLeftoversInMemory(t *testing.T) {
 	if len(found["alive room id (text)"])+len(found["alive room id (raw)"]) == 0 {
 		t.Error("positive control: the live room's id is in the dump neither as text nor raw")
 	}
+	leaked := false
 	for _, n := range needles {
 		if at := found[n.name]; len(at) > 0 {
-			t.Errorf("%s: %d copies left in memory, at %s", n.name, len(at), addrs(core, at))
+			leaked = true
+			t.Errorf("%s: %d copies left in memory, at %s\n%s", n.name, len(at), addrs(core, at), surroundings(core, at))
+		}
+	}
+	if dir := os.Getenv("CLEANRELAY_MEMDUMP_KEEP"); leaked && dir != "" {
+		kept := filepath.Join(dir, filepath.Base(core))
+		if err := os.Rename(core, kept); err != nil {
+			t.Logf("could not keep the dump: %v", err)
+		} else {
+			t.Logf("kept the dump at %s (binary: %s)", kept, cmd.Path)
 		}
 	}
 
@@ -321,6 +332,23 @@ func addrs(core string, offsets []int64) string {
 		s = append(s, a)
 	}
 	return strings.Join(s, " ")
+}
+
+// surroundings hex-dumps the bytes around the first few file offsets, to tell what kind of buffer held a copy.
+func surroundings(core string, offsets []int64) string {
+	f, err := os.Open(core)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var s strings.Builder
+	for _, off := range offsets[:min(len(offsets), 3)] {
+		from := max(0, off-256)
+		b := make([]byte, 384)
+		n, _ := f.ReadAt(b, from)
+		fmt.Fprintf(&s, "around file offset %#x (from %#x):\n%s", off, from, hex.Dump(b[:n]))
+	}
+	return s.String()
 }
 
 // loadAverage is the machine's load, reported with the dump's size: the test's duration depends on both.
