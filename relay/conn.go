@@ -80,6 +80,8 @@ type conn struct {
 	// Guarded by mu.
 	chans    []chanRef
 	ctrl     [][]byte // queued control messages, written before any entry
+	pong     []byte   // the payload of the ping to answer (only the latest is, RFC 6455 §5.5.3)
+	pongDue  bool
 	killed   bool
 	gone     bool // the writer has said goodbye: nothing queued from now on would be written
 	why      closeReason
@@ -406,9 +408,7 @@ func (c *conn) writeLoop() {
 		default:
 		}
 		if c.pingDue.Swap(false) && c.idleCheck() {
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.cfg.WriteTimeout)); err != nil {
-				c.kill(closeNormal)
-			}
+			c.sendFrame(pingFrame) // a failed write kills the connection
 			continue
 		}
 		if wrote, ok := c.writePending(); wrote || !ok {
@@ -427,17 +427,28 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// writePending writes the queued control messages, then up to drainBatch entries of each room. It reports
-// whether it wrote anything, and false if a write failed.
+// writePending writes a pong that is due, the queued control messages, then up to drainBatch entries of each
+// room. It reports whether it wrote anything, and false if a write failed.
 func (c *conn) writePending() (wrote, ok bool) {
 	c.mu.Lock()
 	ctrl := c.ctrl
 	c.ctrl = nil
+	pong, pongDue := c.pong, c.pongDue
+	c.pong, c.pongDue = nil, false
 	c.refs = append(c.refs[:0], c.chans...)
 	refs := c.refs
 	c.mu.Unlock()
+	if pongDue {
+		if !c.sendMessage(opPong, pong) {
+			for _, msg := range ctrl {
+				clear(msg)
+			}
+			return wrote, false
+		}
+		wrote = true
+	}
 	for i, msg := range ctrl {
-		ok := c.write(websocket.TextMessage, msg)
+		ok := c.sendMessage(opText, msg)
 		clear(msg) // replies carry capabilities and resume tokens
 		if !ok {
 			for _, rest := range ctrl[i+1:] {
@@ -464,7 +475,7 @@ func (c *conn) goodbye() {
 	c.mu.Lock()
 	why := c.why
 	c.mu.Unlock()
-	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(why.code, why.text), time.Now().Add(closeWait))
+	writeMessage(c.ws.NetConn(), opClose, websocket.FormatCloseMessage(why.code, why.text), closeWait)
 	c.ws.Close()
 	c.endPart(false)
 }
@@ -487,8 +498,7 @@ func (c *conn) flushControl() {
 		return
 	}
 	for _, msg := range ctrl {
-		c.ws.SetWriteDeadline(time.Now().Add(closeWait))
-		if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+		if err := writeMessage(c.ws.NetConn(), opText, msg, closeWait); err != nil {
 			return
 		}
 	}
@@ -500,24 +510,25 @@ const drainBatch = 32
 // drain writes up to drainBatch pending entries of one membership. It reports false if the connection failed.
 func (c *conn) drain(ref chanRef) (ok bool, n int) {
 	r := ref.m.room
-	out := getBuf(deliverHeaderLen + c.srv.cfg.MaxFrame)
+	out := getBuf(wsHeaderRoom + deliverHeaderLen + c.srv.cfg.MaxFrame)
 	defer func() {
-		out.b = out.b[:0] // every message written was zeroed below
+		out.b = out.b[:0] // every frame written was zeroed below
 		putBuf(out)
 	}()
 	for n < drainBatch {
 		r.mu.Lock()
-		msg, binary := r.nextForLocked(ref.m, c, ref.ch, out)
+		msg, binary := r.nextForLocked(ref.m, c, ref.ch, out.b[wsHeaderRoom:])
 		r.mu.Unlock()
 		if msg == nil {
 			return true, n
 		}
-		typ := websocket.TextMessage
+		op := byte(opText)
 		if binary {
-			typ = websocket.BinaryMessage
+			op = opBinary
 		}
-		ok := c.write(typ, msg)
-		clear(msg)
+		frame := frameMessage(op, out.b[:wsHeaderRoom+len(msg)])
+		ok := c.sendFrame(frame)
+		clear(frame)
 		if !ok {
 			return false, n
 		}
@@ -530,15 +541,34 @@ func (c *conn) drain(ref chanRef) (ok bool, n int) {
 	return true, n
 }
 
-// write writes one message within the write deadline. A failed write kills the connection.
-func (c *conn) write(typ int, msg []byte) bool {
-	c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-	if err := c.ws.WriteMessage(typ, msg); err != nil {
+// sendFrame writes a frame (frameMessage) within the write timeout. A failed write kills the connection.
+func (c *conn) sendFrame(frame []byte) bool {
+	return c.written(writeFrame(c.ws.NetConn(), frame, c.srv.cfg.WriteTimeout))
+}
+
+// sendMessage writes msg as one message of opcode op, like sendFrame. msg is the caller's to zero.
+func (c *conn) sendMessage(op byte, msg []byte) bool {
+	return c.written(writeMessage(c.ws.NetConn(), op, msg, c.srv.cfg.WriteTimeout))
+}
+
+// written reports whether a write succeeded, and kills the connection if it did not.
+func (c *conn) written(err error) bool {
+	if err != nil {
 		c.srv.stats.drop(dropWriteFailed)
 		c.kill(closeNormal)
 		return false
 	}
 	return true
+}
+
+// queuePong asks the writer to answer a ping with payload p (copied).
+func (c *conn) queuePong(p []byte) {
+	c.mu.Lock()
+	if !c.gone {
+		c.pong, c.pongDue = append([]byte(nil), p...), true
+	}
+	c.mu.Unlock()
+	c.wakeUp()
 }
 
 // idleCheck closes a connection that has held no room for the idle timeout. It reports false if it did.

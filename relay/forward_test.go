@@ -60,7 +60,7 @@ func (g *forwardRig) step(payload []byte) bool {
 	ok := false
 	for {
 		r.mu.Lock()
-		msg, bin := r.nextForLocked(g.mb, g.b, 1, g.out)
+		msg, bin := r.nextForLocked(g.mb, g.b, 1, g.out.b)
 		if msg != nil && bin {
 			ok = len(msg) == deliverHeaderLen+len(payload)
 			g.seq = r.log.head

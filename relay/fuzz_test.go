@@ -83,7 +83,7 @@ func (p *fuzzPeers) pump() {
 			r := ref.m.room
 			for {
 				r.mu.Lock()
-				msg, bin := r.nextForLocked(ref.m, c, ref.ch, out)
+				msg, bin := r.nextForLocked(ref.m, c, ref.ch, out.b)
 				if r.log.n > p.srv.cfg.RoomBuffer || r.log.bytes > p.srv.cfg.RoomBufferBytes {
 					p.t.Fatalf("room buffer over its bounds: %d entries, %d bytes", r.log.n, r.log.bytes)
 				}

@@ -232,7 +232,7 @@ func (r *room) presenceLocked(m *member, ev presenceEvent, timeout bool) {
 // burned or the member resumed elsewhere in the meantime); the payload is then not forwarded.
 func (r *room) forward(m *member, c *conn, payload []byte) bool {
 	b := getBuf(len(payload))
-	copy(b.b, payload)
+	copyWords(b.b, payload) // not copy: see registers.go
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed || m.conn != c {
@@ -245,9 +245,10 @@ func (r *room) forward(m *member, c *conn, payload []byte) bool {
 	return true
 }
 
-// nextForLocked returns what c's writer should write next for m, formatted into out (a buffer the writer
-// owns), or nil when m has nothing pending on c. binary says whether it is a frame (else a text notice).
-func (r *room) nextForLocked(m *member, c *conn, ch byte, out *buf) (msg []byte, binary bool) {
+// nextForLocked returns what c's writer should write next for m, formatted at the start of out (a buffer the
+// writer owns, with room for a deliverHeaderLen header and the largest frame), or nil when m has nothing
+// pending on c. binary says whether it is a frame (else a text notice).
+func (r *room) nextForLocked(m *member, c *conn, ch byte, out []byte) (msg []byte, binary bool) {
 	for {
 		if r.closed || m.conn != c || m.ch != ch {
 			return nil, false
@@ -256,7 +257,7 @@ func (r *room) nextForLocked(m *member, c *conn, ch byte, out *buf) (msg []byte,
 			from, to := m.next, r.log.tail-1
 			m.next = r.log.tail
 			r.hub.stats.lost.Add(1)
-			return newObj(out.b[:0], "lost").num("ch", uint64(ch)).num("from", from).num("to", to).done(), false
+			return newObj(out[:0], "lost").num("ch", uint64(ch)).num("from", from).num("to", to).done(), false
 		}
 		if m.next > r.log.head {
 			return nil, false
@@ -269,15 +270,15 @@ func (r *room) nextForLocked(m *member, c *conn, ch byte, out *buf) (msg []byte,
 				continue
 			}
 			n := deliverHeaderLen + len(e.data.b)
-			if cap(out.b) < n {
+			if cap(out) < n {
 				return nil, false // cannot happen: the writer sizes out for MaxFrame
 			}
-			msg = out.b[:n]
+			msg = out[:n]
 			putDeliverHeader(msg, ch, e.seq, e.from)
-			copy(msg[deliverHeaderLen:], e.data.b)
+			copyWords(msg[deliverHeaderLen:], e.data.b)
 			return msg, true
 		case entryPresence:
-			o := newObj(out.b[:0], "presence").num("ch", uint64(ch)).num("seq", e.seq).num("member", uint64(e.from)).
+			o := newObj(out[:0], "presence").num("ch", uint64(ch)).num("seq", e.seq).num("member", uint64(e.from)).
 				str("event", eventNames[e.event])
 			if e.timeout {
 				o = o.str("reason", "timeout")

@@ -1,17 +1,11 @@
 package relay
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/gorilla/websocket"
 )
 
 func TestWireSecretDecode(t *testing.T) {
@@ -235,76 +229,6 @@ func TestWipedTableWipesOldArray(t *testing.T) {
 	}
 	if tb.get(&k) == nil {
 		t.Fatal("a key was lost when the table grew")
-	}
-}
-
-// recordingPool is the relay's write pool that also keeps what it was given back.
-type recordingPool struct {
-	wsWritePool
-	mu  sync.Mutex
-	put []any
-}
-
-func (p *recordingPool) Put(v any) {
-	p.wsWritePool.Put(v)
-	p.mu.Lock()
-	p.put = append(p.put, v)
-	p.mu.Unlock()
-}
-
-// TestWSWritePoolZeroes: a real gorilla/websocket connection writes a message through the relay's write
-// pool; the buffer it hands back is zero. It fails if gorilla changes what it puts in the pool.
-func TestWSWritePoolZeroes(t *testing.T) {
-	pool := &recordingPool{}
-	up := websocket.Upgrader{WriteBufferPool: pool, WriteBufferSize: 4096}
-	msg := bytes.Repeat([]byte{0xAA}, 3000)
-	written := make(chan struct{})
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer ws.Close()
-		ws.WriteMessage(websocket.BinaryMessage, msg)
-		close(written)
-		ws.ReadMessage() // until the client closes
-	}))
-	defer ts.Close()
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, got, err := c.ReadMessage(); err != nil || !bytes.Equal(got, msg) {
-		t.Fatalf("read %d bytes, %v", len(got), err)
-	}
-	<-written
-	pool.mu.Lock()
-	defer pool.mu.Unlock()
-	if len(pool.put) == 0 {
-		t.Fatal("gorilla/websocket put no buffer back into the pool")
-	}
-	for _, v := range pool.put {
-		b := pooledBytes(v)
-		if len(b) < len(msg) {
-			t.Fatalf("cannot see the buffer inside %T (%d bytes): gorilla/websocket changed its pool type", v, len(b))
-		}
-		if i := bytes.IndexByte(b, 0xAA); i >= 0 {
-			t.Fatalf("byte %d of a pooled write buffer still holds the message", i)
-		}
-	}
-}
-
-// BenchmarkWSWritePoolPut measures what zeroing costs per message the relay writes: one Put of a buffer of
-// the size the relay's upgrader uses (4096 bytes plus gorilla's frame header room).
-func BenchmarkWSWritePoolPut(b *testing.B) {
-	type writePoolData struct{ buf []byte } // the shape gorilla/websocket puts in the pool
-	var p wsWritePool
-	v := any(writePoolData{make([]byte, 4096+14)})
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Put(v)
-		v = p.Get()
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -69,10 +68,9 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 		// The relay reads frames itself (wsread.go), so gorilla's read buffer is never used: the smallest it
 		// allows (a control frame's 125 bytes), rather than the 4 KiB of net/http's that it would keep.
 		ReadBufferSize: 1,
-		// A shared pool instead of a write buffer per connection: an idle connection holds none. It zeroes
-		// each buffer when it comes back (bufpool.go).
-		WriteBufferPool:   &wsWritePool{},
-		WriteBufferSize:   4096,
+		// The relay writes frames itself (wswrite.go); a pool that gorilla never draws from keeps it from
+		// allocating a write buffer per connection.
+		WriteBufferPool:   &handshakeOnlyPool{},
 		Subprotocols:      []string{Subprotocol},
 		EnableCompression: false, // ciphertext does not compress
 		CheckOrigin:       s.originAllowed,
@@ -229,7 +227,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.closing {
 		s.mu.Unlock()
 		s.wg.Done()
-		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeShutdown.code, closeShutdown.text), time.Now().Add(closeWait))
+		writeMessage(ws.NetConn(), opClose, websocket.FormatCloseMessage(closeShutdown.code, closeShutdown.text), closeWait)
 		ws.Close()
 		return
 	}

@@ -45,6 +45,7 @@ func (w *workers) loop(t task) {
 		} else {
 			t.c.readReady()
 		}
+		scrubRegisters() // before this thread waits, or runs other goroutines
 		timer.Reset(workerLinger)
 		select {
 		case t = <-w.work:

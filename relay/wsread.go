@@ -102,15 +102,16 @@ func (c *conn) consume(p []byte) bool {
 		chunk := p[:k]
 		p = p[k:]
 		r.remain -= int64(k)
+		// Unmasked as they are copied, with general-purpose registers only (registers.go).
 		if r.op >= opClose {
 			start := len(r.ctrl)
-			r.ctrl = append(r.ctrl, chunk...)
-			maskBytes(r.mask, r.maskPos, r.ctrl[start:])
+			r.ctrl = r.ctrl[:start+k] // made with the frame's length as its capacity
+			maskCopy(r.ctrl[start:], chunk, r.mask, r.maskPos)
 		} else {
 			start := len(r.msg.b)
-			w := min(k, r.store-start) // beyond the storage limit, bytes are discarded
-			r.msg.b = append(r.msg.b, chunk[:w]...)
-			maskBytes(r.mask, r.maskPos, r.msg.b[start:])
+			w := min(k, r.store-start)  // beyond the storage limit, bytes are discarded
+			r.msg.b = r.msg.b[:start+w] // growMessage made room for the frame
+			maskCopy(r.msg.b[start:], chunk[:w], r.mask, r.maskPos)
 		}
 		r.maskPos = (r.maskPos + k) & 3
 		if r.remain > 0 {
@@ -194,7 +195,7 @@ func (r *wsReader) growMessage(n int) {
 	b := getBuf(n)
 	b.b = b.b[:0]
 	if r.msg != nil {
-		b.b = append(b.b, r.msg.b...)
+		b.b = b.b[:copyWords(b.b[:n], r.msg.b)]
 		putBuf(r.msg)
 	}
 	r.msg = b
@@ -205,8 +206,7 @@ func (c *conn) endFrame() bool {
 	r := &c.rd
 	switch r.op {
 	case opPing:
-		// Written directly, as gorilla's reader did: WriteControl may run alongside the writer's writes.
-		c.ws.WriteControl(websocket.PongMessage, r.ctrl, time.Now().Add(c.srv.cfg.WriteTimeout))
+		c.queuePong(r.ctrl) // the writer is the only one that writes
 		clear(r.ctrl)
 		r.ctrl = nil
 	case opPong:
@@ -274,22 +274,5 @@ func validCloseCode(code int) bool {
 		return true
 	default:
 		return code >= 3000 && code <= 4999
-	}
-}
-
-// maskBytes applies the client's masking key to b, whose first byte is at position pos of the key
-// (RFC 6455 §5.3), eight bytes at a time.
-func maskBytes(key [4]byte, pos int, b []byte) {
-	var k [8]byte
-	for i := range k {
-		k[i] = key[(pos+i)&3]
-	}
-	k8 := binary.LittleEndian.Uint64(k[:])
-	for len(b) >= 8 {
-		binary.LittleEndian.PutUint64(b, binary.LittleEndian.Uint64(b)^k8)
-		b = b[8:]
-	}
-	for i := range b {
-		b[i] ^= k[i]
 	}
 }

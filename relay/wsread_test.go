@@ -5,23 +5,44 @@ import (
 	"testing"
 )
 
-// TestMaskBytes compares the eight-bytes-at-a-time masking with the definition (RFC 6455 §5.3) for every
-// key position and the lengths around the word size.
-func TestMaskBytes(t *testing.T) {
+// TestMaskCopy compares the eight-bytes-at-a-time masking with the definition (RFC 6455 §5.3) for every key
+// position and the lengths around the word size, into another buffer and in place.
+func TestMaskCopy(t *testing.T) {
 	key := [4]byte{0x12, 0x34, 0x56, 0x78}
 	for pos := range 4 {
 		for n := range 40 {
-			b := make([]byte, n)
-			for i := range b {
-				b[i] = byte(i * 7)
+			src := make([]byte, n)
+			for i := range src {
+				src[i] = byte(i * 7)
 			}
-			want := bytes.Clone(b)
+			want := bytes.Clone(src)
 			for i := range want {
 				want[i] ^= key[(pos+i)&3]
 			}
-			maskBytes(key, pos, b)
-			if !bytes.Equal(b, want) {
-				t.Fatalf("pos %d, %d bytes: got %x, want %x", pos, n, b, want)
+			dst := make([]byte, n)
+			maskCopy(dst, src, key, pos)
+			if !bytes.Equal(dst, want) {
+				t.Fatalf("pos %d, %d bytes: got %x, want %x", pos, n, dst, want)
+			}
+			maskCopy(src, src, key, pos)
+			if !bytes.Equal(src, want) {
+				t.Fatalf("in place, pos %d, %d bytes: got %x, want %x", pos, n, src, want)
+			}
+		}
+	}
+}
+
+// TestCopyWords: copyWords is copy, for the lengths around the word size and for unequal lengths.
+func TestCopyWords(t *testing.T) {
+	for n := range 40 {
+		for _, dn := range []int{n, n + 3, n / 2} {
+			src := make([]byte, n)
+			for i := range src {
+				src[i] = byte(i*13 + 1)
+			}
+			got, want := make([]byte, dn), make([]byte, dn)
+			if k, w := copyWords(got, src), copy(want, src); k != w || !bytes.Equal(got, want) {
+				t.Fatalf("%d into %d bytes: copied %d %x, want %d %x", n, dn, k, got, w, want)
 			}
 		}
 	}
