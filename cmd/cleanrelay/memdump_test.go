@@ -61,6 +61,13 @@ func TestNoLeftoversInMemory(t *testing.T) {
 	alive := sendFrames(t, c1, rc1.Ch, c2, 5, 200)
 	_ = rc2
 
+	// While the rooms below are busy, every thread of the relay is interrupted by signals, thousands of times a
+	// second: each signal writes the registers it interrupted into a frame on the thread's signal stack, where
+	// they stay until the next signal. Go's runtime sends such signals itself (SIGURG, to preempt), but
+	// rarely; here a frame or token that passes through the registers is likely to be caught in the act and
+	// left in memory for the dump below to find.
+	stopSignals := signalThreads(t, cmd.Process.Pid)
+
 	// A room that is burned.
 	a1, a2, ra1, ra2 := chatPair(t, url)
 	burned := append(sendFrames(t, a1, ra1.Ch, a2, 10, 200), sendFrames(t, a2, ra2.Ch, a1, 10, 200)...)
@@ -85,6 +92,8 @@ func TestNoLeftoversInMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	graced = append(graced, sendFrames(t, g2b, rg2.Ch, g1, 5, 200)...)
+	// The last signal each thread got came while the rooms were busy; its frame stays for the dump to search.
+	stopSignals()
 	g1.Close()
 	g2b.Close()
 	waitGauge(t, admin, "rooms", 1) // only the live room is left: the grace ran out and the room was dropped
@@ -221,6 +230,51 @@ func waitGauge(t *testing.T, admin, name string, n int) {
 			t.Fatalf("the relay's %s never got to %d:\n%s", name, n, body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// signalThreads sends SIGURG, which Go's runtime takes for a preemption request and otherwise ignores, to
+// every thread of process pid every 100 µs (as far as the ticker keeps up), until the function it returns is
+// called.
+func signalThreads(t *testing.T, pid int) (stop func()) {
+	t.Helper()
+	done, over := make(chan struct{}), make(chan struct{})
+	sent := 0
+	go func() {
+		defer close(over)
+		tick := time.NewTicker(100 * time.Microsecond)
+		defer tick.Stop()
+		var tids []int
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if i%100 == 0 { // threads come and go: list them again every 10 ms
+				tids = tids[:0]
+				entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+				for _, e := range entries {
+					var tid int
+					if _, err := fmt.Sscan(e.Name(), &tid); err == nil {
+						tids = append(tids, tid)
+					}
+				}
+			}
+			for _, tid := range tids {
+				if syscall.Tgkill(pid, tid, syscall.SIGURG) == nil {
+					sent++
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-over
+		t.Logf("sent %d signals to the relay's threads", sent)
+		if sent == 0 {
+			t.Fatal("no signal reached the relay's threads")
+		}
 	}
 }
 
