@@ -2,6 +2,11 @@ package relay
 
 import (
 	"bytes"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -45,5 +50,35 @@ func TestCopyWords(t *testing.T) {
 				t.Fatalf("%d into %d bytes: copied %d %x, want %d %x", n, dn, k, got, w, want)
 			}
 		}
+	}
+}
+
+// TestCopiesUseNoVectorRegisters compiles this package as the relay is built and reads the machine code of
+// copyWords and maskCopy: no instruction may name a vector register or call memmove (registers.go). A compiler that merged the
+// word moves into 16-byte ones would fail it.
+func TestCopiesUseNoVectorRegisters(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("the vector registers named here are amd64's; this is %s", runtime.GOARCH)
+	}
+	archive := filepath.Join(t.TempDir(), "relay.a")
+	if out, err := exec.Command("go", "build", "-o", archive, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command("go", "tool", "objdump", "-s", `relay\.(copyWords|maskCopy)$`, archive).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool objdump: %v\n%s", err, out)
+	}
+	funcs := 0
+	vector := regexp.MustCompile(`\b[XYZ]\d+\b`)
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "TEXT ") {
+			funcs++
+		}
+		if vector.MatchString(line) || strings.Contains(line, "runtime.memmove") {
+			t.Errorf("uses a vector register, or memmove, which does: %s", line)
+		}
+	}
+	if funcs != 2 {
+		t.Fatalf("found %d of the 2 functions in the test binary:\n%s", funcs, out)
 	}
 }
