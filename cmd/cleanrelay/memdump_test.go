@@ -239,7 +239,7 @@ func waitGauge(t *testing.T, admin, name string, n int) {
 func signalThreads(t *testing.T, pid int) (stop func()) {
 	t.Helper()
 	done, over := make(chan struct{}), make(chan struct{})
-	sent := 0
+	sent, start := 0, time.Now()
 	go func() {
 		defer close(over)
 		tick := time.NewTicker(100 * time.Microsecond)
@@ -271,7 +271,7 @@ func signalThreads(t *testing.T, pid int) (stop func()) {
 	return func() {
 		close(done)
 		<-over
-		t.Logf("sent %d signals to the relay's threads", sent)
+		t.Logf("sent %d signals to the relay's threads in %v", sent, time.Since(start).Round(time.Millisecond))
 		if sent == 0 {
 			t.Fatal("no signal reached the relay's threads")
 		}
