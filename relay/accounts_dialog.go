@@ -148,11 +148,9 @@ func (s *Server) notifyUser(user string, msg []byte) {
 	}
 	defer clear(msg)
 	s.mu.Lock()
-	var conns []*conn
-	for c := range s.conns {
-		if c.identity.User == user {
-			conns = append(conns, c)
-		}
+	conns := make([]*conn, 0, len(s.byUser[user]))
+	for c := range s.byUser[user] {
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -164,11 +162,5 @@ func (s *Server) notifyUser(user string, msg []byte) {
 func (s *Server) userConns(user string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for c := range s.conns {
-		if c.identity.User == user {
-			n++
-		}
-	}
-	return n
+	return len(s.byUser[user])
 }

@@ -797,8 +797,15 @@ func TestAccountsSessionLimit(t *testing.T) {
 	if _, err := alice.dial(); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("third session: %v", err)
 	}
+	// The limit is alice's own: bob still gets his sessions.
+	bob := ar.newUser(t, "bob")
+	bob.register()
+	bob.login()
+	bob.publishKey(nil)
+	bob.mustDial()
+	bob.mustDial()
 	c1.CloseGracefully()
-	eventually(t, "the relay forgets the closed session", func() bool { return ar.srv.Stats().Conns == 1 })
+	eventually(t, "the relay forgets the closed session", func() bool { return ar.srv.Stats().Conns == 3 })
 	alice.mustDial()
 }
 

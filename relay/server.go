@@ -37,6 +37,7 @@ type Server struct {
 	// Guarded by mu.
 	hosts   map[string]bool // allowed Host header values, lower-case host:port and host forms
 	conns   map[*conn]struct{}
+	byUser  map[string]map[*conn]struct{} // the connections of each logged-in user, a subset of conns
 	closing bool
 	poll    *poller // started with the first connection; nil before, and if it could not start
 	pollErr error   // why it could not start
@@ -59,6 +60,7 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 		log:     log,
 		hosts:   make(map[string]bool),
 		conns:   make(map[*conn]struct{}),
+		byUser:  make(map[string]map[*conn]struct{}),
 		client:  http.FileServerFS(clientFiles),
 		workers: newWorkers(),
 	}
@@ -232,6 +234,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.conns[c] = struct{}{}
+	if u := c.identity.User; u != "" {
+		if s.byUser[u] == nil {
+			s.byUser[u] = make(map[*conn]struct{})
+		}
+		s.byUser[u][c] = struct{}{}
+	}
 	s.mu.Unlock()
 	s.stats.conns.Add(1)
 	s.stats.connsTotal.Add(1)
@@ -268,6 +276,12 @@ func (s *Server) ended(c *conn) {
 	s.log.Debug("connection ended", "why", why, "connections_open", s.stats.conns.Load())
 	s.mu.Lock()
 	delete(s.conns, c)
+	if u := c.identity.User; u != "" {
+		delete(s.byUser[u], c)
+		if len(s.byUser[u]) == 0 {
+			delete(s.byUser, u)
+		}
+	}
 	s.mu.Unlock()
 }
 
@@ -290,10 +304,8 @@ func (s *Server) Revoke(user string) {
 	s.hub.revoke(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.conns {
-		if c.identity.User == user {
-			c.kill(closeRevoked)
-		}
+	for c := range s.byUser[user] {
+		c.kill(closeRevoked)
 	}
 }
 
