@@ -54,8 +54,8 @@ func TestCopyWords(t *testing.T) {
 }
 
 // TestCopiesUseNoVectorRegisters compiles this package as the relay is built and reads the machine code of
-// copyWords and maskCopy: no instruction may name a vector register or call memmove (registers.go). A compiler that merged the
-// word moves into 16-byte ones would fail it.
+// copyWords and maskCopy: no instruction may name a vector register or call memmove (registers.go). A compiler
+// that merged the word moves into 16-byte ones would fail it.
 func TestCopiesUseNoVectorRegisters(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the vector registers named here are amd64's; this is %s", runtime.GOARCH)
@@ -79,6 +79,6 @@ func TestCopiesUseNoVectorRegisters(t *testing.T) {
 		}
 	}
 	if funcs != 2 {
-		t.Fatalf("found %d of the 2 functions in the test binary:\n%s", funcs, out)
+		t.Fatalf("found %d of the 2 functions in the compiled package:\n%s", funcs, out)
 	}
 }
