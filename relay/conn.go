@@ -276,9 +276,7 @@ func (c *conn) dropControl() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gone = true
-	for _, msg := range c.ctrl {
-		clear(msg)
-	}
+	wipeAll(c.ctrl)
 	c.ctrl = nil
 }
 
@@ -440,9 +438,7 @@ func (c *conn) writePending() (wrote, ok bool) {
 	c.mu.Unlock()
 	if pongDue {
 		if !c.sendMessage(opPong, pong) {
-			for _, msg := range ctrl {
-				clear(msg)
-			}
+			wipeAll(ctrl)
 			return wrote, false
 		}
 		wrote = true
@@ -451,9 +447,7 @@ func (c *conn) writePending() (wrote, ok bool) {
 		ok := c.sendMessage(opText, msg)
 		clear(msg) // replies carry capabilities and resume tokens
 		if !ok {
-			for _, rest := range ctrl[i+1:] {
-				clear(rest)
-			}
+			wipeAll(ctrl[i+1:])
 			return wrote, false
 		}
 		wrote = true
@@ -489,11 +483,7 @@ func (c *conn) flushControl() {
 	slow := c.why == closeSlow
 	c.mu.Unlock()
 	// Replies carry capabilities and resume tokens: whatever is not written is zeroed all the same.
-	defer func() {
-		for _, msg := range ctrl {
-			clear(msg)
-		}
-	}()
+	defer wipeAll(ctrl)
 	if slow {
 		return
 	}
@@ -559,6 +549,14 @@ func (c *conn) written(err error) bool {
 		return false
 	}
 	return true
+}
+
+// wipeAll zeroes control messages that will not be written (or were): replies carry capabilities and resume
+// tokens.
+func wipeAll(msgs [][]byte) {
+	for _, msg := range msgs {
+		clear(msg)
+	}
 }
 
 // queuePong asks the writer to answer a ping with payload p (copied).
