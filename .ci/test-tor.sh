@@ -9,11 +9,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-sh .ci/install-tor.sh
-if ! command -v strace >/dev/null 2>&1; then
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends strace
-fi
+. .ci/lib.sh
+need_tor
+need_tools strace:strace
 
 tor_e2e=""
 if ls cmd/cleanrelay/*_tor_test.go >/dev/null 2>&1; then
@@ -24,20 +22,9 @@ fi
 go mod download
 go test -race -count=1 -run '^$' ./onion/... ./cmd/cleanrelay >/dev/null
 
-# Inside the namespace:
-# - lo up, and quick ACKs on loopback routes: delayed ACKs otherwise add 40-90 ms to round trips through the
-#   private network (TORNET.md), which would drown what the tests and benchmarks measure;
-# - GOPROXY=off: nothing can be fetched there; fail at once instead of timing out;
-# - the onion packages' tests, one package at a time (two private networks at once on 2 cores slow both), then
-#   the Tor tests of cmd/cleanrelay (its other tests are the lead's, run by .ci/run).
-inner='set -e
-ip link set lo up
-ip route replace local 127.0.0.0/8 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
-ip route replace local 127.0.0.1 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
-go test -race -count=1 -p 1 -timeout 8m ./onion/... -tor
+# Inside the loopback-only namespace (.ci/lib.sh): the onion packages' tests, one package at a time (two private
+# networks at once on 2 cores slow both), then the Tor tests of cmd/cleanrelay (its other tests are the lead's,
+# run by .ci/test).
+export TOR_E2E="$tor_e2e"
+in_loopback_ns 'go test -race -count=1 -p 1 -timeout 8m ./onion/... -tor
 if [ -n "$TOR_E2E" ]; then go test -race -count=1 -timeout 14m -run Tor ./cmd/cleanrelay -tor; fi'
-
-unshare_cmd="unshare -n"
-if [ "$(id -u)" != 0 ]; then unshare_cmd="unshare -rn"; fi
-# shellcheck disable=SC2086 # $unshare_cmd is a command with its options
-exec $unshare_cmd env GOPROXY=off TOR_E2E="$tor_e2e" sh -c "$inner"

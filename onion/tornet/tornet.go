@@ -366,7 +366,7 @@ func (n *Network) networkLines() []string {
 		"PathsNeededToBuildCircuits 0.67",
 		"ClientUseIPv6 0",
 		// KIST's socket-buffer heuristics add tens of milliseconds per hop on loopback; the plain scheduler
-		// keeps round-trip measurements about the relay, not about KIST (TORNET.md).
+		// keeps round-trip measurements about the relay, not about KIST (docs/onion.md, "Measurements").
 		"Schedulers Vanilla",
 		// Empty GeoIP files skip a ~2 s parse.
 		"GeoIPFile " + n.emptyFile,

@@ -1,4 +1,4 @@
-// Module policy checks passwords and passphrases against the project's policy (DESIGN.md §1):
+// Module policy checks passwords and passphrases against the project's policy (docs/accounts.md §3):
 // at least 8 characters with an upper-case letter, a lower-case letter, a digit and a special character.
 
 // missing returns the names of the rules p fails: "length", "upper", "lower", "digit", "special".
