@@ -32,6 +32,11 @@ type AccountsConfig struct {
 	// (503 busy) until expired tickets can be dropped. Optional; default 10000.
 	MaxTickets int
 
+	// MaxTicketsPerUser bounds the WebSocket tickets one account holds at once, so that one account cannot
+	// fill the table for everyone: a new proof drops the account's oldest ticket that opens no socket, or is
+	// refused (429 rate_limited) while every one of them does. Optional; default 8.
+	MaxTicketsPerUser int
+
 	// MaxDialogs bounds the dialog rooms held at once (each also counts as a room). Optional; default 10000.
 	MaxDialogs int
 
@@ -49,6 +54,9 @@ func (c AccountsConfig) withDefaults() AccountsConfig {
 	}
 	if c.MaxTickets == 0 {
 		c.MaxTickets = 10000
+	}
+	if c.MaxTicketsPerUser == 0 {
+		c.MaxTicketsPerUser = 8
 	}
 	if c.MaxDialogs == 0 {
 		c.MaxDialogs = 10000
@@ -79,16 +87,20 @@ type Accounts struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	tickets map[[32]byte]*ticket    // SHA-256 of a WebSocket ticket → what it proves
-	dialogs map[[2]string]dialogRef // sorted pair of usernames → their room
+	tickets map[[32]byte]*ticket            // SHA-256 of a WebSocket ticket → what it proves
+	byUser  map[string]map[[32]byte]*ticket // user id → its tickets (the same ones)
+	dialogs map[[2]string]dialogRef         // sorted pair of usernames → their room
 }
 
 // ticket is the proof, made over HTTP, that the WebSockets opened with it belong to a user who holds the key.
 type ticket struct {
 	userID, username, tokenID, fingerprint string
+	tokenExpires                           time.Time // when the login's token expires: its sockets end then
+	issued                                 time.Time
 	// Guarded by Accounts.mu.
-	open    int       // sessions opened with the ticket and not yet ended
-	expires time.Time // meaningful while open == 0
+	open    int         // sessions opened with the ticket and not yet ended
+	expires time.Time   // meaningful while open == 0
+	expiry  *time.Timer // while open > 0: ends the login's sockets at tokenExpires
 }
 
 // live reports whether the ticket may still open a socket (and must be kept).
@@ -100,7 +112,7 @@ func (t *ticket) live(now time.Time) bool { return t.open > 0 || now.Before(t.ex
 func NewAccounts(srv *Server, dir *keydir.Directory, cfg AccountsConfig, log *slog.Logger) *Accounts {
 	cfg = cfg.withDefaults()
 	a := &Accounts{srv: srv, dir: dir, cfg: cfg, log: log, next: srv.Handler(),
-		tickets: make(map[[32]byte]*ticket), dialogs: make(map[[2]string]dialogRef)}
+		tickets: make(map[[32]byte]*ticket), byUser: make(map[string]map[[32]byte]*ticket), dialogs: make(map[[2]string]dialogRef)}
 	a.cop = http.NewCrossOriginProtection()
 	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross_origin", "cross-origin requests may not change anything")

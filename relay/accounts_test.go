@@ -514,26 +514,21 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 		alice.cookies["ws_ticket"] = &tk
 		return alice.dial()
 	}
-	// identity is the user the relay stamps on c's presence, as an anonymous observer in a room c joins sees it.
-	observer, err := bob.dial() // bob has no ticket: an anonymous session
-	if err != nil {
-		t.Fatal(err)
-	}
+	// identity is the user the relay stamps on c's presence in alice's dialog with bob, as bob's logged-in
+	// observer sees it (only a dialog names its members).
+	room, capability := alice.dialog("bob")
+	observer := bob.mustDial()
+	mustJoin(t, observer, room, capability)
 	identity := func(c *client.Conn) string {
 		t.Helper()
 		ctx := context.Background()
-		r, err := observer.Create(ctx, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer observer.Leave(ctx, r.Ch)
-		j, err := c.Join(ctx, r.ID, r.Cap)
+		j, err := c.Join(ctx, room, capability)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Leave(ctx, j.Ch)
 		for { // (skip what the observer's earlier rooms still had to say)
-			if ev := nextEvent(t, observer); ev.Kind == client.KindPresence && ev.Ch == r.Ch && ev.Event == "join" {
+			if ev := nextEvent(t, observer); ev.Kind == client.KindPresence && ev.Event == "join" {
 				return ev.User
 			}
 		}
