@@ -79,6 +79,16 @@ type Config struct {
 	// SearchBurst searches refilled by one every SearchInterval. Defaults 10 and 2s.
 	SearchBurst    int
 	SearchInterval time.Duration
+	// KeyLookupBurst and KeyLookupInterval rate-limit fetching other users'
+	// keys per account (Allow with ActionKeyLookup), so that a key lookup cannot
+	// enumerate who has an account faster than search. Defaults 20 and 1s.
+	KeyLookupBurst    int
+	KeyLookupInterval time.Duration
+	// DialogBurst and DialogInterval rate-limit opening dialogs per account
+	// (Allow with ActionDialog): each one notifies the other user's sessions.
+	// Defaults 10 and 2s.
+	DialogBurst    int
+	DialogInterval time.Duration
 
 	// Now is the clock. Default time.Now. Tests replace it.
 	Now func() time.Time
@@ -135,6 +145,10 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxSearchResults, 20)
 	def(&c.SearchBurst, 10)
 	defDur(&c.SearchInterval, 2*time.Second)
+	def(&c.KeyLookupBurst, 20)
+	defDur(&c.KeyLookupInterval, time.Second)
+	def(&c.DialogBurst, 10)
+	defDur(&c.DialogInterval, 2*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -156,7 +170,7 @@ func (c Config) withDefaults() (Config, error) {
 		"LoginFreeFailures": c.LoginFreeFailures, "MaxTrackedUsernames": c.MaxTrackedUsernames,
 		"MaxRevokedTokens": c.MaxRevokedTokens, "MaxKeyBytes": c.MaxKeyBytes,
 		"MaxChallengesPerUser": c.MaxChallengesPerUser, "MaxSearchResults": c.MaxSearchResults,
-		"SearchBurst": c.SearchBurst,
+		"SearchBurst": c.SearchBurst, "KeyLookupBurst": c.KeyLookupBurst, "DialogBurst": c.DialogBurst,
 	} {
 		if v < 0 {
 			return c, fmt.Errorf("%s must not be negative", name)
@@ -165,7 +179,7 @@ func (c Config) withDefaults() (Config, error) {
 	for name, v := range map[string]time.Duration{
 		"LoginBackoffBase": c.LoginBackoffBase, "LoginBackoffMax": c.LoginBackoffMax,
 		"LoginFailureMemory": c.LoginFailureMemory, "ChallengeLifetime": c.ChallengeLifetime, "MaxClockSkew": c.MaxClockSkew,
-		"SearchInterval": c.SearchInterval,
+		"SearchInterval": c.SearchInterval, "KeyLookupInterval": c.KeyLookupInterval, "DialogInterval": c.DialogInterval,
 	} {
 		if v < 0 {
 			return c, fmt.Errorf("%s must not be negative", name)

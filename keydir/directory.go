@@ -38,19 +38,21 @@ type Directory struct {
 
 // account is one registered user. Guarded by Directory.mu.
 type account struct {
-	id        string
-	username  string // normalized
-	fullName  string
-	email     string
-	created   time.Time
-	hash      []byte
-	disabled  bool
-	notBefore time.Time // tokens issued at or before this second are invalid
-	key       *KeyInfo
-	entity    *openpgp.Entity // the parsed published key, for session proofs
-	banned    map[string]bool // fingerprints the operator revoked
-	chals     []string        // outstanding challenges, oldest first
-	search    bucket
+	id         string
+	username   string // normalized
+	fullName   string
+	email      string
+	created    time.Time
+	hash       []byte
+	disabled   bool
+	notBefore  time.Time // tokens issued at or before this second are invalid
+	key        *KeyInfo
+	entity     *openpgp.Entity // the parsed published key, for session proofs
+	banned     map[string]bool // fingerprints the operator revoked
+	chals      []string        // outstanding challenges, oldest first
+	search     bucket
+	keyLookups bucket
+	dialogs    bucket
 }
 
 // accountView is a copy of an account's public fields, safe to use without the lock.

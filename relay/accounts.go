@@ -40,6 +40,11 @@ type AccountsConfig struct {
 	// MaxDialogs bounds the dialog rooms held at once (each also counts as a room). Optional; default 10000.
 	MaxDialogs int
 
+	// DialogNoticeInterval is how often, at most, one dialog notifies its other user again: opening the
+	// same dialog again within it tells nobody (the other user's sessions were told already). Optional;
+	// default 10s.
+	DialogNoticeInterval time.Duration
+
 	// MaxSessionsPerUser bounds the logged-in WebSocket sessions one account holds at once; a handshake
 	// beyond it is refused. Optional; default 8.
 	MaxSessionsPerUser int
@@ -60,6 +65,9 @@ func (c AccountsConfig) withDefaults() AccountsConfig {
 	}
 	if c.MaxDialogs == 0 {
 		c.MaxDialogs = 10000
+	}
+	if c.DialogNoticeInterval == 0 {
+		c.DialogNoticeInterval = 10 * time.Second
 	}
 	if c.MaxSessionsPerUser == 0 {
 		c.MaxSessionsPerUser = 8

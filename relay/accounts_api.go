@@ -204,7 +204,11 @@ func (a *Accounts) putKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Accounts) userKey(w http.ResponseWriter, r *http.Request) {
-	if _, err := a.session(r); err != nil {
+	s, err := a.session(r)
+	if err == nil {
+		err = a.dir.Allow(s.UserID, keydir.ActionKeyLookup)
+	}
+	if err != nil {
 		a.fail(w, err)
 		return
 	}

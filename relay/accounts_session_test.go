@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,4 +161,62 @@ func TestTicketsBoundedPerUser(t *testing.T) {
 	ch := r.body["challenge"].(string)
 	m2.want(m2.do("POST", "/api/session/proof", map[string]string{"challenge": ch, "signature": detachSign(t, m2.key, ch)}),
 		http.StatusTooManyRequests, "rate_limited")
+}
+
+// Opening dialogs is rate limited per caller, and a burst of opens of one dialog tells the other user
+// once, so a flood cannot close the other user's sessions as slow.
+func TestDialogOpenRateAndNotices(t *testing.T) {
+	ar := startAccounts(t, relay.Config{}, keydir.Config{DialogBurst: 1000})
+	mallory, alice, bob := ar.keyedUser(t, "mallory"), ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
+	cb := bob.mustDial()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 25 {
+				mallory.do("POST", "/api/dialogs/bob", nil)
+			}
+		}()
+	}
+	wg.Wait()
+	alice.dialog("bob") // a marker: every notice of mallory's came before it
+	from := []string{}
+	for {
+		ev := nextEvent(t, cb)
+		if ev.Kind != client.KindDialog {
+			t.Fatalf("bob got %+v", ev)
+		}
+		from = append(from, ev.User)
+		if ev.User == "alice" {
+			break
+		}
+	}
+	if len(from) != 2 || from[0] != "mallory" {
+		t.Fatalf("bob was told %v, want mallory once, then alice", from)
+	}
+
+	// The default rate: a burst of 10, then 429.
+	ar2 := startAccounts(t, relay.Config{}, keydir.Config{})
+	m, v := ar2.keyedUser(t, "mallory"), ar2.keyedUser(t, "victim")
+	_ = v
+	for range 10 {
+		m.want(m.do("POST", "/api/dialogs/victim", nil), http.StatusOK, "")
+	}
+	m.want(m.do("POST", "/api/dialogs/victim", nil), http.StatusTooManyRequests, "rate_limited")
+}
+
+// Key lookups are rate limited per caller, like search.
+func TestKeyLookupRateLimited(t *testing.T) {
+	ar := startAccounts(t, relay.Config{}, keydir.Config{KeyLookupBurst: 5, KeyLookupInterval: time.Hour})
+	alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
+	for i := range 5 {
+		name := "bob"
+		if i%2 == 1 {
+			name = "nobody" // misses cost the same
+		}
+		alice.do("GET", "/api/users/"+name+"/key", nil)
+	}
+	alice.want(alice.do("GET", "/api/users/bob/key", nil), http.StatusTooManyRequests, "rate_limited")
+	bob.want(bob.do("GET", "/api/users/alice/key", nil), http.StatusOK, "")
 }
