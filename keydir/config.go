@@ -21,6 +21,13 @@ type Config struct {
 	// MaxConcurrentHashes bounds how many bcrypt computations run at once, so a
 	// login flood cannot take every core. Default runtime.GOMAXPROCS(0).
 	MaxConcurrentHashes int
+	// MaxHashQueue bounds how many logins and registrations may wait for a
+	// bcrypt slot; one more is refused at once with ErrBusy. Default
+	// 4*MaxConcurrentHashes.
+	MaxHashQueue int
+	// MaxHashWait is how long a login or registration waits for a bcrypt slot
+	// before it is refused with ErrBusy. Default 2s.
+	MaxHashWait time.Duration
 
 	// LoginFreeFailures is how many failed logins one username may have before
 	// each further attempt must wait. Default 5.
@@ -120,6 +127,8 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxAccounts, 100000)
 	def(&c.BcryptCost, minBcryptCost)
 	def(&c.MaxConcurrentHashes, runtime.GOMAXPROCS(0))
+	def(&c.MaxHashQueue, 4*c.MaxConcurrentHashes)
+	defDur(&c.MaxHashWait, 2*time.Second)
 	def(&c.LoginFreeFailures, 5)
 	defDur(&c.LoginBackoffBase, time.Second)
 	defDur(&c.LoginBackoffMax, 15*time.Minute)
@@ -166,7 +175,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("token size cap %d below 512 bytes", c.MaxTokenBytes)
 	}
 	for name, v := range map[string]int{
-		"MaxAccounts": c.MaxAccounts, "MaxConcurrentHashes": c.MaxConcurrentHashes,
+		"MaxAccounts": c.MaxAccounts, "MaxConcurrentHashes": c.MaxConcurrentHashes, "MaxHashQueue": c.MaxHashQueue,
 		"LoginFreeFailures": c.LoginFreeFailures, "MaxTrackedUsernames": c.MaxTrackedUsernames,
 		"MaxRevokedTokens": c.MaxRevokedTokens, "MaxKeyBytes": c.MaxKeyBytes,
 		"MaxChallengesPerUser": c.MaxChallengesPerUser, "MaxSearchResults": c.MaxSearchResults,
@@ -177,7 +186,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	for name, v := range map[string]time.Duration{
-		"LoginBackoffBase": c.LoginBackoffBase, "LoginBackoffMax": c.LoginBackoffMax,
+		"MaxHashWait": c.MaxHashWait, "LoginBackoffBase": c.LoginBackoffBase, "LoginBackoffMax": c.LoginBackoffMax,
 		"LoginFailureMemory": c.LoginFailureMemory, "ChallengeLifetime": c.ChallengeLifetime, "MaxClockSkew": c.MaxClockSkew,
 		"SearchInterval": c.SearchInterval, "KeyLookupInterval": c.KeyLookupInterval, "DialogInterval": c.DialogInterval,
 	} {

@@ -18,8 +18,8 @@ type Directory struct {
 	// Static after construction.
 	cfg       Config
 	tokens    *tokenSigner
-	hashSem   chan struct{} // bounds concurrent bcrypt work
-	dummyHash []byte        // compared against for unknown users, so they cost the same
+	hashes    hashSlots // bounds bcrypt work (hashing.go)
+	dummyHash []byte    // compared against for unknown users, so they cost the same
 
 	// compareHook, if set (tests only), is called before each bcrypt comparison.
 	compareHook func()
@@ -109,7 +109,7 @@ func New(cfg Config) (*Directory, error) {
 	return &Directory{
 		cfg:        cfg,
 		tokens:     t,
-		hashSem:    make(chan struct{}, cfg.MaxConcurrentHashes),
+		hashes:     newHashSlots(cfg.MaxConcurrentHashes),
 		dummyHash:  dummy,
 		byName:     make(map[string]*account),
 		byID:       make(map[string]*account),
@@ -162,8 +162,8 @@ type Registration struct {
 
 // Register validates r and creates an account. Errors wrap ErrUsernameInvalid,
 // ErrFullNameInvalid, ErrEmailInvalid, ErrPasswordPolicy, ErrPasswordTooLong,
-// ErrUsernameTaken or ErrTooManyAccounts, or are ctx's error while waiting for a
-// bcrypt slot. Of several concurrent registrations of one normalized name exactly
+// ErrUsernameTaken or ErrTooManyAccounts, ErrBusy when no bcrypt slot came free
+// in time, or ctx's error while waiting for one. Of several concurrent registrations of one normalized name exactly
 // one succeeds.
 func (d *Directory) Register(ctx context.Context, r Registration) (Account, error) {
 	name, err := NormalizeUsername(r.Username)
@@ -224,35 +224,12 @@ func (a *account) public() Account {
 	return Account{ID: a.id, Username: a.username, FullName: a.fullName, Email: a.email, Created: a.created}
 }
 
-// hashPassword runs bcrypt inside the concurrency bound.
-func (d *Directory) hashPassword(ctx context.Context, p string) ([]byte, error) {
-	if err := d.acquire(ctx); err != nil {
-		return nil, err
-	}
-	defer d.release()
-	h, err := bcrypt.GenerateFromPassword([]byte(p), d.cfg.BcryptCost)
-	if err != nil {
-		return nil, fmt.Errorf("failed to hash password: %w", err)
-	}
-	return h, nil
-}
-
-func (d *Directory) acquire(ctx context.Context) error {
-	select {
-	case d.hashSem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("failed to wait for a password hashing slot: %w", ctx.Err())
-	}
-}
-
-func (d *Directory) release() { <-d.hashSem }
-
 // Login checks a username and password and returns a signed access token and its
 // session. Errors: ErrBadCredentials for an unknown user or a wrong password (the
 // same error after the same bcrypt work), a *BackoffError (ErrTooManyAttempts)
 // while the username must wait, ErrAccountDisabled for a disabled account with the
-// right password, or ctx's error while waiting for a bcrypt slot.
+// right password, ErrBusy when no bcrypt slot came free in time, or ctx's error
+// while waiting for one.
 func (d *Directory) Login(ctx context.Context, username, password string) (string, Session, error) {
 	name, nameErr := NormalizeUsername(username)
 	tracked := false
@@ -270,7 +247,8 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 	}
 	d.mu.RUnlock()
 
-	if err := d.acquire(ctx); err != nil {
+	known := a != nil && nameErr == nil
+	if err := d.acquire(ctx, known); err != nil {
 		if tracked {
 			d.endAttempt(name, false, false)
 		}
@@ -287,7 +265,7 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 		p = p[:MaxPasswordBytes]
 	}
 	cmpErr := bcrypt.CompareHashAndPassword(hash, p)
-	d.release()
+	d.release(known)
 
 	ok := cmpErr == nil && a != nil && nameErr == nil && !tooLong
 	if tracked {

@@ -68,6 +68,10 @@ var (
 	// ErrNoKey: the account has not published a key (or the operator revoked it).
 	ErrNoKey = errors.New("no public key published")
 
+	// ErrBusy: every bcrypt slot is taken and the queue for them is full, or no slot
+	// came free within Config.MaxHashWait. Nothing was checked; try again shortly.
+	ErrBusy = errors.New("busy: too many logins at once")
+
 	// ErrRateLimited: the caller exceeded a per-user rate (search, challenges).
 	ErrRateLimited = errors.New("rate limited")
 	// ErrBadRequest: an argument out of range (empty search prefix, unknown purpose).

@@ -251,6 +251,9 @@ func (a *Accounts) fail(w http.ResponseWriter, err error) {
 		status, code = http.StatusBadRequest, "bad_proof"
 	case errors.Is(err, keydir.ErrNoKey):
 		status, code = http.StatusConflict, "no_key"
+	case errors.Is(err, keydir.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		status, code = http.StatusServiceUnavailable, "busy"
 	case errors.Is(err, keydir.ErrRateLimited):
 		status, code = http.StatusTooManyRequests, "rate_limited"
 	case errors.Is(err, keydir.ErrBadRequest):

@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -219,4 +220,29 @@ func TestKeyLookupRateLimited(t *testing.T) {
 	}
 	alice.want(alice.do("GET", "/api/users/bob/key", nil), http.StatusTooManyRequests, "rate_limited")
 	bob.want(bob.do("GET", "/api/users/alice/key", nil), http.StatusOK, "")
+}
+
+// A login that finds the bcrypt queue full is answered 503 busy with Retry-After, not queued.
+func TestLoginBusyAnswer(t *testing.T) {
+	ar := startAccounts(t, relay.Config{}, keydir.Config{MaxConcurrentHashes: 1, MaxHashQueue: 1, MaxHashWait: time.Millisecond})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	busy := 0
+	for i := range 50 {
+		wg.Go(func() {
+			u := ar.newUser(t, fmt.Sprint("flood", i))
+			r := u.do("POST", "/api/login", map[string]string{"username": u.name, "password": testPassword})
+			if r.status == http.StatusServiceUnavailable && r.code() == "busy" && r.hdr.Get("Retry-After") == "1" {
+				mu.Lock()
+				busy++
+				mu.Unlock()
+			} else if r.status != http.StatusUnauthorized {
+				t.Errorf("login: %d %s", r.status, r.raw)
+			}
+		})
+	}
+	wg.Wait()
+	if busy == 0 {
+		t.Fatal("50 logins at once with one bcrypt slot and a queue of one: none was answered busy")
+	}
 }
