@@ -63,8 +63,14 @@ type Config struct {
 	// back to invalidating every token of that account issued so far. Default 1<<20.
 	MaxRevokedTokens int
 
-	// MaxKeyBytes caps an armored public key upload. Default 64 KiB.
+	// MaxKeyBytes caps an armored public key upload. Default 16 KiB: an RSA-4096
+	// key with a subkey and a few user IDs is under 8 KiB (gpg: export it with
+	// --export-options export-minimal).
 	MaxKeyBytes int
+	// MaxKeyUserIDs caps the user IDs of a published key. Default 4.
+	MaxKeyUserIDs int
+	// MaxKeySubkeys caps the subkeys of a published key. Default 8.
+	MaxKeySubkeys int
 	// MinRSABits is the smallest accepted RSA modulus. Default 3072; values below
 	// 3072 are refused.
 	MinRSABits int
@@ -146,7 +152,9 @@ func (c Config) withDefaults() (Config, error) {
 	defDur(&c.TokenLifetime, 7*24*time.Hour)
 	def(&c.MaxTokenBytes, 4096)
 	def(&c.MaxRevokedTokens, 1<<20)
-	def(&c.MaxKeyBytes, 64<<10)
+	def(&c.MaxKeyBytes, 16<<10)
+	def(&c.MaxKeyUserIDs, 4)
+	def(&c.MaxKeySubkeys, 8)
 	def(&c.MinRSABits, minRSAKeyBits)
 	defDur(&c.ChallengeLifetime, 2*time.Minute)
 	def(&c.MaxChallengesPerUser, 4)
@@ -178,6 +186,7 @@ func (c Config) withDefaults() (Config, error) {
 		"MaxAccounts": c.MaxAccounts, "MaxConcurrentHashes": c.MaxConcurrentHashes, "MaxHashQueue": c.MaxHashQueue,
 		"LoginFreeFailures": c.LoginFreeFailures, "MaxTrackedUsernames": c.MaxTrackedUsernames,
 		"MaxRevokedTokens": c.MaxRevokedTokens, "MaxKeyBytes": c.MaxKeyBytes,
+		"MaxKeyUserIDs": c.MaxKeyUserIDs, "MaxKeySubkeys": c.MaxKeySubkeys,
 		"MaxChallengesPerUser": c.MaxChallengesPerUser, "MaxSearchResults": c.MaxSearchResults,
 		"SearchBurst": c.SearchBurst, "KeyLookupBurst": c.KeyLookupBurst, "DialogBurst": c.DialogBurst,
 	} {

@@ -27,6 +27,8 @@ type Directory struct {
 	mu sync.RWMutex
 	// Guarded by mu.
 	byName     map[string]*account // normalized username → account
+	bySkeleton map[string]*account // Skeleton of the username → account
+	held       int64               // accountBytes of every account (memory.go)
 	byID       map[string]*account
 	names      []string              // sorted normalized usernames, for prefix search
 	failures   map[string]*failures  // normalized username → recent login failures
@@ -112,6 +114,7 @@ func New(cfg Config) (*Directory, error) {
 		hashes:     newHashSlots(cfg.MaxConcurrentHashes),
 		dummyHash:  dummy,
 		byName:     make(map[string]*account),
+		bySkeleton: make(map[string]*account),
 		byID:       make(map[string]*account),
 		failures:   make(map[string]*failures),
 		revoked:    make(map[string]time.Time),
@@ -162,7 +165,7 @@ type Registration struct {
 
 // Register validates r and creates an account. Errors wrap ErrUsernameInvalid,
 // ErrFullNameInvalid, ErrEmailInvalid, ErrPasswordPolicy, ErrPasswordTooLong,
-// ErrUsernameTaken or ErrTooManyAccounts, ErrBusy when no bcrypt slot came free
+// ErrUsernameTaken, ErrUsernameConfusable or ErrTooManyAccounts, ErrBusy when no bcrypt slot came free
 // in time, or ctx's error while waiting for one. Of several concurrent registrations of one normalized name exactly
 // one succeeds.
 func (d *Directory) Register(ctx context.Context, r Registration) (Account, error) {
@@ -204,7 +207,9 @@ func (d *Directory) Register(ctx context.Context, r Registration) (Account, erro
 		return Account{}, err
 	}
 	d.byName[name] = a
+	d.bySkeleton[Skeleton(name)] = a
 	d.byID[id] = a
+	d.held += accountBytes(a)
 	i, _ := slices.BinarySearch(d.names, name)
 	d.names = slices.Insert(d.names, i, name)
 	return a.public(), nil
@@ -213,6 +218,9 @@ func (d *Directory) Register(ctx context.Context, r Registration) (Account, erro
 func (d *Directory) canAddLocked(name string) error {
 	if _, ok := d.byName[name]; ok {
 		return ErrUsernameTaken
+	}
+	if _, ok := d.bySkeleton[Skeleton(name)]; ok {
+		return fmt.Errorf("%w: 0 and o, 1 and l, rn and m, vv and w, cl and d read alike", ErrUsernameConfusable)
 	}
 	if len(d.byName) >= d.cfg.MaxAccounts {
 		return fmt.Errorf("%w: the relay holds %d accounts", ErrTooManyAccounts, d.cfg.MaxAccounts)

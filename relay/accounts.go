@@ -213,6 +213,8 @@ func (a *Accounts) fail(w http.ResponseWriter, err error) {
 		status, code = http.StatusBadRequest, "invalid_username"
 	case errors.Is(err, keydir.ErrUsernameTaken):
 		status, code = http.StatusConflict, "username_taken"
+	case errors.Is(err, keydir.ErrUsernameConfusable):
+		status, code = http.StatusConflict, "username_confusable"
 	case errors.Is(err, keydir.ErrFullNameInvalid):
 		status, code = http.StatusBadRequest, "invalid_full_name"
 	case errors.Is(err, keydir.ErrEmailInvalid):
@@ -245,6 +247,8 @@ func (a *Accounts) fail(w http.ResponseWriter, err error) {
 		status, code = http.StatusBadRequest, "key_revoked"
 	case errors.Is(err, keydir.ErrKeyUserID):
 		status, code = http.StatusBadRequest, "key_user_id"
+	case errors.Is(err, keydir.ErrKeyTooLarge):
+		status, code = http.StatusBadRequest, "key_too_large"
 	case errors.Is(err, keydir.ErrKeyUnusable):
 		status, code = http.StatusBadRequest, "key_unusable"
 	case errors.Is(err, keydir.ErrBadProof):

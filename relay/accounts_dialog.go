@@ -12,7 +12,7 @@ import (
 // (room.dialogCap), so that dropping the room overwrites it.
 type dialogRef struct {
 	room     *room
-	notified time.Time // when the other user was last told (coalesces notices; guarded by Accounts.mu)
+	notified [2]time.Time // when each user of the pair (in its order) was last told (guarded by Accounts.mu)
 }
 
 // openDialog finds or creates the room of the caller and another user (POST /api/dialogs/{name}), answers
@@ -74,15 +74,18 @@ func (a *Accounts) openDialog(w http.ResponseWriter, r *http.Request) {
 		if len(a.dialogs) >= a.cfg.MaxDialogs {
 			perr = errorf(codeBusy, "the relay holds as many dialogs as it may; try again later")
 		} else if d.room, perr = h.openRoom(2, pair[:]); perr == nil {
-			d.notified = time.Time{} // a new room: its capability is news
+			d.notified = [2]time.Time{} // a new room: its capability is news
 			room, capability, _ = h.dialogTexts(d.room)
 		}
 	}
 	// One notice per dialog per DialogNoticeInterval: the other user's sessions were told already.
-	now := time.Now()
-	notify := perr == nil && now.Sub(d.notified) >= a.cfg.DialogNoticeInterval
+	now, told := time.Now(), 0
+	if pair[1] == peer.Username {
+		told = 1
+	}
+	notify := perr == nil && now.Sub(d.notified[told]) >= a.cfg.DialogNoticeInterval
 	if notify {
-		d.notified = now
+		d.notified[told] = now
 	}
 	if perr == nil {
 		a.dialogs[pair] = d

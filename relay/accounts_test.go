@@ -175,7 +175,8 @@ func (u *apiUser) want(r apiResp, status int, code string) {
 
 func (u *apiUser) register() {
 	u.t.Helper()
-	r := u.do("POST", "/api/register", map[string]string{"username": u.name, "full_name": "Test " + u.name, "password": testPassword})
+	r := u.do("POST", "/api/register", map[string]string{"username": u.name, "full_name": "Test " + u.name,
+		"email": u.name + "@example.org", "password": testPassword})
 	u.want(r, http.StatusCreated, "")
 }
 
