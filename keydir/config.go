@@ -119,6 +119,13 @@ const (
 	maxTokenLifetime = 30 * 24 * time.Hour
 )
 
+// Defaults returns c with every zero field set to its default (a command line
+// shows them as the defaults of its flags). It does not check ranges: New does.
+func (c Config) Defaults() Config {
+	c, _ = c.withDefaults()
+	return c
+}
+
 func (c Config) withDefaults() (Config, error) {
 	def := func(v *int, d int) {
 		if *v == 0 {

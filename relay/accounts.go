@@ -50,7 +50,8 @@ type AccountsConfig struct {
 	MaxSessionsPerUser int
 }
 
-func (c AccountsConfig) withDefaults() AccountsConfig {
+// WithDefaults returns c with every zero field set to its default.
+func (c AccountsConfig) WithDefaults() AccountsConfig {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 80 << 10
 	}
@@ -118,7 +119,7 @@ func (t *ticket) live(now time.Time) bool { return t.open > 0 || now.Before(t.ex
 // and the revocation callbacks that end a withdrawn user's sessions. Serve Handler instead of
 // srv.Handler.
 func NewAccounts(srv *Server, dir *keydir.Directory, cfg AccountsConfig, log *slog.Logger) *Accounts {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	a := &Accounts{srv: srv, dir: dir, cfg: cfg, log: log, next: srv.Handler(),
 		tickets: make(map[[32]byte]*ticket), byUser: make(map[string]map[[32]byte]*ticket), dialogs: make(map[[2]string]dialogRef)}
 	a.cop = http.NewCrossOriginProtection()

@@ -157,6 +157,7 @@ var numericConfigFlags = []string{
 	"max-frame", "room-buffer", "room-buffer-bytes", "max-members", "default-members", "max-rooms-per-conn",
 	"max-rooms", "max-conns", "grace", "room-lifetime", "idle-timeout", "write-timeout", "pong-wait", "rate",
 	"rate-burst", "max-http-conns", "http-header-timeout", "http-body-timeout", "http-idle-timeout",
+	"max-hash-queue", "max-hash-wait", "max-key-user-ids", "max-tickets-per-user",
 }
 
 // validateServeFlags checks the parsed flags and returns the first problem as one line naming its flag.
@@ -229,6 +230,9 @@ Flags:
 var componentFlags = []struct{ contains, flag string }{
 	{"token algorithm", "token-alg"},
 	{"token lifetime", "token-lifetime"},
+	{"MaxHashQueue", "max-hash-queue"},
+	{"MaxHashWait", "max-hash-wait"},
+	{"MaxKeyUserIDs", "max-key-user-ids"},
 }
 
 // flagError names the flag behind a component's configuration error, so that it reads like every other
