@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +136,20 @@ func TestHTTPConnectionsBounded(t *testing.T) {
 		t.Fatalf("%d of the slow connections are still open, the bound is %d", open, max)
 	}
 	mustCreate(t, ws, 2)
+}
+
+// The client's folders answer 404, never a listing of their files; the files themselves are served.
+func TestNoDirectoryListings(t *testing.T) {
+	tr := startRelay(t, relay.Config{})
+	for path, want := range map[string]int{"/js/": 404, "/vendor/": 404, "/js": 404, "/js/app.mjs": 200, "/": 200} {
+		res, err := http.Get(tr.http.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != want || (want == 404 && strings.Contains(string(body), ".mjs")) {
+			t.Errorf("GET %s: %d %.80q, want %d", path, res.StatusCode, body, want)
+		}
+	}
 }

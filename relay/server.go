@@ -173,6 +173,11 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
 	h.Set("Cache-Control", "no-store")
+	if p := r.URL.Path; p != "/" && strings.HasSuffix(p, "/") {
+		// No directory listings: the client's files are reached by name only.
+		http.NotFound(w, r)
+		return
+	}
 	s.client.ServeHTTP(w, r)
 }
 
