@@ -153,3 +153,12 @@ func TestNoDirectoryListings(t *testing.T) {
 		}
 	}
 }
+
+// The log capture the no-user-data checks read also sees attributes given through log.With.
+func TestLogCaptureKeepsWithAttrs(t *testing.T) {
+	logs := &logCapture{t: t}
+	slog.New(logs).With("user", "mallory").WithGroup("g").With("room", "R00M").Info("joined")
+	if s := logs.String(); !strings.Contains(s, "mallory") || !strings.Contains(s, "R00M") {
+		t.Fatalf("the capture lost the attributes of log.With: %q", s)
+	}
+}
