@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -49,7 +48,6 @@ type account struct {
 	disabled   bool
 	notBefore  time.Time // tokens issued at or before this second are invalid
 	key        *KeyInfo
-	entity     *openpgp.Entity // the parsed published key, for session proofs
 	banned     map[string]bool // fingerprints the operator revoked
 	chals      []string        // outstanding challenges, oldest first
 	search     bucket

@@ -190,10 +190,11 @@ func (s *Server) notifyUser(user string, msg []byte) {
 }
 
 // sendNotice queues a notice the client may miss (a dialog notice: the dialog can be opened again) unless
-// half the control queue is already waiting: notices alone never make a connection slow.
+// half the control queue is already waiting: notices alone never make a connection slow. A connection being
+// closed (a logout, say) gets none.
 func (c *conn) sendNotice(msg []byte) {
 	c.mu.Lock()
-	room := !c.gone && len(c.ctrl) < maxQueuedControl/2
+	room := !c.gone && !c.killed && len(c.ctrl) < maxQueuedControl/2
 	if room {
 		c.ctrl = append(c.ctrl, msg)
 	}
