@@ -100,7 +100,7 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 		return Identity{}, errTooManySess
 	}
 	a.mu.Lock()
-	if a.tickets[h] != t { // forgotten (revoked, key replaced) while we checked
+	if a.tickets[h] != t || !time.Now().Before(t.tokenExpires) { // forgotten (revoked, key replaced, expired)
 		a.mu.Unlock()
 		return Identity{}, errBadTicket
 	}
