@@ -29,8 +29,10 @@ const env = {
 let room = null;
 let caps = { curve25519: false };
 
-function wsURL() {
-  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+// wsURL is the relay's WebSocket. An anonymous room's socket says so (docs/accounts.md §7): the relay then
+// ignores the account cookies this browser may hold, so the room learns no account.
+function wsURL({ anonymous = false } = {}) {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws${anonymous ? '?anonymous=1' : ''}`;
 }
 
 function fmtTime(ts) {
@@ -94,7 +96,7 @@ async function startRoom({ create, invite, type, max }) {
     show(busyScreen('making_key'));
     const info = await cryptoClient.call('generate', { type, name: 'anonymous' });
     show(busyScreen('connecting'));
-    room = new Room({ crypto: cryptoClient, wsURL: wsURL() });
+    room = new Room({ crypto: cryptoClient, wsURL: wsURL({ anonymous: true }) });
     wireRoom(room);
     if (create) {
       // The invite stays out of this tab's address bar: a reload would try to join as a new member.
