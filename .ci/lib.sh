@@ -5,6 +5,10 @@
 # STATICCHECK_VERSION is the staticcheck every run uses, so a new release cannot turn CI red on its own.
 STATICCHECK_VERSION=v0.8.2
 
+# NATS_SERVER_VERSION is the nats-server the cluster tests run (Debian's is 2.9.10, a line NATS no longer
+# maintains; the module proxy serves current releases).
+NATS_SERVER_VERSION=v2.15.3
+
 # need_tools [--recommends] CMD:PACKAGE ... installs, in one apt run, the Debian package of every command that is
 # missing (with --recommends, with the packages Debian recommends, as browsers want for their fonts).
 # Debian's tor package would start a system tor on the public network when installed: service starts are
@@ -35,6 +39,16 @@ need_tools() {
 # need_tor installs what the Tor tests need: tor, tor-gencert, ip and unshare.
 need_tor() {
 	need_tools tor:tor tor-gencert:tor ip:iproute2 unshare:util-linux
+}
+
+# need_nats installs the pinned nats-server into $(go env GOPATH)/bin with go install (from the Go module proxy),
+# unless that version is already on PATH or there. The cluster harness (relay/cluster/natsnet) looks in both.
+need_nats() {
+	_nats="$(command -v nats-server || echo "$(go env GOPATH)/bin/nats-server")"
+	case "$("$_nats" --version 2>/dev/null)" in
+	*" $NATS_SERVER_VERSION") return 0 ;;
+	esac
+	GOBIN="$(go env GOPATH)/bin" go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
 }
 
 # in_loopback_ns SCRIPT runs the shell SCRIPT in a new network namespace that holds only loopback, so no tor or
