@@ -104,26 +104,19 @@ func (s *Server) PID() int {
 }
 
 // Kill ends the server with SIGKILL, as a crash would, and waits until it is gone.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p == nil || exited(p) {
-		return
-	}
-	syscall.Kill(p.pid, syscall.SIGKILL)
-	<-p.done
-}
+func (s *Server) Kill() { s.end(syscall.SIGKILL) }
 
 // Stop ends the server with SIGTERM (a clean shutdown), then SIGKILL after killAfter, and waits.
-func (s *Server) Stop() {
+func (s *Server) Stop() { s.end(syscall.SIGTERM) }
+
+func (s *Server) end(sig syscall.Signal) {
 	s.mu.Lock()
 	p := s.proc
 	s.mu.Unlock()
 	if p == nil || exited(p) {
 		return
 	}
-	syscall.Kill(p.pid, syscall.SIGTERM)
+	syscall.Kill(p.pid, sig)
 	select {
 	case <-p.done:
 	case <-time.After(killAfter):
