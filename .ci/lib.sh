@@ -42,13 +42,14 @@ need_tor() {
 }
 
 # need_nats installs the pinned nats-server into $(go env GOPATH)/bin with go install (from the Go module proxy),
-# unless that version is already on PATH or there. The cluster harness (relay/cluster/natsnet) looks in both.
+# unless that version is already there. Callers put that directory first on PATH, where the cluster harness
+# (relay/cluster/natsnet) looks first.
 need_nats() {
-	_nats="$(command -v nats-server || echo "$(go env GOPATH)/bin/nats-server")"
-	case "$("$_nats" --version 2>/dev/null)" in
+	_gobin="$(go env GOPATH)/bin"
+	case "$("$_gobin/nats-server" --version 2>/dev/null)" in
 	*" $NATS_SERVER_VERSION") return 0 ;;
 	esac
-	GOBIN="$(go env GOPATH)/bin" go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+	GOBIN="$_gobin" go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
 }
 
 # in_loopback_ns SCRIPT runs the shell SCRIPT in a new network namespace that holds only loopback, so no tor or
