@@ -167,7 +167,7 @@ func TestCleanup(t *testing.T) {
 }
 
 // waitRouted publishes on subject through pub until a message arrives on ch, then drains ch.
-func waitRouted(t *testing.T, pub *nats.Conn, subject string, ch <-chan *nats.Msg) {
+func waitRouted(t testing.TB, pub *nats.Conn, subject string, ch <-chan *nats.Msg) {
 	t.Helper()
 	if err := waitDelivery(pub, subject, ch, time.Now().Add(readyTimeout)); err != nil {
 		t.Fatalf("%s: %v", subject, err)
