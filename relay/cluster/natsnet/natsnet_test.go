@@ -144,6 +144,7 @@ func TestOutsidersRefused(t *testing.T) {
 
 // TestCleanup: when the test that started a cluster ends, its processes are gone and so is its directory.
 func TestCleanup(t *testing.T) {
+	Require(t)
 	var pids []int
 	var dir string
 	t.Run("cluster", func(t *testing.T) {
