@@ -5,6 +5,10 @@
 # STATICCHECK_VERSION is the staticcheck every run uses, so a new release cannot turn CI red on its own.
 STATICCHECK_VERSION=v0.8.2
 
+# NATS_SERVER_VERSION is the nats-server the cluster tests run (Debian's is 2.9.10, a line NATS no longer
+# maintains; the module proxy serves current releases).
+NATS_SERVER_VERSION=v2.15.3
+
 # need_tools [--recommends] CMD:PACKAGE ... installs, in one apt run, the Debian package of every command that is
 # missing (with --recommends, with the packages Debian recommends, as browsers want for their fonts).
 # Debian's tor package would start a system tor on the public network when installed: service starts are
@@ -35,6 +39,17 @@ need_tools() {
 # need_tor installs what the Tor tests need: tor, tor-gencert, ip and unshare.
 need_tor() {
 	need_tools tor:tor tor-gencert:tor ip:iproute2 unshare:util-linux
+}
+
+# need_nats installs the pinned nats-server into $(go env GOPATH)/bin with go install (from the Go module proxy),
+# unless that version is already there. Callers put that directory first on PATH, where the cluster harness
+# (relay/cluster/natsnet) looks first.
+need_nats() {
+	_gobin="$(go env GOPATH)/bin"
+	case "$("$_gobin/nats-server" --version 2>/dev/null)" in
+	*" $NATS_SERVER_VERSION") return 0 ;;
+	esac
+	GOBIN="$_gobin" go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
 }
 
 # in_loopback_ns SCRIPT runs the shell SCRIPT in a new network namespace that holds only loopback, so no tor or

@@ -11,3 +11,8 @@ test "${PIPESTATUS[0]}" -eq 0
 # The memory dump: root's gcore of the live relay, searched for what burned and grace-dropped rooms left.
 go test -count=1 -run '^TestNoLeftoversInMemory$' ./cmd/cleanrelay -memdump -v 2>&1 | grep -v '^=== RUN'
 test "${PIPESTATUS[0]}" -eq 0
+# The cluster's NATS servers under strace through a session with a SIGKILL and a restart: nothing written to disk,
+# no subject or payload in their logs.
+need_nats
+PATH="$(go env GOPATH)/bin:$PATH" go test -count=1 -run '^TestNoDiskNoLogs$' ./relay/cluster/natsnet -nats -strace -v 2>&1 | grep -v '^=== RUN'
+test "${PIPESTATUS[0]}" -eq 0

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Runs cleanrelay's Tor tests: the onion package and its private test network (onion/tornet), and the end-to-end
-# tests of `cleanrelay serve` in onion mode (among them TestNoDiskNoLogsTor, which traces the relay and its tor
-# with strace), against real tor processes on a private Tor network on 127.0.0.1.
+# Runs cleanrelay's Tor tests: the onion package and its private test network (onion/tornet, with Debian's
+# onionbalance publishing one front address over three backends), and the end-to-end tests of `cleanrelay serve`
+# in onion mode (among them TestNoDiskNoLogsTor, which traces the relay and its tor with strace), against real tor
+# processes on a private Tor network on 127.0.0.1.
 #
 # The tests run inside a new network namespace that holds only loopback (`unshare -n`), so no tor can reach
 # anything but this machine; the harness refuses to start tor anywhere else. Modules are downloaded and every
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 . .ci/lib.sh
 need_tor
-need_tools strace:strace
+need_tools strace:strace onionbalance:onionbalance
 
 tor_e2e=""
 if ls cmd/cleanrelay/*_tor_test.go >/dev/null 2>&1; then
@@ -26,5 +27,5 @@ go test -race -count=1 -run '^$' ./onion/... ./cmd/cleanrelay >/dev/null
 # networks at once on 2 cores slow both), then the Tor tests of cmd/cleanrelay (its other tests are the lead's,
 # run by .ci/test).
 export TOR_E2E="$tor_e2e"
-in_loopback_ns 'go test -race -count=1 -p 1 -timeout 8m ./onion/... -tor
+in_loopback_ns 'go test -race -count=1 -p 1 -timeout 12m ./onion/... -tor
 if [ -n "$TOR_E2E" ]; then go test -race -count=1 -timeout 14m -run Tor ./cmd/cleanrelay -tor; fi'
