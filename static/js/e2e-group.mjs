@@ -77,7 +77,8 @@ export class Group {
       else r.notes.push({ code: 'version', member: from, text: `member ${from} sent a frame of unknown kind ${kind}` });
     } catch (e) {
       if (!(e instanceof E2EError)) throw e;
-      r.notes.push({ code: e.code, member: from, text: `member ${from}: ${e.message}` });
+      const what = { [KIND_IDENTITY]: 'identity', [KIND_KEYPACKAGE]: 'keypackage', [KIND_COMMIT]: 'commit', [KIND_MESSAGE]: 'message' }[kind];
+      r.notes.push({ code: e.code, member: from, kind: what, text: `member ${from}: ${e.message}` });
     }
     return r;
   }
@@ -221,7 +222,8 @@ export class Group {
   // seal returns the body of our next message in the current epoch.
   async seal(plaintext) {
     if (!this.canSend()) throw new Error(this.whyNot());
-    const onKey = this.onKey ? (k) => this.onKey('send', { epoch: this.epoch.number, sender: this.member }, k.slice()) : null;
+    const n = this.epoch.chains.get(this.member).next;
+    const onKey = this.onKey ? (k) => this.onKey('send', { epoch: this.epoch.number, sender: this.member, n }, k.slice()) : null;
     return { kind: KIND_MESSAGE, body: await this.epoch.seal(this.member, plaintext, onKey) };
   }
 

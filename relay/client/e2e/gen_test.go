@@ -14,6 +14,18 @@ import (
 // vecWriter collects the lines of one vector file.
 type vecWriter struct{ lines []string }
 
+// newVec starts a vector made by Go with its kind, expected result and, when not empty, a comment.
+func newVec(kind, expect, comment string) *vecWriter {
+	w := &vecWriter{}
+	w.add("kind", "%s", kind)
+	w.add("expect", "%s", expect)
+	w.add("producer", "go")
+	if comment != "" {
+		w.add("comment", "%s", comment)
+	}
+	return w
+}
+
 func (w *vecWriter) add(k, f string, a ...any) {
 	w.lines = append(w.lines, k+": "+fmt.Sprintf(f, a...))
 }
@@ -95,10 +107,7 @@ func writeVectors(t *testing.T) {
 }
 
 func genSession(t *testing.T, file, tag, room string, epoch uint32, prev [HashSize]byte, ids []uint32, committer uint32) {
-	w := &vecWriter{}
-	w.add("kind", "session")
-	w.add("expect", "ok")
-	w.add("producer", "go")
+	w := newVec("session", "ok", "")
 	w.add("comment", "members %v; committer %d; messages delivered out of order, one dropped for good, one replayed, one tampered", ids, committer)
 	w.add("room", "%s", room)
 	ctx := []byte(room)
@@ -148,11 +157,7 @@ func genSession(t *testing.T, file, tag, room string, epoch uint32, prev [HashSi
 }
 
 func genForgedKeyPackage(t *testing.T) {
-	w := &vecWriter{}
-	w.add("kind", "keypackage")
-	w.add("expect", "forged")
-	w.add("producer", "go")
-	w.add("comment", "the relay swapped the X25519 key of a signed key package for its own")
+	w := newVec("keypackage", "forged", "the relay swapped the X25519 key of a signed key package for its own")
 	room := "Go0swapRoomAAAAAAAAAAA"
 	w.add("room", "%s", room)
 	ms := genMembers(t, w, "forged", "keypackage", []byte(room), 4)
@@ -166,11 +171,7 @@ func genForgedKeyPackage(t *testing.T) {
 // genSwapped: the committer was handed another signed key package of member 2 (one it had already
 // been sent earlier, say) than the one member 2 holds now; member 2 refuses the commit.
 func genSwapped(t *testing.T) {
-	w := &vecWriter{}
-	w.add("kind", "open-commit")
-	w.add("expect", "swapped")
-	w.add("producer", "go")
-	w.add("comment", "the commit names a key package of member 2 other than the one member 2 holds")
+	w := newVec("open-commit", "swapped", "the commit names a key package of member 2 other than the one member 2 holds")
 	room := "Go0swapRoomBBBBBBBBBBB"
 	w.add("room", "%s", room)
 	ctx := []byte(room)
@@ -198,11 +199,7 @@ func genCommitTo(t *testing.T, w *vecWriter, tag string, ctx []byte, committer *
 // genPrekey: an offline message's commit to a one-time prekey, delivered twice; the second use is
 // refused because the prekey's private half was deleted on first use.
 func genPrekey(t *testing.T) {
-	w := &vecWriter{}
-	w.add("kind", "prekey")
-	w.add("expect", "replayed")
-	w.add("producer", "go")
-	w.add("comment", "member 1 (sender) reaches member 2 through prekey number 17 of user alice; the relay replays it")
+	w := newVec("prekey", "replayed", "member 1 (sender) reaches member 2 through prekey number 17 of user alice; the relay replays it")
 	w.add("user", "alice")
 	ctx := []byte("prekey:alice")
 	ms := map[uint32]*genMember{}
@@ -222,10 +219,7 @@ func genPrekey(t *testing.T) {
 // genHistory: epochs 1 and 2 between members 1 and 2, then either epoch 1 again (old-epoch) or an
 // epoch 3 that does not follow epoch 2 (fork).
 func genHistory(t *testing.T, file, expect string) {
-	w := &vecWriter{}
-	w.add("kind", "history")
-	w.add("expect", "%s", expect)
-	w.add("producer", "go")
+	w := newVec("history", expect, "")
 	room := "Go0historyRoomAAAAAAAA"
 	w.add("room", "%s", room)
 	ctx := []byte(room)
@@ -259,10 +253,7 @@ func genHistory(t *testing.T, file, expect string) {
 // genIdentity: announcements under the invite secret; the last names a member other than its sender.
 func genIdentity(t *testing.T) {
 	for _, expect := range []string{"ok", "forged"} {
-		w := &vecWriter{}
-		w.add("kind", "identity")
-		w.add("expect", "%s", expect)
-		w.add("producer", "go")
+		w := newVec("identity", expect, "")
 		room := "Go0identityRoomAAAAAAA"
 		w.add("room", "%s", room)
 		secret := seed("invite", 32)

@@ -89,17 +89,11 @@ func num(t *testing.T, s string) uint32 {
 
 // errClass names the error classes the vectors use, shared with the JavaScript implementation.
 func errClass(err error) string {
-	for _, c := range []struct {
-		err  error
-		name string
-	}{{ErrForged, "forged"}, {ErrSwapped, "swapped"}, {ErrReplayed, "replayed"}, {ErrOldEpoch, "old-epoch"},
-		{ErrFork, "fork"}, {ErrMissing, "missing"}, {ErrMalformed, "malformed"}, {ErrVersion, "version"}, {ErrNotMember, "not-member"}} {
-		if errors.Is(err, c.err) {
-			return c.name
-		}
-	}
 	if err == nil {
 		return "ok"
+	}
+	if c := errClassOf(err); c != "" {
+		return c
 	}
 	return "other: " + err.Error()
 }
