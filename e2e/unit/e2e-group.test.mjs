@@ -178,3 +178,50 @@ test('sending waits for an epoch; a changed identity blocks it until trusted, th
   await r.say(a, 'after the change');
   assert.equal(r.texts(b).at(-1), `${a}:after the change`);
 });
+
+test('dialog identities: OpenPGP keys from the directory sign key packages and commits', async () => {
+  const { PgpIdentity, PgpVerifier } = await import('../../static/js/e2e-pgp.mjs');
+  const pgp = await import('../../static/js/pgp.mjs');
+  const keys = new Map();
+  const r = new Relay('DialogRoomAAAAAAAAAAAA');
+  // Dialog members: no invite key and no identity announcements; the page pins directory keys.
+  r.join = async function join() {
+    const id = this.next++;
+    keys.set(id, await pgp.generateKeyPair({ type: 'curve25519', name: `user${id}` }));
+    const g = new Group({ room: this.room, member: id, identity: new PgpIdentity(keys.get(id)), verifierFor: (k) => new PgpVerifier(k) });
+    const others = [...this.members.keys()];
+    this.members.set(id, { g, notes: [], messages: [] });
+    this.log.push({ presence: 'join', member: id });
+    await this.take(id, await g.setPresent(others));
+    for (const m of others) await this.take(id, await g.setPeer(m, keys.get(m).toPublic()));
+    if (others.length) await this.take(id, await g.hello());
+    await this.run();
+    return id;
+  };
+  const onPresence = Group.prototype.onPresence;
+  const a = await r.join();
+  r.members.get(a).g.onPresence = async function (event, member) {
+    const res = await onPresence.call(this, event, member);
+    if (event === 'join') {
+      const more = await this.setPeer(member, keys.get(member).toPublic());
+      res.send.push(...more.send);
+      res.notes.push(...more.notes);
+    }
+    return res;
+  };
+  const b = await r.join();
+  assert.equal(r.members.get(a).g.epoch?.number, 1);
+  assert.equal(r.members.get(b).g.epoch?.number, 1);
+  await r.say(a, 'signed by openpgp');
+  await r.say(b, 'and back');
+  assert.deepEqual(r.texts(b), [`${a}:signed by openpgp`]);
+  assert.deepEqual(r.texts(a), [`${b}:and back`]);
+  assert.deepEqual(r.codes(a), []);
+  // A key package signed by another OpenPGP key than the pinned one is refused.
+  const mallory = await pgp.generateKeyPair({ type: 'curve25519', name: 'mallory' });
+  const gb = r.members.get(b).g;
+  gb.identity = new PgpIdentity(mallory);
+  await r.take(b, { send: [await gb.rotate()], notes: [], messages: [] });
+  await r.run();
+  assert.deepEqual(r.codes(a), ['forged']);
+});

@@ -13,11 +13,13 @@ import { KIND_IDENTITY, KIND_KEYPACKAGE, KIND_COMMIT, KIND_MESSAGE, E2EError, ut
 const result = () => ({ send: [], notes: [], messages: [] });
 
 export class Group {
-  // room: the room id; member: our id; identity: an Identity; key: the invite key (anonymous
-  // rooms); display: bytes shown to peers (our armored OpenPGP key), optional. onKey(kind, info,
-  // bytes), when set, sees message keys (only the forward-secrecy test sets it).
-  constructor({ room, member, identity, key, display = new Uint8Array(0), onKey = null }) {
-    Object.assign(this, { room, member, identity, key, display, onKey });
+  // room: the room id; member: our id; identity: an Identity (or e2e-pgp's PgpIdentity); key: the
+  // invite key (anonymous rooms; null where identities come from the directory, see setPeer);
+  // display: bytes shown to peers (our armored OpenPGP key), optional; verifierFor(pub) makes a
+  // peer's verifier. onKey(kind, info, bytes), when set, sees message keys (only the forward-secrecy
+  // test sets it).
+  constructor({ room, member, identity, key = null, display = new Uint8Array(0), onKey = null, verifierFor = (pub) => new Ed25519Public(pub) }) {
+    Object.assign(this, { room, member, identity, key, display, onKey, verifierFor });
     this.ctx = utf8(room);
     this.peers = new Map(); // member -> {pub, display, pending, kp, kpUsed, stash}
     this.present = new Set();
@@ -39,6 +41,10 @@ export class Group {
   // others in it and again whenever someone joins.
   async hello() {
     const r = result();
+    if (!this.key) {
+      r.send.push(this.own ? { kind: KIND_KEYPACKAGE, body: this.own.kp.raw } : await this.rotate());
+      return r;
+    }
     const body = await sealIdentity(this.key, this.room, { member: this.member, pub: this.identity.pub, display: this.display });
     r.send.push({ kind: KIND_IDENTITY, body });
     r.send.push(this.own ? { kind: KIND_KEYPACKAGE, body: this.own.kp.raw } : await this.rotate());
@@ -98,6 +104,17 @@ export class Group {
     }
   }
 
+  // setPeer pins member's identity from outside the room (a dialog: the directory key the page has
+  // checked against its pins); pub is what verifierFor takes.
+  async setPeer(member, pub) {
+    const p = this.peers.get(member);
+    if (p) Object.assign(p, { pub, pending: null });
+    else this.peers.set(member, { pub, display: new Uint8Array(0), pending: null, kp: null, kpUsed: false, stash: null });
+    const r = result();
+    await this.maybeCommit(r);
+    return r;
+  }
+
   // trust makes member's pending identity the pinned one (after the user compared safety codes).
   async trust(member) {
     const p = this.peers.get(member);
@@ -118,10 +135,10 @@ export class Group {
     if (!p) throw new E2EError('forged', 'a key package from a member whose identity we do not have');
     let kp;
     try {
-      kp = await KeyPackage.parse(body, 'keypackage', this.ctx, new Ed25519Public(p.pub));
+      kp = await KeyPackage.parse(body, 'keypackage', this.ctx, this.verifierFor(p.pub));
     } catch (e) {
       if (!p.pending) throw e;
-      p.stash = await KeyPackage.parse(body, 'keypackage', this.ctx, new Ed25519Public(p.pending.pub));
+      p.stash = await KeyPackage.parse(body, 'keypackage', this.ctx, this.verifierFor(p.pending.pub));
       return;
     }
     if (kp.member !== from) throw new E2EError('forged', `key package names member ${kp.member}`);
@@ -161,7 +178,7 @@ export class Group {
   async onCommit(r, from, body) {
     const p = this.peers.get(from);
     if (!p) throw new E2EError('forged', 'a commit from a member whose identity we do not have');
-    const c = await Commit.parse(body, this.ctx, new Ed25519Public(p.pub));
+    const c = await Commit.parse(body, this.ctx, this.verifierFor(p.pub));
     const mine = c.find(this.member) >= 0;
     if (this.history.number === 0 && !mine) return; // before our first epoch we cannot check the chain
     if (equal(await c.id(this.ctx), this.history.id)) throw new E2EError('old-epoch', `the commit of epoch ${c.epoch} again`);
