@@ -349,6 +349,43 @@ for (const kind of KINDS) {
         await bob.close();
       });
 
+      await t.test('a replayed, a dropped and a v1 frame are each named, in Russian too', async () => {
+        const alice = await openPage(b, relay.url);
+        await alice.select('#keytype', 'curve25519');
+        const invite = await createRoom(alice);
+        const aliceConn = relay.proxy.conns.filter((c) => c.first === 'create').at(-1);
+        const bob = await openPage(b, invite);
+        await bob.select('#keytype', 'curve25519');
+        await joinRoom(bob);
+        await Promise.all([ready(alice), ready(bob)]);
+        await press(alice, '#lang');
+        let first = null;
+        let n = 0;
+        aliceConn.tamper = (p) => {
+          if (kindOf(p) !== KIND_MESSAGE) return null;
+          n++;
+          if (n === 1) first = p;
+          // The relay replays message 1's payload in place of message 2, under a fresh sequence number (the
+          // connection layer already drops an entry whose number it has seen).
+          if (n === 2) return withPayload(p, first.subarray(DELIVER_HEADER));
+          if (n === 4) return withPayload(p, encodePayload(0x02, randomBytes(300))); // a v1 OpenPGP frame
+          return null;
+        };
+        for (const m of ['one, delivered', 'two, replaced by a replay', 'three, after a gap', 'four, replaced by a v1 frame']) await say(bob, m);
+        await sees(alice, 'three, after a gap');
+        const problems = async () => alice.$$eval('.problem', (l) => l.map((e) => e.textContent));
+        await alice.waitForFunction(() => document.querySelectorAll('.problem').length >= 3, { timeout: 30000, polling: 100 });
+        const ps = (await problems()).join('\n');
+        assert.match(ps, /повторно доставил данные от участника 2/, ps);
+        assert.match(ps, /Не дошло сообщений от участника 2: 1/, ps);
+        assert.match(ps, /старая версия страницы \(протокол v1\)/, ps);
+        const shown = await alice.$$eval('.msg .text', (l) => l.map((e) => e.textContent));
+        assert.deepEqual(shown, ['one, delivered', 'three, after a gap']);
+        aliceConn.tamper = null;
+        await alice.close();
+        await bob.close();
+      });
+
       await t.test('mixed RSA and Curve25519 keys: frames only of the bucket sizes', async () => {
         const sizes = assertCleanWire(relay.proxy, ['first message, key pinned', 'this frame gets replaced', 'must not leave']);
         t.diagnostic(`frame sizes seen: ${JSON.stringify(sizes)}`);

@@ -225,3 +225,16 @@ test('dialog identities: OpenPGP keys from the directory sign key packages and c
   await r.run();
   assert.deepEqual(r.codes(a), ['forged']);
 });
+
+test('a commit that names another committer than its sender is refused', async () => {
+  const { Commit } = await import('../../static/js/e2e-commit.mjs');
+  const r = await relay();
+  const a = await r.join();
+  const b = await r.join();
+  const ga = r.members.get(a).g;
+  const { commit } = await Commit.make(ga.identity, { ctx: ga.ctx, epoch: 2, prev: ga.history.id, committer: b, to: [] });
+  r.log.push({ from: a, kind: KIND_COMMIT, body: commit.raw });
+  await r.run();
+  assert.deepEqual(r.codes(b), ['forged']);
+  assert.equal(r.members.get(b).g.epoch.number, 1);
+});

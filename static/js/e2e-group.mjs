@@ -4,7 +4,7 @@
 // rules below (docs/e2e.md §6) depend only on that sequence, so every member reaches the same epochs.
 // Handlers return {send: [{kind, body}], notes: [{code, member, text}], messages: [...]}; the caller
 // pads and sends the frames in order and shows the notes.
-import { KeyPackage, Ed25519Public, wipePrivate } from './e2e-keys.mjs';
+import { KeyPackage, Ed25519Public, wipePrivate, ml_kem768 } from './e2e-keys.mjs';
 import { Commit, History } from './e2e-commit.mjs';
 import { Epoch, readHeader } from './e2e-epoch.mjs';
 import { sealIdentity, openIdentity } from './e2e-identity.mjs';
@@ -33,7 +33,13 @@ export class Group {
 
   async rotate() {
     wipePrivate(this.own?.priv);
-    this.own = await KeyPackage.make(this.identity, 'keypackage', this.ctx, this.member, ++this.kpN);
+    const kem = this.spare;
+    this.spare = null;
+    this.own = await KeyPackage.make(this.identity, 'keypackage', this.ctx, this.member, ++this.kpN, null, null, kem);
+    // The next ML-KEM key is made while the worker is idle, off the path of the next epoch change.
+    this.spareTimer = setTimeout(() => {
+      this.spare = ml_kem768.keygen(globalThis.crypto.getRandomValues(new Uint8Array(64)));
+    }, 0);
     return { kind: KIND_KEYPACKAGE, body: this.own.kp.raw };
   }
 
@@ -179,6 +185,7 @@ export class Group {
     const p = this.peers.get(from);
     if (!p) throw new E2EError('forged', 'a commit from a member whose identity we do not have');
     const c = await Commit.parse(body, this.ctx, this.verifierFor(p.pub));
+    if (c.committer !== from) throw new E2EError('forged', `commit names committer ${c.committer}`);
     const mine = c.find(this.member) >= 0;
     if (this.history.number === 0 && !mine) return; // before our first epoch we cannot check the chain
     if (equal(await c.id(this.ctx), this.history.id)) throw new E2EError('old-epoch', `the commit of epoch ${c.epoch} again`);
@@ -221,7 +228,7 @@ export class Group {
     }
     const onKey = this.onKey ? (k) => this.onKey('recv', { epoch: h.epoch, sender: from, n: h.n }, k.slice()) : null;
     const { plaintext, missing } = await e.open(from, body, onKey);
-    if (missing) r.notes.push({ code: 'missing', member: from, text: `${missing} message(s) from member ${from} did not arrive (dropped by the relay?)` });
+    if (missing) r.notes.push({ code: 'missing', member: from, count: missing, text: `${missing} message(s) from member ${from} did not arrive (dropped by the relay?)` });
     if (e === this.prev && this.epoch?.chains.has(from)) this.prev.chains.delete(from);
     r.messages.push({ from, plaintext, epoch: h.epoch, n: h.n });
   }
@@ -245,6 +252,9 @@ export class Group {
   }
 
   wipe() {
+    clearTimeout(this.spareTimer);
+    this.spare?.secretKey.fill(0);
+    this.spare = null;
     this.epoch?.wipe();
     this.prev?.wipe();
     wipePrivate(this.own?.priv);

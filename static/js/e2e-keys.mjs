@@ -98,9 +98,10 @@ export class KeyPackage {
 
   // make returns {kp, priv}; seeds (32-byte X25519, 64-byte ML-KEM) are for test vectors, fresh
   // randomness otherwise. priv is {x: CryptoKey, dk: Uint8Array}; wipePrivate deletes it.
-  static async make(id, kind, ctx, member, n, xSeed = null, kemSeed = null) {
+  // kem, when given, is an ML-KEM key pair made ahead of time ({publicKey, secretKey}).
+  static async make(id, kind, ctx, member, n, xSeed = null, kemSeed = null, kem = null) {
     const x = xSeed ? await x25519FromSeed(xSeed) : await x25519Generate();
-    const { publicKey: ek, secretKey: dk } = ml_kem768.keygen(kemSeed ?? globalThis.crypto.getRandomValues(new Uint8Array(64)));
+    const { publicKey: ek, secretKey: dk } = kem ?? ml_kem768.keygen(kemSeed ?? globalThis.crypto.getRandomValues(new Uint8Array(64)));
     const body = concat(Uint8Array.of(VERSION), u32(member), u32(n), x.pub, ek);
     const sig = await id.sign(concat(label(kind, ctx), body));
     return { kp: new KeyPackage(concat(body, u16(sig.length), sig)), priv: { x: x.priv, dk } };

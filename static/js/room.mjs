@@ -4,6 +4,10 @@ import { RoomConn } from './conn.mjs';
 import { KIND_KEY, KIND_PGP, KINDS_V2, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
 import { MAX_DATA } from './pad.mjs';
 import { validName } from './notify.mjs';
+import { t } from './i18n.mjs';
+
+// V2_NOTICES names the interface string for each protocol v2 notice the user should read.
+const V2_NOTICES = { missing: 'e2e_missing', replayed: 'e2e_replayed', 'old-epoch': 'e2e_old_epoch', fork: 'e2e_fork' };
 
 // FILE_CAP is the largest file a room transfers (docs/client.md): chunks travel as separate
 // encrypted messages through the relay's bounded per-room buffer, paced by FILE_WINDOW.
@@ -103,11 +107,7 @@ export class Room extends EventTarget {
     }
     await this.crypto.call('dialog');
     await this.crypto.call('members', { present: [...this.present] });
-    if (this.dialog) {
-      for (const m of this.present) await this.setDialogPeer(m);
-      this.markStarted();
-      return;
-    }
+    for (const m of this.present) await this.setDialogPeer(m);
     this.markStarted();
   }
 
@@ -133,7 +133,9 @@ export class Room extends EventTarget {
           }
         }
       } else if (n.code !== 'identity') {
-        this.emit('problem', { message: n.text, forged: n.code === 'forged' && (n.kind === 'identity' || n.kind === 'keypackage') });
+        const swap = n.code === 'forged' && (n.kind === 'identity' || n.kind === 'keypackage');
+        const key = n.code === 'forged' && n.kind === 'message' ? 'e2e_tampered' : V2_NOTICES[n.code];
+        this.emit('problem', { message: key ? t(key, { n: n.member, k: n.count }) : n.text, forged: swap, code: n.code });
       }
     }
     for (const m of r.messages) {
@@ -179,9 +181,7 @@ export class Room extends EventTarget {
     }
     if (this.v2) {
       if (!KINDS_V2.includes(kind)) {
-        this.emit('problem', { message: kind === KIND_KEY || kind === KIND_PGP
-          ? `member ${f.from} runs an older client (protocol v1) that cannot read this room; they should reload the page`
-          : `unknown payload kind ${kind}` });
+        this.emit('problem', { message: kind === KIND_KEY || kind === KIND_PGP ? t('e2e_v1_peer', { n: f.from }) : `unknown payload kind ${kind}` });
         return;
       }
       await this.v2apply(await this.crypto.call('v2frame', { from: f.from, kind, body }), t0);

@@ -317,6 +317,9 @@ func (g *Group) onCommit(r *Result, from uint32, body []byte) error {
 	if err != nil {
 		return err
 	}
+	if c.Committer != from {
+		return fmt.Errorf("commit names committer %d: %w", c.Committer, ErrForged)
+	}
 	mine := c.Find(g.member) >= 0
 	if g.history.Number == 0 && !mine {
 		return nil

@@ -179,6 +179,21 @@ func TestGroupCatchesTheRelay(t *testing.T) {
 			t.Fatalf("b noted %v at epoch %d", s.problems(b), s.groups[b].Epoch())
 		}
 	})
+	t.Run("commit naming another committer than its sender", func(t *testing.T) {
+		s := newSimRelay(t)
+		a, b := s.join(), s.join()
+		ga := s.groups[a]
+		c, err := NewCommit(ga.id, CommitParams{Ctx: ga.ctx, Epoch: 2, Prev: ga.history.ID, Committer: b,
+			Secret: seed("x", 32), EphemeralSeed: seed("y", 32), Encapsulate: Encapsulate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.log = append(s.log, simEntry{from: a, frame: Frame{KindCommit, c.Bytes()}})
+		s.run()
+		if !slices.Equal(s.problems(b), []string{"forged"}) || s.groups[b].Epoch() != 1 {
+			t.Fatalf("b noted %v at epoch %d", s.problems(b), s.groups[b].Epoch())
+		}
+	})
 	t.Run("swapped key package", func(t *testing.T) {
 		s := newSimRelay(t)
 		a := s.join()
