@@ -8,6 +8,8 @@ import { Epoch } from '../static/js/e2e-epoch.mjs';
 import { inviteKey, sealIdentity } from '../static/js/e2e-identity.mjs';
 import { utf8 } from '../static/js/e2e-core.mjs';
 import { DIR } from './unit/e2e-vectors.mjs';
+import { PgpIdentity } from '../static/js/e2e-pgp.mjs';
+import * as pgp from '../static/js/pgp.mjs';
 
 function seed(name, n) {
   const out = new Uint8Array(n);
@@ -176,6 +178,23 @@ async function identity() {
   w.write('js-identity-ok.txt');
 }
 
+// pgpKeyPackage: key packages signed by an OpenPGP identity (Curve25519), as dialogs sign them; the second
+// was altered after signing. Not reproducible: OpenPGP signatures carry a time.
+async function pgpKeyPackage() {
+  const key = await pgp.generateKeyPair({ type: 'curve25519', name: 'js dialog user' });
+  const room = 'Js0dialogRoomAAAAAAAAA';
+  const { kp } = await KeyPackage.make(new PgpIdentity(key), 'keypackage', utf8(room), 2, 1, seed('pgp x', 32), seed('pgp kem', 64));
+  for (const expect of ['ok', 'forged']) {
+    const w = new Writer('pgp-keypackage', expect, 'a key package signed with an OpenPGP key (not reproducible: OpenPGP signatures carry a time)');
+    w.add('room', room);
+    w.add('pgp public', hex(key.toPublic().write()));
+    const b = kp.raw.slice();
+    if (expect === 'forged') b[12] ^= 1;
+    w.add('keypackage', `2 ${hex(b)}`);
+    w.write(`js-pgp-keypackage-${expect}.txt`);
+  }
+}
+
 await session('js-session-pair.txt', 'pair', 'Js0pairRoomAAAAAAAAAAA', 1, new Uint8Array(32), [3, 4], 4);
 await session('js-session-group.txt', 'group', 'Js0groupRoomAAAAAAAAAA', 12, seed('prev', 32), [1, 2, 3, 6], 2);
 await keyPackageForged();
@@ -183,3 +202,4 @@ await swapped();
 await prekey();
 await history();
 await identity();
+await pgpKeyPackage();

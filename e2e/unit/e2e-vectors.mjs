@@ -5,6 +5,8 @@ import { Commit, History, wrapKey, openWrapped, hex } from '../../static/js/e2e-
 import { Epoch } from '../../static/js/e2e-epoch.mjs';
 import { inviteKey, openIdentity } from '../../static/js/e2e-identity.mjs';
 import { utf8, equal } from '../../static/js/e2e-core.mjs';
+import { PgpVerifier } from '../../static/js/e2e-pgp.mjs';
+import { openpgp } from '../../static/js/pgp.mjs';
 
 export const DIR = new URL('../../testdata/e2e/', import.meta.url);
 
@@ -12,7 +14,7 @@ const KEYS = {
   kind: false, expect: false, producer: false, comment: false, room: false, user: false,
   member: true, keypackage: true, committer: false, epoch: false, prev: false, secret: false,
   ephemeral: false, wrap: true, commit: true, 'epoch id': false, message: true, 'invite secret': false,
-  identity: true,
+  identity: true, 'pgp public': false,
 };
 
 export function parseVector(name, text) {
@@ -79,7 +81,7 @@ function kemRandoms(v, ms) {
 }
 
 export async function runVector(v) {
-  const run = { session: runSession, keypackage: runKeyPackage, 'open-commit': runOpenCommit, prekey: runOpenCommit, history: runHistory, identity: runIdentity }[v.one.kind];
+  const run = { session: runSession, keypackage: runKeyPackage, 'open-commit': runOpenCommit, prekey: runOpenCommit, history: runHistory, identity: runIdentity, 'pgp-keypackage': runPgpKeyPackage }[v.one.kind];
   check(run, `unknown kind ${v.one.kind}`);
   await run(v);
 }
@@ -208,5 +210,15 @@ async function runIdentity(v) {
     const o = await outcome(() => openIdentity(key, v.one.room, Number(from), unhex(b)));
     check(o.cls === v.one.expect, `identity: got ${o.cls}, want ${v.one.expect}`);
     if (o.cls === 'ok') checkBytes('identity key', o.value.pub, ms.get(o.value.member).sig.pub);
+  }
+}
+
+// runPgpKeyPackage checks key packages signed by an OpenPGP identity (dialogs) against its public key.
+async function runPgpKeyPackage(v) {
+  const key = await openpgp.readKey({ binaryKey: unhex(v.one['pgp public']) });
+  for (const l of v.many.keypackage) {
+    const [, h] = l.split(' ');
+    const o = await outcome(() => KeyPackage.parse(unhex(h), 'keypackage', utf8(v.one.room), new PgpVerifier(key)));
+    check(o.cls === v.one.expect, `key package: got ${o.cls}, want ${v.one.expect}`);
   }
 }

@@ -99,7 +99,9 @@ func NewCommit(id Signer, p CommitParams) (*Commit, error) {
 		c.Wrapped = append(c.Wrapped, gcm(k[:32]).Seal(nil, k[32:], p.Secret, nil))
 	}
 	b := c.body()
-	c.Sig = id.Sign(append(label("commit", p.Ctx), b...))
+	if c.Sig, err = id.Sign(append(label("commit", p.Ctx), b...)); err != nil {
+		return nil, fmt.Errorf("failed to sign commit: %w", err)
+	}
 	c.raw = binary.BigEndian.AppendUint16(b, uint16(len(c.Sig)))
 	c.raw = append(c.raw, c.Sig...)
 	return c, nil

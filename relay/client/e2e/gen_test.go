@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/mlkem"
 	"crypto/mlkem/mlkemtest"
@@ -9,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // vecWriter collects the lines of one vector file.
@@ -104,6 +108,36 @@ func writeVectors(t *testing.T) {
 	genHistory(t, "go-history-old-epoch.txt", "old-epoch")
 	genHistory(t, "go-history-fork.txt", "fork")
 	genIdentity(t)
+	genPGPKeyPackage(t)
+}
+
+// genPGPKeyPackage: key packages signed by an OpenPGP (EdDSA) identity, as dialogs sign them; the second
+// vector's key package was altered after signing.
+func genPGPKeyPackage(t *testing.T) {
+	e, err := openpgp.NewEntity("go dialog user", "", "", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	if err := e.Serialize(&pub); err != nil {
+		t.Fatal(err)
+	}
+	room := "Go0dialogRoomAAAAAAAAA"
+	kp, _, err := NewKeyPackage(PGPIdentity{e}, "keypackage", []byte(room), 1, 1, seed("pgp x", 32), seed("pgp kem", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, expect := range []string{"ok", "forged"} {
+		w := newVec("pgp-keypackage", expect, "a key package signed with an OpenPGP key (not reproducible: OpenPGP signatures carry a time)")
+		w.add("room", "%s", room)
+		w.add("pgp public", "%x", pub.Bytes())
+		b := bytes.Clone(kp.Bytes())
+		if expect == "forged" {
+			b[12] ^= 1
+		}
+		w.add("keypackage", "1 %x", b)
+		w.write(t, "go-pgp-keypackage-"+expect+".txt")
+	}
 }
 
 func genSession(t *testing.T, file, tag, room string, epoch uint32, prev [HashSize]byte, ids []uint32, committer uint32) {

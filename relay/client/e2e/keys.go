@@ -11,7 +11,7 @@ import (
 // Signer signs with a member's identity: the invite-bound one-time Ed25519 key in anonymous rooms, the
 // OpenPGP key in dialogs.
 type Signer interface {
-	Sign(msg []byte) []byte
+	Sign(msg []byte) ([]byte, error)
 }
 
 // Verifier checks a signature made by a member's identity.
@@ -27,7 +27,9 @@ func NewEd25519Identity(seed []byte) Ed25519Identity {
 	return Ed25519Identity(ed25519.NewKeyFromSeed(seed))
 }
 
-func (k Ed25519Identity) Sign(msg []byte) []byte { return ed25519.Sign(ed25519.PrivateKey(k), msg) }
+func (k Ed25519Identity) Sign(msg []byte) ([]byte, error) {
+	return ed25519.Sign(ed25519.PrivateKey(k), msg), nil
+}
 
 // Public returns the 32-byte public key.
 func (k Ed25519Identity) Public() Ed25519Public {
@@ -76,7 +78,9 @@ func NewKeyPackage(id Signer, kind string, ctx []byte, member, n uint32, xSeed, 
 		return nil, nil, fmt.Errorf("failed to make key package: %w", err)
 	}
 	kp := &KeyPackage{Member: member, N: n, X: x.PublicKey().Bytes(), EK: dk.EncapsulationKey().Bytes()}
-	kp.Sig = id.Sign(append(label(kind, ctx), kp.body()...))
+	if kp.Sig, err = id.Sign(append(label(kind, ctx), kp.body()...)); err != nil {
+		return nil, nil, fmt.Errorf("failed to sign key package: %w", err)
+	}
 	kp.raw = kp.marshal()
 	return kp, &KeyPackagePrivate{x: x, dk: dk}, nil
 }

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/e2e/go-*.txt")
@@ -33,7 +35,7 @@ var vectorKeys = map[string]bool{ // true: may repeat
 	"kind": false, "expect": false, "producer": false, "comment": false, "room": false, "user": false,
 	"member": true, "keypackage": true, "committer": false, "epoch": false, "prev": false, "secret": false,
 	"ephemeral": false, "wrap": true, "commit": true, "epoch id": false, "message": true, "invite secret": false,
-	"identity": true,
+	"identity": true, "pgp public": false,
 }
 
 func readVector(t *testing.T, path string) vector {
@@ -167,6 +169,8 @@ func TestVectors(t *testing.T) {
 				runHistory(t, v)
 			case "identity":
 				runIdentity(t, v)
+			case "pgp-keypackage":
+				runPGPKeyPackage(t, v)
 			default:
 				t.Fatalf("unknown kind %q", v.one["kind"])
 			}
@@ -431,3 +435,16 @@ func seed(name string, n int) []byte {
 }
 
 func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }
+
+// runPGPKeyPackage checks key packages signed by an OpenPGP identity (dialogs) against its public key.
+func runPGPKeyPackage(t *testing.T, v vector) {
+	ring, err := openpgp.ReadKeyRing(bytes.NewReader(unhex(t, v.one["pgp public"])))
+	if err != nil || len(ring) != 1 {
+		t.Fatalf("pgp public: %v (%d keys)", err, len(ring))
+	}
+	for _, l := range v.many["keypackage"] {
+		f := strings.Fields(l)
+		_, err := ParseKeyPackage(unhex(t, f[1]), "keypackage", []byte(v.one["room"]), PGPPublic{ring[0]})
+		checkClass(t, "key package", err, v.one["expect"])
+	}
+}
