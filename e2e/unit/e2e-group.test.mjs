@@ -238,3 +238,21 @@ test('a commit that names another committer than its sender is refused', async (
   assert.deepEqual(r.codes(b), ['forged']);
   assert.equal(r.members.get(b).g.epoch.number, 1);
 });
+
+test('a member that starts over in its old seat (a reload) gets a new epoch', async () => {
+  const r = await relay();
+  const a = await r.join();
+  const b = await r.join();
+  await r.say(a, 'before the reload');
+  const old = r.members.get(b).g;
+  const g = new Group({ room: r.room, member: b, identity: old.identity, key: r.key }); // same identity, no keys
+  r.members.get(b).g = g;
+  await r.take(b, await g.setPresent([a]));
+  await r.take(b, await g.hello());
+  await r.run();
+  assert.equal(r.members.get(a).g.epoch.number, 2);
+  assert.equal(g.epoch?.number, 2);
+  await r.say(a, 'after the reload');
+  assert.equal(r.texts(b).at(-1), `${a}:after the reload`);
+  assert.deepEqual(r.codes(a), []);
+});

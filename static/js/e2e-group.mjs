@@ -12,6 +12,10 @@ import { KIND_IDENTITY, KIND_KEYPACKAGE, KIND_COMMIT, KIND_MESSAGE, E2EError, ut
 
 const result = () => ({ send: [], notes: [], messages: [] });
 
+// RESTART marks a member's first key package of a session in its number (docs/e2e.md §5): the member holds
+// no epoch keys (a new member, or a tab reloaded into its old seat) and must get a new epoch.
+export const RESTART = 0x80000000;
+
 export class Group {
   // room: the room id; member: our id; identity: an Identity (or e2e-pgp's PgpIdentity); key: the
   // invite key (anonymous rooms; null where identities come from the directory, see setPeer);
@@ -35,7 +39,8 @@ export class Group {
     wipePrivate(this.own?.priv);
     const kem = this.spare;
     this.spare = null;
-    this.own = await KeyPackage.make(this.identity, 'keypackage', this.ctx, this.member, ++this.kpN, null, null, kem);
+    const n = (++this.kpN + (this.kpN === 1 ? RESTART : 0)) >>> 0;
+    this.own = await KeyPackage.make(this.identity, 'keypackage', this.ctx, this.member, n, null, null, kem);
     // The next ML-KEM key is made while the worker is idle, off the path of the next epoch change.
     this.spareTimer = setTimeout(() => {
       this.spare = ml_kem768.keygen(globalThis.crypto.getRandomValues(new Uint8Array(64)));
@@ -148,12 +153,16 @@ export class Group {
       return;
     }
     if (kp.member !== from) throw new E2EError('forged', `key package names member ${kp.member}`);
-    if (p.kp && kp.n <= p.kp.n) {
-      if (kp.n === p.kp.n && equal(kp.raw, p.kp.raw)) return; // sent again for a newcomer
-      throw new E2EError('replayed', `key package ${kp.n} after ${p.kp.n}`);
-    }
+    if (p.kp && equal(kp.raw, p.kp.raw)) return; // sent again for a newcomer
+    const restart = kp.n >= RESTART;
+    if (p.kp && !restart && kp.n <= p.kp.n % RESTART) throw new E2EError('replayed', `key package ${kp.n} after ${p.kp.n % RESTART}`);
+    const known = !!p.kp;
     p.kp = kp;
     p.kpUsed = false;
+    // A member of the current epoch that starts over has lost its keys: it needs a new epoch, and our
+    // identity and key package again.
+    if (restart && this.epochMembers.includes(from)) p.rekey = true;
+    if (restart && known) r.send.push(...(await this.hello()).send);
     await this.maybeCommit(r);
   }
 

@@ -70,15 +70,23 @@ func NewGroup(room string, member uint32, id Ed25519Identity, secret, display []
 		peers: map[uint32]*peer{}, present: map[uint32]bool{}}
 }
 
+// Restart marks a member's first key package of a session in its number (docs/e2e.md §5): the member
+// holds no epoch keys (a new member, or a client restarted into its old seat) and must get a new epoch.
+const Restart = 1 << 31
+
 func (g *Group) rotate() (Frame, error) {
 	if g.ownPriv != nil {
 		g.ownPriv.Wipe()
 	}
 	g.kpN++
+	n := g.kpN
+	if n == 1 {
+		n |= Restart
+	}
 	xs, ks := make([]byte, 32), make([]byte, 64)
 	rand.Read(xs)
 	rand.Read(ks)
-	kp, priv, err := NewKeyPackage(g.id, "keypackage", g.ctx, g.member, g.kpN, xs, ks)
+	kp, priv, err := NewKeyPackage(g.id, "keypackage", g.ctx, g.member, n, xs, ks)
 	if err != nil {
 		return Frame{}, err
 	}
@@ -228,13 +236,27 @@ func (g *Group) onKeyPackage(r *Result, from uint32, body []byte) error {
 	if kp.Member != from {
 		return fmt.Errorf("key package names member %d: %w", kp.Member, ErrForged)
 	}
-	if p.kp != nil && kp.N <= p.kp.N {
-		if kp.N == p.kp.N && bytes.Equal(kp.Bytes(), p.kp.Bytes()) {
-			return nil
-		}
-		return fmt.Errorf("key package %d after %d: %w", kp.N, p.kp.N, ErrReplayed)
+	if p.kp != nil && bytes.Equal(kp.Bytes(), p.kp.Bytes()) {
+		return nil // sent again for a newcomer
 	}
+	restart := kp.N&Restart != 0
+	if p.kp != nil && !restart && kp.N <= p.kp.N&^Restart {
+		return fmt.Errorf("key package %d after %d: %w", kp.N, p.kp.N&^Restart, ErrReplayed)
+	}
+	known := p.kp != nil
 	p.kp, p.kpUsed = kp, false
+	// A member of the current epoch that starts over has lost its keys: it needs a new epoch, and our
+	// identity and key package again.
+	if restart && slices.Contains(g.members, from) {
+		p.rekey = true
+	}
+	if restart && known {
+		h, err := g.Hello()
+		if err != nil {
+			return err
+		}
+		r.Send = append(r.Send, h.Send...)
+	}
 	return g.maybeCommit(r)
 }
 

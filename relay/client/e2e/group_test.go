@@ -263,3 +263,23 @@ func TestGroupKeyChangeBlocksUntilTrusted(t *testing.T) {
 		t.Fatalf("b read %q", got)
 	}
 }
+
+func TestGroupRestartedMemberGetsNewEpoch(t *testing.T) {
+	s := newSimRelay(t)
+	a, b := s.join(), s.join()
+	s.say(a, "before the restart")
+	g := NewGroup(s.room, b, s.groups[b].id, s.secret, nil) // same seat and identity, no keys
+	s.groups[b] = g
+	r, err := g.SetPresent([]uint32{a})
+	s.take(b, r, err)
+	r, err = g.Hello()
+	s.take(b, r, err)
+	s.run()
+	if s.groups[a].Epoch() != 2 || g.Epoch() != 2 {
+		t.Fatalf("epochs %d, %d; want 2, 2", s.groups[a].Epoch(), g.Epoch())
+	}
+	s.say(a, "after the restart")
+	if got := s.texts[b]; got[len(got)-1] != "after the restart" {
+		t.Fatalf("b read %q", got)
+	}
+}
