@@ -38,7 +38,8 @@ type Result struct {
 }
 
 type peer struct {
-	pub, pending  Ed25519Public
+	pub, pending  []byte   // announced Ed25519 keys (anonymous rooms), compared for pinning
+	v, pendingV   Verifier // what checks the member's signatures
 	display       []byte
 	kp, stash     *KeyPackage
 	kpUsed, rekey bool
@@ -50,8 +51,9 @@ type Group struct {
 	room    string
 	ctx     []byte
 	member  uint32
-	id      Ed25519Identity
-	key     []byte // invite key
+	id      Signer
+	idPub   []byte // our announced Ed25519 key (anonymous rooms)
+	key     []byte // invite key; nil in a dialog
 	display []byte
 	peers   map[uint32]*peer
 	present map[uint32]bool
@@ -66,8 +68,26 @@ type Group struct {
 
 // NewGroup starts a member's state; secret is the invite secret, display an optional key to show.
 func NewGroup(room string, member uint32, id Ed25519Identity, secret, display []byte) *Group {
-	return &Group{room: room, ctx: []byte(room), member: member, id: id, key: InviteKey(secret, room), display: display,
+	return &Group{room: room, ctx: []byte(room), member: member, id: id, idPub: id.Public(), key: InviteKey(secret, room), display: display,
 		peers: map[uint32]*peer{}, present: map[uint32]bool{}}
+}
+
+// NewDialogGroup starts a member's state in a dialog: the identity is the account's OpenPGP key (or any
+// Signer), peers' identities come from the directory through SetPeer, and nothing is announced.
+func NewDialogGroup(room string, member uint32, id Signer) *Group {
+	return &Group{room: room, ctx: []byte(room), member: member, id: id, peers: map[uint32]*peer{}, present: map[uint32]bool{}}
+}
+
+// SetPeer pins member's identity from outside the room (a dialog: the directory key the caller checked
+// against its pins).
+func (g *Group) SetPeer(member uint32, v Verifier) (Result, error) {
+	if p := g.peers[member]; p != nil {
+		p.v, p.pendingV, p.pending = v, nil, nil
+	} else {
+		g.peers[member] = &peer{v: v}
+	}
+	var r Result
+	return r, g.maybeCommit(&r)
 }
 
 // Restart marks a member's first key package of a session in its number (docs/e2e.md §5): the member
@@ -98,9 +118,12 @@ func (g *Group) rotate() (Frame, error) {
 
 // Hello returns our identity announcement and latest key package (on joining, and when someone joins).
 func (g *Group) Hello() (Result, error) {
-	iv := make([]byte, 12)
-	rand.Read(iv)
-	r := Result{Send: []Frame{{KindIdentity, SealIdentity(g.key, g.room, Identity{Member: g.member, Public: g.id.Public(), Display: g.display}, iv)}}}
+	var r Result
+	if g.key != nil {
+		iv := make([]byte, 12)
+		rand.Read(iv)
+		r.Send = append(r.Send, Frame{KindIdentity, SealIdentity(g.key, g.room, Identity{Member: g.member, Public: Ed25519Public(g.idPub), Display: g.display}, iv)})
+	}
 	if g.own != nil {
 		r.Send = append(r.Send, Frame{KindKeyPackage, g.own.Bytes()})
 		return r, nil
@@ -180,18 +203,18 @@ func (g *Group) onIdentity(r *Result, from uint32, body []byte) error {
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(id.Public, g.id.Public()) {
+	if bytes.Equal(id.Public, g.idPub) {
 		return fmt.Errorf("an identity announcement carries our own key: %w", ErrForged)
 	}
-	pub := Ed25519Public(bytes.Clone(id.Public))
+	pub := bytes.Clone(id.Public)
 	p := g.peers[from]
 	switch {
 	case p == nil:
-		g.peers[from] = &peer{pub: pub, display: bytes.Clone(id.Display)}
+		g.peers[from] = &peer{pub: pub, v: Ed25519Public(pub), display: bytes.Clone(id.Display)}
 		r.Notes = append(r.Notes, Note{Class: "identity", Member: from, Text: "new"})
 	case bytes.Equal(p.pub, pub):
 	default:
-		p.pending = pub
+		p.pending, p.pendingV = pub, Ed25519Public(pub)
 		r.Notes = append(r.Notes, Note{Class: "identity", Member: from, Text: "changed"})
 	}
 	return nil
@@ -201,16 +224,16 @@ func (g *Group) onIdentity(r *Result, from uint32, body []byte) error {
 func (g *Group) Trust(member uint32) (Result, error) {
 	var r Result
 	p := g.peers[member]
-	if p == nil || p.pending == nil {
+	if p == nil || p.pendingV == nil {
 		return r, errors.New("no pending key change for that member")
 	}
-	p.pub, p.pending, p.kp, p.stash, p.kpUsed, p.rekey = p.pending, nil, p.stash, nil, false, true
+	p.pub, p.v, p.pending, p.pendingV, p.kp, p.stash, p.kpUsed, p.rekey = p.pending, p.pendingV, nil, nil, p.stash, nil, false, true
 	return r, g.maybeCommit(&r)
 }
 
 func (g *Group) blocked() bool {
 	for _, p := range g.peers {
-		if p.pending != nil {
+		if p.pendingV != nil {
 			return true
 		}
 	}
@@ -223,12 +246,12 @@ func (g *Group) onKeyPackage(r *Result, from uint32, body []byte) error {
 		return fmt.Errorf("a key package from a member whose identity we do not have: %w", ErrForged)
 	}
 	body = bytes.Clone(body)
-	kp, err := ParseKeyPackage(body, "keypackage", g.ctx, p.pub)
+	kp, err := ParseKeyPackage(body, "keypackage", g.ctx, p.v)
 	if err != nil {
-		if p.pending == nil {
+		if p.pendingV == nil {
 			return err
 		}
-		if p.stash, err = ParseKeyPackage(body, "keypackage", g.ctx, p.pending); err != nil {
+		if p.stash, err = ParseKeyPackage(body, "keypackage", g.ctx, p.pendingV); err != nil {
 			return err
 		}
 		return nil
@@ -335,7 +358,7 @@ func (g *Group) onCommit(r *Result, from uint32, body []byte) error {
 	if p == nil {
 		return fmt.Errorf("a commit from a member whose identity we do not have: %w", ErrForged)
 	}
-	c, err := ParseCommit(bytes.Clone(body), g.ctx, p.pub)
+	c, err := ParseCommit(bytes.Clone(body), g.ctx, p.v)
 	if err != nil {
 		return err
 	}

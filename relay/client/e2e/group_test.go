@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"crypto/rand"
+	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // simRelay delivers each entry to every present member but its sender, in one order; hook may drop,
@@ -18,6 +22,9 @@ type simRelay struct {
 	log    []simEntry
 	next   uint32
 	hook   func(to uint32, e simEntry) []simEntry
+	// Dialogs: each member's Group, made by dialog, pins the others' keys from pins on their join.
+	dialog func(id uint32) *Group
+	pins   map[uint32]Verifier
 }
 
 type simEntry struct {
@@ -53,6 +60,9 @@ func (s *simRelay) join() uint32 {
 	seed := make([]byte, 32)
 	rand.Read(seed)
 	g := NewGroup(s.room, id, NewEd25519Identity(seed), s.secret, nil)
+	if s.dialog != nil {
+		g = s.dialog(id)
+	}
 	var others []uint32
 	for m := range s.groups {
 		others = append(others, m)
@@ -61,6 +71,12 @@ func (s *simRelay) join() uint32 {
 	s.log = append(s.log, simEntry{presence: "join", member: id})
 	r, err := g.SetPresent(others)
 	s.take(id, r, err)
+	for _, m := range others {
+		if s.pins != nil {
+			r, err = g.SetPeer(m, s.pins[m])
+			s.take(id, r, err)
+		}
+	}
 	if len(others) > 0 {
 		r, err = g.Hello()
 		s.take(id, r, err)
@@ -95,6 +111,10 @@ func (s *simRelay) run() {
 			for _, d := range ds {
 				var r Result
 				var err error
+				if d.presence == "join" && s.pins != nil {
+					r, err = s.groups[id].SetPeer(d.member, s.pins[d.member])
+					s.take(id, r, err)
+				}
 				if d.presence != "" {
 					r, err = s.groups[id].OnPresence(d.presence, d.member)
 				} else {
@@ -245,7 +265,8 @@ func TestGroupKeyChangeBlocksUntilTrusted(t *testing.T) {
 	seed := make([]byte, 32)
 	rand.Read(seed)
 	gb := s.groups[b]
-	gb.id, gb.own, gb.ownPriv = NewEd25519Identity(seed), nil, nil // b came back with new keys in its seat
+	id := NewEd25519Identity(seed)
+	gb.id, gb.idPub, gb.own, gb.ownPriv = id, id.Public(), nil, nil // b came back with new keys in its seat
 	r, err := gb.Hello()
 	s.take(b, r, err)
 	s.run()
@@ -268,7 +289,7 @@ func TestGroupRestartedMemberGetsNewEpoch(t *testing.T) {
 	s := newSimRelay(t)
 	a, b := s.join(), s.join()
 	s.say(a, "before the restart")
-	g := NewGroup(s.room, b, s.groups[b].id, s.secret, nil) // same seat and identity, no keys
+	g := NewGroup(s.room, b, s.groups[b].id.(Ed25519Identity), s.secret, nil) // same seat and identity, no keys
 	s.groups[b] = g
 	r, err := g.SetPresent([]uint32{a})
 	s.take(b, r, err)
@@ -281,5 +302,45 @@ func TestGroupRestartedMemberGetsNewEpoch(t *testing.T) {
 	s.say(a, "after the restart")
 	if got := s.texts[b]; got[len(got)-1] != "after the restart" {
 		t.Fatalf("b read %q", got)
+	}
+}
+
+func TestGroupDialogWithOpenPGPIdentities(t *testing.T) {
+	s := newSimRelay(t)
+	s.pins = map[uint32]Verifier{}
+	keys := map[uint32]*openpgp.Entity{}
+	s.dialog = func(id uint32) *Group {
+		e, err := openpgp.NewEntity(fmt.Sprintf("user%d", id), "", "", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[id], s.pins[id] = e, PGPPublic{e}
+		return NewDialogGroup(s.room, id, PGPIdentity{e})
+	}
+	a, b := s.join(), s.join()
+	if s.groups[a].Epoch() != 1 || s.groups[b].Epoch() != 1 {
+		t.Fatalf("epochs %d, %d; want 1, 1", s.groups[a].Epoch(), s.groups[b].Epoch())
+	}
+	s.say(a, "signed with openpgp")
+	s.say(b, "and back")
+	if !slices.Equal(s.texts[b], []string{"signed with openpgp"}) || !slices.Equal(s.texts[a], []string{"and back"}) {
+		t.Fatalf("a read %q, b read %q", s.texts[a], s.texts[b])
+	}
+	// A tab of b's reloaded into its seat: same account key, no epoch keys.
+	g := NewDialogGroup(s.room, b, PGPIdentity{keys[b]})
+	s.groups[b] = g
+	r, err := g.SetPresent([]uint32{a})
+	s.take(b, r, err)
+	r, err = g.SetPeer(a, s.pins[a])
+	s.take(b, r, err)
+	r, err = g.Hello()
+	s.take(b, r, err)
+	s.run()
+	s.say(a, "after the reload")
+	if got := s.texts[b]; got[len(got)-1] != "after the reload" || g.Epoch() != 2 {
+		t.Fatalf("b read %q at epoch %d", got, g.Epoch())
+	}
+	if p := s.problems(a); len(p) > 0 {
+		t.Fatalf("a noted %v", p)
 	}
 }
