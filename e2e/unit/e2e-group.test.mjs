@@ -256,3 +256,21 @@ test('a member that starts over in its old seat (a reload) gets a new epoch', as
   assert.equal(r.texts(b).at(-1), `${a}:after the reload`);
   assert.deepEqual(r.codes(a), []);
 });
+
+test('the oldest member starting over does not commit from nothing; the next oldest takes over', async () => {
+  const r = await relay();
+  const a = await r.join();
+  const b = await r.join();
+  const g = new Group({ room: r.room, member: a, identity: r.members.get(a).g.identity, key: r.key, restarted: true });
+  r.members.get(a).g = g;
+  await r.take(a, await g.setPresent([b]));
+  await r.take(a, await g.hello());
+  await r.run();
+  assert.equal(r.members.get(b).g.epoch.number, 2);
+  assert.equal(g.epoch?.number, 2);
+  await r.say(a, 'back');
+  await r.say(b, 'welcome back');
+  assert.equal(r.texts(b).at(-1), `${a}:back`);
+  assert.equal(r.texts(a).at(-1), `${b}:welcome back`);
+  assert.deepEqual(r.codes(b), []);
+});

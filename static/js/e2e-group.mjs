@@ -22,8 +22,9 @@ export class Group {
   // display: bytes shown to peers (our armored OpenPGP key), optional; verifierFor(pub) makes a
   // peer's verifier. onKey(kind, info, bytes), when set, sees message keys (only the forward-secrecy
   // test sets it).
-  constructor({ room, member, identity, key = null, display = new Uint8Array(0), onKey = null, verifierFor = (pub) => new Ed25519Public(pub) }) {
-    Object.assign(this, { room, member, identity, key, display, onKey, verifierFor });
+  // restarted: this member came back into its old seat without its state (a resumed seat after a reload).
+  constructor({ room, member, identity, key = null, display = new Uint8Array(0), onKey = null, verifierFor = (pub) => new Ed25519Public(pub), restarted = false }) {
+    Object.assign(this, { room, member, identity, key, display, onKey, verifierFor, restarted });
     this.ctx = utf8(room);
     this.peers = new Map(); // member -> {pub, display, pending, kp, kpUsed, stash}
     this.present = new Set();
@@ -174,7 +175,10 @@ export class Group {
     const fresh = (m) => m !== this.member && this.peers.get(m)?.kp && !this.peers.get(m).kpUsed;
     const need = M.some((m) => !P.includes(m)) || P.some((m) => (!M.includes(m) || this.peers.get(m)?.rekey) && fresh(m));
     if (!need) return;
-    const inBoth = P.filter((m) => M.includes(m));
+    // A member that lost its keys (restart, key change) cannot chain the next epoch: it is skipped, and
+    // does not commit itself before it has taken a commit.
+    if (this.restarted && !this.history.number) return;
+    const inBoth = P.filter((m) => M.includes(m) && !this.peers.get(m)?.rekey);
     const committer = inBoth.length ? inBoth[0] : P[0];
     if (committer !== this.member) return;
     const to = P.filter(fresh).map((m) => this.peers.get(m).kp);

@@ -62,8 +62,12 @@ type Group struct {
 	epoch   *Epoch
 	prev    *Epoch
 	kpN     uint32
-	own     *KeyPackage
-	ownPriv *KeyPackagePrivate
+
+	// Restarted says this member came back into its old seat without its state (a resumed seat after a
+	// restart); set it before the first Hello.
+	Restarted bool
+	own       *KeyPackage
+	ownPriv   *KeyPackagePrivate
 }
 
 // NewGroup starts a member's state; secret is the invite secret, display an optional key to show.
@@ -311,9 +315,14 @@ func (g *Group) maybeCommit(r *Result) error {
 	if !need {
 		return nil
 	}
+	// A member that lost its keys (restart, key change) cannot chain the next epoch: it is skipped, and
+	// does not commit itself before it has taken a commit.
+	if g.Restarted && g.history.Number == 0 {
+		return nil
+	}
 	committer := P[0]
 	for _, m := range P {
-		if slices.Contains(M, m) {
+		if slices.Contains(M, m) && (g.peers[m] == nil || !g.peers[m].rekey) {
 			committer = m
 			break
 		}

@@ -344,3 +344,24 @@ func TestGroupDialogWithOpenPGPIdentities(t *testing.T) {
 		t.Fatalf("a noted %v", p)
 	}
 }
+
+func TestGroupRestartedOldestMemberDoesNotCommit(t *testing.T) {
+	s := newSimRelay(t)
+	a, b := s.join(), s.join()
+	g := NewGroup(s.room, a, s.groups[a].id.(Ed25519Identity), s.secret, nil)
+	g.Restarted = true
+	s.groups[a] = g
+	r, err := g.SetPresent([]uint32{b})
+	s.take(a, r, err)
+	r, err = g.Hello()
+	s.take(a, r, err)
+	s.run()
+	if s.groups[b].Epoch() != 2 || g.Epoch() != 2 {
+		t.Fatalf("epochs %d, %d; want 2, 2 (b noted %v)", g.Epoch(), s.groups[b].Epoch(), s.problems(b))
+	}
+	s.say(a, "back")
+	s.say(b, "welcome back")
+	if got := s.texts[a]; got[len(got)-1] != "welcome back" {
+		t.Fatalf("a read %q", got)
+	}
+}
