@@ -285,23 +285,38 @@ func TestGroupKeyChangeBlocksUntilTrusted(t *testing.T) {
 	}
 }
 
+// A member back in its old seat without its state (same identity, no keys) gets a new epoch; when it is
+// the oldest member, the next oldest commits instead of it.
 func TestGroupRestartedMemberGetsNewEpoch(t *testing.T) {
-	s := newSimRelay(t)
-	a, b := s.join(), s.join()
-	s.say(a, "before the restart")
-	g := NewGroup(s.room, b, s.groups[b].id.(Ed25519Identity), s.secret, nil) // same seat and identity, no keys
-	s.groups[b] = g
-	r, err := g.SetPresent([]uint32{a})
-	s.take(b, r, err)
-	r, err = g.Hello()
-	s.take(b, r, err)
-	s.run()
-	if s.groups[a].Epoch() != 2 || g.Epoch() != 2 {
-		t.Fatalf("epochs %d, %d; want 2, 2", s.groups[a].Epoch(), g.Epoch())
-	}
-	s.say(a, "after the restart")
-	if got := s.texts[b]; got[len(got)-1] != "after the restart" {
-		t.Fatalf("b read %q", got)
+	for _, oldest := range []bool{false, true} {
+		t.Run(fmt.Sprintf("oldest=%v", oldest), func(t *testing.T) {
+			s := newSimRelay(t)
+			a, b := s.join(), s.join()
+			s.say(a, "before the restart")
+			back, other := b, a
+			if oldest {
+				back, other = a, b
+			}
+			g := NewGroup(s.room, back, s.groups[back].id.(Ed25519Identity), s.secret, nil)
+			g.Restarted = true
+			s.groups[back] = g
+			r, err := g.SetPresent([]uint32{other})
+			s.take(back, r, err)
+			r, err = g.Hello()
+			s.take(back, r, err)
+			s.run()
+			if s.groups[other].Epoch() != 2 || g.Epoch() != 2 {
+				t.Fatalf("epochs %d, %d; want 2, 2 (noted %v)", s.groups[other].Epoch(), g.Epoch(), s.problems(other))
+			}
+			s.say(other, "after the restart")
+			s.say(back, "back")
+			if got := s.texts[back]; got[len(got)-1] != "after the restart" {
+				t.Fatalf("the restarted member read %q", got)
+			}
+			if got := s.texts[other]; got[len(got)-1] != "back" {
+				t.Fatalf("the other member read %q", got)
+			}
+		})
 	}
 }
 
@@ -342,26 +357,5 @@ func TestGroupDialogWithOpenPGPIdentities(t *testing.T) {
 	}
 	if p := s.problems(a); len(p) > 0 {
 		t.Fatalf("a noted %v", p)
-	}
-}
-
-func TestGroupRestartedOldestMemberDoesNotCommit(t *testing.T) {
-	s := newSimRelay(t)
-	a, b := s.join(), s.join()
-	g := NewGroup(s.room, a, s.groups[a].id.(Ed25519Identity), s.secret, nil)
-	g.Restarted = true
-	s.groups[a] = g
-	r, err := g.SetPresent([]uint32{b})
-	s.take(a, r, err)
-	r, err = g.Hello()
-	s.take(a, r, err)
-	s.run()
-	if s.groups[b].Epoch() != 2 || g.Epoch() != 2 {
-		t.Fatalf("epochs %d, %d; want 2, 2 (b noted %v)", g.Epoch(), s.groups[b].Epoch(), s.problems(b))
-	}
-	s.say(a, "back")
-	s.say(b, "welcome back")
-	if got := s.texts[a]; got[len(got)-1] != "welcome back" {
-		t.Fatalf("a read %q", got)
 	}
 }
