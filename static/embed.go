@@ -3,9 +3,10 @@ package static
 
 import "embed"
 
-// Files is the browser client: index.html, its stylesheet, the ES modules it loads and the
-// vendored OpenPGP.js build (byte-identical to the pinned npm package; e2e/unit/vendor.test.mjs
-// checks it).
+// Files is the browser client: index.html, its stylesheet, the ES modules it loads, the vendored
+// OpenPGP.js build and the vendored pure-JavaScript ML-KEM (@noble; both byte-identical to the pinned
+// npm packages, up to relative imports for @noble; e2e/unit/vendor.test.mjs checks them).
 //
 //go:embed index.html style.css js/*.mjs vendor/openpgp.min.mjs vendor/openpgp.LICENSE
+//go:embed vendor/noble/*/*.js vendor/noble/curves/abstract/*.js vendor/noble/*/LICENSE
 var Files embed.FS

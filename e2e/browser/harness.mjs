@@ -26,12 +26,13 @@ function buildRelay() {
 
 // startRelay starts `cleanrelay serve --local-only` behind a recording proxy. The browsers talk
 // to the proxy's origin, which the relay admits with --allow-host.
-export async function startRelay({ extraHosts = [] } = {}) {
+// args are more flags for `serve` (say, a short --grace).
+export async function startRelay({ extraHosts = [], args = [] } = {}) {
   const bin = buildRelay();
   const proxy = new RecordingProxy();
   const pport = await proxy.listen();
   const hosts = [`127.0.0.1:${pport}`, ...extraHosts.map((h) => `${h}:${pport}`)].flatMap((h) => ['--allow-host', h]);
-  const proc = spawn(bin, ['serve', '--local-only', '--listen', '127.0.0.1:0', ...hosts], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(bin, ['serve', '--local-only', '--listen', '127.0.0.1:0', ...hosts, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => {
     log += d;
@@ -179,6 +180,48 @@ export async function sees(page, text, { timeout = 60000 } = {}) {
   await page.waitForFunction((v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),
     { timeout, polling: 100 }, text);
   assert.equal(await page.$$eval('.msg.unverified', (l) => l.length), 0, 'a message is marked unverified');
+}
+
+// exportKey exports the room tab's key pair from the key dialog as ZIP bytes.
+export async function exportKey(page, passphrase) {
+  await press(page, '#e2e');
+  await page.waitForSelector('dialog#keys[open]');
+  await page.$eval('#exportpass', (el, v) => {
+    el.value = v;
+  }, passphrase);
+  await press(page, '#exportdo');
+  await page.waitForSelector('#exportlink');
+  const b64 = await page.$eval('#exportlink', async (a) => {
+    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
+    let s = '';
+    for (const x of buf) s += String.fromCharCode(x);
+    return btoa(s);
+  });
+  await press(page, '#keysclose');
+  return new Uint8Array(Buffer.from(b64, 'base64'));
+}
+
+// backlog holds the proxy's delivery on conn (the receiver's socket) while sender sends n chat messages,
+// then releases it and waits until receiver has read them all. It returns the client's timing records of
+// those sends and receives (globalThis.cleanrelayStats).
+export async function backlog(proxy, conn, sender, receiver, n = 100) {
+  const sendBefore = await sender.evaluate(() => globalThis.cleanrelayStats.send.length);
+  const recvBefore = await receiver.evaluate(() => globalThis.cleanrelayStats.recv.length);
+  proxy.hold(conn);
+  for (let i = 0; i < n; i++) {
+    await sender.$eval('#text', (el, v) => {
+      el.value = v;
+    }, `backlog message ${i}`);
+    await sender.focus('#text');
+    await sender.keyboard.press('Enter');
+    await sender.waitForFunction((k) => globalThis.cleanrelayStats.send.length > k, { timeout: 60000, polling: 50 }, sendBefore + i);
+  }
+  proxy.release(conn);
+  await receiver.waitForFunction((k) => globalThis.cleanrelayStats.recv.length >= k, { timeout: 120000, polling: 50 }, recvBefore + n);
+  return {
+    sent: await sender.evaluate((k) => globalThis.cleanrelayStats.send.slice(k), sendBefore),
+    received: await receiver.evaluate((k) => globalThis.cleanrelayStats.recv.slice(k), recvBefore),
+  };
 }
 
 // frames returns every binary WebSocket message the proxy recorded as {conn, dir, at, payload, kind}: payload

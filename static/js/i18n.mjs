@@ -117,6 +117,14 @@ const STRINGS = {
     dialog_with: 'Dialog with {u}',
     peer_key_dir: 'Key of {u}: {fp} (pinned)',
     problem: 'Problem',
+
+    // End-to-end protocol v2 notices (docs/e2e.md).
+    e2e_v1_peer: 'Member {n} runs an older version of this page (protocol v1) that cannot read this room. Nothing is sent to them; they should reload the page.',
+    e2e_missing: '{k} message(s) from member {n} did not arrive: the relay dropped them, or they come later out of order.',
+    e2e_replayed: 'The relay delivered something from member {n} a second time (a replay); it was ignored.',
+    e2e_old_epoch: 'The relay replayed old key material of this room; it was ignored.',
+    e2e_fork: 'Member {n} started a key epoch that conflicts with ours; create a new room if messages stop arriving.',
+    e2e_tampered: 'A message from member {n} was altered on the way and was refused.',
   },
   ru: {
     title: 'cleanrelay',
@@ -234,6 +242,14 @@ const STRINGS = {
     dialog_with: 'Диалог с {u}',
     peer_key_dir: 'Ключ {u}: {fp} (закреплён)',
     problem: 'Проблема',
+
+    // End-to-end protocol v2 notices (docs/e2e.md).
+    e2e_v1_peer: 'У участника {n} старая версия страницы (протокол v1), она не может читать эту комнату. Ему ничего не отправляется; пусть перезагрузит страницу.',
+    e2e_missing: 'Не дошло сообщений от участника {n}: {k}. Сервер их потерял, или они придут позже не по порядку.',
+    e2e_replayed: 'Сервер повторно доставил данные от участника {n} (повтор); они проигнорированы.',
+    e2e_old_epoch: 'Сервер повторил старые ключевые данные этой комнаты; они проигнорированы.',
+    e2e_fork: 'Участник {n} начал эпоху ключей, которая расходится с нашей; если сообщения перестанут приходить, создайте новую комнату.',
+    e2e_tampered: 'Сообщение от участника {n} было изменено по дороге и отклонено.',
   },
 };
 

@@ -1,9 +1,13 @@
-// Module room runs an anonymous room: it joins the relay, exchanges keys bound to the invite
-// secret, and turns chat messages and files into OpenPGP frames and back.
+// Module room runs a room: it joins the relay and turns chat messages and files into encrypted frames
+// and back, with protocol v2 in anonymous rooms (docs/e2e.md) and OpenPGP in dialogs.
 import { RoomConn } from './conn.mjs';
-import { KIND_KEY, KIND_PGP, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
+import { KIND_KEY, KIND_PGP, KINDS_V2, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
 import { MAX_DATA } from './pad.mjs';
 import { validName } from './notify.mjs';
+import { t } from './i18n.mjs';
+
+// V2_NOTICES names the interface string for each protocol v2 notice the user should read.
+const V2_NOTICES = { missing: 'e2e_missing', replayed: 'e2e_replayed', 'old-epoch': 'e2e_old_epoch', fork: 'e2e_fork' };
 
 // FILE_CAP is the largest file a room transfers (docs/client.md): chunks travel as separate
 // encrypted messages through the relay's bounded per-room buffer, paced by FILE_WINDOW.
@@ -16,7 +20,7 @@ const FILE_WINDOW = 5;
 const FILE_ACK_EVERY = 2; // under half the window, so the sender rarely stalls waiting for an ack
 export const MAX_TEXT = MAX_DATA - 1024;
 
-export const stats = { send: [], recv: [] };
+export const stats = { send: [], recv: [], epoch: [] };
 
 export class Room extends EventTarget {
   // dialog, for an accounts dialog, is {peerArmored, beforeOpen}: keys come from the directory
@@ -90,30 +94,58 @@ export class Room extends EventTarget {
   }
 
   async start(j, secret) {
-    if (this.dialog) await this.crypto.call('dialog');
-    else await this.crypto.call('room', { roomId: j.room, secret });
     this.member = j.member;
     this.max = j.max;
     for (const m of j.members) if (m !== j.member) this.present.add(m);
-    await this.crypto.call('members', { present: [...this.present] });
-    if (this.dialog) {
-      for (const m of this.present) await this.setDialogPeer(m);
+    if (!this.dialog) {
+      // Protocol v2: identities, key packages and epochs replace the per-message OpenPGP encryption.
+      this.v2 = { ready: false, shown: new Set(), views: new Map() };
+      const capture = globalThis.cleanrelayCaptureKeys === true; // tests only: see docs/e2e.md §13
+      await this.v2apply(await this.crypto.call('v2start', { roomId: j.room, secret, member: j.member, present: [...this.present], capture }));
       this.markStarted();
       return;
     }
-    // Alone in the room there is nobody to tell; the creator announces when someone joins.
-    if (this.present.size) await this.announce();
+    await this.crypto.call('dialog');
+    await this.crypto.call('members', { present: [...this.present] });
+    for (const m of this.present) await this.setDialogPeer(m);
     this.markStarted();
   }
 
+  // v2apply sends the worker's frames in order and turns its notes into the room's events.
+  async v2apply(r, t0 = performance.now()) {
+    for (const p of r.payloads) this.conn.send(p);
+    if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
+    this.v2.ready = r.canSend;
+    for (const n of r.notes) {
+      if (n.code === 'identity' && n.status === 'new') this.v2.views.set(n.member, n.peer);
+      else if (n.code === 'identity' && n.status === 'changed') {
+        const change = { status: 'changed', peer: n.peer, offered: n.offered };
+        this.blocked.set(n.member, change);
+        this.emit('keychange', change);
+      } else if (n.code === 'epoch') {
+        stats.epoch.push({ t0, t1: performance.now(), epoch: n.epoch, committer: n.member === this.member, members: n.members.length });
+        // A member is shown as verified once an epoch that includes it is ours: then we can talk.
+        for (const m of n.ours ? n.members : []) {
+          if (m !== this.member && this.v2.views.has(m) && !this.v2.shown.has(m)) {
+            this.v2.shown.add(m);
+            this.peers.set(m, this.v2.views.get(m));
+            this.emit('peer', this.v2.views.get(m));
+          }
+        }
+      } else if (n.code !== 'identity') {
+        const swap = n.code === 'forged' && (n.kind === 'identity' || n.kind === 'keypackage');
+        const key = n.code === 'forged' && n.kind === 'message' ? 'e2e_tampered' : V2_NOTICES[n.code];
+        this.emit('problem', { message: key ? t(key, { n: n.member, k: n.count }) : n.text, forged: swap, code: n.code });
+      }
+    }
+    for (const m of r.messages) {
+      await this.onPlain({ from: m.from, seq: null, verified: true }, m.data, { t0, worker: r.ms });
+    }
+  }
   async setDialogPeer(member) {
     const peer = await this.crypto.call('setPeer', { member, armored: this.dialog.peerArmored });
     this.peers.set(member, peer);
     this.emit('peer', peer);
-  }
-
-  async announce() {
-    this.conn.send(await this.crypto.call('announce', { member: this.member }));
   }
 
   async on_presence(p) {
@@ -121,11 +153,16 @@ export class Room extends EventTarget {
     if (p.event === 'leave') {
       this.present.delete(p.member);
       this.peers.delete(p.member);
+      this.blocked.delete(p.member);
+    }
+    if (this.v2) {
+      const t0 = performance.now();
+      await this.v2apply(await this.crypto.call('v2presence', { event: p.event, member: p.member }), t0);
+      this.emit('presence', p);
+      return;
     }
     await this.crypto.call('members', { present: [...this.present] });
-    if (p.event === 'join' && this.dialog) await this.setDialogPeer(p.member);
-    // A newcomer sees nothing from before its join: tell it our key.
-    else if (p.event === 'join') await this.announce();
+    if (p.event === 'join') await this.setDialogPeer(p.member);
     this.emit('presence', p);
   }
 
@@ -142,25 +179,16 @@ export class Room extends EventTarget {
       this.emit('problem', { message: e.message });
       return;
     }
-    if (kind === KIND_KEY && this.dialog) {
-      this.emit('problem', { message: 'ignored a key announcement in a dialog: dialog keys come from the directory', forged: false });
+    if (this.v2) {
+      if (!KINDS_V2.includes(kind)) {
+        this.emit('problem', { message: kind === KIND_KEY || kind === KIND_PGP ? t('e2e_v1_peer', { n: f.from }) : `unknown payload kind ${kind}` });
+        return;
+      }
+      await this.v2apply(await this.crypto.call('v2frame', { from: f.from, kind, body }), t0);
       return;
     }
     if (kind === KIND_KEY) {
-      let r;
-      try {
-        r = await this.crypto.call('acceptAnnounce', { from: f.from, body });
-      } catch (e) {
-        this.emit('problem', { message: e.message, forged: true });
-        return;
-      }
-      if (r.status === 'changed') {
-        this.blocked.set(f.from, r);
-        this.emit('keychange', r);
-      } else if (r.status === 'new') {
-        this.peers.set(f.from, r.peer);
-        this.emit('peer', r.peer);
-      }
+      this.emit('problem', { message: 'ignored a key announcement in a dialog: dialog keys come from the directory', forged: false });
       return;
     }
     if (kind !== KIND_PGP) {
@@ -174,11 +202,22 @@ export class Room extends EventTarget {
       this.emit('problem', { message: e.message });
       return;
     }
-    const { header, body: data } = decodeEnvelope(d.data);
-    const meta = { from: f.from, seq: f.seq, verified: d.verified };
+    await this.onPlain({ from: f.from, seq: f.seq, verified: d.verified }, d.data, { t0, worker: d.ms, cached: d.cached });
+  }
+
+  // onPlain handles a decrypted envelope; timing is recorded for chat messages.
+  async onPlain(meta, plain, timing) {
+    let header;
+    let data;
+    try {
+      ({ header, body: data } = decodeEnvelope(plain));
+    } catch (e) {
+      this.emit('problem', { message: e.message });
+      return;
+    }
     if (header.k === 'msg') {
       this.emit('message', { ...meta, id: header.id, text: String(header.text), ts: header.ts, ttl: header.ttl | 0, mine: false });
-      stats.recv.push({ t0, t1: performance.now(), worker: d.ms, cached: d.cached });
+      stats.recv.push({ ...timing, t1: performance.now() });
     } else if (header.k === 'file') {
       this.onFileHeader(meta, header);
     } else if (header.k === 'chunk') {
@@ -202,6 +241,10 @@ export class Room extends EventTarget {
   }
 
   on_state(s) {
+    if (s.members && this.v2) {
+      this.present = new Set(s.members.filter((m) => m !== this.member));
+      return this.crypto.call('v2present', { present: [...this.present] }).then((r) => this.v2apply(r)).then(() => this.emit('state', s));
+    }
     if (s.members) {
       this.present = new Set(s.members.filter((m) => m !== this.member));
       return this.crypto.call('members', { present: [...this.present] }).then(() => this.emit('state', s));
@@ -219,12 +262,14 @@ export class Room extends EventTarget {
   }
 
   canSend() {
+    if (this.v2) return !this.ended && this.v2.ready && this.blocked.size === 0;
     return !this.ended && this.peers.size > 0 && this.blocked.size === 0;
   }
 
   async sendEnvelope(header, body) {
     const t0 = performance.now();
-    const r = await this.crypto.call('encrypt', { data: encodeEnvelope(header, body) });
+    const r = await this.crypto.call(this.v2 ? 'v2seal' : 'encrypt', { data: encodeEnvelope(header, body) });
+    if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
     this.conn.send(r.payload);
     return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length };
   }
@@ -232,6 +277,7 @@ export class Room extends EventTarget {
   whyNot() {
     if (this.ended) return 'the room has ended';
     if (this.blocked.size) return 'blocked: a member\'s key changed; compare the safety code first';
+    if (this.v2 && !this.v2.ready) return 'cannot send yet: waiting for the end-to-end keys of this room';
     if (!this.peers.size) return 'cannot send yet: no verified member in the room';
     return '';
   }
@@ -305,6 +351,14 @@ export class Room extends EventTarget {
   }
 
   async trust(member) {
+    if (this.v2) {
+      const r = await this.crypto.call('v2trust', { member });
+      this.blocked.delete(member);
+      this.v2.views.set(member, r.peer);
+      this.v2.shown.delete(member);
+      await this.v2apply(r);
+      return;
+    }
     const peer = await this.crypto.call('trustChanged', { member });
     this.blocked.delete(member);
     this.peers.set(member, peer);

@@ -1,18 +1,16 @@
-// Module worker is the crypto Web Worker: it holds this tab's keys and does every OpenPGP operation,
-// so the page never freezes and never touches a private key.
+// Module worker is the crypto Web Worker: it holds this tab's keys and does every crypto operation (OpenPGP,
+// and protocol v2 of anonymous rooms), so the page never freezes and never touches a private key.
 //
 // Protocol: the page posts {id, op, args}; the worker answers {id, ok, value} or {id, ok:false, error}.
 // Keys die with the worker (closing the tab, or "wipe").
 import * as pgp from './pgp.mjs';
-import * as kx from './kx.mjs';
-import { KIND_KEY, KIND_PGP, encodePayload, unb64u } from './proto.mjs';
+import { KIND_PGP, encodePayload } from './proto.mjs';
+import { v2Ops } from './e2e-worker.mjs';
 
 const state = {
   key: null, // unlocked private key of this tab
   sender: null,
   receiver: null,
-  kxKey: null,
-  roomId: null,
   peers: new Map(), // member id -> {key, fp} (pinned on first use)
   pending: new Map(), // member id -> {key, fp} announced but different from the pinned key
   present: new Set(), // member ids currently in the room
@@ -91,8 +89,6 @@ const ops = {
 
   // dialog starts an accounts dialog: no invite secret; keys come from the directory.
   async dialog() {
-    state.roomId = null;
-    state.kxKey = null;
     state.peers.clear();
     state.pending.clear();
     state.present.clear();
@@ -112,43 +108,6 @@ const ops = {
   async info() {
     requireKey();
     return pgp.keyInfo(state.key);
-  },
-
-  // room starts a room session: the invite secret keys the key exchange.
-  async room({ roomId, secret }) {
-    state.roomId = roomId;
-    state.kxKey = await kx.deriveKxKey(unb64u(secret), roomId);
-    state.peers.clear();
-    state.pending.clear();
-    state.present.clear();
-    return true;
-  },
-
-  async announce({ member }) {
-    requireKey();
-    const sealed = await kx.seal(state.kxKey, state.roomId, { v: 1, member, pub: state.key.toPublic().armor(pgp.CONFIG) });
-    return encodePayload(KIND_KEY, sealed);
-  },
-
-  // acceptAnnounce checks a key announcement from member `from`. Result status: "new" (pinned now),
-  // "same" (already pinned), "changed" (differs from the pinned key: sending is blocked until the
-  // user decides), or throws for a forged or misdirected announcement.
-  async acceptAnnounce({ from, body }) {
-    requireKey();
-    const a = await kx.open(state.kxKey, state.roomId, body);
-    if (a.member !== from) throw new Error(`failed to accept key: announcement names member ${a.member} but came from ${from}`);
-    const key = await pgp.readPublicKey(a.pub);
-    if (key.getFingerprint() === state.key.getFingerprint()) throw new Error('failed to accept key: it is our own key');
-    const fp = key.getFingerprint();
-    const pinned = state.peers.get(from);
-    if (!pinned) {
-      state.peers.set(from, { key, fp });
-      refreshRecipients();
-      return { status: 'new', peer: await peerView(from, state.peers.get(from)) };
-    }
-    if (pinned.fp === fp) return { status: 'same', peer: await peerView(from, pinned) };
-    state.pending.set(from, { key, fp });
-    return { status: 'changed', peer: await peerView(from, pinned), offered: await peerView(from, { key, fp }) };
   },
 
   // trustChanged replaces a pinned key with the pending one after the user compared safety codes.
@@ -188,16 +147,18 @@ const ops = {
   },
 
   async wipe() {
+    ops.v2wipe();
     state.key = null;
     state.sender = null;
     state.receiver = null;
-    state.kxKey = null;
     state.peers.clear();
     state.pending.clear();
     state.present.clear();
     return true;
   },
 };
+
+Object.assign(ops, v2Ops(state));
 
 self.onmessage = async (ev) => {
   const { id, op, args } = ev.data;

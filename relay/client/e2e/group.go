@@ -1,0 +1,494 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Frame is one v2 frame body with its payload kind.
+type Frame struct {
+	Kind byte
+	Body []byte
+}
+
+// Note is something a member should be told: Class is an error class of the vectors ("forged",
+// "replayed", …) or "identity", "epoch", "missing", "not-member".
+type Note struct {
+	Class  string
+	Member uint32
+	Text   string
+	Epoch  uint32
+}
+
+// Message is a plaintext that arrived.
+type Message struct {
+	From      uint32
+	Epoch, N  uint32
+	Plaintext []byte
+}
+
+// Result is what a Group handler asks of its caller: frames to send in order, notes, messages.
+type Result struct {
+	Send     []Frame
+	Notes    []Note
+	Messages []Message
+}
+
+type peer struct {
+	pub, pending  []byte   // announced Ed25519 keys (anonymous rooms), compared for pinning
+	v, pendingV   Verifier // what checks the member's signatures
+	display       []byte
+	kp, stash     *KeyPackage
+	kpUsed, rekey bool
+}
+
+// Group runs protocol v2 for one member of an anonymous room (docs/e2e.md §6): the same rules as the
+// browser's e2e-group.mjs, so a Go member and browser members reach the same epochs.
+type Group struct {
+	room    string
+	ctx     []byte
+	member  uint32
+	id      Signer
+	idPub   []byte // our announced Ed25519 key (anonymous rooms)
+	key     []byte // invite key; nil in a dialog
+	display []byte
+	peers   map[uint32]*peer
+	present map[uint32]bool
+	history History
+	members []uint32 // of the latest accepted commit
+	epoch   *Epoch
+	prev    *Epoch
+	kpN     uint32
+
+	// Restarted says this member came back into its old seat without its state (a resumed seat after a
+	// restart); set it before the first Hello.
+	Restarted bool
+	own       *KeyPackage
+	ownPriv   *KeyPackagePrivate
+}
+
+// NewGroup starts a member's state; secret is the invite secret, display an optional key to show.
+func NewGroup(room string, member uint32, id Ed25519Identity, secret, display []byte) *Group {
+	return &Group{room: room, ctx: []byte(room), member: member, id: id, idPub: id.Public(), key: InviteKey(secret, room), display: display,
+		peers: map[uint32]*peer{}, present: map[uint32]bool{}}
+}
+
+// NewDialogGroup starts a member's state in a dialog: the identity is the account's OpenPGP key (or any
+// Signer), peers' identities come from the directory through SetPeer, and nothing is announced.
+func NewDialogGroup(room string, member uint32, id Signer) *Group {
+	return &Group{room: room, ctx: []byte(room), member: member, id: id, peers: map[uint32]*peer{}, present: map[uint32]bool{}}
+}
+
+// SetPeer pins member's identity from outside the room (a dialog: the directory key the caller checked
+// against its pins).
+func (g *Group) SetPeer(member uint32, v Verifier) (Result, error) {
+	if p := g.peers[member]; p != nil {
+		p.v, p.pendingV, p.pending = v, nil, nil
+	} else {
+		g.peers[member] = &peer{v: v}
+	}
+	var r Result
+	return r, g.maybeCommit(&r)
+}
+
+// Restart marks a member's first key package of a session in its number (docs/e2e.md §5): the member
+// holds no epoch keys (a new member, or a client restarted into its old seat) and must get a new epoch.
+const Restart = 1 << 31
+
+func (g *Group) rotate() (Frame, error) {
+	if g.ownPriv != nil {
+		g.ownPriv.Wipe()
+	}
+	g.kpN++
+	n := g.kpN
+	if n == 1 {
+		n |= Restart
+	}
+	xs, ks := make([]byte, 32), make([]byte, 64)
+	rand.Read(xs)
+	rand.Read(ks)
+	kp, priv, err := NewKeyPackage(g.id, "keypackage", g.ctx, g.member, n, xs, ks)
+	if err != nil {
+		return Frame{}, err
+	}
+	clear(xs)
+	clear(ks)
+	g.own, g.ownPriv = kp, priv
+	return Frame{KindKeyPackage, kp.Bytes()}, nil
+}
+
+// Hello returns our identity announcement and latest key package (on joining, and when someone joins).
+func (g *Group) Hello() (Result, error) {
+	var r Result
+	if g.key != nil {
+		iv := make([]byte, 12)
+		rand.Read(iv)
+		r.Send = append(r.Send, Frame{KindIdentity, SealIdentity(g.key, g.room, Identity{Member: g.member, Public: Ed25519Public(g.idPub), Display: g.display}, iv)})
+	}
+	if g.own != nil {
+		r.Send = append(r.Send, Frame{KindKeyPackage, g.own.Bytes()})
+		return r, nil
+	}
+	f, err := g.rotate()
+	r.Send = append(r.Send, f)
+	return r, err
+}
+
+// SetPresent replaces the set of other members present.
+func (g *Group) SetPresent(list []uint32) (Result, error) {
+	clear(g.present)
+	for _, m := range list {
+		if m != g.member {
+			g.present[m] = true
+		}
+	}
+	var r Result
+	return r, g.maybeCommit(&r)
+}
+
+// OnPresence handles a presence event ("join", "leave", "away", "back").
+func (g *Group) OnPresence(event string, member uint32) (Result, error) {
+	var r Result
+	switch event {
+	case "leave":
+		delete(g.present, member)
+		delete(g.peers, member)
+		return r, g.maybeCommit(&r)
+	case "join":
+		g.present[member] = true
+		return g.Hello()
+	}
+	g.present[member] = true
+	return r, nil
+}
+
+// OnFrame handles a v2 frame the relay stamped as sent by from. A frame that fails its checks becomes a
+// note and changes nothing; the error is only for failures of our own (randomness, encoding).
+func (g *Group) OnFrame(from uint32, kind byte, body []byte) (Result, error) {
+	var r Result
+	var err error
+	switch kind {
+	case KindIdentity:
+		err = g.onIdentity(&r, from, body)
+	case KindKeyPackage:
+		err = g.onKeyPackage(&r, from, body)
+	case KindCommit:
+		err = g.onCommit(&r, from, body)
+	case KindMessage:
+		err = g.onMessage(&r, from, body)
+	default:
+		err = fmt.Errorf("frame of unknown kind %#x: %w", kind, ErrVersion)
+	}
+	if c := errClassOf(err); c != "" {
+		r.Notes = append(r.Notes, Note{Class: c, Member: from, Text: fmt.Sprintf("member %d: %v", from, err)})
+		err = nil
+	}
+	return r, err
+}
+
+func errClassOf(err error) string {
+	for _, c := range []struct {
+		err  error
+		name string
+	}{{ErrForged, "forged"}, {ErrSwapped, "swapped"}, {ErrReplayed, "replayed"}, {ErrOldEpoch, "old-epoch"},
+		{ErrFork, "fork"}, {ErrMissing, "missing"}, {ErrMalformed, "malformed"}, {ErrVersion, "version"}, {ErrNotMember, "not-member"}} {
+		if errors.Is(err, c.err) {
+			return c.name
+		}
+	}
+	return ""
+}
+
+func (g *Group) onIdentity(r *Result, from uint32, body []byte) error {
+	id, err := OpenIdentity(g.key, g.room, from, body)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(id.Public, g.idPub) {
+		return fmt.Errorf("an identity announcement carries our own key: %w", ErrForged)
+	}
+	pub := bytes.Clone(id.Public)
+	p := g.peers[from]
+	switch {
+	case p == nil:
+		g.peers[from] = &peer{pub: pub, v: Ed25519Public(pub), display: bytes.Clone(id.Display)}
+		r.Notes = append(r.Notes, Note{Class: "identity", Member: from, Text: "new"})
+	case bytes.Equal(p.pub, pub):
+	default:
+		p.pending, p.pendingV = pub, Ed25519Public(pub)
+		r.Notes = append(r.Notes, Note{Class: "identity", Member: from, Text: "changed"})
+	}
+	return nil
+}
+
+// Trust makes member's pending identity the pinned one; it gets a new epoch.
+func (g *Group) Trust(member uint32) (Result, error) {
+	var r Result
+	p := g.peers[member]
+	if p == nil || p.pendingV == nil {
+		return r, errors.New("no pending key change for that member")
+	}
+	p.pub, p.v, p.pending, p.pendingV, p.kp, p.stash, p.kpUsed, p.rekey = p.pending, p.pendingV, nil, nil, p.stash, nil, false, true
+	return r, g.maybeCommit(&r)
+}
+
+func (g *Group) blocked() bool {
+	for _, p := range g.peers {
+		if p.pendingV != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Group) onKeyPackage(r *Result, from uint32, body []byte) error {
+	p := g.peers[from]
+	if p == nil {
+		return fmt.Errorf("a key package from a member whose identity we do not have: %w", ErrForged)
+	}
+	body = bytes.Clone(body)
+	kp, err := ParseKeyPackage(body, "keypackage", g.ctx, p.v)
+	if err != nil {
+		if p.pendingV == nil {
+			return err
+		}
+		if p.stash, err = ParseKeyPackage(body, "keypackage", g.ctx, p.pendingV); err != nil {
+			return err
+		}
+		return nil
+	}
+	if kp.Member != from {
+		return fmt.Errorf("key package names member %d: %w", kp.Member, ErrForged)
+	}
+	if p.kp != nil && bytes.Equal(kp.Bytes(), p.kp.Bytes()) {
+		return nil // sent again for a newcomer
+	}
+	restart := kp.N&Restart != 0
+	if p.kp != nil && !restart && kp.N <= p.kp.N&^Restart {
+		return fmt.Errorf("key package %d after %d: %w", kp.N, p.kp.N&^Restart, ErrReplayed)
+	}
+	known := p.kp != nil
+	p.kp, p.kpUsed = kp, false
+	// A member of the current epoch that starts over has lost its keys: it needs a new epoch, and our
+	// identity and key package again.
+	if restart && slices.Contains(g.members, from) {
+		p.rekey = true
+	}
+	if restart && known {
+		h, err := g.Hello()
+		if err != nil {
+			return err
+		}
+		r.Send = append(r.Send, h.Send...)
+	}
+	return g.maybeCommit(r)
+}
+
+func (g *Group) fresh(m uint32) bool {
+	p := g.peers[m]
+	return m != g.member && p != nil && p.kp != nil && !p.kpUsed
+}
+
+// maybeCommit starts a new epoch when membership changed and we are the committer (docs/e2e.md §6.2).
+func (g *Group) maybeCommit(r *Result) error {
+	if g.blocked() {
+		return nil
+	}
+	P := []uint32{g.member}
+	for m := range g.present {
+		if g.peers[m] != nil {
+			P = append(P, m)
+		}
+	}
+	slices.Sort(P)
+	M := g.members
+	need := false
+	for _, m := range M {
+		need = need || !slices.Contains(P, m)
+	}
+	for _, m := range P {
+		need = need || ((!slices.Contains(M, m) || g.peers[m] != nil && g.peers[m].rekey) && g.fresh(m))
+	}
+	if !need {
+		return nil
+	}
+	// A member that lost its keys (restart, key change) cannot chain the next epoch: it is skipped, and
+	// does not commit itself before it has taken a commit.
+	if g.Restarted && g.history.Number == 0 {
+		return nil
+	}
+	committer := P[0]
+	for _, m := range P {
+		if slices.Contains(M, m) && (g.peers[m] == nil || !g.peers[m].rekey) {
+			committer = m
+			break
+		}
+	}
+	if committer != g.member {
+		return nil
+	}
+	var to []*KeyPackage
+	stays := false
+	for _, m := range P {
+		if g.fresh(m) {
+			to = append(to, g.peers[m].kp)
+		}
+		stays = stays || m != g.member && slices.Contains(M, m)
+	}
+	if len(to) == 0 && !stays {
+		return nil
+	}
+	secret, eph := make([]byte, 32), make([]byte, 32)
+	rand.Read(secret)
+	rand.Read(eph)
+	var ch [HashSize]byte
+	if g.own != nil {
+		ch = g.own.Hash()
+	}
+	c, err := NewCommit(g.id, CommitParams{Ctx: g.ctx, Epoch: g.history.Number + 1, Prev: g.history.ID, Committer: g.member,
+		CommitterHash: ch, To: to, Secret: secret, EphemeralSeed: eph, Encapsulate: Encapsulate})
+	clear(eph)
+	if err != nil {
+		return err
+	}
+	r.Send = append(r.Send, Frame{KindCommit, c.Bytes()})
+	if err := g.history.Check(c); err != nil {
+		return err
+	}
+	g.apply(r, c, secret, g.member)
+	return nil
+}
+
+func (g *Group) onCommit(r *Result, from uint32, body []byte) error {
+	p := g.peers[from]
+	if p == nil {
+		return fmt.Errorf("a commit from a member whose identity we do not have: %w", ErrForged)
+	}
+	c, err := ParseCommit(bytes.Clone(body), g.ctx, p.v)
+	if err != nil {
+		return err
+	}
+	if c.Committer != from {
+		return fmt.Errorf("commit names committer %d: %w", c.Committer, ErrForged)
+	}
+	mine := c.Find(g.member) >= 0
+	if g.history.Number == 0 && !mine {
+		return nil
+	}
+	if c.ID(g.ctx) == g.history.ID {
+		return fmt.Errorf("the commit of epoch %d again: %w", c.Epoch, ErrOldEpoch)
+	}
+	if g.history.Number != 0 && c.Epoch == g.history.Number {
+		r.Notes = append(r.Notes, Note{Class: "fork", Member: from, Text: fmt.Sprintf("member %d committed epoch %d too: two committers disagree", from, c.Epoch)})
+		return nil
+	}
+	if err := g.history.Check(c); err != nil {
+		return err
+	}
+	var secret []byte
+	if mine {
+		if secret, err = c.Open(g.ctx, g.own, g.ownPriv); err != nil {
+			return err
+		}
+	}
+	g.apply(r, c, secret, from)
+	if mine {
+		f, err := g.rotate()
+		if err != nil {
+			return err
+		}
+		r.Send = append(r.Send, f)
+	}
+	return g.maybeCommit(r)
+}
+
+func (g *Group) apply(r *Result, c *Commit, secret []byte, from uint32) {
+	g.history.Accept(g.ctx, c)
+	g.members = g.members[:0]
+	for _, m := range c.Members {
+		g.members = append(g.members, m.Member)
+		if q := g.peers[m.Member]; q != nil && q.kp != nil && m.Member != c.Committer && m.Hash == q.kp.Hash() {
+			q.kpUsed, q.rekey = true, false
+		}
+	}
+	if g.prev != nil {
+		g.prev.Wipe()
+	}
+	g.prev, g.epoch = g.epoch, nil
+	if secret != nil {
+		g.epoch = NewEpoch(c.Epoch, g.history.ID, secret, g.members)
+		clear(secret)
+	}
+	r.Notes = append(r.Notes, Note{Class: "epoch", Member: from, Epoch: c.Epoch})
+}
+
+func (g *Group) onMessage(r *Result, from uint32, body []byte) error {
+	epoch, _, n, err := MessageEpoch(body)
+	if err != nil {
+		return err
+	}
+	var e *Epoch
+	for _, x := range []*Epoch{g.epoch, g.prev} {
+		if x != nil && x.Number == epoch {
+			e = x
+		}
+	}
+	if e == nil {
+		if epoch > g.history.Number || g.history.Number == 0 {
+			r.Notes = append(r.Notes, Note{Class: "not-member", Member: from, Text: fmt.Sprintf("member %d wrote in epoch %d, which does not include us", from, epoch)})
+			return nil
+		}
+		return fmt.Errorf("message from epoch %d, whose keys are deleted: %w", epoch, ErrOldEpoch)
+	}
+	pt, missing, err := e.Open(from, body)
+	if err != nil {
+		return err
+	}
+	if missing > 0 {
+		r.Notes = append(r.Notes, Note{Class: "missing", Member: from, Text: fmt.Sprintf("%d message(s) from member %d did not arrive", missing, from)})
+	}
+	if e == g.prev && g.epoch != nil && g.epoch.chains[from] != nil {
+		delete(g.prev.chains, from)
+	}
+	r.Messages = append(r.Messages, Message{From: from, Epoch: epoch, N: n, Plaintext: pt})
+	return nil
+}
+
+// CanSend reports whether a message can be sealed now.
+func (g *Group) CanSend() bool { return g.epoch != nil && len(g.members) > 1 && !g.blocked() }
+
+// Seal returns our next message frame.
+func (g *Group) Seal(plaintext []byte) (Frame, error) {
+	if g.blocked() {
+		return Frame{}, errors.New("blocked: a member's key changed; compare the safety code first")
+	}
+	if !g.CanSend() {
+		return Frame{}, errors.New("cannot send yet: waiting for the end-to-end keys of this room")
+	}
+	b, err := g.epoch.Seal(g.member, plaintext)
+	return Frame{KindMessage, b}, err
+}
+
+// Epoch returns the current epoch number we hold keys for, or 0.
+func (g *Group) Epoch() uint32 {
+	if g.epoch == nil {
+		return 0
+	}
+	return g.epoch.Number
+}
+
+// Wipe deletes every key.
+func (g *Group) Wipe() {
+	for _, e := range []*Epoch{g.epoch, g.prev} {
+		if e != nil {
+			e.Wipe()
+		}
+	}
+	if g.ownPriv != nil {
+		g.ownPriv.Wipe()
+	}
+	g.epoch, g.prev, g.own, g.ownPriv = nil, nil, nil, nil
+}

@@ -1,0 +1,110 @@
+// Module e2e-worker gives the crypto worker its protocol v2 operations for anonymous rooms (docs/e2e.md).
+//
+// Every operation returns {payloads, notes, messages, canSend, why}: the padded frames to send in
+// order, what to tell the user, and the plaintexts that arrived. Peer views for the key dialog come
+// from the display key (the tab's OpenPGP key) inside each identity announcement.
+import * as pgp from './pgp.mjs';
+import { Group } from './e2e-group.mjs';
+import { Identity } from './e2e-keys.mjs';
+import { inviteKey } from './e2e-identity.mjs';
+import { hex } from './e2e-commit.mjs';
+import { encodePayload, unb64u } from './proto.mjs';
+
+const td = new TextDecoder();
+
+export function v2Ops(state) {
+  let g = null;
+  let captured = null; // message keys, only when the page asked for them at start (tests)
+
+  async function view(member, pub, display) {
+    let info = null;
+    if (display?.length) {
+      try {
+        info = pgp.keyInfo(await pgp.readPublicKey(td.decode(display)));
+      } catch {
+        info = null;
+      }
+    }
+    info ??= { algorithm: 'Ed25519 (one-time)', bits: null, curve: 'ed25519', created: null, fingerprint: pgp.formatFingerprint(hex(pub)), userIDs: [], armored: '' };
+    return { member, ...info, safety: await pgp.safetyCode(hex(g.identity.pub), hex(pub)) };
+  }
+
+  async function out(r) {
+    const notes = [];
+    for (const n of r.notes) {
+      if (n.code === 'identity') {
+        const p = g.peers.get(n.member);
+        const note = { ...n, display: undefined, offered: undefined, peer: await view(n.member, p.pub, p.display) };
+        if (n.status === 'changed') note.offered = await view(n.member, p.pending.pub, p.pending.display);
+        notes.push(note);
+      } else {
+        notes.push(n);
+      }
+    }
+    const res = {
+      payloads: r.send.map((f) => encodePayload(f.kind, f.body)),
+      notes,
+      messages: r.messages.map((m) => ({ from: m.from, data: m.plaintext, epoch: m.epoch, n: m.n })),
+      canSend: g.canSend(),
+      why: g.whyNot(),
+    };
+    if (captured?.length) res.keys = captured.splice(0);
+    return res;
+  }
+
+  return {
+    // v2start begins protocol v2 in an anonymous room we joined as member with others present.
+    async v2start({ roomId, secret, member, present, capture = false }) {
+      g?.wipe();
+      captured = capture ? [] : null;
+      const onKey = capture ? (dir, info, kn) => captured.push({ dir, ...info, epochId: hex(g.epoch.id), key: hex(kn) }) : null;
+      g = new Group({
+        room: roomId, member, identity: await Identity.generate(), key: await inviteKey(unb64u(secret), roomId),
+        display: state.key ? new TextEncoder().encode(state.key.toPublic().armor(pgp.CONFIG)) : new Uint8Array(0), onKey,
+      });
+      const r = await g.setPresent(present);
+      if (present.length) {
+        const h = await g.hello();
+        r.send.push(...h.send);
+      }
+      return out(r);
+    },
+
+    async v2presence({ event, member }) {
+      return out(await g.onPresence(event, member));
+    },
+
+    async v2present({ present }) {
+      return out(await g.setPresent(present));
+    },
+
+    async v2frame({ from, kind, body }) {
+      const t0 = performance.now();
+      const res = await out(await g.onFrame(from, kind, body));
+      res.ms = performance.now() - t0;
+      return res;
+    },
+
+    async v2seal({ data }) {
+      const t0 = performance.now();
+      const f = await g.seal(data);
+      const res = { payload: encodePayload(f.kind, f.body), ms: performance.now() - t0 };
+      if (captured?.length) res.keys = captured.splice(0);
+      return res;
+    },
+
+    async v2trust({ member }) {
+      const res = await out(await g.trust(member));
+      const p = g.peers.get(member);
+      res.peer = await view(member, p.pub, p.display);
+      return res;
+    },
+
+    v2wipe() {
+      g?.wipe();
+      g = null;
+      captured = null;
+      return true;
+    },
+  };
+}
