@@ -73,6 +73,10 @@ type Config struct {
 	// AckEvery is how often, in entries received, clients are asked to acknowledge (sent in hello). Optional;
 	// default RoomBuffer/8, so that the acknowledgment lag of a busy room stays far from RoomBuffer.
 	AckEvery int
+
+	// AckDelay is how long after receiving an entry it has not acknowledged a client is asked to acknowledge
+	// at the latest (sent in hello, in milliseconds). Optional; default 100ms, at most Grace.
+	AckDelay time.Duration
 }
 
 // maxControl is the largest text (control) message a client may send. It is part of the protocol, not a knob.
@@ -110,6 +114,7 @@ func (c Config) withDefaults() Config {
 	}
 	def(&c.RateBurst, c.RoomBuffer/4)
 	def(&c.AckEvery, c.RoomBuffer/8)
+	defDur(&c.AckDelay, 100*time.Millisecond)
 	return c
 }
 
@@ -137,5 +142,6 @@ func (c Config) Validate() error {
 	check(c.RateFrames > 0, "rate must be positive, got %v", c.RateFrames)
 	check(c.RateBurst >= 1, "rate burst must be at least 1, got %d", c.RateBurst)
 	check(c.AckEvery >= 1 && c.AckEvery <= c.RoomBuffer, "ack interval must be 1..room buffer (%d), got %d", c.RoomBuffer, c.AckEvery)
+	check(c.AckDelay >= time.Millisecond && c.AckDelay <= c.Grace, "ack delay must be 1ms..grace (%v), got %v", c.Grace, c.AckDelay)
 	return errors.Join(errs...)
 }

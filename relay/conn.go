@@ -318,6 +318,11 @@ func (c *conn) handleFrame(msg []byte) {
 	m := c.find(ch)
 	c.mu.Unlock()
 	if m == nil || !m.room.forward(m, c, msg[sendHeaderLen:]) {
+		select {
+		case <-c.done:
+			return // killed while the frame waited: nothing more is written
+		default:
+		}
 		c.srv.stats.drop(dropNotMember)
 		c.sendControl(appendError(nil, 0, errorf(codeNotMember, "channel %d is not a room of this connection", ch)))
 		return

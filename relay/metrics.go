@@ -40,6 +40,7 @@ var (
 		newDesc("members_lost_total", "Members whose grace period ran out.", counter, func(s *Snapshot) float64 { return float64(s.Lost) }),
 		newDesc("rooms_burned_total", "Rooms a member ended at once.", counter, func(s *Snapshot) float64 { return float64(s.Burned) }),
 		newDesc("rate_limited_total", "Times a connection was read more slowly for sending too fast.", counter, func(s *Snapshot) float64 { return float64(s.RateLimited) }),
+		newDesc("own_writer_waits_total", "Frames read more slowly because their sender's own connection had not yet been sent what they would push out of the room buffer.", counter, func(s *Snapshot) float64 { return float64(s.OwnWriterWaits) }),
 		newDesc("refused_joins_total", "Join requests refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedJoins) }),
 		newDesc("refused_resumes_total", "Resume requests refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedResumes) }),
 		newDesc("refused_rooms_total", "Room creations refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedRooms) }),

@@ -206,9 +206,14 @@ func (r *room) trimLocked() {
 	for r.log.n > 0 {
 		e := r.log.at(r.log.tail)
 		for _, m := range r.members {
-			// A member never receives its own frames, so it never acknowledges them: they count as processed.
-			if m.acked == e.seq-1 && e.kind == entryFrame && e.from == m.id {
-				m.acked = e.seq
+			// A member never receives its own frames, so it never acknowledges them: they count as processed
+			// whatever it acknowledged last (which may lie before entries the buffer bound pushed out). acked
+			// moves past them only where it is contiguous, so that a resume still reports what was pushed out.
+			if e.kind == entryFrame && e.from == m.id {
+				if m.acked == e.seq-1 {
+					m.acked = e.seq
+				}
+				continue
 			}
 			if m.acked < e.seq {
 				return
@@ -216,6 +221,28 @@ func (r *room) trimLocked() {
 		}
 		putBuf(r.popLocked().data)
 	}
+}
+
+// crowdsOutLocked reports whether appending size payload bytes would push out of the log an entry that m,
+// which is attached, has not yet been sent: its writer is behind its own reader. Entries m sent itself do not
+// count (it never receives them).
+func (r *room) crowdsOutLocked(m *member, size int) bool {
+	cfg := &r.hub.cfg
+	n, bytes, next := r.log.n, r.log.bytes, m.next
+	for seq := r.log.tail; n > 0 && (n >= cfg.RoomBuffer || bytes+size > cfg.RoomBufferBytes); seq++ {
+		e := r.log.at(seq)
+		if seq >= next {
+			if e.kind != entryFrame || e.from != m.id || next != seq {
+				return true
+			}
+			next++
+		}
+		n--
+		if e.data != nil {
+			bytes -= len(e.data.b)
+		}
+	}
+	return false
 }
 
 // presenceLocked appends a presence event about m.
@@ -229,21 +256,50 @@ func (r *room) presenceLocked(m *member, ev presenceEvent, timeout bool) {
 }
 
 // forward appends a frame sent by m on c. It returns false when m is no longer attached to c (the room was
-// burned or the member resumed elsewhere in the meantime); the payload is then not forwarded.
+// burned or the member resumed elsewhere in the meantime), or c was killed while the frame waited; the payload
+// is then not forwarded.
+//
+// A member's own frames never push out of the log entries its own writer has not yet sent it (protocol §5):
+// the frame waits until that writer has caught up, which slows the reading of this connection only. The
+// writer catches up, or misses its write deadline and the connection is killed.
 func (r *room) forward(m *member, c *conn, payload []byte) bool {
 	b := getBuf(len(payload))
 	copyWords(b.b, payload) // not copy: see registers.go
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed || m.conn != c {
-		putBuf(b)
-		return false
+	var wait *time.Timer
+	for {
+		r.mu.Lock()
+		if r.closed || m.conn != c {
+			r.mu.Unlock()
+			putBuf(b)
+			return false
+		}
+		if !r.crowdsOutLocked(m, len(b.b)) {
+			break
+		}
+		r.mu.Unlock()
+		if wait == nil {
+			r.hub.stats.ownWriterWaits.Add(1)
+			wait = time.NewTimer(writerCatchUp)
+			defer wait.Stop()
+		} else {
+			wait.Reset(writerCatchUp)
+		}
+		select {
+		case <-wait.C:
+		case <-c.done:
+			putBuf(b)
+			return false
+		}
 	}
+	defer r.mu.Unlock()
 	m.in++
 	r.appendLocked(entry{kind: entryFrame, from: m.id, data: b})
 	r.trimLocked()
 	return true
 }
+
+// writerCatchUp is how often a frame that waits for its sender's own writer (forward) looks again.
+const writerCatchUp = time.Millisecond
 
 // nextForLocked returns what c's writer should write next for m, formatted at the start of out (a buffer the
 // writer owns, with room for a deliverHeaderLen header and the largest frame), or nil when m has nothing

@@ -27,6 +27,7 @@ type Stats struct {
 	rooms, roomsCreated                    atomic.Int64
 	framesIn, framesOut, bytesIn, bytesOut atomic.Uint64
 	resumes, lost, burned, rateLimited     atomic.Uint64
+	ownWriterWaits                         atomic.Uint64
 	refusedHandshakes                      [numRefusals]atomic.Uint64
 	refusedJoins, refusedResumes           atomic.Uint64
 	refusedRooms, refusedRequests          atomic.Uint64
@@ -61,6 +62,7 @@ type Snapshot struct {
 	BytesIn, BytesOut            uint64
 	Resumes, Lost, Burned        uint64
 	RateLimited                  uint64
+	OwnWriterWaits               uint64
 	RefusedJoins, RefusedResumes uint64
 	RefusedRooms                 uint64
 	RefusedRequests              uint64
@@ -77,7 +79,7 @@ func (s *Stats) Snapshot() Snapshot {
 		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		Resumes: s.resumes.Load(), Lost: s.lost.Load(), Burned: s.burned.Load(),
-		RateLimited:  s.rateLimited.Load(),
+		RateLimited: s.rateLimited.Load(), OwnWriterWaits: s.ownWriterWaits.Load(),
 		RefusedJoins: s.refusedJoins.Load(), RefusedResumes: s.refusedResumes.Load(),
 		RefusedRooms: s.refusedRooms.Load(), RefusedRequests: s.refusedRequests.Load(),
 		Drops: make(map[string]uint64), RefusedHandshakes: make(map[string]uint64),

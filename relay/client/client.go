@@ -43,6 +43,7 @@ type Hello struct {
 	BufferBytes int `json:"bufferBytes"`
 	Grace       int `json:"grace"`
 	AckEvery    int `json:"ackEvery"`
+	AckDelay    int `json:"ackDelay"` // milliseconds
 }
 
 // Room is one membership of this connection, as the relay described it in its joined or resumed reply.

@@ -1,0 +1,65 @@
+package relay_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cleanrelay/cleanrelay/relay"
+)
+
+// TestFloodsArePaced: pings, pongs and empty fragments cost a message of the rate limit each, like frames, so
+// a flood of them is read more slowly instead of costing the relay a core.
+func TestFloodsArePaced(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flood func(i int) []byte
+	}{
+		{"ping", func(int) []byte { return frame(true, websocket.PingMessage, []byte("p")) }},
+		{"pong", func(int) []byte { return frame(true, websocket.PongMessage, nil) }},
+		{"empty fragments", func(i int) []byte {
+			if i == 0 {
+				return frame(false, websocket.BinaryMessage, nil)
+			}
+			return frame(false, 0, nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := startRelay(t, relay.Config{RateFrames: 200, RateBurst: 10})
+			rc := tr.dialRaw(t)
+			var seg []byte
+			for i := range 60 {
+				seg = append(seg, tc.flood(i)...)
+			}
+			rc.write(seg)
+			eventually(t, "the relay read the flood more slowly", func() bool { return tr.srv.Stats().RateLimited > 0 })
+		})
+	}
+}
+
+// TestInvalidUTF8TextCloses1007: a text message that is not UTF-8 closes the connection with 1007 (RFC 6455
+// §8.1).
+func TestInvalidUTF8TextCloses1007(t *testing.T) {
+	tr := startRelay(t, relay.Config{})
+	rc := tr.dialRaw(t)
+	rc.write(frame(true, websocket.TextMessage, []byte("{\"t\":\"create\",\"x\":\"\xff\"}")))
+	if code := rc.closed(); code != websocket.CloseInvalidFramePayloadData {
+		t.Fatalf("closed with %d, want 1007", code)
+	}
+}
+
+// TestControlTooLargeSaysItsSize: the error names the size the client sent, not the bytes the relay kept.
+func TestControlTooLargeSaysItsSize(t *testing.T) {
+	tr := startRelay(t, relay.Config{})
+	rc := tr.dialRaw(t)
+	rc.write(text(`{"t":"create","pad":"` + strings.Repeat("x", 10000) + `"}`))
+	r := rc.reply()
+	if r["code"] != "control_too_large" || !strings.Contains(r["msg"].(string), "10023 bytes") {
+		t.Fatalf("got %v, want control_too_large naming 10023 bytes", r)
+	}
+	rc.write(text(`{"t":"create","id":2}`)) // the connection goes on
+	if r := rc.reply(); r["t"] != "joined" {
+		t.Fatalf("got %v, want joined", r)
+	}
+}
