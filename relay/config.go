@@ -40,6 +40,11 @@ type Config struct {
 	// Grace is how long a member whose connection dropped keeps its place for a resume. Optional; default 2m.
 	Grace time.Duration
 
+	// OrphanGrace replaces Grace for the creator of an anonymous room that nobody else has joined yet, so that
+	// rooms created and left behind at once do not hold places in the table for a whole grace. It is long
+	// enough for a page reload. Optional; default 15s, at most Grace.
+	OrphanGrace time.Duration
+
 	// MaxRoomLifetime ends a room, whatever its activity, this long after it was created. Optional; default 24h.
 	MaxRoomLifetime time.Duration
 
@@ -103,6 +108,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxRooms, 10000)
 	def(&c.MaxConns, 10000)
 	defDur(&c.Grace, 2*time.Minute)
+	defDur(&c.OrphanGrace, min(15*time.Second, c.Grace))
 	defDur(&c.MaxRoomLifetime, 24*time.Hour)
 	defDur(&c.IdleTimeout, 2*time.Minute)
 	defDur(&c.HandshakeTimeout, 10*time.Second)
@@ -114,7 +120,7 @@ func (c Config) withDefaults() Config {
 	}
 	def(&c.RateBurst, c.RoomBuffer/4)
 	def(&c.AckEvery, c.RoomBuffer/8)
-	defDur(&c.AckDelay, 100*time.Millisecond)
+	defDur(&c.AckDelay, min(100*time.Millisecond, c.Grace))
 	return c
 }
 
@@ -136,6 +142,7 @@ func (c Config) Validate() error {
 	check(c.MaxRooms >= 1, "max rooms must be at least 1, got %d", c.MaxRooms)
 	check(c.MaxConns >= 1, "max connections must be at least 1, got %d", c.MaxConns)
 	check(c.Grace > 0, "grace must be positive, got %v", c.Grace)
+	check(c.OrphanGrace > 0 && c.OrphanGrace <= c.Grace, "orphan grace must be positive and at most grace (%v), got %v", c.Grace, c.OrphanGrace)
 	check(c.MaxRoomLifetime > 0, "max room lifetime must be positive, got %v", c.MaxRoomLifetime)
 	check(c.PingPeriod > 0 && c.PingPeriod < c.PongWait, "ping period (%v) must be positive and shorter than pong wait (%v)", c.PingPeriod, c.PongWait)
 	check(c.WriteTimeout > 0, "write timeout must be positive, got %v", c.WriteTimeout)

@@ -28,6 +28,7 @@ type hub struct {
 	// Guarded by mu.
 	rooms  wipedTable[roomID, room]
 	tokens wipedTable[[32]byte, member] // by the SHA-256 of the resume token
+	idle   idleRooms
 	closed bool
 }
 
@@ -86,6 +87,9 @@ func (h *hub) create(c *conn, reqID uint64, max int) *protoError {
 // logged-in users may join it. It draws the room's capability into capability (which the caller wipes) and
 // returns the room, or busy at the relay's room limit. hub.mu is held.
 func (h *hub) newRoomLocked(max int, allow []string, capability *secret) (*room, *protoError) {
+	if !h.closed && h.rooms.len() >= h.cfg.MaxRooms {
+		h.evictIdleLocked()
+	}
 	if h.closed || h.rooms.len() >= h.cfg.MaxRooms {
 		h.stats.refusedRooms.Add(1)
 		return nil, errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
@@ -176,6 +180,7 @@ func (h *hub) addMemberLocked(c *conn, r *room, reqID uint64, capability *secret
 	m.conn, m.ch = c, ch
 	c.attach(ch, m, joinedReply(reqID, m, ch, capability, &token))
 	h.tokens.put(&m.tokenHash, m)
+	h.reindexLocked(r)
 	return nil
 }
 
@@ -224,6 +229,7 @@ func (h *hub) resume(c *conn, reqID uint64, token *wireSecret, last uint64) *pro
 	} else {
 		c.wakeUp()
 	}
+	h.reindexLocked(r)
 	return nil
 }
 
@@ -236,8 +242,13 @@ func (h *hub) away(c *conn, members []*member) {
 		r.mu.Lock()
 		if m.conn == c && !r.closed {
 			m.conn = nil
-			m.awayTimer = time.AfterFunc(h.cfg.Grace, func() { h.graceOver(m) })
+			grace := h.cfg.Grace
+			if r.orphanLocked() {
+				grace = h.cfg.OrphanGrace // nobody has the invite yet, or nobody used it
+			}
+			m.awayTimer = time.AfterFunc(grace, func() { h.graceOver(m) })
 			r.presenceLocked(m, eventAway, false)
+			h.reindexLocked(r)
 		}
 		r.mu.Unlock()
 	}
@@ -297,6 +308,7 @@ func (h *hub) removeMemberLocked(m *member, timeout bool) {
 		return
 	}
 	r.presenceLocked(m, eventLeave, timeout)
+	h.reindexLocked(r)
 }
 
 // burn ends m's room for everyone.
@@ -340,6 +352,7 @@ func (h *hub) dropRoomLocked(r *room, reason string) {
 		}
 	}
 	r.members = nil
+	h.reindexLocked(r)
 	r.log.wipe()
 	if reason == "" {
 		reason = "empty"

@@ -32,6 +32,7 @@ var (
 		newDesc("connections_total", "WebSocket connections accepted since start.", counter, func(s *Snapshot) float64 { return float64(s.ConnsTotal) }),
 		newDesc("rooms", "Rooms held now.", gauge, func(s *Snapshot) float64 { return float64(s.Rooms) }),
 		newDesc("rooms_created_total", "Rooms created since start.", counter, func(s *Snapshot) float64 { return float64(s.RoomsCreated) }),
+		newDesc("rooms_evicted_total", "Rooms with no member attached dropped to make a place for a new room in a full table.", counter, func(s *Snapshot) float64 { return float64(s.RoomsEvicted) }),
 		newDesc("frames_received_total", "Frames received from members.", counter, func(s *Snapshot) float64 { return float64(s.FramesIn) }),
 		newDesc("frames_forwarded_total", "Frames written to members.", counter, func(s *Snapshot) float64 { return float64(s.FramesOut) }),
 		newDesc("received_bytes_total", "Frame payload bytes received from members.", counter, func(s *Snapshot) float64 { return float64(s.BytesIn) }),

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"container/list"
 	"sync"
 	"time"
 )
@@ -113,6 +114,10 @@ type room struct {
 	nextMember uint32
 	closed     bool
 	lifeTimer  *time.Timer
+
+	// Guarded by hub.mu: the room's place in the hub's index of rooms with no member attached.
+	idle     *list.Element
+	idleList *list.List
 }
 
 // member is one place in a room. It outlives a connection while it is away.

@@ -25,6 +25,7 @@ var dropNames = [numDropReasons]string{
 type Stats struct {
 	conns, connsTotal                      atomic.Int64
 	rooms, roomsCreated                    atomic.Int64
+	roomsEvicted                           atomic.Uint64
 	framesIn, framesOut, bytesIn, bytesOut atomic.Uint64
 	resumes, lost, burned, rateLimited     atomic.Uint64
 	ownWriterWaits                         atomic.Uint64
@@ -58,6 +59,7 @@ var refusalNames = [numRefusals]string{
 type Snapshot struct {
 	Conns, ConnsTotal            int64
 	Rooms, RoomsCreated          int64
+	RoomsEvicted                 uint64
 	FramesIn, FramesOut          uint64
 	BytesIn, BytesOut            uint64
 	Resumes, Lost, Burned        uint64
@@ -75,7 +77,7 @@ type Snapshot struct {
 func (s *Stats) Snapshot() Snapshot {
 	snap := Snapshot{
 		Conns: s.conns.Load(), ConnsTotal: s.connsTotal.Load(),
-		Rooms: s.rooms.Load(), RoomsCreated: s.roomsCreated.Load(),
+		Rooms: s.rooms.Load(), RoomsCreated: s.roomsCreated.Load(), RoomsEvicted: s.roomsEvicted.Load(),
 		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		Resumes: s.resumes.Load(), Lost: s.lost.Load(), Burned: s.burned.Load(),
