@@ -21,6 +21,8 @@ var (
 	closeSlow     = closeReason{websocket.ClosePolicyViolation, "slow"}
 	closeIdle     = closeReason{websocket.ClosePolicyViolation, "idle"}
 	closeRevoked  = closeReason{websocket.ClosePolicyViolation, "revoked"}
+	// closeIncomplete: a message kept unfinished for Config.MessageTimeout.
+	closeIncomplete = closeReason{websocket.ClosePolicyViolation, "incomplete"}
 )
 
 // closeWait bounds the polite close frame at the end of a connection.
@@ -99,6 +101,7 @@ func newConn(s *Server, ws *websocket.Conn, id Identity) *conn {
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		lastRoom: now,
 		limiter:  tokenBucket{rate: s.cfg.RateFrames, burst: float64(s.cfg.RateBurst), tokens: float64(s.cfg.RateBurst), last: now},
+		rd:       wsReader{held: &s.hub.mem.held},
 	}
 }
 
@@ -317,12 +320,18 @@ func (c *conn) handleFrame(msg []byte) {
 	c.mu.Lock()
 	m := c.find(ch)
 	c.mu.Unlock()
-	if m == nil || !m.room.forward(m, c, msg[sendHeaderLen:]) {
-		select {
-		case <-c.done:
-			return // killed while the frame waited: nothing more is written
-		default:
-		}
+	res := forwardNotMember
+	if m != nil {
+		res = m.room.forward(m, c, msg[sendHeaderLen:])
+	}
+	switch res {
+	case forwardKilled:
+		return // killed while the frame waited: nothing more is written
+	case forwardOverMemory:
+		c.srv.stats.drop(dropOverMemory)
+		c.sendControl(appendError(nil, 0, c.srv.hub.mem.refuse(refusedMemFrame)))
+		return
+	case forwardNotMember:
 		c.srv.stats.drop(dropNotMember)
 		c.sendControl(appendError(nil, 0, errorf(codeNotMember, "channel %d is not a room of this connection", ch)))
 		return

@@ -67,7 +67,7 @@ func newForwardRigWith(tb testing.TB, cfg Config, creatorAcks bool) *forwardRig 
 // step forwards one frame from a to b and acknowledges it. It reports whether b got the payload.
 func (g *forwardRig) step(payload []byte) bool {
 	r := g.ma.room
-	if !r.forward(g.ma, g.a, payload) {
+	if r.forward(g.ma, g.a, payload) != forwarded {
 		return false
 	}
 	ok := false

@@ -23,6 +23,7 @@ type hub struct {
 	cfg   Config
 	stats *Stats
 	log   *slog.Logger
+	mem   *budget
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -33,7 +34,7 @@ type hub struct {
 }
 
 func newHub(cfg Config, stats *Stats, log *slog.Logger) *hub {
-	return &hub{cfg: cfg, stats: stats, log: log}
+	return &hub{cfg: cfg, stats: stats, log: log, mem: &budget{max: cfg.MaxMemory, extra: cfg.ExtraHeld, conns: &stats.conns}}
 }
 
 // joinedReply formats the reply to create (with the capability) and join (capability nil) into a buffer
@@ -94,8 +95,13 @@ func (h *hub) newRoomLocked(max int, allow []string, capability *secret) (*room,
 		h.stats.refusedRooms.Add(1)
 		return nil, errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
 	}
+	if !h.withinBudgetLocked() {
+		h.stats.refusedRooms.Add(1)
+		return nil, h.mem.refuse(refusedMemCreate)
+	}
 	capability.fill()
 	r := &room{hub: h, capHash: capability.hash(), max: max, allow: allow}
+	r.log.held = &h.mem.held
 	// 128 random bits do not collide in practice; the loop only keeps the table's keys unique if they did.
 	for rand.Read(r.id[:]); h.rooms.get(&r.id) != nil; rand.Read(r.id[:]) {
 	}
@@ -134,6 +140,10 @@ func (h *hub) join(c *conn, reqID uint64, id, capability *wireSecret) *protoErro
 	if len(r.allow) > 0 && !slices.Contains(r.allow, c.identity.User) {
 		h.stats.refusedJoins.Add(1)
 		return errorf(codeDenied, "no such room, or the capability is wrong")
+	}
+	if !h.withinBudgetLocked() {
+		h.stats.refusedJoins.Add(1)
+		return h.mem.refuse(refusedMemJoin)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

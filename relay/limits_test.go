@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"strings"
+	"time"
 	"testing"
 
 	"github.com/gorilla/websocket"
@@ -61,5 +62,33 @@ func TestControlTooLargeSaysItsSize(t *testing.T) {
 	rc.write(text(`{"t":"create","id":2}`)) // the connection goes on
 	if r := rc.reply(); r["t"] != "joined" {
 		t.Fatalf("got %v, want joined", r)
+	}
+}
+
+// TestIncompleteMessageKeptAliveByPings: a message left unfinished while the client keeps the connection
+// alive with pings holds its buffer only for the message timeout; then the connection is closed with 1008.
+func TestIncompleteMessageKeptAliveByPings(t *testing.T) {
+	tr := startRelay(t, relay.Config{MessageTimeout: 300 * time.Millisecond})
+	rc := tr.dialRaw(t)
+	rc.write(frame(false, websocket.BinaryMessage, make([]byte, 60<<10)))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := rc.nc.Write(frame(true, websocket.PingMessage, nil)); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	if code := rc.closed(); code != websocket.ClosePolicyViolation {
+		t.Fatalf("closed with %d, want 1008", code)
+	}
+	if n := tr.srv.Stats().Drops["incomplete"]; n != 1 {
+		t.Fatalf("%d incomplete drops, want 1", n)
 	}
 }

@@ -45,6 +45,9 @@ var (
 		newDesc("refused_joins_total", "Join requests refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedJoins) }),
 		newDesc("refused_resumes_total", "Resume requests refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedResumes) }),
 		newDesc("refused_rooms_total", "Room creations refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedRooms) }),
+		newDesc("memory_held_bytes", "Bytes counted against the memory budget: buffers held for clients (capacity), 16 KiB per connection, and what Config.ExtraHeld reports.", gauge, func(s *Snapshot) float64 { return float64(s.MemoryHeld) }),
+		newDesc("memory_budget_bytes", "The memory budget (--max-memory).", gauge, func(s *Snapshot) float64 { return float64(s.MemoryBudget) }),
+		newDesc("memory_shed_total", "Room log entries every attached member had been sent, released early while over the memory budget.", counter, func(s *Snapshot) float64 { return float64(s.MemoryShed) }),
 		newDesc("refused_requests_total", "Control messages refused as malformed or unknown.", counter, func(s *Snapshot) float64 { return float64(s.RefusedRequests) }),
 	}
 
@@ -52,6 +55,8 @@ var (
 		"Frames or connections the relay dropped, by reason.", []string{"reason"}, nil)
 	refusedHandshakesDesc = prometheus.NewDesc("cleanrelay_refused_handshakes_total",
 		"HTTP requests and WebSocket handshakes refused, by reason.", []string{"reason"}, nil)
+	memoryRefusalsDesc = prometheus.NewDesc("cleanrelay_memory_refusals_total",
+		"Requests and frames refused with over_memory, by what was refused (create, join, frame).", []string{"reason"}, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -61,6 +66,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- dropsDesc
 	ch <- refusedHandshakesDesc
+	ch <- memoryRefusalsDesc
 }
 
 // Collect implements prometheus.Collector. The label values are the fixed reason names of stats.go, so a
@@ -75,5 +81,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, reason := range refusalNames {
 		ch <- prometheus.MustNewConstMetric(refusedHandshakesDesc, counter, float64(snap.RefusedHandshakes[reason]), reason)
+	}
+	for _, what := range memoryRefusalNames {
+		ch <- prometheus.MustNewConstMetric(memoryRefusalsDesc, counter, float64(snap.MemoryRefusals[what]), what)
 	}
 }

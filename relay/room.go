@@ -3,7 +3,9 @@ package relay
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 type entryKind uint8
@@ -42,8 +44,13 @@ type roomLog struct {
 	n     int    // entries held
 	tail  uint64 // seq of the oldest entry held; head+1 when empty
 	head  uint64 // seq of the newest entry ever appended; 0 before the first
-	bytes int    // payload bytes held
+	bytes int    // bytes of the frame buffers held (their capacity, which the pool rounds up)
+
+	held *atomic.Int64 // the relay's memory account (budget.held), which the log's buffers are counted in
 }
+
+// entrySize is what one slot of the ring costs.
+const entrySize = int64(unsafe.Sizeof(entry{}))
 
 func (l *roomLog) push(e entry, limit int) {
 	if l.n == len(l.ring) {
@@ -53,6 +60,7 @@ func (l *roomLog) push(e entry, limit int) {
 		for i := range l.n {
 			grown[i] = l.ring[(l.start+i)%len(l.ring)]
 		}
+		l.held.Add(int64(size-len(l.ring)) * entrySize)
 		l.ring, l.start = grown, 0
 	}
 	l.head++
@@ -63,7 +71,8 @@ func (l *roomLog) push(e entry, limit int) {
 	l.ring[(l.start+l.n)%len(l.ring)] = e
 	l.n++
 	if e.data != nil {
-		l.bytes += len(e.data.b)
+		l.bytes += cap(e.data.b)
+		l.held.Add(int64(cap(e.data.b)))
 	}
 }
 
@@ -80,7 +89,8 @@ func (l *roomLog) popFront() entry {
 	l.n--
 	l.tail++
 	if e.data != nil {
-		l.bytes -= len(e.data.b)
+		l.bytes -= cap(e.data.b)
+		l.held.Add(-int64(cap(e.data.b)))
 	}
 	return e
 }
@@ -91,6 +101,7 @@ func (l *roomLog) wipe() {
 		e := l.popFront()
 		putBuf(e.data)
 	}
+	l.held.Add(-int64(len(l.ring)) * entrySize)
 	l.ring = nil
 }
 
@@ -153,10 +164,13 @@ func (r *room) appendLocked(e entry) {
 	cfg := &r.hub.cfg
 	size := 0
 	if e.data != nil {
-		size = len(e.data.b)
+		size = cap(e.data.b)
 	}
 	for r.log.n > 0 && (r.log.n >= cfg.RoomBuffer || r.log.bytes+size > cfg.RoomBufferBytes) {
 		r.evictLocked()
+	}
+	if r.hub.mem.over() {
+		r.shedLocked()
 	}
 	r.log.push(e, cfg.RoomBuffer)
 	for _, m := range r.members {
@@ -244,7 +258,7 @@ func (r *room) crowdsOutLocked(m *member, size int) bool {
 		}
 		n--
 		if e.data != nil {
-			bytes -= len(e.data.b)
+			bytes -= cap(e.data.b)
 		}
 	}
 	return false
@@ -260,14 +274,12 @@ func (r *room) presenceLocked(m *member, ev presenceEvent, timeout bool) {
 	r.trimLocked()
 }
 
-// forward appends a frame sent by m on c. It returns false when m is no longer attached to c (the room was
-// burned or the member resumed elsewhere in the meantime), or c was killed while the frame waited; the payload
-// is then not forwarded.
+// forward appends a frame sent by m on c, or says why it did not (forwardResult).
 //
 // A member's own frames never push out of the log entries its own writer has not yet sent it (protocol §5):
 // the frame waits until that writer has caught up, which slows the reading of this connection only. The
 // writer catches up, or misses its write deadline and the connection is killed.
-func (r *room) forward(m *member, c *conn, payload []byte) bool {
+func (r *room) forward(m *member, c *conn, payload []byte) forwardResult {
 	b := getBuf(len(payload))
 	copyWords(b.b, payload) // not copy: see registers.go
 	var wait *time.Timer
@@ -276,9 +288,14 @@ func (r *room) forward(m *member, c *conn, payload []byte) bool {
 		if r.closed || m.conn != c {
 			r.mu.Unlock()
 			putBuf(b)
-			return false
+			return forwardNotMember
 		}
-		if !r.crowdsOutLocked(m, len(b.b)) {
+		if r.hub.mem.over() && r.unsentBytesLocked() >= r.hub.cfg.RoomBufferBytes/4 {
+			r.mu.Unlock()
+			putBuf(b)
+			return forwardOverMemory
+		}
+		if !r.crowdsOutLocked(m, cap(b.b)) {
 			break
 		}
 		r.mu.Unlock()
@@ -293,14 +310,56 @@ func (r *room) forward(m *member, c *conn, payload []byte) bool {
 		case <-wait.C:
 		case <-c.done:
 			putBuf(b)
-			return false
+			return forwardKilled
 		}
 	}
 	defer r.mu.Unlock()
 	m.in++
 	r.appendLocked(entry{kind: entryFrame, from: m.id, data: b})
 	r.trimLocked()
-	return true
+	return forwarded
+}
+
+// forwardResult is what became of a frame (forward).
+type forwardResult int
+
+const (
+	forwarded         forwardResult = iota
+	forwardNotMember                // m is no longer attached to c: the room was burned, or m resumed elsewhere
+	forwardKilled                   // c was killed while the frame waited for c's writer
+	forwardOverMemory               // refused: the relay is over its memory budget and the room holds much unsent
+)
+
+// shedLocked releases, while the relay is over its memory budget, the oldest entries that every attached
+// member has been sent (or sent itself): only a member's resume would need them, and it is told lost.
+func (r *room) shedLocked() {
+	for r.log.n > 0 {
+		e := r.log.at(r.log.tail)
+		for _, m := range r.members {
+			if m.conn != nil && m.next <= e.seq && !(e.kind == entryFrame && e.from == m.id) {
+				return
+			}
+		}
+		r.hub.mem.shed.Add(1)
+		putBuf(r.popLocked().data)
+	}
+}
+
+// unsentBytesLocked returns the bytes of the log's frames that some attached member has not yet been sent.
+func (r *room) unsentBytesLocked() int {
+	first := r.log.head + 1
+	for _, m := range r.members {
+		if m.conn != nil {
+			first = min(first, max(m.next, r.log.tail))
+		}
+	}
+	n := 0
+	for seq := first; seq <= r.log.head; seq++ {
+		if e := r.log.at(seq); e.data != nil {
+			n += cap(e.data.b)
+		}
+	}
+	return n
 }
 
 // writerCatchUp is how often a frame that waits for its sender's own writer (forward) looks again.

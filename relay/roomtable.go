@@ -65,3 +65,14 @@ func (h *hub) evictIdleLocked() bool {
 	}
 	return false
 }
+
+// withinBudgetLocked reports whether the relay is within its memory budget, dropping rooms with nobody
+// attached, oldest first, while it is not. hub.mu is held.
+func (h *hub) withinBudgetLocked() bool {
+	for h.mem.over() {
+		if !h.evictIdleLocked() {
+			return false
+		}
+	}
+	return true
+}

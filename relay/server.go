@@ -135,7 +135,14 @@ func (s *Server) originAllowed(r *http.Request) bool {
 
 // Stats returns the relay's aggregate counters.
 func (s *Server) Stats() Snapshot {
-	return s.stats.Snapshot()
+	snap := s.stats.Snapshot()
+	m := s.hub.mem
+	snap.MemoryHeld, snap.MemoryBudget, snap.MemoryShed = m.total(), m.max, m.shed.Load()
+	snap.MemoryRefusals = make(map[string]uint64)
+	for i := range m.refused {
+		snap.MemoryRefusals[memoryRefusalNames[i]] = m.refused[i].Load()
+	}
+	return snap
 }
 
 // Handler returns the relay's HTTP handler: the WebSocket endpoint at /ws, a health check at /healthz and the

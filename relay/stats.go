@@ -13,12 +13,15 @@ const (
 	dropNotMember                     // a frame for a channel the connection does not hold
 	dropWriteFailed                   // a write failed or missed its deadline; the connection was closed
 	dropIdle                          // a connection held no room for the idle timeout
+	dropIncomplete                    // a connection kept a message unfinished for the message timeout
+	dropOverMemory                    // a frame refused while the relay was over its memory budget
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	dropSlow: "slow", dropEvicted: "evicted", dropOversize: "oversize", dropBadFrame: "bad_frame",
 	dropNotMember: "not_member", dropWriteFailed: "write_failed", dropIdle: "idle",
+	dropIncomplete: "incomplete", dropOverMemory: "over_memory",
 }
 
 // Stats are the relay's aggregate counters. Nothing in them is per user or per room.
@@ -68,9 +71,16 @@ type Snapshot struct {
 	RefusedJoins, RefusedResumes uint64
 	RefusedRooms                 uint64
 	RefusedRequests              uint64
-	// Drops and RefusedHandshakes are keyed by reason name.
+	// MemoryHeld is what counts against the memory budget now (Config.MaxMemory, MemoryBudget): buffers,
+	// the per-connection estimate and Config.ExtraHeld. MemoryShed counts log entries released early under
+	// pressure.
+	MemoryHeld, MemoryBudget int64
+	MemoryShed               uint64
+	// Drops and RefusedHandshakes are keyed by reason name, MemoryRefusals by what was refused (create, join,
+	// frame).
 	Drops             map[string]uint64
 	RefusedHandshakes map[string]uint64
+	MemoryRefusals    map[string]uint64
 }
 
 // Snapshot returns the current counters.

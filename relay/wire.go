@@ -34,6 +34,8 @@ const (
 	codeBadToken     = "bad_token"
 	codeBusy         = "busy"
 	codeControlSize  = "control_too_large"
+	codeOverMemory   = "over_memory"
+	codeAlreadyIn    = "already_member"
 )
 
 // protoError is an error reply: a code from the table above and a message for people.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -49,11 +50,24 @@ type wsReader struct {
 
 	frameLen int64 // the payload length of the frame in progress
 
-	msgType int    // the data message in progress: 0 (none), websocket.TextMessage or BinaryMessage
-	msgLen  int64  // its length so far, against the read limit
-	store   int    // how many of its bytes are kept
-	msg     *buf   // its bytes so far, up to store
-	ctrl    []byte // the payload of the control frame in progress
+	msgType  int       // the data message in progress: 0 (none), websocket.TextMessage or BinaryMessage
+	msgLen   int64     // its length so far, against the read limit
+	msgStart time.Time // when its first frame came
+	store    int       // how many of its bytes are kept
+	msg      *buf      // its bytes so far, up to store
+	ctrl     []byte    // the payload of the control frame in progress
+
+	held *atomic.Int64 // the relay's memory account, which msg is counted in (static)
+}
+
+// takeMsg hands over the message buffer and uncounts it.
+func (r *wsReader) takeMsg() *buf {
+	b := r.msg
+	r.msg = nil
+	if b != nil {
+		r.held.Add(-int64(cap(b.b)))
+	}
+	return b
 }
 
 // headerLen is the length of the header being read, as far as its first two bytes tell.
@@ -73,8 +87,7 @@ func (r *wsReader) headerLen() int {
 
 // release zeroes and returns the buffers of a message or control frame in progress.
 func (r *wsReader) release() {
-	putBuf(r.msg)
-	r.msg = nil
+	putBuf(r.takeMsg())
 	clear(r.ctrl)
 	r.ctrl = nil
 }
@@ -136,6 +149,11 @@ func (c *conn) startFrame() bool {
 	if b0&0x70 != 0 {
 		return c.protocolError("reserved bits set without an extension")
 	}
+	if r.msgType != 0 && time.Since(r.msgStart) > c.srv.cfg.MessageTimeout {
+		c.srv.stats.drop(dropIncomplete)
+		c.kill(closeIncomplete)
+		return false
+	}
 	op, fin := b0&0x0f, b0&0x80 != 0
 	length, off := int64(b1&0x7f), 2
 	switch length {
@@ -165,7 +183,7 @@ func (c *conn) startFrame() bool {
 			if r.msgType != 0 {
 				return c.protocolError("new message before the last one ended")
 			}
-			r.msgType, r.msgLen = int(op), 0
+			r.msgType, r.msgLen, r.msgStart = int(op), 0, time.Now()
 		}
 		r.msgLen += length
 		limit := int64(sendHeaderLen + c.srv.cfg.MaxFrame)
@@ -200,11 +218,12 @@ func (r *wsReader) growMessage(n int) {
 	}
 	b := getBuf(n)
 	b.b = b.b[:0]
-	if r.msg != nil {
-		b.b = b.b[:copyWords(b.b[:n], r.msg.b)]
-		putBuf(r.msg)
+	if old := r.takeMsg(); old != nil {
+		b.b = b.b[:copyWords(b.b[:n], old.b)]
+		putBuf(old)
 	}
 	r.msg = b
+	r.held.Add(int64(cap(b.b)))
 }
 
 // endFrame acts on a frame whose payload is complete.
@@ -240,8 +259,8 @@ func (c *conn) endFrame() bool {
 		if !r.fin {
 			return r.frameLen >= minFreeFragment || c.pace()
 		}
-		typ, msg, n := r.msgType, r.msg, r.msgLen
-		r.msgType, r.msg = 0, nil
+		typ, msg, n := r.msgType, r.takeMsg(), r.msgLen
+		r.msgType = 0
 		ok := c.handleMessage(typ, msg.b, n)
 		putBuf(msg)
 		return ok
