@@ -2,8 +2,8 @@ package relay_test
 
 import (
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
