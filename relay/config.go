@@ -100,6 +100,9 @@ type Config struct {
 	AckDelay time.Duration
 }
 
+// DefaultConfig returns the configuration Config{} stands for: every field at its default.
+func DefaultConfig() Config { return Config{}.withDefaults() }
+
 // DefaultMaxMemory is MaxMemory's default on this machine: half of its memory (or of its control group's
 // limit), 1 GiB if it cannot tell.
 func DefaultMaxMemory() int64 {

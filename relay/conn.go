@@ -175,6 +175,18 @@ func (c *conn) freeChannel() (byte, *protoError) {
 	return 0, errorf(codeTooManyRooms, "no free channel")
 }
 
+// holds reports whether c holds a membership of r.
+func (c *conn) holds(r *room) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ref := range c.chans {
+		if ref.m.room == r {
+			return true
+		}
+	}
+	return false
+}
+
 // find returns the member on channel ch, or nil. c.mu is held.
 func (c *conn) find(ch byte) *member {
 	for _, r := range c.chans {

@@ -145,6 +145,9 @@ func (h *hub) join(c *conn, reqID uint64, id, capability *wireSecret) *protoErro
 		h.stats.refusedJoins.Add(1)
 		return h.mem.refuse(refusedMemJoin)
 	}
+	if c.holds(r) {
+		return errorf(codeAlreadyIn, "this connection is already a member of that room")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.allow) > 0 {

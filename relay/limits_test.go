@@ -92,3 +92,26 @@ func TestIncompleteMessageKeptAliveByPings(t *testing.T) {
 		t.Fatalf("%d incomplete drops, want 1", n)
 	}
 }
+
+// TestJoinTwiceIsAlreadyMember: a connection that joins a room it already holds is told so, not that the
+// room is full, and nothing changes.
+func TestJoinTwiceIsAlreadyMember(t *testing.T) {
+	tr := startRelay(t, relay.Config{})
+	a, b, ra, rb := tr.pair(t)
+	_, err := b.Join(ctx10s(t), ra.ID, ra.Cap)
+	wantError(t, err, "already_member")
+	big := tr.dial(t, nil)
+	r3 := mustCreate(t, big, 3)
+	_, err = big.Join(ctx10s(t), r3.ID, r3.Cap) // a free place, but this connection holds one already
+	wantError(t, err, "already_member")
+	exchange(t, a, b, ra, rb)
+}
+
+// TestHelloSaysTheLimits: hello carries what a client must know to follow the protocol (docs/protocol.md §4.1).
+func TestHelloSaysTheLimits(t *testing.T) {
+	tr := startRelay(t, relay.Config{IdleTimeout: 90 * time.Second, RateFrames: 500, RateBurst: 20, AckDelay: 150 * time.Millisecond})
+	h := tr.dial(t, nil).Hello()
+	if h.Idle != 90 || h.Rate != 500 || h.Burst != 20 || h.AckDelay != 150 || h.Buffer != 256 || h.AckEvery != 32 {
+		t.Fatalf("hello %+v, want idle 90, rate 500, burst 20, ackDelay 150, buffer 256, ackEvery 32", h)
+	}
+}

@@ -80,7 +80,9 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 	s.hello = newObj(nil, "hello").num("v", 1).num("maxFrame", uint64(cfg.MaxFrame)).
 		num("maxMembers", uint64(cfg.MaxMembers)).num("maxRooms", uint64(cfg.MaxRoomsPerConn)).
 		num("buffer", uint64(cfg.RoomBuffer)).num("bufferBytes", uint64(cfg.RoomBufferBytes)).num("grace", uint64(cfg.Grace.Seconds())).
-		num("ackEvery", uint64(cfg.AckEvery)).num("ackDelay", uint64(cfg.AckDelay.Milliseconds())).done()
+		num("ackEvery", uint64(cfg.AckEvery)).num("ackDelay", uint64(cfg.AckDelay.Milliseconds())).
+		num("idle", uint64(cfg.IdleTimeout.Seconds())).float("rate", cfg.RateFrames).num("burst", uint64(cfg.RateBurst)).
+		done()
 	return s, nil
 }
 

@@ -153,6 +153,12 @@ func (o jsonObj) num(k string, v uint64) jsonObj {
 	return o
 }
 
+func (o jsonObj) float(k string, v float64) jsonObj {
+	o = o.key(k)
+	o.b = strconv.AppendFloat(o.b, v, 'f', -1, 64)
+	return o
+}
+
 // id appends the request id, which is omitted when the client sent none.
 func (o jsonObj) id(v uint64) jsonObj {
 	if v == 0 {

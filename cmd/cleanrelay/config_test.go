@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay"
 )
 
 func TestEnvName(t *testing.T) {
@@ -92,6 +95,13 @@ func TestInvalidValuesNameTheFlag(t *testing.T) {
 		{"rate", "fast"},
 		{"rate", "-2"},
 		{"rate-burst", "-1"},
+		{"rate", "0"},
+		{"max-memory", "lots"},
+		{"max-memory", "-1"},
+		{"max-memory", "1MiB"},
+		{"orphan-grace", "10m"},
+		{"message-timeout", "-1s"},
+		{"ack-delay", "1h"},
 		{"admin-listen", "0.0.0.0:9090"},
 		{"admin-listen", "nonsense"},
 		{"https-listen", "nonsense"},
@@ -204,5 +214,22 @@ func TestStartupValuesNameTheFlag(t *testing.T) {
 				t.Fatalf("exit %v, stderr %q: want one line naming --%s and %s", err, out, tt.flag, envName(tt.flag))
 			}
 		})
+	}
+}
+
+// TestMaxMemoryFlag: --max-memory takes bytes or a binary suffix, and defaults to the relay's default.
+func TestMaxMemoryFlag(t *testing.T) {
+	for arg, want := range map[string]int64{"": relay.DefaultMaxMemory(), "536870912": 512 << 20, "512MiB": 512 << 20, "2GiB": 2 << 30} {
+		args := []string{"--local-only"}
+		if arg != "" {
+			args = append(args, "--max-memory", arg)
+		}
+		f, err := parseServeFlags(args, io.Discard)
+		if err != nil {
+			t.Fatalf("%q: %v", arg, err)
+		}
+		if f.cfg.MaxMemory != want {
+			t.Fatalf("--max-memory %q gave %d, want %d", arg, f.cfg.MaxMemory, want)
+		}
 	}
 }
