@@ -88,3 +88,30 @@ func TestMemoryBudgetShedsAndRefusesFrames(t *testing.T) {
 		t.Fatalf("refusals %v, drops %v; want frame refusals counted", s.MemoryRefusals, s.Drops)
 	}
 }
+
+// TestUnackedRoomsStayWithinBudget: rooms whose receivers read but never acknowledge fill their buffers with
+// 4,097-byte frames (8 KiB each as held); with a budget below what they would hold, the relay's account stays
+// within the budget and every receiver gets every frame.
+func TestUnackedRoomsStayWithinBudget(t *testing.T) {
+	const rooms, budget = 24, 16 << 20 // unbounded, 24 rooms would hold 24 MiB of buffers
+	tr := startRelay(t, relay.Config{MaxMemory: budget})
+	payload := make([]byte, 4097)
+	for range rooms {
+		a, b, ra, _ := tr.pair(t)
+		for i := range 140 { // more than the 128 buffers of 8 KiB that fill 1 MiB
+			payload[0] = byte(i)
+			a.Send(ra.Ch, payload)
+			if ev := nextFrame(t, b); ev.Payload[0] != byte(i) {
+				t.Fatalf("b got frame %d, want %d", ev.Payload[0], i)
+			}
+		}
+		if s := tr.srv.Stats(); s.MemoryHeld > budget+64<<10 {
+			t.Fatalf("the relay holds %d bytes, over its budget of %d", s.MemoryHeld, budget)
+		}
+	}
+	s := tr.srv.Stats()
+	t.Logf("held %d of %d bytes; %d entries shed; drops %v", s.MemoryHeld, s.MemoryBudget, s.MemoryShed, s.Drops)
+	if s.MemoryShed == 0 || s.Lost != 0 {
+		t.Fatalf("shed %d, lost %d; want some shed and nothing lost", s.MemoryShed, s.Lost)
+	}
+}

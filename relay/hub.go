@@ -27,10 +27,11 @@ type hub struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	rooms  wipedTable[roomID, room]
-	tokens wipedTable[[32]byte, member] // by the SHA-256 of the resume token
-	idle   idleRooms
-	closed bool
+	rooms     wipedTable[roomID, room]
+	tokens    wipedTable[[32]byte, member] // by the SHA-256 of the resume token
+	idle      idleRooms
+	lastSweep time.Time // the last shedAllLocked
+	closed    bool
 }
 
 func newHub(cfg Config, stats *Stats, log *slog.Logger) *hub {

@@ -345,21 +345,23 @@ func (r *room) shedLocked() {
 	}
 }
 
-// unsentBytesLocked returns the bytes of the log's frames that some attached member has not yet been sent.
+// unsentBytesLocked returns the most bytes of frames the log holds that one attached member has not yet been
+// sent (its own frames, which it is never sent, aside).
 func (r *room) unsentBytesLocked() int {
-	first := r.log.head + 1
+	most := 0
 	for _, m := range r.members {
-		if m.conn != nil {
-			first = min(first, max(m.next, r.log.tail))
+		if m.conn == nil {
+			continue
 		}
-	}
-	n := 0
-	for seq := first; seq <= r.log.head; seq++ {
-		if e := r.log.at(seq); e.data != nil {
-			n += cap(e.data.b)
+		n := 0
+		for seq := max(m.next, r.log.tail); seq <= r.log.head; seq++ {
+			if e := r.log.at(seq); e.data != nil && e.from != m.id {
+				n += cap(e.data.b)
+			}
 		}
+		most = max(most, n)
 	}
-	return n
+	return most
 }
 
 // writerCatchUp is how often a frame that waits for its sender's own writer (forward) looks again.

@@ -1,6 +1,9 @@
 package relay
 
-import "container/list"
+import (
+	"container/list"
+	"time"
+)
 
 // How the room table stays open to new rooms when clients leave rooms behind (docs/protocol.md §6): a room in
 // which nobody is attached any more costs the relay memory and a place in the table, yet nobody uses it until
@@ -71,8 +74,26 @@ func (h *hub) evictIdleLocked() bool {
 func (h *hub) withinBudgetLocked() bool {
 	for h.mem.over() {
 		if !h.evictIdleLocked() {
-			return false
+			return h.shedAllLocked()
 		}
 	}
 	return true
+}
+
+// shedSweepEvery bounds how often a request over the budget makes every room shed (shedAllLocked), which
+// costs a look at every room.
+const shedSweepEvery = 100 * time.Millisecond
+
+// shedAllLocked makes every room release what only a resume would need, at most every shedSweepEvery, and
+// reports whether the relay is then within its budget. hub.mu is held.
+func (h *hub) shedAllLocked() bool {
+	if now := time.Now(); now.Sub(h.lastSweep) >= shedSweepEvery {
+		h.lastSweep = now
+		h.rooms.each(func(r *room) {
+			r.mu.Lock()
+			r.shedLocked()
+			r.mu.Unlock()
+		})
+	}
+	return !h.mem.over()
 }
