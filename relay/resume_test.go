@@ -181,9 +181,10 @@ func TestResumeTakesOverALiveConnection(t *testing.T) {
 
 // TestFrozenReader: a member that stops reading must not delay its room's other members nor other rooms. It
 // falls a buffer behind (counted as slow), its connection is closed when a write misses the write deadline, and
-// its peers see it go away.
+// its peers see it go away. The deadline is long enough for the sender, paced by the healthy member, to send a
+// buffer's worth first on a loaded machine.
 func TestFrozenReader(t *testing.T) {
-	tr := startRelay(t, relay.Config{RoomBuffer: 64, RoomBufferBytes: 8 << 20, WriteTimeout: 300 * time.Millisecond, RateFrames: 1e6, RateBurst: 1e6})
+	tr := startRelay(t, relay.Config{RoomBuffer: 64, RoomBufferBytes: 8 << 20, WriteTimeout: 5 * time.Second, RateFrames: 1e6, RateBurst: 1e6})
 	sender := tr.dial(t, nil)
 	room := mustCreate(t, sender, 3)
 	// The frozen member's socket has tiny kernel buffers and its program takes no events at all.
