@@ -1,8 +1,6 @@
 package relay_test
 
 import (
-	"context"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,13 +49,7 @@ func TestMemoryBudgetShedsAndRefusesFrames(t *testing.T) {
 	// A receiver that does not read, with small kernel buffers.
 	sender := tr.dial(t, nil)
 	rs := mustCreate(t, sender, 0)
-	frozen := tr.dial(t, &client.Options{Events: 1, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}})
+	frozen := tr.dial(t, frozenOptions())
 	mustJoin(t, frozen, rs.ID, rs.Cap)
 	extra.Store(budget)
 	time.Sleep(150 * time.Millisecond)

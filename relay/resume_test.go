@@ -1,10 +1,8 @@
 package relay_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -188,13 +186,7 @@ func TestFrozenReader(t *testing.T) {
 	sender := tr.dial(t, nil)
 	room := mustCreate(t, sender, 3)
 	// The frozen member's socket has tiny kernel buffers and its program takes no events at all.
-	frozen := tr.dial(t, &client.Options{Events: 1, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}})
+	frozen := tr.dial(t, frozenOptions())
 	rf := mustJoin(t, frozen, room.ID, room.Cap)
 	healthy := tr.dial(t, nil)
 	mustJoin(t, healthy, room.ID, room.Cap)
