@@ -280,3 +280,39 @@ func BenchmarkConnectAuth(b *testing.B) {
 	}
 	b.ReportMetric(r.Connect.PerS, "conns/s")
 }
+
+// TestSoak: a shrunk soak against a relay with its default limits and a small room table: the honest rooms
+// lose nothing while every flood runs, and a new user can create a room at every sample.
+func TestSoak(t *testing.T) {
+	srv, err := relay.New(relay.Config{MaxRooms: 40, MaxConns: 400}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	srv.AllowHost(hs.Listener.Addr().String())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+		hs.Close()
+	})
+	s := Attach("relay", "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", os.Getpid())
+	var floods []Flood
+	for _, name := range FloodNames() {
+		floods = append(floods, Floods[name])
+	}
+	r, err := Soak(context.Background(), s, SoakConfig{Idle: 10, Rooms: 4, Rate: 20, Size: 64, Duration: 3 * time.Second,
+		Sample: 500 * time.Millisecond, Floods: floods, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkJSON(t, r, "soak")
+	k := r.Soak
+	t.Logf("%+v; relay %+v", *k, srv.Stats())
+	if k.Lost != 0 || k.Duplicated != 0 || k.Reordered != 0 || k.LostNotices != 0 || r.Errors != 0 {
+		t.Fatalf("honest rooms: lost %d, duplicated %d, reordered %d, lost notices %d, errors %d", k.Lost, k.Duplicated, k.Reordered, k.LostNotices, r.Errors)
+	}
+	if k.CreateProbes == 0 || k.CreateFailed != 0 || k.FloodOps == 0 {
+		t.Fatalf("%d of %d creates failed, %d flood operations", k.CreateFailed, k.CreateProbes, k.FloodOps)
+	}
+}
