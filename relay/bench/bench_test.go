@@ -33,8 +33,15 @@ func startRelay(t testing.TB) *Server { return startRelayWith(t, false) }
 // startRelayWith starts a relay in this process, with the accounts API in front of it when accounts is set.
 func startRelayWith(t testing.TB, accounts bool) *Server {
 	t.Helper()
+	return startRelayConfig(t, relay.Config{RateFrames: 1e9, RateBurst: 1 << 20}, accounts)
+}
+
+// startRelayConfig starts a relay with cfg in this process, with the accounts API in front of it when accounts
+// is set.
+func startRelayConfig(t testing.TB, cfg relay.Config, accounts bool) *Server {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	srv, err := relay.New(relay.Config{RateFrames: 1e9, RateBurst: 1 << 20}, nil, log)
+	srv, err := relay.New(cfg, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,19 +291,7 @@ func BenchmarkConnectAuth(b *testing.B) {
 // TestSoak: a shrunk soak against a relay with its default limits and a small room table: the honest rooms
 // lose nothing while every flood runs, and a new user can create a room at every sample.
 func TestSoak(t *testing.T) {
-	srv, err := relay.New(relay.Config{MaxRooms: 40, MaxConns: 400}, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	srv.AllowHost(hs.Listener.Addr().String())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Close(ctx)
-		hs.Close()
-	})
-	s := Attach("relay", "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", os.Getpid())
+	s := startRelayConfig(t, relay.Config{MaxRooms: 40, MaxConns: 400}, false)
 	var floods []Flood
 	for _, name := range FloodNames() {
 		floods = append(floods, Floods[name])
@@ -308,7 +303,7 @@ func TestSoak(t *testing.T) {
 	}
 	checkJSON(t, r, "soak")
 	k := r.Soak
-	t.Logf("%+v; relay %+v", *k, srv.Stats())
+	t.Logf("%+v", *k)
 	if k.Lost != 0 || k.Duplicated != 0 || k.Reordered != 0 || k.LostNotices != 0 || r.Errors != 0 {
 		t.Fatalf("honest rooms: lost %d, duplicated %d, reordered %d, lost notices %d, errors %d", k.Lost, k.Duplicated, k.Reordered, k.LostNotices, r.Errors)
 	}
