@@ -40,6 +40,11 @@ type Config struct {
 	// Grace is how long a member whose connection dropped keeps its place for a resume. Optional; default 2m.
 	Grace time.Duration
 
+	// OrphanGrace replaces Grace for the creator of an anonymous room that nobody else has joined yet, so that
+	// rooms created and left behind at once do not hold places in the table for a whole grace. It is long
+	// enough for a page reload. Optional; default 15s, at most Grace.
+	OrphanGrace time.Duration
+
 	// MaxRoomLifetime ends a room, whatever its activity, this long after it was created. Optional; default 24h.
 	MaxRoomLifetime time.Duration
 
@@ -73,6 +78,38 @@ type Config struct {
 	// AckEvery is how often, in entries received, clients are asked to acknowledge (sent in hello). Optional;
 	// default RoomBuffer/8, so that the acknowledgment lag of a busy room stays far from RoomBuffer.
 	AckEvery int
+
+	// MaxMemory is the relay's memory budget in bytes: past it, it refuses new rooms and joins with
+	// over_memory, drops rooms with nobody attached, sheds what room logs keep only for a resume, and refuses
+	// frames into rooms that still hold a quarter of their buffer unsent (docs/operations.md, "Memory").
+	// Optional; default half of the machine's memory (or of its control group's limit, if lower), 1 GiB where
+	// the relay cannot tell; at least 16 MiB.
+	MaxMemory int64
+
+	// ExtraHeld, if set, returns bytes held by other parts of the process (the key directory's HeldBytes),
+	// counted against MaxMemory with the relay's own. It is called at most every 100 ms, from any goroutine,
+	// and must not block. Optional.
+	ExtraHeld func() int64
+
+	// MessageTimeout closes (1008 "incomplete") a connection that keeps a message unfinished for this long,
+	// so that a fragment held open by pings does not hold its buffer for ever. Optional; default 30s.
+	MessageTimeout time.Duration
+
+	// AckDelay is how long after receiving an entry it has not acknowledged a client is asked to acknowledge
+	// at the latest (sent in hello, in milliseconds). Optional; default 100ms, at most Grace.
+	AckDelay time.Duration
+}
+
+// DefaultConfig returns the configuration Config{} stands for: every field at its default.
+func DefaultConfig() Config { return Config{}.withDefaults() }
+
+// DefaultMaxMemory is MaxMemory's default on this machine: half of its memory (or of its control group's
+// limit), 1 GiB if it cannot tell.
+func DefaultMaxMemory() int64 {
+	if m := machineMemory(); m > 0 {
+		return m / 2
+	}
+	return 1 << 30
 }
 
 // maxControl is the largest text (control) message a client may send. It is part of the protocol, not a knob.
@@ -99,6 +136,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxRooms, 10000)
 	def(&c.MaxConns, 10000)
 	defDur(&c.Grace, 2*time.Minute)
+	defDur(&c.OrphanGrace, min(15*time.Second, c.Grace))
 	defDur(&c.MaxRoomLifetime, 24*time.Hour)
 	defDur(&c.IdleTimeout, 2*time.Minute)
 	defDur(&c.HandshakeTimeout, 10*time.Second)
@@ -110,6 +148,11 @@ func (c Config) withDefaults() Config {
 	}
 	def(&c.RateBurst, c.RoomBuffer/4)
 	def(&c.AckEvery, c.RoomBuffer/8)
+	defDur(&c.AckDelay, min(100*time.Millisecond, c.Grace))
+	defDur(&c.MessageTimeout, 30*time.Second)
+	if c.MaxMemory == 0 {
+		c.MaxMemory = DefaultMaxMemory()
+	}
 	return c
 }
 
@@ -131,11 +174,15 @@ func (c Config) Validate() error {
 	check(c.MaxRooms >= 1, "max rooms must be at least 1, got %d", c.MaxRooms)
 	check(c.MaxConns >= 1, "max connections must be at least 1, got %d", c.MaxConns)
 	check(c.Grace > 0, "grace must be positive, got %v", c.Grace)
+	check(c.OrphanGrace > 0 && c.OrphanGrace <= c.Grace, "orphan grace must be positive and at most grace (%v), got %v", c.Grace, c.OrphanGrace)
 	check(c.MaxRoomLifetime > 0, "max room lifetime must be positive, got %v", c.MaxRoomLifetime)
 	check(c.PingPeriod > 0 && c.PingPeriod < c.PongWait, "ping period (%v) must be positive and shorter than pong wait (%v)", c.PingPeriod, c.PongWait)
 	check(c.WriteTimeout > 0, "write timeout must be positive, got %v", c.WriteTimeout)
 	check(c.RateFrames > 0, "rate must be positive, got %v", c.RateFrames)
 	check(c.RateBurst >= 1, "rate burst must be at least 1, got %d", c.RateBurst)
 	check(c.AckEvery >= 1 && c.AckEvery <= c.RoomBuffer, "ack interval must be 1..room buffer (%d), got %d", c.RoomBuffer, c.AckEvery)
+	check(c.MaxMemory >= 16<<20, "max memory must be at least 16 MiB, got %d bytes", c.MaxMemory)
+	check(c.MessageTimeout > 0, "message timeout must be positive, got %v", c.MessageTimeout)
+	check(c.AckDelay >= time.Millisecond && c.AckDelay <= c.Grace, "ack delay must be 1ms..grace (%v), got %v", c.Grace, c.AckDelay)
 	return errors.Join(errs...)
 }

@@ -21,6 +21,8 @@ var (
 	closeSlow     = closeReason{websocket.ClosePolicyViolation, "slow"}
 	closeIdle     = closeReason{websocket.ClosePolicyViolation, "idle"}
 	closeRevoked  = closeReason{websocket.ClosePolicyViolation, "revoked"}
+	// closeIncomplete: a message kept unfinished for Config.MessageTimeout.
+	closeIncomplete = closeReason{websocket.ClosePolicyViolation, "incomplete"}
 )
 
 // closeWait bounds the polite close frame at the end of a connection.
@@ -102,6 +104,7 @@ func newConn(s *Server, ws *websocket.Conn, id Identity) *conn {
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		lastRoom: now,
 		limiter:  tokenBucket{rate: s.cfg.RateFrames, burst: float64(s.cfg.RateBurst), tokens: float64(s.cfg.RateBurst), last: now},
+		rd:       wsReader{held: &s.hub.mem.held},
 	}
 }
 
@@ -173,6 +176,18 @@ func (c *conn) freeChannel() (byte, *protoError) {
 		}
 	}
 	return 0, errorf(codeTooManyRooms, "no free channel")
+}
+
+// holds reports whether c holds a membership of r.
+func (c *conn) holds(r *room) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ref := range c.chans {
+		if ref.m.room == r {
+			return true
+		}
+	}
+	return false
 }
 
 // find returns the member on channel ch, or nil. c.mu is held.
@@ -320,7 +335,18 @@ func (c *conn) handleFrame(msg []byte) {
 	c.mu.Lock()
 	m := c.find(ch)
 	c.mu.Unlock()
-	if m == nil || !m.room.forward(m, c, msg[sendHeaderLen:]) {
+	res := forwardNotMember
+	if m != nil {
+		res = m.room.forward(m, c, msg[sendHeaderLen:])
+	}
+	switch res {
+	case forwardKilled:
+		return // killed while the frame waited: nothing more is written
+	case forwardOverMemory:
+		c.srv.stats.drop(dropOverMemory)
+		c.sendControl(appendError(nil, 0, c.srv.hub.mem.refuse(refusedMemFrame)))
+		return
+	case forwardNotMember:
 		c.srv.stats.drop(dropNotMember)
 		c.sendControl(appendError(nil, 0, errorf(codeNotMember, "channel %d is not a room of this connection", ch)))
 		return

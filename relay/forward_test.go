@@ -17,7 +17,12 @@ type forwardRig struct {
 }
 
 func newForwardRig(tb testing.TB) *forwardRig {
-	srv, err := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	return newForwardRigWith(tb, Config{}, true)
+}
+
+// newForwardRigWith makes the rig with cfg; creatorAcks says whether a acknowledges b's join.
+func newForwardRigWith(tb testing.TB, cfg Config, creatorAcks bool) *forwardRig {
+	srv, err := New(cfg, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -45,16 +50,24 @@ func newForwardRig(tb testing.TB) *forwardRig {
 	b.ctrl = nil
 	b.mu.Unlock()
 	r := ma.room
+	out := getBuf(deliverHeaderLen + srv.cfg.MaxFrame)
 	r.mu.Lock()
-	r.ackLocked(ma, r.log.head) // a has seen b join
+	if msg, _ := r.nextForLocked(ma, a, 1, out.b); msg == nil { // a's writer sends it b's join
+		tb.Fatal("a was not sent b's join")
+	}
 	r.mu.Unlock()
-	return &forwardRig{srv: srv, a: a, b: b, ma: ma, mb: mb, out: getBuf(deliverHeaderLen + srv.cfg.MaxFrame)}
+	if creatorAcks {
+		r.mu.Lock()
+		r.ackLocked(ma, r.log.head) // a has seen b join
+		r.mu.Unlock()
+	}
+	return &forwardRig{srv: srv, a: a, b: b, ma: ma, mb: mb, out: out}
 }
 
 // step forwards one frame from a to b and acknowledges it. It reports whether b got the payload.
 func (g *forwardRig) step(payload []byte) bool {
 	r := g.ma.room
-	if !r.forward(g.ma, g.a, payload) {
+	if r.forward(g.ma, g.a, payload) != forwarded {
 		return false
 	}
 	ok := false

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -69,6 +70,18 @@ func (tr *testRelay) dial(t testing.TB, opts *client.Options) *client.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// frozenOptions are the options of a client that does not read: tiny kernel buffers, and a program that takes
+// no events.
+func frozenOptions() *client.Options {
+	return &client.Options{Events: 1, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
 }
 
 // pair makes a room of two: a creates, b joins. a's presence event for b's join is consumed.

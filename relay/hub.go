@@ -23,16 +23,19 @@ type hub struct {
 	cfg   Config
 	stats *Stats
 	log   *slog.Logger
+	mem   *budget
 
 	mu sync.Mutex
 	// Guarded by mu.
-	rooms  wipedTable[roomID, room]
-	tokens wipedTable[[32]byte, member] // by the SHA-256 of the resume token
-	closed bool
+	rooms     wipedTable[roomID, room]
+	tokens    wipedTable[[32]byte, member] // by the SHA-256 of the resume token
+	idle      idleRooms
+	lastSweep time.Time // the last shedAllLocked
+	closed    bool
 }
 
 func newHub(cfg Config, stats *Stats, log *slog.Logger) *hub {
-	return &hub{cfg: cfg, stats: stats, log: log}
+	return &hub{cfg: cfg, stats: stats, log: log, mem: &budget{max: cfg.MaxMemory, extra: cfg.ExtraHeld, conns: &stats.conns}}
 }
 
 // joinedReply formats the reply to create (with the capability) and join (capability nil) into a buffer
@@ -86,12 +89,20 @@ func (h *hub) create(c *conn, reqID uint64, max int) *protoError {
 // logged-in users may join it. It draws the room's capability into capability (which the caller wipes) and
 // returns the room, or busy at the relay's room limit. hub.mu is held.
 func (h *hub) newRoomLocked(max int, allow []string, capability *secret) (*room, *protoError) {
+	if !h.closed && h.rooms.len() >= h.cfg.MaxRooms {
+		h.evictIdleLocked()
+	}
 	if h.closed || h.rooms.len() >= h.cfg.MaxRooms {
 		h.stats.refusedRooms.Add(1)
 		return nil, errorf(codeBusy, "the relay holds as many rooms as it may; try again later")
 	}
+	if !h.withinBudgetLocked() {
+		h.stats.refusedRooms.Add(1)
+		return nil, h.mem.refuse(refusedMemCreate)
+	}
 	capability.fill()
 	r := &room{hub: h, capHash: capability.hash(), max: max, allow: allow}
+	r.log.held = &h.mem.held
 	// 128 random bits do not collide in practice; the loop only keeps the table's keys unique if they did.
 	for rand.Read(r.id[:]); h.rooms.get(&r.id) != nil; rand.Read(r.id[:]) {
 	}
@@ -130,6 +141,13 @@ func (h *hub) join(c *conn, reqID uint64, id, capability *wireSecret) *protoErro
 	if len(r.allow) > 0 && !slices.Contains(r.allow, c.identity.User) {
 		h.stats.refusedJoins.Add(1)
 		return errorf(codeDenied, "no such room, or the capability is wrong")
+	}
+	if !h.withinBudgetLocked() {
+		h.stats.refusedJoins.Add(1)
+		return h.mem.refuse(refusedMemJoin)
+	}
+	if c.holds(r) {
+		return errorf(codeAlreadyIn, "this connection is already a member of that room")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -180,6 +198,7 @@ func (h *hub) addMemberLocked(c *conn, r *room, reqID uint64, capability *secret
 	m.conn, m.ch = c, ch
 	c.attach(ch, m, joinedReply(reqID, m, ch, capability, &token))
 	h.tokens.put(&m.tokenHash, m)
+	h.reindexLocked(r)
 	return nil
 }
 
@@ -234,6 +253,7 @@ func (h *hub) resume(c *conn, reqID uint64, token *wireSecret, last uint64) *pro
 	} else {
 		c.wakeUp()
 	}
+	h.reindexLocked(r)
 	return nil
 }
 
@@ -246,8 +266,13 @@ func (h *hub) away(c *conn, members []*member) {
 		r.mu.Lock()
 		if m.conn == c && !r.closed {
 			m.conn = nil
-			m.awayTimer = time.AfterFunc(h.cfg.Grace, func() { h.graceOver(m) })
+			grace := h.cfg.Grace
+			if r.orphanLocked() {
+				grace = h.cfg.OrphanGrace // nobody has the invite yet, or nobody used it
+			}
+			m.awayTimer = time.AfterFunc(grace, func() { h.graceOver(m) })
 			r.presenceLocked(m, eventAway, false)
+			h.reindexLocked(r)
 		}
 		r.mu.Unlock()
 	}
@@ -307,6 +332,7 @@ func (h *hub) removeMemberLocked(m *member, timeout bool) {
 		return
 	}
 	r.presenceLocked(m, eventLeave, timeout)
+	h.reindexLocked(r)
 }
 
 // burn ends m's room for everyone.
@@ -350,6 +376,7 @@ func (h *hub) dropRoomLocked(r *room, reason string) {
 		}
 	}
 	r.members = nil
+	h.reindexLocked(r)
 	r.log.wipe()
 	if reason == "" {
 		reason = "empty"

@@ -32,6 +32,7 @@ var (
 		newDesc("connections_total", "WebSocket connections accepted since start.", counter, func(s *Snapshot) float64 { return float64(s.ConnsTotal) }),
 		newDesc("rooms", "Rooms held now.", gauge, func(s *Snapshot) float64 { return float64(s.Rooms) }),
 		newDesc("rooms_created_total", "Rooms created since start.", counter, func(s *Snapshot) float64 { return float64(s.RoomsCreated) }),
+		newDesc("rooms_evicted_total", "Rooms with no member attached dropped to make a place for a new room in a full table.", counter, func(s *Snapshot) float64 { return float64(s.RoomsEvicted) }),
 		newDesc("frames_received_total", "Frames received from members.", counter, func(s *Snapshot) float64 { return float64(s.FramesIn) }),
 		newDesc("frames_forwarded_total", "Frames written to members.", counter, func(s *Snapshot) float64 { return float64(s.FramesOut) }),
 		newDesc("received_bytes_total", "Frame payload bytes received from members.", counter, func(s *Snapshot) float64 { return float64(s.BytesIn) }),
@@ -40,9 +41,13 @@ var (
 		newDesc("members_lost_total", "Members whose grace period ran out.", counter, func(s *Snapshot) float64 { return float64(s.Lost) }),
 		newDesc("rooms_burned_total", "Rooms a member ended at once.", counter, func(s *Snapshot) float64 { return float64(s.Burned) }),
 		newDesc("rate_limited_total", "Times a connection was read more slowly for sending too fast.", counter, func(s *Snapshot) float64 { return float64(s.RateLimited) }),
+		newDesc("own_writer_waits_total", "Frames read more slowly because their sender's own connection had not yet been sent what they would push out of the room buffer.", counter, func(s *Snapshot) float64 { return float64(s.OwnWriterWaits) }),
 		newDesc("refused_joins_total", "Join requests refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedJoins) }),
 		newDesc("refused_resumes_total", "Resume requests refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedResumes) }),
 		newDesc("refused_rooms_total", "Room creations refused.", counter, func(s *Snapshot) float64 { return float64(s.RefusedRooms) }),
+		newDesc("memory_held_bytes", "Bytes counted against the memory budget: buffers held for clients (capacity), 16 KiB per connection, and what Config.ExtraHeld reports.", gauge, func(s *Snapshot) float64 { return float64(s.MemoryHeld) }),
+		newDesc("memory_budget_bytes", "The memory budget (--max-memory).", gauge, func(s *Snapshot) float64 { return float64(s.MemoryBudget) }),
+		newDesc("memory_shed_total", "Room log entries every attached member had been sent, released early while over the memory budget.", counter, func(s *Snapshot) float64 { return float64(s.MemoryShed) }),
 		newDesc("refused_requests_total", "Control messages refused as malformed or unknown.", counter, func(s *Snapshot) float64 { return float64(s.RefusedRequests) }),
 	}
 
@@ -50,6 +55,8 @@ var (
 		"Frames or connections the relay dropped, by reason.", []string{"reason"}, nil)
 	refusedHandshakesDesc = prometheus.NewDesc("cleanrelay_refused_handshakes_total",
 		"HTTP requests and WebSocket handshakes refused, by reason.", []string{"reason"}, nil)
+	memoryRefusalsDesc = prometheus.NewDesc("cleanrelay_memory_refusals_total",
+		"Requests and frames refused with over_memory, by what was refused (create, join, frame).", []string{"reason"}, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -59,6 +66,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- dropsDesc
 	ch <- refusedHandshakesDesc
+	ch <- memoryRefusalsDesc
 }
 
 // Collect implements prometheus.Collector. The label values are the fixed reason names of stats.go, so a
@@ -73,5 +81,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, reason := range refusalNames {
 		ch <- prometheus.MustNewConstMetric(refusedHandshakesDesc, counter, float64(snap.RefusedHandshakes[reason]), reason)
+	}
+	for _, what := range memoryRefusalNames {
+		ch <- prometheus.MustNewConstMetric(memoryRefusalsDesc, counter, float64(snap.MemoryRefusals[what]), what)
 	}
 }

@@ -148,7 +148,7 @@ func TestBadInput(t *testing.T) {
 		wantCode string // the error event; "" when the connection must close instead
 		wantCl   int    // the close code when it closes
 	}{
-		{"text where binary is expected", websocket.TextMessage, func(*client.Room) []byte { return []byte{1, 0xde, 0xad, 0xbe, 0xef} }, "bad_request", 0},
+		{"text where binary is expected", websocket.TextMessage, func(*client.Room) []byte { return []byte{1, 'd', 'e', 'a', 'd'} }, "bad_request", 0},
 		{"garbage JSON", websocket.TextMessage, func(*client.Room) []byte { return []byte(`{"t":`) }, "bad_request", 0},
 		{"JSON array", websocket.TextMessage, func(*client.Room) []byte { return []byte(`["t","create"]`) }, "bad_request", 0},
 		{"type of wrong type", websocket.TextMessage, func(*client.Room) []byte { return []byte(`{"t":5}`) }, "bad_request", 0},
@@ -168,6 +168,7 @@ func TestBadInput(t *testing.T) {
 		{"resume with a forged token", websocket.TextMessage, func(*client.Room) []byte {
 			return []byte(`{"t":"resume","resume":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","last":0}`)
 		}, "bad_token", 0},
+		{"text that is not UTF-8", websocket.TextMessage, func(*client.Room) []byte { return []byte{1, 0xde, 0xad, 0xbe, 0xef} }, "", websocket.CloseInvalidFramePayloadData},
 		{"oversized frame", websocket.BinaryMessage, func(rb *client.Room) []byte { return append([]byte{rb.Ch}, make([]byte, 8193)...) }, "", websocket.CloseMessageTooBig},
 	}
 	for _, tt := range tests {

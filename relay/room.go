@@ -1,8 +1,11 @@
 package relay
 
 import (
+	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 type entryKind uint8
@@ -41,8 +44,13 @@ type roomLog struct {
 	n     int    // entries held
 	tail  uint64 // seq of the oldest entry held; head+1 when empty
 	head  uint64 // seq of the newest entry ever appended; 0 before the first
-	bytes int    // payload bytes held
+	bytes int    // bytes of the frame buffers held (their capacity, which the pool rounds up)
+
+	held *atomic.Int64 // the relay's memory account (budget.held), which the log's buffers are counted in
 }
+
+// entrySize is what one slot of the ring costs.
+const entrySize = int64(unsafe.Sizeof(entry{}))
 
 func (l *roomLog) push(e entry, limit int) {
 	if l.n == len(l.ring) {
@@ -52,6 +60,7 @@ func (l *roomLog) push(e entry, limit int) {
 		for i := range l.n {
 			grown[i] = l.ring[(l.start+i)%len(l.ring)]
 		}
+		l.held.Add(int64(size-len(l.ring)) * entrySize)
 		l.ring, l.start = grown, 0
 	}
 	l.head++
@@ -62,7 +71,8 @@ func (l *roomLog) push(e entry, limit int) {
 	l.ring[(l.start+l.n)%len(l.ring)] = e
 	l.n++
 	if e.data != nil {
-		l.bytes += len(e.data.b)
+		l.bytes += cap(e.data.b)
+		l.held.Add(int64(cap(e.data.b)))
 	}
 }
 
@@ -79,7 +89,8 @@ func (l *roomLog) popFront() entry {
 	l.n--
 	l.tail++
 	if e.data != nil {
-		l.bytes -= len(e.data.b)
+		l.bytes -= cap(e.data.b)
+		l.held.Add(-int64(cap(e.data.b)))
 	}
 	return e
 }
@@ -90,6 +101,7 @@ func (l *roomLog) wipe() {
 		e := l.popFront()
 		putBuf(e.data)
 	}
+	l.held.Add(-int64(len(l.ring)) * entrySize)
 	l.ring = nil
 }
 
@@ -113,6 +125,10 @@ type room struct {
 	nextMember uint32
 	closed     bool
 	lifeTimer  *time.Timer
+
+	// Guarded by hub.mu: the room's place in the hub's index of rooms with no member attached.
+	idle     *list.Element
+	idleList *list.List
 }
 
 // member is one place in a room. It outlives a connection while it is away.
@@ -148,10 +164,13 @@ func (r *room) appendLocked(e entry) {
 	cfg := &r.hub.cfg
 	size := 0
 	if e.data != nil {
-		size = len(e.data.b)
+		size = cap(e.data.b)
 	}
 	for r.log.n > 0 && (r.log.n >= cfg.RoomBuffer || r.log.bytes+size > cfg.RoomBufferBytes) {
 		r.evictLocked()
+	}
+	if r.hub.mem.over() {
+		r.shedLocked()
 	}
 	r.log.push(e, cfg.RoomBuffer)
 	for _, m := range r.members {
@@ -206,9 +225,14 @@ func (r *room) trimLocked() {
 	for r.log.n > 0 {
 		e := r.log.at(r.log.tail)
 		for _, m := range r.members {
-			// A member never receives its own frames, so it never acknowledges them: they count as processed.
-			if m.acked == e.seq-1 && e.kind == entryFrame && e.from == m.id {
-				m.acked = e.seq
+			// A member never receives its own frames, so it never acknowledges them: they count as processed
+			// whatever it acknowledged last (which may lie before entries the buffer bound pushed out). acked
+			// moves past them only where it is contiguous, so that a resume still reports what was pushed out.
+			if e.kind == entryFrame && e.from == m.id {
+				if m.acked == e.seq-1 {
+					m.acked = e.seq
+				}
+				continue
 			}
 			if m.acked < e.seq {
 				return
@@ -216,6 +240,28 @@ func (r *room) trimLocked() {
 		}
 		putBuf(r.popLocked().data)
 	}
+}
+
+// crowdsOutLocked reports whether appending size payload bytes would push out of the log an entry that m,
+// which is attached, has not yet been sent: its writer is behind its own reader. Entries m sent itself do not
+// count (it never receives them).
+func (r *room) crowdsOutLocked(m *member, size int) bool {
+	cfg := &r.hub.cfg
+	n, bytes, next := r.log.n, r.log.bytes, m.next
+	for seq := r.log.tail; n > 0 && (n >= cfg.RoomBuffer || bytes+size > cfg.RoomBufferBytes); seq++ {
+		e := r.log.at(seq)
+		if seq >= next {
+			if e.kind != entryFrame || e.from != m.id || next != seq {
+				return true
+			}
+			next++
+		}
+		n--
+		if e.data != nil {
+			bytes -= cap(e.data.b)
+		}
+	}
+	return false
 }
 
 // presenceLocked appends a presence event about m.
@@ -228,22 +274,98 @@ func (r *room) presenceLocked(m *member, ev presenceEvent, timeout bool) {
 	r.trimLocked()
 }
 
-// forward appends a frame sent by m on c. It returns false when m is no longer attached to c (the room was
-// burned or the member resumed elsewhere in the meantime); the payload is then not forwarded.
-func (r *room) forward(m *member, c *conn, payload []byte) bool {
+// forward appends a frame sent by m on c, or says why it did not (forwardResult).
+//
+// A member's own frames never push out of the log entries its own writer has not yet sent it (protocol §5):
+// the frame waits until that writer has caught up, which slows the reading of this connection only. The
+// writer catches up, or misses its write deadline and the connection is killed.
+func (r *room) forward(m *member, c *conn, payload []byte) forwardResult {
 	b := getBuf(len(payload))
 	copyWords(b.b, payload) // not copy: see registers.go
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed || m.conn != c {
-		putBuf(b)
-		return false
+	var wait *time.Timer
+	for {
+		r.mu.Lock()
+		if r.closed || m.conn != c {
+			r.mu.Unlock()
+			putBuf(b)
+			return forwardNotMember
+		}
+		if r.hub.mem.over() && r.unsentBytesLocked() >= r.hub.cfg.RoomBufferBytes/4 {
+			r.mu.Unlock()
+			putBuf(b)
+			return forwardOverMemory
+		}
+		if !r.crowdsOutLocked(m, cap(b.b)) {
+			break
+		}
+		r.mu.Unlock()
+		if wait == nil {
+			r.hub.stats.ownWriterWaits.Add(1)
+			wait = time.NewTimer(writerCatchUp)
+			defer wait.Stop()
+		} else {
+			wait.Reset(writerCatchUp)
+		}
+		select {
+		case <-wait.C:
+		case <-c.done:
+			putBuf(b)
+			return forwardKilled
+		}
 	}
+	defer r.mu.Unlock()
 	m.in++
 	r.appendLocked(entry{kind: entryFrame, from: m.id, data: b})
 	r.trimLocked()
-	return true
+	return forwarded
 }
+
+// forwardResult is what became of a frame (forward).
+type forwardResult int
+
+const (
+	forwarded         forwardResult = iota
+	forwardNotMember                // m is no longer attached to c: the room was burned, or m resumed elsewhere
+	forwardKilled                   // c was killed while the frame waited for c's writer
+	forwardOverMemory               // refused: the relay is over its memory budget and the room holds much unsent
+)
+
+// shedLocked releases, while the relay is over its memory budget, the oldest entries that every attached
+// member has been sent (or sent itself): only a member's resume would need them, and it is told lost.
+func (r *room) shedLocked() {
+	for r.log.n > 0 {
+		e := r.log.at(r.log.tail)
+		for _, m := range r.members {
+			if m.conn != nil && m.next <= e.seq && !(e.kind == entryFrame && e.from == m.id) {
+				return
+			}
+		}
+		r.hub.mem.shed.Add(1)
+		putBuf(r.popLocked().data)
+	}
+}
+
+// unsentBytesLocked returns the most bytes of frames the log holds that one attached member has not yet been
+// sent (its own frames, which it is never sent, aside).
+func (r *room) unsentBytesLocked() int {
+	most := 0
+	for _, m := range r.members {
+		if m.conn == nil {
+			continue
+		}
+		n := 0
+		for seq := max(m.next, r.log.tail); seq <= r.log.head; seq++ {
+			if e := r.log.at(seq); e.data != nil && e.from != m.id {
+				n += cap(e.data.b)
+			}
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// writerCatchUp is how often a frame that waits for its sender's own writer (forward) looks again.
+const writerCatchUp = time.Millisecond
 
 // nextForLocked returns what c's writer should write next for m, formatted at the start of out (a buffer the
 // writer owns, with room for a deliverHeaderLen header and the largest frame), or nil when m has nothing

@@ -80,7 +80,9 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 	s.hello = newObj(nil, "hello").num("v", 1).num("maxFrame", uint64(cfg.MaxFrame)).
 		num("maxMembers", uint64(cfg.MaxMembers)).num("maxRooms", uint64(cfg.MaxRoomsPerConn)).
 		num("buffer", uint64(cfg.RoomBuffer)).num("bufferBytes", uint64(cfg.RoomBufferBytes)).num("grace", uint64(cfg.Grace.Seconds())).
-		num("ackEvery", uint64(cfg.AckEvery)).done()
+		num("ackEvery", uint64(cfg.AckEvery)).num("ackDelay", uint64(cfg.AckDelay.Milliseconds())).
+		num("idle", uint64(cfg.IdleTimeout.Seconds())).float("rate", cfg.RateFrames).num("burst", uint64(cfg.RateBurst)).
+		done()
 	return s, nil
 }
 
@@ -135,7 +137,14 @@ func (s *Server) originAllowed(r *http.Request) bool {
 
 // Stats returns the relay's aggregate counters.
 func (s *Server) Stats() Snapshot {
-	return s.stats.Snapshot()
+	snap := s.stats.Snapshot()
+	m := s.hub.mem
+	snap.MemoryHeld, snap.MemoryBudget, snap.MemoryShed = m.total(), m.max, m.shed.Load()
+	snap.MemoryRefusals = make(map[string]uint64)
+	for i := range m.refused {
+		snap.MemoryRefusals[memoryRefusalNames[i]] = m.refused[i].Load()
+	}
+	return snap
 }
 
 // Handler returns the relay's HTTP handler: the WebSocket endpoint at /ws, a health check at /healthz and the

@@ -13,20 +13,25 @@ const (
 	dropNotMember                     // a frame for a channel the connection does not hold
 	dropWriteFailed                   // a write failed or missed its deadline; the connection was closed
 	dropIdle                          // a connection held no room for the idle timeout
+	dropIncomplete                    // a connection kept a message unfinished for the message timeout
+	dropOverMemory                    // a frame refused while the relay was over its memory budget
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	dropSlow: "slow", dropEvicted: "evicted", dropOversize: "oversize", dropBadFrame: "bad_frame",
 	dropNotMember: "not_member", dropWriteFailed: "write_failed", dropIdle: "idle",
+	dropIncomplete: "incomplete", dropOverMemory: "over_memory",
 }
 
 // Stats are the relay's aggregate counters. Nothing in them is per user or per room.
 type Stats struct {
 	conns, connsTotal                      atomic.Int64
 	rooms, roomsCreated                    atomic.Int64
+	roomsEvicted                           atomic.Uint64
 	framesIn, framesOut, bytesIn, bytesOut atomic.Uint64
 	resumes, lost, burned, rateLimited     atomic.Uint64
+	ownWriterWaits                         atomic.Uint64
 	refusedHandshakes                      [numRefusals]atomic.Uint64
 	refusedJoins, refusedResumes           atomic.Uint64
 	refusedRooms, refusedRequests          atomic.Uint64
@@ -57,27 +62,36 @@ var refusalNames = [numRefusals]string{
 type Snapshot struct {
 	Conns, ConnsTotal            int64
 	Rooms, RoomsCreated          int64
+	RoomsEvicted                 uint64
 	FramesIn, FramesOut          uint64
 	BytesIn, BytesOut            uint64
 	Resumes, Lost, Burned        uint64
 	RateLimited                  uint64
+	OwnWriterWaits               uint64
 	RefusedJoins, RefusedResumes uint64
 	RefusedRooms                 uint64
 	RefusedRequests              uint64
-	// Drops and RefusedHandshakes are keyed by reason name.
+	// MemoryHeld is what counts against the memory budget now (Config.MaxMemory, MemoryBudget): buffers,
+	// the per-connection estimate and Config.ExtraHeld. MemoryShed counts log entries released early under
+	// pressure.
+	MemoryHeld, MemoryBudget int64
+	MemoryShed               uint64
+	// Drops and RefusedHandshakes are keyed by reason name, MemoryRefusals by what was refused (create, join,
+	// frame).
 	Drops             map[string]uint64
 	RefusedHandshakes map[string]uint64
+	MemoryRefusals    map[string]uint64
 }
 
 // Snapshot returns the current counters.
 func (s *Stats) Snapshot() Snapshot {
 	snap := Snapshot{
 		Conns: s.conns.Load(), ConnsTotal: s.connsTotal.Load(),
-		Rooms: s.rooms.Load(), RoomsCreated: s.roomsCreated.Load(),
+		Rooms: s.rooms.Load(), RoomsCreated: s.roomsCreated.Load(), RoomsEvicted: s.roomsEvicted.Load(),
 		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		Resumes: s.resumes.Load(), Lost: s.lost.Load(), Burned: s.burned.Load(),
-		RateLimited:  s.rateLimited.Load(),
+		RateLimited: s.rateLimited.Load(), OwnWriterWaits: s.ownWriterWaits.Load(),
 		RefusedJoins: s.refusedJoins.Load(), RefusedResumes: s.refusedResumes.Load(),
 		RefusedRooms: s.refusedRooms.Load(), RefusedRequests: s.refusedRequests.Load(),
 		Drops: make(map[string]uint64), RefusedHandshakes: make(map[string]uint64),

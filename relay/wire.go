@@ -34,6 +34,8 @@ const (
 	codeBadToken     = "bad_token"
 	codeBusy         = "busy"
 	codeControlSize  = "control_too_large"
+	codeOverMemory   = "over_memory"
+	codeAlreadyIn    = "already_member"
 )
 
 // protoError is an error reply: a code from the table above and a message for people.
@@ -148,6 +150,12 @@ func (o jsonObj) key(k string) jsonObj {
 func (o jsonObj) num(k string, v uint64) jsonObj {
 	o = o.key(k)
 	o.b = strconv.AppendUint(o.b, v, 10)
+	return o
+}
+
+func (o jsonObj) float(k string, v float64) jsonObj {
+	o = o.key(k)
+	o.b = strconv.AppendFloat(o.b, v, 'f', -1, 64)
 	return o
 }
 

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -47,11 +48,26 @@ type wsReader struct {
 	maskPos   int
 	remain    int64
 
-	msgType int    // the data message in progress: 0 (none), websocket.TextMessage or BinaryMessage
-	msgLen  int64  // its length so far, against the read limit
-	store   int    // how many of its bytes are kept
-	msg     *buf   // its bytes so far, up to store
-	ctrl    []byte // the payload of the control frame in progress
+	frameLen int64 // the payload length of the frame in progress
+
+	msgType  int       // the data message in progress: 0 (none), websocket.TextMessage or BinaryMessage
+	msgLen   int64     // its length so far, against the read limit
+	msgStart time.Time // when its first frame came
+	store    int       // how many of its bytes are kept
+	msg      *buf      // its bytes so far, up to store
+	ctrl     []byte    // the payload of the control frame in progress
+
+	held *atomic.Int64 // the relay's memory account, which msg is counted in (static)
+}
+
+// takeMsg hands over the message buffer and uncounts it.
+func (r *wsReader) takeMsg() *buf {
+	b := r.msg
+	r.msg = nil
+	if b != nil {
+		r.held.Add(-int64(cap(b.b)))
+	}
+	return b
 }
 
 // headerLen is the length of the header being read, as far as its first two bytes tell.
@@ -71,8 +87,7 @@ func (r *wsReader) headerLen() int {
 
 // release zeroes and returns the buffers of a message or control frame in progress.
 func (r *wsReader) release() {
-	putBuf(r.msg)
-	r.msg = nil
+	putBuf(r.takeMsg())
 	clear(r.ctrl)
 	r.ctrl = nil
 }
@@ -134,6 +149,11 @@ func (c *conn) startFrame() bool {
 	if b0&0x70 != 0 {
 		return c.protocolError("reserved bits set without an extension")
 	}
+	if r.msgType != 0 && time.Since(r.msgStart) > c.srv.cfg.MessageTimeout {
+		c.srv.stats.drop(dropIncomplete)
+		c.kill(closeIncomplete)
+		return false
+	}
 	op, fin := b0&0x0f, b0&0x80 != 0
 	length, off := int64(b1&0x7f), 2
 	switch length {
@@ -163,7 +183,7 @@ func (c *conn) startFrame() bool {
 			if r.msgType != 0 {
 				return c.protocolError("new message before the last one ended")
 			}
-			r.msgType, r.msgLen = int(op), 0
+			r.msgType, r.msgLen, r.msgStart = int(op), 0, time.Now()
 		}
 		r.msgLen += length
 		limit := int64(sendHeaderLen + c.srv.cfg.MaxFrame)
@@ -182,9 +202,13 @@ func (c *conn) startFrame() bool {
 	default:
 		return c.protocolError("unknown opcode")
 	}
-	r.op, r.fin, r.remain, r.maskPos, r.inPayload = op, fin, length, 0, true
+	r.op, r.fin, r.remain, r.frameLen, r.maskPos, r.inPayload = op, fin, length, length, 0, true
 	return true
 }
+
+// minFreeFragment is the smallest fragment of a message that costs nothing against the rate limit: a message
+// costs one, and so do each ping, pong and smaller fragment, so that floods of them are paced like messages.
+const minFreeFragment = 1024
 
 // growMessage makes room for n bytes of the message in progress, in a pooled buffer sized to what the frame
 // headers announced (not to the largest message allowed: a connection may hold a partial message while idle).
@@ -194,11 +218,12 @@ func (r *wsReader) growMessage(n int) {
 	}
 	b := getBuf(n)
 	b.b = b.b[:0]
-	if r.msg != nil {
-		b.b = b.b[:copyWords(b.b[:n], r.msg.b)]
-		putBuf(r.msg)
+	if old := r.takeMsg(); old != nil {
+		b.b = b.b[:copyWords(b.b[:n], old.b)]
+		putBuf(old)
 	}
 	r.msg = b
+	r.held.Add(int64(cap(b.b)))
 }
 
 // endFrame acts on a frame whose payload is complete.
@@ -206,11 +231,15 @@ func (c *conn) endFrame() bool {
 	r := &c.rd
 	switch r.op {
 	case opPing:
+		if !c.pace() {
+			return false
+		}
 		c.queuePong(r.ctrl) // the writer is the only one that writes
 		clear(r.ctrl)
 		r.ctrl = nil
 	case opPong:
 		r.ctrl = nil // lastRead, set for every frame, is all a pong is for
+		return c.pace()
 	case opClose:
 		code := websocket.CloseNoStatusReceived
 		if len(r.ctrl) == 1 {
@@ -228,32 +257,53 @@ func (c *conn) endFrame() bool {
 		return false
 	default:
 		if !r.fin {
-			return true
+			return r.frameLen >= minFreeFragment || c.pace()
 		}
-		typ, msg := r.msgType, r.msg
-		r.msgType, r.msg = 0, nil
-		ok := c.handleMessage(typ, msg.b)
+		typ, msg, n := r.msgType, r.takeMsg(), r.msgLen
+		r.msgType = 0
+		ok := c.handleMessage(typ, msg.b, n)
 		putBuf(msg)
 		return ok
 	}
 	return true
 }
 
-// handleMessage paces and handles one complete message. It returns false if the connection was killed while
-// it waited for the rate limit.
-func (c *conn) handleMessage(typ int, msg []byte) bool {
-	if wait := c.limiter.take(time.Now()); wait > 0 {
-		// Waiting here, not reading, is the backpressure: the client's bytes stay in the kernel.
-		c.srv.stats.rateLimited.Add(1)
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-c.done:
-			return false
-		}
+// pace spends one message of the connection's rate limit, waiting while there is none. It returns false if
+// the connection was killed while it waited.
+func (c *conn) pace() bool {
+	wait := c.limiter.take(time.Now())
+	if wait <= 0 {
+		return true
+	}
+	// Waiting here, not reading, is the backpressure: the client's bytes stay in the kernel.
+	c.srv.stats.rateLimited.Add(1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+// handleMessage paces and handles one complete message of n bytes (of which msg holds those kept). It returns
+// false if the connection was killed, while it waited for the rate limit or for invalid UTF-8 in a text
+// message (1007, RFC 6455 §8.1).
+func (c *conn) handleMessage(typ int, msg []byte, n int64) bool {
+	if !c.pace() {
+		return false
 	}
 	if typ == websocket.TextMessage {
+		if n > maxControl {
+			c.srv.stats.refusedRequests.Add(1)
+			c.sendControl(appendError(nil, 0, errorf(codeControlSize, "control message is %d bytes, the limit is %d", n, maxControl)))
+			return true
+		}
+		if !utf8.Valid(msg) {
+			c.kill(closeReason{websocket.CloseInvalidFramePayloadData, "invalid UTF-8"})
+			return false
+		}
 		c.handleControl(msg)
 	} else {
 		c.handleFrame(msg)

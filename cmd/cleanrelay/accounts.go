@@ -45,28 +45,37 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&a.apiLimits.MaxTicketsPerUser, "max-tickets-per-user", ad.MaxTicketsPerUser, "WebSocket tickets (session proofs) one account holds at once")
 }
 
-// handler wraps the relay's handler with the accounts API, or returns it as it is when accounts are off. The
-// second handler is the operator's (list counts, revoke a key, disable an account), for the admin listener;
-// nil when accounts are off.
-func (a *accountFlags) handler(srv *relay.Server, log *slog.Logger) (http.Handler, http.Handler, error) {
+// directory makes the key directory the flags describe (nil when accounts are off). It is made before the
+// relay, so that the relay's memory budget counts what the directory holds.
+func (a *accountFlags) directory() (*keydir.Directory, error) {
 	if !a.enabled {
-		return srv.Handler(), nil, nil
+		return nil, nil
 	}
 	cfg := a.dirLimits
 	cfg.RequireEmail, cfg.TokenAlgorithm, cfg.TokenLifetime = a.requireEmail, a.tokenAlg, a.tokenLifetime
 	if a.tokenKeyFile != "" {
 		pem, err := os.ReadFile(a.tokenKeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--token-key: %w", err)
+			return nil, fmt.Errorf("--token-key: %w", err)
 		}
 		cfg.SigningKeyPEM = pem
 		defer clear(pem) // keydir keeps the parsed key only
 	}
 	dir, err := keydir.New(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	a.dir = dir
+	return dir, nil
+}
+
+// handler wraps the relay's handler with the accounts API on dir, or returns it as it is when dir is nil
+// (accounts off). The second handler is the operator's (list counts, revoke a key, disable an account), for
+// the admin listener; nil when accounts are off.
+func (a *accountFlags) handler(srv *relay.Server, dir *keydir.Directory, log *slog.Logger) (http.Handler, http.Handler) {
+	if dir == nil {
+		return srv.Handler(), nil
+	}
 	acc := relay.NewAccounts(srv, dir, a.apiLimits, log)
-	return acc.Handler(), acc.AdminHandler(), nil
+	return acc.Handler(), acc.AdminHandler()
 }

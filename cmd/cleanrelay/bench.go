@@ -22,7 +22,8 @@ import (
 const benchUsage = `Usage: cleanrelay bench [flags] WORKLOAD...
 
 Measures a relay under load next to a bare forwarder (the floor), speaking the real protocol over loopback.
-WORKLOAD is pairs, idle, connect or all. Each server runs as its own process, started fresh for each workload
+WORKLOAD is pairs, idle, connect, all (the three), or soak: honest rooms at a fixed rate for a while next to
+idle rooms and floods (--floods), on the relay only, with its default limits, RSS and a new user's create sampled. Each server runs as its own process, started fresh for each workload
 (the relay as "cleanrelay serve --local-only", the floor as "cleanrelay bench-floor"), so its CPU time and
 memory are its own. One JSON line per run goes to stdout, a table to stderr at the end; progress on a terminal.
 The exit code is 1 when any run had errors, lost, duplicated or reordered frames, or lost notices.
@@ -47,6 +48,8 @@ type benchFlags struct {
 	pairs   bench.PairsConfig
 	idle    bench.IdleConfig
 	connect bench.ConnectConfig
+	soak    bench.SoakConfig
+	floods  string
 
 	accounts bool
 }
@@ -72,6 +75,12 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.DurationVar(&f.idle.Hold, "hold", 3*time.Second, "idle: how long to hold them before measuring memory")
 	fs.IntVar(&f.connect.Conns, "connects", 5000, "connect: connections to open, one after another per worker")
 	fs.IntVar(&f.connect.Concurrency, "concurrency", 32, "connect: connections being opened at once")
+	fs.IntVar(&f.soak.Idle, "soak-idle", 10000, "soak: idle connections, in rooms of two")
+	fs.IntVar(&f.soak.Rooms, "soak-rooms", 1000, "soak: honest pair rooms")
+	fs.Float64Var(&f.soak.Rate, "soak-rate", 10, "soak: frames per second per honest member")
+	fs.DurationVar(&f.soak.Duration, "soak-duration", 10*time.Minute, "soak: how long the honest rooms chat")
+	fs.DurationVar(&f.soak.Sample, "soak-sample", 10*time.Second, "soak: how often the relay's RSS and a new user's create are sampled")
+	fs.StringVar(&f.floods, "floods", strings.Join(bench.FloodNames(), ","), "soak: floods to run alongside, comma-separated (none: no flood)")
 	fs.BoolVar(&f.accounts, "accounts", true, "connect: run the relay with accounts on (its serve default)")
 	fs.BoolVar(&f.connect.Auth, "auth", true, "connect: every relay connection is a logged-in session (its handshake carries a WebSocket ticket); needs --accounts")
 	fs.BoolVar(&f.connect.ProofEach, "proof-each", false, "connect: with --auth, prove the key for a fresh ticket before every connection (a new page) instead of once per worker (a reconnect)")
@@ -84,12 +93,12 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	var workloads []string
 	for _, w := range fs.Args() {
 		switch w {
-		case "pairs", "idle", "connect":
+		case "pairs", "idle", "connect", "soak":
 			workloads = append(workloads, w)
 		case "all":
 			workloads = append(workloads, "pairs", "idle", "connect")
 		default:
-			return nil, nil, fmt.Errorf("unknown workload %q (hint: pairs, idle, connect or all)", w)
+			return nil, nil, fmt.Errorf("unknown workload %q (hint: pairs, idle, connect, all or soak)", w)
 		}
 	}
 	for _, s := range strings.Split(f.servers, ",") {
@@ -106,7 +115,17 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	if f.connect.Auth && !f.accounts {
 		return nil, nil, errors.New("--auth needs --accounts (hint: --auth=false for anonymous connections)")
 	}
+	if f.floods != "none" {
+		for _, name := range strings.Split(f.floods, ",") {
+			fl, ok := bench.Floods[name]
+			if !ok {
+				return nil, nil, fmt.Errorf("--floods: unknown flood %q (hint: %s or none)", name, strings.Join(bench.FloodNames(), ","))
+			}
+			f.soak.Floods = append(f.soak.Floods, fl)
+		}
+	}
 	f.pairs.Timeout, f.idle.Timeout, f.connect.Timeout = f.timeout, f.timeout, f.timeout
+	f.soak.Timeout = f.soak.Duration + f.timeout
 	return f, workloads, nil
 }
 
@@ -126,7 +145,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	// The tool holds every client connection, and the servers it starts inherit its limit.
-	need := uint64(max(f.idle.Conns, 2*f.pairs.Rooms) + 1024)
+	need := uint64(max(f.idle.Conns, 2*f.pairs.Rooms, f.soak.Idle+2*f.soak.Rooms) + 1024)
 	if got, err := raiseFileLimit(need); err != nil || got < need {
 		fmt.Fprintf(stderr, "cleanrelay: warning: open-file limit is %d, below the %d this run may need (%v)\n", got, need, err)
 	}
@@ -143,6 +162,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	for _, w := range workloads {
 		var floor *bench.Result
 		for _, name := range strings.Split(f.servers, ",") {
+			if w == "soak" && name == "floor" {
+				continue // the floor has no limits to defend
+			}
 			r, err := f.runOne(ctx, w, name, progress)
 			if progress != nil {
 				fmt.Fprint(stderr, "\r\033[K")
@@ -158,6 +180,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 				r.Compare(floor)
 			}
 			if r.Errors != 0 || (r.Pairs != nil && (r.Pairs.Lost != 0 || r.Pairs.Duplicated != 0 || r.Pairs.Reordered != 0 || r.Pairs.LostNotices != 0)) {
+				failed = true
+			}
+			if k := r.Soak; k != nil && (k.Lost != 0 || k.Duplicated != 0 || k.Reordered != 0 || k.LostNotices != 0 || k.CreateFailed != 0) {
 				failed = true
 			}
 			r.WriteJSON(stdout)
@@ -201,6 +226,10 @@ func (f *benchFlags) runOne(ctx context.Context, workload, name string, progress
 		cfg.Progress = progress
 		cfg.Auth = cfg.Auth && name == "relay" // the floor has no accounts: its connections are plain
 		r, err = bench.Connect(ctx, s, cfg)
+	case "soak":
+		cfg := f.soak
+		cfg.Progress = progress
+		r, err = bench.Soak(ctx, s, cfg)
 	}
 	return r, errors.Join(err, s.Stop())
 }
@@ -218,6 +247,12 @@ func (f *benchFlags) serverArgs(workload, name string) []string {
 		conns = f.idle.Conns + 1
 	case "connect":
 		conns, accounts = f.connect.Concurrency, f.accounts
+	case "soak":
+		// The relay's own limits (rate included) are what the soak measures; only the connection and room
+		// tables are sized for the honest and idle clients, with room for the floods' and the probes'.
+		return append([]string{"serve", "--local-only", "--listen", "127.0.0.1:0", "--log-level", "warn", "--accounts=false",
+			"--max-conns", strconv.Itoa(f.soak.Idle + 2*f.soak.Rooms + 256), "--max-rooms", strconv.Itoa(f.soak.Idle/2 + f.soak.Rooms + 64)},
+			f.relayFlags...)
 	}
 	args := []string{"serve", "--local-only", "--listen", "127.0.0.1:0", "--log-level", "warn",
 		"--accounts=" + strconv.FormatBool(accounts),

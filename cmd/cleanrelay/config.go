@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,6 +145,10 @@ var configFlags = []struct{ prefix, flags string }{
 	{"max rooms", "--max-rooms"},
 	{"max connections", "--max-conns"},
 	{"grace", "--grace"},
+	{"orphan grace", "--orphan-grace"},
+	{"max memory", "--max-memory"},
+	{"message timeout", "--message-timeout"},
+	{"ack delay", "--ack-delay"},
 	{"max room lifetime", "--room-lifetime"},
 	{"ping period", "--pong-wait"},
 	{"write timeout", "--write-timeout"},
@@ -158,6 +164,7 @@ var numericConfigFlags = []string{
 	"max-rooms", "max-conns", "grace", "room-lifetime", "idle-timeout", "write-timeout", "pong-wait", "rate",
 	"rate-burst", "max-http-conns", "http-header-timeout", "http-body-timeout", "http-idle-timeout",
 	"max-hash-queue", "max-hash-wait", "max-key-user-ids", "max-tickets-per-user",
+	"orphan-grace", "message-timeout", "ack-delay", "max-memory",
 }
 
 // validateServeFlags checks the parsed flags and returns the first problem as one line naming its flag.
@@ -173,6 +180,11 @@ func validateServeFlags(fs *flag.FlagSet, f *serveFlags, fromEnv map[string]bool
 		if strings.HasPrefix(fl.Value.String(), "-") {
 			return fmt.Errorf("invalid value %q for flag --%s%s: must not be negative", fl.Value, name, from(name))
 		}
+	}
+	// Zero means "the default" in relay.Config, but an operator who types --rate 0 means "no limit", which
+	// does not exist: say so rather than run at the default.
+	if f.cfg.RateFrames == 0 {
+		return fmt.Errorf("invalid value 0 for flag --rate%s: must be positive (there is no unlimited rate; the default is %v)", from("rate"), relay.DefaultConfig().RateFrames)
 	}
 	// relay.Config.Validate accepts a pong wait so short that the ping period (5/12 of it) rounds to zero,
 	// which time.NewTicker refuses with a panic; a keepalive under a second makes no sense over Tor anyway.
@@ -247,4 +259,33 @@ func flagError(err error) error {
 		}
 	}
 	return err
+}
+
+// byteSize is a flag of a size in bytes, with an optional binary suffix: 1048576, 512MiB, 2GiB.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return errors.New("not a size in bytes (e.g. 1073741824, 512MiB, 2GiB)")
+	}
+	*b = byteSize(n * mult)
+	return nil
 }

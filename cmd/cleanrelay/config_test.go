@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/keydir"
+	"github.com/cleanrelay/cleanrelay/relay"
 )
 
 func TestEnvName(t *testing.T) {
@@ -92,6 +97,13 @@ func TestInvalidValuesNameTheFlag(t *testing.T) {
 		{"rate", "fast"},
 		{"rate", "-2"},
 		{"rate-burst", "-1"},
+		{"rate", "0"},
+		{"max-memory", "lots"},
+		{"max-memory", "-1"},
+		{"max-memory", "1MiB"},
+		{"orphan-grace", "10m"},
+		{"message-timeout", "-1s"},
+		{"ack-delay", "1h"},
 		{"admin-listen", "0.0.0.0:9090"},
 		{"admin-listen", "nonsense"},
 		{"https-listen", "nonsense"},
@@ -204,5 +216,54 @@ func TestStartupValuesNameTheFlag(t *testing.T) {
 				t.Fatalf("exit %v, stderr %q: want one line naming --%s and %s", err, out, tt.flag, envName(tt.flag))
 			}
 		})
+	}
+}
+
+// TestMaxMemoryFlag: --max-memory takes bytes or a binary suffix, and defaults to the relay's default.
+func TestMaxMemoryFlag(t *testing.T) {
+	for arg, want := range map[string]int64{"": relay.DefaultMaxMemory(), "536870912": 512 << 20, "512MiB": 512 << 20, "2GiB": 2 << 30} {
+		args := []string{"--local-only"}
+		if arg != "" {
+			args = append(args, "--max-memory", arg)
+		}
+		f, err := parseServeFlags(args, io.Discard)
+		if err != nil {
+			t.Fatalf("%q: %v", arg, err)
+		}
+		if f.cfg.MaxMemory != want {
+			t.Fatalf("--max-memory %q gave %d, want %d", arg, f.cfg.MaxMemory, want)
+		}
+	}
+}
+
+// TestMemoryBudgetCountsDirectory: the relay's memory budget counts what the key directory holds, so accounts
+// cannot grow the process past --max-memory unseen. An idle relay holds no buffers and no connections, so what
+// it counts is the directory.
+func TestMemoryBudgetCountsDirectory(t *testing.T) {
+	f, err := parseServeFlags([]string{"--local-only", "--max-memory", "64MiB"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _, _, err := newRelay(f, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.accounts.close()
+	defer srv.Close(context.Background())
+	if _, err := f.accounts.dir.Register(context.Background(), keydir.Registration{
+		Username: "alice", FullName: "Alice", Email: "alice@example.org", Password: "Correct-h0rse",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := f.accounts.dir.HeldBytes()
+	if want <= 0 {
+		t.Fatalf("directory holds %d bytes after a registration", want)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().MemoryHeld != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("memory held = %d, want the directory's %d", srv.Stats().MemoryHeld, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -49,21 +49,27 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (no level logs user data)")
 	addOnionFlags(fs, &f.onion)
 	c := &f.cfg
-	fs.IntVar(&c.MaxFrame, "max-frame", 64<<10, "largest frame payload in `bytes`")
-	fs.IntVar(&c.RoomBuffer, "room-buffer", 256, "entries a room buffers for a member that is behind or away")
-	fs.IntVar(&c.RoomBufferBytes, "room-buffer-bytes", 1<<20, "payload `bytes` a room buffers at most")
-	fs.IntVar(&c.MaxMembers, "max-members", 8, "largest room a creator may ask for")
-	fs.IntVar(&c.DefaultMembers, "default-members", 2, "room size when the creator does not ask")
-	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms-per-conn", 8, "rooms one connection may hold (at most 255)")
-	fs.IntVar(&c.MaxRooms, "max-rooms", 10000, "rooms the relay holds at once")
-	fs.IntVar(&c.MaxConns, "max-conns", 10000, "WebSocket connections the relay holds at once")
-	fs.DurationVar(&c.Grace, "grace", 2*time.Minute, "how long a dropped member may come back and resume")
-	fs.DurationVar(&c.MaxRoomLifetime, "room-lifetime", 24*time.Hour, "a room ends this long after it was created")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 2*time.Minute, "close a connection that holds no room for this long")
-	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of every write to a client")
-	fs.DurationVar(&c.PongWait, "pong-wait", 60*time.Second, "close a connection silent for this long (pings go out at 5/12 of it)")
-	fs.Float64Var(&c.RateFrames, "rate", 2000, "messages per second one connection may send on average (faster ones are read more slowly)")
+	d := relay.DefaultConfig() // the flags' defaults are the relay's
+	fs.IntVar(&c.MaxFrame, "max-frame", d.MaxFrame, "largest frame payload in `bytes`")
+	fs.IntVar(&c.RoomBuffer, "room-buffer", d.RoomBuffer, "entries a room keeps that some member still needs (its buffer; protocol §5)")
+	fs.IntVar(&c.RoomBufferBytes, "room-buffer-bytes", d.RoomBufferBytes, "`bytes` of frame buffers a room keeps at most (counted by buffer capacity)")
+	fs.IntVar(&c.MaxMembers, "max-members", d.MaxMembers, "largest room a creator may ask for")
+	fs.IntVar(&c.DefaultMembers, "default-members", d.DefaultMembers, "room size when the creator does not ask")
+	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms-per-conn", d.MaxRoomsPerConn, "rooms one connection may hold (at most 255)")
+	fs.IntVar(&c.MaxRooms, "max-rooms", d.MaxRooms, "rooms the relay holds at once (a full table makes way by dropping the room with nobody attached longest)")
+	fs.IntVar(&c.MaxConns, "max-conns", d.MaxConns, "WebSocket connections the relay holds at once")
+	fs.DurationVar(&c.Grace, "grace", d.Grace, "how long a dropped member may come back and resume")
+	fs.DurationVar(&c.OrphanGrace, "orphan-grace", d.OrphanGrace, "the grace of a room's creator while nobody else has joined it (at most --grace)")
+	fs.DurationVar(&c.MaxRoomLifetime, "room-lifetime", d.MaxRoomLifetime, "a room ends this long after it was created")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", d.IdleTimeout, "close a connection that holds no room for this long")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "deadline of every write to a client")
+	fs.DurationVar(&c.PongWait, "pong-wait", d.PongWait, "close a connection silent for this long (pings go out at 5/12 of it)")
+	fs.DurationVar(&c.MessageTimeout, "message-timeout", d.MessageTimeout, "close a connection that keeps one message unfinished for this long")
+	fs.DurationVar(&c.AckDelay, "ack-delay", d.AckDelay, "how soon clients are asked to acknowledge what they received (sent in hello)")
+	fs.Float64Var(&c.RateFrames, "rate", d.RateFrames, "messages per second one connection may send on average (faster ones are read more slowly); pings, pongs and fragments under 1 KiB count too")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "messages one connection may send at once above --rate (0: a quarter of --room-buffer)")
+	c.MaxMemory = d.MaxMemory
+	fs.Var((*byteSize)(&c.MaxMemory), "max-memory", "memory budget in `bytes` (suffixes KiB, MiB, GiB): past it new rooms and joins are refused (default: half of this machine's memory, or of its cgroup limit)")
 	f.accounts.register(fs)
 	f.harden.register(fs)
 	f.ops.register(fs)
@@ -152,17 +158,22 @@ func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 // newRelay makes the relay, the HTTP handler that serves it (with accounts, unless they are off), and the
 // operator's handler for the admin listener (nil without accounts).
 func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admin http.Handler, err error) {
-	srv, err = relay.New(f.cfg, nil, log)
+	dir, err := f.accounts.directory()
+	if err != nil {
+		return nil, nil, nil, flagError(err)
+	}
+	cfg := f.cfg
+	if dir != nil {
+		cfg.ExtraHeld = dir.HeldBytes // one memory budget for rooms and the directory
+	}
+	srv, err = relay.New(cfg, nil, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	for _, h := range f.allowHosts {
 		srv.AllowHost(h)
 	}
-	handler, admin, err = f.accounts.handler(srv, log)
-	if err != nil {
-		return nil, nil, nil, flagError(err)
-	}
+	handler, admin = f.accounts.handler(srv, dir, log)
 	return srv, handler, admin, nil
 }
 

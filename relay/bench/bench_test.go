@@ -33,8 +33,15 @@ func startRelay(t testing.TB) *Server { return startRelayWith(t, false) }
 // startRelayWith starts a relay in this process, with the accounts API in front of it when accounts is set.
 func startRelayWith(t testing.TB, accounts bool) *Server {
 	t.Helper()
+	return startRelayConfig(t, relay.Config{RateFrames: 1e9, RateBurst: 1 << 20}, accounts)
+}
+
+// startRelayConfig starts a relay with cfg in this process, with the accounts API in front of it when accounts
+// is set.
+func startRelayConfig(t testing.TB, cfg relay.Config, accounts bool) *Server {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	srv, err := relay.New(relay.Config{RateFrames: 1e9, RateBurst: 1 << 20}, nil, log)
+	srv, err := relay.New(cfg, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +286,28 @@ func BenchmarkConnectAuth(b *testing.B) {
 		b.Fatalf("%d errors", r.Errors)
 	}
 	b.ReportMetric(r.Connect.PerS, "conns/s")
+}
+
+// TestSoak: a shrunk soak against a relay with its default limits and a small room table: the honest rooms
+// lose nothing while every flood runs, and a new user can create a room at every sample.
+func TestSoak(t *testing.T) {
+	s := startRelayConfig(t, relay.Config{MaxRooms: 40, MaxConns: 400}, false)
+	var floods []Flood
+	for _, name := range FloodNames() {
+		floods = append(floods, Floods[name])
+	}
+	r, err := Soak(context.Background(), s, SoakConfig{Idle: 10, Rooms: 4, Rate: 20, Size: 64, Duration: 3 * time.Second,
+		Sample: 500 * time.Millisecond, Floods: floods, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkJSON(t, r, "soak")
+	k := r.Soak
+	t.Logf("%+v", *k)
+	if k.Lost != 0 || k.Duplicated != 0 || k.Reordered != 0 || k.LostNotices != 0 || r.Errors != 0 {
+		t.Fatalf("honest rooms: lost %d, duplicated %d, reordered %d, lost notices %d, errors %d", k.Lost, k.Duplicated, k.Reordered, k.LostNotices, r.Errors)
+	}
+	if k.CreateProbes == 0 || k.CreateFailed != 0 || k.FloodOps == 0 {
+		t.Fatalf("%d of %d creates failed, %d flood operations", k.CreateFailed, k.CreateProbes, k.FloodOps)
+	}
 }

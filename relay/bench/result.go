@@ -24,6 +24,7 @@ type Result struct {
 	Pairs   *PairsResult   `json:"pairs,omitempty"`
 	Idle    *IdleResult    `json:"idle,omitempty"`
 	Connect *ConnectResult `json:"connect,omitempty"`
+	Soak    *SoakResult    `json:"soak,omitempty"`
 
 	// VsFloor holds the relay's figures divided by the floor's from the same invocation (latency: the
 	// difference in ms), when both ran. Absent on the floor's own line.
@@ -79,6 +80,30 @@ type ConnectResult struct {
 	SourceAddrs int     `json:"source_addrs"`
 }
 
+// SoakResult is what a soak run measured: the honest rooms' delivery, the server's RSS sampled along the way
+// ("SECONDS:RSS:CREATE-OK" each), and how often a new user could create a room.
+type SoakResult struct {
+	Idle         int     `json:"idle_conns"`
+	Rooms        int     `json:"rooms"`
+	Rate         float64 `json:"rate_per_member"`
+	Floods       string  `json:"floods"`
+	FloodOps     int64   `json:"flood_ops"`
+	Delivered    int64   `json:"delivered"`
+	Lost         int64   `json:"lost"`
+	Duplicated   int64   `json:"duplicated"`
+	Reordered    int64   `json:"reordered"`
+	LostNotices  int64   `json:"lost_notices"`
+	LatP50ms     float64 `json:"lat_p50_ms"`
+	LatP99ms     float64 `json:"lat_p99_ms"`
+	LatMaxms     float64 `json:"lat_max_ms"`
+	RSSFirst     int64   `json:"server_rss_first"`
+	RSSLast      int64   `json:"server_rss_last"`
+	RSSMax       int64   `json:"server_rss_max"`
+	RSSSamples   string  `json:"server_rss_samples"`
+	CreateProbes int     `json:"create_probes"`
+	CreateFailed int     `json:"create_failed"`
+}
+
 // Compare fills r.VsFloor from the floor's result of the same workload.
 func (r *Result) Compare(floor *Result) {
 	v := map[string]float64{}
@@ -115,7 +140,7 @@ func (r *Result) WriteJSON(w io.Writer) error {
 // WriteTable writes a human table of results, one row per run, grouped by workload.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	for _, kind := range []string{"pairs", "idle", "connect"} {
+	for _, kind := range []string{"pairs", "idle", "connect", "soak"} {
 		var rows []*Result
 		for _, r := range results {
 			if r.Workload == kind {
@@ -151,6 +176,14 @@ func WriteTable(w io.Writer, results []*Result) error {
 				c := r.Connect
 				fmt.Fprintf(tw, "\t%s\t%v\t%v\t%d\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%s\t\n", r.Server, c.Auth, c.ProofEach, c.Conns,
 					c.Concurrency, c.PerS, c.LatP50ms, c.LatP90ms, c.LatP99ms, c.LatMaxms, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
+			}
+		case "soak":
+			fmt.Fprintln(tw, "soak\tserver\tidle\trooms\trate\tfloods\tflood ops\tdelivered\tp50 ms\tp99 ms\tmax ms\tlost\tdup\treord\tlost notices\tRSS first\tRSS max\tRSS last\tcreates failed\terrors\t")
+			for _, r := range rows {
+				k := r.Soak
+				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%g/s\t%s\t%d\t%d\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\t%d\t\n", r.Server, k.Idle, k.Rooms,
+					k.Rate, k.Floods, k.FloodOps, k.Delivered, k.LatP50ms, k.LatP99ms, k.LatMaxms, k.Lost, k.Duplicated, k.Reordered,
+					k.LostNotices, mib(k.RSSFirst), mib(k.RSSMax), mib(k.RSSLast), k.CreateFailed, k.CreateProbes, r.Errors)
 			}
 		}
 		fmt.Fprintln(tw, "\t")
@@ -223,6 +256,8 @@ func ValidateJSONLine(line []byte, workload string) error {
 		sub = IdleResult{}
 	case "connect":
 		sub = ConnectResult{}
+	case "soak":
+		sub = SoakResult{}
 	default:
 		return fmt.Errorf("unknown workload %q", workload)
 	}

@@ -35,14 +35,18 @@ type Options struct {
 
 // Hello is what the relay announces about itself when a connection starts.
 type Hello struct {
-	V           int `json:"v"`
-	MaxFrame    int `json:"maxFrame"`
-	MaxMembers  int `json:"maxMembers"`
-	MaxRooms    int `json:"maxRooms"`
-	Buffer      int `json:"buffer"`
-	BufferBytes int `json:"bufferBytes"`
-	Grace       int `json:"grace"`
-	AckEvery    int `json:"ackEvery"`
+	V           int     `json:"v"`
+	MaxFrame    int     `json:"maxFrame"`
+	MaxMembers  int     `json:"maxMembers"`
+	MaxRooms    int     `json:"maxRooms"`
+	Buffer      int     `json:"buffer"`
+	BufferBytes int     `json:"bufferBytes"`
+	Grace       int     `json:"grace"`
+	AckEvery    int     `json:"ackEvery"`
+	AckDelay    int     `json:"ackDelay"` // milliseconds
+	Idle        int     `json:"idle"`     // seconds a connection may hold no room
+	Rate        float64 `json:"rate"`     // messages per second
+	Burst       int     `json:"burst"`
 }
 
 // Room is one membership of this connection, as the relay described it in its joined or resumed reply.

@@ -176,15 +176,18 @@ export class RoomConn extends EventTarget {
     this.emit('frame', f);
   }
 
+  // seen follows protocol.md §4.2 (ack): acknowledge after ackEvery entries, or ackDelay ms after the first
+  // entry not yet acknowledged (one timer, not restarted by later entries).
   seen(seq) {
     this.last = Math.max(this.last, seq);
     const every = this.hello?.ackEvery || 64;
     if (this.last - this.acked >= every) this.ack();
-    clearTimeout(this.ackTimer);
-    this.ackTimer = setTimeout(() => this.ack(), 1000);
+    else if (!this.ackTimer) this.ackTimer = setTimeout(() => this.ack(), this.hello?.ackDelay || 100);
   }
 
   ack() {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = 0;
     if (!this.online || this.last <= this.acked) return;
     this.acked = this.last;
     this.ws.send(JSON.stringify({ t: 'ack', ch: this.ch, seq: this.last }));

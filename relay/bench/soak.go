@@ -1,0 +1,239 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cleanrelay/cleanrelay/relay/client"
+)
+
+// SoakConfig sizes a soak: honest pair rooms chatting at a fixed rate for a while, next to idle rooms and
+// floods, with the server's memory and a new user's chance to create a room sampled along the way.
+type SoakConfig struct {
+	Idle     int           // connections held idle, in rooms of two
+	Rooms    int           // honest pair rooms
+	Rate     float64       // frames per second per honest member
+	Size     int           // honest frame payload bytes
+	Duration time.Duration // how long the honest rooms chat
+	Sample   time.Duration // how often RSS and a new user's create are sampled
+	Floods   []Flood       // run alongside until the honest rooms are done
+	Timeout  time.Duration // the whole run
+	Progress Progress
+}
+
+// Flood is one kind of abuse the soak runs alongside the honest rooms. Run floods until ctx ends, counting
+// what it did in ops (a flooder's refusals and failures are its own business, not errors of the run). Floods
+// are plain functions so that more kinds (accounts: tickets, dialog notices, logins, slow HTTP) can be added.
+type Flood struct {
+	Name string
+	Run  func(ctx context.Context, wsURL string, ops *atomic.Int64)
+}
+
+// Floods are the built-in floods of the WebSocket side, by name.
+var Floods = map[string]Flood{
+	"rooms":   {"rooms", floodRooms},
+	"pings":   {"pings", floodPings},
+	"unacked": {"unacked", floodUnacked},
+}
+
+// FloodNames lists the built-in floods, sorted.
+func FloodNames() []string {
+	var names []string
+	for n := range Floods {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// floodRooms connects, creates as many rooms as a connection may, and drops, over and over: it tries to fill
+// the room table for everyone.
+func floodRooms(ctx context.Context, wsURL string, ops *atomic.Int64) {
+	for ctx.Err() == nil {
+		c, err := client.Dial(ctx, wsURL, &client.Options{Events: 16})
+		if err != nil {
+			continue
+		}
+		for range c.Hello().MaxRooms {
+			if _, err := c.Create(ctx, 0); err != nil {
+				break
+			}
+			ops.Add(1)
+		}
+		c.Close()
+	}
+}
+
+// floodPings sends pings as fast as the relay reads them, on one connection at a time.
+func floodPings(ctx context.Context, wsURL string, ops *atomic.Int64) {
+	for ctx.Err() == nil {
+		ws, _, err := (&websocket.Dialer{Subprotocols: []string{client.Subprotocol}}).DialContext(ctx, wsURL, nil)
+		if err != nil {
+			continue
+		}
+		go func() { // take what the relay says (hello, pongs) so that it is never slowed by us
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+		for ctx.Err() == nil {
+			if ws.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second)) != nil {
+				break
+			}
+			ops.Add(1)
+		}
+		ws.Close()
+	}
+}
+
+// floodUnacked keeps a room whose receiver reads but never acknowledges, and fills it with 4,097-byte frames
+// (8 KiB buffers each), over and over: it tries to make the relay hold memory.
+func floodUnacked(ctx context.Context, wsURL string, ops *atomic.Int64) {
+	payload := make([]byte, 4097)
+	for ctx.Err() == nil {
+		a, err := client.Dial(ctx, wsURL, nil)
+		if err != nil {
+			continue
+		}
+		b, err := client.Dial(ctx, wsURL, nil)
+		if err != nil {
+			a.Close()
+			continue
+		}
+		go func() {
+			for range b.Events() {
+			}
+		}()
+		go func() {
+			for range a.Events() {
+			}
+		}()
+		if r, err := a.Create(ctx, 0); err == nil {
+			if _, err := b.Join(ctx, r.ID, r.Cap); err == nil {
+				for range 256 {
+					if ctx.Err() != nil || a.Send(r.Ch, payload) != nil {
+						break
+					}
+					ops.Add(1)
+				}
+			}
+		}
+		select { // hold the room a while, then make another
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		a.Close()
+		b.Close()
+	}
+}
+
+// Soak runs the soak against s: idle rooms are set up first, then the floods start, then the honest rooms
+// chat for the duration (the pairs workload at a fixed rate) while RSS and a new user's create are sampled.
+func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
+	if cfg.Rooms < 1 || cfg.Rate <= 0 || cfg.Duration <= 0 || cfg.Sample <= 0 {
+		return nil, errors.New("soak needs rooms ≥ 1, a rate > 0, a duration and a sample interval")
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	idleRooms := (cfg.Idle + 1) / 2
+	idle := make([]*member, 2*idleRooms)
+	defer closeAll(idle)
+	d := newDialer(s.URL, 2*idleRooms)
+	if err := parallel(ctx, idleRooms, func(i int) error {
+		a, b, err := pair(ctx, d, 4)
+		if err == nil {
+			idle[2*i], idle[2*i+1] = a, b
+		}
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("failed to set up %d idle rooms: %w", idleRooms, err)
+	}
+
+	floodCtx, stopFloods := context.WithCancel(ctx)
+	var floodOps atomic.Int64
+	var wg sync.WaitGroup
+	var names []string
+	for _, f := range cfg.Floods {
+		names = append(names, f.Name)
+		wg.Add(1)
+		go func() { defer wg.Done(); f.Run(floodCtx, s.URL, &floodOps) }()
+	}
+	var samples []string
+	var rssMax, rssFirst, rssLast int64
+	var probes, probeFailed int
+	start := time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(cfg.Sample)
+		defer t.Stop()
+		for {
+			select {
+			case <-floodCtx.Done():
+				return
+			case <-t.C:
+			}
+			rss, _ := RSS(s.PID)
+			if rssFirst == 0 {
+				rssFirst = rss
+			}
+			rssLast, rssMax = rss, max(rssMax, rss)
+			probes++
+			ok := probeCreate(floodCtx, s.URL)
+			if !ok && floodCtx.Err() == nil {
+				probeFailed++
+			}
+			samples = append(samples, fmt.Sprintf("%ds:%s:%v", int(time.Since(start).Seconds()), mib(rss), ok))
+		}
+	}()
+	frames := max(1, int(cfg.Rate*cfg.Duration.Seconds()))
+	r, err := Pairs(ctx, s, PairsConfig{Rooms: cfg.Rooms, Frames: frames, Size: max(cfg.Size, payloadHeader), Rate: cfg.Rate,
+		Timeout: cfg.Timeout, Progress: cfg.Progress})
+	stopFloods()
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		names = []string{"none"}
+	}
+	if len(samples) == 0 {
+		samples = []string{"none"}
+	}
+	p := r.Pairs
+	r.Workload, r.Pairs = "soak", nil
+	r.Soak = &SoakResult{
+		Idle: 2 * idleRooms, Rooms: cfg.Rooms, Rate: cfg.Rate, Floods: strings.Join(names, ","), FloodOps: floodOps.Load(),
+		Delivered: p.Delivered, Lost: p.Lost, Duplicated: p.Duplicated, Reordered: p.Reordered, LostNotices: p.LostNotices,
+		LatP50ms: p.LatP50ms, LatP99ms: p.LatP99ms, LatMaxms: p.LatMaxms,
+		RSSFirst: rssFirst, RSSLast: rssLast, RSSMax: rssMax, RSSSamples: strings.Join(samples, " "),
+		CreateProbes: probes, CreateFailed: probeFailed,
+	}
+	return r, nil
+}
+
+// probeCreate is a new user: it connects, creates a room, and leaves. It reports whether that worked.
+func probeCreate(ctx context.Context, wsURL string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, wsURL, &client.Options{Events: 16})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	r, err := c.Create(ctx, 0)
+	if err != nil {
+		return false
+	}
+	return c.Leave(ctx, r.Ch) == nil
+}
