@@ -229,6 +229,7 @@ func (f *benchFlags) runOne(ctx context.Context, workload, name string, progress
 	case "soak":
 		cfg := f.soak
 		cfg.Progress = progress
+		cfg.Accounts = true // serverArgs starts the soak's relay with accounts
 		r, err = bench.Soak(ctx, s, cfg)
 	}
 	return r, errors.Join(err, s.Stop())
@@ -249,8 +250,9 @@ func (f *benchFlags) serverArgs(workload, name string) []string {
 		conns, accounts = f.connect.Concurrency, f.accounts
 	case "soak":
 		// The relay's own limits (rate included) are what the soak measures; only the connection and room
-		// tables are sized for the honest and idle clients, with room for the floods' and the probes'.
-		return append([]string{"serve", "--local-only", "--listen", "127.0.0.1:0", "--log-level", "warn", "--accounts=false",
+		// tables are sized for the honest and idle clients, with room for the floods' and the probes'. Accounts
+		// are on: half the floods and one of the probes are theirs.
+		return append([]string{"serve", "--local-only", "--listen", "127.0.0.1:0", "--log-level", "warn", "--accounts=true",
 			"--max-conns", strconv.Itoa(f.soak.Idle + 2*f.soak.Rooms + 256), "--max-rooms", strconv.Itoa(f.soak.Idle/2 + f.soak.Rooms + 64)},
 			f.relayFlags...)
 	}

@@ -291,13 +291,13 @@ func BenchmarkConnectAuth(b *testing.B) {
 // TestSoak: a shrunk soak against a relay with its default limits and a small room table: the honest rooms
 // lose nothing while every flood runs, and a new user can create a room at every sample.
 func TestSoak(t *testing.T) {
-	s := startRelayConfig(t, relay.Config{MaxRooms: 40, MaxConns: 400}, false)
+	s := startRelayConfig(t, relay.Config{MaxRooms: 40, MaxConns: 800}, true)
 	var floods []Flood
 	for _, name := range FloodNames() {
 		floods = append(floods, Floods[name])
 	}
 	r, err := Soak(context.Background(), s, SoakConfig{Idle: 10, Rooms: 4, Rate: 20, Size: 64, Duration: 3 * time.Second,
-		Sample: 500 * time.Millisecond, Floods: floods, Timeout: time.Minute})
+		Sample: 500 * time.Millisecond, Floods: floods, Accounts: true, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,5 +309,13 @@ func TestSoak(t *testing.T) {
 	}
 	if k.CreateProbes == 0 || k.CreateFailed != 0 || k.FloodOps == 0 {
 		t.Fatalf("%d of %d creates failed, %d flood operations", k.CreateFailed, k.CreateProbes, k.FloodOps)
+	}
+	for _, f := range strings.Fields(k.FloodOpsBy) {
+		if strings.HasSuffix(f, ":0") {
+			t.Errorf("flood %s did nothing", f)
+		}
+	}
+	if k.AccountProbes == 0 || k.AccountFailed != 0 {
+		t.Fatalf("%d of %d new users failed to register, log in and publish a key", k.AccountFailed, k.AccountProbes)
 	}
 }

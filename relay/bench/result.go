@@ -88,6 +88,7 @@ type SoakResult struct {
 	Rate         float64 `json:"rate_per_member"`
 	Floods       string  `json:"floods"`
 	FloodOps     int64   `json:"flood_ops"`
+	FloodOpsBy   string  `json:"flood_ops_by_flood"` // "name:ops name:ops …"
 	Delivered    int64   `json:"delivered"`
 	Lost         int64   `json:"lost"`
 	Duplicated   int64   `json:"duplicated"`
@@ -102,6 +103,10 @@ type SoakResult struct {
 	RSSSamples   string  `json:"server_rss_samples"`
 	CreateProbes int     `json:"create_probes"`
 	CreateFailed int     `json:"create_failed"`
+	// AccountProbes and AccountFailed count new users who registered, logged in and published a key at the
+	// samples (only against a relay with accounts, SoakConfig.Accounts).
+	AccountProbes int `json:"account_probes"`
+	AccountFailed int `json:"account_failed"`
 }
 
 // Compare fills r.VsFloor from the floor's result of the same workload.
@@ -178,12 +183,12 @@ func WriteTable(w io.Writer, results []*Result) error {
 					c.Concurrency, c.PerS, c.LatP50ms, c.LatP90ms, c.LatP99ms, c.LatMaxms, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
 			}
 		case "soak":
-			fmt.Fprintln(tw, "soak\tserver\tidle\trooms\trate\tfloods\tflood ops\tdelivered\tp50 ms\tp99 ms\tmax ms\tlost\tdup\treord\tlost notices\tRSS first\tRSS max\tRSS last\tcreates failed\terrors\t")
+			fmt.Fprintln(tw, "soak\tserver\tidle\trooms\trate\tfloods\tflood ops\tdelivered\tp50 ms\tp99 ms\tmax ms\tlost\tdup\treord\tlost notices\tRSS first\tRSS max\tRSS last\tcreates failed\taccounts failed\terrors\t")
 			for _, r := range rows {
 				k := r.Soak
-				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%g/s\t%s\t%d\t%d\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\t%d\t\n", r.Server, k.Idle, k.Rooms,
+				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%g/s\t%s\t%d\t%d\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t\n", r.Server, k.Idle, k.Rooms,
 					k.Rate, k.Floods, k.FloodOps, k.Delivered, k.LatP50ms, k.LatP99ms, k.LatMaxms, k.Lost, k.Duplicated, k.Reordered,
-					k.LostNotices, mib(k.RSSFirst), mib(k.RSSMax), mib(k.RSSLast), k.CreateFailed, k.CreateProbes, r.Errors)
+					k.LostNotices, mib(k.RSSFirst), mib(k.RSSMax), mib(k.RSSLast), k.CreateFailed, k.CreateProbes, k.AccountFailed, k.AccountProbes, r.Errors)
 			}
 		}
 		fmt.Fprintln(tw, "\t")

@@ -25,23 +25,38 @@ type SoakConfig struct {
 	Duration time.Duration // how long the honest rooms chat
 	Sample   time.Duration // how often RSS and a new user's create are sampled
 	Floods   []Flood       // run alongside until the honest rooms are done
+	Accounts bool          // the relay offers accounts: at each sample a new user also registers, logs in, publishes a key
 	Timeout  time.Duration // the whole run
 	Progress Progress
 }
 
-// Flood is one kind of abuse the soak runs alongside the honest rooms. Run floods until ctx ends, counting
-// what it did in ops (a flooder's refusals and failures are its own business, not errors of the run). Floods
-// are plain functions so that more kinds (accounts: tickets, dialog notices, logins, slow HTTP) can be added.
+// Flood is one kind of abuse the soak runs alongside the honest rooms. Start prepares it before any flood runs
+// (the accounts floods register their flooders then, not while other floods compete with them) and returns the
+// flood itself, which runs until ctx ends, counting what it did in ops (a flooder's refusals and failures are its
+// own business, not errors of the run).
 type Flood struct {
-	Name string
-	Run  func(ctx context.Context, wsURL string, ops *atomic.Int64)
+	Name  string
+	Start func(ctx context.Context, wsURL string) (run func(ctx context.Context, ops *atomic.Int64), err error)
 }
 
-// Floods are the built-in floods of the WebSocket side, by name.
+// ready makes a Flood's Start of a flood that needs no preparation.
+func ready(run func(ctx context.Context, wsURL string, ops *atomic.Int64)) func(context.Context, string) (func(context.Context, *atomic.Int64), error) {
+	return func(_ context.Context, wsURL string) (func(context.Context, *atomic.Int64), error) {
+		return func(ctx context.Context, ops *atomic.Int64) { run(ctx, wsURL, ops) }, nil
+	}
+}
+
+// Floods are the built-in floods, by name: the WebSocket side's here, the accounts side's in soak_accounts.go
+// (against a relay without accounts those get 404s, which they count like any other answer).
 var Floods = map[string]Flood{
-	"rooms":   {"rooms", floodRooms},
-	"pings":   {"pings", floodPings},
-	"unacked": {"unacked", floodUnacked},
+	"rooms":    {"rooms", ready(floodRooms)},
+	"pings":    {"pings", ready(floodPings)},
+	"unacked":  {"unacked", ready(floodUnacked)},
+	"logins":   {"logins", ready(floodLogins)},
+	"tickets":  {"tickets", startTickets},
+	"dialogs":  {"dialogs", startDialogs},
+	"keys":     {"keys", startKeyLookups},
+	"slowhttp": {"slowhttp", ready(floodSlowHTTP)},
 }
 
 // FloodNames lists the built-in floods, sorted.
@@ -160,17 +175,26 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 	}
 
 	floodCtx, stopFloods := context.WithCancel(ctx)
-	var floodOps atomic.Int64
-	var wg sync.WaitGroup
+	defer stopFloods()
+	runs := make([]func(context.Context, *atomic.Int64), len(cfg.Floods))
 	var names []string
-	for _, f := range cfg.Floods {
+	for i, f := range cfg.Floods {
+		run, err := f.Start(floodCtx, s.URL)
+		if err != nil {
+			return nil, fmt.Errorf("failed to prepare the %s flood: %w", f.Name, err)
+		}
+		runs[i] = run
 		names = append(names, f.Name)
+	}
+	floodOps := make([]atomic.Int64, len(cfg.Floods))
+	var wg sync.WaitGroup
+	for i, run := range runs {
 		wg.Add(1)
-		go func() { defer wg.Done(); f.Run(floodCtx, s.URL, &floodOps) }()
+		go func() { defer wg.Done(); run(floodCtx, &floodOps[i]) }()
 	}
 	var samples []string
 	var rssMax, rssFirst, rssLast int64
-	var probes, probeFailed int
+	var probes, probeFailed, accountProbes, accountFailed int
 	start := time.Now()
 	wg.Add(1)
 	go func() {
@@ -193,6 +217,12 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 			if !ok && floodCtx.Err() == nil {
 				probeFailed++
 			}
+			if cfg.Accounts {
+				accountProbes++
+				if !probeAccount(floodCtx, s.URL) && floodCtx.Err() == nil {
+					accountFailed++
+				}
+			}
 			samples = append(samples, fmt.Sprintf("%ds:%s:%v", int(time.Since(start).Seconds()), mib(rss), ok))
 		}
 	}()
@@ -204,8 +234,14 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	var total int64
+	byFlood := []string{}
+	for i, n := range names {
+		total += floodOps[i].Load()
+		byFlood = append(byFlood, fmt.Sprintf("%s:%d", n, floodOps[i].Load()))
+	}
 	if len(names) == 0 {
-		names = []string{"none"}
+		names, byFlood = []string{"none"}, []string{"none"}
 	}
 	if len(samples) == 0 {
 		samples = []string{"none"}
@@ -213,11 +249,12 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 	p := r.Pairs
 	r.Workload, r.Pairs = "soak", nil
 	r.Soak = &SoakResult{
-		Idle: 2 * idleRooms, Rooms: cfg.Rooms, Rate: cfg.Rate, Floods: strings.Join(names, ","), FloodOps: floodOps.Load(),
-		Delivered: p.Delivered, Lost: p.Lost, Duplicated: p.Duplicated, Reordered: p.Reordered, LostNotices: p.LostNotices,
+		Idle: 2 * idleRooms, Rooms: cfg.Rooms, Rate: cfg.Rate, Floods: strings.Join(names, ","), FloodOps: total,
+		FloodOpsBy: strings.Join(byFlood, " "),
+		Delivered:  p.Delivered, Lost: p.Lost, Duplicated: p.Duplicated, Reordered: p.Reordered, LostNotices: p.LostNotices,
 		LatP50ms: p.LatP50ms, LatP99ms: p.LatP99ms, LatMaxms: p.LatMaxms,
 		RSSFirst: rssFirst, RSSLast: rssLast, RSSMax: rssMax, RSSSamples: strings.Join(samples, " "),
-		CreateProbes: probes, CreateFailed: probeFailed,
+		CreateProbes: probes, CreateFailed: probeFailed, AccountProbes: accountProbes, AccountFailed: accountFailed,
 	}
 	return r, nil
 }
