@@ -253,8 +253,11 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 	}
 	d.mu.RUnlock()
 
-	known := a != nil && nameErr == nil
-	if err := d.acquire(ctx, known); err != nil {
+	kind := hashUnknown
+	if a != nil && nameErr == nil {
+		kind = hashKnown
+	}
+	if err := d.acquire(ctx, kind); err != nil {
 		if tracked {
 			d.endAttempt(name, false, false)
 		}
@@ -271,7 +274,7 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 		p = p[:MaxPasswordBytes]
 	}
 	cmpErr := bcrypt.CompareHashAndPassword(hash, p)
-	d.release(known)
+	d.release(kind)
 
 	ok := cmpErr == nil && a != nil && nameErr == nil && !tooLong
 	if tracked {

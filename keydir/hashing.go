@@ -12,13 +12,24 @@ import (
 // hashSlots bound the bcrypt work. Of Config.MaxConcurrentHashes slots, at most half (at least one) serve
 // registrations and logins of names that have no account, so a flood of made-up names, the cheapest flood
 // there is, cannot starve the logins of real users. (Which names exist is no secret: any logged-in user can
-// search for them.) A flood of real names is held back by their login backoff.
+// search for them.) A flood of real names is held back by their login backoff. Registrations and logins of
+// unknown names wait in queues of their own for the guest slots, so a flood of made-up logins, which keeps its
+// queue full, does not answer every registration busy: a registration waits its turn beside it.
 type hashSlots struct {
 	all   chan struct{} // every bcrypt computation holds one
 	guest chan struct{} // registrations and logins of unknown names hold one too
-	// callers waiting for a slot of all, and of guest
-	waitAll, waitGuest atomic.Int64
+	// callers waiting for a slot of all, and for one of guest: logins of unknown names, registrations
+	waitAll, waitUnknown, waitRegister atomic.Int64
 }
+
+// hashKind is who asks for a bcrypt slot.
+type hashKind int
+
+const (
+	hashKnown    hashKind = iota // a login of an existing account
+	hashUnknown                  // a login of a name that has no account
+	hashRegister                 // a registration
+)
 
 func newHashSlots(n int) hashSlots {
 	return hashSlots{all: make(chan struct{}, n), guest: make(chan struct{}, max(1, n/2))}
@@ -26,10 +37,10 @@ func newHashSlots(n int) hashSlots {
 
 // hashPassword runs bcrypt inside the concurrency bound.
 func (d *Directory) hashPassword(ctx context.Context, p string) ([]byte, error) {
-	if err := d.acquire(ctx, false); err != nil {
+	if err := d.acquire(ctx, hashRegister); err != nil {
 		return nil, err
 	}
-	defer d.release(false)
+	defer d.release(hashRegister)
 	h, err := bcrypt.GenerateFromPassword([]byte(p), d.cfg.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("failed to hash password: %w", err)
@@ -37,18 +48,22 @@ func (d *Directory) hashPassword(ctx context.Context, p string) ([]byte, error) 
 	return h, nil
 }
 
-// acquire takes a bcrypt slot (and a guest slot first, unless known is set: a login of an existing account),
-// waiting at most Config.MaxHashWait in queues of at most Config.MaxHashQueue: under a flood an answer,
-// ErrBusy, comes at once instead of after everyone who queued before.
-func (d *Directory) acquire(ctx context.Context, known bool) error {
+// acquire takes a bcrypt slot (and a guest slot first, unless it is a login of an existing account), waiting at
+// most Config.MaxHashWait in queues of at most Config.MaxHashQueue: under a flood an answer, ErrBusy, comes at
+// once instead of after everyone who queued before.
+func (d *Directory) acquire(ctx context.Context, kind hashKind) error {
 	deadline := time.Now().Add(d.cfg.MaxHashWait)
-	if !known {
-		if err := d.take(ctx, d.hashes.guest, &d.hashes.waitGuest, deadline); err != nil {
+	if kind != hashKnown {
+		waiting := &d.hashes.waitUnknown
+		if kind == hashRegister {
+			waiting = &d.hashes.waitRegister
+		}
+		if err := d.take(ctx, d.hashes.guest, waiting, deadline); err != nil {
 			return err
 		}
 	}
 	if err := d.take(ctx, d.hashes.all, &d.hashes.waitAll, deadline); err != nil {
-		if !known {
+		if kind != hashKnown {
 			<-d.hashes.guest
 		}
 		return err
@@ -81,9 +96,9 @@ func (d *Directory) take(ctx context.Context, sem chan struct{}, waiting *atomic
 }
 
 // release gives back what acquire took.
-func (d *Directory) release(known bool) {
+func (d *Directory) release(kind hashKind) {
 	<-d.hashes.all
-	if !known {
+	if kind != hashKnown {
 		<-d.hashes.guest
 	}
 }

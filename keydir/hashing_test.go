@@ -53,3 +53,44 @@ func TestHashSlotsKeepRoomForAccounts(t *testing.T) {
 		t.Fatalf("a real login during the flood: %v", err)
 	}
 }
+
+// A flood of made-up logins keeps its queue for the guest slot full; a registration still waits its turn in its
+// own queue and gets the slot when it comes free, instead of being answered busy at once every time.
+func TestRegistrationQueuesBesideLoginFlood(t *testing.T) {
+	d, _ := newTestDir(t, func(c *Config) { c.MaxConcurrentHashes = 2; c.MaxHashQueue = 2; c.MaxHashWait = 5 * time.Second })
+	d.hashes.guest <- struct{}{} // the flood holds the guest slot
+	flood := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, _, err := d.Login(context.Background(), "nobody", "Wrong-h0rse")
+			flood <- err
+		}()
+	}
+	for d.hashes.waitUnknown.Load() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, _, err := d.Login(context.Background(), "nobody", "Wrong-h0rse"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a made-up login beyond the full queue: %v, want ErrBusy", err)
+	}
+	registered := make(chan error, 1)
+	go func() {
+		_, err := d.Register(context.Background(), Registration{Username: "bob", FullName: "Bob", Password: goodPassword})
+		registered <- err
+	}()
+	for d.hashes.waitRegister.Load() != 1 {
+		select {
+		case err := <-registered:
+			t.Fatalf("a registration during a login flood was answered before it queued: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	<-d.hashes.guest // the flood's slot comes free: the queued logins, then the registration, take it in turn
+	if err := <-registered; err != nil {
+		t.Fatalf("a registration queued beside a login flood: %v", err)
+	}
+	for range 2 {
+		if err := <-flood; !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("a queued made-up login: %v, want ErrBadCredentials", err)
+		}
+	}
+}
