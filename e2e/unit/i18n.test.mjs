@@ -112,3 +112,9 @@ test('sizes, dates and durations go through Intl in each language', () => {
   assert.match(fmt('date', d, 'ru'), /февр\. 2026/);
   assert.match(fmt('date', d, 'en'), /Feb 12, 2026/);
 });
+
+test('a placeholder can hold a phrase that is translated with the rest', async () => {
+  const { t } = await import('../../static/js/i18n.mjs');
+  assert.equal(t('verify_who', { who: { t: 'member_n', n: 2 } }), 'Verify member 2');
+  assert.equal(t('verify_who', { who: 'dave' }), 'Verify dave');
+});

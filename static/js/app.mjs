@@ -203,9 +203,10 @@ function inviteBox(link) {
     h('div.row.nowrap', {}, h('input', { id: 'invitelink', readonly: true, value: link, autofocus: true }), copy));
 }
 
-// peerName is how the page names a peer: the user name in a dialog, "member N" in an anonymous room.
+// peerName is how the page names a peer: the user name in a dialog, "member N" in an anonymous room (as a
+// phrase that i18n translates again on a language switch).
 function peerName(p) {
-  return room?.dialog ? room.peerName : t('member_n', { n: p.member });
+  return room?.dialog ? room.peerName : { t: 'member_n', n: p.member };
 }
 
 function roomScreen(ownInfo, creator) {
@@ -334,7 +335,7 @@ function verifyPeer(ownInfo, member = null) {
   const p = member === null ? peers[0] : room.peers.get(member);
   if (!p) return;
   verifyDialog({
-    whoText: peerName(p),
+    who: peerName(p),
     peer: p,
     ownFp: ownInfo.fingerprint,
     verified: verified.has(p.fingerprint),

@@ -494,10 +494,14 @@ export function getLang() {
   return lang;
 }
 
-// t returns the string for key in the current language, with {name} filled from vars.
+// t returns the string for key in the current language, with {name} filled from vars. A var may itself be a
+// translated phrase, {t: key, ...vars}, so a name like "member 2" follows a language switch too.
 export function t(key, vars = {}) {
   const s = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
-  return s.replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? ''));
+  return s.replace(/\{(\w+)\}/g, (_, k) => {
+    const v = vars[k];
+    return v && typeof v === 'object' ? t(v.t, v) : String(v ?? '');
+  });
 }
 
 export function hasKey(key) {

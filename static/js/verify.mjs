@@ -36,15 +36,16 @@ export function groups(code) {
   return String(code).trim().split(/\s+/).filter(Boolean);
 }
 
-// verifyDialog opens the Verify screen. whoText names the peer; peer is {fingerprint, safety};
+// verifyDialog opens the Verify screen. who names the peer (a name, or an i18n phrase {t, ...vars});
+// peer is {fingerprint, safety};
 // ownFp is this side's fingerprint; verified says whether the peer's current key is marked; onMark(bool)
 // records the user's decision.
-export function verifyDialog({ whoText, peer, ownFp, verified, onMark }) {
+export function verifyDialog({ who, peer, ownFp, verified, onMark }) {
   $('#verify')?.remove();
   const state = h('p.verifystate', { id: 'verifystate', role: 'status' });
   const mark = h('button.primary', { type: 'button', id: 'markverified' });
   const render = (on) => {
-    state.replaceChildren(on ? tx('verified_who', { who: whoText }) : tx('not_verified'));
+    state.replaceChildren(on ? tx('verified_who', { who }) : tx('not_verified'));
     state.classList.toggle('ok', on);
     mark.dataset.i18n = on ? 'unmark_verified' : 'mark_verified';
     mark.textContent = t(mark.dataset.i18n);
@@ -60,14 +61,14 @@ export function verifyDialog({ whoText, peer, ownFp, verified, onMark }) {
   render(on);
   const code = groups(peer.safety);
   const d = h('dialog.verify', { id: 'verify', 'aria-labelledby': 'verifytitle' },
-    h('h2', { id: 'verifytitle', tabindex: '-1' }, tx('verify_who', { who: whoText })),
-    h('p', {}, tx('verify_text', { who: whoText })),
+    h('h2', { id: 'verifytitle', tabindex: '-1' }, tx('verify_who', { who })),
+    h('p', {}, tx('verify_text', { who })),
     h('h3', { i18n: 'safety' }),
     h('p.safety.groups', { id: 'safetycode', dataset: { code: code.join(' ') } }, ...code.flatMap((g, i) => (i ? [' ', h('span.group', {}, g)] : [h('span.group', {}, g)]))),
     h('figure.qrbox', { id: 'qr' }, qrSVG(code.join(' '), t('qr_label'))),
     h('dl.fps', {},
       h('dt', { i18n: 'your_fp' }), h('dd.fp', { id: 'verifyownfp' }, ownFp),
-      h('dt', {}, tx('their_fp', { who: whoText })), h('dd.fp', { id: 'verifypeerfp' }, peer.fingerprint)),
+      h('dt', {}, tx('their_fp', { who })), h('dd.fp', { id: 'verifypeerfp' }, peer.fingerprint)),
     state,
     h('div.row', {},
       mark,
