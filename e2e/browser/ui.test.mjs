@@ -136,6 +136,20 @@ async function fastKey(page, sel) {
   if (fast) await page.select(sel, 'curve25519');
 }
 
+async function backToMain(page) {
+  await press(page, '#back');
+  await page.waitForSelector('#mainscreen');
+}
+
+// makeKey makes an account's key pair on the key setup screen (Curve25519 where offered: it is fast).
+async function makeKey(page, passphrase) {
+  await page.waitForSelector('#keysetup', { timeout: 60000 });
+  await fastKey(page, '#acctkeytype');
+  await fill(page, '#newpass', passphrase);
+  await press(page, '#generate');
+  await page.waitForSelector('#keyready', { timeout: 180000 });
+}
+
 async function ready(page) {
   await page.waitForSelector('#status[data-ready="yes"]', { timeout: 120000 });
 }
@@ -335,11 +349,7 @@ for (const kind of KINDS) {
         await d.waitForSelector('#loginscreen');
         await fill(d, '#loginpass', 'Dave-pass1!');
         await press(d, '#logindo');
-        await d.waitForSelector('#keysetup', { timeout: 60000 });
-        await fastKey(d, '#acctkeytype');
-        await fill(d, '#newpass', 'correct horse battery staple');
-        await press(d, '#generate');
-        await d.waitForSelector('#keyready', { timeout: 180000 });
+        await makeKey(d, 'correct horse battery staple');
         await press(d, '#continue');
         await d.waitForSelector('#mainscreen');
 
@@ -385,25 +395,18 @@ for (const kind of KINDS) {
         await docShot(c, `${kind}-phone-dialog-ru`);
 
         // The mark is kept with the pin: leaving and coming back keeps it.
-        await press(c, '#back');
-        await c.waitForSelector('#mainscreen');
+        await backToMain(c);
         await press(c, `#dialogs button[data-user="${dave}"]`);
         await ready(c);
         assert.equal(await c.$eval('#verified', (e) => e.hidden), false, 'the verified mark did not survive leaving the dialog');
-        await press(c, '#back');
-        await c.waitForSelector('#mainscreen');
+        await backToMain(c);
 
         // Dave makes a new key pair; Carol is warned, trusts it, and the mark is gone.
-        await press(d, '#back');
-        await d.waitForSelector('#mainscreen');
+        await backToMain(d);
         await press(d, '#mykey');
         await d.waitForSelector('dialog#mykeydialog[open]');
         await d.$eval('dialog#mykeydialog button.danger', (e) => e.click());
-        await d.waitForSelector('#keysetup');
-        await fastKey(d, '#acctkeytype');
-        await fill(d, '#newpass', 'another horse battery staple');
-        await press(d, '#generate');
-        await d.waitForSelector('#keyready', { timeout: 180000 });
+        await makeKey(d, 'another horse battery staple');
         await press(d, '#continue');
         await d.waitForSelector('#mainscreen');
         await press(c, `#dialogs button[data-user="${dave}"]`);
@@ -416,8 +419,7 @@ for (const kind of KINDS) {
         assert.equal(await c.$eval('#verifybtn', (e) => e.hidden), false);
         assert.equal(await c.$eval('#verified', (e) => e.hidden), true, 'a changed key kept the verified mark');
 
-        await press(c, '#back');
-        await c.waitForSelector('#mainscreen');
+        await backToMain(c);
         await press(c, '#mykey');
         await c.waitForSelector('dialog#mykeydialog[open]');
         await screen(c, 'mykey');
