@@ -8,7 +8,7 @@ import { Backoff } from './backoff.mjs';
 const SENT_KEEP = 512;
 
 // coded is an error with a code the page turns into a sentence in the user's language (i18n.errorText).
-const coded = (message, code) => Object.assign(new Error(message), { code });
+export const coded = (message, code) => Object.assign(new Error(message), { code });
 
 export class RoomConn extends EventTarget {
   // backoff is injectable for tests.

@@ -1,6 +1,6 @@
 // Module room runs an anonymous room: it joins the relay, exchanges keys bound to the invite
 // secret, and turns chat messages and files into OpenPGP frames and back.
-import { RoomConn } from './conn.mjs';
+import { RoomConn, coded } from './conn.mjs';
 import { KIND_KEY, KIND_PGP, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
 import { MAX_DATA } from './pad.mjs';
 import { validName } from './notify.mjs';
@@ -234,7 +234,6 @@ export class Room extends EventTarget {
 
   // whyNot is why nothing can be sent now, as an error whose code the page shows in the user's language.
   whyNot() {
-    const coded = (message, code) => Object.assign(new Error(message), { code });
     if (this.ended) return coded('the room has ended', 'ended');
     if (this.blocked.size) return coded('blocked: a member\'s key changed; compare the safety code first', 'blocked');
     if (!this.peers.size) return coded('cannot send yet: no verified member in the room', 'no_peer');
@@ -244,7 +243,7 @@ export class Room extends EventTarget {
   async sendText(text, ttl = 0) {
     if (!this.canSend()) throw this.whyNot();
     const bytes = new TextEncoder().encode(text);
-    if (bytes.length > MAX_TEXT) throw Object.assign(new Error(`message too long (${bytes.length} bytes, at most ${MAX_TEXT})`), { code: 'too_long' });
+    if (bytes.length > MAX_TEXT) throw coded(`message too long (${bytes.length} bytes, at most ${MAX_TEXT})`, 'too_long');
     const msg = { k: 'msg', id: b64u(crypto.getRandomValues(new Uint8Array(9))), text, ts: Date.now(), ttl };
     const s = await this.sendEnvelope(msg);
     stats.send.push(s);
