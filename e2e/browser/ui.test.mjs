@@ -63,8 +63,8 @@ async function axe(page) {
 const lang = (page) => page.evaluate(() => document.documentElement.lang);
 
 // screen checks the screen now showing in both languages: no sideways overflow (at 412 px, and in the second
-// language also at OTHER_SIZES) and no serious axe finding, in the current language and after
-// switching; it switches back and leaves a screenshot of each.
+// language also at OTHER_SIZES), Send on screen at 412 × 915 where there is one, and no serious axe finding,
+// in the current language and after switching; it switches back and leaves a screenshot of each.
 async function screen(page, name) {
   const first = await lang(page);
   for (const l of [first, first === 'en' ? 'ru' : 'en']) {
@@ -72,6 +72,10 @@ async function screen(page, name) {
     assert.equal(await lang(page), l);
     assert.deepEqual(await overflow(page), [], `${name} (${l}) is wider than the screen`);
     assert.deepEqual(await axe(page), [], `${name} (${l}) has serious accessibility problems`);
+    if (await page.$('#send') && !(await page.$('dialog[open]'))) {
+      await page.evaluate(() => window.scrollTo(0, 0));
+      assert.ok(await inView(page, '#send'), `${name} (${l}): Send is below the fold`);
+    }
     await shot(page, `${page.kind}-phone-${name}-${l}`);
     if (l === first) continue;
     for (const v of OTHER_SIZES) {
