@@ -19,15 +19,8 @@ fail() { printf 'container test FAILED: %s\n' "$*" >&2; exit 1; }
 MIRROR=${CLEANRELAY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 
-need=()
-command -v buildah >/dev/null || need+=(buildah)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  say "installing ${need[*]}"
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
+. .ci/lib.sh
+need_tools buildah:buildah debootstrap:debootstrap curl:curl
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cleanrelay-container.XXXXXX")
 # buildah keeps its images and containers under --root; vfs needs no overlay support from the kernel.

@@ -4,10 +4,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-if ! command -v gpg >/dev/null 2>&1 || ! command -v gpgconf >/dev/null 2>&1; then
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gnupg gpg-agent
-fi
+. .ci/lib.sh
+need_tools gpg:gnupg gpgconf:gpg-agent
 gpg --version | head -1
 
 # -gpg makes the gpg-backed tests run (without it they skip); they fail, not
@@ -16,6 +14,3 @@ go test -race -count=1 ./keydir -gpg
 # The accounts API of the relay, with keys and signatures made by gpg (the rest of package relay runs in
 # the lead's go test ./...).
 go test -race -count=1 -run 'Accounts|Admin' ./relay -gpg
-# Short fuzzing of the parsers, as a smoke test of the fuzz targets.
-go test -run '^$' -fuzz '^FuzzNormalizeUsername$' -fuzztime 5000x ./keydir
-go test -run '^$' -fuzz '^FuzzParsePublicKey$' -fuzztime 5000x ./keydir

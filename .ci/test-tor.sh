@@ -1,7 +1,8 @@
 #!/bin/sh
-# Runs cleanrelay's Tor tests: the onion package and its private test network (onion/tornet), and the end-to-end
-# tests of `cleanrelay serve` in onion mode (among them TestNoDiskNoLogsTor, which traces the relay and its tor
-# with strace), against real tor processes on a private Tor network on 127.0.0.1.
+# Runs cleanrelay's Tor tests: the onion package and its private test network (onion/tornet, with Debian's
+# onionbalance publishing one front address over three backends), and the end-to-end tests of `cleanrelay serve`
+# in onion mode (among them TestNoDiskNoLogsTor, which traces the relay and its tor with strace), against real tor
+# processes on a private Tor network on 127.0.0.1.
 #
 # The tests run inside a new network namespace that holds only loopback (`unshare -n`), so no tor can reach
 # anything but this machine; the harness refuses to start tor anywhere else. Modules are downloaded and every
@@ -9,11 +10,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-sh .ci/install-tor.sh
-if ! command -v strace >/dev/null 2>&1; then
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends strace
-fi
+. .ci/lib.sh
+need_tor
+need_tools strace:strace onionbalance:onionbalance
 
 tor_e2e=""
 if ls cmd/cleanrelay/*_tor_test.go >/dev/null 2>&1; then
@@ -24,20 +23,9 @@ fi
 go mod download
 go test -race -count=1 -run '^$' ./onion/... ./cmd/cleanrelay >/dev/null
 
-# Inside the namespace:
-# - lo up, and quick ACKs on loopback routes: delayed ACKs otherwise add 40-90 ms to round trips through the
-#   private network (TORNET.md), which would drown what the tests and benchmarks measure;
-# - GOPROXY=off: nothing can be fetched there; fail at once instead of timing out;
-# - the onion packages' tests, one package at a time (two private networks at once on 2 cores slow both), then
-#   the Tor tests of cmd/cleanrelay (its other tests are the lead's, run by .ci/run).
-inner='set -e
-ip link set lo up
-ip route replace local 127.0.0.0/8 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
-ip route replace local 127.0.0.1 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
-go test -race -count=1 -p 1 -timeout 8m ./onion/... -tor
+# Inside the loopback-only namespace (.ci/lib.sh): the onion packages' tests, one package at a time (two private
+# networks at once on 2 cores slow both), then the Tor tests of cmd/cleanrelay (its other tests are the lead's,
+# run by .ci/test).
+export TOR_E2E="$tor_e2e"
+in_loopback_ns 'go test -race -count=1 -p 1 -timeout 12m ./onion/... -tor
 if [ -n "$TOR_E2E" ]; then go test -race -count=1 -timeout 14m -run Tor ./cmd/cleanrelay -tor; fi'
-
-unshare_cmd="unshare -n"
-if [ "$(id -u)" != 0 ]; then unshare_cmd="unshare -rn"; fi
-# shellcheck disable=SC2086 # $unshare_cmd is a command with its options
-exec $unshare_cmd env GOPROXY=off TOR_E2E="$tor_e2e" sh -c "$inner"

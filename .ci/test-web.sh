@@ -6,16 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v chromium >/dev/null || need+=(chromium)
-command -v firefox-esr >/dev/null || need+=(firefox-esr)
-command -v gpg >/dev/null || need+=(gnupg)
-command -v gpgconf >/dev/null || need+=(gpg-agent)
-command -v python3 >/dev/null || need+=(python3) # an independent ZIP reader for the zip tests
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
-fi
+. .ci/lib.sh
+# python3 is an independent ZIP reader for the zip tests.
+need_tools --recommends chromium:chromium firefox-esr:firefox-esr gpg:gnupg gpgconf:gpg-agent python3:python3
+need_tor
 chromium --version
 firefox-esr --version
 gpg --version | head -1
@@ -29,10 +23,6 @@ node --test --test-concurrency=1 browser/
 
 echo "== web browser test through the onion service (private Tor network, loopback-only namespace)"
 cd ..
-sh .ci/install-tor.sh
 go test -count=1 -run '^$' ./cmd/cleanrelay >/dev/null # build while the module proxy is reachable
-unshare -n env GOPROXY=off sh -c 'set -e
-ip link set lo up
-ip route replace local 127.0.0.0/8 dev lo proto kernel scope host src 127.0.0.1 table local quickack 1
-go test -count=1 -timeout 8m -run TestBrowserThroughOnion -v ./cmd/cleanrelay -tor -browser' 2>&1 | grep -v '^=== RUN'
+in_loopback_ns 'go test -count=1 -timeout 8m -run TestBrowserThroughOnion -v ./cmd/cleanrelay -tor -browser' 2>&1 | grep -v '^=== RUN'
 test "${PIPESTATUS[0]}" -eq 0

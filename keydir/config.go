@@ -21,6 +21,13 @@ type Config struct {
 	// MaxConcurrentHashes bounds how many bcrypt computations run at once, so a
 	// login flood cannot take every core. Default runtime.GOMAXPROCS(0).
 	MaxConcurrentHashes int
+	// MaxHashQueue bounds how many logins and registrations may wait for a
+	// bcrypt slot; one more is refused at once with ErrBusy. Default
+	// 4*MaxConcurrentHashes.
+	MaxHashQueue int
+	// MaxHashWait is how long a login or registration waits for a bcrypt slot
+	// before it is refused with ErrBusy. Default 2s.
+	MaxHashWait time.Duration
 
 	// LoginFreeFailures is how many failed logins one username may have before
 	// each further attempt must wait. Default 5.
@@ -56,8 +63,14 @@ type Config struct {
 	// back to invalidating every token of that account issued so far. Default 1<<20.
 	MaxRevokedTokens int
 
-	// MaxKeyBytes caps an armored public key upload. Default 64 KiB.
+	// MaxKeyBytes caps an armored public key upload. Default 16 KiB: an RSA-4096
+	// key with a subkey and a few user IDs is under 8 KiB (gpg: export it with
+	// --export-options export-minimal).
 	MaxKeyBytes int
+	// MaxKeyUserIDs caps the user IDs of a published key. Default 4.
+	MaxKeyUserIDs int
+	// MaxKeySubkeys caps the subkeys of a published key. Default 8.
+	MaxKeySubkeys int
 	// MinRSABits is the smallest accepted RSA modulus. Default 3072; values below
 	// 3072 are refused.
 	MinRSABits int
@@ -79,6 +92,16 @@ type Config struct {
 	// SearchBurst searches refilled by one every SearchInterval. Defaults 10 and 2s.
 	SearchBurst    int
 	SearchInterval time.Duration
+	// KeyLookupBurst and KeyLookupInterval rate-limit fetching other users'
+	// keys per account (Allow with ActionKeyLookup), so that a key lookup cannot
+	// enumerate who has an account faster than search. Defaults 20 and 1s.
+	KeyLookupBurst    int
+	KeyLookupInterval time.Duration
+	// DialogBurst and DialogInterval rate-limit opening dialogs per account
+	// (Allow with ActionDialog): each one notifies the other user's sessions.
+	// Defaults 10 and 2s.
+	DialogBurst    int
+	DialogInterval time.Duration
 
 	// Now is the clock. Default time.Now. Tests replace it.
 	Now func() time.Time
@@ -96,6 +119,13 @@ const (
 	maxTokenLifetime = 30 * 24 * time.Hour
 )
 
+// Defaults returns c with every zero field set to its default (a command line
+// shows them as the defaults of its flags). It does not check ranges: New does.
+func (c Config) Defaults() Config {
+	c, _ = c.withDefaults()
+	return c
+}
+
 func (c Config) withDefaults() (Config, error) {
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -110,6 +140,8 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxAccounts, 100000)
 	def(&c.BcryptCost, minBcryptCost)
 	def(&c.MaxConcurrentHashes, runtime.GOMAXPROCS(0))
+	def(&c.MaxHashQueue, 4*c.MaxConcurrentHashes)
+	defDur(&c.MaxHashWait, 2*time.Second)
 	def(&c.LoginFreeFailures, 5)
 	defDur(&c.LoginBackoffBase, time.Second)
 	defDur(&c.LoginBackoffMax, 15*time.Minute)
@@ -127,7 +159,9 @@ func (c Config) withDefaults() (Config, error) {
 	defDur(&c.TokenLifetime, 7*24*time.Hour)
 	def(&c.MaxTokenBytes, 4096)
 	def(&c.MaxRevokedTokens, 1<<20)
-	def(&c.MaxKeyBytes, 64<<10)
+	def(&c.MaxKeyBytes, 16<<10)
+	def(&c.MaxKeyUserIDs, 4)
+	def(&c.MaxKeySubkeys, 8)
 	def(&c.MinRSABits, minRSAKeyBits)
 	defDur(&c.ChallengeLifetime, 2*time.Minute)
 	def(&c.MaxChallengesPerUser, 4)
@@ -135,6 +169,10 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxSearchResults, 20)
 	def(&c.SearchBurst, 10)
 	defDur(&c.SearchInterval, 2*time.Second)
+	def(&c.KeyLookupBurst, 20)
+	defDur(&c.KeyLookupInterval, time.Second)
+	def(&c.DialogBurst, 10)
+	defDur(&c.DialogInterval, 2*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -152,20 +190,21 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("token size cap %d below 512 bytes", c.MaxTokenBytes)
 	}
 	for name, v := range map[string]int{
-		"MaxAccounts": c.MaxAccounts, "MaxConcurrentHashes": c.MaxConcurrentHashes,
+		"MaxAccounts": c.MaxAccounts, "MaxConcurrentHashes": c.MaxConcurrentHashes, "MaxHashQueue": c.MaxHashQueue,
 		"LoginFreeFailures": c.LoginFreeFailures, "MaxTrackedUsernames": c.MaxTrackedUsernames,
 		"MaxRevokedTokens": c.MaxRevokedTokens, "MaxKeyBytes": c.MaxKeyBytes,
+		"MaxKeyUserIDs": c.MaxKeyUserIDs, "MaxKeySubkeys": c.MaxKeySubkeys,
 		"MaxChallengesPerUser": c.MaxChallengesPerUser, "MaxSearchResults": c.MaxSearchResults,
-		"SearchBurst": c.SearchBurst,
+		"SearchBurst": c.SearchBurst, "KeyLookupBurst": c.KeyLookupBurst, "DialogBurst": c.DialogBurst,
 	} {
 		if v < 0 {
 			return c, fmt.Errorf("%s must not be negative", name)
 		}
 	}
 	for name, v := range map[string]time.Duration{
-		"LoginBackoffBase": c.LoginBackoffBase, "LoginBackoffMax": c.LoginBackoffMax,
+		"MaxHashWait": c.MaxHashWait, "LoginBackoffBase": c.LoginBackoffBase, "LoginBackoffMax": c.LoginBackoffMax,
 		"LoginFailureMemory": c.LoginFailureMemory, "ChallengeLifetime": c.ChallengeLifetime, "MaxClockSkew": c.MaxClockSkew,
-		"SearchInterval": c.SearchInterval,
+		"SearchInterval": c.SearchInterval, "KeyLookupInterval": c.KeyLookupInterval, "DialogInterval": c.DialogInterval,
 	} {
 		if v < 0 {
 			return c, fmt.Errorf("%s must not be negative", name)

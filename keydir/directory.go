@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -18,8 +17,8 @@ type Directory struct {
 	// Static after construction.
 	cfg       Config
 	tokens    *tokenSigner
-	hashSem   chan struct{} // bounds concurrent bcrypt work
-	dummyHash []byte        // compared against for unknown users, so they cost the same
+	hashes    hashSlots // bounds bcrypt work (hashing.go)
+	dummyHash []byte    // compared against for unknown users, so they cost the same
 
 	// compareHook, if set (tests only), is called before each bcrypt comparison.
 	compareHook func()
@@ -27,6 +26,8 @@ type Directory struct {
 	mu sync.RWMutex
 	// Guarded by mu.
 	byName     map[string]*account // normalized username → account
+	bySkeleton map[string]*account // Skeleton of the username → account
+	held       int64               // accountBytes of every account (memory.go)
 	byID       map[string]*account
 	names      []string              // sorted normalized usernames, for prefix search
 	failures   map[string]*failures  // normalized username → recent login failures
@@ -38,19 +39,20 @@ type Directory struct {
 
 // account is one registered user. Guarded by Directory.mu.
 type account struct {
-	id        string
-	username  string // normalized
-	fullName  string
-	email     string
-	created   time.Time
-	hash      []byte
-	disabled  bool
-	notBefore time.Time // tokens issued at or before this second are invalid
-	key       *KeyInfo
-	entity    *openpgp.Entity // the parsed published key, for session proofs
-	banned    map[string]bool // fingerprints the operator revoked
-	chals     []string        // outstanding challenges, oldest first
-	search    bucket
+	id         string
+	username   string // normalized
+	fullName   string
+	email      string
+	created    time.Time
+	hash       []byte
+	disabled   bool
+	notBefore  time.Time // tokens issued at or before this second are invalid
+	key        *KeyInfo
+	banned     map[string]bool // fingerprints the operator revoked
+	chals      []string        // outstanding challenges, oldest first
+	search     bucket
+	keyLookups bucket
+	dialogs    bucket
 }
 
 // accountView is a copy of an account's public fields, safe to use without the lock.
@@ -107,9 +109,10 @@ func New(cfg Config) (*Directory, error) {
 	return &Directory{
 		cfg:        cfg,
 		tokens:     t,
-		hashSem:    make(chan struct{}, cfg.MaxConcurrentHashes),
+		hashes:     newHashSlots(cfg.MaxConcurrentHashes),
 		dummyHash:  dummy,
 		byName:     make(map[string]*account),
+		bySkeleton: make(map[string]*account),
 		byID:       make(map[string]*account),
 		failures:   make(map[string]*failures),
 		revoked:    make(map[string]time.Time),
@@ -160,8 +163,8 @@ type Registration struct {
 
 // Register validates r and creates an account. Errors wrap ErrUsernameInvalid,
 // ErrFullNameInvalid, ErrEmailInvalid, ErrPasswordPolicy, ErrPasswordTooLong,
-// ErrUsernameTaken or ErrTooManyAccounts, or are ctx's error while waiting for a
-// bcrypt slot. Of several concurrent registrations of one normalized name exactly
+// ErrUsernameTaken, ErrUsernameConfusable or ErrTooManyAccounts, ErrBusy when no bcrypt slot came free
+// in time, or ctx's error while waiting for one. Of several concurrent registrations of one normalized name exactly
 // one succeeds.
 func (d *Directory) Register(ctx context.Context, r Registration) (Account, error) {
 	name, err := NormalizeUsername(r.Username)
@@ -202,7 +205,9 @@ func (d *Directory) Register(ctx context.Context, r Registration) (Account, erro
 		return Account{}, err
 	}
 	d.byName[name] = a
+	d.bySkeleton[Skeleton(name)] = a
 	d.byID[id] = a
+	d.held += accountBytes(a)
 	i, _ := slices.BinarySearch(d.names, name)
 	d.names = slices.Insert(d.names, i, name)
 	return a.public(), nil
@@ -211,6 +216,9 @@ func (d *Directory) Register(ctx context.Context, r Registration) (Account, erro
 func (d *Directory) canAddLocked(name string) error {
 	if _, ok := d.byName[name]; ok {
 		return ErrUsernameTaken
+	}
+	if _, ok := d.bySkeleton[Skeleton(name)]; ok {
+		return fmt.Errorf("%w: 0 and o, 1 and l, rn and m, vv and w, cl and d read alike", ErrUsernameConfusable)
 	}
 	if len(d.byName) >= d.cfg.MaxAccounts {
 		return fmt.Errorf("%w: the relay holds %d accounts", ErrTooManyAccounts, d.cfg.MaxAccounts)
@@ -222,35 +230,12 @@ func (a *account) public() Account {
 	return Account{ID: a.id, Username: a.username, FullName: a.fullName, Email: a.email, Created: a.created}
 }
 
-// hashPassword runs bcrypt inside the concurrency bound.
-func (d *Directory) hashPassword(ctx context.Context, p string) ([]byte, error) {
-	if err := d.acquire(ctx); err != nil {
-		return nil, err
-	}
-	defer d.release()
-	h, err := bcrypt.GenerateFromPassword([]byte(p), d.cfg.BcryptCost)
-	if err != nil {
-		return nil, fmt.Errorf("failed to hash password: %w", err)
-	}
-	return h, nil
-}
-
-func (d *Directory) acquire(ctx context.Context) error {
-	select {
-	case d.hashSem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("failed to wait for a password hashing slot: %w", ctx.Err())
-	}
-}
-
-func (d *Directory) release() { <-d.hashSem }
-
 // Login checks a username and password and returns a signed access token and its
 // session. Errors: ErrBadCredentials for an unknown user or a wrong password (the
 // same error after the same bcrypt work), a *BackoffError (ErrTooManyAttempts)
 // while the username must wait, ErrAccountDisabled for a disabled account with the
-// right password, or ctx's error while waiting for a bcrypt slot.
+// right password, ErrBusy when no bcrypt slot came free in time, or ctx's error
+// while waiting for one.
 func (d *Directory) Login(ctx context.Context, username, password string) (string, Session, error) {
 	name, nameErr := NormalizeUsername(username)
 	tracked := false
@@ -268,7 +253,8 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 	}
 	d.mu.RUnlock()
 
-	if err := d.acquire(ctx); err != nil {
+	known := a != nil && nameErr == nil
+	if err := d.acquire(ctx, known); err != nil {
 		if tracked {
 			d.endAttempt(name, false, false)
 		}
@@ -285,7 +271,7 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 		p = p[:MaxPasswordBytes]
 	}
 	cmpErr := bcrypt.CompareHashAndPassword(hash, p)
-	d.release()
+	d.release(known)
 
 	ok := cmpErr == nil && a != nil && nameErr == nil && !tooLong
 	if tracked {

@@ -277,13 +277,13 @@ func TestLoginParallelBurst(t *testing.T) {
 func TestLoginContextCancelled(t *testing.T) {
 	d, _ := newTestDir(t, func(c *Config) { c.MaxConcurrentHashes = 1 })
 	mustRegister(t, d, "alice")
-	d.hashSem <- struct{}{} // occupy the only slot
+	d.hashes.all <- struct{}{} // occupy the only slot
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, _, err := d.Login(ctx, "alice", goodPassword); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Login with cancelled ctx = %v", err)
 	}
-	<-d.hashSem
+	<-d.hashes.all
 	// The cancelled attempt did not count as a failure.
 	d.mu.RLock()
 	f := d.failures["alice"]
@@ -376,7 +376,7 @@ func TestDefaultBcryptCost(t *testing.T) {
 	if c, err := bcrypt.Cost(d.dummyHash); err != nil || c != 10 {
 		t.Fatalf("dummy hash cost %d, %v; want 10 (else unknown users answer faster)", c, err)
 	}
-	if cap(d.hashSem) != runtime.GOMAXPROCS(0) {
-		t.Fatalf("hash concurrency %d, want GOMAXPROCS", cap(d.hashSem))
+	if cap(d.hashes.all) != runtime.GOMAXPROCS(0) {
+		t.Fatalf("hash concurrency %d, want GOMAXPROCS", cap(d.hashes.all))
 	}
 }

@@ -15,7 +15,11 @@ var (
 	ErrUsernameInvalid = errors.New("invalid username")
 	// ErrUsernameTaken: another account already has this username after normalization.
 	ErrUsernameTaken = errors.New("username already taken")
-	// ErrFullNameInvalid: the full name is empty, too long or has control or invisible characters.
+	// ErrUsernameConfusable: the username looks like another account's (they
+	// share a Skeleton).
+	ErrUsernameConfusable = errors.New("username too much like an existing one")
+	// ErrFullNameInvalid: the full name is empty, too long or has control, invisible, unassigned or
+	// private-use characters, or stacked combining marks.
 	ErrFullNameInvalid = errors.New("invalid full name")
 	// ErrEmailInvalid: the e-mail address is malformed, or missing while Config.RequireEmail is set.
 	ErrEmailInvalid = errors.New("invalid e-mail address")
@@ -58,8 +62,13 @@ var (
 	// ErrKeyRevoked: the key carries a revocation signature, or the operator revoked
 	// this fingerprint.
 	ErrKeyRevoked = errors.New("key revoked")
-	// ErrKeyUserID: no valid, non-revoked user ID of the key names this account's username.
-	ErrKeyUserID = errors.New("no user ID of the key names this username")
+	// ErrKeyUserID: a user ID of the key does not name this account (docs/accounts.md
+	// §5), or no valid, non-revoked one does.
+	ErrKeyUserID = errors.New("the key's user IDs must name this account")
+	// ErrKeyTooLarge: the key carries more user IDs or subkeys than the directory
+	// keeps, or a user ID longer than it keeps (Config.MaxKeyUserIDs,
+	// Config.MaxKeySubkeys, MaxUserIDBytes).
+	ErrKeyTooLarge = errors.New("key too large")
 	// ErrKeyUnusable: the key has no valid signing key or no valid encryption key.
 	ErrKeyUnusable = errors.New("key cannot both sign and encrypt")
 	// ErrBadProof: the proof of possession failed: unknown, expired, reused or
@@ -67,6 +76,10 @@ var (
 	ErrBadProof = errors.New("proof of key possession failed")
 	// ErrNoKey: the account has not published a key (or the operator revoked it).
 	ErrNoKey = errors.New("no public key published")
+
+	// ErrBusy: every bcrypt slot is taken and the queue for them is full, or no slot
+	// came free within Config.MaxHashWait. Nothing was checked; try again shortly.
+	ErrBusy = errors.New("busy: too many logins at once")
 
 	// ErrRateLimited: the caller exceeded a per-user rate (search, challenges).
 	ErrRateLimited = errors.New("rate limited")

@@ -26,6 +26,8 @@ func FuzzNormalizeUsername(f *testing.F) {
 	})
 }
 
+var fuzzOwner = owner{username: "alice", fullName: "Test alice", email: "alice@example.org"}
+
 // Parsing a key and parsing what we re-armored from it gives the same key and
 // the same bytes; nothing panics on garbage.
 func FuzzParsePublicKey(f *testing.F) {
@@ -36,14 +38,14 @@ func FuzzParsePublicKey(f *testing.F) {
 	cfg, _ := Config{}.withDefaults()
 	now := time.Now().Add(time.Hour)
 	f.Fuzz(func(t *testing.T, s string) {
-		_, info, err := parsePublicKey(s, "alice", now, cfg)
+		_, info, err := parsePublicKey(s, fuzzOwner, now, cfg)
 		if err != nil {
 			if strings.Contains(s, "PRIVATE KEY") && err != ErrPrivateKey {
 				t.Fatalf("input naming a private key got %v", err)
 			}
 			return
 		}
-		_, again, err := parsePublicKey(info.Armored, "alice", now, cfg)
+		_, again, err := parsePublicKey(info.Armored, fuzzOwner, now, cfg)
 		if err != nil {
 			t.Fatalf("re-parsing our own armor: %v", err)
 		}

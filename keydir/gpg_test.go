@@ -86,7 +86,7 @@ func setupGPG() error {
 		{"rsa1024", "carol <carol@example.org>", "rsa1024", "rsa1024", "never", false},
 		{"expired", "dave <dave@example.org>", "ed25519", "cv25519", "1d", true},
 		{"revoked", "erin <erin@example.org>", "ed25519", "cv25519", "never", false},
-		{"comment", "Frank Zappa (frank) <fz@example.org>", "ed25519", "cv25519", "never", false},
+		{"comment", "Test frank (frank) <frank@example.org>", "ed25519", "cv25519", "never", false},
 	} {
 		args := []string{"--quick-gen-key", s.uid, s.algo, "sign,cert", s.expire}
 		sub := []string{"--quick-add-key", "", s.sub, "encr", s.expire}

@@ -54,7 +54,8 @@ func newTestDir(t testing.TB, mod func(*Config)) (*Directory, *fakeClock) {
 
 func mustRegister(t testing.TB, d *Directory, name string) Account {
 	t.Helper()
-	a, err := d.Register(context.Background(), Registration{Username: name, FullName: "Test " + name, Password: goodPassword})
+	a, err := d.Register(context.Background(), Registration{Username: name, FullName: "Test " + name,
+		Email: name + "@example.org", Password: goodPassword})
 	if err != nil {
 		t.Fatalf("Register(%q): %v", name, err)
 	}
@@ -121,12 +122,12 @@ func publish(t testing.TB, d *Directory, userID string, key, signer *openpgp.Ent
 	return d.PublishKey(userID, armorPublic(t, key), ch, signText(t, signer, ch))
 }
 
-// entityOf returns the parsed key an account has published, or nil.
-func (d *Directory) entityOf(userID string) *openpgp.Entity {
+// keyOf returns the key an account has published, or nil.
+func (d *Directory) keyOf(userID string) *KeyInfo {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if a := d.byID[userID]; a != nil {
-		return a.entity
+		return a.key
 	}
 	return nil
 }

@@ -3,7 +3,10 @@ package keydir
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
 )
 
 // Purpose says what a proof-of-possession challenge may be used for; a challenge
@@ -102,9 +105,9 @@ func (d *Directory) consumeChallengeLocked(a *account, p Purpose, text string, n
 func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature string) (KeyInfo, error) {
 	d.mu.RLock()
 	a := d.byID[userID]
-	var username string
+	var o owner
 	if a != nil {
-		username = a.username
+		o = owner{username: a.username, fullName: a.fullName, email: a.email}
 	}
 	d.mu.RUnlock()
 	if a == nil {
@@ -112,7 +115,7 @@ func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature stri
 	}
 	now := d.cfg.Now()
 	at := now.Add(d.cfg.MaxClockSkew) // the time keys and signatures are judged at
-	e, info, err := parsePublicKey(armoredKey, username, at, d.cfg)
+	e, info, err := parsePublicKey(armoredKey, o, at, d.cfg)
 	if err != nil {
 		return KeyInfo{}, err
 	}
@@ -154,7 +157,8 @@ func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature stri
 			changed = true
 		}
 	}
-	a.key, a.entity = &info, e
+	d.held += keyBytes(&info) - keyBytes(a.key)
+	a.key = &info
 	fns := d.onKey
 	d.mu.Unlock()
 	if changed {
@@ -180,7 +184,7 @@ func (d *Directory) VerifySession(userID, challengeText, signature string) (KeyI
 		return KeyInfo{}, ErrAccountDisabled
 	}
 	err := d.consumeChallengeLocked(a, PurposeSession, challengeText, now)
-	e, info := a.entity, a.key
+	info := a.key
 	d.mu.Unlock()
 	if err != nil {
 		return KeyInfo{}, err
@@ -188,7 +192,12 @@ func (d *Directory) VerifySession(userID, challengeText, signature string) (KeyI
 	if info == nil {
 		return KeyInfo{}, ErrNoKey
 	}
-	if err := verifyProof(e, challengeText, signature, now.Add(d.cfg.MaxClockSkew)); err != nil {
+	// The directory keeps the key as text only (memory.go); a proof, once per session, parses it again.
+	e, err := openpgp.ReadArmoredKeyRing(strings.NewReader(info.Armored))
+	if err != nil || len(e) != 1 {
+		return KeyInfo{}, fmt.Errorf("failed to parse the published key: %v", err)
+	}
+	if err := verifyProof(e[0], challengeText, signature, now.Add(d.cfg.MaxClockSkew)); err != nil {
 		return KeyInfo{}, err
 	}
 	return *info, nil
@@ -236,7 +245,8 @@ func (d *Directory) RevokeKey(username string) error {
 		a.banned = make(map[string]bool)
 	}
 	a.banned[a.key.Fingerprint] = true
-	a.key, a.entity = nil, nil
+	d.held += bannedBytes - keyBytes(a.key)
+	a.key = nil
 	id, fns := a.id, d.onRevoke
 	d.mu.Unlock()
 	d.notify(fns, id)

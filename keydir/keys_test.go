@@ -63,7 +63,7 @@ func TestPublishKeyRefusals(t *testing.T) {
 	}
 	rsa2048 := genKey(t, "alice", &packet.Config{Algorithm: packet.PubKeyAlgoRSA, RSABits: 2048})
 	p256 := genKey(t, "alice", &packet.Config{Algorithm: packet.PubKeyAlgoECDSA, Curve: packet.CurveNistP256})
-	commentID, err := openpgp.NewEntity("Alice Liddell", "alice", "a@example.org", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	commentID, err := openpgp.NewEntity("Test alice", "alice", "alice@example.org", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestPublishKeyRefusals(t *testing.T) {
 			return upload{armorPublic(t, alice), ch, signText(t, alice, ch)}
 		}(), ErrBadProof, "unknown"},
 	}
-	before := d.entityOf(acc.ID)
+	before := d.keyOf(acc.ID)
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := d.PublishKey(acc.ID, c.up.key, c.up.ch, c.up.sig)
@@ -140,7 +140,7 @@ func TestPublishKeyRefusals(t *testing.T) {
 			if c.want == ErrPrivateKey && err.Error() != ErrPrivateKey.Error() {
 				t.Fatalf("private-key refusal says more than the sentinel: %q", err)
 			}
-			if d.entityOf(acc.ID) != before {
+			if d.keyOf(acc.ID) != before {
 				t.Fatal("a refused upload changed the published key")
 			}
 		})

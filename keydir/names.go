@@ -118,18 +118,28 @@ func checkVisible(s string, allowSpace bool) error {
 	return nil
 }
 
-// isInvisible reports characters that render as nothing: format characters (Cf:
-// zero-width space and joiners, soft hyphen, bidi controls, BOM), variation
-// selectors, the combining grapheme joiner and the Hangul and Braille blanks.
+// isInvisible reports characters that render as nothing, or as nothing anyone can
+// be sure of: format characters (Cf: zero-width space and joiners, soft hyphen,
+// bidi controls, BOM), variation selectors, every other default-ignorable code
+// point (the combining grapheme joiner, the Hangul fillers, Khmer inherent
+// vowels…), the Braille blank, and code points that are unassigned, private use
+// or noncharacters (no font shows them the same way, if at all).
 func isInvisible(r rune) bool {
 	switch {
-	case unicode.Is(unicode.Cf, r), unicode.Is(unicode.Variation_Selector, r):
+	case unicode.Is(unicode.Cf, r), unicode.Is(unicode.Variation_Selector, r),
+		unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r):
 		return true
 	case r == 0x034F, r == 0x115F, r == 0x1160, r == 0x3164, r == 0xFFA0, r == 0x2800, r == 0x180E:
 		return true
+	case !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z, unicode.Cc):
+		return true // unassigned (Cn), private use (Co), surrogates (Cs)
 	}
 	return false
 }
+
+// maxMarksInRow bounds combining marks on one character of a full name: more stack
+// into a smear that can hide or fake other text.
+const maxMarksInRow = 3
 
 // normalizeFullName trims surrounding spaces, applies NFC and checks the length
 // and characters of a display name.
@@ -150,8 +160,40 @@ func normalizeFullName(s string) (string, error) {
 	if n := utf8.RuneCountInString(s); n > MaxFullNameLen {
 		return "", fmt.Errorf("%w: %d characters, at most %d allowed", ErrFullNameInvalid, n, MaxFullNameLen)
 	}
+	marks, seen := 0, false
+	for _, r := range s {
+		if !unicode.Is(unicode.M, r) {
+			marks, seen = 0, seen || r != ' '
+			continue
+		}
+		if marks++; marks > maxMarksInRow || !seen {
+			return "", fmt.Errorf("%w: more than %d combining marks on one character, or a mark on nothing", ErrFullNameInvalid, maxMarksInRow)
+		}
+	}
 	return s, nil
 }
+
+// Skeleton returns the form under which two usernames look alike: after
+// NormalizeUsername, "0" reads as "o" and "1" as "l", then "rn" as "m", "vv" as
+// "w" and "cl" as "d" (the Latin look-alikes of Unicode's confusables list, UTS
+// #39, within the username alphabet). A name whose skeleton is another account's
+// is refused, so "rnallory", "ma11ory" and "mall0ry" cannot stand next to
+// "mallory".
+func Skeleton(normalized string) string {
+	b := []byte(normalized)
+	for i, c := range b {
+		switch c {
+		case '0':
+			b[i] = 'o'
+		case '1':
+			b[i] = 'l'
+		}
+	}
+	s := string(b)
+	return skeletonPairs.Replace(s)
+}
+
+var skeletonPairs = strings.NewReplacer("rn", "m", "vv", "w", "cl", "d")
 
 // normalizeEmail validates a bare address (local@domain, no display name, no
 // comments), ASCII only, with a domain of at least two labels. The domain is

@@ -41,10 +41,10 @@ const (
 // maxSignatureBytes caps an armored proof signature.
 const maxSignatureBytes = 16 << 10
 
-// parsePublicKey parses and checks one armored public key for username against
-// the policy. Error contract: see the Err* sentinels of the key directory; the
+// parsePublicKey parses and checks one armored public key for the account o
+// against the policy. Error contract: see the Err* sentinels of the key directory; the
 // error never quotes the input.
-func parsePublicKey(armored, username string, now time.Time, cfg Config) (*openpgp.Entity, KeyInfo, error) {
+func parsePublicKey(armored string, o owner, now time.Time, cfg Config) (*openpgp.Entity, KeyInfo, error) {
 	if len(armored) > cfg.MaxKeyBytes {
 		return nil, KeyInfo{}, fmt.Errorf("%w: larger than %d bytes", ErrKeyMalformed, cfg.MaxKeyBytes)
 	}
@@ -65,19 +65,8 @@ func parsePublicKey(armored, username string, now time.Time, cfg Config) (*openp
 	if err != nil {
 		return nil, KeyInfo{}, fmt.Errorf("%w: broken armor (bad base64 or checksum)", ErrKeyMalformed)
 	}
-	ops := packet.NewOpaqueReader(bytes.NewReader(body))
-	for {
-		op, err := ops.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, KeyInfo{}, fmt.Errorf("%w: broken packet structure", ErrKeyMalformed)
-		}
-		if op.Tag == tagSecretKey || op.Tag == tagSecretSubkey {
-			clear(op.Contents)
-			return nil, KeyInfo{}, ErrPrivateKey
-		}
+	if err := scanPackets(body, cfg); err != nil {
+		return nil, KeyInfo{}, err
 	}
 
 	pr := packet.NewReader(bytes.NewReader(body))
@@ -88,7 +77,7 @@ func parsePublicKey(armored, username string, now time.Time, cfg Config) (*openp
 	if _, err := pr.Next(); err != io.EOF {
 		return nil, KeyInfo{}, fmt.Errorf("%w: expected exactly one public key", ErrKeyMalformed)
 	}
-	info, err := checkEntity(e, username, now, cfg.MinRSABits)
+	info, err := checkEntity(e, o, now, cfg.MinRSABits)
 	if err != nil {
 		return nil, KeyInfo{}, err
 	}
@@ -109,7 +98,7 @@ func parsePublicKey(armored, username string, now time.Time, cfg Config) (*openp
 
 // checkEntity applies the key policy to a parsed entity whose self-signatures
 // the parser has already verified.
-func checkEntity(e *openpgp.Entity, username string, now time.Time, minRSA int) (KeyInfo, error) {
+func checkEntity(e *openpgp.Entity, o owner, now time.Time, minRSA int) (KeyInfo, error) {
 	if e.Revoked(now) {
 		return KeyInfo{}, fmt.Errorf("%w: the key carries a revocation signature", ErrKeyRevoked)
 	}
@@ -144,18 +133,18 @@ func checkEntity(e *openpgp.Entity, username string, now time.Time, minRSA int) 
 		}
 		info.Subkeys = append(info.Subkeys, name)
 	}
-	named := false
 	for _, id := range e.Identities {
+		// Every user ID, valid or not: the served key carries them all.
+		if !namesOwner(id.UserId, o) {
+			return KeyInfo{}, fmt.Errorf("%w: every user ID must be the username %q (or the full name with the username as comment), with no e-mail or the account's own", ErrKeyUserID, o.username)
+		}
 		if id.SelfSignature == nil || id.Revoked(now) || id.SelfSignature.SigExpired(now) {
 			continue
 		}
 		info.UserIDs = append(info.UserIDs, id.Name)
-		if namesUser(id.UserId, username) {
-			named = true
-		}
 	}
-	if !named {
-		return KeyInfo{}, fmt.Errorf("%w %q: put the username as the name or the comment of a user ID", ErrKeyUserID, username)
+	if len(info.UserIDs) == 0 {
+		return KeyInfo{}, fmt.Errorf("%w: no valid user ID names %q", ErrKeyUserID, o.username)
 	}
 	if _, ok := e.SigningKey(now); !ok {
 		return KeyInfo{}, fmt.Errorf("%w: no valid signing key", ErrKeyUnusable)
@@ -164,18 +153,6 @@ func checkEntity(e *openpgp.Entity, username string, now time.Time, minRSA int) 
 		return KeyInfo{}, fmt.Errorf("%w: no valid encryption key", ErrKeyUnusable)
 	}
 	return info, nil
-}
-
-// namesUser reports whether the name or the comment of a user ID, normalized
-// like a username, is username: "alice <a@example.org>" and
-// "Alice Smith (alice)" both name alice.
-func namesUser(u *packet.UserId, username string) bool {
-	for _, s := range []string{u.Name, u.Comment} {
-		if n, err := NormalizeUsername(strings.TrimSpace(s)); err == nil && n == username {
-			return true
-		}
-	}
-	return false
 }
 
 // algorithmName names an allowed key gpg style, or returns an error wrapping

@@ -32,15 +32,26 @@ type AccountsConfig struct {
 	// (503 busy) until expired tickets can be dropped. Optional; default 10000.
 	MaxTickets int
 
+	// MaxTicketsPerUser bounds the WebSocket tickets one account holds at once, so that one account cannot
+	// fill the table for everyone: a new proof drops the account's oldest ticket that opens no socket, or is
+	// refused (429 rate_limited) while every one of them does. Optional; default 8.
+	MaxTicketsPerUser int
+
 	// MaxDialogs bounds the dialog rooms held at once (each also counts as a room). Optional; default 10000.
 	MaxDialogs int
+
+	// DialogNoticeInterval is how often, at most, one dialog notifies its other user again: opening the
+	// same dialog again within it tells nobody (the other user's sessions were told already). Optional;
+	// default 10s.
+	DialogNoticeInterval time.Duration
 
 	// MaxSessionsPerUser bounds the logged-in WebSocket sessions one account holds at once; a handshake
 	// beyond it is refused. Optional; default 8.
 	MaxSessionsPerUser int
 }
 
-func (c AccountsConfig) withDefaults() AccountsConfig {
+// WithDefaults returns c with every zero field set to its default.
+func (c AccountsConfig) WithDefaults() AccountsConfig {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 80 << 10
 	}
@@ -50,8 +61,14 @@ func (c AccountsConfig) withDefaults() AccountsConfig {
 	if c.MaxTickets == 0 {
 		c.MaxTickets = 10000
 	}
+	if c.MaxTicketsPerUser == 0 {
+		c.MaxTicketsPerUser = 8
+	}
 	if c.MaxDialogs == 0 {
 		c.MaxDialogs = 10000
+	}
+	if c.DialogNoticeInterval == 0 {
+		c.DialogNoticeInterval = 10 * time.Second
 	}
 	if c.MaxSessionsPerUser == 0 {
 		c.MaxSessionsPerUser = 8
@@ -79,16 +96,20 @@ type Accounts struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	tickets map[[32]byte]*ticket    // SHA-256 of a WebSocket ticket → what it proves
-	dialogs map[[2]string]dialogRef // sorted pair of usernames → their room
+	tickets map[[32]byte]*ticket            // SHA-256 of a WebSocket ticket → what it proves
+	byUser  map[string]map[[32]byte]*ticket // user id → its tickets (the same ones)
+	dialogs map[[2]string]dialogRef         // sorted pair of usernames → their room
 }
 
 // ticket is the proof, made over HTTP, that the WebSockets opened with it belong to a user who holds the key.
 type ticket struct {
 	userID, username, tokenID, fingerprint string
+	tokenExpires                           time.Time // when the login's token expires: its sockets end then
+	issued                                 time.Time
 	// Guarded by Accounts.mu.
-	open    int       // sessions opened with the ticket and not yet ended
-	expires time.Time // meaningful while open == 0
+	open    int         // sessions opened with the ticket and not yet ended
+	expires time.Time   // meaningful while open == 0
+	expiry  *time.Timer // while open > 0: ends the login's sockets at tokenExpires
 }
 
 // live reports whether the ticket may still open a socket (and must be kept).
@@ -98,9 +119,9 @@ func (t *ticket) live(now time.Time) bool { return t.open > 0 || now.Before(t.ex
 // and the revocation callbacks that end a withdrawn user's sessions. Serve Handler instead of
 // srv.Handler.
 func NewAccounts(srv *Server, dir *keydir.Directory, cfg AccountsConfig, log *slog.Logger) *Accounts {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	a := &Accounts{srv: srv, dir: dir, cfg: cfg, log: log, next: srv.Handler(),
-		tickets: make(map[[32]byte]*ticket), dialogs: make(map[[2]string]dialogRef)}
+		tickets: make(map[[32]byte]*ticket), byUser: make(map[string]map[[32]byte]*ticket), dialogs: make(map[[2]string]dialogRef)}
 	a.cop = http.NewCrossOriginProtection()
 	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross_origin", "cross-origin requests may not change anything")
@@ -193,6 +214,8 @@ func (a *Accounts) fail(w http.ResponseWriter, err error) {
 		status, code = http.StatusBadRequest, "invalid_username"
 	case errors.Is(err, keydir.ErrUsernameTaken):
 		status, code = http.StatusConflict, "username_taken"
+	case errors.Is(err, keydir.ErrUsernameConfusable):
+		status, code = http.StatusConflict, "username_confusable"
 	case errors.Is(err, keydir.ErrFullNameInvalid):
 		status, code = http.StatusBadRequest, "invalid_full_name"
 	case errors.Is(err, keydir.ErrEmailInvalid):
@@ -225,12 +248,17 @@ func (a *Accounts) fail(w http.ResponseWriter, err error) {
 		status, code = http.StatusBadRequest, "key_revoked"
 	case errors.Is(err, keydir.ErrKeyUserID):
 		status, code = http.StatusBadRequest, "key_user_id"
+	case errors.Is(err, keydir.ErrKeyTooLarge):
+		status, code = http.StatusBadRequest, "key_too_large"
 	case errors.Is(err, keydir.ErrKeyUnusable):
 		status, code = http.StatusBadRequest, "key_unusable"
 	case errors.Is(err, keydir.ErrBadProof):
 		status, code = http.StatusBadRequest, "bad_proof"
 	case errors.Is(err, keydir.ErrNoKey):
 		status, code = http.StatusConflict, "no_key"
+	case errors.Is(err, keydir.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		status, code = http.StatusServiceUnavailable, "busy"
 	case errors.Is(err, keydir.ErrRateLimited):
 		status, code = http.StatusTooManyRequests, "rate_limited"
 	case errors.Is(err, keydir.ErrBadRequest):

@@ -128,10 +128,13 @@ func (a *Accounts) login(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// logout revokes the token, if it is valid, and clears the cookies either way.
+// logout revokes the token, if it is valid, ends every socket of that login, and clears the cookies either
+// way.
 func (a *Accounts) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-		a.dir.Logout(c.Value)
+		if s, err := a.dir.Authenticate(c.Value); err == nil && a.dir.Logout(c.Value) == nil {
+			a.endSession(s.UserID, s.Username, s.TokenID)
+		}
 	}
 	setCookie(w, sessionCookie, "", "/", -1)
 	setCookie(w, ticketCookie, "", "/ws", -1)
@@ -201,7 +204,11 @@ func (a *Accounts) putKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Accounts) userKey(w http.ResponseWriter, r *http.Request) {
-	if _, err := a.session(r); err != nil {
+	s, err := a.session(r)
+	if err == nil {
+		err = a.dir.Allow(s.UserID, keydir.ActionKeyLookup)
+	}
+	if err != nil {
 		a.fail(w, err)
 		return
 	}

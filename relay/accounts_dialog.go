@@ -11,7 +11,8 @@ import (
 // dialogRef is the room of a dialog between two users. The room itself keeps the capability both of them get
 // (room.dialogCap), so that dropping the room overwrites it.
 type dialogRef struct {
-	room *room
+	room     *room
+	notified [2]time.Time // when each user of the pair (in its order) was last told (guarded by Accounts.mu)
 }
 
 // openDialog finds or creates the room of the caller and another user (POST /api/dialogs/{name}), answers
@@ -19,6 +20,9 @@ type dialogRef struct {
 // two users can join the room (its allow list); it lives by the relay's room rules.
 func (a *Accounts) openDialog(w http.ResponseWriter, r *http.Request) {
 	s, err := a.session(r)
+	if err == nil {
+		err = a.dir.Allow(s.UserID, keydir.ActionDialog)
+	}
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -65,29 +69,49 @@ func (a *Accounts) openDialog(w http.ResponseWriter, r *http.Request) {
 	var perr *protoError
 	if !ok {
 		if len(a.dialogs) >= a.cfg.MaxDialogs {
-			for p, x := range a.dialogs {
-				if _, _, alive := h.dialogTexts(x.room); !alive {
-					delete(a.dialogs, p)
-				}
-			}
+			a.sweepDialogsLocked()
 		}
 		if len(a.dialogs) >= a.cfg.MaxDialogs {
 			perr = errorf(codeBusy, "the relay holds as many dialogs as it may; try again later")
 		} else if d.room, perr = h.openRoom(2, pair[:]); perr == nil {
-			a.dialogs[pair] = d
+			d.notified = [2]time.Time{} // a new room: its capability is news
 			room, capability, _ = h.dialogTexts(d.room)
 		}
+	}
+	// One notice per dialog per DialogNoticeInterval: the other user's sessions were told already.
+	now, told := time.Now(), 0
+	if pair[1] == peer.Username {
+		told = 1
+	}
+	notify := perr == nil && now.Sub(d.notified[told]) >= a.cfg.DialogNoticeInterval
+	if notify {
+		d.notified[told] = now
+	}
+	if perr == nil {
+		a.dialogs[pair] = d
 	}
 	a.mu.Unlock()
 	if perr != nil {
 		writeError(w, http.StatusServiceUnavailable, "busy", perr.msg)
 		return
 	}
-	a.srv.notifyUser(peer.Username, h.dialogNotice(d.room, s.Username))
+	if notify {
+		a.srv.notifyUser(peer.Username, h.dialogNotice(d.room, s.Username))
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"room": room, "cap": capability,
 		"peer": map[string]any{"username": peer.Username, "full_name": peer.FullName, "fingerprint": peer.Key.Fingerprint},
 	})
+}
+
+// sweepDialogsLocked forgets the dialogs whose room is gone. It reads no room id or capability: those stay
+// in the rooms' own storage, which is overwritten when a room is dropped. Accounts.mu is held.
+func (a *Accounts) sweepDialogsLocked() {
+	for p, x := range a.dialogs {
+		if !x.room.alive() {
+			delete(a.dialogs, p)
+		}
+	}
 }
 
 // openRoom makes a room with no member yet, for max members, that only the users in allow may join; it keeps
@@ -115,6 +139,13 @@ func (h *hub) dialogTexts(r *room) (id, capability string, alive bool) {
 		return "", "", false
 	}
 	return b64.EncodeToString(r.id[:]), b64.EncodeToString(r.dialogCap[:]), true
+}
+
+// alive reports whether r is still open, without making text of its id or capability.
+func (r *room) alive() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.closed
 }
 
 // dialogNotice formats the dialog notice for the other user of r, in a buffer the writer zeroes (it carries
@@ -154,8 +185,25 @@ func (s *Server) notifyUser(user string, msg []byte) {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.sendControl(bytes.Clone(msg))
+		c.sendNotice(bytes.Clone(msg))
 	}
+}
+
+// sendNotice queues a notice the client may miss (a dialog notice: the dialog can be opened again) unless
+// half the control queue is already waiting: notices alone never make a connection slow. A connection being
+// closed (a logout, say) gets none.
+func (c *conn) sendNotice(msg []byte) {
+	c.mu.Lock()
+	room := !c.gone && !c.killed && len(c.ctrl) < maxQueuedControl/2
+	if room {
+		c.ctrl = append(c.ctrl, msg)
+	}
+	c.mu.Unlock()
+	if !room {
+		clear(msg)
+		return
+	}
+	c.wakeUp()
 }
 
 // userConns counts the connections of a logged-in user.

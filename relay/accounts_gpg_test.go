@@ -93,7 +93,7 @@ func TestAccountsGPG(t *testing.T) {
 	}
 	ar := startAccounts(t, relay.Config{}, keydir.Config{})
 	ga := newGPGUser(t, "alice <alice@example.org>", "rsa4096", "rsa4096")
-	gb := newGPGUser(t, "Bob Builder (bob)", "ed25519", "cv25519")
+	gb := newGPGUser(t, "Test bob (bob)", "ed25519", "cv25519")
 	alice, bob := ar.newUser(t, "alice"), ar.newUser(t, "bob")
 	for _, u := range []*apiUser{alice, bob} {
 		u.register()

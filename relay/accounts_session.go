@@ -45,21 +45,12 @@ func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 	raw.wipe()
 	now := time.Now()
 	a.mu.Lock()
-	if len(a.tickets) >= a.cfg.MaxTickets {
-		for h, t := range a.tickets {
-			if !t.live(now) {
-				delete(a.tickets, h)
-			}
-		}
-	}
-	full := len(a.tickets) >= a.cfg.MaxTickets
-	if !full {
-		a.tickets[sha256.Sum256([]byte(value))] = &ticket{userID: s.UserID, username: s.Username, tokenID: s.TokenID,
-			fingerprint: info.Fingerprint, expires: now.Add(a.cfg.TicketLifetime)}
-	}
+	perr := a.addTicketLocked(sha256.Sum256([]byte(value)), &ticket{userID: s.UserID, username: s.Username,
+		tokenID: s.TokenID, tokenExpires: s.Expires, fingerprint: info.Fingerprint, issued: now,
+		expires: now.Add(a.cfg.TicketLifetime)}, now)
 	a.mu.Unlock()
-	if full {
-		writeError(w, http.StatusServiceUnavailable, "busy", "too many WebSocket sessions are being opened; try again shortly")
+	if perr != nil {
+		a.fail(w, perr)
 		return
 	}
 	// No Max-Age: the browser keeps the cookie for the browsing session, and the relay decides how long the
@@ -81,7 +72,7 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 	a.mu.Lock()
 	t, ok := a.tickets[h]
 	if ok && !t.live(time.Now()) {
-		delete(a.tickets, h)
+		a.dropTicketLocked(h)
 		ok = false
 	}
 	a.mu.Unlock()
@@ -98,7 +89,7 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 	}
 	if err != nil {
 		a.mu.Lock()
-		delete(a.tickets, h)
+		a.dropTicketLocked(h)
 		a.mu.Unlock()
 		return Identity{}, err
 	}
@@ -109,13 +100,80 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 		return Identity{}, errTooManySess
 	}
 	a.mu.Lock()
-	if a.tickets[h] != t { // forgotten (revoked, key replaced) while we checked
+	if a.tickets[h] != t || !time.Now().Before(t.tokenExpires) { // forgotten (revoked, key replaced, expired)
 		a.mu.Unlock()
 		return Identity{}, errBadTicket
 	}
-	t.open++
+	a.ticketOpened(t)
 	a.mu.Unlock()
-	return Identity{User: t.username, ended: func() { a.ticketClosed(t) }}, nil
+	return Identity{User: t.username, session: t.tokenID, ended: func() { a.ticketClosed(t) }}, nil
+}
+
+// addTicketLocked keeps t under hash h. A user holds at most MaxTicketsPerUser tickets: a new one drops the
+// user's oldest ticket that opens no socket, or is refused (429) if every one does. The whole table holds at
+// most MaxTickets; expired tickets are dropped to make room, else the proof is refused (503 busy).
+func (a *Accounts) addTicketLocked(h [32]byte, t *ticket, now time.Time) *apiError {
+	mine := a.byUser[t.userID]
+	if len(mine) >= a.cfg.MaxTicketsPerUser {
+		var oldest *ticket
+		var oh [32]byte
+		for x, o := range mine {
+			if !o.live(now) {
+				a.dropTicketLocked(x)
+			} else if o.open == 0 && (oldest == nil || o.issued.Before(oldest.issued)) {
+				oldest, oh = o, x
+			}
+		}
+		if len(a.byUser[t.userID]) >= a.cfg.MaxTicketsPerUser && oldest != nil {
+			a.dropTicketLocked(oh)
+		}
+		if len(a.byUser[t.userID]) >= a.cfg.MaxTicketsPerUser {
+			return &apiError{http.StatusTooManyRequests, "rate_limited", "this account holds as many WebSocket tickets as it may; close one of its sessions first"}
+		}
+	}
+	if len(a.tickets) >= a.cfg.MaxTickets {
+		for x, o := range a.tickets {
+			if !o.live(now) {
+				a.dropTicketLocked(x)
+			}
+		}
+	}
+	if len(a.tickets) >= a.cfg.MaxTickets {
+		return &apiError{http.StatusServiceUnavailable, "busy", "too many WebSocket sessions are being opened; try again shortly"}
+	}
+	a.tickets[h] = t
+	if a.byUser[t.userID] == nil {
+		a.byUser[t.userID] = make(map[[32]byte]*ticket)
+	}
+	a.byUser[t.userID][h] = t
+	return nil
+}
+
+// dropTicketLocked forgets the ticket under hash h, if there is one.
+func (a *Accounts) dropTicketLocked(h [32]byte) {
+	t := a.tickets[h]
+	if t == nil {
+		return
+	}
+	delete(a.tickets, h)
+	mine := a.byUser[t.userID]
+	delete(mine, h)
+	if len(mine) == 0 {
+		delete(a.byUser, t.userID)
+	}
+	if t.expiry != nil {
+		t.expiry.Stop()
+		t.expiry = nil
+	}
+}
+
+// ticketOpened counts a session the ticket opened. The first one starts the timer that ends the login's
+// sockets when its token expires.
+func (a *Accounts) ticketOpened(t *ticket) {
+	if t.open++; t.open == 1 && t.expiry == nil {
+		userID, user, tokenID := t.userID, t.username, t.tokenID
+		t.expiry = time.AfterFunc(time.Until(t.tokenExpires), func() { a.endSession(userID, user, tokenID) })
+	}
 }
 
 // ticketClosed is called once for each session a ticket opened, when it ends (or its handshake fails after
@@ -125,6 +183,10 @@ func (a *Accounts) ticketClosed(t *ticket) {
 	defer a.mu.Unlock()
 	if t.open--; t.open == 0 {
 		t.expires = time.Now().Add(a.cfg.TicketLifetime)
+		if t.expiry != nil {
+			t.expiry.Stop()
+			t.expiry = nil
+		}
 	}
 }
 
@@ -133,9 +195,60 @@ func (a *Accounts) ticketClosed(t *ticket) {
 func (a *Accounts) forgetTickets(userID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for h, t := range a.tickets {
-		if t.userID == userID {
-			delete(a.tickets, h)
+	for h := range a.byUser[userID] {
+		a.dropTicketLocked(h)
+	}
+}
+
+// EndSession ends every socket of one login of user (session is the access token's id) at once, as Revoke
+// does for all of a user's sockets: each membership they hold is removed (the other members see it leave,
+// and the user's place is free at once), the client is told closed "revoked", and the socket is closed with
+// 1008. Logging out and the token's expiry call it.
+func (s *Server) EndSession(user, session string) {
+	if user == "" || session == "" {
+		return
+	}
+	s.mu.Lock()
+	var conns []*conn
+	for c := range s.byUser[user] {
+		if c.identity.session == session {
+			conns = append(conns, c)
 		}
 	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		s.hub.removeMemberships(c)
+		c.kill(closeRevoked)
+	}
+}
+
+// removeMemberships removes every membership attached to c, telling c each room is closed for it (revoked).
+func (h *hub) removeMemberships(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range c.members() {
+		r := m.room
+		r.mu.Lock()
+		if m.conn == c && !r.closed {
+			c.detach(m.ch, reasonRevoked)
+			m.conn = nil
+			h.removeMemberLocked(m, false)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// endSession ends one login's tickets and sockets: at logout, and when its token expires. A handshake that
+// passed authenticateWS just before can register its socket after the sweep; a second sweep, once every
+// such handshake has ended, closes it too.
+func (a *Accounts) endSession(userID, user, tokenID string) {
+	a.mu.Lock()
+	for h, t := range a.byUser[userID] {
+		if t.tokenID == tokenID {
+			a.dropTicketLocked(h)
+		}
+	}
+	a.mu.Unlock()
+	a.srv.EndSession(user, tokenID)
+	time.AfterFunc(a.srv.cfg.HandshakeTimeout+time.Second, func() { a.srv.EndSession(user, tokenID) })
 }

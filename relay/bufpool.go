@@ -8,7 +8,7 @@ import (
 
 // Frame payloads live in buffers the relay owns and reuses, in power-of-two size classes from 256 bytes up.
 // A buffer is zeroed before it goes back to its pool, so a frame's bytes do not outlive the frame in memory
-// the relay controls (the clean-server contract, DESIGN.md §2.3).
+// the relay controls (clean-server contract, promise 3: docs/threat-model.md §0).
 const (
 	minClassShift = 8  // 256 bytes
 	maxClassShift = 25 // 32 MiB, above Config.MaxFrame's largest allowed value plus headers

@@ -35,6 +35,9 @@ const maxQueuedControl = 64
 type Identity struct {
 	// User is the logged-in user's account name, stamped on the presence events of the user's memberships.
 	User string
+	// session names the login (the access token's id) the socket was opened with, so that logging out or
+	// the token's expiry ends exactly that login's sockets (Server.EndSession).
+	session string
 	// ended, when set, is called once when the session ends, or when its handshake fails after
 	// Authenticate gave it.
 	ended func()

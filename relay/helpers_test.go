@@ -188,8 +188,27 @@ type logCapture struct {
 }
 
 func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCapture) WithAttrs(as []slog.Attr) slog.Handler    { return &attrCapture{l, as} }
 func (l *logCapture) WithGroup(string) slog.Handler            { return l }
+
+// attrCapture is a logCapture after log.With: every record it handles carries the attributes given then, so
+// that what is logged through a derived logger is checked like the rest. (Groups only qualify names; the
+// values, which are what a test looks for, are all kept.)
+type attrCapture struct {
+	root  *logCapture
+	attrs []slog.Attr
+}
+
+func (a *attrCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (a *attrCapture) WithGroup(string) slog.Handler            { return a }
+func (a *attrCapture) WithAttrs(as []slog.Attr) slog.Handler {
+	return &attrCapture{a.root, append(a.attrs[:len(a.attrs):len(a.attrs)], as...)}
+}
+func (a *attrCapture) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(a.attrs...)
+	return a.root.Handle(ctx, r)
+}
 func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -169,7 +169,11 @@ func (h *hub) addMemberLocked(c *conn, r *room, reqID uint64, capability *secret
 	defer token.wipe()
 	token.fill()
 	r.nextMember++
-	m := &member{id: r.nextMember, room: r, tokenHash: token.hash(), user: c.identity.User}
+	m := &member{id: r.nextMember, room: r, tokenHash: token.hash()}
+	if len(r.allow) > 0 {
+		// Only a dialog names its members: an anonymous room never learns an account, whatever socket joins it.
+		m.user = c.identity.User
+	}
 	r.members = append(r.members, m)
 	r.presenceLocked(m, eventJoin, false)
 	m.next, m.acked = r.log.head+1, r.log.head
@@ -195,6 +199,12 @@ func (h *hub) resume(c *conn, reqID uint64, token *wireSecret, last uint64) *pro
 		return errorf(codeBadToken, "unknown or expired resume token")
 	}
 	r := m.room
+	// A dialog membership belongs to its user: a token carried to an anonymous or another user's socket
+	// (after a logout, say) opens nothing.
+	if len(r.allow) > 0 && c.identity.User != m.user {
+		h.stats.refusedResumes.Add(1)
+		return errorf(codeBadToken, "unknown or expired resume token")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if last > r.log.head {

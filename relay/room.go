@@ -120,7 +120,7 @@ type member struct {
 	// Static after construction.
 	id   uint32
 	room *room
-	user string
+	user string // the logged-in user, in a dialog room only
 
 	// Guarded by hub.mu: overwritten when the member leaves or its room is dropped.
 	tokenHash [32]byte // the SHA-256 of its resume token

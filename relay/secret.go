@@ -10,7 +10,7 @@ import (
 
 // Room ids, capabilities and resume tokens are held as raw bytes the relay owns and overwrites when they are no
 // longer needed, never as Go strings: a string cannot be overwritten, and every conversion or encoding leaves
-// one more copy in the heap that the garbage collector frees but does not clear (DESIGN.md §2.3). They become
+// one more copy in the heap that the garbage collector frees but does not clear (clean-server contract, promise 3). They become
 // base64url text (docs/protocol.md §2) only inside the reply buffer that carries them, which the writer zeroes.
 
 const (

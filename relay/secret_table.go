@@ -3,7 +3,7 @@ package relay
 // wipedTable is a hash table from a fixed-size key (a room id, a secret's hash) to a pointer that overwrites
 // every key it lets go: on delete, and the whole old array when it grows. A Go map does neither: it leaves the
 // bytes of a deleted key without pointers in its slot, and old arrays behind when it grows, where a memory
-// dump finds them after the room is gone (DESIGN.md §2.3).
+// dump finds them after the room is gone (clean-server contract, promise 3).
 //
 // Keys come from the relay's CSPRNG or SHA-256, so their first 8 bytes are already a uniform hash and a client
 // cannot choose keys that collide. Open addressing with linear probing; deleted slots are tombstones until the

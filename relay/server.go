@@ -173,6 +173,11 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
 	h.Set("Cache-Control", "no-store")
+	if p := r.URL.Path; p != "/" && strings.HasSuffix(p, "/") {
+		// No directory listings: the client's files are reached by name only.
+		http.NotFound(w, r)
+		return
+	}
 	s.client.ServeHTTP(w, r)
 }
 
@@ -188,7 +193,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var id Identity
-	if s.Authenticate != nil {
+	if s.Authenticate != nil && !declaresAnonymous(r) {
 		var err error
 		if id, err = s.Authenticate(r); err != nil {
 			s.stats.refusedHandshakes[refusedAuth].Add(1)
@@ -283,6 +288,12 @@ func (s *Server) ended(c *conn) {
 		}
 	}
 	s.mu.Unlock()
+}
+
+// declaresAnonymous reports whether a handshake asks for an anonymous session (/ws?anonymous=1): the relay
+// then ignores its cookies, so that no account can reach the session, and a stale ticket cannot refuse it.
+func declaresAnonymous(r *http.Request) bool {
+	return r.URL.Query().Get("anonymous") == "1"
 }
 
 // offers reports whether the handshake offers subprotocol p.

@@ -19,6 +19,8 @@ type accountFlags struct {
 	tokenAlg      string
 	tokenKeyFile  string
 	tokenLifetime time.Duration
+	dirLimits     keydir.Config        // the directory limits set by flags
+	apiLimits     relay.AccountsConfig // the API limits set by flags
 
 	dir *keydir.Directory // made by handler; close overwrites its signing key
 }
@@ -36,6 +38,11 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.tokenAlg, "token-alg", "RS256", "access token signature `algorithm`: RS256 or EdDSA")
 	fs.StringVar(&a.tokenKeyFile, "token-key", "", "PEM `file` with the token signing key (default: a key made at start, so a restart logs everyone out)")
 	fs.DurationVar(&a.tokenLifetime, "token-lifetime", 7*24*time.Hour, "access token lifetime, 1h to 720h")
+	kd, ad := keydir.Config{}.Defaults(), relay.AccountsConfig{}.WithDefaults()
+	fs.IntVar(&a.dirLimits.MaxHashQueue, "max-hash-queue", kd.MaxHashQueue, "logins and registrations that may wait for a password-hashing slot; more are answered busy at once")
+	fs.DurationVar(&a.dirLimits.MaxHashWait, "max-hash-wait", kd.MaxHashWait, "how long a login waits for a password-hashing slot before it is answered busy")
+	fs.IntVar(&a.dirLimits.MaxKeyUserIDs, "max-key-user-ids", kd.MaxKeyUserIDs, "user IDs a published key may carry")
+	fs.IntVar(&a.apiLimits.MaxTicketsPerUser, "max-tickets-per-user", ad.MaxTicketsPerUser, "WebSocket tickets (session proofs) one account holds at once")
 }
 
 // handler wraps the relay's handler with the accounts API, or returns it as it is when accounts are off. The
@@ -45,7 +52,8 @@ func (a *accountFlags) handler(srv *relay.Server, log *slog.Logger) (http.Handle
 	if !a.enabled {
 		return srv.Handler(), nil, nil
 	}
-	cfg := keydir.Config{RequireEmail: a.requireEmail, TokenAlgorithm: a.tokenAlg, TokenLifetime: a.tokenLifetime}
+	cfg := a.dirLimits
+	cfg.RequireEmail, cfg.TokenAlgorithm, cfg.TokenLifetime = a.requireEmail, a.tokenAlg, a.tokenLifetime
 	if a.tokenKeyFile != "" {
 		pem, err := os.ReadFile(a.tokenKeyFile)
 		if err != nil {
@@ -59,6 +67,6 @@ func (a *accountFlags) handler(srv *relay.Server, log *slog.Logger) (http.Handle
 		return nil, nil, err
 	}
 	a.dir = dir
-	acc := relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log)
+	acc := relay.NewAccounts(srv, dir, a.apiLimits, log)
 	return acc.Handler(), acc.AdminHandler(), nil
 }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay"
 )
 
 // envPrefix starts the environment variable of every flag: --max-frame is CLEANRELAY_MAX_FRAME. Containers and
@@ -31,9 +33,15 @@ type opsFlags struct {
 	acmeDirectoryCA string
 	acmeEmail       string
 	acmeCache       string
+	http            relay.HTTPConfig // limits of every HTTP server (main, HTTPS, admin)
 }
 
 func (o *opsFlags) register(fs *flag.FlagSet) {
+	d := relay.HTTPConfig{}.WithDefaults()
+	fs.IntVar(&o.http.MaxConns, "max-http-conns", d.MaxConns, "plain HTTP connections each listener holds at once (WebSockets count under --max-conns); beyond it the oldest idle or slow one is closed")
+	fs.DurationVar(&o.http.HeaderTimeout, "http-header-timeout", d.HeaderTimeout, "cut a request whose headers take longer than this")
+	fs.DurationVar(&o.http.BodyTimeout, "http-body-timeout", d.BodyTimeout, "cut a request whose body takes longer than this after its headers")
+	fs.DurationVar(&o.http.IdleTimeout, "http-idle-timeout", d.IdleTimeout, "close a kept-alive HTTP connection idle for this long")
 	fs.StringVar(&o.adminListen, "admin-listen", "", "serve GET /metrics (Prometheus) and GET /healthz on this loopback `address`, e.g. 127.0.0.1:9090 (empty: off)")
 	fs.StringVar(&o.httpsListen, "https-listen", "", "also serve HTTPS on this `address`, e.g. :443 (needs --tls-cert and --tls-key, or --acme-domain)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate chain `file` for --https-listen")
@@ -148,7 +156,8 @@ var configFlags = []struct{ prefix, flags string }{
 var numericConfigFlags = []string{
 	"max-frame", "room-buffer", "room-buffer-bytes", "max-members", "default-members", "max-rooms-per-conn",
 	"max-rooms", "max-conns", "grace", "room-lifetime", "idle-timeout", "write-timeout", "pong-wait", "rate",
-	"rate-burst",
+	"rate-burst", "max-http-conns", "http-header-timeout", "http-body-timeout", "http-idle-timeout",
+	"max-hash-queue", "max-hash-wait", "max-key-user-ids", "max-tickets-per-user",
 }
 
 // validateServeFlags checks the parsed flags and returns the first problem as one line naming its flag.
@@ -184,6 +193,9 @@ func validateServeFlags(fs *flag.FlagSet, f *serveFlags, fromEnv map[string]bool
 		}
 		return fmt.Errorf("invalid relay limits: %s", msg)
 	}
+	if err := f.ops.http.Validate(); err != nil {
+		return fmt.Errorf("invalid HTTP limits: %w", err)
+	}
 	if err := f.ops.validate(); err != nil {
 		return err
 	}
@@ -218,6 +230,9 @@ Flags:
 var componentFlags = []struct{ contains, flag string }{
 	{"token algorithm", "token-alg"},
 	{"token lifetime", "token-lifetime"},
+	{"MaxHashQueue", "max-hash-queue"},
+	{"MaxHashWait", "max-hash-wait"},
+	{"MaxKeyUserIDs", "max-key-user-ids"},
 }
 
 // flagError names the flag behind a component's configuration error, so that it reads like every other

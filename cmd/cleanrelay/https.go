@@ -51,7 +51,7 @@ func startOps(o *opsFlags, srv *relay.Server, handler, adminRoutes http.Handler,
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		allowHTTPSNames(srv, names, port)
 		ops.httpsLn, ops.httpsNames = tls.NewListener(ln, tlsCfg), names
-		ops.https = newHTTPServer(ops.onionLocation(handler))
+		ops.https = newHTTPServer(ops.onionLocation(handler), o.http)
 		// WebSockets need HTTP/1.1: gorilla cannot upgrade a stream of HTTP/2, so HTTP/2 stays off.
 		ops.https.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	}
@@ -64,7 +64,7 @@ func startOps(o *opsFlags, srv *relay.Server, handler, adminRoutes http.Handler,
 			return nil, fmt.Errorf("failed to listen on --admin-listen: %w", err)
 		}
 		ops.adminLn = ln
-		ops.admin = newHTTPServer(newAdminHandler(srv, ops, ln.Addr().String(), adminRoutes))
+		ops.admin = newHTTPServer(newAdminHandler(srv, ops, ln.Addr().String(), adminRoutes), o.http)
 	}
 	for _, p := range []struct {
 		hs *http.Server
@@ -81,16 +81,10 @@ func startOps(o *opsFlags, srv *relay.Server, handler, adminRoutes http.Handler,
 	return ops, nil
 }
 
-// newHTTPServer has the same limits as the relay's main server and, like it, logs nothing: net/http's messages
-// (TLS handshake errors included) name client addresses.
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(discardHandler{}, slog.LevelError),
-	}
+// newHTTPServer has the limits of the relay's main server (each server its own connection bound) and, like
+// it, logs nothing: net/http's messages (TLS handshake errors included) name client addresses.
+func newHTTPServer(h http.Handler, cfg relay.HTTPConfig) *http.Server {
+	return relay.NewHTTPServer(h, cfg, slog.NewLogLogger(discardHandler{}, slog.LevelError))
 }
 
 // announce prints where the operator listeners are, on stdout (never in the logs).

@@ -31,7 +31,7 @@ var memdumpFlag = flag.Bool("memdump", false, "run the test that dumps the live 
 // TestNoLeftoversInMemory runs "cleanrelay serve --local-only", lets one room be burned and another be dropped
 // by the grace timer, dumps the live process with gcore and searches the whole dump for those rooms' frames
 // (of 200 bytes, and two of 20000, larger than the WebSocket buffers), room ids, capabilities and resume
-// tokens, as text and as raw bytes (DESIGN.md §2.3). None may be there.
+// tokens, as text and as raw bytes (clean-server contract, promise 3: docs/threat-model.md §0). None may be there.
 //
 // A third room stays alive with frames nobody acknowledged: its frames and its room id must be found, which
 // proves the dump and the search see what the relay holds.

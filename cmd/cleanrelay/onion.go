@@ -79,7 +79,7 @@ func serveOnion(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 		fmt.Fprintf(stdout, "cleanrelay: client authorization key (paste into Tor Browser when it asks for the key): %s\n", a.PrivateKey)
 	}
 	ops.announce(stdout)
-	err = serveOn(ctx, srv, handler, svc.Listener(), log)
+	err = serveOn(ctx, srv, handler, f.ops.http, svc.Listener(), log)
 	err = errors.Join(err, ops.shutdown())
 	if cerr := svc.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("failed to stop tor cleanly: %w", cerr)

@@ -97,10 +97,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
-	// Every connection is a file descriptor (tor's child too, in onion mode).
-	if n, err := raiseFileLimit(uint64(f.cfg.MaxConns) + 1024); err != nil {
+	// Every connection is a file descriptor (tor's child too, in onion mode), WebSockets and plain HTTP ones.
+	files := uint64(f.cfg.MaxConns) + uint64(f.ops.http.WithDefaults().MaxConns)
+	if n, err := raiseFileLimit(files + 1024); err != nil {
 		log.Warn("failed to raise the open-file limit", "err", err)
-	} else if n < uint64(f.cfg.MaxConns)+64 {
+	} else if n < files+64 {
 		log.Warn("the open-file limit is below --max-conns; raise the hard limit (ulimit -Hn, LimitNOFILE=)", "limit", n)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -144,7 +145,7 @@ func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 	}
 	fmt.Fprintf(stdout, "cleanrelay: serving on http://%s/\n", ln.Addr())
 	ops.announce(stdout)
-	err = serveOn(ctx, srv, handler, ln, log)
+	err = serveOn(ctx, srv, handler, f.ops.http, ln, log)
 	return errors.Join(err, ops.shutdown())
 }
 
@@ -166,14 +167,8 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 }
 
 // serveOn serves handler on ln until ctx is done, then shuts down: the listener first, then every WebSocket.
-func serveOn(ctx context.Context, srv *relay.Server, handler http.Handler, ln net.Listener, log *slog.Logger) error {
-	hs := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(discardHandler{}, slog.LevelError), // its messages carry client addresses
-	}
+func serveOn(ctx context.Context, srv *relay.Server, handler http.Handler, httpCfg relay.HTTPConfig, ln net.Listener, log *slog.Logger) error {
+	hs := newHTTPServer(handler, httpCfg)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("relay started")

@@ -430,3 +430,28 @@ test('chromium: refusal outside a secure context, and the noscript message', { t
     await relay.stop();
   }
 });
+
+test('chromium: account cookies never reach an anonymous room', { timeout: 300000 }, async () => {
+  // A browser holding a stale ws_ticket (the relay restarted, or the ticket expired) and a session cookie
+  // still creates an anonymous room: its socket declares itself anonymous, so the relay ignores the cookies.
+  const relay = await startRelay();
+  const b = await launch('chromium');
+  try {
+    const page = await openPage(b, relay.url);
+    await page.setCookie(
+      { name: 'ws_ticket', value: 'c3RhbGUtdGlja2V0', url: relay.url, path: '/ws' },
+      { name: 'session', value: 'not.a.token', url: relay.url, path: '/' },
+    );
+    const invite = await createRoom(page);
+    assert.match(invite, /#/);
+    const socks = relay.proxy.conns;
+    assert.ok(socks.length >= 1);
+    for (const c of socks) {
+      assert.equal(c.url, '/ws?anonymous=1');
+      assert.match(c.cookie, /ws_ticket=/); // the browser did send the stale ticket: the relay ignored it
+    }
+  } finally {
+    await b.close();
+    await relay.stop();
+  }
+});

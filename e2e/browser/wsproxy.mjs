@@ -103,7 +103,7 @@ export class RecordingProxy {
 
   forwardWS(req, client, head) {
     const upstream = net.connect(this.target, '127.0.0.1');
-    const conn = { index: this.conns.length, messages: [], held: false, heldFrames: [], tamper: null, client, upstream, first: null };
+    const conn = { index: this.conns.length, url: req.url, cookie: req.headers.cookie ?? '', messages: [], held: false, heldFrames: [], tamper: null, client, upstream, first: null };
     this.conns.push(conn);
     let lines = `${req.method} ${req.url} HTTP/1.1\r\n`;
     for (let i = 0; i < req.rawHeaders.length; i += 2) lines += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;

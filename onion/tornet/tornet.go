@@ -45,9 +45,10 @@ func Require(t testing.TB) {
 }
 
 // Timeouts of the phases of Start: the network comes up in 10–26 s on an idle 2-core machine and took 50 s on
-// a busy one; the timeouts only matter when something is broken.
+// a busy one (Onionbalance's, with 7 authorities voting every 20 s: 38–105 s); the timeouts only matter when
+// something is broken.
 const (
-	consensusTimeout = 150 * time.Second
+	consensusTimeout = 240 * time.Second
 	bootstrapTimeout = 90 * time.Second
 	// killAfter is how long a tor gets to exit after SIGTERM: tor 0.4.9.11 occasionally hangs on shutdown.
 	killAfter = 3 * time.Second
@@ -95,20 +96,47 @@ type process struct {
 	done chan struct{}
 }
 
+// Options shape a Network; the zero value is what Start builds.
+type Options struct {
+	// VotingInterval is the authorities' voting interval (default 10 s). A test network's onion-service time
+	// period is 24 voting intervals; Onionbalance's --is-testnet mode assumes chutney's 20 s (an 8-minute period)
+	// and derives wrong blinded keys on any other.
+	VotingInterval time.Duration
+	// Authorities is the number of directory authorities, which are the network's only HSDirs (default 3).
+	// Onionbalance 0.2.2 loops forever computing a descriptor's HSDirs when the first replica's four take every
+	// HSDir it knows, and it skips an HSDir whose microdescriptor changed since its tor fetched them: a network
+	// for it needs 7 (5 hung in one run of two).
+	Authorities int
+}
+
 // Start builds the network and returns once the client tor has bootstrapped to 100%. It fails the test on any
 // error, and registers a cleanup that ends every tor it started (SIGTERM, then SIGKILL after 3 s), also when the
 // test fails.
 func Start(t testing.TB) *Network {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, opts Options) *Network {
+	t.Helper()
 	Require(t)
-	n, err := start(t)
+	n, err := start(t, opts)
 	if err != nil {
 		t.Fatalf("tornet: %v", err)
 	}
 	return n
 }
 
-func start(t testing.TB) (*Network, error) {
+func start(t testing.TB, opts Options) (*Network, error) {
+	nAuth := numAuthorities
+	if opts.Authorities > 0 {
+		nAuth = opts.Authorities
+	}
+	voting := "10"
+	if opts.VotingInterval > 0 {
+		voting = strconv.Itoa(int(opts.VotingInterval / time.Second))
+	}
 	if err := CheckLoopbackOnly(); err != nil {
 		return nil, err
 	}
@@ -132,12 +160,12 @@ func start(t testing.TB) (*Network, error) {
 		return nil, fmt.Errorf("failed to write empty torrc: %w", err)
 	}
 
-	ports, err := freePorts(numAuthorities*2 + numRelays + 2)
+	ports, err := freePorts(nAuth*2 + numRelays + 2)
 	if err != nil {
 		return nil, err
 	}
 	var nodes []*node
-	for i := range numAuthorities {
+	for i := range nAuth {
 		nodes = append(nodes, &node{nick: fmt.Sprintf("auth%d", i), orPort: ports[0], dirPort: ports[1], authority: true})
 		ports = ports[2:]
 	}
@@ -202,10 +230,10 @@ func start(t testing.TB) (*Network, error) {
 				"TestingDirAuthVoteHSDir "+strings.Join(hsdirs, ","),
 				"TestingMinExitFlagThreshold 0",
 				"V3AuthNIntervalsValid 2",
-				"TestingV3AuthInitialVotingInterval 10",
+				"TestingV3AuthInitialVotingInterval "+voting,
 				"TestingV3AuthInitialVoteDelay 2",
 				"TestingV3AuthInitialDistDelay 2",
-				"V3AuthVotingInterval 10",
+				"V3AuthVotingInterval "+voting,
 				"V3AuthVoteDelay 2",
 				"V3AuthDistDelay 2",
 			)
@@ -271,8 +299,9 @@ type ExtraTor struct {
 	proc *process
 }
 
-// StartExtraTor starts an ExtraTor and waits until it has bootstrapped. The network's cleanup ends it.
-func (n *Network) StartExtraTor(name string) (*ExtraTor, error) {
+// StartExtraTor starts an ExtraTor, with extra torrc lines if given, and waits until it has bootstrapped. The
+// network's cleanup ends it.
+func (n *Network) StartExtraTor(name string, extra ...string) (*ExtraTor, error) {
 	torPath, err := exec.LookPath("tor")
 	if err != nil {
 		return nil, fmt.Errorf("tor not found (apt-get install tor): %w", err)
@@ -291,6 +320,7 @@ func (n *Network) StartExtraTor(name string) (*ExtraTor, error) {
 		"ControlPort "+e.ControlAddr,
 		"CookieAuthentication 1",
 	)
+	e.lines = append(e.lines, extra...)
 	return e, e.Start()
 }
 
@@ -366,7 +396,7 @@ func (n *Network) networkLines() []string {
 		"PathsNeededToBuildCircuits 0.67",
 		"ClientUseIPv6 0",
 		// KIST's socket-buffer heuristics add tens of milliseconds per hop on loopback; the plain scheduler
-		// keeps round-trip measurements about the relay, not about KIST (TORNET.md).
+		// keeps round-trip measurements about the relay, not about KIST (docs/onion.md, "Measurements").
 		"Schedulers Vanilla",
 		// Empty GeoIP files skip a ~2 s parse.
 		"GeoIPFile " + n.emptyFile,
@@ -440,10 +470,15 @@ func (n *Network) startTor(torPath, name, dataDir string, lines []string) error 
 	defer out.Close()
 	cmd := exec.Command(torPath, "--defaults-torrc", n.emptyFile, "-f", torrc)
 	cmd.Stdout, cmd.Stderr = out, out
+	return n.startProcess(name, filepath.Join(dataDir, "notice.log"), cmd)
+}
+
+// startProcess starts cmd and records it, so that teardown ends exactly it; log is what dumpLogs shows.
+func (n *Network) startProcess(name, log string, cmd *exec.Cmd) error {
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("failed to start tor %s: %w", name, err)
+		return fmt.Errorf("failed to start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, log: filepath.Join(dataDir, "notice.log"), done: make(chan struct{})}
+	p := &process{name: name, cmd: cmd, log: log, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	n.mu.Lock()
 	n.procs = append(n.procs, p)
@@ -707,12 +742,19 @@ func (n *Network) DialContext(ctx context.Context, network, addr string) (net.Co
 // DialSOCKS5 connects to addr through the SOCKS5 proxy at proxyAddr, with no authentication and the host name
 // passed to the proxy unresolved (tor resolves .onion names itself). A refused CONNECT is a *SOCKSError.
 func DialSOCKS5(ctx context.Context, proxyAddr, addr string) (net.Conn, error) {
+	return DialSOCKS5Isolated(ctx, proxyAddr, addr, "")
+}
+
+// DialSOCKS5Isolated is DialSOCKS5 with SOCKS username/password authentication: tor puts streams with different
+// credentials on different circuits (IsolateSOCKSAuth), so each isolation string gets circuits of its own, as a
+// new Tor Browser tab on another site would. An empty isolation is DialSOCKS5.
+func DialSOCKS5Isolated(ctx context.Context, proxyAddr, addr, isolation string) (net.Conn, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("bad address %q: %w", addr, err)
 	}
 	port, err := strconv.Atoi(portStr)
-	if err != nil || port <= 0 || port > 65535 || len(host) > 255 {
+	if err != nil || port <= 0 || port > 65535 || len(host) > 255 || len(isolation) > 255 {
 		return nil, fmt.Errorf("bad address %q", addr)
 	}
 	var d net.Dialer
@@ -722,7 +764,7 @@ func DialSOCKS5(ctx context.Context, proxyAddr, addr string) (net.Conn, error) {
 	}
 	// The handshake obeys ctx; the returned connection has no deadline.
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	err = socksHandshake(c, host, port)
+	err = socksHandshake(c, host, port, isolation)
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
 	}
@@ -734,16 +776,33 @@ func DialSOCKS5(ctx context.Context, proxyAddr, addr string) (net.Conn, error) {
 	return c, nil
 }
 
-func socksHandshake(c net.Conn, host string, port int) error {
-	if _, err := c.Write([]byte{5, 1, 0}); err != nil { // version 5, one method: no authentication
+func socksHandshake(c net.Conn, host string, port int, isolation string) error {
+	var method byte // no authentication
+	if isolation != "" {
+		method = 2 // username/password (RFC 1929)
+	}
+	if _, err := c.Write([]byte{5, 1, method}); err != nil { // version 5, one method
 		return fmt.Errorf("failed to write socks greeting: %w", err)
 	}
 	var buf [262]byte
 	if _, err := io.ReadFull(c, buf[:2]); err != nil {
 		return fmt.Errorf("failed to read socks method: %w", err)
 	}
-	if buf[0] != 5 || buf[1] != 0 {
-		return fmt.Errorf("socks proxy refused the no-authentication method (%x)", buf[:2])
+	if buf[0] != 5 || buf[1] != method {
+		return fmt.Errorf("socks proxy refused method %d (%x)", method, buf[:2])
+	}
+	if isolation != "" {
+		auth := append([]byte{1, byte(len(isolation))}, isolation...)
+		auth = append(auth, 1, 'x') // tor takes any password; the pair is what isolates
+		if _, err := c.Write(auth); err != nil {
+			return fmt.Errorf("failed to write socks credentials: %w", err)
+		}
+		if _, err := io.ReadFull(c, buf[:2]); err != nil {
+			return fmt.Errorf("failed to read socks authentication reply: %w", err)
+		}
+		if buf[1] != 0 {
+			return fmt.Errorf("socks proxy refused the credentials (%x)", buf[:2])
+		}
 	}
 	req := append([]byte{5, 1, 0, 3, byte(len(host))}, host...) // CONNECT to a domain name
 	req = append(req, byte(port>>8), byte(port))

@@ -4,11 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha3"
-	"encoding/base32"
 	"errors"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +44,7 @@ func TestNetwork(t *testing.T) {
 		defer cancel()
 		// A valid v3 address (right checksum) that no one publishes.
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
-		_, err := n.DialContext(ctx, "tcp", onionAddress(pub)+":80")
+		_, err := n.DialContext(ctx, "tcp", OnionAddress(pub)+".onion:80")
 		var se *SOCKSError
 		if !errors.As(err, &se) || se.Code != SOCKSDescriptorNotFound {
 			t.Fatalf("dial unknown onion: %v, want SOCKS reply 0x%02X", err, SOCKSDescriptorNotFound)
@@ -60,16 +57,4 @@ func TestNetwork(t *testing.T) {
 			t.Errorf("tor pid %d still exists after teardown (%v, %v)", pid, err, p)
 		}
 	}
-}
-
-// onionAddress is the v3 onion address of an ed25519 public key (rend-spec-v3 §6).
-func onionAddress(pub ed25519.PublicKey) string {
-	const version = 3
-	h := sha3.New256()
-	h.Write([]byte(".onion checksum"))
-	h.Write(pub)
-	h.Write([]byte{version})
-	sum := h.Sum(nil)
-	raw := append(append([]byte{}, pub...), sum[0], sum[1], version)
-	return strings.ToLower(base32.StdEncoding.EncodeToString(raw)) + ".onion"
 }

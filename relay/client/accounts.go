@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -157,21 +159,42 @@ func (a *Account) sign(text string) (string, error) {
 }
 
 // call makes one API request with the session cookie (set by hand: the relay's cookies are Secure, and this is
-// plain http on loopback or to an onion) and returns the body and the cookies set.
+// plain http on loopback or to an onion) and returns the body and the cookies set. A 503 answer with
+// Retry-After (busy: every password-hashing slot is taken, docs/accounts.md §4) is asked again after that wait,
+// until ctx ends.
 func (a *Account) call(ctx context.Context, method, path string, body any) ([]byte, map[string]string, error) {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, nil, fmt.Errorf("failed to encode the request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+		payload = b
+	}
+	for {
+		out, cookies, retry, err := a.callOnce(ctx, method, path, payload)
+		if retry == 0 {
+			return out, cookies, err
+		}
+		select {
+		case <-time.After(retry):
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w (while the relay was busy)", err)
+		}
+	}
+}
+
+// callOnce makes one request; retry is how long to wait before asking again (0: this answer is final).
+func (a *Account) callOnce(ctx context.Context, method, path string, payload []byte) (out []byte, cookies map[string]string, retry time.Duration, err error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	if body != nil {
+	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if a.Session != "" {
@@ -179,19 +202,23 @@ func (a *Account) call(ctx context.Context, method, path string, body any) ([]by
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("failed to call %s: %w", path, err)
+		return nil, nil, 0, fmt.Errorf("failed to call %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	out, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, nil, fmt.Errorf("failed to read the answer of %s: %w", path, err)
+		return nil, nil, 0, fmt.Errorf("failed to read the answer of %s: %w", path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, nil, fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(out))
+		err = fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(out))
+		if s, e := strconv.Atoi(resp.Header.Get("Retry-After")); e == nil && s > 0 && resp.StatusCode == http.StatusServiceUnavailable {
+			retry = time.Duration(s) * time.Second
+		}
+		return nil, nil, retry, err
 	}
-	cookies := map[string]string{}
+	cookies = map[string]string{}
 	for _, c := range resp.Cookies() {
 		cookies[c.Name] = c.Value
 	}
-	return out, cookies, nil
+	return out, cookies, 0, nil
 }

@@ -8,19 +8,29 @@ export class APIError extends Error {
   }
 }
 
+// BUSY_TRIES is how often a request answered 503 with Retry-After (busy: the relay hashes as many passwords
+// as it may, docs/accounts.md §4) is sent, waiting as asked between tries.
+export const BUSY_TRIES = 4;
+
 // call sends a request to /api/PATH; body, when given, goes as JSON. It resolves to the decoded
-// answer (null for 204) and rejects with an APIError carrying the server's error code.
-export async function call(method, path, body) {
+// answer (null for 204) and rejects with an APIError carrying the server's error code. sleep is injectable
+// for tests.
+export async function call(method, path, body, { sleep = (ms) => new Promise((r) => setTimeout(r, ms)) } = {}) {
   const init = { method, credentials: 'same-origin', headers: {} };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
   let res;
-  try {
-    res = await fetch(`/api/${path}`, init);
-  } catch (e) {
-    throw new APIError(0, 'network', `failed to reach the relay: ${e.message}`);
+  for (let i = 1; ; i++) {
+    try {
+      res = await fetch(`/api/${path}`, init);
+    } catch (e) {
+      throw new APIError(0, 'network', `failed to reach the relay: ${e.message}`);
+    }
+    const wait = Number(res.headers.get('Retry-After'));
+    if (res.status !== 503 || !(wait > 0) || i >= BUSY_TRIES) break;
+    await sleep(wait * 1000);
   }
   if (res.status === 204) return null;
   let data = null;

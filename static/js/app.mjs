@@ -35,8 +35,10 @@ let verified = new Set();
 const TIMERS = [10, 60, 300, 3600];
 const COPIED_FOR = 2000;
 
-function wsURL() {
-  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+// wsURL is the relay's WebSocket. An anonymous room's socket says so (docs/accounts.md §7): the relay then
+// ignores the account cookies this browser may hold, so the room learns no account.
+function wsURL({ anonymous = false } = {}) {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws${anonymous ? '?anonymous=1' : ''}`;
 }
 
 function keyTypeField(id) {
@@ -110,7 +112,7 @@ async function startRoom({ create, invite, type, max }) {
   };
   try {
     verified = new Set();
-    room = new Room({ crypto: cryptoClient, wsURL: wsURL() });
+    room = new Room({ crypto: cryptoClient, wsURL: wsURL({ anonymous: true }) });
     wireRoom(room);
     if (create) {
       await makeKey();

@@ -1,0 +1,185 @@
+package natsnet
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+var straceFlag = flag.Bool("strace", false, "with -nats, run the test that traces the nats-servers with strace (.ci/test-clean.sh passes both)")
+
+// TestNoDiskNoLogs runs the three servers under `strace -f` through a session (room-like traffic between servers,
+// a SIGKILL of one server and its restart, a clean shutdown) and checks that no server opened a file for writing,
+// made, renamed or removed one, or wrote bytes anywhere but to sockets, pipes and eventfds; and that nothing the
+// servers logged at their default level carries a subject or a payload.
+func TestNoDiskNoLogs(t *testing.T) {
+	if !*straceFlag {
+		t.Skip("needs -nats -strace (.ci/test-clean.sh)")
+	}
+	c := Start(t, Options{Strace: true})
+	const subjectMark, payloadMark = "subjectmark7c1", "payloadmark9e4"
+	subject := "cr." + subjectMark
+	sub := c.Connect(t, 2)
+	pub := c.Connect(t, 0)
+	ch := make(chan *nats.Msg, 1000)
+	if _, err := sub.ChanSubscribe(subject, ch); err != nil {
+		t.Fatal(err)
+	}
+	// A request and its reply cross the servers too, as control between relay nodes will.
+	if _, err := sub.Subscribe(subject+".req", func(m *nats.Msg) { m.Respond([]byte(payloadMark + "-reply")) }); err != nil {
+		t.Fatal(err)
+	}
+	waitRouted(t, pub, subject, ch)
+	send := func(n int) {
+		t.Helper()
+		for i := range n {
+			if err := pub.Publish(subject, fmt.Appendf(nil, "%s-%d", payloadMark, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range n {
+			select {
+			case <-ch:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("message %d of %d did not arrive", i, n)
+			}
+		}
+		if _, err := pub.Request(subject+".req", []byte(payloadMark+"-request"), 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(500)
+	c.Servers()[1].Kill()
+	if err := c.Servers()[1].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// A subscriber on the restarted server: its routes are back.
+	back := c.Connect(t, 1)
+	ch2 := make(chan *nats.Msg, 10)
+	if _, err := back.ChanSubscribe(subject+".back", ch2); err != nil {
+		t.Fatal(err)
+	}
+	waitRouted(t, pub, subject+".back", ch2)
+	send(500)
+	sub.Close()
+	pub.Close()
+	back.Close()
+	c.stopAll()
+
+	var traces []string
+	for _, s := range c.Servers() {
+		traces = append(traces, s.Traces()...)
+		log := s.Log()
+		if !strings.Contains(log, "Server is ready") {
+			t.Errorf("%s logged nothing recognisable (the check below would prove nothing):\n%s", s.Name, log)
+		}
+		for _, mark := range []string{subjectMark, payloadMark} {
+			if strings.Contains(log, mark) {
+				t.Errorf("%s logged %q:\n%s", s.Name, mark, log)
+			}
+		}
+	}
+	if len(traces) != 4 {
+		t.Fatalf("traces %v, want 4 (three servers and one restart)", traces)
+	}
+	for _, trace := range traces {
+		data, err := os.ReadFile(trace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad, counts := judgeTrace(strings.Split(strings.TrimSpace(string(data)), "\n"))
+		if len(bad) > 0 {
+			t.Errorf("%s: %d calls wrote where they must not, e.g.:\n%s", trace, len(bad), strings.Join(bad[:min(len(bad), 20)], "\n"))
+		}
+		if counts["socket"] == 0 || counts["read-only open"] == 0 {
+			t.Errorf("%s lacks socket writes or read-only opens (%v): it cannot be right", trace, counts)
+		}
+		t.Logf("%s: %v", trace[len(c.Dir)+1:], counts)
+	}
+}
+
+var (
+	// traceCall is one line of `strace -f` output: "PID name(args…".
+	traceCall = regexp.MustCompile(`^\d+ +([a-z0-9_]+)\((.*)$`)
+	// firstFD is the descriptor a write-like call writes to, as -yy shows it: "5<what>".
+	firstFD = regexp.MustCompile(`^\d+<(.*?)>`)
+	// writeIntent marks an open that may change a file.
+	writeIntent = regexp.MustCompile(`O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND|O_TMPFILE`)
+)
+
+// judgeTrace returns every call of a `strace -f -yy -e trace=TracedCalls` trace that could put something on disk
+// (an open with write intent, any other call that changes the file system, a write to a descriptor that is a file)
+// and counts the harmless ones by what they went to.
+func judgeTrace(lines []string) (bad []string, counts map[string]int) {
+	counts = map[string]int{}
+	for _, line := range lines {
+		m := traceCall.FindStringSubmatch(line)
+		if m == nil {
+			continue // "+++ exited", or the "<... resumed>" half of a call judged on its first line
+		}
+		name, args := m[1], m[2]
+		if i := strings.LastIndex(args, ") = "); i >= 0 {
+			args = args[:i] // what a call returned is no part of what it asked for
+		}
+		switch {
+		case strings.HasPrefix(name, "open"):
+			if writeIntent.MatchString(args) {
+				bad = append(bad, line)
+			} else {
+				counts["read-only open"]++
+			}
+		case strings.Contains(",write,writev,pwrite64,pwritev,pwritev2,ftruncate,fallocate,sendfile,copy_file_range,splice,", ","+name+","):
+			fd := firstFD.FindStringSubmatch(args)
+			switch {
+			case fd == nil || strings.HasPrefix(fd[1], "/"):
+				bad = append(bad, line)
+			case strings.HasPrefix(fd[1], "pipe:"):
+				counts["pipe"]++
+			case strings.HasPrefix(fd[1], "anon_inode:[eventfd]"):
+				counts["eventfd"]++
+			case strings.Contains(fd[1], ":["):
+				counts["socket"]++
+			default:
+				bad = append(bad, line)
+			}
+		default: // creat, mkdir, rename, unlink, link, truncate, io_uring_setup, …
+			bad = append(bad, line)
+		}
+	}
+	return bad, counts
+}
+
+// TestJudgeTrace checks the judge on lines as strace 6 prints them, so that TestNoDiskNoLogs can fail.
+func TestJudgeTrace(t *testing.T) {
+	for name, tc := range map[string]struct {
+		line string
+		bad  bool
+	}{
+		"config read":      {`101 openat(AT_FDCWD</>, "/tmp/x/n1.conf", O_RDONLY|O_CLOEXEC) = 7</tmp/x/n1.conf>`, false},
+		"socket write":     {`101 write(9<TCP:[127.0.0.1:4222->127.0.0.1:5000]>, "MSG cr.x 1 5\r\n", 14) = 14`, false},
+		"log to stderr":    {`101 write(2<pipe:[4242]>, "[INF] Server is ready\n", 22) = 22`, false},
+		"runtime wake-up":  {`102 write(5<anon_inode:[eventfd]>, "\1\0\0\0\0\0\0\0", 8) = 8`, false},
+		"open to write":    {`101 openat(AT_FDCWD</>, "/tmp/x/store/meta.inf", O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0640) = 8</tmp/x/store/meta.inf>`, true},
+		"open read-write":  {`101 openat(AT_FDCWD</>, "/tmp/x/pid", O_RDWR|O_CLOEXEC) = 8</tmp/x/pid>`, true},
+		"file write":       {`101 write(8</tmp/x/nats.log>, "[INF] …", 7) = 7`, true},
+		"directory made":   {`101 mkdirat(AT_FDCWD</>, "/tmp/x/jetstream", 0750) = 0`, true},
+		"file removed":     {`101 unlinkat(AT_FDCWD</>, "/tmp/x/old", 0) = 0`, true},
+		"exit line":        {`101 +++ exited with 0 +++`, false},
+		"resumed half":     {`101 <... write resumed>) = 14`, false},
+		"io_uring":         {`101 io_uring_setup(8, {}) = 9<anon_inode:[io_uring]>`, true},
+		"unknown fd write": {`101 write(8, "x", 1) = 1`, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad, _ := judgeTrace([]string{tc.line})
+			if got := len(bad) > 0; got != tc.bad {
+				t.Errorf("judged bad: %v, want %v", got, tc.bad)
+			}
+		})
+	}
+}
