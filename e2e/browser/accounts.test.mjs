@@ -19,7 +19,7 @@ async function registerAndLogin(page, user, password) {
   await fill(page, '#email', `${user}@example.org`);
   await fill(page, '#regpass', 'short');
   await press(page, '#registerdo');
-  await page.waitForFunction(() => /upper-case letter/.test(document.querySelector('#formerror')?.textContent || ''), { polling: 100 });
+  await page.waitForFunction(() => /upper-case letter/.test(document.querySelector('#regpass-error')?.textContent || ''), { polling: 100 });
   await fill(page, '#regpass', password);
   await press(page, '#registerdo');
   await page.waitForSelector('#loginscreen', { timeout: 60000 });

@@ -57,6 +57,8 @@ export async function startRelay({ extraHosts = [], args = [] } = {}) {
     url: `http://127.0.0.1:${pport}/`,
     port: pport,
     log: () => log,
+    // terminate asks the relay to shut down (SIGTERM) with the proxy still up, so clients hear its goodbye.
+    terminate: () => proc.kill('SIGTERM'),
     async stop() {
       await proxy.close();
       proc.kill('SIGTERM');

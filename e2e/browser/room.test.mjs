@@ -174,6 +174,11 @@ for (const kind of KINDS) {
         assert.equal(got.name, fileName);
         const h = (x) => createHash('sha256').update(x).digest('hex');
         assert.equal(h(Buffer.from(got.b64, 'base64')), h(fileBytes));
+        // The sender's bubble finishes too: no progress bar left, the name, the size and a time.
+        await bob.waitForSelector('.msg.mine.file[data-done="sent"]', { timeout: 60000 });
+        const sent = await bob.$eval('.msg.mine.file', (e) => ({ text: e.textContent, bars: e.querySelectorAll('progress').length }));
+        assert.equal(sent.bars, 0);
+        assert.match(sent.text, new RegExp(`^Sent ${fileName} \\(150 kB\\)\\d{2}:\\d{2}`));
         await shot(alice, `${kind}-file`);
         rmSync(dir, { recursive: true });
       });

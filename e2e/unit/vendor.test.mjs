@@ -1,4 +1,4 @@
-// The vendored OpenPGP.js must be byte-identical to the pinned npm package's browser build.
+// The vendored libraries must be byte-identical to the pinned npm packages' builds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -6,14 +6,21 @@ import { createHash } from 'node:crypto';
 
 const root = new URL('../../', import.meta.url);
 const sha = (p) => createHash('sha256').update(readFileSync(new URL(p, root))).digest('hex');
+const pinned = (name) => JSON.parse(readFileSync(new URL('e2e/package.json', root))).dependencies[name];
+const installed = (name) => JSON.parse(readFileSync(new URL(`e2e/node_modules/${name}/package.json`, root))).version;
 
-test('static/vendor/openpgp.min.mjs equals node_modules/openpgp/dist/openpgp.min.mjs', () => {
-  const pinned = JSON.parse(readFileSync(new URL('e2e/package.json', root))).dependencies.openpgp;
-  const installed = JSON.parse(readFileSync(new URL('e2e/node_modules/openpgp/package.json', root))).version;
-  assert.equal(installed, pinned, 'installed openpgp is not the pinned version: run npm ci in e2e/');
-  assert.match(pinned, /^6\.\d+\.\d+$/);
-  assert.equal(sha('static/vendor/openpgp.min.mjs'), sha('e2e/node_modules/openpgp/dist/openpgp.min.mjs'));
-});
+const VENDORED = [
+  { name: 'openpgp', version: /^6\.\d+\.\d+$/, ours: 'static/vendor/openpgp.min.mjs', theirs: 'dist/openpgp.min.mjs' },
+  { name: 'qrcode-generator', version: /^2\.\d+\.\d+$/, ours: 'static/vendor/qrcode.mjs', theirs: 'dist/qrcode.mjs' },
+];
+
+for (const v of VENDORED) {
+  test(`${v.ours} equals node_modules/${v.name}/${v.theirs}`, () => {
+    assert.equal(installed(v.name), pinned(v.name), `installed ${v.name} is not the pinned version: run npm ci in e2e/`);
+    assert.match(pinned(v.name), v.version);
+    assert.equal(sha(v.ours), sha(`e2e/node_modules/${v.name}/${v.theirs}`));
+  });
+}
 
 // The vendored ML-KEM (static/vendor/noble) is the pinned @noble packages' files with one change:
 // bare imports "from '@noble/X/…'" become "from '../X/…'", since a browser has no package resolution.
@@ -25,12 +32,10 @@ const NOBLE = [
 ];
 
 test('static/vendor/noble equals the pinned @noble packages, imports made relative', () => {
-  const pinned = JSON.parse(readFileSync(new URL('e2e/package.json', root))).dependencies['@noble/post-quantum'];
   const pq = JSON.parse(readFileSync(new URL('e2e/node_modules/@noble/post-quantum/package.json', root)));
-  assert.equal(pq.version, pinned, 'installed @noble/post-quantum is not the pinned version: run npm ci in e2e/');
+  assert.equal(pq.version, pinned('@noble/post-quantum'), 'installed @noble/post-quantum is not the pinned version: run npm ci in e2e/');
   for (const dep of ['hashes', 'curves']) {
-    const v = JSON.parse(readFileSync(new URL(`e2e/node_modules/@noble/${dep}/package.json`, root))).version;
-    assert.equal(v, pq.dependencies[`@noble/${dep}`], `@noble/${dep} is not the version @noble/post-quantum pins`);
+    assert.equal(installed(`@noble/${dep}`), pq.dependencies[`@noble/${dep}`], `@noble/${dep} is not the version @noble/post-quantum pins`);
   }
   for (const f of NOBLE) {
     const npm = readFileSync(new URL(`e2e/node_modules/@noble/${f}`, root), 'utf8').replaceAll("from '@noble/", "from '../");

@@ -1,9 +1,9 @@
 // Module accounts drives the account screens: register, log in, key setup or unlock, search,
 // and opening a dialog (docs/accounts.md). The chat itself is the room screen of app.mjs.
 import * as api from './api.mjs';
-import { missing } from './policy.mjs';
-import { t } from './i18n.mjs';
-import { $, h, tx, show } from './ui.mjs';
+import { missing, missingPassphrase } from './policy.mjs';
+import { t, errorText } from './i18n.mjs';
+import { $, h, tx, fx, show, field, fieldError, check, required } from './ui.mjs';
 import { DialogWatch } from './notify.mjs';
 import { TicketKeeper } from './ticket.mjs';
 
@@ -17,6 +17,7 @@ const store = {
   keyName: (u) => `cleanrelay.key.${u}`,
   pinsName: (u) => `cleanrelay.pins.${u}`,
   dialogsName: (u) => `cleanrelay.dialogs.${u}`,
+  verifiedName: (u) => `cleanrelay.verified.${u}`,
   get(name, fallback) {
     try {
       return JSON.parse(localStorage.getItem(name)) ?? fallback;
@@ -29,27 +30,30 @@ const store = {
   },
 };
 
-function field(id, key, props = {}) {
-  return h('label.field', {}, tx(key), h('input', { id, name: id, ...props }));
+// input is a text input of an account form; field() lays it out with its label and error line.
+function input(id, props = {}) {
+  return h('input', { id, name: id, ...props });
 }
 
-// secretField is a masked input with a show/hide toggle.
-function secretField(id, key, autocomplete) {
-  const input = h('input', { id, name: id, type: 'password', autocomplete, required: true });
+// secretField is a masked input with a show/hide toggle, laid out with its label, hint and error line.
+function secretField(id, key, autocomplete, hint = null) {
+  const el = h('input', { id, name: id, type: 'password', autocomplete });
   const toggle = h('button.toggle', {
     type: 'button',
     id: `${id}-toggle`,
     i18n: 'show',
+    label: 'show_password',
     'aria-pressed': 'false',
+    'aria-controls': id,
     onclick: () => {
-      const shown = input.type === 'text';
-      input.type = shown ? 'password' : 'text';
+      const shown = el.type === 'text';
+      el.type = shown ? 'password' : 'text';
       toggle.textContent = t(shown ? 'show' : 'hide');
       toggle.dataset.i18n = shown ? 'show' : 'hide';
       toggle.setAttribute('aria-pressed', String(!shown));
     },
   });
-  return h('label.field', {}, tx(key), h('span.row', {}, input, toggle));
+  return field(key, h('span.secret', {}, el, toggle), { hint });
 }
 
 function policyMessage(p) {
@@ -57,8 +61,34 @@ function policyMessage(p) {
   return miss.length ? t('missing_prefix') + miss.map((m) => t(`missing_${m}`)).join(', ') : '';
 }
 
+function passphraseMessage(p) {
+  const miss = missingPassphrase(p);
+  return miss.length ? t('missing_prefix_pass') + miss.map((m) => t(`missing_${m}`)).join(', ') + t('passphrase_or_long') : '';
+}
+
+// passphraseProblem checks the key passphrase in the field with id, shows what is wrong next to it and
+// returns it ('' when the passphrase is acceptable).
+export function passphraseProblem(id) {
+  const why = passphraseMessage(document.getElementById(id)?.value ?? '');
+  fieldError(id, why);
+  if (why) document.getElementById(id)?.focus();
+  return why;
+}
+
+// The shapes the relay enforces (docs/accounts.md §3), checked here first so the page can say what is wrong
+// next to the field; the relay's answer still decides.
+const USERNAME = /^[A-Za-z0-9](?:[A-Za-z0-9]|[._-](?=[A-Za-z0-9])){2,31}$/;
+const EMAIL = /^[!-?A-~]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
+const checkUsername = (v) => required(v) || (USERNAME.test(v.trim()) ? '' : t('username_bad'));
+const checkEmail = (v) => (!v.trim() || EMAIL.test(v.trim()) ? '' : t('email_bad'));
+
 function errorLine() {
   return h('p.bad', { role: 'alert', id: 'formerror' });
+}
+
+// formError shows an error from the relay (by its code, in the page's language) or from the client.
+function formError(el, e) {
+  el.textContent = errorText(e);
 }
 
 export function accountsCard(e) {
@@ -90,60 +120,66 @@ export async function resumeAccounts(e) {
 
 function registerScreen() {
   const err = errorLine();
-  return h('section', { id: 'registerscreen' }, h('form.card', {
+  return h('section', { id: 'registerscreen' }, h('form.card.form', {
     method: 'post',
+    novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
+      err.textContent = '';
+      const ok = check({
+        regname: checkUsername,
+        fullname: required,
+        email: checkEmail,
+        regpass: (v) => policyMessage(v),
+      });
+      if (!ok) return;
       const f = ev.target.elements;
-      const why = policyMessage(f.regpass.value);
-      if (why) {
-        err.textContent = why;
-        return;
-      }
       try {
         const r = await api.register({ username: f.regname.value, full_name: f.fullname.value, email: f.email.value, password: f.regpass.value });
         show(loginScreen(r.user.username, 'registered'));
       } catch (e) {
-        err.textContent = e.message;
+        formError(err, e);
       }
     },
   },
   h('h2', { i18n: 'register' }),
-  field('regname', 'username', { autocomplete: 'username', required: true, autofocus: true }),
-  field('fullname', 'full_name', { autocomplete: 'name', required: true }),
-  field('email', 'email', { type: 'email', autocomplete: 'email' }),
-  secretField('regpass', 'password', 'new-password'),
-  h('p.note', { i18n: 'password_rule' }),
+  field('username', input('regname', { autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', 'aria-required': 'true', autofocus: true }), { hint: 'username_bad' }),
+  field('full_name', input('fullname', { autocomplete: 'name', 'aria-required': 'true' })),
+  field('email', input('email', { type: 'email', autocomplete: 'email', inputmode: 'email' })),
+  secretField('regpass', 'password', 'new-password', 'password_rule'),
   err,
   h('div.row', {},
     h('button.primary', { type: 'submit', id: 'registerdo', i18n: 'register' }),
-    h('button', { type: 'button', i18n: 'login', onclick: () => show(loginScreen()) }))));
+    h('button', { type: 'button', id: 'tologin2', i18n: 'login', onclick: () => show(loginScreen()) }))));
 }
 
 function loginScreen(username = '', note = null) {
   const err = errorLine();
-  return h('section', { id: 'loginscreen' }, h('form.card', {
+  return h('section', { id: 'loginscreen' }, h('form.card.form', {
     method: 'post',
+    novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
+      err.textContent = '';
+      if (!check({ loginname: required, loginpass: required })) return;
       const f = ev.target.elements;
       try {
         await api.login(f.loginname.value, f.loginpass.value);
         localStorage.setItem(LOGGED_IN, '1');
         await afterLogin(await api.me());
       } catch (e) {
-        err.textContent = e.code === 'bad_credentials' ? t('bad_credentials') : e.message;
+        formError(err, e);
       }
     },
   },
   h('h2', { i18n: 'login' }),
-  note ? h('p.ok', { i18n: note }) : null,
-  field('loginname', 'username', { autocomplete: 'username', required: true, value: username, autofocus: !username }),
+  note ? h('p.ok', { i18n: note, role: 'status' }) : null,
+  field('username', input('loginname', { autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', 'aria-required': 'true', value: username, autofocus: !username })),
   secretField('loginpass', 'password', 'current-password'),
   err,
   h('div.row', {},
     h('button.primary', { type: 'submit', id: 'logindo', i18n: 'login' }),
-    h('button', { type: 'button', i18n: 'register', onclick: () => show(registerScreen()) }))));
+    h('button', { type: 'button', id: 'toregister2', i18n: 'register', onclick: () => show(registerScreen()) }))));
 }
 
 async function afterLogin(m) {
@@ -154,15 +190,18 @@ async function afterLogin(m) {
 
 function unlockScreen(stored) {
   const err = errorLine();
-  return h('section', { id: 'unlockscreen' }, h('form.card', {
+  const screen = h('section', { id: 'unlockscreen' }, h('form.card.form', {
+    novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
+      err.textContent = '';
+      if (!check({ unlockpass: required })) return;
       try {
         own = await env.crypto().call('unlock', { armored: stored, passphrase: ev.target.elements.unlockpass.value });
         await ensurePublished();
         show(mainScreen());
       } catch (e) {
-        err.textContent = /wrong passphrase/.test(e.message) ? t('wrong_passphrase') : e.message;
+        err.textContent = /wrong passphrase/.test(e.message) ? t('wrong_passphrase') : errorText(e);
       }
     },
   },
@@ -172,6 +211,8 @@ function unlockScreen(stored) {
   err,
   h('div.row', {},
     h('button.primary', { type: 'submit', id: 'unlockdo', i18n: 'unlock' }),
+    h('button', { type: 'button', id: 'logout', i18n: 'logout', onclick: () => logout() })),
+  h('div.row', {},
     h('button.danger', {
       type: 'button',
       id: 'forgot',
@@ -180,6 +221,8 @@ function unlockScreen(stored) {
         if (window.confirm(t('forgot_warning'))) show(keySetupScreen());
       },
     }))));
+  screen.querySelector('#unlockpass').setAttribute('autofocus', '');
+  return screen;
 }
 
 // ensurePublished publishes this tab's key when the directory holds another one (or none),
@@ -204,16 +247,14 @@ function keySetupScreen() {
   const type = h('select', { id: 'acctkeytype' },
     h('option', { value: 'rsa', i18n: 'key_rsa' }),
     caps.curve25519 ? h('option', { value: 'curve25519', i18n: 'key_curve' }) : null);
-  const progress = h('p', { id: 'keyprogress', hidden: true }, h('progress'), ' ', tx('making_key'));
-  const gen = h('form.card', {
+  const progress = h('p', { id: 'keyprogress', hidden: true, role: 'status' }, h('progress'), ' ', tx('making_key'));
+  const gen = h('form.card.form', {
+    novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
+      err.textContent = '';
+      if (passphraseProblem('newpass')) return;
       const pass = ev.target.elements.newpass.value;
-      const why = policyMessage(pass);
-      if (why) {
-        err.textContent = why;
-        return;
-      }
       progress.hidden = false;
       try {
         own = await env.crypto().call('generate', { type: type.value, name: me.user.username, email: me.user.email || undefined });
@@ -222,39 +263,40 @@ function keySetupScreen() {
         show(keyReadyScreen());
       } catch (e) {
         progress.hidden = true;
-        err.textContent = e.message;
+        formError(err, e);
       }
     },
   },
   h('h2', { i18n: 'keysetup_title' }),
   h('p', { i18n: 'keysetup_text' }),
-  h('label', {}, tx('key_type'), ' ', type),
-  secretField('newpass', 'passphrase', 'new-password'),
-  h('p.note', { i18n: 'password_rule' }),
-  h('button.primary', { type: 'submit', id: 'generate', i18n: 'generate' }),
+  field('key_type', type),
+  secretField('newpass', 'passphrase', 'new-password', 'passphrase_rule'),
+  h('div.row', {}, h('button.primary', { type: 'submit', id: 'generate', i18n: 'generate' })),
   progress,
   err);
   const ierr = h('p.bad', { role: 'alert', id: 'importerror' });
-  const imp = h('form.card', {
+  const imp = h('form.card.form', {
+    novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
+      ierr.textContent = '';
       const f = ev.target.elements;
       const file = f.importfile.files[0];
-      if (!file) return;
+      if (!check({ importfile: () => (file ? '' : t('required')), importpass: required })) return;
       try {
         own = await env.crypto().call('importZip', { bytes: new Uint8Array(await file.arrayBuffer()), passphrase: f.importpass.value });
         await keep(f.importpass.value);
         await ensurePublished();
         show(mainScreen());
       } catch (e) {
-        ierr.textContent = /wrong passphrase/.test(e.message) ? t('wrong_passphrase') : e.message;
+        ierr.textContent = /wrong passphrase/.test(e.message) ? t('wrong_passphrase') : errorText(e);
       }
     },
   },
   h('h2', { i18n: 'import_title' }),
-  h('label.field', {}, tx('import_file'), h('input', { id: 'importfile', name: 'importfile', type: 'file', accept: '.zip,application/zip' })),
+  field('import_file', input('importfile', { type: 'file', accept: '.zip,application/zip' })),
   secretField('importpass', 'passphrase', 'current-password'),
-  h('button', { type: 'submit', id: 'importdo', i18n: 'import' }),
+  h('div.row', {}, h('button', { type: 'submit', id: 'importdo', i18n: 'import' })),
   ierr);
   return h('section', { id: 'keysetup' }, gen, imp);
 }
@@ -269,23 +311,18 @@ async function exportLink(passphrase) {
 }
 
 function exportForm() {
-  const err = h('p.bad', { id: 'exportwhy' });
-  return h('form.export', {
+  return h('form.export.form', {
+    novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
-      const why = policyMessage(ev.target.elements.exportpass.value);
-      if (why) {
-        err.textContent = why;
-        return;
-      }
+      if (passphraseProblem('exportpass')) return;
       $('#exportlink')?.remove();
       ev.target.append(await exportLink(ev.target.elements.exportpass.value));
     },
   },
   h('h3', { i18n: 'export_key' }),
-  secretField('exportpass', 'export_pass', 'new-password'),
-  h('button', { type: 'submit', id: 'exportdo', i18n: 'export_do' }),
-  err);
+  secretField('exportpass', 'export_pass', 'new-password', 'passphrase_rule'),
+  h('div.row', {}, h('button', { type: 'submit', id: 'exportdo', i18n: 'export_do' })));
 }
 
 function keyReadyScreen() {
@@ -297,41 +334,78 @@ function keyReadyScreen() {
     h('button.primary', { type: 'button', id: 'continue', i18n: 'continue', onclick: () => show(mainScreen()) }));
 }
 
-function mainScreen() {
-  const results = h('ul.results', { id: 'results' });
-  const dialogs = h('ul.results', { id: 'dialogs' },
-    ...store.get(store.dialogsName(me.user.username), []).map((u) => userItem({ username: u })));
-  const search = h('input', { id: 'search', type: 'search', autocomplete: 'off', 'data-i18n-ph': 'search_ph', placeholder: t('search_ph') });
-  const err = errorLine();
-  search.addEventListener('input', async () => {
+// SEARCH_EVERY is the relay's search rate once its burst is spent (docs/accounts.md §5: one every 2 s); the
+// page asks no faster, and only once typing pauses for SEARCH_SETTLE.
+const SEARCH_EVERY = 2000;
+const SEARCH_SETTLE = 400;
+const NAME_PREFIX = /^[A-Za-z0-9._-]{1,32}$/;
+
+// searcher runs the user search of the main screen: debounced, paced under the relay's rate limit, with a
+// waiting state and "no user found".
+function searcher(search, results, status) {
+  let timer = 0;
+  let last = -Infinity;
+  const say = (key) => {
+    status.replaceChildren(key ? tx(key) : '');
+    results.setAttribute('aria-busy', String(key === 'searching'));
+  };
+  const run = async () => {
     const p = search.value.trim();
-    if (!p) {
+    if (!NAME_PREFIX.test(p)) {
       results.replaceChildren();
+      say('no_user');
       return;
     }
+    last = Date.now();
     try {
       const r = await api.search(p);
-      results.replaceChildren(...r.users.filter((u) => u.username !== me.user.username).map(userItem));
-      err.textContent = '';
+      if (search.value.trim() !== p) return; // the user typed on: the next search is on its way
+      const found = r.users.filter((u) => u.username !== me.user.username);
+      results.replaceChildren(...found.map((u) => userItem(u)));
+      say(found.length ? '' : 'no_user');
     } catch (e) {
-      err.textContent = e.message;
+      if (e.code === 'rate_limited') {
+        timer = setTimeout(run, SEARCH_EVERY);
+        return;
+      }
+      say('');
+      status.replaceChildren(errorText(e));
     }
+  };
+  search.addEventListener('input', () => {
+    clearTimeout(timer);
+    if (!search.value.trim()) {
+      results.replaceChildren();
+      say('');
+      return;
+    }
+    say('searching');
+    timer = setTimeout(run, Math.max(SEARCH_SETTLE, last + SEARCH_EVERY - Date.now()));
   });
+}
+
+function mainScreen() {
+  const results = h('ul.results', { id: 'results' });
+  const known = store.get(store.dialogsName(me.user.username), []);
+  const dialogs = h('ul.results', { id: 'dialogs' }, ...known.map((u) => userItem({ username: u })));
+  const search = h('input', { id: 'search', type: 'search', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', 'data-i18n-ph': 'search_ph', placeholder: t('search_ph') });
+  const status = h('p', { id: 'searchstatus', role: 'status' });
+  searcher(search, results, status);
   startWatch();
   return h('section', { id: 'mainscreen' },
     h('header.roombar', {},
       h('span', { id: 'whoami' }, tx('logged_in_as', { u: me.user.username })),
       h('button', { type: 'button', id: 'mykey', i18n: 'my_key', onclick: () => myKeyDialog() }),
       h('button', { type: 'button', id: 'logout', i18n: 'logout', onclick: () => logout() })),
-    h('div.card', {}, h('h2', { i18n: 'dialogs' }), dialogs),
-    h('div.card', {}, h('h2', { i18n: 'find_user' }), search, err, results));
+    h('div.card', {}, h('h2', { i18n: 'dialogs' }), known.length ? null : h('p.note', { id: 'nodialogs', i18n: 'no_dialogs' }), dialogs),
+    h('div.card', {}, h('h2', { i18n: 'find_user' }), field('search_label', search), status, results));
 }
 
 function userItem(u, { fresh = false } = {}) {
   return h('li', {}, h('button.user', {
     type: 'button',
     dataset: { user: u.username },
-    onclick: () => openDialog(u.username).catch((e) => env.problem(e.message)),
+    onclick: () => openDialog(u.username).catch((e) => env.problem(e)),
   }, u.username, u.full_name ? ` — ${u.full_name}` : '', fresh ? h('span.badge', { i18n: 'new_dialog' }) : null));
 }
 
@@ -363,6 +437,7 @@ export function noteDialog(from) {
   store.set(name, [from, ...store.get(name, []).filter((u) => u !== from)].slice(0, 50));
   const list = $('#dialogs');
   if (!list) return;
+  $('#nodialogs')?.remove();
   list.querySelector(`button[data-user="${CSS.escape(from)}"]`)?.parentElement.remove();
   list.prepend(userItem({ username: from }, { fresh: true }));
 }
@@ -373,7 +448,7 @@ function myKeyDialog() {
     h('h2', { i18n: 'your_key' }),
     h('dl', {},
       h('dt', { i18n: 'algorithm' }), h('dd', {}, `${own.algorithm}${own.bits ? ` ${own.bits}` : ''}`),
-      h('dt', { i18n: 'created' }), h('dd', {}, new Date(own.created).toLocaleString()),
+      h('dt', { i18n: 'created' }), h('dd', {}, fx('date', new Date(own.created).getTime())),
       h('dt', { i18n: 'fingerprint' }), h('dd.fp', { id: 'myfp' }, own.fingerprint)),
     h('details', {}, h('summary', { i18n: 'armored' }), h('pre.armored', {}, own.armored)),
     exportForm(),
@@ -420,20 +495,37 @@ async function openDialog(name) {
   const pins = store.get(store.pinsName(me.user.username), {});
   const fp = k.key.fingerprint;
   const peer = await env.crypto().call('peerKey', { armored: k.key.armored });
-  if (peer.fingerprint.replace(/ /g, '') !== fp) throw new Error('the directory answered with a key whose fingerprint does not match');
+  if (peer.fingerprint.replace(/ /g, '') !== fp) throw new Error(t('dir_mismatch'));
   const go = async () => {
     stopWatch(); // the dialog's own session hears of new dialogs from here on
     pins[name] = fp;
     store.set(store.pinsName(me.user.username), pins);
     const list = store.get(store.dialogsName(me.user.username), []);
     if (!list.includes(name)) store.set(store.dialogsName(me.user.username), [name, ...list].slice(0, 50));
-    await env.enterDialog({ room: d.room, cap: d.cap, peerName: name, peerArmored: k.key.armored, own, beforeOpen: sessionTicket, back: () => show(mainScreen()) });
+    await env.enterDialog({ room: d.room, cap: d.cap, peerName: name, peerArmored: k.key.armored, own, verified: verifiedSet(name), beforeOpen: sessionTicket, back: () => show(mainScreen()) });
   };
   if (pins[name] && pins[name] !== fp) {
     keyChangedDialog(name, pins[name], peer, go);
     return;
   }
   await go();
+}
+
+// verifiedSet holds the Verify mark of this user's dialog with name, kept in this browser next to the pins. It
+// remembers the one fingerprint the user verified, so a changed key is not verified.
+function verifiedSet(name) {
+  const key = store.verifiedName(me.user.username);
+  const all = () => store.get(key, {});
+  return {
+    has: (fp) => all()[name] === fp,
+    add: (fp) => store.set(key, { ...all(), [name]: fp }),
+    delete: (fp) => {
+      const v = all();
+      if (v[name] !== fp) return;
+      delete v[name];
+      store.set(key, v);
+    },
+  };
 }
 
 function keyChangedDialog(name, oldFp, peer, go) {
@@ -453,7 +545,7 @@ function keyChangedDialog(name, oldFp, peer, go) {
         i18n: 'trust_new',
         onclick: async () => {
           d.close();
-          await go().catch((e) => env.problem(e.message));
+          await go().catch((e) => env.problem(e));
         },
       })));
   d.addEventListener('cancel', (ev) => ev.preventDefault());

@@ -2,10 +2,10 @@
 import { CryptoClient } from './cryptoclient.mjs';
 import { Room, stats, FILE_CAP } from './room.mjs';
 import { parseInvite, inviteFragment } from './proto.mjs';
-import { missing } from './policy.mjs';
-import { t, setLang, getLang } from './i18n.mjs';
-import { $, h, tx, show } from './ui.mjs';
-import { accountsCard, resumeAccounts, noteDialog } from './accounts.mjs';
+import { t, setLang, getLang, initialLang, errorText, fmt } from './i18n.mjs';
+import { $, h, tx, fx, show, field } from './ui.mjs';
+import { accountsCard, resumeAccounts, noteDialog, passphraseProblem } from './accounts.mjs';
+import { verifyDialog } from './verify.mjs';
 
 // refusal returns the reasons this browser cannot run the client, as i18n keys.
 function refusal() {
@@ -28,6 +28,12 @@ const env = {
 };
 let room = null;
 let caps = { curve25519: false };
+// verified holds the fingerprints the user marked as verified in this room: a changed key has another
+// fingerprint, so a key change clears the mark. A dialog brings its own, kept with the account's pins.
+let verified = new Set();
+
+const TIMERS = [10, 60, 300, 3600];
+const COPIED_FOR = 2000;
 
 // wsURL is the relay's WebSocket. An anonymous room's socket says so (docs/accounts.md §7): the relay then
 // ignores the account cookies this browser may hold, so the room learns no account.
@@ -35,15 +41,15 @@ function wsURL({ anonymous = false } = {}) {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws${anonymous ? '?anonymous=1' : ''}`;
 }
 
-function fmtTime(ts) {
-  const d = new Date(ts);
-  return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+function keyTypeField(id) {
+  const type = h('select', { id },
+    h('option', { value: 'rsa', i18n: 'key_rsa' }),
+    caps.curve25519 ? h('option', { value: 'curve25519', i18n: 'key_curve' }) : null);
+  return [type, field('key_type', type)];
 }
 
 function homeScreen() {
-  const type = h('select', { id: 'keytype' },
-    h('option', { value: 'rsa', i18n: 'key_rsa' }),
-    caps.curve25519 ? h('option', { value: 'curve25519', i18n: 'key_curve' }) : null);
+  const [type, typeField] = keyTypeField('keytype');
   const max = h('select', { id: 'maxmembers' }, ...[2, 3, 4, 5, 6, 7, 8].map((n) => h('option', { value: String(n) }, String(n))));
   const go = h('button.primary', { id: 'create', type: 'submit', i18n: 'create_room', autofocus: true });
   const form = h('form.card', {
@@ -54,16 +60,14 @@ function homeScreen() {
   },
   h('h2', { i18n: 'anon_title' }),
   h('p', { i18n: 'anon_text' }),
-  h('label', {}, tx('key_type'), ' ', type),
-  h('label', {}, tx('max_members'), ' ', max),
-  h('p', {}, go));
-  return h('section', { id: 'home' }, accountsCard(env), form);
+  typeField,
+  field('max_members', max),
+  h('div.row', {}, go));
+  return h('section', { id: 'home' }, form, accountsCard(env));
 }
 
 function joinScreen(invite) {
-  const type = h('select', { id: 'keytype' },
-    h('option', { value: 'rsa', i18n: 'key_rsa' }),
-    caps.curve25519 ? h('option', { value: 'curve25519', i18n: 'key_curve' }) : null);
+  const [type, typeField] = keyTypeField('keytype');
   return h('section', { id: 'joinscreen' }, h('form.card', {
     onsubmit: (ev) => {
       ev.preventDefault();
@@ -72,43 +76,64 @@ function joinScreen(invite) {
   },
   h('h2', { i18n: 'join_title' }),
   h('p', { i18n: 'anon_text' }),
-  h('label', {}, tx('key_type'), ' ', type),
-  h('p', {}, h('button.primary', { id: 'join', type: 'submit', i18n: 'join_room', autofocus: true }))));
+  typeField,
+  h('div.row', {}, h('button.primary', { id: 'join', type: 'submit', i18n: 'join_room', autofocus: true }))));
 }
 
 function busyScreen(key) {
   return h('section.card', { id: 'busy', 'aria-live': 'polite' }, h('p', {}, h('progress', {}), ' ', tx(key)));
 }
 
-function problem(message) {
+// problem shows an error (an Error, a relay error with a code, or a sentence): in the room's log while a
+// room shows, else at the top of the screen, focused so a screen reader reads it at once.
+function problem(e) {
+  const message = typeof e === 'string' ? e : errorText(e);
   const log = $('#log');
-  const line = h('p.problem', { role: 'alert' }, h('strong', {}, tx('problem'), ': '), message);
+  const line = h('p.problem', { role: 'alert', tabindex: '-1' }, h('strong', {}, tx('problem'), ': '), message);
   if (log) {
     log.append(line);
     log.scrollTop = log.scrollHeight;
   } else {
-    $('#main').append(line);
+    $('#main').prepend(line);
+    line.focus();
   }
 }
 
+// leaveInvite takes a dead or broken invite out of the address bar, so a reload starts afresh.
+function leaveInvite() {
+  if (location.hash) history.replaceState(null, '', location.pathname);
+}
+
 async function startRoom({ create, invite, type, max }) {
-  try {
+  let info = null;
+  const makeKey = async () => {
     show(busyScreen('making_key'));
-    const info = await cryptoClient.call('generate', { type, name: 'anonymous' });
-    show(busyScreen('connecting'));
+    info = await cryptoClient.call('generate', { type, name: 'anonymous' });
+  };
+  try {
+    verified = new Set();
     room = new Room({ crypto: cryptoClient, wsURL: wsURL({ anonymous: true }) });
     wireRoom(room);
     if (create) {
+      await makeKey();
+      show(busyScreen('connecting'));
       // The invite stays out of this tab's address bar: a reload would try to join as a new member.
       await room.create({ max });
     } else {
-      await room.join(invite);
+      // The relay checks the invite first: a dead room or a wrong link is told before any key is made.
+      show(busyScreen('checking_invite'));
+      await room.join(invite, makeKey);
     }
     show(roomScreen(info, create));
     system('online');
+    updateInvite();
   } catch (e) {
+    const r = room;
+    room = null;
+    await r?.destroy();
+    if (!create) leaveInvite();
     show(homeScreen());
-    problem(e.message);
+    problem(e);
   }
 }
 
@@ -118,6 +143,7 @@ async function enterDialog(d) {
   room = new Room({ crypto: cryptoClient, wsURL: wsURL(), dialog: { peerArmored: d.peerArmored, beforeOpen: d.beforeOpen } });
   room.back = d.back;
   room.peerName = d.peerName;
+  verified = d.verified;
   wireRoom(room);
   const savedKey = `cleanrelay.resume.${d.room}`;
   let saved = null;
@@ -131,7 +157,7 @@ async function enterDialog(d) {
   } catch (e) {
     room = null;
     d.back();
-    problem(e.message);
+    problem(e);
     return;
   }
   // Keep the place across a reload: the relay lets a member resume within its grace.
@@ -153,30 +179,43 @@ function system(key, vars) {
   log.scrollTop = log.scrollHeight;
 }
 
+function inviteBox(link) {
+  const copy = h('button', {
+    type: 'button',
+    id: 'copy',
+    i18n: 'copy',
+    onclick: async () => {
+      $('#invitelink').select();
+      try {
+        await navigator.clipboard.writeText(link);
+      } catch {
+        return; // the selection is left for the user to copy
+      }
+      copy.dataset.i18n = 'copied';
+      copy.textContent = t('copied');
+      clearTimeout(copy.reset);
+      copy.reset = setTimeout(() => {
+        copy.dataset.i18n = 'copy';
+        copy.textContent = t('copy');
+      }, COPIED_FOR);
+    },
+  });
+  return h('div.invite', { id: 'invite' },
+    h('label', { for: 'invitelink', i18n: 'invite_label' }),
+    h('div.row.nowrap', {}, h('input', { id: 'invitelink', readonly: true, value: link, autofocus: true }), copy));
+}
+
+// peerName is how the page names a peer: the user name in a dialog, "member N" in an anonymous room (as a
+// phrase that i18n translates again on a language switch).
+function peerName(p) {
+  return room?.dialog ? room.peerName : { t: 'member_n', n: p.member };
+}
+
 function roomScreen(ownInfo, creator) {
   const link = creator ? `${location.origin}${location.pathname}${inviteFragment(room.invite)}` : null;
-  const invite = creator
-    ? h('div.invite', { id: 'invite' },
-      h('label', { for: 'invitelink', i18n: 'invite_label' }),
-      h('div.row', {},
-        h('input', { id: 'invitelink', readonly: true, value: link }),
-        h('button', {
-          type: 'button',
-          i18n: 'copy',
-          onclick: async (ev) => {
-            $('#invitelink').select();
-            try {
-              await navigator.clipboard.writeText(link);
-              ev.target.textContent = t('copied');
-            } catch {
-              /* selection is left for the user to copy */
-            }
-          },
-        })))
-    : null;
   const text = h('textarea', { id: 'text', rows: '2', 'data-i18n-ph': 'message_ph', placeholder: t('message_ph'), disabled: true });
   const timer = h('select', { id: 'ttl' }, h('option', { value: '0', i18n: 'timer_off' }),
-    ...[10, 60, 300, 3600].map((s) => h('option', { value: String(s) }, s < 60 ? `${s} s` : `${s / 60} min`)));
+    ...TIMERS.map((s) => h('option', { value: String(s), dataset: { fmt: 'dur', value: String(s) } }, fmt('dur', s))));
   const file = h('input', { id: 'file', type: 'file', disabled: true });
   const send = h('button.primary', { id: 'send', type: 'submit', i18n: 'send', disabled: true });
   const composer = h('form.composer', {
@@ -189,38 +228,25 @@ function roomScreen(ownInfo, creator) {
         await room.sendText(v, Number(timer.value));
         text.value = '';
       } catch (e) {
-        problem(e.message);
+        problem(e);
       }
     },
-  }, text, h('div.row', {}, h('label', {}, tx('timer'), ' ', timer), h('label.file', {}, tx('attach'), ' ', file), send));
+  },
+  h('label.sr-only', { for: 'text', i18n: 'message_label' }),
+  h('div.sendrow', {}, text, send),
+  h('div.row.options', {},
+    h('label', { for: 'ttl', i18n: 'timer' }), timer,
+    h('label.file', { for: 'file', i18n: 'attach' }), file));
   text.addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey) {
       ev.preventDefault();
       composer.requestSubmit();
     }
   });
-  file.addEventListener('change', async () => {
-    const f = file.files[0];
-    if (!f) return;
-    if (f.size > FILE_CAP) {
-      problem(t('too_big', { n: FILE_CAP / 1048576 }));
-      file.value = '';
-      return;
-    }
-    const bar = h('progress', { max: '1', value: '0' });
-    const item = h('div.msg.mine.file', {}, h('span', {}, tx('sending'), ` ${f.name} `), bar);
-    $('#log').append(item);
-    try {
-      await room.sendFile(f, (p) => {
-        bar.value = p;
-      });
-      item.dataset.done = 'sent';
-    } catch (e) {
-      problem(e.message);
-    }
-    file.value = '';
-  });
+  file.addEventListener('change', () => sendFile(file));
   const e2e = h('button.e2e', { id: 'e2e', type: 'button', i18n: 'e2e_label', onclick: () => keysDialog(ownInfo) });
+  const verifyBtn = h('button', { id: 'verifybtn', type: 'button', i18n: 'verify', hidden: true, onclick: () => verifyPeer(ownInfo) });
+  const mark = h('span.verified', { id: 'verified', hidden: true }, '✓ ', tx('verified'));
   const burn = h('button.danger', {
     id: 'burn',
     type: 'button',
@@ -230,7 +256,7 @@ function roomScreen(ownInfo, creator) {
       try {
         await room.burn();
       } catch (e) {
-        problem(e.message);
+        problem(e);
       }
     },
   });
@@ -247,17 +273,86 @@ function roomScreen(ownInfo, creator) {
       },
     })
     : null;
-  return h('section', { id: 'room' },
-    room.dialog ? h('h2', { id: 'dialogtitle' }, tx('dialog_with', { u: room.peerName })) : null,
-    h('header.roombar', {}, back, e2e, h('span', { id: 'status', role: 'status' }, tx('waiting_peer')), burn),
-    invite,
-    h('p.note', { i18n: 'storage_note' }),
-    h('div.log', { id: 'log', 'aria-live': 'polite' }),
+  const screen = h('section', { id: 'room', dataset: { own: ownInfo.fingerprint } },
+    room.dialog ? h('h2', { id: 'dialogtitle' }, tx('dialog_with', { u: room.peerName })) : h('h2.sr-only', { i18n: 'anon_title' }),
+    h('header.roombar', {}, back, e2e, mark, verifyBtn, h('span', { id: 'status', role: 'status' }, tx('waiting_peer')), burn),
+    creator ? inviteBox(link) : null,
+    h('p.note', { i18n: room.dialog ? 'storage_note' : 'storage_note_anon' }),
+    h('div.log', { id: 'log', role: 'log', label: 'log_label', tabindex: '0' }),
     composer);
+  screen.ownInfo = ownInfo;
+  return screen;
+}
+
+async function sendFile(file) {
+  const f = file.files[0];
+  if (!f) return;
+  if (f.size > FILE_CAP) {
+    problem(t('too_big', { n: fmt('size', FILE_CAP) }));
+    file.value = '';
+    return;
+  }
+  const bar = h('progress', { max: '1', value: '0' });
+  const item = h('div.msg.mine.file', {}, h('p', {}, tx('sending'), ` ${f.name} `), bar);
+  $('#log').append(item);
+  try {
+    await room.sendFile(f, (p) => {
+      bar.value = p;
+    });
+    item.replaceChildren(h('p', {}, tx('file_sent'), ` ${f.name} (`, fx('size', f.size), ')'), h('p.meta', {}, fx('time', Date.now())));
+    item.dataset.done = 'sent';
+  } catch (e) {
+    item.dataset.done = 'failed';
+    problem(e);
+  }
+  file.value = '';
+}
+
+function allVerified() {
+  return room && room.peers.size > 0 && [...room.peers.values()].every((p) => verified.has(p.fingerprint));
+}
+
+// updateVerified shows the verified mark when every peer's current key was marked, and offers Verify.
+function updateVerified() {
+  const mark = $('#verified');
+  if (!mark || !room) return;
+  mark.hidden = !allVerified();
+  const btn = $('#verifybtn');
+  if (btn) btn.hidden = room.peers.size === 0;
+}
+
+// updateInvite hides the invite link while the room is full: nobody else can join with it then.
+function updateInvite() {
+  const box = $('#invite');
+  if (!box || !room) return;
+  box.hidden = room.present.size + 1 >= room.max;
+}
+
+function verifyPeer(ownInfo, member = null) {
+  const peers = [...room.peers.values()];
+  if (member === null && peers.length > 1) {
+    keysDialog(ownInfo);
+    return;
+  }
+  const p = member === null ? peers[0] : room.peers.get(member);
+  if (!p) return;
+  verifyDialog({
+    who: peerName(p),
+    peer: p,
+    ownFp: ownInfo.fingerprint,
+    verified: verified.has(p.fingerprint),
+    onMark: (on) => {
+      if (on) verified.add(p.fingerprint);
+      else verified.delete(p.fingerprint);
+      updateVerified();
+    },
+  });
 }
 
 function setReady() {
   const ok = room.canSend();
+  const text = $('#text');
+  const wasOff = text?.disabled;
   for (const id of ['text', 'send', 'file']) {
     const el = $(`#${id}`);
     if (el) el.disabled = !ok;
@@ -267,19 +362,31 @@ function setReady() {
     st.replaceChildren(ok ? tx('online') : tx('waiting_peer'));
     st.dataset.ready = ok ? 'yes' : 'no';
   }
+  updateVerified();
+  updateInvite();
+  // The message box just became usable: put the cursor there, unless the user is busy elsewhere.
+  const at = document.activeElement;
+  const idle = !at || at === document.body || at.matches('#room h2') || at.closest('#invite');
+  if (ok && wasOff && idle && !document.querySelector('dialog[open]')) text.focus();
 }
 
 function renderMessage(m) {
   const log = $('#log');
   if (!log) return;
+  const who = m.mine ? null : room?.dialog ? `${room.peerName} · ` : h('span', {}, tx('member_n', { n: m.from }), ' · ');
   const el = h(`div.msg.${m.mine ? 'mine' : 'theirs'}`, { dataset: { id: m.id } },
     h('p.text', {}, m.text),
-    h('p.meta', {}, m.mine ? '' : room?.dialog ? `${room.peerName} · ` : `#${m.from} · `, fmtTime(m.ts || Date.now()), m.ttl ? ` · ⏱ ${m.ttl} s` : ''),
+    h('p.meta', {}, who, fx('time', m.ts || Date.now()), m.ttl ? h('span', {}, ' · ⏱ ', tx('ttl_mark', { d: fmt('dur', m.ttl) })) : null),
     m.verified ? null : h('p.bad', {}, tx('unverified')));
   if (!m.verified) el.classList.add('unverified');
   log.append(el);
   log.scrollTop = log.scrollHeight;
   if (m.ttl > 0) setTimeout(() => el.remove(), m.ttl * 1000);
+}
+
+function endedKey(reason) {
+  const known = ['burned', 'expired', 'shutdown', 'revoked', 'moved', 'timeout', 'gone'];
+  return known.includes(reason) ? `ended_${reason}` : 'ended_other';
 }
 
 function wireRoom(r) {
@@ -292,7 +399,7 @@ function wireRoom(r) {
   });
   r.addEventListener('presence', (ev) => {
     const p = ev.detail;
-    const key = { join: 'joined', leave: 'left', away: 'away', back: 'back' }[p.event];
+    const key = { join: 'joined', leave: 'left', away: 'away', back: 'member_back' }[p.event];
     if (key) system(key, { n: p.member });
     setReady();
   });
@@ -300,15 +407,16 @@ function wireRoom(r) {
     if (!$('#log')) return;
     system(ev.detail.online ? (ev.detail.resumed ? 'resumed' : 'online') : 'offline');
   });
-  r.addEventListener('problem', (ev) => problem(ev.detail.forged ? t('forged') : ev.detail.message));
+  r.addEventListener('problem', (ev) => problem(ev.detail.forged ? t('forged') : ev.detail));
   r.addEventListener('keychange', (ev) => {
+    verified.delete(ev.detail.peer.fingerprint);
     setReady();
     keyChangeDialog(ev.detail);
   });
   r.addEventListener('filestart', (ev) => {
     const f = ev.detail;
     const bar = h('progress', { max: '1', value: '0', id: `fp-${f.id}` });
-    $('#log')?.append(h('div.msg.theirs.file', { id: `f-${f.id}` }, h('span', {}, tx('receiving'), ` ${f.name} `), bar));
+    $('#log')?.append(h('div.msg.theirs.file', { id: `f-${f.id}` }, h('p', {}, tx('receiving'), ` ${f.name} `), bar));
   });
   r.addEventListener('fileprogress', (ev) => {
     const bar = document.getElementById(`fp-${ev.detail.id}`);
@@ -318,27 +426,30 @@ function wireRoom(r) {
     const f = ev.detail;
     const url = URL.createObjectURL(f.blob);
     const box = document.getElementById(`f-${f.id}`);
-    const kids = [h('span', {}, tx('file_from'), ` ${f.name} (${f.size} B) `),
-      h('a.save', { href: url, download: f.name, dataset: { size: String(f.size) } }, tx('save'))];
+    const kids = [h('p', {}, tx('file_from'), ` ${f.name} (`, fx('size', f.size), ') ',
+      h('a.save', { href: url, download: f.name, dataset: { size: String(f.size) } }, tx('save')))];
     // The CSP (connect-src) forbids fetch() of blob: URLs, so keep the Blob where a test can read it.
-    kids[1].cleanrelayBlob = f.blob;
+    kids[0].lastChild.cleanrelayBlob = f.blob;
     if (f.type.startsWith('image/') && !f.type.includes('svg')) kids.push(h('img.preview', { src: url, alt: f.name }));
+    kids.push(h('p.meta', {}, fx('time', Date.now())));
     if (!f.verified) kids.push(h('p.bad', {}, tx('unverified')));
     box?.replaceChildren(...kids);
   });
   r.addEventListener('ended', async (ev) => {
-    const reason = ev.detail.reason;
+    const key = endedKey(ev.detail.reason);
     await r.destroy();
-    room = null;
+    if (room === r) room = null;
+    for (const d of document.querySelectorAll('dialog')) d.remove();
     if (r.dialog) {
       r.back();
-      problem(t(reason === 'burned' ? 'ended_burned' : 'ended_other'));
+      problem(t(key));
       return;
     }
-    history.replaceState(null, '', location.pathname);
-    show(h('section.card', { id: 'ended' },
-      h('p', { i18n: reason === 'burned' ? 'ended_burned' : 'ended_other' }),
-      h('button.primary', { type: 'button', i18n: 'new_room', autofocus: true, onclick: () => show(homeScreen()) })));
+    leaveInvite();
+    show(h('section.card', { id: 'ended', dataset: { reason: ev.detail.reason || '' } },
+      h('h2', { i18n: key === 'ended_burned' ? 'ended_burned' : 'ended_other' }),
+      key === 'ended_burned' ? null : h('p', { i18n: key }),
+      h('button.primary', { type: 'button', id: 'newroom', i18n: 'new_room', autofocus: true, onclick: () => show(homeScreen()) })));
   });
 }
 
@@ -350,47 +461,53 @@ function dialog(id, ...kids) {
   return d;
 }
 
-function keyBlock(titleNode, info) {
+function keyBlock(titleNode, info, verifyButton = null) {
   return h('div.key', {},
     h('h3', {}, titleNode),
     h('dl', {},
       h('dt', { i18n: 'algorithm' }), h('dd', {}, `${info.algorithm}${info.bits ? ` ${info.bits}` : ''}${info.curve ? ` (${info.curve})` : ''}`),
-      h('dt', { i18n: 'created' }), h('dd', {}, new Date(info.created).toLocaleString()),
+      h('dt', { i18n: 'created' }), h('dd', {}, fx('date', new Date(info.created).getTime())),
       h('dt', { i18n: 'fingerprint' }), h('dd.fp', {}, info.fingerprint),
       info.safety ? [h('dt', { i18n: 'safety' }), h('dd.safety', {}, info.safety)] : null),
+    verifyButton,
     h('details', {}, h('summary', { i18n: 'armored' }), h('pre.armored', {}, info.armored)));
 }
 
 function keysDialog(ownInfo) {
   const pass = h('input', { type: 'password', id: 'exportpass', autocomplete: 'new-password' });
-  const why = h('p.bad', { id: 'exportwhy' });
   const d = dialog('keys',
     h('h2', { i18n: 'keys_title' }),
     keyBlock(tx('your_key'), ownInfo),
-    ...[...room.peers.values()].map((p) => keyBlock(room.dialog ? h('span', {}, room.peerName) : tx('peer_key', { n: p.member }), p)),
-    h('form.export', {
-      onsubmit: async (ev) => {
-        ev.preventDefault();
-        const miss = missing(pass.value);
-        if (miss.length) {
-          why.textContent = t('missing_prefix') + miss.map((m) => t(`missing_${m}`)).join(', ');
-          return;
-        }
-        why.textContent = '';
-        const zip = await cryptoClient.call('exportZip', { passphrase: pass.value });
-        const blob = new Blob([zip], { type: 'application/zip' });
-        const a = h('a', { id: 'exportlink', href: URL.createObjectURL(blob), download: `cleanrelay-key-${ownInfo.fingerprint.replace(/ /g, '').slice(-8)}.zip` }, 'ZIP');
-        a.cleanrelayBlob = blob;
-        $('#exportlink')?.remove();
-        ev.target.append(a);
-        a.click();
+    ...[...room.peers.values()].map((p) => keyBlock(room.dialog ? h('span', {}, room.peerName) : tx('peer_key', { n: p.member }), p,
+      h('button.verifypeer', {
+        type: 'button',
+        i18n: 'verify',
+        dataset: { member: String(p.member) },
+        onclick: () => {
+          d.close();
+          verifyPeer(ownInfo, p.member);
+        },
+      }))),
+    h('details.export', {},
+      h('summary', { i18n: 'export_key' }),
+      h('form', {
+        novalidate: true,
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const why = passphraseProblem('exportpass');
+          if (why) return;
+          const zip = await cryptoClient.call('exportZip', { passphrase: pass.value });
+          const blob = new Blob([zip], { type: 'application/zip' });
+          const a = h('a', { id: 'exportlink', href: URL.createObjectURL(blob), download: `cleanrelay-key-${ownInfo.fingerprint.replace(/ /g, '').slice(-8)}.zip` }, 'ZIP');
+          a.cleanrelayBlob = blob;
+          $('#exportlink')?.remove();
+          ev.target.append(a);
+          a.click();
+        },
       },
-    },
-    h('h3', { i18n: 'export_key' }),
-    h('label', {}, tx('export_pass'), ' ', pass),
-    h('button', { type: 'submit', id: 'exportdo', i18n: 'export_do' }),
-    why),
-    h('p', {}, h('button', { type: 'button', id: 'keysclose', i18n: 'close', autofocus: true, onclick: () => d.close() })));
+      field('export_pass', pass, { hint: 'passphrase_rule' }),
+      h('button', { type: 'submit', id: 'exportdo', i18n: 'export_do' }))),
+    h('div.row', {}, h('button', { type: 'button', id: 'keysclose', i18n: 'close', autofocus: true, onclick: () => d.close() })));
 }
 
 function keyChangeDialog(r) {
@@ -402,7 +519,7 @@ function keyChangeDialog(r) {
       h('dt', { i18n: 'new_fp' }), h('dd.fp', { id: 'newfp' }, r.offered.fingerprint),
       h('dt', { i18n: 'safety' }), h('dd.safety', {}, r.offered.safety)),
     h('div.row', {},
-      h('button.danger', { type: 'button', id: 'kcburn', i18n: 'burn', autofocus: true, onclick: () => room.burn().catch((e) => problem(e.message)) }),
+      h('button.danger', { type: 'button', id: 'kcburn', i18n: 'burn', autofocus: true, onclick: () => room.burn().catch((e) => problem(e)) }),
       h('button', {
         type: 'button',
         id: 'kctrust',
@@ -417,11 +534,24 @@ function keyChangeDialog(r) {
   d.addEventListener('cancel', (ev) => ev.preventDefault());
 }
 
+function langButton() {
+  const b = $('#lang');
+  const label = () => {
+    b.textContent = t('lang');
+    b.lang = t('lang_code');
+    b.title = t('lang_switch');
+  };
+  b.addEventListener('click', () => {
+    setLang(getLang() === 'en' ? 'ru' : 'en');
+    label();
+  });
+  label();
+  b.hidden = false;
+}
+
 async function main() {
-  const saved = (navigator.language || 'en').startsWith('ru') ? 'ru' : 'en';
-  setLang(saved);
-  $('#lang').addEventListener('click', () => setLang(getLang() === 'en' ? 'ru' : 'en'));
-  $('#lang').hidden = false;
+  setLang(initialLang());
+  langButton();
   const reasons = refusal();
   if (reasons.length) {
     show(h('section.card.refuse', { id: 'refused' }, h('h2', { i18n: 'refuse_title' }), ...reasons.map((r) => h('p', { i18n: r }))));
@@ -430,19 +560,25 @@ async function main() {
   cryptoClient = new CryptoClient();
   try {
     caps = await cryptoClient.call('caps');
-  } catch (e) {
-    show(h('section.card.refuse', { id: 'refused' }, h('h2', { i18n: 'refuse_title' }), h('p', {}, e.message)));
+  } catch {
+    show(h('section.card.refuse', { id: 'refused' }, h('h2', { i18n: 'refuse_title' }), h('p', { i18n: 'refuse_crypto' })));
     return;
   }
   let invite = null;
+  let broken = false;
   try {
     invite = parseInvite(location.hash);
-  } catch (e) {
-    show(homeScreen());
-    problem(e.message);
-    return;
+    // an invite cut short: some of its parts are there, not all
+    broken = !invite && /(^#|&)[rck]=/.test(location.hash);
+  } catch {
+    broken = true;
   }
-  if (invite) show(joinScreen(invite));
+  if (broken) {
+    // A mistyped or cut invite: say so at the top, before anything else happens.
+    leaveInvite();
+    show(homeScreen());
+    problem(t('invite_bad'));
+  } else if (invite) show(joinScreen(invite));
   else if (!(await resumeAccounts(env))) show(homeScreen());
   // Tests read timings from here; it holds durations only, never content.
   globalThis.cleanrelayStats = stats;

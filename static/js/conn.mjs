@@ -7,6 +7,9 @@ import { Backoff } from './backoff.mjs';
 // per-member buffer (hello.buffer, default 256) is the most it could ask for.
 const SENT_KEEP = 512;
 
+// coded is an error with a code the page turns into a sentence in the user's language (i18n.errorText).
+export const coded = (message, code) => Object.assign(new Error(message), { code });
+
 export class RoomConn extends EventTarget {
   // backoff is injectable for tests.
   constructor(url, { backoff = new Backoff() } = {}) {
@@ -71,7 +74,7 @@ export class RoomConn extends EventTarget {
       ws.onclose = (ev) => {
         if (!settled) {
           settled = true;
-          reject(new Error(`failed to connect to the relay (close code ${ev.code})`));
+          reject(coded(`failed to connect to the relay (close code ${ev.code})`, 'connect'));
         }
         if (this.ws === ws) this.onDrop(ev);
       };
@@ -195,7 +198,7 @@ export class RoomConn extends EventTarget {
 
   // send queues payload for the room; it goes out now if connected, or after the next resume.
   send(payload) {
-    if (this.ended) throw new Error('the room has ended');
+    if (this.ended) throw coded('the room has ended', 'ended');
     // A frame over the relay's limit would close the whole connection (1009): refuse just this one.
     const max = this.hello?.maxFrame;
     if (max && payload.length > max) throw new Error(`failed to send: a ${payload.length}-byte frame is over this relay's ${max}-byte limit`);
@@ -211,7 +214,7 @@ export class RoomConn extends EventTarget {
   onDrop(ev) {
     const wasOnline = this.online;
     this.online = false;
-    for (const w of this.waiting.values()) w.reject(new Error('connection to the relay dropped'));
+    for (const w of this.waiting.values()) w.reject(coded('connection to the relay dropped', 'dropped'));
     this.waiting.clear();
     if (this.ended || !this.resumeToken) return;
     if (wasOnline) {
@@ -276,7 +279,7 @@ export class RoomConn extends EventTarget {
   }
 
   async burn() {
-    if (!this.online) throw new Error('not connected to the relay');
+    if (!this.online) throw coded('not connected to the relay', 'offline');
     this.ws.send(JSON.stringify({ t: 'burn', id: this.nextId++, ch: this.ch }));
   }
 

@@ -1,6 +1,6 @@
 // Module room runs a room: it joins the relay and turns chat messages and files into encrypted frames
 // and back, with protocol v2 in anonymous rooms (docs/e2e.md) and OpenPGP in dialogs.
-import { RoomConn } from './conn.mjs';
+import { RoomConn, coded } from './conn.mjs';
 import { KIND_KEY, KIND_PGP, KINDS_V2, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
 import { MAX_DATA } from './pad.mjs';
 import { validName } from './notify.mjs';
@@ -69,9 +69,12 @@ export class Room extends EventTarget {
     return this.invite;
   }
 
-  async join(invite) {
+  // join joins with an invite. prepare runs once the relay has let this tab in and before the key exchange:
+  // the page makes the key there, so a dead or wrong invite is told before any key is made.
+  async join(invite, prepare = async () => {}) {
     const j = await this.conn.join(invite.room, invite.cap);
     this.invite = invite;
+    await prepare();
     await this.start(j, invite.secret);
   }
 
@@ -274,18 +277,19 @@ export class Room extends EventTarget {
     return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length };
   }
 
+  // whyNot is why nothing can be sent now, as an error whose code the page shows in the user's language.
   whyNot() {
-    if (this.ended) return 'the room has ended';
-    if (this.blocked.size) return 'blocked: a member\'s key changed; compare the safety code first';
-    if (this.v2 && !this.v2.ready) return 'cannot send yet: waiting for the end-to-end keys of this room';
-    if (!this.peers.size) return 'cannot send yet: no verified member in the room';
-    return '';
+    if (this.ended) return coded('the room has ended', 'ended');
+    if (this.blocked.size) return coded('blocked: a member\'s key changed; compare the safety code first', 'blocked');
+    if (this.v2 && !this.v2.ready) return coded('cannot send yet: waiting for the end-to-end keys of this room', 'e2e_waiting');
+    if (!this.peers.size) return coded('cannot send yet: no verified member in the room', 'no_peer');
+    return null;
   }
 
   async sendText(text, ttl = 0) {
-    if (!this.canSend()) throw new Error(this.whyNot());
+    if (!this.canSend()) throw this.whyNot();
     const bytes = new TextEncoder().encode(text);
-    if (bytes.length > MAX_TEXT) throw new Error(`message too long (${bytes.length} bytes, at most ${MAX_TEXT})`);
+    if (bytes.length > MAX_TEXT) throw coded(`message too long (${bytes.length} bytes, at most ${MAX_TEXT})`, 'too_long');
     const msg = { k: 'msg', id: b64u(crypto.getRandomValues(new Uint8Array(9))), text, ts: Date.now(), ttl };
     const s = await this.sendEnvelope(msg);
     stats.send.push(s);
@@ -294,7 +298,7 @@ export class Room extends EventTarget {
   }
 
   async sendFile(file, onProgress = () => {}) {
-    if (!this.canSend()) throw new Error(this.whyNot());
+    if (!this.canSend()) throw this.whyNot();
     if (file.size > FILE_CAP) throw new Error(`file too large (${file.size} bytes, at most ${FILE_CAP})`);
     const id = b64u(crypto.getRandomValues(new Uint8Array(9)));
     const bytes = new Uint8Array(await file.arrayBuffer());
