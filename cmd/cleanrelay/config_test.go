@@ -267,3 +267,18 @@ func TestMemoryBudgetCountsDirectory(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestShortGraceAlone: a --grace shorter than the default orphan grace is accepted on its own (the orphan grace
+// follows it down, as relay.Config's default does), while an explicit --orphan-grace over --grace is refused.
+func TestShortGraceAlone(t *testing.T) {
+	f, err := parseServeFlags([]string{"--local-only", "--grace", "5s"}, io.Discard)
+	if err != nil {
+		t.Fatalf("--grace 5s alone: %v", err)
+	}
+	if f.cfg.OrphanGrace != 5*time.Second {
+		t.Fatalf("orphan grace with --grace 5s = %v, want 5s", f.cfg.OrphanGrace)
+	}
+	if _, err := parseServeFlags([]string{"--local-only", "--grace", "5s", "--orphan-grace", "15s"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--orphan-grace") {
+		t.Fatalf("--orphan-grace over --grace: %v, want an error naming --orphan-grace", err)
+	}
+}

@@ -83,6 +83,13 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if !set["orphan-grace"] && !fromEnv["orphan-grace"] {
+		// The default orphan grace is 15 s or --grace, whichever is shorter, as in relay.Config: a shorter
+		// --grace alone must not be refused for a flag the operator never set.
+		c.OrphanGrace = min(c.OrphanGrace, c.Grace)
+	}
 	if err := validateServeFlags(fs, f, fromEnv); err != nil {
 		return nil, err
 	}
