@@ -171,9 +171,7 @@ func TestLogsCarryNoUserData(t *testing.T) {
 	// Aggregate counters (connections_open, rooms_open) are fine; anything naming one room, member or frame is not.
 	badExact := map[string]bool{"room": true, "member": true, "ch": true, "seq": true, "len": true, "ip": true, "from": true}
 	badParts := []string{"id", "size", "bytes", "addr", "user", "token", "cap", "key", "remote"}
-	tr.logs.mu.Lock()
-	defer tr.logs.mu.Unlock()
-	for _, r := range tr.logs.records {
+	for _, r := range tr.logs.Records() {
 		r.Attrs(func(a slog.Attr) bool {
 			k := strings.ToLower(a.Key)
 			bad := badExact[k]

@@ -55,13 +55,12 @@ func metricValue(t *testing.T, text, sample string) float64 {
 // the counters move and that nothing a client sent or is (user name, room id, capability, resume token,
 // address) appears anywhere in the scrape.
 func TestMetricsDuringChat(t *testing.T) {
-	tr := startRelay(t, relay.Config{})
 	users := []string{"alice-metrics-user", "bob-metrics-user"}
 	next := 0
-	tr.srv.Authenticate = func(*http.Request) (relay.Identity, error) {
+	tr := startRelay(t, relay.Config{Authenticator: relay.AuthenticatorFunc(func(*http.Request) (relay.Identity, error) {
 		next++
 		return relay.Identity{User: users[(next-1)%2]}, nil
-	}
+	})})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(relay.NewMetrics(tr.srv))
 	if problems, err := testutil.CollectAndLint(relay.NewMetrics(tr.srv)); err != nil || len(problems) > 0 {

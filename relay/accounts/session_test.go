@@ -1,4 +1,4 @@
-package relay_test
+package accounts_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/accounts"
 	"github.com/cleanrelay/cleanrelay/relay/client"
 )
 
@@ -142,7 +143,7 @@ func TestTokenExpiryEndsSessionSockets(t *testing.T) {
 
 // One account cannot fill the ticket table for everyone: it holds at most MaxTicketsPerUser tickets.
 func TestTicketsBoundedPerUser(t *testing.T) {
-	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{MaxTickets: 6, MaxTicketsPerUser: 2, MaxSessionsPerUser: 8})
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{MaxTickets: 6, MaxTicketsPerUser: 2, MaxSessionsPerUser: 8})
 	mallory, alice := ar.keyedUser(t, "mallory"), ar.keyedUser(t, "alice")
 	for i := range 20 {
 		mallory.ticket() // each drops mallory's oldest idle ticket

@@ -1,4 +1,4 @@
-package relay_test
+package accounts_test
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +21,9 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/accounts"
 	"github.com/cleanrelay/cleanrelay/relay/client"
+	"github.com/cleanrelay/cleanrelay/relay/internal/relaytest"
 )
 
 const testPassword = "Correct-h0rse"
@@ -32,22 +33,18 @@ const testPassword = "Correct-h0rse"
 type accountsRelay struct {
 	srv   *relay.Server
 	dir   *keydir.Directory
-	acc   *relay.Accounts
+	acc   *accounts.Accounts
 	http  *httptest.Server
 	admin *httptest.Server
 	base  string // http://127.0.0.1:PORT
 	ws    string // ws://127.0.0.1:PORT/ws
-	logs  *logCapture
+	logs  *relaytest.LogCapture
 }
 
-func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config, acfg ...relay.AccountsConfig) *accountsRelay {
+func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config, acfg ...accounts.Config) *accountsRelay {
 	t.Helper()
-	logs := &logCapture{t: t}
+	logs := &relaytest.LogCapture{T: t}
 	log := slog.New(logs)
-	srv, err := relay.New(cfg, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if dcfg.TokenAlgorithm == "" {
 		dcfg.TokenAlgorithm = "EdDSA" // an RSA key per test is slow; RS256 is tested in keydir
 	}
@@ -55,21 +52,20 @@ func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config, acfg ...r
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ac relay.AccountsConfig
+	var ac accounts.Config
 	if len(acfg) > 0 {
 		ac = acfg[0]
 	}
-	acc := relay.NewAccounts(srv, dir, ac, log)
-	hs := httptest.NewServer(acc.Handler())
-	srv.AllowHost(hs.Listener.Addr().String())
-	l, err := relay.ListenAdmin("127.0.0.1:0")
+	acc := accounts.New(dir, ac, log)
+	cfg.Authenticator = acc
+	srv, err := relay.New(cfg, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm := httptest.NewUnstartedServer(acc.AdminHandler())
-	adm.Listener.Close()
-	adm.Listener = l
-	adm.Start()
+	acc.Attach(srv)
+	hs := httptest.NewServer(acc.Handler(srv.Handler()))
+	srv.AllowHost(hs.Listener.Addr().String())
+	adm := httptest.NewServer(acc.AdminHandler())
 	ar := &accountsRelay{srv: srv, dir: dir, acc: acc, http: hs, admin: adm, base: hs.URL,
 		ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", logs: logs}
 	t.Cleanup(func() {
@@ -504,7 +500,7 @@ func readText(t *testing.T, ws *websocket.Conn, typ string) map[string]any {
 
 func TestAccountsWebSocketTickets(t *testing.T) {
 	const lifetime = 300 * time.Millisecond
-	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{TicketLifetime: lifetime})
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{TicketLifetime: lifetime})
 	alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 	alice.ticket()
 	saved := *alice.cookies["ws_ticket"]
@@ -675,12 +671,6 @@ func adminPost(t *testing.T, ar *accountsRelay, path, body string, want int) []b
 }
 
 func TestAdminInterface(t *testing.T) {
-	for _, addr := range []string{"0.0.0.0:0", "192.0.2.1:80", "localhost:0", "example.org:80", ":0", "unix:"} {
-		if l, err := relay.ListenAdmin(addr); err == nil {
-			l.Close()
-			t.Errorf("ListenAdmin(%q) accepted a non-loopback address", addr)
-		}
-	}
 	ar := startAccounts(t, relay.Config{}, keydir.Config{})
 	alice := ar.newUser(t, "alice")
 	alice.register()
@@ -737,19 +727,6 @@ func TestAdminInterface(t *testing.T) {
 	}
 }
 
-func TestAdminUnixSocket(t *testing.T) {
-	path := t.TempDir() + "/admin.sock"
-	l, err := relay.ListenAdmin("unix:" + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
-	}
-}
-
 // A logged-in user whose dialog socket dropped and who joins the dialog again (a reload forgets the resume
 // token) takes the place back at once; the peer sees the old membership leave and the new one join.
 func TestAccountsDialogRejoinAfterReload(t *testing.T) {
@@ -782,7 +759,7 @@ func TestAccountsDialogRejoinAfterReload(t *testing.T) {
 }
 
 func TestAccountsSessionLimit(t *testing.T) {
-	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{MaxSessionsPerUser: 2})
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{MaxSessionsPerUser: 2})
 	alice := ar.newUser(t, "alice")
 	alice.register()
 	alice.login()
