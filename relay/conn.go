@@ -39,7 +39,8 @@ type chanRef struct {
 }
 
 // conn is one client's WebSocket. Its reader (reading.go) handles what the client sends; its writer
-// goroutine (writeLoop) is the only one that writes to the socket. Neither runs while the connection is idle.
+// (writeLoop, a pass run on a shared worker) is the only one that writes to the socket. Neither holds a
+// goroutine while the connection is idle.
 // The connection ends when both are over (endPart).
 type conn struct {
 	// Static after construction.
