@@ -436,17 +436,17 @@ func TestAccountsKeysSearchDialog(t *testing.T) {
 	}
 
 	ca, cb := alice.mustDial(), bob.mustDial()
-	ra := mustJoin(t, ca, room, capability)
+	ra := relaytest.MustJoin(t, ca, room, capability)
 	// Only the two users: mallory (logged in, with a key) and an anonymous session are refused.
 	cm := mallory.mustDial()
-	_, err = cm.Join(ctx10s(t), room, capability)
-	wantError(t, err, "denied")
+	_, err = cm.Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "denied")
 	canon, err := anon.dial()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = canon.Join(ctx10s(t), room, capability)
-	wantError(t, err, "denied")
+	_, err = canon.Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "denied")
 	// A stolen session cookie without the key is an anonymous session: refused as well.
 	thief := ar.newUser(t, "thief")
 	thief.cookies["session"] = alice.cookies["session"]
@@ -454,24 +454,24 @@ func TestAccountsKeysSearchDialog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ct.Join(ctx10s(t), room, capability)
-	wantError(t, err, "denied")
+	_, err = ct.Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "denied")
 
-	rb := mustJoin(t, cb, room, capability)
-	ev := nextEvent(t, ca)
+	rb := relaytest.MustJoin(t, cb, room, capability)
+	ev := relaytest.NextEvent(t, ca)
 	if ev.Kind != client.KindPresence || ev.Event != "join" || ev.User != "bob" {
 		t.Fatalf("alice got %+v, want bob's join stamped with his name", ev)
 	}
 	if err := ca.Send(ra.Ch, []byte("ciphertext from alice")); err != nil {
 		t.Fatal(err)
 	}
-	if f := nextFrame(t, cb); string(f.Payload) != "ciphertext from alice" || f.From != ra.Member {
+	if f := relaytest.NextFrame(t, cb); string(f.Payload) != "ciphertext from alice" || f.From != ra.Member {
 		t.Fatalf("bob got %+v", f)
 	}
 	if err := cb.Send(rb.Ch, []byte("reply")); err != nil {
 		t.Fatal(err)
 	}
-	if f := nextFrame(t, ca); string(f.Payload) != "reply" {
+	if f := relaytest.NextFrame(t, ca); string(f.Payload) != "reply" {
 		t.Fatalf("alice got %+v", f)
 	}
 	_ = fa
@@ -515,7 +515,7 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 	// observer sees it (only a dialog names its members).
 	room, capability := alice.dialog("bob")
 	observer := bob.mustDial()
-	mustJoin(t, observer, room, capability)
+	relaytest.MustJoin(t, observer, room, capability)
 	identity := func(c *client.Conn) string {
 		t.Helper()
 		ctx := context.Background()
@@ -525,7 +525,7 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 		}
 		defer c.Leave(ctx, j.Ch)
 		for { // (skip what the observer's earlier rooms still had to say)
-			if ev := nextEvent(t, observer); ev.Kind == client.KindPresence && ev.Event == "join" {
+			if ev := relaytest.NextEvent(t, observer); ev.Kind == client.KindPresence && ev.Event == "join" {
 				return ev.User
 			}
 		}
@@ -546,7 +546,7 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 	// After the last socket closed, it is good for its lifetime, then gone.
 	first.Close()
 	second.Close()
-	eventually(t, "the sockets to end", func() bool { return ar.srv.Stats().Conns == 1 })
+	relaytest.Eventually(t, "the sockets to end", func() bool { return ar.srv.Stats().Conns == 1 })
 	third, err := dialWith(saved)
 	if err != nil {
 		t.Fatalf("reconnect within the lifetime: %v", err)
@@ -555,7 +555,7 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 		t.Fatal("the reconnected socket is not alice's")
 	}
 	third.Close()
-	eventually(t, "the socket to end", func() bool { return ar.srv.Stats().Conns == 1 })
+	relaytest.Eventually(t, "the socket to end", func() bool { return ar.srv.Stats().Conns == 1 })
 	time.Sleep(2 * lifetime)
 	if _, err := dialWith(saved); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("ticket after its lifetime: %v", err)
@@ -601,13 +601,13 @@ func TestAccountsRevocationMidConversation(t *testing.T) {
 			alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 			room, capability := alice.dialog("bob")
 			ca, cb := alice.mustDial(), bob.mustDial()
-			ra := mustJoin(t, ca, room, capability)
-			rb := mustJoin(t, cb, room, capability)
-			nextEvent(t, ca) // bob's join
+			ra := relaytest.MustJoin(t, ca, room, capability)
+			rb := relaytest.MustJoin(t, cb, room, capability)
+			relaytest.NextEvent(t, ca) // bob's join
 			if err := ca.Send(ra.Ch, []byte("before")); err != nil {
 				t.Fatal(err)
 			}
-			if f := nextFrame(t, cb); string(f.Payload) != "before" {
+			if f := relaytest.NextFrame(t, cb); string(f.Payload) != "before" {
 				t.Fatalf("bob got %+v", f)
 			}
 
@@ -615,7 +615,7 @@ func TestAccountsRevocationMidConversation(t *testing.T) {
 
 			// Alice's next frame is refused: bob never gets it.
 			ca.Send(ra.Ch, []byte("after revocation"))
-			ev := nextEvent(t, cb)
+			ev := relaytest.NextEvent(t, cb)
 			if ev.Kind != client.KindPresence || ev.Event != "leave" || ev.Member != ra.Member {
 				t.Fatalf("bob got %+v, want alice's leave", ev)
 			}
@@ -650,8 +650,8 @@ func TestAccountsRevocationMidConversation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = cx.Join(ctx10s(t), room, capability)
-			wantError(t, err, "denied")
+			_, err = cx.Join(relaytest.Ctx10s(t), room, capability)
+			relaytest.WantError(t, err, "denied")
 		})
 	}
 }
@@ -734,26 +734,26 @@ func TestAccountsDialogRejoinAfterReload(t *testing.T) {
 	alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 	room, capability := alice.dialog("bob")
 	ca, cb := alice.mustDial(), bob.mustDial()
-	old := mustJoin(t, ca, room, capability)
-	mustJoin(t, cb, room, capability)
-	if ev := nextEvent(t, ca); ev.Event != "join" || ev.User != "bob" {
+	old := relaytest.MustJoin(t, ca, room, capability)
+	relaytest.MustJoin(t, cb, room, capability)
+	if ev := relaytest.NextEvent(t, ca); ev.Event != "join" || ev.User != "bob" {
 		t.Fatalf("alice got %+v", ev)
 	}
 	ca.Close()
-	if ev := nextEvent(t, cb); ev.Event != "away" || ev.Member != old.Member {
+	if ev := relaytest.NextEvent(t, cb); ev.Event != "away" || ev.Member != old.Member {
 		t.Fatalf("bob got %+v, want alice away", ev)
 	}
 	// Someone else's place is not taken over: bob joining from a second socket finds the room full.
-	_, err := bob.mustDial().Join(ctx10s(t), room, capability)
-	wantError(t, err, "room_full")
-	again := mustJoin(t, alice.mustDial(), room, capability)
+	_, err := bob.mustDial().Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "room_full")
+	again := relaytest.MustJoin(t, alice.mustDial(), room, capability)
 	if again.Member == old.Member {
 		t.Fatal("the rejoin got the old member id")
 	}
-	if ev := nextEvent(t, cb); ev.Event != "leave" || ev.Member != old.Member {
+	if ev := relaytest.NextEvent(t, cb); ev.Event != "leave" || ev.Member != old.Member {
 		t.Fatalf("bob got %+v, want alice's old membership to leave", ev)
 	}
-	if ev := nextEvent(t, cb); ev.Event != "join" || ev.Member != again.Member || ev.User != "alice" {
+	if ev := relaytest.NextEvent(t, cb); ev.Event != "join" || ev.Member != again.Member || ev.User != "alice" {
 		t.Fatalf("bob got %+v, want alice to join again", ev)
 	}
 }
@@ -778,7 +778,7 @@ func TestAccountsSessionLimit(t *testing.T) {
 	bob.mustDial()
 	bob.mustDial()
 	c1.CloseGracefully()
-	eventually(t, "the relay forgets the closed session", func() bool { return ar.srv.Stats().Conns == 3 })
+	relaytest.Eventually(t, "the relay forgets the closed session", func() bool { return ar.srv.Stats().Conns == 3 })
 	alice.mustDial()
 }
 
