@@ -11,6 +11,6 @@ gpg --version | head -1
 # -gpg makes the gpg-backed tests run (without it they skip); they fail, not
 # skip, if gpg is broken.
 go test -race -count=1 ./keydir -gpg
-# The accounts API of the relay, with keys and signatures made by gpg (the rest of package relay runs in
+# The accounts API (package relay/accounts), with keys and signatures made by gpg (the rest of it runs in
 # the lead's go test ./...).
-go test -race -count=1 -run 'Accounts|Admin' ./relay -gpg
+go test -race -count=1 -run 'Accounts|Admin' ./relay/accounts -gpg

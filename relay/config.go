@@ -91,6 +91,10 @@ type Config struct {
 	// and must not block. Optional.
 	ExtraHeld func() int64
 
+	// Authenticator, if set, establishes who each WebSocket session belongs to from its handshake (the
+	// accounts package's, for logged-in sessions). Optional; nil: every session is anonymous.
+	Authenticator Authenticator
+
 	// MessageTimeout closes (1008 "incomplete") a connection that keeps a message unfinished for this long,
 	// so that a fragment held open by pings does not hold its buffer for ever. Optional; default 30s.
 	MessageTimeout time.Duration

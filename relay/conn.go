@@ -32,19 +32,6 @@ const closeWait = time.Second
 // writer. A client that provokes more than this without reading is disconnected as slow.
 const maxQueuedControl = 64
 
-// Identity is who a WebSocket session belongs to, as established when it started. The zero Identity is an
-// anonymous session.
-type Identity struct {
-	// User is the logged-in user's account name, stamped on the presence events of the user's memberships.
-	User string
-	// session names the login (the access token's id) the socket was opened with, so that logging out or
-	// the token's expiry ends exactly that login's sockets (Server.EndSession).
-	session string
-	// ended, when set, is called once when the session ends, or when its handshake fails after
-	// Authenticate gave it.
-	ended func()
-}
-
 // chanRef is one membership held by a connection.
 type chanRef struct {
 	ch byte
@@ -52,7 +39,8 @@ type chanRef struct {
 }
 
 // conn is one client's WebSocket. Its reader (reading.go) handles what the client sends; its writer
-// goroutine (writeLoop) is the only one that writes to the socket. Neither runs while the connection is idle.
+// (writeLoop, a pass run on a shared worker) is the only one that writes to the socket. Neither holds a
+// goroutine while the connection is idle.
 // The connection ends when both are over (endPart).
 type conn struct {
 	// Static after construction.

@@ -3,7 +3,6 @@ package relay_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,12 +10,12 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay"
 	"github.com/cleanrelay/cleanrelay/relay/client"
+	"github.com/cleanrelay/cleanrelay/relay/internal/relaytest"
 )
 
 // testRelay is a real relay on a real loopback socket.
@@ -36,7 +35,7 @@ func startRelay(t testing.TB, cfg relay.Config) *testRelay {
 // startRelayOn starts a relay with cfg on the test server listen makes (plain or TLS).
 func startRelayOn(t testing.TB, cfg relay.Config, listen func(http.Handler) *httptest.Server) *testRelay {
 	t.Helper()
-	logs := &logCapture{t: t}
+	logs := &logCapture{T: t}
 	srv, err := relay.New(cfg, nil, slog.New(logs))
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
@@ -97,82 +96,18 @@ func (tr *testRelay) pair(t testing.TB) (a, b *client.Conn, ra, rb *client.Room)
 	return a, b, ra, rb
 }
 
-func ctx10s(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// The shared helpers, under the names these tests use.
+type logCapture = relaytest.LogCapture
 
-func mustCreate(t testing.TB, c *client.Conn, max int) *client.Room {
-	t.Helper()
-	r, err := c.Create(ctx10s(t), max)
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
-	return r
-}
-
-func mustJoin(t testing.TB, c *client.Conn, room, capability string) *client.Room {
-	t.Helper()
-	r, err := c.Join(ctx10s(t), room, capability)
-	if err != nil {
-		t.Fatalf("join: %v", err)
-	}
-	return r
-}
-
-// nextEvent returns the next event of c, failing the test after 10 s.
-func nextEvent(t testing.TB, c *client.Conn) client.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-c.Events():
-		if !ok {
-			t.Fatalf("connection ended while waiting for an event: %v", c.Err())
-		}
-		return ev
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no event within 10s")
-	}
-	panic("unreachable")
-}
-
-// nextFrame skips presence events and returns the next frame.
-func nextFrame(t testing.TB, c *client.Conn) client.Event {
-	t.Helper()
-	for {
-		ev := nextEvent(t, c)
-		switch ev.Kind {
-		case client.KindFrame:
-			return ev
-		case client.KindPresence:
-			continue
-		default:
-			t.Fatalf("got %+v while waiting for a frame", ev)
-		}
-	}
-}
-
-// wantError expects err to be a relay error with the given code.
-func wantError(t testing.TB, err error, code string) {
-	t.Helper()
-	var re *client.Error
-	if !errors.As(err, &re) || re.Code != code {
-		t.Fatalf("got error %v, want relay error %q", err, code)
-	}
-}
-
-// eventually polls cond until it holds, failing the test after 10 s. Timers of the relay run in real time
-// over real sockets, so this waits for a condition rather than for a fixed time.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var (
+	ctx10s     = relaytest.Ctx10s
+	mustCreate = relaytest.MustCreate
+	mustJoin   = relaytest.MustJoin
+	nextEvent  = relaytest.NextEvent
+	nextFrame  = relaytest.NextFrame
+	wantError  = relaytest.WantError
+	eventually = relaytest.Eventually
+)
 
 // exchange checks that one frame goes each way between a and b in the given rooms.
 func exchange(t testing.TB, a, b *client.Conn, ra, rb *client.Room) {
@@ -190,55 +125,6 @@ func exchange(t testing.TB, a, b *client.Conn, ra, rb *client.Room) {
 	if ev := nextFrame(t, a); !bytes.Equal(ev.Payload, msg) || ev.From != rb.Member {
 		t.Fatalf("a got %q from %d, want %q from %d", ev.Payload, ev.From, msg, rb.Member)
 	}
-}
-
-// logCapture is a slog.Handler that keeps every record (for assertions) and echoes it to the test log.
-type logCapture struct {
-	t       testing.TB
-	mu      sync.Mutex
-	records []slog.Record
-	text    bytes.Buffer
-}
-
-func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logCapture) WithAttrs(as []slog.Attr) slog.Handler    { return &attrCapture{l, as} }
-func (l *logCapture) WithGroup(string) slog.Handler            { return l }
-
-// attrCapture is a logCapture after log.With: every record it handles carries the attributes given then, so
-// that what is logged through a derived logger is checked like the rest. (Groups only qualify names; the
-// values, which are what a test looks for, are all kept.)
-type attrCapture struct {
-	root  *logCapture
-	attrs []slog.Attr
-}
-
-func (a *attrCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (a *attrCapture) WithGroup(string) slog.Handler            { return a }
-func (a *attrCapture) WithAttrs(as []slog.Attr) slog.Handler {
-	return &attrCapture{a.root, append(a.attrs[:len(a.attrs):len(a.attrs)], as...)}
-}
-func (a *attrCapture) Handle(ctx context.Context, r slog.Record) error {
-	r = r.Clone()
-	r.AddAttrs(a.attrs...)
-	return a.root.Handle(ctx, r)
-}
-func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.records = append(l.records, r.Clone())
-	line := r.Message
-	r.Attrs(func(a slog.Attr) bool {
-		line += " " + a.String()
-		return true
-	})
-	l.text.WriteString(line + "\n")
-	return nil
-}
-
-func (l *logCapture) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.text.String()
 }
 
 // checkGoroutines fails the test if, within 10 s, the number of goroutines does not come back to base.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/accounts"
 	"github.com/cleanrelay/cleanrelay/relay/client"
 )
 
@@ -20,22 +21,23 @@ import (
 // its address.
 func serveHTTP(t *testing.T, cfg relay.HTTPConfig) (srv *relay.Server, addr string) {
 	t.Helper()
-	log := slog.New(&logCapture{t: t})
-	srv, err := relay.New(relay.Config{}, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := slog.New(&logCapture{T: t})
 	dir, err := keydir.New(keydir.Config{TokenAlgorithm: "EdDSA"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc := relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log)
+	acc := accounts.New(dir, accounts.Config{}, log)
+	srv, err = relay.New(relay.Config{Authenticator: acc}, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc.Attach(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.AllowHost(ln.Addr().String())
-	hs := relay.NewHTTPServer(acc.Handler(), cfg, nil)
+	hs := relay.NewHTTPServer(acc.Handler(srv.Handler()), cfg, nil)
 	go hs.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -156,7 +158,7 @@ func TestNoDirectoryListings(t *testing.T) {
 
 // The log capture the no-user-data checks read also sees attributes given through log.With.
 func TestLogCaptureKeepsWithAttrs(t *testing.T) {
-	logs := &logCapture{t: t}
+	logs := &logCapture{T: t}
 	slog.New(logs).With("user", "mallory").WithGroup("g").With("room", "R00M").Info("joined")
 	if s := logs.String(); !strings.Contains(s, "mallory") || !strings.Contains(s, "R00M") {
 		t.Fatalf("the capture lost the attributes of log.With: %q", s)

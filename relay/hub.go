@@ -289,6 +289,7 @@ func (h *hub) graceOver(m *member) {
 		return // it came back, or the room is gone
 	}
 	m.awayTimer = nil
+	h.stats.graceExpired.Add(1)
 	h.removeMemberLocked(m, true)
 }
 

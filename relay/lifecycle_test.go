@@ -30,11 +30,14 @@ func TestRoomDroppedAfterGrace(t *testing.T) {
 		t.Fatalf("got %+v, want leave timeout of member %d", ev, rb.Member)
 	}
 	// The remaining member still has the room; when it goes too, the room is gone after the grace.
-	if n := tr.srv.Stats().Rooms; n != 1 {
-		t.Fatalf("%d rooms, want 1", n)
+	if st := tr.srv.Stats(); st.Rooms != 1 || st.GraceExpired != 1 || st.Lost != 0 {
+		t.Fatalf("%d rooms, %d graces expired, %d lost notices; want 1, 1, 0", st.Rooms, st.GraceExpired, st.Lost)
 	}
 	a.Close()
 	eventually(t, "the room is dropped", func() bool { return tr.srv.Stats().Rooms == 0 })
+	if n := tr.srv.Stats().GraceExpired; n != 2 {
+		t.Fatalf("%d graces expired, want 2", n)
+	}
 	c := tr.dial(t, nil)
 	_, err := c.Join(ctx10s(t), ra.ID, ra.Cap)
 	wantError(t, err, "denied")
@@ -171,9 +174,7 @@ func TestLogsCarryNoUserData(t *testing.T) {
 	// Aggregate counters (connections_open, rooms_open) are fine; anything naming one room, member or frame is not.
 	badExact := map[string]bool{"room": true, "member": true, "ch": true, "seq": true, "len": true, "ip": true, "from": true}
 	badParts := []string{"id", "size", "bytes", "addr", "user", "token", "cap", "key", "remote"}
-	tr.logs.mu.Lock()
-	defer tr.logs.mu.Unlock()
-	for _, r := range tr.logs.records {
+	for _, r := range tr.logs.Records() {
 		r.Attrs(func(a slog.Attr) bool {
 			k := strings.ToLower(a.Key)
 			bad := badExact[k]

@@ -29,10 +29,6 @@ type Server struct {
 	hello    []byte
 	client   http.Handler
 
-	// Authenticate, when set before serving, establishes the Identity of each WebSocket session from its
-	// handshake request; an error refuses the handshake with 401. Nil: every session is anonymous.
-	Authenticate func(*http.Request) (Identity, error)
-
 	mu sync.Mutex
 	// Guarded by mu.
 	hosts   map[string]bool // allowed Host header values, lower-case host:port and host forms
@@ -111,7 +107,8 @@ func (s *Server) AllowHost(hostport string) {
 	}
 }
 
-func (s *Server) hostAllowed(host string) bool {
+// HostAllowed reports whether host (a request's Host header) is on the allowlist.
+func (s *Server) HostAllowed(host string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.hosts[strings.ToLower(host)]
@@ -132,8 +129,11 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	if _, _, err := net.SplitHostPort(host); err != nil && u.Scheme == "https" {
 		host = net.JoinHostPort(strings.Trim(host, "[]"), "443")
 	}
-	return s.hostAllowed(host)
+	return s.HostAllowed(host)
 }
+
+// Config returns the relay's configuration, with every default filled in.
+func (s *Server) Config() Config { return s.cfg }
 
 // Stats returns the relay's aggregate counters.
 func (s *Server) Stats() Snapshot {
@@ -159,7 +159,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /", s.serveClient)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.hostAllowed(r.Host) {
+		if !s.HostAllowed(r.Host) {
 			s.stats.refusedHandshakes[refusedHost].Add(1)
 			http.Error(w, "this relay does not serve that host name", http.StatusMisdirectedRequest)
 			return
@@ -202,9 +202,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var id Identity
-	if s.Authenticate != nil && !declaresAnonymous(r) {
+	if s.cfg.Authenticator != nil && !declaresAnonymous(r) {
 		var err error
-		if id, err = s.Authenticate(r); err != nil {
+		if id, err = s.cfg.Authenticator.Authenticate(r); err != nil {
 			s.stats.refusedHandshakes[refusedAuth].Add(1)
 			http.Error(w, "not logged in", http.StatusUnauthorized)
 			return
@@ -212,8 +212,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	running := false // the connection's goroutine calls id.ended once it has run
 	defer func() {
-		if !running && id.ended != nil {
-			id.ended()
+		if !running && id.Ended != nil {
+			id.Ended()
 		}
 	}()
 	s.mu.Lock()
@@ -259,7 +259,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.stats.connsTotal.Add(1)
 	s.log.Debug("connection opened", "connections_open", s.stats.conns.Load())
 	// The connection runs on its own and the handler returns, so net/http's per-request buffers and its deep
-	// handler stack are not kept alive for the connection's lifetime. Server.ended calls id.ended.
+	// handler stack are not kept alive for the connection's lifetime. Server.ended calls id.Ended.
 	running = true
 	c.start()
 }
@@ -274,8 +274,8 @@ func (s *Server) poller() *poller {
 // ended forgets a connection whose reader and writer have both ended.
 func (s *Server) ended(c *conn) {
 	defer s.wg.Done()
-	if c.identity.ended != nil {
-		defer c.identity.ended()
+	if c.identity.Ended != nil {
+		defer c.identity.Ended()
 	}
 	if c.poll != nil {
 		c.poll.remove(c)

@@ -31,7 +31,7 @@ type Stats struct {
 	roomsEvicted                           atomic.Uint64
 	framesIn, framesOut, bytesIn, bytesOut atomic.Uint64
 	resumes, lost, burned, rateLimited     atomic.Uint64
-	ownWriterWaits                         atomic.Uint64
+	ownWriterWaits, graceExpired           atomic.Uint64
 	refusedHandshakes                      [numRefusals]atomic.Uint64
 	refusedJoins, refusedResumes           atomic.Uint64
 	refusedRooms, refusedRequests          atomic.Uint64
@@ -60,12 +60,15 @@ var refusalNames = [numRefusals]string{
 
 // Snapshot is a copy of the counters at one moment, for metrics and tests.
 type Snapshot struct {
-	Conns, ConnsTotal            int64
-	Rooms, RoomsCreated          int64
-	RoomsEvicted                 uint64
-	FramesIn, FramesOut          uint64
-	BytesIn, BytesOut            uint64
+	Conns, ConnsTotal   int64
+	Rooms, RoomsCreated int64
+	RoomsEvicted        uint64
+	FramesIn, FramesOut uint64
+	BytesIn, BytesOut   uint64
+	// Lost counts "lost" notices (frames a member had not read were dropped from its room's log);
+	// GraceExpired counts members whose reconnect grace ran out.
 	Resumes, Lost, Burned        uint64
+	GraceExpired                 uint64
 	RateLimited                  uint64
 	OwnWriterWaits               uint64
 	RefusedJoins, RefusedResumes uint64
@@ -91,7 +94,8 @@ func (s *Stats) Snapshot() Snapshot {
 		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		Resumes: s.resumes.Load(), Lost: s.lost.Load(), Burned: s.burned.Load(),
-		RateLimited: s.rateLimited.Load(), OwnWriterWaits: s.ownWriterWaits.Load(),
+		GraceExpired: s.graceExpired.Load(),
+		RateLimited:  s.rateLimited.Load(), OwnWriterWaits: s.ownWriterWaits.Load(),
 		RefusedJoins: s.refusedJoins.Load(), RefusedResumes: s.refusedResumes.Load(),
 		RefusedRooms: s.refusedRooms.Load(), RefusedRequests: s.refusedRequests.Load(),
 		Drops: make(map[string]uint64), RefusedHandshakes: make(map[string]uint64),

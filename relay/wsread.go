@@ -13,7 +13,7 @@ import (
 // which needs a goroutine blocked with a buffer on every connection until a whole message has arrived.
 // wsReader takes whatever bytes the socket has, split anywhere, and keeps between reads only the state of the
 // frame in progress, so an idle connection holds neither a goroutine nor a read buffer (docs/performance.md).
-// gorilla still does every write.
+// The relay writes its frames itself too (wswrite.go): gorilla only does the handshake.
 
 // WebSocket opcodes (RFC 6455 §5.2).
 const (

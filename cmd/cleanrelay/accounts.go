@@ -10,6 +10,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/accounts"
 )
 
 // accountFlags configure accounts and the public-key directory (docs/accounts.md).
@@ -19,8 +20,8 @@ type accountFlags struct {
 	tokenAlg      string
 	tokenKeyFile  string
 	tokenLifetime time.Duration
-	dirLimits     keydir.Config        // the directory limits set by flags
-	apiLimits     relay.AccountsConfig // the API limits set by flags
+	dirLimits     keydir.Config   // the directory limits set by flags
+	apiLimits     accounts.Config // the API limits set by flags
 
 	dir *keydir.Directory // made by handler; close overwrites its signing key
 }
@@ -38,7 +39,7 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.tokenAlg, "token-alg", "RS256", "access token signature `algorithm`: RS256 or EdDSA")
 	fs.StringVar(&a.tokenKeyFile, "token-key", "", "PEM `file` with the token signing key (default: a key made at start, so a restart logs everyone out)")
 	fs.DurationVar(&a.tokenLifetime, "token-lifetime", 7*24*time.Hour, "access token lifetime, 1h to 720h")
-	kd, ad := keydir.Config{}.Defaults(), relay.AccountsConfig{}.WithDefaults()
+	kd, ad := keydir.Config{}.Defaults(), accounts.Config{}.WithDefaults()
 	fs.IntVar(&a.dirLimits.MaxHashQueue, "max-hash-queue", kd.MaxHashQueue, "logins and registrations that may wait for a password-hashing slot; more are answered busy at once")
 	fs.DurationVar(&a.dirLimits.MaxHashWait, "max-hash-wait", kd.MaxHashWait, "how long a login waits for a password-hashing slot before it is answered busy")
 	fs.IntVar(&a.dirLimits.MaxKeyUserIDs, "max-key-user-ids", kd.MaxKeyUserIDs, "user IDs a published key may carry")
@@ -69,13 +70,22 @@ func (a *accountFlags) directory() (*keydir.Directory, error) {
 	return dir, nil
 }
 
-// handler wraps the relay's handler with the accounts API on dir, or returns it as it is when dir is nil
-// (accounts off). The second handler is the operator's (list counts, revoke a key, disable an account), for
-// the admin listener; nil when accounts are off.
-func (a *accountFlags) handler(srv *relay.Server, dir *keydir.Directory, log *slog.Logger) (http.Handler, http.Handler) {
+// api makes the accounts API on dir, the relay's Authenticator of logged-in sessions; nil when dir is nil
+// (accounts off).
+func (a *accountFlags) api(dir *keydir.Directory, log *slog.Logger) *accounts.Accounts {
 	if dir == nil {
+		return nil
+	}
+	return accounts.New(dir, a.apiLimits, log)
+}
+
+// withAccounts attaches acc to srv and returns the relay's handler with the accounts API in front, and the
+// operator's handler for the admin listener (list counts, revoke a key, disable an account). Without acc
+// (accounts off) it is the relay's own handler, and no operator handler.
+func withAccounts(srv *relay.Server, acc *accounts.Accounts) (http.Handler, http.Handler) {
+	if acc == nil {
 		return srv.Handler(), nil
 	}
-	acc := relay.NewAccounts(srv, dir, a.apiLimits, log)
-	return acc.Handler(), acc.AdminHandler()
+	acc.Attach(srv)
+	return acc.Handler(srv.Handler()), acc.AdminHandler()
 }

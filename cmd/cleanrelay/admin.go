@@ -20,7 +20,7 @@ import (
 
 // newAdminHandler is the loopback-only operator listener: GET /metrics (Prometheus text format),
 // GET /healthz, and, when routes is not nil, everything under /admin/ (the key directory's operator interface:
-// relay.Accounts.AdminHandler, revocation and disabling).
+// accounts.Accounts.AdminHandler, revocation and disabling).
 //
 // It answers only requests whose Host is its own address or localhost with its port: a web page open in a
 // browser on this machine could otherwise reach it by DNS rebinding.

@@ -106,6 +106,7 @@ func TestInvalidValuesNameTheFlag(t *testing.T) {
 		{"ack-delay", "1h"},
 		{"admin-listen", "0.0.0.0:9090"},
 		{"admin-listen", "nonsense"},
+		{"admin-listen", "unix:/run/cleanrelay/admin.sock"}, // docs/accounts.md §10: loopback IP:port only
 		{"https-listen", "nonsense"},
 		{"tls-cert", "/nonexistent.pem"},
 		{"tls-key", "/nonexistent.pem"},

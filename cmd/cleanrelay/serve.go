@@ -170,8 +170,10 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 		return nil, nil, nil, flagError(err)
 	}
 	cfg := f.cfg
-	if dir != nil {
+	acc := f.accounts.api(dir, log)
+	if acc != nil {
 		cfg.ExtraHeld = dir.HeldBytes // one memory budget for rooms and the directory
+		cfg.Authenticator = acc
 	}
 	srv, err = relay.New(cfg, nil, log)
 	if err != nil {
@@ -180,7 +182,7 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 	for _, h := range f.allowHosts {
 		srv.AllowHost(h)
 	}
-	handler, admin = f.accounts.handler(srv, dir, log)
+	handler, admin = withAccounts(srv, acc)
 	return srv, handler, admin, nil
 }
 

@@ -31,8 +31,8 @@ class FakeSocket {
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 
 test('validName accepts usernames and refuses what cannot be one', () => {
-  for (const ok of ['bob', 'алиса', 'a.b-c_d']) assert.equal(validName(ok), true, ok);
-  for (const bad of ['', 'a b', 'x\n', 'x'.repeat(65), 3, null, undefined, {}]) assert.equal(validName(bad), false, String(bad));
+  for (const ok of ['bob', 'алиса', 'a.b-c_d', 'x'.repeat(32), '𝔞'.repeat(32)]) assert.equal(validName(ok), true, ok);
+  for (const bad of ['', 'ab', 'a b', 'x\n', 'x'.repeat(33), 'x'.repeat(65), 3, null, undefined, {}]) assert.equal(validName(bad), false, String(bad));
 });
 
 test('DialogWatch reports dialogs, ignores junk, reopens after the idle close, and stops', async () => {

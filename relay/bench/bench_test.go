@@ -13,6 +13,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/accounts"
 )
 
 // inProcess serves h on a loopback listener in this process and describes it as a Server; the CPU and memory
@@ -38,20 +39,26 @@ func startRelayWith(t testing.TB, accounts bool) *Server {
 
 // startRelayConfig starts a relay with cfg in this process, with the accounts API in front of it when accounts
 // is set.
-func startRelayConfig(t testing.TB, cfg relay.Config, accounts bool) *Server {
+func startRelayConfig(t testing.TB, cfg relay.Config, withAccounts bool) *Server {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
+	var acc *accounts.Accounts
+	if withAccounts {
+		dir, err := keydir.New(keydir.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc = accounts.New(dir, accounts.Config{}, log)
+		cfg.Authenticator = acc
+	}
 	srv, err := relay.New(cfg, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := srv.Handler()
-	if accounts {
-		dir, err := keydir.New(keydir.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h = relay.NewAccounts(srv, dir, relay.AccountsConfig{}, log).Handler()
+	if acc != nil {
+		acc.Attach(srv)
+		h = acc.Handler(h)
 	}
 	hs := httptest.NewServer(h)
 	srv.AllowHost(hs.Listener.Addr().String())

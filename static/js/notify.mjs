@@ -11,7 +11,9 @@ import { Backoff } from './backoff.mjs';
 // validName accepts what can be a normalized username (3–32 characters after normalization, docs/accounts.md):
 // anything else in `from` is a broken or hostile message, not a dialog.
 export function validName(s) {
-  return typeof s === 'string' && s.length >= 1 && s.length <= 64 && !/[\u0000-\u001f\u007f\s]/u.test(s);
+  if (typeof s !== 'string') return false;
+  const n = [...s].length; // characters (code points), as the relay counts them
+  return n >= 3 && n <= 32 && !/[\u0000-\u001f\u007f\s]/u.test(s);
 }
 
 export class DialogWatch extends EventTarget {

@@ -1,4 +1,4 @@
-package relay_test
+package accounts_test
 
 import (
 	"context"
@@ -14,7 +14,9 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/accounts"
 	"github.com/cleanrelay/cleanrelay/relay/client"
+	"github.com/cleanrelay/cleanrelay/relay/internal/relaytest"
 )
 
 // dialURL opens a WebSocket at url (the relay's /ws with a query) with the user's cookies, as a browser
@@ -37,9 +39,9 @@ func TestAnonymousRoomCarriesNoAccount(t *testing.T) {
 
 	// Logged-in sockets (session and ticket cookies) that create and join an anonymous room.
 	ca, cb := alice.mustDial(), bob.mustDial()
-	r := mustCreate(t, ca, 2)
-	mustJoin(t, cb, r.ID, r.Cap)
-	if ev := nextEvent(t, ca); ev.Event != "join" || ev.User != "" {
+	r := relaytest.MustCreate(t, ca, 2)
+	relaytest.MustJoin(t, cb, r.ID, r.Cap)
+	if ev := relaytest.NextEvent(t, ca); ev.Event != "join" || ev.User != "" {
 		t.Fatalf("the creator of an anonymous room saw %+v, want a join without a user", ev)
 	}
 
@@ -50,8 +52,8 @@ func TestAnonymousRoomCarriesNoAccount(t *testing.T) {
 	if err != nil {
 		t.Fatalf("anonymous socket with a good ticket: %v", err)
 	}
-	_, err = cx.Join(ctx10s(t), room, capability)
-	wantError(t, err, "denied")
+	_, err = cx.Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "denied")
 
 	// A stale ticket cookie (the relay restarted, or the ticket expired) does not refuse an anonymous socket.
 	alice.cookies["ws_ticket"] = &http.Cookie{Name: "ws_ticket", Value: "c3RhbGU", Path: "/ws"}
@@ -59,7 +61,7 @@ func TestAnonymousRoomCarriesNoAccount(t *testing.T) {
 	if err != nil {
 		t.Fatalf("anonymous socket with a stale ticket: %v", err)
 	}
-	mustCreate(t, cs, 2)
+	relaytest.MustCreate(t, cs, 2)
 	// Without the declaration the handshake claims a login, and a stale ticket still refuses it: a socket
 	// that wanted to be logged in never silently becomes anonymous.
 	if _, err := alice.dialURL(ar.ws); err == nil || !strings.Contains(err.Error(), "401") {
@@ -101,28 +103,28 @@ func TestLogoutEndsSessionSockets(t *testing.T) {
 	other.key = alice.key
 	room, capability := alice.dialog("bob")
 	ca, cb, co := alice.mustDial(), bob.mustDial(), other.mustDial()
-	ra := mustJoin(t, ca, room, capability)
-	mustJoin(t, cb, room, capability)
-	nextEvent(t, ca) // bob's join
+	ra := relaytest.MustJoin(t, ca, room, capability)
+	relaytest.MustJoin(t, cb, room, capability)
+	relaytest.NextEvent(t, ca) // bob's join
 
 	alice.want(alice.do("POST", "/api/logout", nil), http.StatusNoContent, "")
 	closedWith(t, ca, websocket.ClosePolicyViolation, "revoked")
-	if ev := nextEvent(t, cb); ev.Event != "leave" || ev.Member != ra.Member {
+	if ev := relaytest.NextEvent(t, cb); ev.Event != "leave" || ev.Member != ra.Member {
 		t.Fatalf("bob got %+v, want alice's membership to leave", ev)
 	}
 	// Bob re-opening the dialog notifies alice's other login only; it can take the free place at once.
 	bob.dialog("alice")
-	if ev := nextEvent(t, co); ev.Kind != client.KindDialog || ev.User != "bob" {
+	if ev := relaytest.NextEvent(t, co); ev.Kind != client.KindDialog || ev.User != "bob" {
 		t.Fatalf("alice's other login got %+v, want the dialog notice", ev)
 	}
-	mustJoin(t, co, room, capability)
+	relaytest.MustJoin(t, co, room, capability)
 	// A resume token of the ended login opens nothing, not even from an anonymous socket.
 	cx, err := alice.dialURL(ar.ws + "?anonymous=1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = cx.Resume(ctx10s(t), ra.Resume, 0)
-	wantError(t, err, "bad_token")
+	_, err = cx.Resume(relaytest.Ctx10s(t), ra.Resume, 0)
+	relaytest.WantError(t, err, "bad_token")
 }
 
 // When the login's token expires, its sockets end, as at logout.
@@ -136,13 +138,13 @@ func TestTokenExpiryEndsSessionSockets(t *testing.T) {
 	alice := ar.keyedUser(t, "alice") // her token expires left after this login
 	room, capability := alice.dialog("bob")
 	ca := alice.mustDial()
-	mustJoin(t, ca, room, capability)
+	relaytest.MustJoin(t, ca, room, capability)
 	closedWith(t, ca, websocket.ClosePolicyViolation, "revoked")
 }
 
 // One account cannot fill the ticket table for everyone: it holds at most MaxTicketsPerUser tickets.
 func TestTicketsBoundedPerUser(t *testing.T) {
-	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{MaxTickets: 6, MaxTicketsPerUser: 2, MaxSessionsPerUser: 8})
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{MaxTickets: 6, MaxTicketsPerUser: 2, MaxSessionsPerUser: 8})
 	mallory, alice := ar.keyedUser(t, "mallory"), ar.keyedUser(t, "alice")
 	for i := range 20 {
 		mallory.ticket() // each drops mallory's oldest idle ticket
@@ -184,7 +186,7 @@ func TestDialogOpenRateAndNotices(t *testing.T) {
 	alice.dialog("bob") // a marker: every notice of mallory's came before it
 	from := []string{}
 	for {
-		ev := nextEvent(t, cb)
+		ev := relaytest.NextEvent(t, cb)
 		if ev.Kind != client.KindDialog {
 			t.Fatalf("bob got %+v", ev)
 		}

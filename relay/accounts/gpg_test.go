@@ -1,4 +1,4 @@
-package relay_test
+package accounts_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/internal/relaytest"
 )
 
 // -gpg runs the accounts flow with keys and signatures made by the real GnuPG (.ci/test-keydir.sh passes
@@ -134,9 +135,9 @@ func TestAccountsGPG(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ra := mustJoin(t, ca, room, capability)
-	mustJoin(t, cb, room, capability)
-	if ev := nextEvent(t, ca); ev.User != "bob" {
+	ra := relaytest.MustJoin(t, ca, room, capability)
+	relaytest.MustJoin(t, cb, room, capability)
+	if ev := relaytest.NextEvent(t, ca); ev.User != "bob" {
 		t.Fatalf("join of %q, want bob", ev.User)
 	}
 	// A real OpenPGP message from alice to bob passes the relay untouched and decrypts with bob's gpg.
@@ -147,7 +148,7 @@ func TestAccountsGPG(t *testing.T) {
 	if err := ca.Send(ra.Ch, ct); err != nil {
 		t.Fatal(err)
 	}
-	f := nextFrame(t, cb)
+	f := relaytest.NextFrame(t, cb)
 	if !bytes.Equal(f.Payload, ct) {
 		t.Fatal("the relay changed the ciphertext")
 	}

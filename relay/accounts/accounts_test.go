@@ -1,4 +1,4 @@
-package relay_test
+package accounts_test
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +21,9 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/accounts"
 	"github.com/cleanrelay/cleanrelay/relay/client"
+	"github.com/cleanrelay/cleanrelay/relay/internal/relaytest"
 )
 
 const testPassword = "Correct-h0rse"
@@ -32,22 +33,18 @@ const testPassword = "Correct-h0rse"
 type accountsRelay struct {
 	srv   *relay.Server
 	dir   *keydir.Directory
-	acc   *relay.Accounts
+	acc   *accounts.Accounts
 	http  *httptest.Server
 	admin *httptest.Server
 	base  string // http://127.0.0.1:PORT
 	ws    string // ws://127.0.0.1:PORT/ws
-	logs  *logCapture
+	logs  *relaytest.LogCapture
 }
 
-func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config, acfg ...relay.AccountsConfig) *accountsRelay {
+func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config, acfg ...accounts.Config) *accountsRelay {
 	t.Helper()
-	logs := &logCapture{t: t}
+	logs := &relaytest.LogCapture{T: t}
 	log := slog.New(logs)
-	srv, err := relay.New(cfg, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if dcfg.TokenAlgorithm == "" {
 		dcfg.TokenAlgorithm = "EdDSA" // an RSA key per test is slow; RS256 is tested in keydir
 	}
@@ -55,21 +52,20 @@ func startAccounts(t *testing.T, cfg relay.Config, dcfg keydir.Config, acfg ...r
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ac relay.AccountsConfig
+	var ac accounts.Config
 	if len(acfg) > 0 {
 		ac = acfg[0]
 	}
-	acc := relay.NewAccounts(srv, dir, ac, log)
-	hs := httptest.NewServer(acc.Handler())
-	srv.AllowHost(hs.Listener.Addr().String())
-	l, err := relay.ListenAdmin("127.0.0.1:0")
+	acc := accounts.New(dir, ac, log)
+	cfg.Authenticator = acc
+	srv, err := relay.New(cfg, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm := httptest.NewUnstartedServer(acc.AdminHandler())
-	adm.Listener.Close()
-	adm.Listener = l
-	adm.Start()
+	acc.Attach(srv)
+	hs := httptest.NewServer(acc.Handler(srv.Handler()))
+	srv.AllowHost(hs.Listener.Addr().String())
+	adm := httptest.NewServer(acc.AdminHandler())
 	ar := &accountsRelay{srv: srv, dir: dir, acc: acc, http: hs, admin: adm, base: hs.URL,
 		ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", logs: logs}
 	t.Cleanup(func() {
@@ -440,17 +436,17 @@ func TestAccountsKeysSearchDialog(t *testing.T) {
 	}
 
 	ca, cb := alice.mustDial(), bob.mustDial()
-	ra := mustJoin(t, ca, room, capability)
+	ra := relaytest.MustJoin(t, ca, room, capability)
 	// Only the two users: mallory (logged in, with a key) and an anonymous session are refused.
 	cm := mallory.mustDial()
-	_, err = cm.Join(ctx10s(t), room, capability)
-	wantError(t, err, "denied")
+	_, err = cm.Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "denied")
 	canon, err := anon.dial()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = canon.Join(ctx10s(t), room, capability)
-	wantError(t, err, "denied")
+	_, err = canon.Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "denied")
 	// A stolen session cookie without the key is an anonymous session: refused as well.
 	thief := ar.newUser(t, "thief")
 	thief.cookies["session"] = alice.cookies["session"]
@@ -458,24 +454,24 @@ func TestAccountsKeysSearchDialog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ct.Join(ctx10s(t), room, capability)
-	wantError(t, err, "denied")
+	_, err = ct.Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "denied")
 
-	rb := mustJoin(t, cb, room, capability)
-	ev := nextEvent(t, ca)
+	rb := relaytest.MustJoin(t, cb, room, capability)
+	ev := relaytest.NextEvent(t, ca)
 	if ev.Kind != client.KindPresence || ev.Event != "join" || ev.User != "bob" {
 		t.Fatalf("alice got %+v, want bob's join stamped with his name", ev)
 	}
 	if err := ca.Send(ra.Ch, []byte("ciphertext from alice")); err != nil {
 		t.Fatal(err)
 	}
-	if f := nextFrame(t, cb); string(f.Payload) != "ciphertext from alice" || f.From != ra.Member {
+	if f := relaytest.NextFrame(t, cb); string(f.Payload) != "ciphertext from alice" || f.From != ra.Member {
 		t.Fatalf("bob got %+v", f)
 	}
 	if err := cb.Send(rb.Ch, []byte("reply")); err != nil {
 		t.Fatal(err)
 	}
-	if f := nextFrame(t, ca); string(f.Payload) != "reply" {
+	if f := relaytest.NextFrame(t, ca); string(f.Payload) != "reply" {
 		t.Fatalf("alice got %+v", f)
 	}
 	_ = fa
@@ -504,7 +500,7 @@ func readText(t *testing.T, ws *websocket.Conn, typ string) map[string]any {
 
 func TestAccountsWebSocketTickets(t *testing.T) {
 	const lifetime = 300 * time.Millisecond
-	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{TicketLifetime: lifetime})
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{TicketLifetime: lifetime})
 	alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 	alice.ticket()
 	saved := *alice.cookies["ws_ticket"]
@@ -519,7 +515,7 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 	// observer sees it (only a dialog names its members).
 	room, capability := alice.dialog("bob")
 	observer := bob.mustDial()
-	mustJoin(t, observer, room, capability)
+	relaytest.MustJoin(t, observer, room, capability)
 	identity := func(c *client.Conn) string {
 		t.Helper()
 		ctx := context.Background()
@@ -529,7 +525,7 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 		}
 		defer c.Leave(ctx, j.Ch)
 		for { // (skip what the observer's earlier rooms still had to say)
-			if ev := nextEvent(t, observer); ev.Kind == client.KindPresence && ev.Event == "join" {
+			if ev := relaytest.NextEvent(t, observer); ev.Kind == client.KindPresence && ev.Event == "join" {
 				return ev.User
 			}
 		}
@@ -550,7 +546,7 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 	// After the last socket closed, it is good for its lifetime, then gone.
 	first.Close()
 	second.Close()
-	eventually(t, "the sockets to end", func() bool { return ar.srv.Stats().Conns == 1 })
+	relaytest.Eventually(t, "the sockets to end", func() bool { return ar.srv.Stats().Conns == 1 })
 	third, err := dialWith(saved)
 	if err != nil {
 		t.Fatalf("reconnect within the lifetime: %v", err)
@@ -559,7 +555,7 @@ func TestAccountsWebSocketTickets(t *testing.T) {
 		t.Fatal("the reconnected socket is not alice's")
 	}
 	third.Close()
-	eventually(t, "the socket to end", func() bool { return ar.srv.Stats().Conns == 1 })
+	relaytest.Eventually(t, "the socket to end", func() bool { return ar.srv.Stats().Conns == 1 })
 	time.Sleep(2 * lifetime)
 	if _, err := dialWith(saved); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("ticket after its lifetime: %v", err)
@@ -605,13 +601,13 @@ func TestAccountsRevocationMidConversation(t *testing.T) {
 			alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 			room, capability := alice.dialog("bob")
 			ca, cb := alice.mustDial(), bob.mustDial()
-			ra := mustJoin(t, ca, room, capability)
-			rb := mustJoin(t, cb, room, capability)
-			nextEvent(t, ca) // bob's join
+			ra := relaytest.MustJoin(t, ca, room, capability)
+			rb := relaytest.MustJoin(t, cb, room, capability)
+			relaytest.NextEvent(t, ca) // bob's join
 			if err := ca.Send(ra.Ch, []byte("before")); err != nil {
 				t.Fatal(err)
 			}
-			if f := nextFrame(t, cb); string(f.Payload) != "before" {
+			if f := relaytest.NextFrame(t, cb); string(f.Payload) != "before" {
 				t.Fatalf("bob got %+v", f)
 			}
 
@@ -619,7 +615,7 @@ func TestAccountsRevocationMidConversation(t *testing.T) {
 
 			// Alice's next frame is refused: bob never gets it.
 			ca.Send(ra.Ch, []byte("after revocation"))
-			ev := nextEvent(t, cb)
+			ev := relaytest.NextEvent(t, cb)
 			if ev.Kind != client.KindPresence || ev.Event != "leave" || ev.Member != ra.Member {
 				t.Fatalf("bob got %+v, want alice's leave", ev)
 			}
@@ -654,8 +650,8 @@ func TestAccountsRevocationMidConversation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = cx.Join(ctx10s(t), room, capability)
-			wantError(t, err, "denied")
+			_, err = cx.Join(relaytest.Ctx10s(t), room, capability)
+			relaytest.WantError(t, err, "denied")
 		})
 	}
 }
@@ -675,12 +671,6 @@ func adminPost(t *testing.T, ar *accountsRelay, path, body string, want int) []b
 }
 
 func TestAdminInterface(t *testing.T) {
-	for _, addr := range []string{"0.0.0.0:0", "192.0.2.1:80", "localhost:0", "example.org:80", ":0", "unix:"} {
-		if l, err := relay.ListenAdmin(addr); err == nil {
-			l.Close()
-			t.Errorf("ListenAdmin(%q) accepted a non-loopback address", addr)
-		}
-	}
 	ar := startAccounts(t, relay.Config{}, keydir.Config{})
 	alice := ar.newUser(t, "alice")
 	alice.register()
@@ -737,19 +727,6 @@ func TestAdminInterface(t *testing.T) {
 	}
 }
 
-func TestAdminUnixSocket(t *testing.T) {
-	path := t.TempDir() + "/admin.sock"
-	l, err := relay.ListenAdmin("unix:" + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
-	}
-}
-
 // A logged-in user whose dialog socket dropped and who joins the dialog again (a reload forgets the resume
 // token) takes the place back at once; the peer sees the old membership leave and the new one join.
 func TestAccountsDialogRejoinAfterReload(t *testing.T) {
@@ -757,32 +734,32 @@ func TestAccountsDialogRejoinAfterReload(t *testing.T) {
 	alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 	room, capability := alice.dialog("bob")
 	ca, cb := alice.mustDial(), bob.mustDial()
-	old := mustJoin(t, ca, room, capability)
-	mustJoin(t, cb, room, capability)
-	if ev := nextEvent(t, ca); ev.Event != "join" || ev.User != "bob" {
+	old := relaytest.MustJoin(t, ca, room, capability)
+	relaytest.MustJoin(t, cb, room, capability)
+	if ev := relaytest.NextEvent(t, ca); ev.Event != "join" || ev.User != "bob" {
 		t.Fatalf("alice got %+v", ev)
 	}
 	ca.Close()
-	if ev := nextEvent(t, cb); ev.Event != "away" || ev.Member != old.Member {
+	if ev := relaytest.NextEvent(t, cb); ev.Event != "away" || ev.Member != old.Member {
 		t.Fatalf("bob got %+v, want alice away", ev)
 	}
 	// Someone else's place is not taken over: bob joining from a second socket finds the room full.
-	_, err := bob.mustDial().Join(ctx10s(t), room, capability)
-	wantError(t, err, "room_full")
-	again := mustJoin(t, alice.mustDial(), room, capability)
+	_, err := bob.mustDial().Join(relaytest.Ctx10s(t), room, capability)
+	relaytest.WantError(t, err, "room_full")
+	again := relaytest.MustJoin(t, alice.mustDial(), room, capability)
 	if again.Member == old.Member {
 		t.Fatal("the rejoin got the old member id")
 	}
-	if ev := nextEvent(t, cb); ev.Event != "leave" || ev.Member != old.Member {
+	if ev := relaytest.NextEvent(t, cb); ev.Event != "leave" || ev.Member != old.Member {
 		t.Fatalf("bob got %+v, want alice's old membership to leave", ev)
 	}
-	if ev := nextEvent(t, cb); ev.Event != "join" || ev.Member != again.Member || ev.User != "alice" {
+	if ev := relaytest.NextEvent(t, cb); ev.Event != "join" || ev.Member != again.Member || ev.User != "alice" {
 		t.Fatalf("bob got %+v, want alice to join again", ev)
 	}
 }
 
 func TestAccountsSessionLimit(t *testing.T) {
-	ar := startAccounts(t, relay.Config{}, keydir.Config{}, relay.AccountsConfig{MaxSessionsPerUser: 2})
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{MaxSessionsPerUser: 2})
 	alice := ar.newUser(t, "alice")
 	alice.register()
 	alice.login()
@@ -801,7 +778,7 @@ func TestAccountsSessionLimit(t *testing.T) {
 	bob.mustDial()
 	bob.mustDial()
 	c1.CloseGracefully()
-	eventually(t, "the relay forgets the closed session", func() bool { return ar.srv.Stats().Conns == 3 })
+	relaytest.Eventually(t, "the relay forgets the closed session", func() bool { return ar.srv.Stats().Conns == 3 })
 	alice.mustDial()
 }
 

@@ -1,4 +1,4 @@
-package relay_test
+package accounts_test
 
 import (
 	"bytes"
@@ -16,20 +16,22 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/accounts"
 )
 
 // loginFloodRelay is the accounts API with real bcrypt (cost 10) on a loopback socket, with one account.
 func loginFloodRelay(b *testing.B) (base string) {
-	srv, err := relay.New(relay.Config{}, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
 	dir, err := keydir.New(keydir.Config{TokenAlgorithm: "EdDSA"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	acc := relay.NewAccounts(srv, dir, relay.AccountsConfig{}, slog.New(slog.DiscardHandler))
-	hs := httptest.NewServer(acc.Handler())
+	acc := accounts.New(dir, accounts.Config{}, slog.New(slog.DiscardHandler))
+	srv, err := relay.New(relay.Config{Authenticator: acc}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	acc.Attach(srv)
+	hs := httptest.NewServer(acc.Handler(srv.Handler()))
 	srv.AllowHost(hs.Listener.Addr().String())
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

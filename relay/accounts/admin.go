@@ -1,52 +1,13 @@
-package relay
+package accounts
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 )
 
-// ListenAdmin opens the listener of the operator's admin interface: "unix:/path/to/socket" (created with
-// mode 0600; a stale socket file at that path is replaced) or a loopback "IP:port" such as
-// "127.0.0.1:8081". Any other address is refused: the admin interface must never share the public
-// listener or leave the machine.
-func ListenAdmin(addr string) (net.Listener, error) {
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		if path == "" {
-			return nil, errors.New("admin socket: empty path")
-		}
-		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			os.Remove(path)
-		}
-		l, err := net.Listen("unix", path)
-		if err != nil {
-			return nil, fmt.Errorf("failed to listen on admin socket: %w", err)
-		}
-		if err := os.Chmod(path, 0o600); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("failed to restrict admin socket: %w", err)
-		}
-		return l, nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin address %q: want unix:PATH or a loopback IP:port", addr)
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("admin address %q is not a loopback IP address", addr)
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("failed to listen on admin address: %w", err)
-	}
-	return l, nil
-}
-
-// AdminHandler serves the operator's interface (docs/accounts.md §Admin). Serve it only on a listener from
-// ListenAdmin. It refuses anything a browser sends (a web page must not be able to drive it through the
+// AdminHandler serves the operator's interface (docs/accounts.md §Admin). Serve it only on a loopback
+// listener of its own, never the public one. It refuses anything a browser sends (a web page must not be able to drive it through the
 // loopback address) and any Host that is not a loopback name (DNS rebinding).
 func (a *Accounts) AdminHandler() http.Handler {
 	mux := http.NewServeMux()

@@ -1,4 +1,6 @@
-package relay
+// Package accounts serves the HTTP API of accounts, public keys, user search and dialogs on a keydir.Directory,
+// and authenticates the logged-in WebSocket sessions of a relay.Server.
+package accounts
 
 import (
 	"context"
@@ -15,10 +17,11 @@ import (
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/keydir"
+	"github.com/cleanrelay/cleanrelay/relay"
 )
 
-// AccountsConfig holds the limits of the accounts API. The zero value of a field means its default.
-type AccountsConfig struct {
+// Config holds the limits of the accounts API. The zero value of a field means its default.
+type Config struct {
 	// MaxBodyBytes caps every request body of the API. Optional; default 80 KiB (an armored key of
 	// keydir.Config.MaxKeyBytes, 64 KiB, plus its proof and JSON).
 	MaxBodyBytes int64
@@ -51,7 +54,7 @@ type AccountsConfig struct {
 }
 
 // WithDefaults returns c with every zero field set to its default.
-func (c AccountsConfig) WithDefaults() AccountsConfig {
+func (c Config) WithDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 80 << 10
 	}
@@ -83,16 +86,16 @@ const (
 )
 
 // Accounts is the HTTP API of accounts, public keys, user search and dialogs (docs/accounts.md), on top of
-// a keydir.Directory, and the authentication of logged-in WebSocket sessions of a Server.
+// a keydir.Directory, and the relay.Authenticator of logged-in WebSocket sessions.
 type Accounts struct {
 	// Static after construction.
-	srv  *Server
-	dir  *keydir.Directory
-	cfg  AccountsConfig
-	log  *slog.Logger
-	cop  *http.CrossOriginProtection
-	mux  *http.ServeMux
-	next http.Handler // the relay's own handler, for everything outside /api/
+	dir *keydir.Directory
+	cfg Config
+	log *slog.Logger
+	cop *http.CrossOriginProtection
+	mux *http.ServeMux
+	// Set once by Attach, before serving.
+	srv *relay.Server
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -115,12 +118,11 @@ type ticket struct {
 // live reports whether the ticket may still open a socket (and must be kept).
 func (t *ticket) live(now time.Time) bool { return t.open > 0 || now.Before(t.expires) }
 
-// NewAccounts serves dir's accounts on srv: it installs srv.Authenticate (logged-in WebSocket sessions)
-// and the revocation callbacks that end a withdrawn user's sessions. Serve Handler instead of
-// srv.Handler.
-func NewAccounts(srv *Server, dir *keydir.Directory, cfg AccountsConfig, log *slog.Logger) *Accounts {
+// New makes the accounts API on dir. It serves nothing until Attach has given it its relay: make the relay
+// with a as its Config.Authenticator, then call Attach once, before serving.
+func New(dir *keydir.Directory, cfg Config, log *slog.Logger) *Accounts {
 	cfg = cfg.WithDefaults()
-	a := &Accounts{srv: srv, dir: dir, cfg: cfg, log: log, next: srv.Handler(),
+	a := &Accounts{dir: dir, cfg: cfg, log: log,
 		tickets: make(map[[32]byte]*ticket), byUser: make(map[string]map[[32]byte]*ticket), dialogs: make(map[[2]string]dialogRef)}
 	a.cop = http.NewCrossOriginProtection()
 	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -128,40 +130,46 @@ func NewAccounts(srv *Server, dir *keydir.Directory, cfg AccountsConfig, log *sl
 	}))
 	a.mux = http.NewServeMux()
 	a.routes()
-	srv.Authenticate = a.authenticateWS
-	dir.OnRevoke(func(userID string) {
+	return a
+}
+
+// Attach serves the accounts on srv, whose Config.Authenticator is a: the API opens dialog rooms on it,
+// logging out ends sessions on it, and withdrawing an account or a key ends that user's sessions on it.
+func (a *Accounts) Attach(srv *relay.Server) {
+	a.srv = srv
+	again := srv.Config().HandshakeTimeout + time.Second
+	a.dir.OnRevoke(func(userID string) {
 		a.forgetTickets(userID)
 		// The account may be disabled but it still exists: its name is known.
-		acc, err := dir.Account(userID)
+		acc, err := a.dir.Account(userID)
 		if err != nil {
 			return
 		}
 		srv.Revoke(acc.Username)
-		// A handshake that passed authenticateWS just before the withdrawal can register its connection
+		// A handshake that passed Authenticate just before the withdrawal can register its connection
 		// after the sweep above; a second sweep, once every such handshake has ended, closes it too.
-		time.AfterFunc(srv.cfg.HandshakeTimeout+time.Second, func() { srv.Revoke(acc.Username) })
+		time.AfterFunc(again, func() { srv.Revoke(acc.Username) })
 	})
 	// Sessions that proved the old key must prove the new one. No second sweep here: the owner's new
 	// sessions, made with the new key, must survive.
-	dir.OnKeyChange(func(userID string) {
+	a.dir.OnKeyChange(func(userID string) {
 		a.forgetTickets(userID)
-		if acc, err := dir.Account(userID); err == nil {
+		if acc, err := a.dir.Account(userID); err == nil {
 			srv.Revoke(acc.Username)
 		}
 	})
-	return a
 }
 
-// Handler serves /api/ (size-capped, cross-origin protected, on allowed hosts only) and hands everything
-// else to the relay's handler.
-func (a *Accounts) Handler() http.Handler {
+// Handler serves /api/ (size-capped, cross-origin protected, on the relay's allowed hosts only) and hands
+// everything else to next, the relay's own handler.
+func (a *Accounts) Handler(next http.Handler) http.Handler {
 	api := a.cop.Handler(a.mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/api/") {
-			a.next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r)
 			return
 		}
-		if !a.srv.hostAllowed(r.Host) {
+		if !a.srv.HostAllowed(r.Host) {
 			writeError(w, http.StatusMisdirectedRequest, "bad_host", "this relay does not serve that host name")
 			return
 		}

@@ -1,4 +1,4 @@
-package relay
+package accounts
 
 import (
 	"fmt"
@@ -6,28 +6,31 @@ import (
 	"testing"
 
 	"github.com/cleanrelay/cleanrelay/keydir"
+	"github.com/cleanrelay/cleanrelay/relay"
 )
 
 // The sweep that makes room in a full dialog table must not turn the live dialogs' room ids and
 // capabilities into Go strings, which nothing could overwrite: it allocates nothing at all.
 func TestDialogSweepMakesNoTexts(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
-	srv, err := New(Config{}, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir, err := keydir.New(keydir.Config{TokenAlgorithm: "EdDSA"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewAccounts(srv, dir, AccountsConfig{}, log)
+	a := New(dir, Config{}, log)
+	srv, err := relay.New(relay.Config{Authenticator: a}, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Attach(srv)
 	const live = 200
 	for i := range live {
-		r, perr := srv.hub.openRoom(2, []string{fmt.Sprint("a", i), fmt.Sprint("b", i)})
-		if perr != nil {
-			t.Fatal(perr.msg)
+		pair := [2]string{fmt.Sprint("a", i), fmt.Sprint("b", i)}
+		d, err := srv.OpenDialog(pair)
+		if err != nil {
+			t.Fatal(err)
 		}
-		a.dialogs[[2]string{fmt.Sprint("a", i), fmt.Sprint("b", i)}] = dialogRef{room: r}
+		a.dialogs[pair] = dialogRef{room: d}
 	}
 	allocs := testing.AllocsPerRun(5, func() {
 		a.mu.Lock()

@@ -1,13 +1,17 @@
-package relay
+package accounts
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay"
 )
 
-// errNoTicket and its siblings refuse a WebSocket handshake (401); the client learns only "not logged in".
+// These errors, and keydir's, refuse a WebSocket handshake (401); the client learns only "not logged in".
 var (
 	errBadTicket     = errors.New("unknown, used or expired WebSocket ticket")
 	errTicketSession = errors.New("the WebSocket ticket does not belong to this login")
@@ -39,10 +43,10 @@ func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The ticket travels in a cookie, which net/http handles as a string: it cannot be kept as wipeable bytes.
-	var raw secret
-	raw.fill()
-	value := b64.EncodeToString(raw[:])
-	raw.wipe()
+	var raw [32]byte
+	rand.Read(raw[:])
+	value := base64.RawURLEncoding.EncodeToString(raw[:])
+	clear(raw[:])
 	now := time.Now()
 	a.mu.Lock()
 	perr := a.addTicketLocked(sha256.Sum256([]byte(value)), &ticket{userID: s.UserID, username: s.Username,
@@ -59,14 +63,14 @@ func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"fingerprint": info.Fingerprint, "ticket_lifetime": int(a.cfg.TicketLifetime.Seconds())})
 }
 
-// authenticateWS is the relay's Server.Authenticate: a handshake without a ticket cookie is an anonymous
-// session; one with a ticket is the ticket's user if the ticket is live, the session cookie is still the
-// login that made it, and the key it proved is still the user's published key. A ticket shown with another
-// login's session cookie is burned.
-func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
+// Authenticate is the relay.Authenticator of logged-in sessions: a handshake without a ticket cookie is an
+// anonymous session; one with a ticket is the ticket's user if the ticket is live, the session cookie is still
+// the login that made it, the key it proved is still the user's published key, and the user holds fewer than
+// MaxSessionsPerUser sessions. A ticket shown with another login's session cookie is burned.
+func (a *Accounts) Authenticate(r *http.Request) (relay.Identity, error) {
 	c, err := r.Cookie(ticketCookie)
 	if err != nil || c.Value == "" {
-		return Identity{}, nil
+		return relay.Identity{}, nil
 	}
 	h := sha256.Sum256([]byte(c.Value))
 	a.mu.Lock()
@@ -77,11 +81,11 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 	}
 	a.mu.Unlock()
 	if !ok {
-		return Identity{}, errBadTicket
+		return relay.Identity{}, errBadTicket
 	}
 	sc, err := r.Cookie(sessionCookie)
 	if err != nil {
-		return Identity{}, errTicketSession
+		return relay.Identity{}, errTicketSession
 	}
 	s, err := a.dir.Authenticate(sc.Value)
 	if err == nil && (s.UserID != t.userID || s.TokenID != t.tokenID) {
@@ -91,22 +95,22 @@ func (a *Accounts) authenticateWS(r *http.Request) (Identity, error) {
 		a.mu.Lock()
 		a.dropTicketLocked(h)
 		a.mu.Unlock()
-		return Identity{}, err
+		return relay.Identity{}, err
 	}
 	if err := a.dir.CheckSender(t.userID, t.fingerprint); err != nil {
-		return Identity{}, err
+		return relay.Identity{}, err
 	}
-	if a.srv.userConns(t.username) >= a.cfg.MaxSessionsPerUser {
-		return Identity{}, errTooManySess
+	if a.srv.SessionCount(t.username) >= a.cfg.MaxSessionsPerUser {
+		return relay.Identity{}, errTooManySess
 	}
 	a.mu.Lock()
 	if a.tickets[h] != t || !time.Now().Before(t.tokenExpires) { // forgotten (revoked, key replaced, expired)
 		a.mu.Unlock()
-		return Identity{}, errBadTicket
+		return relay.Identity{}, errBadTicket
 	}
 	a.ticketOpened(t)
 	a.mu.Unlock()
-	return Identity{User: t.username, session: t.tokenID, ended: func() { a.ticketClosed(t) }}, nil
+	return relay.Identity{User: t.username, Session: t.tokenID, Ended: func() { a.ticketClosed(t) }}, nil
 }
 
 // addTicketLocked keeps t under hash h. A user holds at most MaxTicketsPerUser tickets: a new one drops the
@@ -177,7 +181,7 @@ func (a *Accounts) ticketOpened(t *ticket) {
 }
 
 // ticketClosed is called once for each session a ticket opened, when it ends (or its handshake fails after
-// authenticateWS): the ticket's lifetime runs again from the last close.
+// Authenticate): the ticket's lifetime runs again from the last close.
 func (a *Accounts) ticketClosed(t *ticket) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -191,7 +195,7 @@ func (a *Accounts) ticketClosed(t *ticket) {
 }
 
 // forgetTickets drops every ticket of a user whose account or key was withdrawn; its open sessions are
-// ended by Server.Revoke.
+// ended by relay.Server.Revoke.
 func (a *Accounts) forgetTickets(userID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -200,46 +204,8 @@ func (a *Accounts) forgetTickets(userID string) {
 	}
 }
 
-// EndSession ends every socket of one login of user (session is the access token's id) at once, as Revoke
-// does for all of a user's sockets: each membership they hold is removed (the other members see it leave,
-// and the user's place is free at once), the client is told closed "revoked", and the socket is closed with
-// 1008. Logging out and the token's expiry call it.
-func (s *Server) EndSession(user, session string) {
-	if user == "" || session == "" {
-		return
-	}
-	s.mu.Lock()
-	var conns []*conn
-	for c := range s.byUser[user] {
-		if c.identity.session == session {
-			conns = append(conns, c)
-		}
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		s.hub.removeMemberships(c)
-		c.kill(closeRevoked)
-	}
-}
-
-// removeMemberships removes every membership attached to c, telling c each room is closed for it (revoked).
-func (h *hub) removeMemberships(c *conn) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, m := range c.members() {
-		r := m.room
-		r.mu.Lock()
-		if m.conn == c && !r.closed {
-			c.detach(m.ch, reasonRevoked)
-			m.conn = nil
-			h.removeMemberLocked(m, false)
-		}
-		r.mu.Unlock()
-	}
-}
-
 // endSession ends one login's tickets and sockets: at logout, and when its token expires. A handshake that
-// passed authenticateWS just before can register its socket after the sweep; a second sweep, once every
+// passed Authenticate just before can register its socket after the sweep; a second sweep, once every
 // such handshake has ended, closes it too.
 func (a *Accounts) endSession(userID, user, tokenID string) {
 	a.mu.Lock()
@@ -250,5 +216,5 @@ func (a *Accounts) endSession(userID, user, tokenID string) {
 	}
 	a.mu.Unlock()
 	a.srv.EndSession(user, tokenID)
-	time.AfterFunc(a.srv.cfg.HandshakeTimeout+time.Second, func() { a.srv.EndSession(user, tokenID) })
+	time.AfterFunc(a.srv.Config().HandshakeTimeout+time.Second, func() { a.srv.EndSession(user, tokenID) })
 }

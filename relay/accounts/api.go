@@ -1,4 +1,4 @@
-package relay
+package accounts
 
 import (
 	"net/http"
