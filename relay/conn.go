@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // closeReason is a WebSocket close code and its reason text (docs/protocol.md §7).
@@ -18,11 +19,11 @@ type closeReason struct {
 }
 
 var (
-	closeNormal   = closeReason{websocket.CloseNormalClosure, ""}
-	closeShutdown = closeReason{websocket.CloseGoingAway, "shutdown"}
-	closeSlow     = closeReason{websocket.ClosePolicyViolation, "slow"}
-	closeIdle     = closeReason{websocket.ClosePolicyViolation, "idle"}
-	closeRevoked  = closeReason{websocket.ClosePolicyViolation, "revoked"}
+	closeNormal   = closeReason{protocol.CloseNormal, ""}
+	closeShutdown = closeReason{protocol.CloseGoingAway, protocol.ReasonShutdown}
+	closeSlow     = closeReason{protocol.ClosePolicyViolation, protocol.CloseSlow}
+	closeIdle     = closeReason{protocol.ClosePolicyViolation, protocol.CloseIdle}
+	closeRevoked  = closeReason{protocol.ClosePolicyViolation, protocol.CloseRevoked}
 )
 
 // closeWait bounds the polite close frame at the end of a connection.

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 type entryKind uint8
@@ -399,7 +400,7 @@ func (r *room) nextForLocked(m *member, c *conn, ch byte, out []byte) (msg []byt
 				return nil, false // cannot happen: the writer sizes out for MaxFrame
 			}
 			msg = out[:n]
-			putDeliverHeader(msg, ch, e.seq, e.from)
+			protocol.PutDeliverHeader(msg, ch, e.seq, e.from)
 			e.data.CopyTo(msg[deliverHeaderLen:], 0)
 			return msg, true
 		case entryPresence:
