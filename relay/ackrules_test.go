@@ -41,7 +41,7 @@ func TestStaleAckDoesNotPinTheBuffer(t *testing.T) {
 func TestOwnFramesWaitForOwnWriter(t *testing.T) {
 	g := newForwardRigWith(t, Config{RoomBuffer: 16}, true)
 	r := g.ma.room
-	if r.forward(g.mb, g.b, []byte("from b")) != forwarded { // a's writer has not run: a has not been sent it
+	if r.forwardBytes(g.mb, g.b, []byte("from b")) != forwarded { // a's writer has not run: a has not been sent it
 		t.Fatal("b's frame was refused")
 	}
 	const n = 20 // more than the buffer holds
@@ -49,7 +49,7 @@ func TestOwnFramesWaitForOwnWriter(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range n {
-			if r.forward(g.ma, g.a, []byte("from a")) != forwarded {
+			if r.forwardBytes(g.ma, g.a, []byte("from a")) != forwarded {
 				t.Error("a's frame was refused")
 				return
 			}
@@ -68,7 +68,7 @@ func TestOwnFramesWaitForOwnWriter(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	r.mu.Lock()
-	msg, binary := r.nextForLocked(g.ma, g.a, 1, g.out.b) // a's writer catches up
+	msg, binary := r.nextForLocked(g.ma, g.a, 1, g.out.B) // a's writer catches up
 	r.mu.Unlock()
 	if !binary || string(msg[deliverHeaderLen:]) != "from b" {
 		t.Fatalf("a's writer wrote %q, want b's frame", msg)

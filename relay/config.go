@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // Config holds every limit of the relay. The zero value of a field means "use the default" stated on it, so
@@ -117,7 +119,7 @@ func DefaultMaxMemory() int64 {
 }
 
 // maxControl is the largest text (control) message a client may send. It is part of the protocol, not a knob.
-const maxControl = 4096
+const maxControl = protocol.MaxControl
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
@@ -169,7 +171,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
-	check(c.MaxFrame >= 1 && c.MaxFrame <= 16<<20, "max frame must be 1..16777216 bytes, got %d", c.MaxFrame)
+	check(c.MaxFrame >= 1 && c.MaxFrame <= protocol.MaxFrameLimit, "max frame must be 1..%d bytes, got %d", protocol.MaxFrameLimit, c.MaxFrame)
 	check(c.RoomBuffer >= 8, "room buffer must be at least 8 entries, got %d", c.RoomBuffer)
 	check(c.RoomBufferBytes >= c.MaxFrame, "room buffer bytes (%d) must be at least max frame (%d)", c.RoomBufferBytes, c.MaxFrame)
 	check(c.MaxMembers >= 2 && c.MaxMembers <= 1000, "max members must be 2..1000, got %d", c.MaxMembers)

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // closeReason is a WebSocket close code and its reason text (docs/protocol.md §7).
@@ -16,13 +19,11 @@ type closeReason struct {
 }
 
 var (
-	closeNormal   = closeReason{websocket.CloseNormalClosure, ""}
-	closeShutdown = closeReason{websocket.CloseGoingAway, "shutdown"}
-	closeSlow     = closeReason{websocket.ClosePolicyViolation, "slow"}
-	closeIdle     = closeReason{websocket.ClosePolicyViolation, "idle"}
-	closeRevoked  = closeReason{websocket.ClosePolicyViolation, "revoked"}
-	// closeIncomplete: a message kept unfinished for Config.MessageTimeout.
-	closeIncomplete = closeReason{websocket.ClosePolicyViolation, "incomplete"}
+	closeNormal   = closeReason{protocol.CloseNormal, ""}
+	closeShutdown = closeReason{protocol.CloseGoingAway, protocol.ReasonShutdown}
+	closeSlow     = closeReason{protocol.ClosePolicyViolation, protocol.CloseSlow}
+	closeIdle     = closeReason{protocol.ClosePolicyViolation, protocol.CloseIdle}
+	closeRevoked  = closeReason{protocol.ClosePolicyViolation, protocol.CloseRevoked}
 )
 
 // closeWait bounds the polite close frame at the end of a connection.
@@ -82,17 +83,17 @@ type conn struct {
 
 	// Owned by the running reader.
 	limiter tokenBucket
-	rd      wsReader
+	rd      ws.Reader
 }
 
-func newConn(s *Server, ws *websocket.Conn, id Identity) *conn {
+func newConn(s *Server, wc *websocket.Conn, id Identity) *conn {
 	now := time.Now()
 	return &conn{
-		srv: s, ws: ws, identity: id,
+		srv: s, ws: wc, identity: id,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		lastRoom: now,
 		limiter:  tokenBucket{rate: s.cfg.RateFrames, burst: float64(s.cfg.RateBurst), tokens: float64(s.cfg.RateBurst), last: now},
-		rd:       wsReader{held: &s.hub.mem.held},
+		rd:       ws.NewReader(readerLimits(&s.cfg), &s.hub.mem.held),
 	}
 }
 
@@ -312,20 +313,20 @@ func (c *conn) pingTick() {
 	c.pingTimer.Reset(time.Duration(min(next, deadline) - now))
 }
 
-// handleFrame forwards one frame the client sent.
-func (c *conn) handleFrame(msg []byte) {
-	if len(msg) < sendHeaderLen+1 {
+// handleFrame forwards one frame the client sent. msg stays the caller's.
+func (c *conn) handleFrame(msg *ws.Payload) {
+	if msg.Len() < sendHeaderLen+1 {
 		c.srv.stats.drop(dropBadFrame)
 		c.sendControl(appendError(nil, 0, errorf(codeBadFrame, "a frame needs a channel byte and at least one payload byte")))
 		return
 	}
-	ch := msg[0]
+	ch := msg.At(0)
 	c.mu.Lock()
 	m := c.find(ch)
 	c.mu.Unlock()
 	res := forwardNotMember
 	if m != nil {
-		res = m.room.forward(m, c, msg[sendHeaderLen:])
+		res = m.room.forward(m, c, msg, sendHeaderLen)
 	}
 	switch res {
 	case forwardKilled:
@@ -340,7 +341,7 @@ func (c *conn) handleFrame(msg []byte) {
 		return
 	}
 	c.srv.stats.framesIn.Add(1)
-	c.srv.stats.bytesIn.Add(uint64(len(msg) - sendHeaderLen))
+	c.srv.stats.bytesIn.Add(uint64(msg.Len() - sendHeaderLen))
 }
 
 // handleControl handles one control message. msg is the reader's buffer, which it zeroes afterwards; the
@@ -406,184 +407,6 @@ func (c *conn) dispatch(req *request) *protoError {
 	default:
 		return errorf(codeUnknownType, "unknown message type; this relay speaks %s", Subprotocol)
 	}
-}
-
-// writeLoop writes control messages, pings and room entries to the socket while there are any, then ends; a
-// wakeUp starts it again. After kill it says goodbye (pending notices, a close frame) and closes the socket.
-func (c *conn) writeLoop() {
-	for {
-		select {
-		case <-c.done:
-			c.goodbye()
-			return // writing stays true: no writer after the goodbye
-		default:
-		}
-		select {
-		case <-c.wake: // about to look at everything
-		default:
-		}
-		if c.pingDue.Swap(false) && c.idleCheck() {
-			c.sendFrame(pingFrame) // a failed write kills the connection
-			continue
-		}
-		if wrote, ok := c.writePending(); wrote || !ok {
-			continue // look again: more may have come meanwhile, or a failed write killed the connection
-		}
-		// Nothing to write: stop, unless a wakeUp came after the look above and found this writer running.
-		c.writing.Store(false)
-		select {
-		case <-c.wake:
-			if c.writing.CompareAndSwap(false, true) {
-				continue
-			}
-		default:
-		}
-		return
-	}
-}
-
-// writePending writes a pong that is due, the queued control messages, then up to drainBatch entries of each
-// room. It reports whether it wrote anything, and false if a write failed.
-func (c *conn) writePending() (wrote, ok bool) {
-	c.mu.Lock()
-	ctrl := c.ctrl
-	c.ctrl = nil
-	pong, pongDue := c.pong, c.pongDue
-	c.pong, c.pongDue = nil, false
-	c.refs = append(c.refs[:0], c.chans...)
-	refs := c.refs
-	c.mu.Unlock()
-	if pongDue {
-		if !c.sendMessage(opPong, pong) {
-			wipeAll(ctrl)
-			return wrote, false
-		}
-		wrote = true
-	}
-	for i, msg := range ctrl {
-		ok := c.sendMessage(opText, msg)
-		clear(msg) // replies carry capabilities and resume tokens
-		if !ok {
-			wipeAll(ctrl[i+1:])
-			return wrote, false
-		}
-		wrote = true
-	}
-	for _, ref := range refs {
-		ok, n := c.drain(ref)
-		if !ok {
-			return wrote, false
-		}
-		wrote = wrote || n > 0
-	}
-	return wrote, true
-}
-
-// goodbye ends the connection from the writer's side: what notices are queued, a close frame with the reason
-// the connection was killed, then the socket is closed (which also ends a running reader).
-func (c *conn) goodbye() {
-	c.flushControl()
-	c.mu.Lock()
-	why := c.why
-	c.mu.Unlock()
-	writeMessage(c.ws.NetConn(), opClose, websocket.FormatCloseMessage(why.code, why.text), closeWait)
-	c.ws.Close()
-	c.endPart(false)
-}
-
-// flushControl writes the control messages still queued (a shutdown or revocation notice) before the
-// connection closes. Best effort: a write that fails ends it.
-func (c *conn) flushControl() {
-	c.mu.Lock()
-	ctrl := c.ctrl
-	c.ctrl = nil
-	slow := c.why == closeSlow
-	c.mu.Unlock()
-	// Replies carry capabilities and resume tokens: whatever is not written is zeroed all the same.
-	defer wipeAll(ctrl)
-	if slow {
-		return
-	}
-	for _, msg := range ctrl {
-		if err := writeMessage(c.ws.NetConn(), opText, msg, closeWait); err != nil {
-			return
-		}
-	}
-}
-
-// drainBatch bounds how many entries of one room the writer writes before it looks at the others.
-const drainBatch = 32
-
-// drain writes up to drainBatch pending entries of one membership. It reports false if the connection failed.
-func (c *conn) drain(ref chanRef) (ok bool, n int) {
-	r := ref.m.room
-	out := getBuf(wsHeaderRoom + deliverHeaderLen + c.srv.cfg.MaxFrame)
-	defer func() {
-		out.b = out.b[:0] // every frame written was zeroed below
-		putBuf(out)
-	}()
-	for n < drainBatch {
-		r.mu.Lock()
-		msg, binary := r.nextForLocked(ref.m, c, ref.ch, out.b[wsHeaderRoom:])
-		r.mu.Unlock()
-		if msg == nil {
-			return true, n
-		}
-		op := byte(opText)
-		if binary {
-			op = opBinary
-		}
-		frame := frameMessage(op, out.b[:wsHeaderRoom+len(msg)])
-		ok := c.sendFrame(frame)
-		clear(frame)
-		if !ok {
-			return false, n
-		}
-		if binary {
-			c.srv.stats.framesOut.Add(1)
-			c.srv.stats.bytesOut.Add(uint64(len(msg) - deliverHeaderLen))
-		}
-		n++
-	}
-	return true, n
-}
-
-// sendFrame writes a frame (frameMessage) within the write timeout. A failed write kills the connection.
-func (c *conn) sendFrame(frame []byte) bool {
-	return c.written(writeFrame(c.ws.NetConn(), frame, c.srv.cfg.WriteTimeout))
-}
-
-// sendMessage writes msg as one message of opcode op, like sendFrame. msg is the caller's to zero.
-func (c *conn) sendMessage(op byte, msg []byte) bool {
-	return c.written(writeMessage(c.ws.NetConn(), op, msg, c.srv.cfg.WriteTimeout))
-}
-
-// written reports whether a write succeeded, and kills the connection if it did not.
-func (c *conn) written(err error) bool {
-	if err != nil {
-		c.srv.stats.drop(dropWriteFailed)
-		c.kill(closeNormal)
-		return false
-	}
-	return true
-}
-
-// wipeAll zeroes control messages that will not be written (or were): replies carry capabilities and resume
-// tokens.
-func wipeAll(msgs [][]byte) {
-	for _, msg := range msgs {
-		clear(msg)
-	}
-}
-
-// queuePong asks the writer to answer a ping with payload p (copied).
-func (c *conn) queuePong(p []byte) {
-	c.mu.Lock()
-	if !c.gone {
-		c.pong, c.pongDue = append([]byte(nil), p...), true
-	}
-	c.mu.Unlock()
-	c.wakeUp()
 }
 
 // idleCheck closes a connection that has held no room for the idle timeout. It reports false if it did.

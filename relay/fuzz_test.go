@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
 )
 
 // FuzzParseRequest: any bytes either parse into a request that marshals and parses back to the same request,
@@ -58,8 +60,8 @@ type fuzzPeers struct {
 }
 
 func (p *fuzzPeers) pump() {
-	out := getBuf(deliverHeaderLen + p.srv.cfg.MaxFrame)
-	defer putBuf(out)
+	out := ws.GetBuf(deliverHeaderLen + p.srv.cfg.MaxFrame)
+	defer ws.PutBuf(out)
 	for _, c := range p.conns {
 		c.mu.Lock()
 		ctrl := c.ctrl
@@ -83,7 +85,7 @@ func (p *fuzzPeers) pump() {
 			r := ref.m.room
 			for {
 				r.mu.Lock()
-				msg, bin := r.nextForLocked(ref.m, c, ref.ch, out.b)
+				msg, bin := r.nextForLocked(ref.m, c, ref.ch, out.B)
 				if r.log.n > p.srv.cfg.RoomBuffer || r.log.bytes > p.srv.cfg.RoomBufferBytes {
 					p.t.Fatalf("room buffer over its bounds: %d entries, %d bytes", r.log.n, r.log.bytes)
 				}
@@ -136,7 +138,9 @@ func FuzzConnInput(f *testing.F) {
 				msg = bytes.ReplaceAll(msg, []byte("$TOKEN"), []byte(p.token))
 				c.handleControl(msg)
 			} else {
-				c.handleFrame(msg)
+				frame := ws.PayloadOf(msg)
+				c.handleFrame(frame)
+				ws.PutPayload(frame)
 			}
 			p.pump()
 		}

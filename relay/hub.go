@@ -6,15 +6,17 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // Closed reasons of docs/protocol.md §4.1.
 const (
-	reasonBurned   = "burned"
-	reasonExpired  = "expired"
-	reasonShutdown = "shutdown"
-	reasonRevoked  = "revoked"
-	reasonMoved    = "moved"
+	reasonBurned   = protocol.ReasonBurned
+	reasonExpired  = protocol.ReasonExpired
+	reasonShutdown = protocol.ReasonShutdown
+	reasonRevoked  = protocol.ReasonRevoked
+	reasonMoved    = protocol.ReasonMoved
 )
 
 // hub holds every room and every resume token. Its lock orders before any room's and any connection's.

@@ -10,7 +10,7 @@ func TestHeldCountsCapacity(t *testing.T) {
 	g := newForwardRig(t)
 	r := g.ma.room
 	before := g.srv.hub.mem.held.Load()
-	if r.forward(g.ma, g.a, make([]byte, 4097)) != forwarded {
+	if r.forwardBytes(g.ma, g.a, make([]byte, 4097)) != forwarded {
 		t.Fatal("frame refused")
 	}
 	r.mu.Lock()

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
 )
 
 // poller watches idle connections for bytes to read with an epoll instance of its own, so that an idle
@@ -170,11 +172,11 @@ func (p *poller) watch(c *conn) bool {
 // readReady reads what c's socket holds, then re-arms it in the poller, or ends reading. It runs on one of the
 // server's workers and borrows its read buffer only for this burst.
 func (c *conn) readReady() {
-	b := getBuf(pollReadSize)
+	b := ws.GetBuf(pollReadSize)
 	var n, used int
 	var rerr error
 	read := func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), b.b)
+		n, rerr = unix.Read(int(fd), b.B)
 		return true // never wait here: an empty socket goes back to the poller
 	}
 	ok := true
@@ -188,7 +190,7 @@ func (c *conn) readReady() {
 		}
 		if n > 0 {
 			used = max(used, n)
-			ok = c.consume(b.b[:n])
+			ok = c.consume(b.B[:n])
 			continue
 		}
 		// EAGAIN: the socket is empty. Anything else is the end: 0 bytes (EOF), a reset, an error.
@@ -199,8 +201,8 @@ func (c *conn) readReady() {
 		// An event came while reading (readPending): the edge it reports may be newer than the EAGAIN.
 		c.readState.Store(readRunning)
 	}
-	b.b = b.b[:used] // zero only what was used
-	putBuf(b)
+	b.B = b.B[:used] // zero only what was used
+	ws.PutBuf(b)
 	if !ok {
 		c.endReading()
 		return

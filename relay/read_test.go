@@ -20,8 +20,9 @@ import (
 	"github.com/cleanrelay/cleanrelay/relay"
 )
 
-// These tests drive the relay's own frame reader (relay/wsread.go) with hand-made client frames over real
-// sockets: frames split anywhere, several in one segment, fragments, control frames, silence, and resets.
+// These tests drive the relay's own frame reader (relay/internal/ws, fed by relay/reading.go) with hand-made
+// client frames over real sockets: frames split anywhere, several in one segment, fragments, control frames,
+// silence, and resets.
 
 // rawConn is a client that writes raw WebSocket frames on the socket and reads the relay's messages through
 // gorilla (whose reader is independent of the writes).

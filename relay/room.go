@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 type entryKind uint8
@@ -34,7 +37,7 @@ type entry struct {
 	timeout bool          // presence leave only: the grace ran out
 	from    uint32        // frame: the sender; presence: the member concerned
 	user    string        // presence join only, for rooms of logged-in users
-	data    *buf          // frame only: the payload, owned by the log
+	data    *ws.Payload   // frame only: the payload, owned by the log
 }
 
 // roomLog is a room's ordered log: a ring of the entries some member may still need, numbered tail..head.
@@ -71,8 +74,8 @@ func (l *roomLog) push(e entry, limit int) {
 	l.ring[(l.start+l.n)%len(l.ring)] = e
 	l.n++
 	if e.data != nil {
-		l.bytes += cap(e.data.b)
-		l.held.Add(int64(cap(e.data.b)))
+		l.bytes += e.data.Cap()
+		l.held.Add(int64(e.data.Cap()))
 	}
 }
 
@@ -89,8 +92,8 @@ func (l *roomLog) popFront() entry {
 	l.n--
 	l.tail++
 	if e.data != nil {
-		l.bytes -= cap(e.data.b)
-		l.held.Add(-int64(cap(e.data.b)))
+		l.bytes -= e.data.Cap()
+		l.held.Add(-int64(e.data.Cap()))
 	}
 	return e
 }
@@ -99,7 +102,7 @@ func (l *roomLog) popFront() entry {
 func (l *roomLog) wipe() {
 	for l.n > 0 {
 		e := l.popFront()
-		putBuf(e.data)
+		ws.PutPayload(e.data)
 	}
 	l.held.Add(-int64(len(l.ring)) * entrySize)
 	l.ring = nil
@@ -164,7 +167,7 @@ func (r *room) appendLocked(e entry) {
 	cfg := &r.hub.cfg
 	size := 0
 	if e.data != nil {
-		size = cap(e.data.b)
+		size = e.data.Cap()
 	}
 	for r.log.n > 0 && (r.log.n >= cfg.RoomBuffer || r.log.bytes+size > cfg.RoomBufferBytes) {
 		r.evictLocked()
@@ -192,7 +195,7 @@ func (r *room) evictLocked() {
 		}
 	}
 	r.hub.stats.drop(dropEvicted)
-	putBuf(e.data)
+	ws.PutPayload(e.data)
 }
 
 // popLocked removes the oldest entry and returns it. A member whose next entry it was, and who sent it, never
@@ -238,7 +241,7 @@ func (r *room) trimLocked() {
 				return
 			}
 		}
-		putBuf(r.popLocked().data)
+		ws.PutPayload(r.popLocked().data)
 	}
 }
 
@@ -258,7 +261,7 @@ func (r *room) crowdsOutLocked(m *member, size int) bool {
 		}
 		n--
 		if e.data != nil {
-			bytes -= cap(e.data.b)
+			bytes -= e.data.Cap()
 		}
 	}
 	return false
@@ -274,28 +277,29 @@ func (r *room) presenceLocked(m *member, ev presenceEvent, timeout bool) {
 	r.trimLocked()
 }
 
-// forward appends a frame sent by m on c, or says why it did not (forwardResult).
+// forward appends a frame sent by m on c, the bytes of msg from offset from on, or says why it did not
+// (forwardResult). msg stays the caller's.
 //
 // A member's own frames never push out of the log entries its own writer has not yet sent it (protocol §5):
 // the frame waits until that writer has caught up, which slows the reading of this connection only. The
 // writer catches up, or misses its write deadline and the connection is killed.
-func (r *room) forward(m *member, c *conn, payload []byte) forwardResult {
-	b := getBuf(len(payload))
-	copyWords(b.b, payload) // not copy: see registers.go
+func (r *room) forward(m *member, c *conn, msg *ws.Payload, from int) forwardResult {
+	b := ws.GetPayload(msg.Len() - from)
+	b.CopyFrom(msg, from)
 	var wait *time.Timer
 	for {
 		r.mu.Lock()
 		if r.closed || m.conn != c {
 			r.mu.Unlock()
-			putBuf(b)
+			ws.PutPayload(b)
 			return forwardNotMember
 		}
 		if r.hub.mem.over() && r.unsentBytesLocked() >= r.hub.cfg.RoomBufferBytes/4 {
 			r.mu.Unlock()
-			putBuf(b)
+			ws.PutPayload(b)
 			return forwardOverMemory
 		}
-		if !r.crowdsOutLocked(m, cap(b.b)) {
+		if !r.crowdsOutLocked(m, b.Cap()) {
 			break
 		}
 		r.mu.Unlock()
@@ -309,7 +313,7 @@ func (r *room) forward(m *member, c *conn, payload []byte) forwardResult {
 		select {
 		case <-wait.C:
 		case <-c.done:
-			putBuf(b)
+			ws.PutPayload(b)
 			return forwardKilled
 		}
 	}
@@ -341,7 +345,7 @@ func (r *room) shedLocked() {
 			}
 		}
 		r.hub.mem.shed.Add(1)
-		putBuf(r.popLocked().data)
+		ws.PutPayload(r.popLocked().data)
 	}
 }
 
@@ -356,7 +360,7 @@ func (r *room) unsentBytesLocked() int {
 		n := 0
 		for seq := max(m.next, r.log.tail); seq <= r.log.head; seq++ {
 			if e := r.log.at(seq); e.data != nil && e.from != m.id {
-				n += cap(e.data.b)
+				n += e.data.Cap()
 			}
 		}
 		most = max(most, n)
@@ -391,13 +395,13 @@ func (r *room) nextForLocked(m *member, c *conn, ch byte, out []byte) (msg []byt
 			if e.from == m.id {
 				continue
 			}
-			n := deliverHeaderLen + len(e.data.b)
+			n := deliverHeaderLen + e.data.Len()
 			if cap(out) < n {
 				return nil, false // cannot happen: the writer sizes out for MaxFrame
 			}
 			msg = out[:n]
-			putDeliverHeader(msg, ch, e.seq, e.from)
-			copyWords(msg[deliverHeaderLen:], e.data.b)
+			protocol.PutDeliverHeader(msg, ch, e.seq, e.from)
+			e.data.CopyTo(msg[deliverHeaderLen:], 0)
 			return msg, true
 		case entryPresence:
 			o := newObj(out[:0], "presence").num("ch", uint64(ch)).num("seq", e.seq).num("member", uint64(e.from)).

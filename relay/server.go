@@ -10,9 +10,11 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gorilla/websocket"
 
+	wsc "github.com/cleanrelay/cleanrelay/relay/internal/ws"
 	"github.com/cleanrelay/cleanrelay/static"
 )
 
@@ -63,10 +65,10 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 	s.hub = newHub(cfg, &s.stats, log)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		// The relay reads frames itself (wsread.go), so gorilla's read buffer is never used: the smallest it
+		// The relay reads frames itself (package ws), so gorilla's read buffer is never used: the smallest it
 		// allows (a control frame's 125 bytes), rather than the 4 KiB of net/http's that it would keep.
 		ReadBufferSize: 1,
-		// The relay writes frames itself (wswrite.go); a pool that gorilla never draws from keeps it from
+		// The relay writes frames itself (package ws); a pool that gorilla never draws from keeps it from
 		// allocating a write buffer per connection.
 		WriteBufferPool:   &handshakeOnlyPool{},
 		Subprotocols:      []string{Subprotocol},
@@ -243,7 +245,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.closing {
 		s.mu.Unlock()
 		s.wg.Done()
-		writeMessage(ws.NetConn(), opClose, websocket.FormatCloseMessage(closeShutdown.code, closeShutdown.text), closeWait)
+		wsc.WriteMessage(ws.NetConn(), wsc.OpClose, websocket.FormatCloseMessage(closeShutdown.code, closeShutdown.text), closeWait)
 		ws.Close()
 		return
 	}
@@ -363,3 +365,15 @@ func (s *Server) Close(ctx context.Context) error {
 	s.workers.stop()
 	return err
 }
+
+// handshakeOnlyPool is the write buffer pool of the relay's upgrader. The relay writes its frames itself
+// (package ws), so gorilla/websocket never draws from it; having a pool at all keeps gorilla from allocating a
+// write buffer for every connection. gets counts the draws, which a test holds at zero.
+type handshakeOnlyPool struct{ gets atomic.Int64 }
+
+func (p *handshakeOnlyPool) Get() any {
+	p.gets.Add(1)
+	return nil // gorilla then allocates a buffer of its own, should it ever write
+}
+
+func (p *handshakeOnlyPool) Put(any) {}

@@ -2,40 +2,36 @@ package relay
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // Subprotocol is the WebSocket subprotocol of wire protocol version 1 (docs/protocol.md). A handshake that does
 // not offer it is refused.
-const Subprotocol = "cleanrelay.v1"
+const Subprotocol = protocol.Subprotocol
 
-// Frame headers (docs/protocol.md §3).
+// The wire's frame headers and error codes, as package protocol defines them, under the names this package's
+// code uses.
 const (
-	// sendHeaderLen: client → relay, 1B channel + payload.
-	sendHeaderLen = 1
-	// deliverHeaderLen: relay → client, 1B channel + 8B room sequence (big-endian) + 4B sender member id
-	// (big-endian) + payload.
-	deliverHeaderLen = 13
-)
+	sendHeaderLen    = protocol.SendHeaderLen
+	deliverHeaderLen = protocol.DeliverHeaderLen
 
-// Error codes of docs/protocol.md §4.3.
-const (
-	codeBadRequest   = "bad_request"
-	codeUnknownType  = "unknown_type"
-	codeBadFrame     = "bad_frame"
-	codeNotMember    = "not_member"
-	codeDenied       = "denied"
-	codeRoomFull     = "room_full"
-	codeTooManyRooms = "too_many_rooms"
-	codeBadToken     = "bad_token"
-	codeBusy         = "busy"
-	codeControlSize  = "control_too_large"
-	codeOverMemory   = "over_memory"
-	codeAlreadyIn    = "already_member"
+	codeBadRequest   = protocol.CodeBadRequest
+	codeUnknownType  = protocol.CodeUnknownType
+	codeBadFrame     = protocol.CodeBadFrame
+	codeNotMember    = protocol.CodeNotMember
+	codeDenied       = protocol.CodeDenied
+	codeRoomFull     = protocol.CodeRoomFull
+	codeTooManyRooms = protocol.CodeTooManyRooms
+	codeBadToken     = protocol.CodeBadToken
+	codeBusy         = protocol.CodeBusy
+	codeControlSize  = protocol.CodeControlSize
+	codeOverMemory   = protocol.CodeOverMemory
+	codeAlreadyIn    = protocol.CodeAlreadyIn
 )
 
 // protoError is an error reply: a code from the table above and a message for people.
@@ -72,7 +68,7 @@ func (r *request) wipe() {
 }
 
 // maxRequestID keeps ids exactly representable in JavaScript numbers.
-const maxRequestID = 1<<53 - 1
+const maxRequestID = protocol.MaxRequestID
 
 // parseRequest decodes one control message into r, which must be zero. It checks the shape common to every
 // request; the handler of each type checks its own fields. On error, r holds at most the request id. The
@@ -120,13 +116,6 @@ func (r *request) channel() (byte, *protoError) {
 		return 0, errorf(codeBadRequest, "field \"ch\" must be 1..255")
 	}
 	return byte(r.Ch), nil
-}
-
-// putDeliverHeader writes the relay → client frame header into b[:deliverHeaderLen].
-func putDeliverHeader(b []byte, ch byte, seq uint64, from uint32) {
-	b[0] = ch
-	binary.BigEndian.PutUint64(b[1:9], seq)
-	binary.BigEndian.PutUint32(b[9:13], from)
 }
 
 // jsonObj appends a JSON object one field at a time without reflection, so the writer's hot path does not

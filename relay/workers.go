@@ -3,6 +3,8 @@ package relay
 import (
 	"sync"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
 )
 
 // workers runs the short tasks of connections — a burst of reading, a pass of writing — on goroutines that
@@ -45,7 +47,7 @@ func (w *workers) loop(t task) {
 		} else {
 			t.c.readReady()
 		}
-		scrubRegisters() // before this thread waits, or runs other goroutines
+		ws.ScrubRegisters() // before this thread waits, or runs other goroutines
 		timer.Reset(workerLinger)
 		select {
 		case t = <-w.work:

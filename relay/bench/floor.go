@@ -4,13 +4,14 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // Floor is the bare forwarder the relay is measured against: plain gorilla/websocket, one goroutine per
@@ -61,7 +62,7 @@ type floorConn struct {
 func NewFloor() *Floor {
 	return &Floor{
 		upgrader: websocket.Upgrader{
-			Subprotocols: []string{"cleanrelay.v1"},
+			Subprotocols: []string{protocol.Subprotocol},
 			CheckOrigin:  func(*http.Request) bool { return true }, // loopback benchmarks only
 		},
 		rooms: make(map[string]*floorRoom),
@@ -78,7 +79,7 @@ func (f *Floor) Handler() http.Handler {
 func (f *Floor) serveWS(w http.ResponseWriter, r *http.Request) {
 	ok := false
 	for _, p := range websocket.Subprotocols(r) {
-		ok = ok || p == "cleanrelay.v1"
+		ok = ok || p == protocol.Subprotocol
 	}
 	if !ok {
 		http.Error(w, "websocket subprotocol cleanrelay.v1 required", http.StatusBadRequest)
@@ -130,10 +131,8 @@ func (f *Floor) forward(c *floorConn, msg []byte) {
 	if peer == nil {
 		return
 	}
-	var hdr [13]byte
-	hdr[0] = 1
-	binary.BigEndian.PutUint64(hdr[1:9], seq)
-	binary.BigEndian.PutUint32(hdr[9:13], c.member)
+	var hdr [protocol.DeliverHeaderLen]byte
+	protocol.PutDeliverHeader(hdr[:], 1, seq, c.member)
 	peer.wmu.Lock()
 	defer peer.wmu.Unlock()
 	peer.ws.SetWriteDeadline(time.Now().Add(floorWriteTimeout))
@@ -158,51 +157,51 @@ func (f *Floor) control(c *floorConn, msg []byte) error {
 		Cap  string `json:"cap"`
 	}
 	if json.Unmarshal(msg, &req) != nil {
-		return c.reply(map[string]any{"t": "error", "code": "bad_request", "msg": "not a JSON object"})
+		return c.reply(map[string]any{"t": protocol.TypeError, "code": protocol.CodeBadRequest, "msg": "not a JSON object"})
 	}
 	switch req.T {
-	case "ack":
+	case protocol.TypeAck:
 		return nil
-	case "create":
+	case protocol.TypeCreate:
 		id, capability := randomID(16), randomID(32)
 		room := &floorRoom{id: id, cap: []byte(capability), seq: 1}
 		f.mu.Lock()
 		if c.room != nil {
 			f.mu.Unlock()
-			return c.reply(map[string]any{"t": "error", "id": req.ID, "code": "too_many_rooms", "msg": "the floor holds one room per connection"})
+			return c.reply(map[string]any{"t": protocol.TypeError, "id": req.ID, "code": protocol.CodeTooManyRooms, "msg": "the floor holds one room per connection"})
 		}
 		room.members[0] = c
 		c.room, c.member = room, 1
 		f.rooms[id] = room
 		f.mu.Unlock()
-		return c.reply(map[string]any{"t": "joined", "id": req.ID, "ch": 1, "room": id, "cap": capability, "member": 1,
+		return c.reply(map[string]any{"t": protocol.TypeJoined, "id": req.ID, "ch": 1, "room": id, "cap": capability, "member": 1,
 			"resume": "", "seq": 1, "max": 2, "members": []uint32{1}})
-	case "join":
+	case protocol.TypeJoin:
 		f.mu.Lock()
 		room := f.rooms[req.Room]
 		switch {
 		case c.room != nil:
 			f.mu.Unlock()
-			return c.reply(map[string]any{"t": "error", "id": req.ID, "code": "too_many_rooms", "msg": "the floor holds one room per connection"})
+			return c.reply(map[string]any{"t": protocol.TypeError, "id": req.ID, "code": protocol.CodeTooManyRooms, "msg": "the floor holds one room per connection"})
 		case room == nil || subtle.ConstantTimeCompare(room.cap, []byte(req.Cap)) != 1:
 			f.mu.Unlock()
-			return c.reply(map[string]any{"t": "error", "id": req.ID, "code": "denied", "msg": "no such room"})
+			return c.reply(map[string]any{"t": protocol.TypeError, "id": req.ID, "code": protocol.CodeDenied, "msg": "no such room"})
 		case room.members[1] != nil:
 			f.mu.Unlock()
-			return c.reply(map[string]any{"t": "error", "id": req.ID, "code": "room_full", "msg": "room is full"})
+			return c.reply(map[string]any{"t": protocol.TypeError, "id": req.ID, "code": protocol.CodeRoomFull, "msg": "room is full"})
 		}
 		room.members[1] = c
 		c.room, c.member = room, 2
 		room.seq++
 		seq := room.seq
 		f.mu.Unlock()
-		return c.reply(map[string]any{"t": "joined", "id": req.ID, "ch": 1, "room": req.Room, "member": 2,
+		return c.reply(map[string]any{"t": protocol.TypeJoined, "id": req.ID, "ch": 1, "room": req.Room, "member": 2,
 			"resume": "", "seq": seq, "max": 2, "members": []uint32{1, 2}})
 	case "leave":
 		f.leave(c)
 		return c.reply(map[string]any{"t": "left", "id": req.ID, "ch": 1})
 	default:
-		return c.reply(map[string]any{"t": "error", "id": req.ID, "code": "unknown_type", "msg": "the floor does not do that"})
+		return c.reply(map[string]any{"t": protocol.TypeError, "id": req.ID, "code": "unknown_type", "msg": "the floor does not do that"})
 	}
 }
 

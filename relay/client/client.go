@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // Subprotocol is the WebSocket subprotocol this package speaks.
-const Subprotocol = "cleanrelay.v1"
+const Subprotocol = protocol.Subprotocol
 
 // deliverHeaderLen is the relay → client frame header: channel, sequence, sender.
-const deliverHeaderLen = 13
+const deliverHeaderLen = protocol.DeliverHeaderLen
 
 // Options tune Dial. The zero value dials directly with no extra headers.
 type Options struct {
@@ -150,7 +152,7 @@ func Dial(ctx context.Context, url string, opts *Options) (*Conn, error) {
 		n = 1024
 	}
 	c := &Conn{ws: ws, events: make(chan Event, n), done: make(chan struct{}), quit: make(chan struct{}), pending: make(map[uint64]chan reply)}
-	ws.SetReadLimit(16<<20 + deliverHeaderLen)
+	ws.SetReadLimit(protocol.MaxFrameLimit + deliverHeaderLen)
 	if deadline, ok := ctx.Deadline(); ok {
 		ws.SetReadDeadline(deadline)
 	}

@@ -5,6 +5,8 @@ import { FRAME_BUCKETS, padTo, unpadFrom } from './pad.mjs';
 export const SUBPROTOCOL = 'cleanrelay.v1';
 export const DELIVER_HEADER = 13; // ch(1) + seq(8) + from(4)
 export const SEND_HEADER = 1; // ch(1)
+export const MAX_CONTROL = 4096; // the largest text (control) message a client may send
+export const MAX_SEQ = Number.MAX_SAFE_INTEGER; // the largest room sequence number a client holds exactly
 
 // Payload kinds: what a frame payload carries (the byte after the length field of a padded payload).
 export const KIND_KEY = 0x01; // key announcement, AES-GCM under the invite secret
@@ -36,7 +38,7 @@ export function decodeDeliver(buf) {
   if (b.length <= DELIVER_HEADER) throw new Error(`failed to decode frame: ${b.length} bytes is too short`);
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const seq = Number(v.getBigUint64(1));
-  if (!Number.isSafeInteger(seq)) throw new Error('failed to decode frame: sequence number out of range');
+  if (!Number.isSafeInteger(seq) || seq > MAX_SEQ) throw new Error('failed to decode frame: sequence number out of range');
   return { ch: b[0], seq, from: v.getUint32(9), payload: b.subarray(DELIVER_HEADER) };
 }
 

@@ -1,4 +1,4 @@
-package relay
+package ws
 
 import (
 	"encoding/binary"
@@ -13,8 +13,9 @@ import (
 // until the next signal on that thread. Both are memory the relay does not control (docs/threat-model.md §6).
 //
 // So the relay moves frame payloads only with copyWords and maskCopy, eight bytes at a time through a
-// general-purpose register, and formats and writes each message itself (wswrite.go) instead of through
-// gorilla's memmove; and a worker scrubs the vector registers when it finishes a task.
+// general-purpose register, and formats and writes each message itself (writer.go) instead of through
+// gorilla's memmove; and a worker scrubs the vector registers when it finishes a task (ScrubRegisters).
+// Outside this package, a frame's bytes are a Payload (pool.go), whose only accessors are these copies.
 
 // copyWords copies src to dst like copy and returns the bytes copied, without vector registers: eight bytes at
 // a time through one general-purpose register, which the next word overwrites. (Go's compiler keeps each
@@ -74,10 +75,10 @@ var (
 	scrubLen = scrubSize
 )
 
-// scrubRegisters zeroes the calling thread's vector registers X0–X15 (on amd64), by copying 256 zero bytes.
+// ScrubRegisters zeroes the calling thread's vector registers X0–X15 (on amd64), by copying 256 zero bytes.
 // A goroutine that handled frames or secrets calls it before it leaves its thread to other goroutines or to
 // idleness. It costs about as much as a 256-byte copy.
-func scrubRegisters() {
+func ScrubRegisters() {
 	var dst [scrubSize]byte
 	copy(dst[:scrubLen], scrubZeros[:scrubLen])
 }

@@ -1,4 +1,4 @@
-package relay
+package ws
 
 import (
 	"bytes"
@@ -53,18 +53,18 @@ func TestCopyWords(t *testing.T) {
 	}
 }
 
-// TestCopiesUseNoVectorRegisters compiles this package as the relay is built and reads the machine code of
+// TestCopiesUseNoVectorRegisters compiles this package as the relay builds it and reads the machine code of
 // copyWords and maskCopy: no instruction may name a vector register or call memmove (registers.go). A compiler
 // that merged the word moves into 16-byte ones would fail it.
 func TestCopiesUseNoVectorRegisters(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the vector registers named here are amd64's; this is %s", runtime.GOARCH)
 	}
-	archive := filepath.Join(t.TempDir(), "relay.a")
+	archive := filepath.Join(t.TempDir(), "ws.a")
 	if out, err := exec.Command("go", "build", "-o", archive, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	out, err := exec.Command("go", "tool", "objdump", "-s", `relay\.(copyWords|maskCopy)$`, archive).CombinedOutput()
+	out, err := exec.Command("go", "tool", "objdump", "-s", `ws\.(copyWords|maskCopy)$`, archive).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go tool objdump: %v\n%s", err, out)
 	}
