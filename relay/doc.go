@@ -1,7 +1,8 @@
-// Package relay forwards opaque end-to-end-encrypted frames between the members of in-memory rooms over
-// WebSocket, and serves the HTTP side of cleanrelay.
+// Package relay is the WebSocket endpoint of cleanrelay: it accepts connections and forwards opaque
+// end-to-end-encrypted frames between the members of in-memory rooms.
 //
-// The wire protocol is specified in docs/protocol.md. The relay never parses a frame's payload; it stamps the
-// sender and a per-room sequence number itself, announces presence itself, and keeps frames only in bounded
-// memory until every member has acknowledged them.
+// The wire protocol is specified in docs/protocol.md and defined in package relay/protocol; the WebSocket
+// codec is relay/internal/ws. The relay never parses a frame's payload; it stamps the sender and a per-room
+// sequence number itself, announces presence itself, and keeps frames only in bounded memory until every
+// member has acknowledged them. docs/architecture.md follows a frame through the files.
 package relay
