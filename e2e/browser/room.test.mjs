@@ -211,7 +211,7 @@ for (const kind of KINDS) {
         const next = `this one arrives ${randomBytes(6).toString('hex')}`;
         secrets.push(lost, next);
         await say(alice, lost);
-        await bob.waitForFunction(() => [...document.querySelectorAll('.problem')].some((e) => /failed to decode payload: .*overruns/.test(e.textContent)),
+        await bob.waitForFunction(() => [...document.querySelectorAll('.problem')].some((e) => /could not be read/.test(e.textContent) && /failed to decode payload: .*overruns/.test(e.title)),
           { timeout: 60000, polling: 100 });
         bobConn.tamper = null;
         await say(alice, next);

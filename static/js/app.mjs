@@ -90,6 +90,7 @@ function problem(e) {
   const message = typeof e === 'string' ? e : errorText(e);
   const log = $('#log');
   const line = h('p.problem', { role: 'alert', tabindex: '-1' }, h('strong', {}, tx('problem'), ': '), message);
+  if (e?.detail) line.title = e.detail; // the technical cause, for whoever reports a bug; never the sentence
   if (log) {
     log.append(line);
     log.scrollTop = log.scrollHeight;

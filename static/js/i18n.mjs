@@ -242,6 +242,14 @@ const STRINGS = {
     e2e_old_epoch: 'The relay replayed old key material of this room; it was ignored.',
     e2e_fork: 'Member {n} started a key epoch that conflicts with ours; create a new room if messages stop arriving.',
     e2e_tampered: 'A message from member {n} was altered on the way and was refused.',
+
+    // Problems found while reading a frame.
+    frame_unreadable: 'Something from member {n} could not be read and was skipped; the rest of the conversation is unaffected.',
+    frame_unknown_kind: 'Member {n} sent something this page does not know (kind {k}); it was skipped.',
+    frame_dialog_key: 'Member {n} announced a key inside a dialog; it was ignored: dialog keys come from the directory.',
+    lost_entries: 'The relay dropped entries {from}…{to} before they reached this tab.',
+    file_over_cap: 'A file from member {n} was refused: it is over the size limit.',
+    file_wrong_size: 'The file {name} arrived with the wrong size and was not saved.',
   },
   ru: {
     // Page and language switch. `lang` labels the switch with the language it switches to.
@@ -481,6 +489,14 @@ const STRINGS = {
     e2e_old_epoch: 'Сервер повторил старые ключевые данные этой комнаты; они проигнорированы.',
     e2e_fork: 'Участник {n} начал эпоху ключей, которая расходится с нашей; если сообщения перестанут приходить, создайте новую комнату.',
     e2e_tampered: 'Сообщение от участника {n} было изменено по дороге и отклонено.',
+
+    // Проблемы при чтении кадра.
+    frame_unreadable: 'Данные от участника {n} не удалось прочитать, они пропущены; остальная переписка не затронута.',
+    frame_unknown_kind: 'Участник {n} прислал то, чего эта страница не знает (вид {k}); это пропущено.',
+    frame_dialog_key: 'Участник {n} объявил ключ внутри диалога; это проигнорировано: ключи диалога берутся из каталога.',
+    lost_entries: 'Сервер потерял записи {from}…{to}, не доставив их этой вкладке.',
+    file_over_cap: 'Файл от участника {n} отклонён: он больше допустимого размера.',
+    file_wrong_size: 'Файл {name} пришёл не того размера и не сохранён.',
   },
 };
 

@@ -57,7 +57,7 @@ export class Room extends EventTarget {
 
   // serial runs relay events one after the other, so decryption order is the relay's order.
   serial(fn) {
-    this.queue = this.queue.then(fn).catch((e) => this.emit('problem', { message: e.message }));
+    this.queue = this.queue.then(fn).catch((e) => this.emit('problem', e));
     return this.queue;
   }
 
@@ -179,30 +179,30 @@ export class Room extends EventTarget {
       body = p.body.slice(); // a copy of just the body: the worker is sent this, not the whole frame buffer
     } catch (e) {
       // Only this frame is dropped: what came before stays, and the room goes on.
-      this.emit('problem', { message: e.message });
+      this.emit('problem', { message: t('frame_unreadable', { n: f.from }), detail: e.message });
       return;
     }
     if (this.v2) {
       if (!KINDS_V2.includes(kind)) {
-        this.emit('problem', { message: kind === KIND_KEY || kind === KIND_PGP ? t('e2e_v1_peer', { n: f.from }) : `unknown payload kind ${kind}` });
+        this.emit('problem', { message: kind === KIND_KEY || kind === KIND_PGP ? t('e2e_v1_peer', { n: f.from }) : t('frame_unknown_kind', { n: f.from, k: kind }) });
         return;
       }
       await this.v2apply(await this.crypto.call('v2frame', { from: f.from, kind, body }), t0);
       return;
     }
     if (kind === KIND_KEY) {
-      this.emit('problem', { message: 'ignored a key announcement in a dialog: dialog keys come from the directory', forged: false });
+      this.emit('problem', { message: t('frame_dialog_key', { n: f.from }), forged: false });
       return;
     }
     if (kind !== KIND_PGP) {
-      this.emit('problem', { message: `unknown payload kind ${kind}` });
+      this.emit('problem', { message: t('frame_unknown_kind', { n: f.from, k: kind }) });
       return;
     }
     let d;
     try {
       d = await this.crypto.call('decrypt', { from: f.from, body });
     } catch (e) {
-      this.emit('problem', { message: e.message });
+      this.emit('problem', { message: t('frame_unreadable', { n: f.from }), detail: e.message });
       return;
     }
     await this.onPlain({ from: f.from, seq: f.seq, verified: d.verified }, d.data, { t0, worker: d.ms, cached: d.cached });
@@ -215,7 +215,7 @@ export class Room extends EventTarget {
     try {
       ({ header, body: data } = decodeEnvelope(plain));
     } catch (e) {
-      this.emit('problem', { message: e.message });
+      this.emit('problem', { message: t('frame_unreadable', { n: meta.from }), detail: e.message });
       return;
     }
     if (header.k === 'msg') {
@@ -240,7 +240,7 @@ export class Room extends EventTarget {
   }
 
   on_lost(l) {
-    this.emit('problem', { message: `the relay dropped entries ${l.from}…${l.to} before they reached this tab` });
+    this.emit('problem', { message: t('lost_entries', { from: l.from, to: l.to }) });
   }
 
   on_state(s) {
@@ -326,7 +326,7 @@ export class Room extends EventTarget {
 
   onFileHeader(meta, h) {
     if (!(h.size >= 0 && h.size <= FILE_CAP) || !(h.chunks >= 1 && h.chunks <= Math.ceil(FILE_CAP / FILE_CHUNK) + 1)) {
-      this.emit('problem', { message: 'refused a file: over the size cap' });
+      this.emit('problem', { message: t('file_over_cap', { n: meta.from }) });
       return;
     }
     this.files.set(h.id, { h, meta, parts: new Array(h.chunks), got: 0 });
@@ -347,7 +347,7 @@ export class Room extends EventTarget {
       this.files.delete(h.id);
       const blob = new Blob(f.parts, { type: /^[\w.+-]+\/[\w.+-]+$/.test(f.h.type) ? f.h.type : 'application/octet-stream' });
       if (blob.size !== f.h.size) {
-        this.emit('problem', { message: `file ${f.h.name} arrived with the wrong size` });
+        this.emit('problem', { message: t('file_wrong_size', { name: f.h.name }) });
         return;
       }
       this.emit('file', { ...f.meta, id: h.id, name: f.h.name, type: blob.type, size: blob.size, blob, verified: f.verified });
