@@ -175,7 +175,14 @@ func TestChatBadInput(t *testing.T) {
 		{"no relay", []string{"http://127.0.0.1:1/#r=" + testRoom + "&c=" + testCap + "&k=" + testKey}, "failed to connect"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, stderr := runChat(t, strings.NewReader(""), append([]string{"--json"}, tt.args...)...)
+			// stdin stays open: at its end the client would leave before finding out.
+			pr, pw, err := os.Pipe() // a file, so that exec does not wait for a copy from it
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.Close()
+			defer pw.Close()
+			code, _, stderr := runChat(t, pr, append([]string{"--json"}, tt.args...)...)
 			lines := strings.Split(strings.TrimSpace(stderr), "\n")
 			if code != 1 || len(lines) != 1 || !strings.HasPrefix(lines[0], "cleanrelay: chat: ") || !strings.Contains(lines[0], tt.want) {
 				t.Fatalf("exit %d, stderr %q; want one line with %q", code, stderr, tt.want)
