@@ -42,7 +42,8 @@ Commands (--json, stdin):
 Sends wait until the room's keys are agreed. Events (stdout) have a "type": invite, state, presence, safety,
 keychange, message, sent, expired, filestart, file, filesent, problem, error, ended.
 
-Screen keys: Enter sends the line; /file PATH, /trust N, /burn, /quit; PgUp/PgDn scroll; Ctrl-C leaves.
+Screen keys: Enter sends the line; /file PATH, /timer SECONDS, /trust N, /burn, /quit; PgUp/PgDn scroll;
+Ctrl-C leaves. The status line shows the connection, the members and each member's safety code.
 
 Examples:
     # create a room on a relay on this machine and hand the printed link to a browser
@@ -116,7 +117,7 @@ func chatCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if !*jsonMode && isTerminal(stdout) {
-		return chatScreen(ctx, cfg, stderr)
+		return chatScreen(ctx, cfg, stdout, stderr)
 	}
 	return chatJSON(ctx, cfg, stdin, stdout, stderr)
 }
