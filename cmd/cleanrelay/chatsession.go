@@ -544,11 +544,19 @@ func (s *chatSession) onCommand(ctx context.Context, c chatCommand) error {
 	case "leave":
 		return s.leave(ctx)
 	case "trust":
-		res, err := s.g.Trust(c.Member)
+		// Our identity and key package go out again first: whoever holds the new key may be a client that
+		// never saw them (a repeat is ignored by one that did).
+		res, err := s.g.Hello()
+		if err != nil {
+			return err
+		}
+		tr, err := s.g.Trust(c.Member)
 		if err != nil {
 			s.emit(chatEvent{Type: "error", Message: err.Error()})
 			return nil
 		}
+		res.Send = append(res.Send, tr.Send...)
+		res.Notes = append(res.Notes, tr.Notes...)
 		delete(s.shown, c.Member)
 		return s.apply(res, 0)
 	default:
