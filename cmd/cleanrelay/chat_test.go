@@ -258,7 +258,12 @@ func (p *chatProc) send(t *testing.T, c chatCommand) {
 // wait returns the next event of type typ that match accepts (nil: any), failing on an error event.
 func (p *chatProc) wait(t *testing.T, typ string, match func(chatEvent) bool) chatEvent {
 	t.Helper()
-	timeout := time.After(60 * time.Second)
+	return p.waitFor(t, 60*time.Second, typ, match)
+}
+
+func (p *chatProc) waitFor(t *testing.T, d time.Duration, typ string, match func(chatEvent) bool) chatEvent {
+	t.Helper()
+	timeout := time.After(d)
 	for {
 		select {
 		case ev, ok := <-p.events:
@@ -275,7 +280,7 @@ func (p *chatProc) wait(t *testing.T, typ string, match func(chatEvent) bool) ch
 				return ev
 			}
 		case <-timeout:
-			t.Fatalf("no %s event in 60 s; stderr %s", typ, p.stderr)
+			t.Fatalf("no %s event in %v; stderr %s", typ, d, p.stderr)
 		}
 	}
 }

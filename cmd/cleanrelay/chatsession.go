@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"time"
 
@@ -152,13 +151,7 @@ func (s *chatSession) start(ctx context.Context) error {
 	rand.Read(seed)
 	s.g = e2e.NewGroup(r.ID, r.Member, e2e.NewEd25519Identity(seed), s.secret, nil)
 	clear(seed)
-	var present []uint32
-	for _, m := range r.Members {
-		if m != r.Member {
-			s.present[m] = true
-			present = append(present, m)
-		}
-	}
+	present := s.setPresent(r.Members)
 	res, err := s.g.SetPresent(present)
 	if err == nil && len(present) > 0 {
 		var h e2e.Result
@@ -238,108 +231,6 @@ func (s *chatSession) leave(ctx context.Context) error {
 	}
 	s.emit(chatEvent{Type: "ended", Reason: "left"})
 	return nil
-}
-
-// reconnect dials again and resumes, on the browser's schedule (static/js/backoff.mjs: attempt k waits a
-// random time between d/2 and d, d = 0.5 s · 2^k up to 30 s), until the relay's grace is over.
-func (s *chatSession) reconnect(ctx context.Context, lostAt time.Time, k int) {
-	grace := time.Duration(max(s.hello.Grace, 1)) * time.Second
-	for ; ; k++ {
-		d := min(500*time.Millisecond<<min(k, 6), 30*time.Second)
-		j, _ := rand.Int(rand.Reader, big.NewInt(int64(d/2)))
-		select {
-		case <-time.After(d/2 + time.Duration(j.Int64())):
-		case <-ctx.Done():
-			s.reconnected <- reconnectResult{err: ctx.Err()}
-			return
-		}
-		if time.Since(lostAt) > grace {
-			s.reconnected <- reconnectResult{err: errors.New("lost the relay for longer than its grace: the place in the room is gone")}
-			return
-		}
-		c, err := dialRelay(ctx, s.cfg)
-		if err != nil {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		r, err := c.Resume(rctx, s.token, s.last)
-		cancel()
-		var re *client.Error
-		if errors.As(err, &re) && re.Code == "bad_token" {
-			c.Close()
-			s.reconnected <- reconnectResult{err: errors.New("the relay no longer knows this membership (the room ended or the grace ran out)")}
-			return
-		}
-		if err != nil {
-			c.Close()
-			continue
-		}
-		s.reconnected <- reconnectResult{conn: c, room: r}
-		return
-	}
-}
-
-// resumed takes a resumed membership: the frames the relay never got go out again, in order.
-func (s *chatSession) resumed(c *client.Conn, r *client.Room) error {
-	s.conn, s.events, s.ch = c, c.Events(), r.Ch
-	s.acked = s.last
-	again, err := s.outbox.Since(r.In)
-	if err != nil {
-		s.emit(chatEvent{Type: "problem", Message: err.Error()})
-	}
-	for _, p := range again {
-		if err := c.Send(s.ch, p); err != nil {
-			break // the new connection dropped too: its events channel closes and we come back here
-		}
-	}
-	clear(s.present)
-	var present []uint32
-	for _, m := range r.Members {
-		if m != s.member {
-			s.present[m] = true
-			present = append(present, m)
-		}
-	}
-	res, err := s.g.SetPresent(present)
-	if err != nil {
-		return err
-	}
-	s.emit(chatEvent{Type: "state", Online: boolp(true), Members: r.Members, Ready: boolp(s.g.CanSend())})
-	return s.apply(res, 0)
-}
-
-// send pads and sends one v2 frame; offline, it waits in the outbox for the resume.
-func (s *chatSession) send(f e2e.Frame) error {
-	p, err := padFrame(f.Kind, f.Body)
-	if err != nil {
-		return err
-	}
-	if max := s.hello.MaxFrame; max > 0 && len(p) > max {
-		return fmt.Errorf("a %d-byte frame is over this relay's %d-byte limit", len(p), max)
-	}
-	s.outbox.Add(p)
-	if s.events != nil {
-		s.conn.Send(s.ch, p) // a failure is a dropped connection: the resume sends it again
-	}
-	return nil
-}
-
-// seen records that the entry seq was processed and acknowledges as the browser does: every ackEvery
-// entries, and 1 s after the last one.
-func (s *chatSession) seen(seq uint64) {
-	s.last = max(s.last, seq)
-	if s.last-s.acked >= uint64(max(s.hello.AckEvery, 1)) {
-		s.ack()
-	}
-	s.ackTimer.Reset(time.Second)
-}
-
-func (s *chatSession) ack() {
-	if s.events == nil || s.last <= s.acked {
-		return
-	}
-	s.acked = s.last
-	s.conn.Ack(s.ch, s.last)
 }
 
 func (s *chatSession) onEvent(ev client.Event) error {
