@@ -1,6 +1,6 @@
 // End-to-end: a real browser and the terminal client (`cleanrelay chat --json`) chat both ways through a real
 // relay, in a room the browser created and in one the terminal created: messages, the same safety code, a file
-// each way, burn from either side. Chromium and Firefox ESR with Tor-Browser-"Safer"-like preferences.
+// each way, the timer both ways, burn from either side. Chromium and Firefox ESR with Tor-Browser-"Safer"-like preferences.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -151,6 +151,18 @@ for (const kind of KINDS) {
         const m2 = `from the browser ${randomBytes(4).toString('hex')}`;
         await say(bob, m2);
         await term.wait((e) => e.type === 'message' && e.text === m2 && e.from === 2, 'the browser\'s message');
+        // The timer, both ways: the browser's ttl reaches the terminal, the terminal's leaves the browser's screen.
+        const m3 = `timed from the browser ${randomBytes(4).toString('hex')}`;
+        await bob.select('#ttl', '10');
+        await say(bob, m3);
+        await bob.select('#ttl', '0');
+        assert.equal((await term.wait((e) => e.type === 'message' && e.text === m3, 'the timed message')).ttl, 10);
+        const m4 = `timed from the terminal ${randomBytes(4).toString('hex')}`;
+        term.send({ cmd: 'send', text: m4, ttl: 3 });
+        await sees(bob, m4);
+        await bob.waitForFunction((v) => ![...document.querySelectorAll('.msg .text')].some((e) => e.textContent === v), { timeout: 20000, polling: 100 }, m4);
+        const sent = await term.wait((e) => e.type === 'sent' && e.text === m4, 'the timed message sent');
+        await term.wait((e) => e.type === 'expired' && e.id === sent.id, 'the timed message expired', 30000);
         await press(bob, '#burn');
         await bob.waitForSelector('#ended', { timeout: 60000 });
         assert.equal((await term.wait((e) => e.type === 'ended', 'the end')).reason, 'burned');
