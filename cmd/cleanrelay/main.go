@@ -15,6 +15,7 @@ Usage:
     cleanrelay bench [flags] W    measure a relay under load next to a bare forwarder (W: pairs, idle, connect, all)
     cleanrelay version            print the version, the Go version and the browser client's SHA-256
     cleanrelay health             check a running relay's admin listener (exit 0 when healthy)
+    cleanrelay chat [flags] LINK  chat in a room from a terminal (or a script): "cleanrelay chat --help"
     cleanrelay help               print this text
 
 Run "cleanrelay serve --help" for the flags of serve.
@@ -50,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return printVersion(stdout)
 	case "health":
 		return health(args[1:], stdout, stderr)
+	case "chat":
+		return chatCmd(args[1:], os.Stdin, stdout, stderr)
 	case "help", "--help", "-help", "-h":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -492,3 +492,18 @@ func (g *Group) Wipe() {
 	}
 	g.epoch, g.prev, g.own, g.ownPriv = nil, nil, nil, nil
 }
+
+// Identity returns our announced Ed25519 key (anonymous rooms; nil in a dialog).
+func (g *Group) Identity() []byte { return g.idPub }
+
+// PeerIdentity returns member's pinned Ed25519 key and the different one it announced that waits for Trust
+// (nil when none), for safety codes and key-change warnings.
+func (g *Group) PeerIdentity(member uint32) (pinned, pending []byte) {
+	if p := g.peers[member]; p != nil {
+		return p.pub, p.pending
+	}
+	return nil, nil
+}
+
+// Members returns the member list of the latest accepted commit.
+func (g *Group) Members() []uint32 { return slices.Clone(g.members) }

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+const chatUsage = `Usage:
+    cleanrelay chat [flags] LINK                 join an anonymous room from a browser's invite link
+    cleanrelay chat [flags] --create [--max N] URL   create a room on the relay at URL and print its invite link
+
+The terminal client of cleanrelay: it speaks the browser's end-to-end protocol (docs/e2e.md), so a browser and
+a terminal chat with each other. The part of the link after '#' (room, capability, invite secret) never
+leaves this process. Without --json and with a terminal on stdout it opens a chat screen; otherwise it reads
+and writes one JSON object per line.
+
+Flags:
+    --tor-socks HOST:PORT  reach the relay through Tor's SOCKS5 port; the .onion name is resolved by Tor,
+                           never by local DNS. Required for .onion links; plain http is refused for anything
+                           but loopback and .onion addresses
+    --json                 scripted mode: commands on stdin, events on stdout, one JSON object per line
+    --save DIR             where received files are saved (default: the current directory)
+    --create               create a room instead of joining one
+    --max N                with --create: how many members the room admits (default 2)
+
+Commands (--json, stdin):
+    {"cmd":"send","text":"hi"}          a message; "ttl":30 removes it from both screens after 30 s
+    {"cmd":"file","path":"photo.jpg"}   send a file (at most 8 MiB)
+    {"cmd":"trust","member":2}          accept member 2's changed key after comparing the safety code
+    {"cmd":"burn"}                      end the room for everyone
+    {"cmd":"leave"}                     leave the room (as does the end of stdin, once queued sends are out)
+Sends wait until the room's keys are agreed. Events (stdout) have a "type": invite, state, presence, safety,
+keychange, message, sent, expired, filestart, file, filesent, problem, error, ended.
+
+Screen keys: Enter sends the line; /file PATH, /timer SECONDS, /trust N, /burn, /quit; PgUp/PgDn scroll;
+Ctrl-C leaves. The status line shows the connection, the members and each member's safety code.
+
+Examples:
+    # create a room on a relay on this machine and hand the printed link to a browser
+    $ cleanrelay chat --create http://127.0.0.1:8080/
+
+    # join a browser's room through Tor Browser's SOCKS port
+    $ cleanrelay chat --tor-socks 127.0.0.1:9150 'http://xxxx.onion/#r=ROOM&c=CAP&k=SECRET'
+
+    # a script that says hello and leaves
+    $ echo '{"cmd":"send","text":"hello"}' | cleanrelay chat --json "$LINK"
+    {"type":"state","online":true,"ready":false,"members":[1,2],"me":2}
+    {"type":"safety","member":1,"safety":"12345 67890 12345 67890 12345 67890"}
+    {"type":"sent","from":2,"id":"…","text":"hello","ts":1767225600000}
+    {"type":"ended","reason":"left"}
+
+Exit status: 0 when the room ended or was left, 1 on an error (one line on stderr), 2 for bad usage.
+`
+
+// chatCmd runs "cleanrelay chat".
+func chatCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	torSocks := fs.String("tor-socks", "", "")
+	jsonMode := fs.Bool("json", false, "")
+	saveDir := fs.String("save", ".", "")
+	create := fs.Bool("create", false, "")
+	maxMembers := fs.Int("max", 2, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, chatUsage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "cleanrelay: chat: %v\n\n%s", err, chatUsage)
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "cleanrelay: chat: give one invite link (or, with --create, the relay's URL)\n\n%s", chatUsage)
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "cleanrelay: chat: %v\n", err)
+		return 1
+	}
+	cfg := chatConfig{create: *create, max: *maxMembers, saveDir: *saveDir}
+	var u *url.URL
+	var err error
+	if *create {
+		if *maxMembers < 2 {
+			return fail(errors.New("--max must be at least 2"))
+		}
+		u, err = parseRelayURL(fs.Arg(0))
+		cfg.base = fs.Arg(0)
+	} else {
+		cfg.invite, err = parseInviteLink(fs.Arg(0))
+		if err == nil {
+			u = cfg.invite.base
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if cfg.wsURL, cfg.dial, err = chatDialer(u, *torSocks); err != nil {
+		return fail(err)
+	}
+	if st, err := os.Stat(cfg.saveDir); err != nil || !st.IsDir() {
+		return fail(fmt.Errorf("--save %s is not a directory", cfg.saveDir))
+	}
+	if cfg.saveDir, err = filepath.Abs(cfg.saveDir); err != nil {
+		return fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if !*jsonMode && isTerminal(stdout) {
+		return chatScreen(ctx, cfg, stdout, stderr)
+	}
+	return chatJSON(ctx, cfg, stdin, stdout, stderr)
+}
+
+// chatJSON is the scripted mode: commands from stdin, events to stdout, one JSON object per line.
+func chatJSON(ctx context.Context, cfg chatConfig, stdin io.Reader, stdout, stderr io.Writer) int {
+	events := make(chan chatEvent, 64)
+	cmds := make(chan chatCommand, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		for ev := range events {
+			enc.Encode(ev)
+		}
+	}()
+	s := &chatSession{cfg: cfg, out: events, cmds: cmds}
+	err := s.start(ctx)
+	if err == nil {
+		go func() {
+			sc := bufio.NewScanner(stdin)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				if len(sc.Bytes()) == 0 {
+					continue
+				}
+				var c chatCommand
+				if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+					events <- chatEvent{Type: "error", Message: "not a JSON command: " + err.Error()}
+					continue
+				}
+				cmds <- c
+			}
+			close(cmds)
+		}()
+		err = s.run(ctx)
+	}
+	close(events)
+	<-done
+	if err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: chat: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}

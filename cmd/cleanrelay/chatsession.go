@@ -1,0 +1,504 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/client"
+	"github.com/cleanrelay/cleanrelay/relay/client/e2e"
+)
+
+// chatEvent is what a chat session tells its screen (or, with --json, its stdout: one object per line).
+type chatEvent struct {
+	Type    string   `json:"type"` // invite, state, presence, safety, keychange, message, sent, expired, filestart, file, filesent, problem, ended, error
+	Link    string   `json:"link,omitempty"`
+	Online  *bool    `json:"online,omitempty"`
+	Ready   *bool    `json:"ready,omitempty"`
+	Member  uint32   `json:"member,omitempty"`
+	Members []uint32 `json:"members,omitempty"`
+	Me      uint32   `json:"me,omitempty"`
+	Event   string   `json:"event,omitempty"`
+	Safety  string   `json:"safety,omitempty"`
+	Offered string   `json:"offered,omitempty"`
+	From    uint32   `json:"from,omitempty"`
+	ID      string   `json:"id,omitempty"`
+	Text    string   `json:"text,omitempty"`
+	TS      int64    `json:"ts,omitempty"`
+	TTL     int      `json:"ttl,omitempty"`
+	Name    string   `json:"name,omitempty"`
+	Size    int64    `json:"size,omitempty"`
+	Path    string   `json:"path,omitempty"`
+	Code    string   `json:"code,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
+	Message string   `json:"message,omitempty"`
+}
+
+// chatCommand is what the screen (or stdin with --json) asks of the session.
+type chatCommand struct {
+	Cmd    string `json:"cmd"` // send, file, burn, leave, trust
+	Text   string `json:"text,omitempty"`
+	TTL    int    `json:"ttl,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Member uint32 `json:"member,omitempty"`
+}
+
+func boolp(b bool) *bool { return &b }
+
+// chatConfig is what a session needs to reach a room.
+type chatConfig struct {
+	wsURL   string
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	invite  *chatInvite // join this room, or
+	create  bool        // make one (max members)
+	max     int
+	base    string // the relay's address, for the invite link of a created room
+	saveDir string
+}
+
+// chatSession is one membership of an anonymous room, speaking end-to-end protocol v2 (docs/e2e.md) through
+// relay/client/e2e, and resuming after a dropped connection as the browser does (docs/protocol.md §4.2).
+// Everything but dialing runs on the goroutine of run.
+type chatSession struct {
+	cfg    chatConfig
+	out    chan<- chatEvent
+	cmds   <-chan chatCommand
+	conn   *client.Conn
+	events <-chan client.Event
+	hello  client.Hello
+
+	ch          byte
+	room, token string
+	member      uint32
+	last, acked uint64
+	outbox      *client.Outbox
+	g           *e2e.Group
+	secret      []byte
+	present     map[uint32]bool
+	shown       map[uint32]string // member → safety code last told
+	files       *chatFiles
+	queued      []chatCommand // sends waiting for the room's first epoch
+	ended       bool
+	leaving     bool // stdin closed: leave once everything queued is out
+	ackTimer    *time.Timer
+	expire      chan string
+	reconnected chan reconnectResult
+}
+
+type reconnectResult struct {
+	conn *client.Conn
+	room *client.Room
+	err  error
+}
+
+// chatError is a failure that ends the session with one line and a non-zero exit.
+type chatError struct{ msg string }
+
+func (e *chatError) Error() string { return e.msg }
+
+func dialRelay(ctx context.Context, cfg chatConfig) (*client.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, cfg.wsURL, &client.Options{NetDialContext: cfg.dial, Events: 4096})
+	if err != nil {
+		return nil, err
+	}
+	if v := c.Hello().V; v != 1 {
+		c.Close()
+		return nil, fmt.Errorf("the relay speaks protocol version %d; this client speaks version 1: update one of them", v)
+	}
+	return c, nil
+}
+
+// start connects and creates or joins the room.
+func (s *chatSession) start(ctx context.Context) error {
+	c, err := dialRelay(ctx, s.cfg)
+	if err != nil {
+		return err
+	}
+	var r *client.Room
+	if s.cfg.create {
+		r, err = c.Create(ctx, s.cfg.max)
+	} else {
+		r, err = c.Join(ctx, s.cfg.invite.room, s.cfg.invite.cap)
+	}
+	if err != nil {
+		c.Close()
+		var re *client.Error
+		if errors.As(err, &re) && re.Code == "denied" {
+			return errors.New("the relay refused to join: the room is gone or the link's capability is wrong")
+		}
+		return fmt.Errorf("failed to enter the room: %w", err)
+	}
+	s.conn, s.events, s.hello = c, c.Events(), c.Hello()
+	s.ch, s.room, s.token, s.member, s.last, s.acked = r.Ch, r.ID, r.Resume, r.Member, r.Seq, r.Seq
+	s.outbox = client.NewOutbox(512)
+	s.present, s.shown = map[uint32]bool{}, map[uint32]string{}
+	s.files = newChatFiles(s.cfg.saveDir)
+	s.expire = make(chan string, 16)
+	s.reconnected = make(chan reconnectResult, 1)
+	if s.cfg.create {
+		s.secret = make([]byte, 32)
+		rand.Read(s.secret)
+		s.emit(chatEvent{Type: "invite", Link: inviteLink(mustURL(s.cfg.base), r.ID, r.Cap, s.secret)})
+	} else {
+		s.secret = s.cfg.invite.secret
+	}
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	s.g = e2e.NewGroup(r.ID, r.Member, e2e.NewEd25519Identity(seed), s.secret, nil)
+	clear(seed)
+	present := s.setPresent(r.Members)
+	res, err := s.g.SetPresent(present)
+	if err == nil && len(present) > 0 {
+		var h e2e.Result
+		h, err = s.g.Hello()
+		res.Send = append(res.Send, h.Send...)
+	}
+	if err != nil {
+		return err
+	}
+	s.emit(chatEvent{Type: "state", Online: boolp(true), Me: s.member, Members: r.Members, Ready: boolp(false)})
+	return s.apply(res, 0)
+}
+
+func (s *chatSession) emit(ev chatEvent) { s.out <- ev }
+
+// run is the session's loop; it returns nil when the room ended or was left, or the error that ended it.
+func (s *chatSession) run(ctx context.Context) error {
+	s.ackTimer = time.NewTimer(time.Hour)
+	defer func() {
+		s.g.Wipe()
+		if s.conn != nil {
+			s.conn.Close()
+		}
+	}()
+	var lostAt time.Time
+	cmds := s.cmds
+	for !s.ended {
+		select {
+		case <-ctx.Done():
+			return s.leave(ctx)
+		case ev, ok := <-s.events:
+			if !ok {
+				s.events = nil
+				if lostAt.IsZero() {
+					lostAt = time.Now()
+					s.emit(chatEvent{Type: "state", Online: boolp(false)})
+				}
+				go s.reconnect(ctx, lostAt, 0)
+				continue
+			}
+			if err := s.onEvent(ev); err != nil {
+				return err
+			}
+		case r := <-s.reconnected:
+			if r.err != nil {
+				return r.err
+			}
+			lostAt = time.Time{}
+			if err := s.resumed(r.conn, r.room); err != nil {
+				return err
+			}
+		case c, ok := <-cmds:
+			if !ok {
+				cmds = nil
+				s.leaving = true
+			} else if err := s.onCommand(ctx, c); err != nil {
+				return err
+			}
+		case id := <-s.expire:
+			s.emit(chatEvent{Type: "expired", ID: id})
+		case <-s.ackTimer.C:
+			s.ack()
+		}
+		if s.leaving && len(s.queued) == 0 && s.files.idle() && s.events != nil {
+			return s.leave(ctx)
+		}
+	}
+	return nil
+}
+
+func (s *chatSession) leave(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	s.ended = true
+	if s.events != nil {
+		s.conn.Leave(ctx, s.ch)
+	}
+	s.emit(chatEvent{Type: "ended", Reason: "left"})
+	return nil
+}
+
+func (s *chatSession) onEvent(ev client.Event) error {
+	switch ev.Kind {
+	case client.KindFrame:
+		if ev.Ch != s.ch || ev.Seq <= s.last {
+			return nil // replayed after a resume: already processed
+		}
+		s.seen(ev.Seq)
+		return s.onFrame(ev.From, ev.Payload)
+	case client.KindPresence:
+		if ev.Ch != s.ch || ev.Seq <= s.last {
+			return nil
+		}
+		s.seen(ev.Seq)
+		switch ev.Event {
+		case "join", "back", "away":
+			s.present[ev.Member] = true
+		case "leave":
+			delete(s.present, ev.Member)
+			delete(s.shown, ev.Member)
+		}
+		res, err := s.g.OnPresence(ev.Event, ev.Member)
+		if err != nil {
+			return err
+		}
+		s.emit(chatEvent{Type: "presence", Member: ev.Member, Event: ev.Event, Reason: ev.Reason})
+		return s.apply(res, 0)
+	case client.KindLost:
+		if ev.Ch == s.ch {
+			s.last = max(s.last, ev.LostTo)
+			s.emit(chatEvent{Type: "problem", Code: "lost", Message: fmt.Sprintf("the relay dropped entries %d…%d before they reached this client", ev.LostFrom, ev.LostTo)})
+		}
+	case client.KindClosed:
+		if ev.Ch == s.ch {
+			s.ended = true
+			s.emit(chatEvent{Type: "ended", Reason: ev.Reason})
+		}
+	case client.KindError:
+		s.emit(chatEvent{Type: "problem", Code: ev.Err.Code, Message: ev.Err.Msg})
+	}
+	return nil
+}
+
+func (s *chatSession) onFrame(from uint32, payload []byte) error {
+	kind, body, err := unpadFrame(payload)
+	if err != nil {
+		s.emit(chatEvent{Type: "problem", Member: from, Code: "malformed", Message: err.Error()})
+		return nil
+	}
+	if kind == 0x01 || kind == 0x02 {
+		s.emit(chatEvent{Type: "problem", Member: from, Code: "version", Message: fmt.Sprintf("member %d runs an older client that cannot read this room: they should reload the page", from)})
+		return nil
+	}
+	res, err := s.g.OnFrame(from, kind, body)
+	if err != nil {
+		return err
+	}
+	return s.apply(res, kind)
+}
+
+// apply sends a Group result's frames, tells its notes and handles its plaintexts.
+func (s *chatSession) apply(r e2e.Result, kind byte) error {
+	for _, f := range r.Send {
+		if err := s.send(f); err != nil {
+			return err
+		}
+	}
+	for _, n := range r.Notes {
+		switch n.Class {
+		case "identity":
+			pinned, pending := s.g.PeerIdentity(n.Member)
+			if n.Text == "changed" {
+				s.emit(chatEvent{Type: "keychange", Member: n.Member, Safety: safetyCode(s.g.Identity(), pinned), Offered: safetyCode(s.g.Identity(), pending),
+					Message: fmt.Sprintf("member %d announced a different key: nothing is sent until you compare the new safety code and trust it", n.Member)})
+			}
+		case "epoch":
+			s.tellSafety()
+		default:
+			if n.Class == "forged" && kind == e2e.KindIdentity && len(s.shown) == 0 && s.g.Epoch() == 0 {
+				pinned, _ := s.g.PeerIdentity(n.Member)
+				if pinned == nil {
+					return &chatError{"the invite link's secret does not fit this room (member " + fmt.Sprint(n.Member) + "'s key announcement did not open with it): check the link"}
+				}
+			}
+			s.emit(chatEvent{Type: "problem", Member: n.Member, Code: n.Class, Message: n.Text})
+		}
+	}
+	for _, m := range r.Messages {
+		s.onPlain(m.From, m.Plaintext)
+	}
+	if s.g.CanSend() {
+		q := s.queued
+		s.queued = nil
+		for _, c := range q {
+			s.onCommand(context.Background(), c)
+		}
+	}
+	return nil
+}
+
+// tellSafety shows each member of our epoch once with its safety code (again after a key change).
+func (s *chatSession) tellSafety() {
+	if !s.g.CanSend() {
+		return
+	}
+	for _, m := range s.g.Members() {
+		pinned, _ := s.g.PeerIdentity(m)
+		if m == s.member || pinned == nil {
+			continue
+		}
+		code := safetyCode(s.g.Identity(), pinned)
+		if s.shown[m] != code {
+			s.shown[m] = code
+			s.emit(chatEvent{Type: "safety", Member: m, Safety: code})
+		}
+	}
+	s.emit(chatEvent{Type: "state", Online: boolp(s.events != nil), Ready: boolp(true), Members: s.g.Members()})
+}
+
+func (s *chatSession) onPlain(from uint32, plain []byte) {
+	h, body, err := decodeEnvelope(plain)
+	if err != nil {
+		s.emit(chatEvent{Type: "problem", Member: from, Code: "malformed", Message: err.Error()})
+		return
+	}
+	switch h.K {
+	case "msg":
+		s.emit(chatEvent{Type: "message", From: from, ID: h.ID, Text: h.Text, TS: h.TS, TTL: h.TTL})
+		s.expireLater(h.ID, h.TTL)
+	case "file":
+		if ev, ok := s.files.header(from, h); ok {
+			s.emit(ev)
+		} else {
+			s.emit(chatEvent{Type: "problem", Member: from, Message: "refused a file: over the size cap"})
+		}
+	case "chunk":
+		ack, ev, err := s.files.chunk(from, h, body)
+		if ack != nil {
+			if err := s.sealEnvelope(ack, nil); err != nil {
+				s.emit(chatEvent{Type: "problem", Message: err.Error()})
+			}
+		}
+		if err != nil {
+			s.emit(chatEvent{Type: "problem", Member: from, Message: err.Error()})
+		} else if ev != nil {
+			s.emit(*ev)
+		}
+	case "fack":
+		s.pumpFiles(s.files.acked(h.ID, h.N))
+	}
+}
+
+func (s *chatSession) expireLater(id string, ttl int) {
+	if ttl > 0 {
+		time.AfterFunc(time.Duration(ttl)*time.Second, func() { s.expire <- id })
+	}
+}
+
+func (s *chatSession) sealEnvelope(h map[string]any, body []byte) error {
+	b, err := encodeEnvelope(h, body)
+	if err != nil {
+		return err
+	}
+	f, err := s.g.Seal(b)
+	if err != nil {
+		return err
+	}
+	return s.send(f)
+}
+
+func (s *chatSession) onCommand(ctx context.Context, c chatCommand) error {
+	switch c.Cmd {
+	case "send", "file":
+		if !s.g.CanSend() {
+			if _, pending := s.blockedBy(); pending {
+				s.emit(chatEvent{Type: "error", Message: "blocked: a member's key changed; compare the safety code first"})
+				return nil
+			}
+			s.queued = append(s.queued, c) // sent once the room's keys are agreed
+			return nil
+		}
+		if c.Cmd == "send" {
+			return s.sendText(c.Text, c.TTL)
+		}
+		out, err := s.files.open(c.Path)
+		if err != nil {
+			s.emit(chatEvent{Type: "error", Message: err.Error()})
+			return nil
+		}
+		if err := s.sealEnvelope(out.header, nil); err != nil {
+			s.emit(chatEvent{Type: "error", Message: err.Error()})
+			return nil
+		}
+		s.pumpFiles(out)
+	case "burn":
+		if s.events == nil {
+			s.emit(chatEvent{Type: "error", Message: "not connected to the relay: try burning again in a moment"})
+			return nil
+		}
+		s.conn.Burn(s.ch)
+	case "leave":
+		return s.leave(ctx)
+	case "trust":
+		// Our identity and key package go out again first: whoever holds the new key may be a client that
+		// never saw them (a repeat is ignored by one that did).
+		res, err := s.g.Hello()
+		if err != nil {
+			return err
+		}
+		tr, err := s.g.Trust(c.Member)
+		if err != nil {
+			s.emit(chatEvent{Type: "error", Message: err.Error()})
+			return nil
+		}
+		res.Send = append(res.Send, tr.Send...)
+		res.Notes = append(res.Notes, tr.Notes...)
+		delete(s.shown, c.Member)
+		return s.apply(res, 0)
+	default:
+		s.emit(chatEvent{Type: "error", Message: fmt.Sprintf("unknown command %q (send, file, burn, leave, trust)", c.Cmd)})
+	}
+	return nil
+}
+
+func (s *chatSession) blockedBy() (uint32, bool) {
+	for m := range s.present {
+		if _, pending := s.g.PeerIdentity(m); pending != nil {
+			return m, true
+		}
+	}
+	return 0, false
+}
+
+// maxText is the most text one message carries (the browser's MAX_TEXT).
+const maxText = 40960 - 4 - 1024
+
+func (s *chatSession) sendText(text string, ttl int) error {
+	if len(text) > maxText {
+		s.emit(chatEvent{Type: "error", Message: fmt.Sprintf("message too long (%d bytes, at most %d)", len(text), maxText)})
+		return nil
+	}
+	id, ts := newID(), time.Now().UnixMilli()
+	if err := s.sealEnvelope(map[string]any{"k": "msg", "id": id, "text": text, "ts": ts, "ttl": max(ttl, 0)}, nil); err != nil {
+		s.emit(chatEvent{Type: "error", Message: err.Error()})
+		return nil
+	}
+	s.emit(chatEvent{Type: "sent", From: s.member, ID: id, Text: text, TS: ts, TTL: ttl})
+	s.expireLater(id, ttl)
+	return nil
+}
+
+// pumpFiles sends the chunks of an outgoing file that its window allows.
+func (s *chatSession) pumpFiles(o *outFile) {
+	if o == nil {
+		return
+	}
+	for o.next < o.chunks && o.next-o.acked < chatFileWindow {
+		i := o.next
+		if err := s.sealEnvelope(map[string]any{"k": "chunk", "id": o.id, "i": i}, o.data[i*chatFileChunk:min((i+1)*chatFileChunk, len(o.data))]); err != nil {
+			s.emit(chatEvent{Type: "error", Message: err.Error()})
+			s.files.drop(o.id)
+			return
+		}
+		o.next++
+	}
+	if o.acked >= o.chunks {
+		s.files.drop(o.id)
+		s.emit(chatEvent{Type: "filesent", ID: o.id, Name: o.name, Size: int64(len(o.data))})
+	}
+}
