@@ -33,7 +33,7 @@ func TestParseScreenLine(t *testing.T) {
 // --json client created, shows the safety code on the status line, sends what is typed, shows the reply.
 func TestChatScreenInTmux(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux is not installed")
+		t.Fatal("tmux is not installed (apt-get install tmux; .ci/test installs it)")
 	}
 	bin, err := buildBinary()
 	if err != nil {
