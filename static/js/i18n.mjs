@@ -242,6 +242,7 @@ const STRINGS = {
     e2e_old_epoch: 'The relay replayed old key material of this room; it was ignored.',
     e2e_fork: 'Member {n} started a key epoch that conflicts with ours; create a new room if messages stop arriving.',
     e2e_tampered: 'A message from member {n} was altered on the way and was refused.',
+    e2e_other: 'The end-to-end keys of member {n} ran into a problem; the rest of the room is unaffected.',
 
     // Problems found while reading a frame.
     frame_unreadable: 'Something from member {n} could not be read and was skipped; the rest of the conversation is unaffected.',
@@ -489,6 +490,7 @@ const STRINGS = {
     e2e_old_epoch: 'Сервер повторил старые ключевые данные этой комнаты; они проигнорированы.',
     e2e_fork: 'Участник {n} начал эпоху ключей, которая расходится с нашей; если сообщения перестанут приходить, создайте новую комнату.',
     e2e_tampered: 'Сообщение от участника {n} было изменено по дороге и отклонено.',
+    e2e_other: 'Со сквозными ключами участника {n} возникла проблема; остальная комната не затронута.',
 
     // Проблемы при чтении кадра.
     frame_unreadable: 'Данные от участника {n} не удалось прочитать, они пропущены; остальная переписка не затронута.',

@@ -138,7 +138,9 @@ export class Room extends EventTarget {
       } else if (n.code !== 'identity') {
         const swap = n.code === 'forged' && (n.kind === 'identity' || n.kind === 'keypackage');
         const key = n.code === 'forged' && n.kind === 'message' ? 'e2e_tampered' : V2_NOTICES[n.code];
-        this.emit('problem', { message: key ? t(key, { n: n.member, k: n.count }) : n.text, forged: swap, code: n.code });
+        // The notice's own code is protocol v2's (docs/e2e.md), not a relay error code: it is named e2e, so that
+        // the page does not look it up among the relay's errors.
+        this.emit('problem', { message: t(key ?? 'e2e_other', { n: n.member, k: n.count }), detail: n.text, forged: swap, e2e: n.code });
       }
     }
     for (const m of r.messages) {
