@@ -15,7 +15,7 @@ export function missing(p) {
   if (!/\p{Lu}/u.test(s)) out.push('upper');
   if (!/\p{Ll}/u.test(s)) out.push('lower');
   if (!/\p{Nd}/u.test(s)) out.push('digit');
-  if (!/[^\p{L}\p{Nd}\s]/u.test(s)) out.push('special');
+  if (!/[^\p{L}\p{Nd}]/u.test(s)) out.push('special'); // anything not a letter or digit, a space too, as the relay counts
   return out;
 }
 
