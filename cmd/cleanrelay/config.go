@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/cluster"
 )
 
 // envPrefix starts the environment variable of every flag: --max-frame is CLEANRELAY_MAX_FRAME. Containers and
@@ -36,6 +37,7 @@ type opsFlags struct {
 	acmeEmail       string
 	acmeCache       string
 	http            relay.HTTPConfig // limits of every HTTP server (main, HTTPS, admin)
+	cluster         *cluster.Node    // with --cluster: its health and metrics go on the admin listener (not a flag)
 }
 
 func (o *opsFlags) register(fs *flag.FlagSet) {

@@ -29,8 +29,9 @@ type serveFlags struct {
 	cfg        relay.Config
 	accounts   accountFlags
 	harden     hardenFlags
-	onion      onionFlags // onion.go
-	ops        opsFlags   // admin listener and HTTPS: config.go
+	onion      onionFlags   // onion.go
+	ops        opsFlags     // admin listener and HTTPS: config.go
+	cluster    clusterFlags // cluster.go
 }
 
 // stringList is a flag that may be given several times.
@@ -73,6 +74,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	f.accounts.register(fs)
 	f.harden.register(fs)
 	f.ops.register(fs)
+	f.cluster.register(fs)
 	fromEnv, err := parseWithEnv(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		printServeUsage(stderr, fs)
@@ -91,6 +93,12 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 		c.OrphanGrace = min(c.OrphanGrace, c.Grace)
 	}
 	if err := validateServeFlags(fs, f, fromEnv); err != nil {
+		return nil, err
+	}
+	for name := range fromEnv {
+		set[name] = true
+	}
+	if err := f.cluster.validate(&f.accounts, set); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -124,6 +132,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		serveMode = serveOnion
 	}
 	err = serveMode(ctx, f, stdout, log)
+	f.cluster.close()
 	f.accounts.close()
 	if err != nil {
 		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
@@ -165,6 +174,9 @@ func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 // newRelay makes the relay, the HTTP handler that serves it (with accounts, unless they are off), and the
 // operator's handler for the admin listener (nil without accounts).
 func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admin http.Handler, err error) {
+	if err := f.cluster.prepare(&f.accounts); err != nil {
+		return nil, nil, nil, err
+	}
 	dir, err := f.accounts.directory()
 	if err != nil {
 		return nil, nil, nil, flagError(err)
@@ -183,6 +195,12 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 		srv.AllowHost(h)
 	}
 	handler, admin = withAccounts(srv, acc)
+	// The node joins once the accounts are attached: a withdrawal applied from another node ends sessions here.
+	if err := f.cluster.start(context.Background(), dir, srv, log); err != nil {
+		srv.Close(context.Background())
+		return nil, nil, nil, err
+	}
+	f.ops.cluster = f.cluster.run
 	return srv, handler, admin, nil
 }
 
