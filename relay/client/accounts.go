@@ -92,6 +92,18 @@ func NewAccount(ctx context.Context, relayURL string, reg Registration, hc *http
 	return a, nil
 }
 
+// On returns the account as a client of another relay node of the same cluster (docs/cluster.md), which knows
+// the account and accepts its session: the same login and key, requests to relayURL (only its host is used).
+func (a *Account) On(relayURL string) (*Account, error) {
+	u, err := url.Parse(relayURL)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse the relay's URL: %w", err)
+	}
+	b := *a
+	b.base = "http://" + u.Host
+	return &b, nil
+}
+
 // TicketHeader proves the key for a new WebSocket ticket and returns the handshake header (Options.Header)
 // that carries the login and the ticket. The header opens any number of sessions while one of them is open and
 // for the ticket's lifetime after the last one closed (docs/accounts.md §7).

@@ -28,7 +28,7 @@ var clusterMetrics = []clusterMetric{
 	}),
 	metric("peers", "Other relay nodes heard within the last second.", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.Peers) }),
 	metric("changes_sent_total", "Directory changes made on this node and published to the cluster.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ChangesSent) }),
-	metric("changes_applied_total", "Directory changes of other nodes applied here, snapshots included.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ChangesApplied) }),
+	metric("changes_applied_total", "Directory changes of other nodes that changed something here, snapshots included.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ChangesApplied) }),
 	metric("refused_total", "Cluster messages that did not open under the cluster key or were malformed, and changes the directory refused.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Refused) }),
 	metric("resyncs_total", "Snapshots taken from other nodes (a new peer, a gap in its changes, a reconnect).", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Resyncs) }),
 	metric("replication_lag_seconds", "From the making of the last change applied here, on its node, to its application here.", prometheus.GaugeValue, func(s *Stats) float64 { return s.LagSeconds }),

@@ -176,7 +176,7 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 		subSnap: cfg.Keys.Subject("snap", []byte(cfg.Node)), in: make(chan *nats.Msg, 8192),
 		done: make(chan struct{}), origins: make(map[string]*origin)}
 	n.nc, err = nats.Connect(strings.Join(cfg.URLs, ","),
-		nats.Nkey(pub, kp.Sign), nats.NoEcho(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.Nkey(pub, kp.Sign), nats.NoEcho(), nats.DontRandomize(), nats.IgnoreDiscoveredServers(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
 		nats.Timeout(5*time.Second), nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { log.Warn("cluster: lost the NATS server; reconnecting") }),
 		nats.ReconnectHandler(func(*nats.Conn) {
@@ -367,7 +367,7 @@ func (n *Node) receive() {
 				n.heard(&env)
 				continue
 			}
-			if env.Change == nil {
+			if env.Change == nil || n.duplicate(&env) {
 				n.refused.Add(1)
 				continue
 			}
@@ -381,6 +381,15 @@ func (n *Node) receive() {
 	}
 }
 
+// duplicate reports a change already applied: a number this node has passed for the sender's incarnation (a
+// replay by someone who can publish on NATS but lacks the secret).
+func (n *Node) duplicate(env *envelope) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	o := n.origins[env.From]
+	return o != nil && o.inc == env.Inc && o.synced && env.Seq <= o.seq
+}
+
 // apply applies one change from another node and ends what it withdrew.
 func (n *Node) apply(c keydir.Change) {
 	res, err := n.dir.Apply(c)
@@ -389,7 +398,9 @@ func (n *Node) apply(c keydir.Change) {
 		n.log.Warn("cluster: refused a change from another node", "err", err)
 		return
 	}
-	n.applied.Add(1)
+	if res.Changed {
+		n.applied.Add(1)
+	}
 	if res.Dropped != "" {
 		n.sessions.Revoke(res.Dropped)
 	}
@@ -453,7 +464,7 @@ type Stats struct {
 	Connected      bool
 	Peers          int     // nodes heard within PeerTimeout
 	ChangesSent    uint64  // changes made here and published
-	ChangesApplied uint64  // changes from other nodes applied (snapshots included)
+	ChangesApplied uint64  // changes from other nodes that changed something here (snapshots included)
 	Refused        uint64  // messages that did not open, were malformed, or changes the directory refused
 	Resyncs        uint64  // snapshots taken (a new peer, a gap, a reconnect)
 	LagSeconds     float64 // from a change's making on its node to its application here, for the last one
