@@ -454,3 +454,50 @@ func TestClusterNoDisk(t *testing.T) {
 	}
 	nc.CheckTraces(t)
 }
+
+// TestServeClusterFlags: the cluster flags are refused, with the flag named, when they are incomplete or clash with
+// the token flags; a node that reaches no NATS server does not start. No NATS server is needed.
+func TestServeClusterFlags(t *testing.T) {
+	secret := writeSecret(t)
+	short := filepath.Join(t.TempDir(), "short")
+	os.WriteFile(short, []byte("too short\n"), 0o600)
+	seedEnv := "CLEANRELAY_NATS_NKEY_SEED"
+	kp, _ := nkeys.CreateUser()
+	seed, _ := kp.Seed()
+	base := []string{"serve", "--local-only", "--listen", "127.0.0.1:0"}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"node without cluster", nil, []string{"--node", "a"}, "--node needs --cluster"},
+		{"no node", nil, []string{"--cluster", "nats://127.0.0.1:1"}, "--node"},
+		{"bad node", nil, []string{"--cluster", "nats://127.0.0.1:1", "--node", "Node_A"}, "--node"},
+		{"bad url", nil, []string{"--cluster", "http://127.0.0.1:1", "--node", "a"}, "--cluster"},
+		{"url with password", nil, []string{"--cluster", "nats://u:p@127.0.0.1:1", "--node", "a"}, "without credentials"},
+		{"no secret", nil, []string{"--cluster", "nats://127.0.0.1:1", "--node", "a"}, "cluster secret"},
+		{"no seed", nil, []string{"--cluster", "nats://127.0.0.1:1", "--node", "a", "--cluster-secret-file", secret}, "nkey seed"},
+		{"token key", map[string]string{seedEnv: string(seed)}, []string{"--cluster", "nats://127.0.0.1:1", "--node", "a", "--cluster-secret-file", secret, "--token-key", secret}, "--token-key and --cluster"},
+		{"RS256", map[string]string{seedEnv: string(seed)}, []string{"--cluster", "nats://127.0.0.1:1", "--node", "a", "--cluster-secret-file", secret, "--token-alg", "RS256"}, "EdDSA"},
+		{"short secret", map[string]string{seedEnv: string(seed)}, []string{"--cluster", "nats://127.0.0.1:1", "--node", "a", "--cluster-secret-file", short}, "at least 32"},
+		{"bad seed", map[string]string{seedEnv: "SUnotaseed"}, []string{"--cluster", "nats://127.0.0.1:1", "--node", "a", "--cluster-secret-file", secret}, "nkey seed"},
+		{"no NATS", map[string]string{seedEnv: string(seed)}, []string{"--cluster", "nats://127.0.0.1:1", "--node", "a", "--cluster-secret-file", secret}, "failed to connect to NATS"},
+		{"heartbeat over timeout", map[string]string{seedEnv: string(seed)}, []string{"--cluster", "nats://127.0.0.1:1", "--node", "a", "--cluster-secret-file", secret, "--cluster-heartbeat", "2s"}, "peer timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(append(base, tt.args...), &stdout, &stderr)
+			if code == 0 || !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("exit %d, stderr %q; want an error saying %q", code, stderr.String(), tt.want)
+			}
+			if strings.Contains(stderr.String(), string(seed)) {
+				t.Fatal("the error shows the seed")
+			}
+		})
+	}
+}
