@@ -234,8 +234,24 @@ func TestClusterAccounts(t *testing.T) {
 	default:
 	}
 
-	// The operator revokes bob's key on A: his socket on C ends within 1 s, and C gives him no new one.
+	// alice opens a dialog with bob on A: his session on C is told within 1 s.
 	bs := session(ctx, t, bob, c.url)
+	start = time.Now()
+	dlg, err := alice.OpenDialog(ctx, bob.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for told := false; !told; {
+		select {
+		case ev := <-bs.Events():
+			told = ev.Kind == client.KindDialog && ev.User == alice.Name && ev.Room == dlg.Room && ev.Cap == dlg.Cap
+		case <-time.After(time.Until(start.Add(time.Second))):
+			t.Fatal("bob's session on C was not told of the dialog alice opened on A within 1 s")
+		}
+	}
+	t.Logf("a dialog opened on A was announced to the session on C in %v", time.Since(start).Round(time.Millisecond))
+
+	// The operator revokes bob's key on A: his socket on C ends within 1 s, and C gives him no new one.
 	start = time.Now()
 	adminAction(t, a, "revoke-key", bob.Name)
 	t.Logf("a revoke on A ended the sender's socket on C in %v", waitDone(t, bs, start, time.Second, "revoke on A, socket on C").Round(time.Millisecond))

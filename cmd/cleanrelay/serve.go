@@ -201,6 +201,9 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 		return nil, nil, nil, err
 	}
 	f.ops.cluster = f.cluster.run
+	if acc != nil && f.cluster.run != nil {
+		acc.OnDialogNotice(f.cluster.run.NotifyDialog)
+	}
 	return srv, handler, admin, nil
 }
 

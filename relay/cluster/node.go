@@ -36,10 +36,11 @@ func (noDirectory) OnChange(func(keydir.Change))                {}
 func (noDirectory) Apply(keydir.Change) (keydir.Applied, error) { return keydir.Applied{}, nil }
 func (noDirectory) Snapshot() []keydir.Change                   { return nil }
 
-// Sessions ends the WebSockets of a login or a user on this node: relay.Server.
+// Sessions reaches the WebSockets of a login or a user on this node: relay.Server.
 type Sessions interface {
 	EndSession(user, session string)
 	Revoke(user string)
+	NotifyRemoteDialog(user, room, capability, from string)
 }
 
 // Config describes a node. URLs, Node, Keys and NkeySeed are required; the rest have defaults.
@@ -114,6 +115,7 @@ type envelope struct {
 	Part   int             `json:"p,omitempty"` // snapshot: this chunk, from 1, of Parts
 	Parts  int             `json:"n,omitempty"`
 	Sent   int64           `json:"t,omitempty"` // a change: when it was made, Unix milliseconds
+	Dialog *dialogNotice   `json:"d,omitempty"`
 }
 
 // origin is what the node knows of another node's numbering. Guarded by Node.mu.
@@ -128,16 +130,16 @@ type origin struct {
 // Node is a running cluster member.
 type Node struct {
 	// Static after Start.
-	cfg                    Config
-	dir                    Directory
-	sessions               Sessions
-	log                    *slog.Logger
-	nc                     *nats.Conn
-	inc                    uint64
-	subDir, subHB, subSnap string
-	in                     chan *nats.Msg
-	done                   chan struct{}
-	wg                     sync.WaitGroup
+	cfg                               Config
+	dir                               Directory
+	sessions                          Sessions
+	log                               *slog.Logger
+	nc                                *nats.Conn
+	inc                               uint64
+	subDir, subHB, subSnap, subDialog string
+	in                                chan *nats.Msg
+	done                              chan struct{}
+	wg                                sync.WaitGroup
 
 	pubMu sync.Mutex // orders change numbers with their publication, and heartbeats after both
 	seq   uint64     // guarded by pubMu
@@ -173,7 +175,8 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	rand.Read(b[:])
 	n := &Node{cfg: cfg, dir: dir, sessions: sessions, log: log, inc: binary.BigEndian.Uint64(b[:]),
 		subDir: cfg.Keys.Subject("dir", nil), subHB: cfg.Keys.Subject("hb", nil),
-		subSnap: cfg.Keys.Subject("snap", []byte(cfg.Node)), in: make(chan *nats.Msg, 8192),
+		subSnap: cfg.Keys.Subject("snap", []byte(cfg.Node)), subDialog: cfg.Keys.Subject("dialog", nil),
+		in:   make(chan *nats.Msg, 8192),
 		done: make(chan struct{}), origins: make(map[string]*origin)}
 	n.nc, err = nats.Connect(strings.Join(cfg.URLs, ","),
 		nats.Nkey(pub, kp.Sign), nats.NoEcho(), nats.DontRandomize(), nats.IgnoreDiscoveredServers(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
@@ -187,7 +190,7 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	if err != nil {
 		return nil, fmt.Errorf("failed to connect to NATS: %w", err)
 	}
-	for _, s := range []string{n.subDir, n.subHB} {
+	for _, s := range []string{n.subDir, n.subHB, n.subDialog} {
 		if _, err := n.nc.ChanSubscribe(s, n.in); err != nil {
 			n.nc.Close()
 			return nil, fmt.Errorf("failed to subscribe: %w", err)
@@ -365,6 +368,12 @@ func (n *Node) receive() {
 			}
 			if m.Subject == n.subHB {
 				n.heard(&env)
+				continue
+			}
+			if m.Subject == n.subDialog {
+				if d := env.Dialog; d != nil {
+					n.sessions.NotifyRemoteDialog(d.User, d.Room, d.Cap, d.From)
+				}
 				continue
 			}
 			if env.Change == nil || n.duplicate(&env) {

@@ -24,6 +24,12 @@ func (e *endedSessions) EndSession(user, session string) {
 	e.mu.Unlock()
 }
 
+func (e *endedSessions) NotifyRemoteDialog(user, room, capability, from string) {
+	e.mu.Lock()
+	e.ended = append(e.ended, "dialog "+user+" from "+from)
+	e.mu.Unlock()
+}
+
 func (e *endedSessions) Revoke(user string) {
 	e.mu.Lock()
 	e.ended = append(e.ended, user)
