@@ -56,7 +56,7 @@ func startNode(t *testing.T, nc *natsnet.Cluster, name string, first int, secret
 	env := []string{"CLEANRELAY_NATS_NKEY_SEED=" + string(nc.NodeSeed()), "CLEANRELAY_NODE=" + name}
 	cmd, lines, stderr := startServeLines(t, 2, env, "--local-only", "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--log-level", "debug", "--cluster", natsOrder(nc, first),
-		"--cluster-secret-file", secretFile, "--cluster-catch-up", "3s")
+		"--cluster-secret-file", secretFile, "--cluster-catch-up", "10s")
 	n := &clusterNode{name: name, cmd: cmd, stderr: stderr,
 		url: field(t, lines[0], "cleanrelay: serving on "), admin: field(t, lines[1], "cleanrelay: admin on ")}
 	t.Cleanup(func() {
@@ -429,7 +429,7 @@ func TestClusterNoDisk(t *testing.T) {
 		wg.Go(func() {
 			r := startTraced(t, time.Minute, "--local-only", "--listen", "127.0.0.1:0", "--log-level", "debug",
 				"--cluster", natsOrder(nc, i), "--node", name, "--cluster-secret-file", secret, "--nats-nkey-seed-file", seed,
-				"--cluster-catch-up", "3s")
+				"--cluster-catch-up", "10s")
 			mu.Lock()
 			relays = append(relays, r)
 			mu.Unlock()
