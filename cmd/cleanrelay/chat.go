@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 )
 
 const chatUsage = `Usage:
@@ -71,6 +73,15 @@ func chatCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	saveDir := fs.String("save", ".", "")
 	create := fs.Bool("create", false, "")
 	maxMembers := fs.Int("max", 2, "")
+	var df dialogFlags
+	fs.StringVar(&df.login, "login", "", "")
+	fs.StringVar(&df.keyFile, "key", "", "")
+	fs.BoolVar(&df.newKey, "new-key", false, "")
+	fs.StringVar(&df.keyType, "key-type", "rsa", "")
+	fs.StringVar(&df.exportFile, "export", "", "")
+	fs.StringVar(&df.pinsFile, "pins", "", "")
+	fs.StringVar(&df.passwordFile, "password-file", "", "")
+	fs.StringVar(&df.passphraseFile, "passphrase-file", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, chatUsage)
@@ -79,13 +90,16 @@ func chatCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cleanrelay: chat: %v\n\n%s", err, chatUsage)
 		return 2
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "cleanrelay: chat: give one invite link (or, with --create, the relay's URL)\n\n%s", chatUsage)
-		return 2
-	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "cleanrelay: chat: %v\n", err)
 		return 1
+	}
+	if df.login != "" {
+		return chatDialogCmd(fs.Args(), df, *torSocks, *jsonMode, *saveDir, stdin, stdout, stderr)
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "cleanrelay: chat: give one invite link (or, with --create, the relay's URL)\n\n%s", chatUsage)
+		return 2
 	}
 	cfg := chatConfig{create: *create, max: *maxMembers, saveDir: *saveDir}
 	var u *url.URL
@@ -108,10 +122,7 @@ func chatCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if cfg.wsURL, cfg.dial, err = chatDialer(u, *torSocks); err != nil {
 		return fail(err)
 	}
-	if st, err := os.Stat(cfg.saveDir); err != nil || !st.IsDir() {
-		return fail(fmt.Errorf("--save %s is not a directory", cfg.saveDir))
-	}
-	if cfg.saveDir, err = filepath.Abs(cfg.saveDir); err != nil {
+	if cfg.saveDir, err = checkSaveDir(cfg.saveDir); err != nil {
 		return fail(err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -119,12 +130,82 @@ func chatCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if !*jsonMode && isTerminal(stdout) {
 		return chatScreen(ctx, cfg, stdout, stderr)
 	}
-	return chatJSON(ctx, cfg, stdin, stdout, stderr)
+	return chatJSON(ctx, cfg, stdin, stdout, stderr, nil)
+}
+
+func checkSaveDir(dir string) (string, error) {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("--save %s is not a directory", dir)
+	}
+	return filepath.Abs(dir)
+}
+
+// chatDialogCmd runs "cleanrelay chat --login NAME URL @PEER".
+func chatDialogCmd(args []string, df dialogFlags, torSocks string, jsonMode bool, saveDir string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var rawURL, peer string
+	for _, a := range args {
+		if strings.HasPrefix(a, "@") {
+			peer = a[1:]
+		} else {
+			rawURL = a
+		}
+	}
+	if len(args) != 2 || peer == "" || rawURL == "" {
+		fmt.Fprintf(stderr, "cleanrelay: chat: with --login, give the relay's URL and @PEER\n\n%s", chatUsage)
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "cleanrelay: chat: %v\n", err)
+		return 1
+	}
+	if df.keyType != "rsa" && df.keyType != "curve25519" {
+		return fail(fmt.Errorf("--key-type %q: rsa or curve25519", df.keyType))
+	}
+	u, err := parseRelayURL(rawURL)
+	if err != nil {
+		return fail(err)
+	}
+	cfg := chatConfig{}
+	if cfg.saveDir, err = checkSaveDir(saveDir); err != nil {
+		return fail(err)
+	}
+	if cfg.wsURL, cfg.dial, err = chatDialer(u, torSocks); err != nil {
+		return fail(err)
+	}
+	cfg.wsURL = strings.TrimSuffix(cfg.wsURL, "?anonymous=1") // a logged-in session (docs/accounts.md §7)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	screen := !jsonMode && isTerminal(stdout)
+	var early []chatEvent
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	cfg.dialog, err = openChatDialog(sctx, &cfg, u, peer, df, screen, func(ev chatEvent) { early = append(early, ev) })
+	cancel()
+	if err != nil {
+		// What was done before the failure (a key made and published) is still told.
+		enc := json.NewEncoder(stdout)
+		for _, ev := range early {
+			if screen {
+				fmt.Fprintf(stderr, "cleanrelay: chat: %s %s %s\n", ev.Message, ev.Text, ev.Path)
+			} else {
+				enc.Encode(ev)
+			}
+		}
+		return fail(err)
+	}
+	cfg.passphraseFile = df.passphraseFile
+	if screen {
+		cfg.early = early
+		return chatScreen(ctx, cfg, stdout, stderr)
+	}
+	return chatJSON(ctx, cfg, stdin, stdout, stderr, early)
 }
 
 // chatJSON is the scripted mode: commands from stdin, events to stdout, one JSON object per line.
-func chatJSON(ctx context.Context, cfg chatConfig, stdin io.Reader, stdout, stderr io.Writer) int {
-	events := make(chan chatEvent, 64)
+func chatJSON(ctx context.Context, cfg chatConfig, stdin io.Reader, stdout, stderr io.Writer, early []chatEvent) int {
+	events := make(chan chatEvent, 64+len(early))
+	for _, ev := range early {
+		events <- ev
+	}
 	cmds := make(chan chatCommand, 64)
 	done := make(chan struct{})
 	go func() {

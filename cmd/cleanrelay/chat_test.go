@@ -210,12 +210,19 @@ type chatProc struct {
 
 func startChat(t *testing.T, args ...string) *chatProc {
 	t.Helper()
+	return startChatEnv(t, nil, args...)
+}
+
+// startChatEnv starts "cleanrelay chat --json" with env added to this process's environment.
+func startChatEnv(t *testing.T, env []string, args ...string) *chatProc {
+	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &chatProc{events: make(chan chatEvent, 4096), stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"chat", "--json"}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.stderr
 	p.in, _ = p.cmd.StdinPipe()
 	out, _ := p.cmd.StdoutPipe()

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay/client"
@@ -20,10 +22,16 @@ type chatConfig struct {
 	max     int
 	base    string // the relay's address, for the invite link of a created room
 	saveDir string
+
+	// Dialogs (--login) only.
+	dialog         *chatDialog
+	header         func(ctx context.Context, fresh bool) (http.Header, error) // the logged-in handshake's cookies
+	passphraseFile string                                                     // for the export command
+	early          []chatEvent                                                // what the setup told (a key made)
 }
 
 // chatSession is one membership of a room, speaking its end-to-end protocol through a chatCrypto (v2 in
-// anonymous rooms), and resuming after a dropped connection as the browser does
+// anonymous rooms, v1 in dialogs), and resuming after a dropped connection as the browser does
 // (docs/protocol.md §4.2). Everything but dialing runs on the goroutine of run.
 type chatSession struct {
 	cfg    chatConfig
@@ -63,7 +71,22 @@ func (e *chatError) Error() string { return e.msg }
 func dialRelay(ctx context.Context, cfg chatConfig) (*client.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, cfg.wsURL, &client.Options{NetDialContext: cfg.dial, Events: 4096})
+	opts := &client.Options{NetDialContext: cfg.dial, Events: 4096}
+	if cfg.header != nil {
+		h, err := cfg.header(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		opts.Header = h
+	}
+	c, err := client.Dial(ctx, cfg.wsURL, opts)
+	if err != nil && cfg.header != nil && strings.Contains(err.Error(), "HTTP 401") {
+		// The ticket is no longer good (docs/accounts.md §7): prove the key again.
+		if opts.Header, err = cfg.header(ctx, true); err != nil {
+			return nil, err
+		}
+		c, err = client.Dial(ctx, cfg.wsURL, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +105,8 @@ func (s *chatSession) start(ctx context.Context) error {
 	}
 	var r *client.Room
 	switch {
+	case s.cfg.dialog != nil:
+		r, err = c.Join(ctx, s.cfg.dialog.room, s.cfg.dialog.cap)
 	case s.cfg.create:
 		r, err = c.Create(ctx, s.cfg.max)
 	default:
@@ -103,6 +128,8 @@ func (s *chatSession) start(ctx context.Context) error {
 	s.expire = make(chan string, 16)
 	s.reconnected = make(chan reconnectResult, 1)
 	switch {
+	case s.cfg.dialog != nil:
+		s.crypto = newDialogCrypto(s, s.cfg.dialog)
 	case s.cfg.create:
 		secret := make([]byte, 32)
 		rand.Read(secret)
@@ -325,10 +352,20 @@ func (s *chatSession) onCommand(ctx context.Context, c chatCommand) error {
 		s.conn.Burn(s.ch)
 	case "leave":
 		return s.leave(ctx)
+	case "export":
+		if s.cfg.dialog == nil {
+			s.emit(chatEvent{Type: "error", Message: "export: only a dialog (--login) has a key to export"})
+			return nil
+		}
+		if err := exportKey(s.cfg.dialog.own, c.Path, s.cfg.passphraseFile); err != nil {
+			s.emit(chatEvent{Type: "error", Message: err.Error()})
+			return nil
+		}
+		s.emit(chatEvent{Type: "exported", Path: c.Path})
 	case "trust":
 		return s.crypto.trust(c.Member)
 	default:
-		s.emit(chatEvent{Type: "error", Message: fmt.Sprintf("unknown command %q (send, file, burn, leave, trust)", c.Cmd)})
+		s.emit(chatEvent{Type: "error", Message: fmt.Sprintf("unknown command %q (send, file, burn, leave, trust, export)", c.Cmd)})
 	}
 	return nil
 }
