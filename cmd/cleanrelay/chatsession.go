@@ -71,7 +71,8 @@ func (e *chatError) Error() string { return e.msg }
 func dialRelay(ctx context.Context, cfg chatConfig) (*client.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	opts := &client.Options{NetDialContext: cfg.dial, Events: 4096}
+	// One WebSocket frame per relay frame, as a browser sends it.
+	opts := &client.Options{NetDialContext: cfg.dial, Events: 4096, WriteBufferSize: frameBuckets[len(frameBuckets)-1] + 1}
 	if cfg.header != nil {
 		h, err := cfg.header(ctx, false)
 		if err != nil {
