@@ -20,6 +20,8 @@ import (
 const chatUsage = `Usage:
     cleanrelay chat [flags] LINK                 join an anonymous room from a browser's invite link
     cleanrelay chat [flags] --create [--max N] URL   create a room on the relay at URL and print its invite link
+    cleanrelay chat [flags] --login NAME [--key FILE.zip] URL @PEER
+                                                 a dialog with the registered user PEER, as the account NAME
 
 The terminal client of cleanrelay: it speaks the browser's end-to-end protocol (docs/e2e.md), so a browser and
 a terminal chat with each other. The part of the link after '#' (room, capability, invite secret) never
@@ -35,16 +37,33 @@ Flags:
     --create               create a room instead of joining one
     --max N                with --create: how many members the room admits (default 2)
 
+Dialogs (--login; the account must exist: register in the browser):
+    --login NAME           log in as NAME; the password comes from $CLEANRELAY_PASSWORD, --password-file, or
+                           a prompt on the terminal (never a flag: flags show in ps)
+    --key FILE.zip         the key pair the browser exported ("Export key"); its passphrase from
+                           $CLEANRELAY_KEY_PASSPHRASE, --passphrase-file or a prompt. Published if the
+                           directory holds another key. Without --key, an account with no key gets a new one
+                           (made here, published, and offered for export)
+    --new-key              make and publish a new key although the account has one (peers see a key change)
+    --key-type TYPE        rsa (RSA-4096, the default, as the browser's) or curve25519
+    --export FILE.zip      save a key made here as the browser's ZIP (passphrase as for --key); never overwrites
+    --pins FILE            keep the peers' pinned fingerprints in this JSON file (default: this run only)
+    --password-file FILE   the first line is the account's password
+    --passphrase-file FILE the first line is the key passphrase
+
 Commands (--json, stdin):
     {"cmd":"send","text":"hi"}          a message; "ttl":30 removes it from both screens after 30 s
     {"cmd":"file","path":"photo.jpg"}   send a file (at most 8 MiB)
-    {"cmd":"trust","member":2}          accept member 2's changed key after comparing the safety code
+    {"cmd":"trust","member":2}          accept member 2's changed key after comparing the safety code (in a
+                                        dialog {"cmd":"trust"}: the peer's new directory key)
+    {"cmd":"export","path":"k.zip"}     dialogs: save this account's key as the browser's ZIP
     {"cmd":"burn"}                      end the room for everyone
     {"cmd":"leave"}                     leave the room (as does the end of stdin, once queued sends are out)
-Sends wait until the room's keys are agreed. Events (stdout) have a "type": invite, state, presence, safety,
-keychange, message, sent, expired, filestart, file, filesent, problem, error, ended.
+Sends wait until the room's keys are agreed (in a dialog: until the peer is there). Events (stdout) have a
+"type": invite, key, exported, state, presence, safety, keychange, message ("unverified":true when a dialog
+message's signature is not the pinned key's), sent, expired, filestart, file, filesent, problem, error, ended.
 
-Screen keys: Enter sends the line; /file PATH, /timer SECONDS, /trust N, /burn, /quit; PgUp/PgDn scroll;
+Screen keys: Enter sends the line; /file PATH, /timer SECONDS, /trust [N], /export FILE.zip, /burn, /quit; PgUp/PgDn scroll;
 Ctrl-C leaves. The status line shows the connection, the members and each member's safety code.
 
 Examples:
@@ -53,6 +72,16 @@ Examples:
 
     # join a browser's room through Tor Browser's SOCKS port
     $ cleanrelay chat --tor-socks 127.0.0.1:9150 'http://xxxx.onion/#r=ROOM&c=CAP&k=SECRET'
+
+    # a dialog with bob as alice, with the key pair alice exported from the browser
+    $ cleanrelay chat --login alice --key alice-key.zip --pins ~/.cleanrelay-pins.json http://127.0.0.1:8080/ @bob
+    password for alice:
+    passphrase of alice-key.zip:
+
+    # the same from a script, through Tor, with a key made here and saved for the browser
+    $ export CLEANRELAY_PASSWORD=… CLEANRELAY_KEY_PASSPHRASE=…
+    $ echo '{"cmd":"send","text":"hi bob"}' | cleanrelay chat --json --tor-socks 127.0.0.1:9050 \
+          --login alice --export alice-key.zip http://xxxx.onion/ @bob
 
     # a script that says hello and leaves
     $ echo '{"cmd":"send","text":"hello"}' | cleanrelay chat --json "$LINK"
