@@ -12,12 +12,12 @@ import (
 )
 
 // registerOnly makes an account on the relay at url (no key, no login), as a browser's register form does.
-func registerOnly(t *testing.T, url, name, password string) {
+func registerOnly(t *testing.T, hc *http.Client, url, name, password string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"username": name, "full_name": strings.ToUpper(name[:1]) + name[1:] + " Tester", "password": password})
 	req, _ := http.NewRequest("POST", strings.TrimSuffix(url, "/")+"/api/register", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,8 +33,8 @@ func registerOnly(t *testing.T, url, name, password string) {
 // trusts the new key, and the pins file follows; then burn.
 func TestChatDialog(t *testing.T) {
 	_, url, _ := startServe(t, "--local-only", "--listen", "127.0.0.1:0")
-	registerOnly(t, url, "alice", "Alice-pass1!")
-	registerOnly(t, url, "bob", "Bob-pass1!")
+	registerOnly(t, http.DefaultClient, url, "alice", "Alice-pass1!")
+	registerOnly(t, http.DefaultClient, url, "bob", "Bob-pass1!")
 	dir := t.TempDir()
 	pins, zipPath := filepath.Join(dir, "pins.json"), filepath.Join(dir, "alice.zip")
 	envA := []string{envPassword + "=Alice-pass1!", envPassphrase + "=Alice-zip-pass1!"}
@@ -147,5 +147,38 @@ func TestChatIgnoresUnknownKinds(t *testing.T) {
 	}
 	if len(out) != 0 {
 		t.Fatalf("%d more events", len(out))
+	}
+}
+
+// TestChatDialogBadInput: each mistake of a dialog's setup is one line and a non-zero exit, and nothing is
+// published by a failed login.
+func TestChatDialogBadInput(t *testing.T) {
+	_, url, _ := startServe(t, "--local-only", "--listen", "127.0.0.1:0")
+	registerOnly(t, http.DefaultClient, url, "carol", "Carol-pass1!")
+	registerOnly(t, http.DefaultClient, url, "dave", "Dave-pass1!")
+	zip := filepath.Join(t.TempDir(), "carol.zip")
+	os.WriteFile(zip, []byte("not a zip"), 0o600)
+	for _, tt := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"no peer", nil, []string{"--login", "carol", url}, 2, "give the relay's URL and @PEER"},
+		{"wrong password", []string{envPassword + "=Wrong-pass1!"}, []string{"--login", "carol", url, "@dave"}, 1, "failed to log in as carol: wrong username or password"},
+		{"bad key type", nil, []string{"--login", "carol", "--key-type", "dsa", url, "@dave"}, 1, "rsa or curve25519"},
+		{"not a zip", []string{envPassword + "=Carol-pass1!", envPassphrase + "=x"}, []string{"--login", "carol", "--key", zip, url, "@dave"}, 1, "not a zip archive"},
+		{"no such peer", []string{envPassword + "=Carol-pass1!"}, []string{"--login", "carol", "--key-type", "curve25519", url, "@nobody"}, 1, "there is no user nobody"},
+		{"a key already published", []string{envPassword + "=Carol-pass1!"}, []string{"--login", "carol", url, "@dave"}, 1, "carol already has a published key"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startChatEnv(t, tt.env, tt.args...)
+			code := p.exit(t)
+			lines := strings.Split(strings.TrimSpace(p.stderr.String()), "\n")
+			if code != tt.code || !strings.Contains(lines[0], tt.want) || (code == 1 && len(lines) != 1) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, p.stderr, tt.code, tt.want)
+			}
+		})
 	}
 }
