@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -61,10 +60,7 @@ func TestChatDialog(t *testing.T) {
 	b.send(t, chatCommand{Cmd: "send", Text: "hello alice", TTL: 1})
 	m := a.wait(t, "message", func(e chatEvent) bool { return e.Text == "hello alice" })
 	a.wait(t, "expired", func(e chatEvent) bool { return e.ID == m.ID })
-	big := make([]byte, 100<<10)
-	rand.Read(big)
-	src := filepath.Join(t.TempDir(), "big.bin")
-	os.WriteFile(src, big, 0o600)
+	src, big := randomFile(t, "big.bin", 100<<10)
 	b.send(t, chatCommand{Cmd: "file", Path: src})
 	if f := a.wait(t, "file", nil); f.Name != "big.bin" {
 		t.Fatalf("file %+v", f)

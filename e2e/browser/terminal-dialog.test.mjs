@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, launch, openPage, shot, press, fill, say, sees, assertCleanWire } from './harness.mjs';
-import { Terminal } from './terminal.mjs';
+import { Terminal, safetyOf, savedFile } from './terminal.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'firefox').split(',').filter(Boolean);
@@ -40,14 +40,6 @@ async function openWith(page, user) {
 
 async function ready(page) {
   await page.waitForSelector('#status[data-ready="yes"]', { timeout: 120000 });
-}
-
-async function safetyOf(page) {
-  await press(page, '#e2e');
-  await page.waitForSelector('dialog#keys[open]');
-  const s = await page.$$eval('dialog#keys .safety', (l) => l.map((e) => e.textContent));
-  await press(page, '#keysclose');
-  return s[0];
 }
 
 async function until(cond, what, timeout = 60000) {
@@ -116,14 +108,7 @@ for (const kind of KINDS) {
         const src2 = join(dir, 'to-browser.bin');
         writeFileSync(src2, down);
         term.send({ cmd: 'file', path: src2 });
-        await alice.waitForSelector('a.save', { timeout: 180000 });
-        const saved = await alice.$eval('a.save', async (a) => {
-          const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
-          let s = '';
-          for (const x of buf) s += String.fromCharCode(x);
-          return btoa(s);
-        });
-        assert.ok(Buffer.from(saved, 'base64').equals(down), 'the browser received the terminal\'s file byte for byte');
+        assert.ok((await savedFile(alice)).data.equals(down), 'the browser received the terminal\'s file byte for byte');
         await shot(alice, `${kind}-terminal-dialog`);
         assert.equal(await alice.$$eval('.unverified', (l) => l.length), 0);
         assert.deepEqual(await alice.$$eval('.problem', (l) => l.map((e) => e.textContent)), []);

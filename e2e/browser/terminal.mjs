@@ -5,7 +5,7 @@ import { mkdtempSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repo } from './harness.mjs';
+import { repo, press } from './harness.mjs';
 
 let bin = null;
 function chatBinary() {
@@ -62,4 +62,25 @@ export class Terminal {
   stop() {
     if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
   }
+}
+
+// safetyOf reads the safety code of the first peer from the page's keys dialog.
+export async function safetyOf(page) {
+  await press(page, '#e2e');
+  await page.waitForSelector('dialog#keys[open]');
+  const s = await page.$$eval('dialog#keys .key .safety', (l) => l.map((e) => e.textContent));
+  await press(page, '#keysclose');
+  return s[0];
+}
+
+// savedFile waits for the page's first received file and returns its bytes and the name it is saved under.
+export async function savedFile(page) {
+  await page.waitForSelector('a.save', { timeout: 180000 });
+  const f = await page.$eval('a.save', async (a) => {
+    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
+    let s = '';
+    for (const x of buf) s += String.fromCharCode(x);
+    return { b64: btoa(s), name: a.getAttribute('download') };
+  });
+  return { data: Buffer.from(f.b64, 'base64'), name: f.name };
 }

@@ -8,17 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, launch, openPage, shot, press, say, sees } from './harness.mjs';
-import { Terminal } from './terminal.mjs';
+import { Terminal, safetyOf, savedFile } from './terminal.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
-
-async function safetyOf(page) {
-  await press(page, '#e2e');
-  await page.waitForSelector('dialog#keys[open]');
-  const s = await page.$$eval('dialog#keys .key .safety', (l) => l.map((e) => e.textContent));
-  await press(page, '#keysclose');
-  return s[0];
-}
 
 for (const kind of KINDS) {
   test(`browser and terminal chat (${kind})`, { timeout: 600000 }, async (t) => {
@@ -58,15 +50,9 @@ for (const kind of KINDS) {
         const src2 = join(dir, 'from-terminal.bin');
         writeFileSync(src2, down);
         term.send({ cmd: 'file', path: src2 });
-        await alice.waitForSelector('a.save', { timeout: 120000 });
-        const saved = await alice.$eval('a.save', async (a) => {
-          const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
-          let s = '';
-          for (const x of buf) s += String.fromCharCode(x);
-          return { b64: btoa(s), name: a.getAttribute('download') };
-        });
+        const saved = await savedFile(alice);
         assert.equal(saved.name, 'from-terminal.bin');
-        assert.ok(Buffer.from(saved.b64, 'base64').equals(down), 'the browser received the terminal\'s file byte for byte');
+        assert.ok(saved.data.equals(down), 'the browser received the terminal\'s file byte for byte');
         await term.wait((e) => e.type === 'filesent', 'the file acknowledged');
         await shot(alice, `${kind}-terminal-chat`);
 
