@@ -196,7 +196,7 @@ func (st *screenState) line() string {
 	keys := "keys: waiting"
 	switch {
 	case st.blocked:
-		keys = "[red]KEY CHANGED: /trust N after comparing[-]"
+		keys = "[red]KEY CHANGED: /trust after comparing[-]"
 	case st.ready && len(codes) > 0:
 		keys = "safety " + strings.Join(codes, ", ")
 	case st.ready:
@@ -242,7 +242,11 @@ func (st *screenState) apply(ev chatEvent, say func(string, ...any)) {
 		say("member %d is end-to-end verified; safety code [::b]%s[::-] (compare it with them out of band)", ev.Member, ev.Safety)
 	case "keychange":
 		st.blocked = true
-		say("[red]member %d changed key: new safety code %s (was %s). Nothing is sent until you type /trust %d[-]", ev.Member, ev.Offered, ev.Safety, ev.Member)
+		if ev.User != "" { // a dialog: the peer's directory key changed
+			say("[red]%s's key changed: new safety code %s (was %s). Nothing is sent until you type /trust[-]", esc(ev.User), ev.Offered, ev.Safety)
+		} else {
+			say("[red]member %d changed key: new safety code %s (was %s). Nothing is sent until you type /trust %d[-]", ev.Member, ev.Offered, ev.Safety, ev.Member)
+		}
 	case "message":
 		st.lineID = ev.ID
 		mark := ""
