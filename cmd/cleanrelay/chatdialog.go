@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay/client"
@@ -93,6 +94,7 @@ func (c *dialogCrypto) members() []uint32 {
 	for m := range c.peers {
 		out = append(out, m)
 	}
+	slices.Sort(out)
 	return out
 }
 
