@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/gorilla/websocket"
 )
 
 // registerOnly makes an account on the relay at url (no key, no login), as a browser's register form does.
@@ -176,5 +181,50 @@ func TestChatDialogBadInput(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want %d and %q", code, p.stderr, tt.code, tt.want)
 			}
 		})
+	}
+}
+
+// TestChatDialRenewsTicket: a handshake refused with 401 (the ticket expired while the client was away) makes
+// the client prove its key for a new ticket and dial again, once; with a good ticket it does not ask.
+func TestChatDialRenewsTicket(t *testing.T) {
+	var dials, proofs atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dials.Add(1)
+		if !strings.Contains(r.Header.Get("Cookie"), "ws_ticket=fresh") {
+			http.Error(w, "no ticket", http.StatusUnauthorized)
+			return
+		}
+		up := websocket.Upgrader{Subprotocols: []string{"cleanrelay.v1"}}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c.WriteMessage(websocket.TextMessage, []byte(`{"t":"hello","v":1}`))
+		c.ReadMessage()
+		c.Close()
+	}))
+	defer srv.Close()
+	ticket := "stale"
+	cfg := chatConfig{wsURL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws", header: func(ctx context.Context, fresh bool) (http.Header, error) {
+		if fresh {
+			proofs.Add(1)
+			ticket = "fresh"
+		}
+		return http.Header{"Cookie": {"session=s; ws_ticket=" + ticket}}, nil
+	}}
+	c, err := dialRelay(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if dials.Load() != 2 || proofs.Load() != 1 {
+		t.Fatalf("%d dials and %d proofs, want 2 and 1", dials.Load(), proofs.Load())
+	}
+	if c, err = dialRelay(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if dials.Load() != 3 || proofs.Load() != 1 {
+		t.Fatalf("with a good ticket: %d dials and %d proofs, want 3 and 1", dials.Load(), proofs.Load())
 	}
 }
