@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/cleanrelay/cleanrelay/relay/client"
 )
 
 // registerOnly makes an account on the relay at url (no key, no login), as a browser's register form does.
@@ -159,6 +161,11 @@ func TestChatDialogBadInput(t *testing.T) {
 	registerOnly(t, http.DefaultClient, url, "dave", "Dave-pass1!")
 	zip := filepath.Join(t.TempDir(), "carol.zip")
 	os.WriteFile(zip, []byte("not a zip"), 0o600)
+	defer func() { // the --export failures published nothing
+		if me := loginMe(t, url, "dave", "Dave-pass1!"); me.Key != nil {
+			t.Errorf("dave has a published key after failed exports: %+v", me.Key)
+		}
+	}()
 	for _, tt := range []struct {
 		name string
 		env  []string
@@ -171,6 +178,8 @@ func TestChatDialogBadInput(t *testing.T) {
 		{"bad key type", nil, []string{"--login", "carol", "--key-type", "dsa", url, "@dave"}, 1, "rsa or curve25519"},
 		{"not a zip", []string{envPassword + "=Carol-pass1!", envPassphrase + "=x"}, []string{"--login", "carol", "--key", zip, url, "@dave"}, 1, "not a zip archive"},
 		{"no such peer", []string{envPassword + "=Carol-pass1!"}, []string{"--login", "carol", "--key-type", "curve25519", url, "@nobody"}, 1, "there is no user nobody"},
+		{"--export exists", []string{envPassword + "=Dave-pass1!", envPassphrase + "=Dave-zip-pass1!"}, []string{"--login", "dave", "--export", zip, url, "@carol"}, 1, "exists: it is never overwritten"},
+		{"--export weak passphrase", []string{envPassword + "=Dave-pass1!", envPassphrase + "=short"}, []string{"--login", "dave", "--export", zip + ".new", url, "@carol"}, 1, "a key passphrase needs"},
 		{"a key already published", []string{envPassword + "=Carol-pass1!"}, []string{"--login", "carol", url, "@dave"}, 1, "carol already has a published key"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,4 +236,13 @@ func TestChatDialRenewsTicket(t *testing.T) {
 	if dials.Load() != 3 || proofs.Load() != 1 {
 		t.Fatalf("with a good ticket: %d dials and %d proofs, want 3 and 1", dials.Load(), proofs.Load())
 	}
+}
+
+func loginMe(t *testing.T, url, name, password string) *client.Me {
+	t.Helper()
+	_, me, err := client.Login(context.Background(), url, name, password, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return me
 }

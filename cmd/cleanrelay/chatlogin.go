@@ -145,6 +145,7 @@ func openChatDialog(ctx context.Context, cfg *chatConfig, base *url.URL, peer st
 // and published when the account has none (or --new-key), then offered for export.
 func chatKey(ctx context.Context, acct *client.Account, me *client.Me, f dialogFlags, interactive bool, emit func(chatEvent)) (*pgp.Key, error) {
 	var own *pgp.Key
+	var exportPass []byte
 	switch {
 	case f.keyFile != "":
 		zip, err := os.ReadFile(f.keyFile)
@@ -167,6 +168,17 @@ func chatKey(ctx context.Context, acct *client.Account, me *client.Me, f dialogF
 		return nil, fmt.Errorf("%s already has a published key (%s): give its ZIP with --key FILE.zip (exported from the browser), or --new-key to make and publish a new one (peers will see a key change)", acct.Name, me.Key.Fingerprint)
 	default:
 		var err error
+		// --export is checked before anything is made or published: a key the directory holds and nobody saved
+		// would lock the account out of its dialogs until --new-key.
+		if f.exportFile != "" {
+			if _, err := os.Stat(f.exportFile); err == nil {
+				return nil, fmt.Errorf("--export %s exists: it is never overwritten", f.exportFile)
+			}
+			if exportPass, err = exportPassphrase(f.exportFile, f.passphraseFile); err != nil {
+				return nil, err
+			}
+			defer clear(exportPass)
+		}
 		if own, err = pgp.Generate(f.keyType, acct.Name, me.User.Email); err != nil {
 			return nil, err
 		}
@@ -193,23 +205,43 @@ func chatKey(ctx context.Context, acct *client.Account, me *client.Me, f dialogF
 		emit(chatEvent{Type: "problem", Code: "unsaved", Message: "the new key lives only in this process: save it with {\"cmd\":\"export\",\"path\":\"FILE.zip\"} (or /export FILE.zip), with its passphrase in " + envPassphrase})
 		return own, nil
 	}
-	if err := exportKey(own, path, f.passphraseFile); err != nil {
+	if exportPass == nil { // the screen's offer: a failure leaves the key unsaved, not the dialog unopened
+		if err := exportKey(own, path, f.passphraseFile); err != nil {
+			emit(chatEvent{Type: "problem", Code: "unsaved", Message: "the new key was not saved (" + err.Error() + "): /export FILE.zip saves it"})
+			return own, nil
+		}
+	} else if err := writeKeyZip(own, path, exportPass); err != nil {
 		return nil, err
 	}
 	emit(chatEvent{Type: "exported", Path: path})
 	return own, nil
 }
 
-// exportKey writes the browser's key-pair ZIP to path (never over an existing file).
+// exportKey writes the browser's key-pair ZIP to path (never over an existing file), with the passphrase from
+// passphraseFile, the environment or a prompt.
 func exportKey(k *pgp.Key, path, passphraseFile string) error {
-	pass, err := secret(passphraseFile, envPassphrase, "passphrase for "+filepath.Base(path)+": ")
+	pass, err := exportPassphrase(path, passphraseFile)
 	if err != nil {
-		return fmt.Errorf("no passphrase for the exported key: %w", err)
+		return err
 	}
 	defer clear(pass)
-	if why := passphraseProblem(pass); why != "" {
-		return errors.New(why)
+	return writeKeyZip(k, path, pass)
+}
+
+// exportPassphrase gets the passphrase of an exported key and checks it against the browser's policy.
+func exportPassphrase(path, passphraseFile string) ([]byte, error) {
+	pass, err := secret(passphraseFile, envPassphrase, "passphrase for "+filepath.Base(path)+": ")
+	if err != nil {
+		return nil, fmt.Errorf("no passphrase for the exported key: %w", err)
 	}
+	if why := passphraseProblem(pass); why != "" {
+		clear(pass)
+		return nil, errors.New(why)
+	}
+	return pass, nil
+}
+
+func writeKeyZip(k *pgp.Key, path string, pass []byte) error {
 	zip, err := pgp.ExportZip(k, pass)
 	if err != nil {
 		return err
