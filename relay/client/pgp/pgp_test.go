@@ -25,7 +25,7 @@ const vectorDir = "../../../testdata/pgp"
 // package.
 var vectorKeys = []string{"js-rsa", "js-curve", "go-rsa", "go-curve"}
 
-func loadKeys(t *testing.T) map[string]*Key {
+func loadKeys(t testing.TB) map[string]*Key {
 	t.Helper()
 	keys := map[string]*Key{}
 	for _, name := range vectorKeys {
