@@ -54,8 +54,9 @@ func TestChatDialog(t *testing.T) {
 	}
 	b := startChatEnv(t, envB, "--login", "bob", "--key-type", "curve25519", "--save", dir, url, "@alice")
 	b.wait(t, "key", nil)
-	// Alice again, with the key from her ZIP: no new key is published.
-	a = startChatEnv(t, envA, "--login", "alice", "--key", zipPath, "--pins", pins, "--save", dir, url, "@bob")
+	// Alice again, with the key from her ZIP: no new key is published. The peer's name as typed is normalized by
+	// the relay, and the pin kept under that.
+	a = startChatEnv(t, envA, "--login", "alice", "--key", zipPath, "--pins", pins, "--save", dir, url, "@Bob")
 	sa, sb := a.wait(t, "safety", nil), b.wait(t, "safety", nil)
 	if sa.Safety != sb.Safety || len(sa.Safety) != 35 || sa.User != "bob" {
 		t.Fatalf("safety %+v and %+v", sa, sb)
@@ -161,7 +162,9 @@ func TestChatDialogBadInput(t *testing.T) {
 	registerOnly(t, http.DefaultClient, url, "dave", "Dave-pass1!")
 	zip := filepath.Join(t.TempDir(), "carol.zip")
 	os.WriteFile(zip, []byte("not a zip"), 0o600)
-	defer func() { // the --export failures published nothing
+	badPins := filepath.Join(t.TempDir(), "pins.json")
+	os.WriteFile(badPins, []byte("{not json"), 0o600)
+	defer func() { // the --export and pins failures published nothing
 		if me := loginMe(t, url, "dave", "Dave-pass1!"); me.Key != nil {
 			t.Errorf("dave has a published key after failed exports: %+v", me.Key)
 		}
@@ -178,6 +181,7 @@ func TestChatDialogBadInput(t *testing.T) {
 		{"bad key type", nil, []string{"--login", "carol", "--key-type", "dsa", url, "@dave"}, 1, "rsa or curve25519"},
 		{"not a zip", []string{envPassword + "=Carol-pass1!", envPassphrase + "=x"}, []string{"--login", "carol", "--key", zip, url, "@dave"}, 1, "not a zip archive"},
 		{"no such peer", []string{envPassword + "=Carol-pass1!"}, []string{"--login", "carol", "--key-type", "curve25519", url, "@nobody"}, 1, "there is no user nobody"},
+		{"a broken pins file", []string{envPassword + "=Dave-pass1!"}, []string{"--login", "dave", "--pins", badPins, url, "@carol"}, 1, "failed to read the pins file"},
 		{"--export exists", []string{envPassword + "=Dave-pass1!", envPassphrase + "=Dave-zip-pass1!"}, []string{"--login", "dave", "--export", zip, url, "@carol"}, 1, "exists: it is never overwritten"},
 		{"--export weak passphrase", []string{envPassword + "=Dave-pass1!", envPassphrase + "=short"}, []string{"--login", "dave", "--export", zip + ".new", url, "@carol"}, 1, "a key passphrase needs"},
 		{"a key already published", []string{envPassword + "=Carol-pass1!"}, []string{"--login", "carol", url, "@dave"}, 1, "carol already has a published key"},

@@ -95,6 +95,10 @@ func chatHTTP(cfg chatConfig) *http.Client {
 // openChatDialog logs in, settles the key (imported, made, or already published), opens the dialog with peer
 // and looks up the peer's key. Events (the key made, the export offer) go to emit.
 func openChatDialog(ctx context.Context, cfg *chatConfig, base *url.URL, peer string, f dialogFlags, interactive bool, emit func(chatEvent)) (*chatDialog, error) {
+	pins, err := loadChatPins(f.pinsFile) // a bad pins file stops before anything is published
+	if err != nil {
+		return nil, err
+	}
 	password, err := secret(f.passwordFile, envPassword, "password for "+f.login+": ")
 	if err != nil {
 		return nil, fmt.Errorf("no password: %w", err)
@@ -110,10 +114,7 @@ func openChatDialog(ctx context.Context, cfg *chatConfig, base *url.URL, peer st
 		return nil, err
 	}
 	acct.Sign = own.SignDetached
-	pins, err := loadChatPins(f.pinsFile, acct.Name)
-	if err != nil {
-		return nil, err
-	}
+	pins.login = acct.Name
 	dl, err := acct.OpenDialog(ctx, peer)
 	switch {
 	case err != nil && strings.Contains(err.Error(), `"no_key"`):
@@ -122,6 +123,9 @@ func openChatDialog(ctx context.Context, cfg *chatConfig, base *url.URL, peer st
 		return nil, fmt.Errorf("there is no user %s on this relay", peer)
 	case err != nil:
 		return nil, fmt.Errorf("failed to open the dialog with %s: %w", peer, err)
+	}
+	if dl.Peer.Username != "" {
+		peer = dl.Peer.Username // pins are kept under the relay's normalized name
 	}
 	d := &chatDialog{acct: acct, room: dl.Room, cap: dl.Cap, peer: peer, own: own, pins: pins, pinnedFP: pins.get(peer)}
 	if d.dirKey, err = d.peerKey(ctx); err != nil {
@@ -264,8 +268,8 @@ type chatPins struct {
 	all         map[string]map[string]string
 }
 
-func loadChatPins(file, login string) (*chatPins, error) {
-	p := &chatPins{file: file, login: login, all: map[string]map[string]string{}}
+func loadChatPins(file string) (*chatPins, error) {
+	p := &chatPins{file: file, all: map[string]map[string]string{}}
 	if file == "" {
 		return p, nil
 	}

@@ -42,6 +42,9 @@ type Account struct {
 type Dialog struct {
 	Room string `json:"room"`
 	Cap  string `json:"cap"`
+	Peer struct {
+		Username string `json:"username"` // the peer's name as the relay normalized it
+	} `json:"peer"`
 }
 
 // NewAccount registers reg on the relay at relayURL (http://HOST/ or ws://HOST/ws: only the host is used), logs
