@@ -33,14 +33,21 @@ func registerOnly(t *testing.T, hc *http.Client, url, name, password string) {
 	}
 }
 
+// relayWithAccounts starts a relay on loopback with the accounts alice (Alice-pass1!) and bob (Bob-pass1!).
+func relayWithAccounts(t *testing.T) string {
+	t.Helper()
+	_, url, _ := startServe(t, "--local-only", "--listen", "127.0.0.1:0")
+	registerOnly(t, http.DefaultClient, url, "alice", "Alice-pass1!")
+	registerOnly(t, http.DefaultClient, url, "bob", "Bob-pass1!")
+	return url
+}
+
 // TestChatDialog: two terminal accounts in a dialog through the real relay (accounts API, logged-in sessions,
 // protocol v1): each makes and publishes a key (one exports it as the browser's ZIP), the same safety code,
 // messages and files both ways, the timer; one makes a new key and comes back: the other is blocked until it
 // trusts the new key, and the pins file follows; then burn.
 func TestChatDialog(t *testing.T) {
-	_, url, _ := startServe(t, "--local-only", "--listen", "127.0.0.1:0")
-	registerOnly(t, http.DefaultClient, url, "alice", "Alice-pass1!")
-	registerOnly(t, http.DefaultClient, url, "bob", "Bob-pass1!")
+	url := relayWithAccounts(t)
 	dir := t.TempDir()
 	pins, zipPath := filepath.Join(dir, "pins.json"), filepath.Join(dir, "alice.zip")
 	envA := []string{envPassword + "=Alice-pass1!", envPassphrase + "=Alice-zip-pass1!"}

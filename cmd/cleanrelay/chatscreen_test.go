@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,9 +101,7 @@ func TestChatScreenInTmux(t *testing.T) {
 // prompts without echo, the new key is offered for export before the screen opens and saved; then the safety
 // code on the status line, a message each way, and a key change of the peer blocking until /trust.
 func TestChatDialogScreenInTmux(t *testing.T) {
-	_, url, _ := startServe(t, "--local-only", "--listen", "127.0.0.1:0")
-	registerOnly(t, http.DefaultClient, url, "alice", "Alice-pass1!")
-	registerOnly(t, http.DefaultClient, url, "bob", "Bob-pass1!")
+	url := relayWithAccounts(t)
 	dir := t.TempDir()
 	bobZip, aliceZip := filepath.Join(dir, "bob.zip"), filepath.Join(dir, "alice.zip")
 	envB := []string{envPassword + "=Bob-pass1!", envPassphrase + "=Bob-zip-pass1!"}
