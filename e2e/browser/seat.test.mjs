@@ -142,12 +142,7 @@ for (const kind of KINDS) {
         await say(alice, m2);
         await bob.reload({ waitUntil: 'load' });
         await bob.waitForSelector('#room', { timeout: 120000 });
-        try {
-          await bob.waitForSelector('#status[data-ready="yes"]', { timeout: 20000 });
-        } catch (e) {
-          console.log('BOB', await logText(bob), '\nALICE', await logText(alice), bob.errors, alice.errors);
-          throw e;
-        }
+        await ready(bob);
         await sees(bob, m1);
         await sees(bob, m2);
         await alice.waitForFunction(() => document.querySelector('#log').textContent.includes('Sent again 2 of the 2 message(s) that member 2 asked for'), { timeout: 60000, polling: 100 });
@@ -175,7 +170,9 @@ for (const kind of KINDS) {
         await bob.waitForSelector('#conn[data-phase="offline"]', { timeout: 60000 });
         assert.equal(await bob.$eval('#composernote', (e) => e.hidden), false);
         assert.match(await bob.$eval('#composernote', (e) => e.textContent), /Нет связи/);
-        await shots(bob, `${kind}-after-offline`);
+        await shots(bob, `${kind}-after-offline-ru`);
+        await alice.waitForSelector('#conn[data-phase="offline"]', { timeout: 60000 });
+        await shots(alice, `${kind}-after-offline`);
       });
       for (const p of [alice, bob]) assert.deepEqual(p.errors.filter((e) => !/WebSocket|NS_ERROR|ERR_CONNECTION|establish a connection/.test(e)), [], `console errors in ${kind}`);
     } finally {

@@ -170,7 +170,7 @@ async function resumeSeat(seat) {
     updateSeat({ last: room.conn.done, hadEpoch: seat.hadEpoch });
     show(roomScreen(info, seat.creator === true));
     system('reload_resumed');
-    if (room.ttl) system('timer_on', { d: fmt('dur', room.ttl), who: { t: room.timerAt.from === room.member ? 'you' : 'member_n', n: room.timerAt.from } });
+    if (room.ttl) system('timer_on', { d: fmt('dur', room.ttl), who: whoIs(room.timerAt.from) });
     setReady();
   } catch (e) {
     const r = room;
@@ -261,7 +261,7 @@ function peerName(p) {
 function roomScreen(ownInfo, creator) {
   const link = creator ? `${location.origin}${location.pathname}${inviteFragment(room.invite)}` : null;
   const text = h('textarea', { id: 'text', rows: '2', 'data-i18n-ph': 'message_ph', placeholder: t('message_ph'), disabled: true });
-  const timer = h('select', { id: 'ttl', disabled: true, title: t('timer_hint') }, h('option', { value: '0', i18n: 'timer_off' }),
+  const timer = h('select', { id: 'ttl', disabled: true }, h('option', { value: '0', i18n: 'timer_off' }),
     ...[...new Set([...TIMERS, room.ttl])].filter(Boolean).sort((a, b) => a - b).map((s) => h('option', { value: String(s), dataset: { fmt: 'dur', value: String(s) } }, fmt('dur', s))));
   timer.value = String(room.ttl);
   // The timer is the conversation's: changing it tells every member (room.setTimer), it is not kept per message.
@@ -447,7 +447,7 @@ function renderMessage(m) {
 
 // countdown is the meta line's "disappears in 4:59" of a message or file with a timer (expiry.mjs ticks it).
 function countdown(ttl) {
-  return ttl > 0 ? h('span.ttl', {}, ' · ⏱ ', tx('ttl_left'), ' ', h('span.countdown', {})) : null;
+  return ttl > 0 ? h('span.ttl', {}, ' · ', tx('ttl_left'), ' ', h('span.countdown', {})) : null;
 }
 
 // whoIs names a member in a sentence: "you", the peer's name in a dialog, else "member N".
@@ -471,10 +471,11 @@ function wireRoom(r) {
   });
   r.addEventListener('presence', (ev) => {
     const p = ev.detail;
-    // A reloaded tab is replayed its own drop: it is told in the first person; a dialog names its peer.
+    // A reloaded tab is replayed its own drop: it is told in the first person (a drop this page saw itself
+    // was told by the connection's own lines); a dialog names its peer.
     if (p.member === r.member) {
       const own = { away: 'you_away', back: 'you_back' }[p.event];
-      if (own) system(own);
+      if (own && !r.conn.lostAt) system(own);
     } else if (r.dialog) {
       const key = { join: 'user_joined', leave: 'user_left', away: 'user_away', back: 'user_back' }[p.event];
       if (key) system(key, { u: r.peerName });
