@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { deflateSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PNG } from 'pngjs';
 import { startRelay, launch, openPage, shot, press, say, sees } from './harness.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
@@ -16,31 +16,9 @@ const TIMER = 10; // seconds: the shortest the page offers
 
 // png makes a w×h PNG of one colour (so the preview is visibly there in a screenshot).
 function png(w, h, [r, g, b]) {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (buf) => {
-    let c = 0xffffffff;
-    for (const x of buf) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type), data]);
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(crc(td));
-    return Buffer.concat([len, td, c]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8);
-  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: w }, () => [r, g, b]).flat())]);
-  const raw = Buffer.concat(Array.from({ length: h }, () => row));
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+  const img = new PNG({ width: w, height: h });
+  for (let i = 0; i < w * h; i++) img.data.set([r, g, b, 255], i * 4);
+  return PNG.sync.write(img);
 }
 
 const ready = (page) => page.waitForSelector('#status[data-ready="yes"]', { timeout: 120000 });
@@ -145,7 +123,8 @@ for (const kind of KINDS) {
         await ready(bob);
         await sees(bob, m1);
         await sees(bob, m2);
-        await alice.waitForFunction(() => document.querySelector('#log').textContent.includes('Sent again 2 of the 2 message(s) that member 2 asked for'), { timeout: 60000, polling: 100 });
+        // Usually one request for both; a message the relay took only after the new page was in asks on its own.
+        await alice.waitForFunction(() => /Sent again [12] of the [12] message\(s\) that member 2 asked for/.test(document.querySelector('#log').textContent), { timeout: 60000, polling: 100 });
         const text = await logText(bob);
         assert.match(text, /Страница перезагружена и вернула своё место/);
         assert.match(text, /Вы потеряли связь/, 'a member is told of its own drop in the first person');
