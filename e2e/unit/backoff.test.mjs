@@ -151,3 +151,21 @@ test('the page\'s connection state follows a RoomConn: reconnecting, offline aft
     globalThis.WebSocket = saved;
   }
 });
+
+test('with manualSeen a RoomConn acknowledges only what its owner has processed', async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const sent = [];
+  const c = new RoomConn('ws://127.0.0.1:1/ws');
+  Object.assign(c, { online: true, ch: 1, last: 5, acked: 5, done: 5, manualSeen: true, hello: { ackEvery: 2, ackDelay: 1 },
+    ws: { send: (x) => sent.push(JSON.parse(x)) } });
+  for (const seq of [6, 7, 8]) c.received(seq);
+  await sleep(20);
+  assert.deepEqual(sent, [], 'acknowledged entries nobody processed');
+  assert.equal(c.last, 8, 'received entries are still known, so a resume in the page does not get them twice');
+  c.seen(6);
+  await sleep(20);
+  assert.deepEqual(sent, [{ t: 'ack', ch: 1, seq: 6 }]);
+  c.seen(8);
+  assert.deepEqual(sent.at(-1), { t: 'ack', ch: 1, seq: 8 }, 'ackEvery processed entries are acknowledged at once');
+  c.close();
+});

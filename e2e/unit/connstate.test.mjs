@@ -1,10 +1,13 @@
 // The page's connection state: what the banner and the composer say in each phase, and the seconds to the next
-// attempt; the small modules beside it: disappearing-message countdowns (expiry.mjs) and the kept seat (seat.mjs).
+// attempt; the small modules beside it: disappearing-message countdowns (expiry.mjs), the kept seat (seat.mjs),
+// the conversation's timer (convtimer.mjs) and asking again after a reload (resend.mjs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnState, view } from '../../static/js/connstate.mjs';
 import { left, clock, expire, tick, pending } from '../../static/js/expiry.mjs';
 import { loadSeat, saveSeat, updateSeat, dropSeat } from '../../static/js/seat.mjs';
+import { ConvTimer, ttlOf, TTL_MAX } from '../../static/js/convtimer.mjs';
+import { Resend, SENT_LOG, RESEND_MAX } from '../../static/js/resend.mjs';
 import { hasKey } from '../../static/js/i18n.mjs';
 
 test('each phase says what happens to what the user types, with whole seconds to the next attempt', () => {
@@ -77,4 +80,46 @@ test('the seat is kept for the tab, read back only when whole, and dropped', () 
   } finally {
     delete globalThis.sessionStorage;
   }
+});
+
+test('two members who set the timer at once end up with the same setting, whatever the arrival order', () => {
+  const a = new ConvTimer();
+  const b = new ConvTimer();
+  const fromA = a.message(60, 'x', 1000);
+  const fromB = b.message(300, 'y', 1000); // the same millisecond: the higher member id wins
+  assert.equal(a.apply(1, fromA), true);
+  assert.equal(b.apply(2, fromB), true);
+  a.apply(2, fromB);
+  b.apply(1, fromA);
+  assert.deepEqual(a.saved(), b.saved());
+  assert.equal(a.ttl, 300);
+  assert.equal(a.apply(2, fromB), false, 'the same message again (sent again after a reload) changes nothing');
+  const later = a.message(0, 'z', 2000);
+  assert.equal(b.apply(1, later), true);
+  assert.equal(b.ttl, 0);
+  assert.equal(new ConvTimer(b.saved()).apply(2, fromB), false, 'a seat keeps the setting across a reload');
+  assert.deepEqual([ttlOf('60'), ttlOf(-5), ttlOf(1e12), ttlOf('x'), ttlOf(9.7)], [60, 0, TTL_MAX, 0, 9]);
+});
+
+test('a reloaded member asks each sender once for what it could not read; the sender answers from its bounded log', () => {
+  const sender = new Resend();
+  for (let n = 0; n < SENT_LOG + 5; n++) sender.keep({ epoch: 1, n }, { k: 'msg', id: `m${n}` }, undefined);
+  sender.keep({ epoch: 1, n: 999 }, { k: 'chunk', id: 'f', i: 0 }, new Uint8Array(1)); // file chunks are not kept
+  sender.keep(null, { k: 'msg', id: 'nowhere' });
+  assert.equal(sender.sent.size, SENT_LOG);
+  const reader = new Resend();
+  reader.missed(1, 1, 3); // gone from the sender's log
+  reader.missed(1, 1, SENT_LOG + 4);
+  reader.missed(3, 1, 0);
+  let k = 0;
+  const reqs = reader.requests(() => `r${k++}`);
+  assert.deepEqual(reqs.map((r) => [r.member, r.header.to, r.header.want]), [[1, 1, [[1, 3], [1, SENT_LOG + 4]]], [3, 3, [[1, 0]]]]);
+  assert.deepEqual(reader.requests(() => 'x'), [], 'asked once');
+  const a = sender.answer(1, reqs[0].header);
+  assert.deepEqual([a.asked, a.again.map((e) => e.header.id)], [2, [`m${SENT_LOG + 4}`]]);
+  assert.equal(sender.answer(2, reqs[0].header), null, 'a request to another member');
+  assert.equal(sender.answer(1, { k: 'resend', to: 1, want: 'all' }), null);
+  assert.deepEqual(sender.answer(1, { k: 'resend', to: 1, want: [[1], 'x', [1, 9999]] }).again, []);
+  for (let i = 0; i < RESEND_MAX + 10; i++) reader.missed(1, 2, i);
+  assert.equal(reader.requests(() => 'y')[0].header.want.length, RESEND_MAX);
 });

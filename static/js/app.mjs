@@ -147,10 +147,10 @@ async function startRoom({ create, invite, type, max }) {
 // keepSeat keeps the seat of anonymous room r for a reload (seat.mjs), and follows what the seat needs.
 function keepSeat(r, { type, creator }) {
   saveSeat({ room: r.conn.room, cap: r.invite.cap, secret: r.invite.secret, resume: r.conn.resumeToken, seed: r.seed,
-    member: r.member, last: r.conn.done, max: r.max, type, creator, hadEpoch: false, ttl: r.ttl, timerAt: r.timerAt });
+    member: r.member, last: r.conn.done, max: r.max, type, creator, hadEpoch: false, timer: r.timer.saved() });
   r.addEventListener('processed', (ev) => updateSeat({ last: ev.detail.seq }));
   r.addEventListener('epoch', () => updateSeat({ hadEpoch: true }));
-  r.addEventListener('timer', () => updateSeat({ ttl: r.ttl, timerAt: r.timerAt }));
+  r.addEventListener('timer', () => updateSeat({ timer: r.timer.saved() }));
 }
 
 // resumeSeat takes back this tab's seat after a reload, or shows why it could not.
@@ -170,7 +170,7 @@ async function resumeSeat(seat) {
     updateSeat({ last: room.conn.done, hadEpoch: seat.hadEpoch });
     show(roomScreen(info, seat.creator === true));
     system('reload_resumed');
-    if (room.ttl) system('timer_on', { d: fmt('dur', room.ttl), who: whoIs(room.timerAt.from) });
+    if (room.timer.ttl) system('timer_on', { d: fmt('dur', room.timer.ttl), who: whoIs(room.timer.from) });
     setReady();
   } catch (e) {
     const r = room;
@@ -262,14 +262,14 @@ function roomScreen(ownInfo, creator) {
   const link = creator ? `${location.origin}${location.pathname}${inviteFragment(room.invite)}` : null;
   const text = h('textarea', { id: 'text', rows: '2', 'data-i18n-ph': 'message_ph', placeholder: t('message_ph'), disabled: true });
   const timer = h('select', { id: 'ttl', disabled: true }, h('option', { value: '0', i18n: 'timer_off' }),
-    ...[...new Set([...TIMERS, room.ttl])].filter(Boolean).sort((a, b) => a - b).map((s) => h('option', { value: String(s), dataset: { fmt: 'dur', value: String(s) } }, fmt('dur', s))));
-  timer.value = String(room.ttl);
+    ...[...new Set([...TIMERS, room.timer.ttl])].filter(Boolean).sort((a, b) => a - b).map((s) => h('option', { value: String(s), dataset: { fmt: 'dur', value: String(s) } }, fmt('dur', s))));
+  timer.value = String(room.timer.ttl);
   // The timer is the conversation's: changing it tells every member (room.setTimer), it is not kept per message.
   timer.addEventListener('change', async () => {
     try {
       await room.setTimer(Number(timer.value));
     } catch (e) {
-      timer.value = String(room.ttl);
+      timer.value = String(room.timer.ttl);
       problem(e);
     }
   });

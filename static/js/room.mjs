@@ -5,6 +5,8 @@ import { KIND_KEY, KIND_PGP, KINDS_V2, encodeEnvelope, decodeEnvelope, decodePay
 import { MAX_DATA } from './pad.mjs';
 import { validName } from './notify.mjs';
 import { t } from './i18n.mjs';
+import { ConvTimer, ttlOf } from './convtimer.mjs';
+import { Resend } from './resend.mjs';
 
 // V2_NOTICES names the interface string for each protocol v2 notice the user should read.
 const V2_NOTICES = { missing: 'e2e_missing', replayed: 'e2e_replayed', 'old-epoch': 'e2e_old_epoch', fork: 'e2e_fork' };
@@ -19,12 +21,6 @@ export const FILE_CHUNK = 32 * 1024;
 const FILE_WINDOW = 5;
 const FILE_ACK_EVERY = 2; // under half the window, so the sender rarely stalls waiting for an ack
 export const MAX_TEXT = MAX_DATA - 1024;
-// SENT_LOG bounds the chat messages and timer settings this tab keeps, by their place (epoch, number), for a
-// peer that reloads and asks for them again (docs/e2e.md §13); RESEND_MAX bounds one request.
-const SENT_LOG = 256;
-const RESEND_MAX = 256;
-// TTL_MAX is the longest disappearing-message timer a peer may set (7 days).
-export const TTL_MAX = 7 * 24 * 3600;
 
 export const stats = { send: [], recv: [], epoch: [] };
 
@@ -49,10 +45,9 @@ export class Room extends EventTarget {
     this.files = new Map(); // incoming id -> {header, parts, got}
     this.outgoing = new Map(); // outgoing id -> {acked, wake}
     this.ended = false;
-    this.ttl = 0; // the conversation's timer (seconds; 0 = off), set by a timer message of either side
-    this.timerAt = { ts: 0, from: 0 };
+    this.timer = new ConvTimer(); // the conversation's disappearing-message timer
     this.seenIds = new Set(); // chat message ids shown, so one sent again after a reload is not shown twice
-    this.sentLog = new Map(); // "epoch.n" -> envelope of our message there
+    this.resend = new Resend();
     this.listen();
   }
 
@@ -108,7 +103,7 @@ export class Room extends EventTarget {
   async resume(seat, prepare = async () => {}) {
     const j = await this.conn.resumeFrom(seat.resume, seat.last);
     this.invite = { room: seat.room, cap: seat.cap, secret: seat.secret };
-    if (seat.ttl) Object.assign(this, { ttl: seat.ttl, timerAt: seat.timerAt });
+    this.timer = new ConvTimer(seat.timer);
     await prepare();
     await this.start(j, seat.secret, { seed: seat.seed, restarted: seat.hadEpoch });
     return j;
@@ -137,7 +132,7 @@ export class Room extends EventTarget {
     for (const m of j.members) if (m !== j.member) this.present.add(m);
     if (!this.dialog) {
       // Protocol v2: identities, key packages and epochs replace the per-message OpenPGP encryption.
-      this.v2 = { ready: false, shown: new Set(), views: new Map(), unread: new Map() };
+      this.v2 = { ready: false, shown: new Set(), views: new Map() };
       const capture = globalThis.cleanrelayCaptureKeys === true; // tests only: see docs/e2e.md §13
       await this.v2apply(await this.crypto.call('v2start', { roomId: j.room, secret, member: j.member, present: [...this.present], capture, seed, restarted }));
       this.markStarted();
@@ -157,11 +152,8 @@ export class Room extends EventTarget {
     for (const n of r.notes) {
       if (n.code === 'identity' && n.status === 'new') this.v2.views.set(n.member, n.peer);
       else if (n.code === 'identity' && n.status === 'same') this.sameIdentity(n);
-      else if (n.code === 'before-restart') {
-        const want = this.v2.unread.get(n.member) ?? [];
-        if (want.length < RESEND_MAX) want.push([n.epoch, n.n]);
-        this.v2.unread.set(n.member, want);
-      } else if (n.code === 'identity' && n.status === 'changed') {
+      else if (n.code === 'before-restart') this.resend.missed(n.member, n.epoch, n.n);
+      else if (n.code === 'identity' && n.status === 'changed') {
         const change = { status: 'changed', peer: n.peer, offered: n.offered };
         this.blocked.set(n.member, change);
         this.emit('keychange', change);
@@ -187,7 +179,7 @@ export class Room extends EventTarget {
     for (const m of r.messages) {
       await this.onPlain({ from: m.from, seq: null, verified: true }, m.data, { t0, worker: r.ms });
     }
-    if (this.v2.ready && this.v2.unread.size) await this.askAgain();
+    if (this.v2.ready && this.resend.unread.size) await this.askAgain();
   }
 
   // sameIdentity takes a peer's new display key: a tab reloaded into its seat keeps its identity (seat.mjs)
@@ -204,25 +196,23 @@ export class Room extends EventTarget {
   // askAgain asks each peer for the messages this reloaded tab could not read (docs/e2e.md §13): the peer seals
   // them again in the current epoch, with their ids, so nobody shows one twice.
   async askAgain() {
-    const unread = this.v2.unread;
-    this.v2.unread = new Map();
-    for (const [member, want] of unread) {
-      await this.sendEnvelope({ k: 'resend', id: b64u(crypto.getRandomValues(new Uint8Array(9))), to: member, want });
-      this.emit('askedagain', { member, count: want.length });
+    for (const { member, header } of this.resend.requests(newId)) {
+      await this.sendEnvelope(header);
+      this.emit('askedagain', { member, count: header.want.length });
     }
   }
 
   // onResend answers a reloaded member's request with what this tab still keeps.
   async onResend(meta, h) {
-    if (h.to !== this.member || !Array.isArray(h.want)) return;
+    const a = this.resend.answer(this.member, h);
+    if (!a) return;
     let sent = 0;
-    for (const w of h.want.slice(0, RESEND_MAX)) {
-      const e = Array.isArray(w) && this.sentLog.get(`${w[0]}.${w[1]}`);
-      if (!e || !this.canSend()) continue;
+    for (const e of a.again) {
+      if (!this.canSend()) break;
       await this.sendEnvelope(e.header, e.body);
       sent++;
     }
-    this.emit('resent', { member: meta.from, asked: h.want.length, sent });
+    this.emit('resent', { member: meta.from, asked: a.asked, sent });
   }
   async setDialogPeer(member) {
     const peer = await this.crypto.call('setPeer', { member, armored: this.dialog.peerArmored });
@@ -359,10 +349,7 @@ export class Room extends EventTarget {
     const r = await this.crypto.call(this.v2 ? 'v2seal' : 'encrypt', { data: encodeEnvelope(header, body) });
     if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
     this.conn.send(r.payload);
-    if (r.at && (header.k === 'msg' || header.k === 'timer')) {
-      this.sentLog.set(`${r.at.epoch}.${r.at.n}`, { header, body });
-      if (this.sentLog.size > SENT_LOG) this.sentLog.delete(this.sentLog.keys().next().value);
-    }
+    this.resend.keep(r.at, header, body);
     return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length };
   }
 
@@ -375,11 +362,11 @@ export class Room extends EventTarget {
     return null;
   }
 
-  async sendText(text, ttl = this.ttl) {
+  async sendText(text, ttl = this.timer.ttl) {
     if (!this.canSend()) throw this.whyNot();
     const bytes = new TextEncoder().encode(text);
     if (bytes.length > MAX_TEXT) throw coded(`message too long (${bytes.length} bytes, at most ${MAX_TEXT})`, 'too_long');
-    const msg = { k: 'msg', id: b64u(crypto.getRandomValues(new Uint8Array(9))), text, ts: Date.now(), ttl };
+    const msg = { k: 'msg', id: newId(), text, ts: Date.now(), ttl };
     const s = await this.sendEnvelope(msg);
     stats.send.push(s);
     this.seenIds.add(msg.id);
@@ -391,31 +378,25 @@ export class Room extends EventTarget {
   // message): later messages and files of every member disappear ttl seconds after they are shown.
   async setTimer(ttl) {
     if (!this.canSend()) throw this.whyNot();
-    const header = { k: 'timer', id: b64u(crypto.getRandomValues(new Uint8Array(9))), ttl: ttlOf(ttl), ts: Date.now() };
+    const header = this.timer.message(ttl, newId());
     await this.sendEnvelope(header);
     this.applyTimer(this.member, header);
   }
 
-  // applyTimer takes a timer message; of two set at once, every member keeps the later (then the higher member
-  // id), whatever order they arrive in.
   applyTimer(from, h) {
-    const ts = Number(h.ts) || 0;
-    if (ts < this.timerAt.ts || (ts === this.timerAt.ts && from <= this.timerAt.from)) return;
-    this.ttl = ttlOf(h.ttl);
-    this.timerAt = { ts, from };
-    this.emit('timer', { ttl: this.ttl, from, mine: from === this.member });
+    if (this.timer.apply(from, h)) this.emit('timer', { ttl: this.timer.ttl, from, mine: from === this.member });
   }
 
   async sendFile(file, onProgress = () => {}) {
     if (!this.canSend()) throw this.whyNot();
     if (file.size > FILE_CAP) throw new Error(`file too large (${file.size} bytes, at most ${FILE_CAP})`);
-    const id = b64u(crypto.getRandomValues(new Uint8Array(9)));
+    const id = newId();
     const bytes = new Uint8Array(await file.arrayBuffer());
     const chunks = Math.max(1, Math.ceil(bytes.length / FILE_CHUNK));
-    const o = { acked: 0, wake: null, ttl: this.ttl };
+    const o = { acked: 0, wake: null, ttl: this.timer.ttl };
     this.outgoing.set(id, o);
     try {
-      await this.sendEnvelope({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks, ttl: this.ttl });
+      await this.sendEnvelope({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks, ttl: this.timer.ttl });
       for (let i = 0; i < chunks; i++) {
         while (i - o.acked >= FILE_WINDOW) {
           if (this.ended) throw new Error('the room ended during the transfer');
@@ -498,8 +479,4 @@ export class Room extends EventTarget {
   }
 }
 
-// ttlOf reads a timer from a peer's message: whole seconds from 0 (off) to TTL_MAX.
-function ttlOf(v) {
-  const n = Math.floor(Number(v));
-  return n > 0 ? Math.min(n, TTL_MAX) : 0;
-}
+const newId = () => b64u(crypto.getRandomValues(new Uint8Array(9)));
