@@ -34,7 +34,7 @@ export class Group {
     this.prev = null; // the epoch before, for messages sent before their sender saw the commit
     this.kpN = 0;
     this.own = null; // {kp, priv}: our latest key package
-    this.first = 0;
+    this.first = 0; // the first epoch we held keys of (0: none yet)
   }
 
   async rotate() {

@@ -95,8 +95,6 @@ export class Room extends EventTarget {
     await this.start(j, invite.secret);
   }
 
-  // joinDialog joins an accounts dialog room (docs/accounts.md §6), or takes back this tab's
-  // place after a reload when a resume token is known.
   // resume takes back this tab's seat in an anonymous room after a reload (seat.mjs holds what it needs).
   // prepare runs once the relay gave the seat back, as in join. The epoch keys died with the old page: the
   // seat comes back as a restarted member (docs/e2e.md §13) when it had held an epoch.
@@ -109,6 +107,8 @@ export class Room extends EventTarget {
     return j;
   }
 
+  // joinDialog joins an accounts dialog room (docs/accounts.md §6), or takes back this tab's
+  // place after a reload when a resume token is known.
   async joinDialog(room, cap, saved = null) {
     let j = null;
     if (saved) {
@@ -396,7 +396,7 @@ export class Room extends EventTarget {
     const o = { acked: 0, wake: null, ttl: this.timer.ttl };
     this.outgoing.set(id, o);
     try {
-      await this.sendEnvelope({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks, ttl: this.timer.ttl });
+      await this.sendEnvelope({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks, ttl: o.ttl });
       for (let i = 0; i < chunks; i++) {
         while (i - o.acked >= FILE_WINDOW) {
           if (this.ended) throw new Error('the room ended during the transfer');
