@@ -107,3 +107,24 @@ func TestUnackedRoomsStayWithinBudget(t *testing.T) {
 		t.Fatalf("shed %d, lost %d; want some shed and nothing lost", s.MemoryShed, s.Lost)
 	}
 }
+
+// TestFramesDoNotWaitForExtraHeld: the frame path never waits for Config.ExtraHeld (the key directory's count,
+// behind the lock every login, proof and key lookup takes): with ExtraHeld stuck, a pair still chats.
+func TestFramesDoNotWaitForExtraHeld(t *testing.T) {
+	var stuck atomic.Bool
+	release := make(chan struct{})
+	extra := func() int64 {
+		if stuck.Load() {
+			<-release
+		}
+		return 0
+	}
+	tr := startRelay(t, relay.Config{ExtraHeld: extra})
+	t.Cleanup(func() { close(release) }) // runs before the relay's own cleanup, which waits for its rooms
+	a, b, ra, rb := tr.pair(t)
+	stuck.Store(true)
+	for range 3 {
+		time.Sleep(150 * time.Millisecond) // an answer of ExtraHeld is due again (it is asked at most every 100 ms)
+		exchange(t, a, b, ra, rb)
+	}
+}

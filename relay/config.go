@@ -33,7 +33,11 @@ type Config struct {
 	// (channels are one byte on the wire).
 	MaxRoomsPerConn int
 
-	// MaxRooms is how many rooms the relay holds at once. Optional; default 10000.
+	// MaxRooms is how many rooms the relay holds at once. When it is full, a new room takes the place of the
+	// room with nobody attached longest; rooms with a member attached keep theirs. Optional; default
+	// MaxConns × MaxRoomsPerConn (80,000), as many as the connections can hold attached, so that a client
+	// cannot fill the table before it holds every connection. A smaller table can be held full by one client
+	// with MaxRooms/MaxRoomsPerConn connections (docs/operations.md).
 	MaxRooms int
 
 	// MaxConns is how many WebSocket connections the relay holds at once. Optional; default 10000.
@@ -139,8 +143,8 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxMembers, 8)
 	def(&c.DefaultMembers, 2)
 	def(&c.MaxRoomsPerConn, 8)
-	def(&c.MaxRooms, 10000)
 	def(&c.MaxConns, 10000)
+	def(&c.MaxRooms, c.MaxConns*c.MaxRoomsPerConn)
 	defDur(&c.Grace, 2*time.Minute)
 	defDur(&c.OrphanGrace, min(15*time.Second, c.Grace))
 	defDur(&c.MaxRoomLifetime, 24*time.Hour)

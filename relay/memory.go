@@ -43,29 +43,50 @@ type budget struct {
 	extra func() int64
 	conns *atomic.Int64
 
-	held     atomic.Int64 // bytes of buffers held for clients (room logs, unfinished messages)
-	extraVal atomic.Int64 // the last answer of extra
-	extraAt  atomic.Int64 // unix ns of that answer
-	refused  [numMemoryRefusals]atomic.Uint64
-	shed     atomic.Uint64 // log entries released early under pressure
+	held      atomic.Int64 // bytes of buffers held for clients (room logs, unfinished messages)
+	extraVal  atomic.Int64 // the last answer of extra
+	extraAt   atomic.Int64 // unix ns of that answer
+	extraBusy atomic.Bool  // a goroutine of overNow is asking extra
+	refused   [numMemoryRefusals]atomic.Uint64
+	shed      atomic.Uint64 // log entries released early under pressure
 }
 
-// total returns the bytes counted against the budget now.
-func (b *budget) total() int64 {
+// total returns the bytes counted against the budget now, asking Config.ExtraHeld again first if its last
+// answer is older than extraRefresh.
+func (b *budget) total() int64 { return b.count(true) }
+
+// over reports whether the relay holds more than its budget. It may wait for Config.ExtraHeld: admission
+// (create, join) uses it.
+func (b *budget) over() bool { return b.count(true) > b.max }
+
+// overNow is over for the frame path, which never waits for Config.ExtraHeld: that is the key directory's,
+// behind the lock that every login, proof and lookup takes, and a frame that waited for it would hold its
+// room (and, for a presence event, every room) meanwhile. An answer that is due is asked for on a goroutine
+// of its own, and the last one is used.
+func (b *budget) overNow() bool { return b.count(false) > b.max }
+
+// count is total, asking ExtraHeld in the caller (wait) or on a goroutine of its own, one at a time.
+func (b *budget) count(wait bool) int64 {
 	t := b.held.Load() + b.conns.Load()*connHeldBytes
-	if b.extra != nil {
-		now := time.Now().UnixNano()
-		if now-b.extraAt.Load() >= int64(extraRefresh) {
+	if b.extra == nil {
+		return t
+	}
+	now := time.Now().UnixNano()
+	if at := b.extraAt.Load(); now-at >= int64(extraRefresh) {
+		switch {
+		case wait:
 			b.extraAt.Store(now)
 			b.extraVal.Store(b.extra())
+		case b.extraBusy.CompareAndSwap(false, true):
+			b.extraAt.Store(now)
+			go func() {
+				defer b.extraBusy.Store(false)
+				b.extraVal.Store(b.extra())
+			}()
 		}
-		t += b.extraVal.Load()
 	}
-	return t
+	return t + b.extraVal.Load()
 }
-
-// over reports whether the relay holds more than its budget.
-func (b *budget) over() bool { return b.total() > b.max }
 
 // refuse counts a refusal and returns the error for it.
 func (b *budget) refuse(what memoryRefusal) *protoError {

@@ -172,7 +172,7 @@ func (r *room) appendLocked(e entry) {
 	for r.log.n > 0 && (r.log.n >= cfg.RoomBuffer || r.log.bytes+size > cfg.RoomBufferBytes) {
 		r.evictLocked()
 	}
-	if r.hub.mem.over() {
+	if r.hub.mem.overNow() {
 		r.shedLocked()
 	}
 	r.log.push(e, cfg.RoomBuffer)
@@ -294,7 +294,7 @@ func (r *room) forward(m *member, c *conn, msg *ws.Payload, from int) forwardRes
 			ws.PutPayload(b)
 			return forwardNotMember
 		}
-		if r.hub.mem.over() && r.unsentBytesLocked() >= r.hub.cfg.RoomBufferBytes/4 {
+		if r.hub.mem.overNow() && r.unsentBytesLocked() >= r.hub.cfg.RoomBufferBytes/4 {
 			r.mu.Unlock()
 			ws.PutPayload(b)
 			return forwardOverMemory

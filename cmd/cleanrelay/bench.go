@@ -249,11 +249,11 @@ func (f *benchFlags) serverArgs(workload, name string) []string {
 	case "connect":
 		conns, accounts = f.connect.Concurrency, f.accounts
 	case "soak":
-		// The relay's own limits (rate included) are what the soak measures; only the connection and room
-		// tables are sized for the honest and idle clients, with room for the floods' and the probes'. Accounts
-		// are on: half the floods and one of the probes are theirs.
+		// The relay's own limits (rate included) are what the soak measures; only the connection table is
+		// sized for the honest and idle clients, with room for the floods' and the probes', and the room table
+		// follows it as by default. Accounts are on: half the floods and one of the probes are theirs.
 		return append([]string{"serve", "--local-only", "--listen", "127.0.0.1:0", "--log-level", "warn", "--accounts=true",
-			"--max-conns", strconv.Itoa(f.soak.Idle + 2*f.soak.Rooms + 256), "--max-rooms", strconv.Itoa(f.soak.Idle/2 + f.soak.Rooms + 64)},
+			"--max-conns", strconv.Itoa(f.soak.Idle + 2*f.soak.Rooms + 256)},
 			f.relayFlags...)
 	}
 	args := []string{"serve", "--local-only", "--listen", "127.0.0.1:0", "--log-level", "warn",

@@ -57,7 +57,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.IntVar(&c.MaxMembers, "max-members", d.MaxMembers, "largest room a creator may ask for")
 	fs.IntVar(&c.DefaultMembers, "default-members", d.DefaultMembers, "room size when the creator does not ask")
 	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms-per-conn", d.MaxRoomsPerConn, "rooms one connection may hold (at most 255)")
-	fs.IntVar(&c.MaxRooms, "max-rooms", d.MaxRooms, "rooms the relay holds at once (a full table makes way by dropping the room with nobody attached longest)")
+	fs.IntVar(&c.MaxRooms, "max-rooms", 0, "rooms the relay holds at once (0: --max-conns × --max-rooms-per-conn, all they can hold); a full table makes way by dropping the room with nobody attached longest")
 	fs.IntVar(&c.MaxConns, "max-conns", d.MaxConns, "WebSocket connections the relay holds at once")
 	fs.DurationVar(&c.Grace, "grace", d.Grace, "how long a dropped member may come back and resume")
 	fs.DurationVar(&c.OrphanGrace, "orphan-grace", d.OrphanGrace, "the grace of a room's creator while nobody else has joined it (at most --grace)")

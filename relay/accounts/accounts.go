@@ -3,6 +3,7 @@
 package accounts
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,8 +32,10 @@ type Config struct {
 	// Optional; default 5m: long enough to come back after a dropped Tor circuit without a new proof.
 	TicketLifetime time.Duration
 
-	// MaxTickets bounds the WebSocket tickets held at once; when it is reached, a new proof is refused
-	// (503 busy) until expired tickets can be dropped. Optional; default 10000.
+	// MaxTickets bounds the WebSocket tickets held at once. When it is reached, a new proof drops the ticket
+	// that has opened no socket for longest (an expired one first); only when every ticket holds an open
+	// socket is it refused (503 busy). Tickets with sockets are bounded by the relay's connections, so keep it
+	// at least relay.Config.MaxConns. Optional; default 10000.
 	MaxTickets int
 
 	// MaxTicketsPerUser bounds the WebSocket tickets one account holds at once, so that one account cannot
@@ -103,18 +106,21 @@ type Accounts struct {
 	// Guarded by mu.
 	tickets map[[32]byte]*ticket            // SHA-256 of a WebSocket ticket → what it proves
 	byUser  map[string]map[[32]byte]*ticket // user id → its tickets (the same ones)
+	unused  list.List                       // the tickets that open no socket, in the order they stopped (or were issued)
 	dialogs map[[2]string]dialogRef         // sorted pair of usernames → their room
 }
 
 // ticket is the proof, made over HTTP, that the WebSockets opened with it belong to a user who holds the key.
 type ticket struct {
+	hash                                   [32]byte // its key in Accounts.tickets
 	userID, username, tokenID, fingerprint string
 	tokenExpires                           time.Time // when the login's token expires: its sockets end then
 	issued                                 time.Time
 	// Guarded by Accounts.mu.
-	open    int         // sessions opened with the ticket and not yet ended
-	expires time.Time   // meaningful while open == 0
-	expiry  *time.Timer // while open > 0: ends the login's sockets at tokenExpires
+	open    int           // sessions opened with the ticket and not yet ended
+	expires time.Time     // meaningful while open == 0
+	expiry  *time.Timer   // while open > 0: ends the login's sockets at tokenExpires
+	idle    *list.Element // its place in Accounts.unused while open == 0
 }
 
 // live reports whether the ticket may still open a socket (and must be kept).

@@ -115,42 +115,48 @@ func (a *Accounts) Authenticate(r *http.Request) (relay.Identity, error) {
 
 // addTicketLocked keeps t under hash h. A user holds at most MaxTicketsPerUser tickets: a new one drops the
 // user's oldest ticket that opens no socket, or is refused (429) if every one does. The whole table holds at
-// most MaxTickets; expired tickets are dropped to make room, else the proof is refused (503 busy).
+// most MaxTickets: a new ticket drops the one that has opened no socket for longest, and is refused (503
+// busy) only when every ticket opens a socket. So accounts that make proofs and never use them (however many
+// they are) cost each other their tickets, and holding the table costs a socket per ticket, which the relay's
+// connection limit bounds.
 func (a *Accounts) addTicketLocked(h [32]byte, t *ticket, now time.Time) *apiError {
+	a.dropExpiredLocked(now)
 	mine := a.byUser[t.userID]
 	if len(mine) >= a.cfg.MaxTicketsPerUser {
 		var oldest *ticket
-		var oh [32]byte
-		for x, o := range mine {
-			if !o.live(now) {
-				a.dropTicketLocked(x)
-			} else if o.open == 0 && (oldest == nil || o.issued.Before(oldest.issued)) {
-				oldest, oh = o, x
+		for _, o := range mine {
+			if o.open == 0 && (oldest == nil || o.issued.Before(oldest.issued)) {
+				oldest = o
 			}
 		}
-		if len(a.byUser[t.userID]) >= a.cfg.MaxTicketsPerUser && oldest != nil {
-			a.dropTicketLocked(oh)
-		}
-		if len(a.byUser[t.userID]) >= a.cfg.MaxTicketsPerUser {
+		if oldest == nil {
 			return &apiError{http.StatusTooManyRequests, "rate_limited", "this account holds as many WebSocket tickets as it may; close one of its sessions first"}
 		}
+		a.dropTicketLocked(oldest.hash)
 	}
 	if len(a.tickets) >= a.cfg.MaxTickets {
-		for x, o := range a.tickets {
-			if !o.live(now) {
-				a.dropTicketLocked(x)
-			}
+		e := a.unused.Front()
+		if e == nil {
+			return &apiError{http.StatusServiceUnavailable, "busy", "too many WebSocket sessions are being opened; try again shortly"}
 		}
+		a.dropTicketLocked(e.Value.(*ticket).hash)
 	}
-	if len(a.tickets) >= a.cfg.MaxTickets {
-		return &apiError{http.StatusServiceUnavailable, "busy", "too many WebSocket sessions are being opened; try again shortly"}
-	}
+	t.hash = h
 	a.tickets[h] = t
 	if a.byUser[t.userID] == nil {
 		a.byUser[t.userID] = make(map[[32]byte]*ticket)
 	}
 	a.byUser[t.userID][h] = t
+	t.idle = a.unused.PushBack(t)
 	return nil
+}
+
+// dropExpiredLocked drops the tickets that expired unused. They are the first of a.unused: a ticket joins
+// it when issued or when its last socket closes, and expires TicketLifetime later.
+func (a *Accounts) dropExpiredLocked(now time.Time) {
+	for e := a.unused.Front(); e != nil && !e.Value.(*ticket).live(now); e = a.unused.Front() {
+		a.dropTicketLocked(e.Value.(*ticket).hash)
+	}
 }
 
 // dropTicketLocked forgets the ticket under hash h, if there is one.
@@ -160,6 +166,10 @@ func (a *Accounts) dropTicketLocked(h [32]byte) {
 		return
 	}
 	delete(a.tickets, h)
+	if t.idle != nil {
+		a.unused.Remove(t.idle)
+		t.idle = nil
+	}
 	mine := a.byUser[t.userID]
 	delete(mine, h)
 	if len(mine) == 0 {
@@ -174,6 +184,10 @@ func (a *Accounts) dropTicketLocked(h [32]byte) {
 // ticketOpened counts a session the ticket opened. The first one starts the timer that ends the login's
 // sockets when its token expires.
 func (a *Accounts) ticketOpened(t *ticket) {
+	if t.idle != nil {
+		a.unused.Remove(t.idle)
+		t.idle = nil
+	}
 	if t.open++; t.open == 1 && t.expiry == nil {
 		userID, user, tokenID := t.userID, t.username, t.tokenID
 		t.expiry = time.AfterFunc(time.Until(t.tokenExpires), func() { a.endSession(userID, user, tokenID) })
@@ -190,6 +204,9 @@ func (a *Accounts) ticketClosed(t *ticket) {
 		if t.expiry != nil {
 			t.expiry.Stop()
 			t.expiry = nil
+		}
+		if a.tickets[t.hash] == t { // not forgotten meanwhile
+			t.idle = a.unused.PushBack(t)
 		}
 	}
 }

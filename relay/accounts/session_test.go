@@ -166,6 +166,49 @@ func TestTicketsBoundedPerUser(t *testing.T) {
 		http.StatusTooManyRequests, "rate_limited")
 }
 
+// Accounts that make session proofs and never use them cannot fill the ticket table for everyone: a new proof
+// takes the place of the ticket unused longest, and only tickets that hold sockets keep their places.
+func TestTicketTableMakesWay(t *testing.T) {
+	ar := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{MaxTickets: 6, MaxTicketsPerUser: 2, MaxSessionsPerUser: 8})
+	holder := ar.keyedUser(t, "holder")
+	holder.mustDial() // a ticket that holds a socket
+	holder.ticket()
+	keep := holder.cookieHeader() // a second ticket of holder's, which will hold a socket too
+	if _, err := holder.dial(); err != nil {
+		t.Fatal(err)
+	}
+	var flooders []*apiUser
+	for _, name := range []string{"mallory", "trudy", "eve"} {
+		flooders = append(flooders, ar.keyedUser(t, name))
+	}
+	for range 5 { // 30 proofs by three accounts, against a table of 6
+		for _, f := range flooders {
+			f.ticket()
+		}
+	}
+	// Alice's proof takes the place of a flooder's unused ticket (before: 503 busy), and her socket opens.
+	alice := ar.keyedUser(t, "alice")
+	alice.mustDial()
+	// Holder's tickets were never dropped: the one that opened a socket opens another.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, ar.ws, &client.Options{Header: keep})
+	if err != nil {
+		t.Fatalf("a ticket holding a socket was dropped: %v", err)
+	}
+	c.Close()
+
+	// Only a table of tickets that all hold sockets refuses a proof.
+	full := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{MaxTickets: 2, MaxTicketsPerUser: 2, MaxSessionsPerUser: 8})
+	a, b := full.keyedUser(t, "alice"), full.keyedUser(t, "bob")
+	a.mustDial()
+	b.mustDial()
+	r := a.do("POST", "/api/session/challenge", nil)
+	ch := r.body["challenge"].(string)
+	a.want(a.do("POST", "/api/session/proof", map[string]string{"challenge": ch, "signature": detachSign(t, a.key, ch)}),
+		http.StatusServiceUnavailable, "busy")
+}
+
 // Opening dialogs is rate limited per caller, and a burst of opens of one dialog tells the other user
 // once, so a flood cannot close the other user's sessions as slow.
 func TestDialogOpenRateAndNotices(t *testing.T) {
