@@ -19,8 +19,9 @@ func replicaPair(t *testing.T) (a, b *Directory, revokedOnB func() int) {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	clk := newClock() // one clock for both: two fake clocks made a second apart issue tokens "from the future"
 	mk := func() *Directory {
-		d, _ := newTestDir(t, func(c *Config) { c.SigningKeyPEM = keyPEM })
+		d, _ := newTestDir(t, func(c *Config) { c.SigningKeyPEM = keyPEM; c.Now = clk.Now })
 		return d
 	}
 	a, b = mk(), mk()
