@@ -49,6 +49,10 @@ func (c *Claims) Validate() error {
 	return nil
 }
 
+// maxIssuedSkew is how far in the future a token's iat may lie: in a cluster (docs/cluster.md) a token made
+// on one node is checked on another whose clock may be a little behind, and iat has whole seconds only.
+const maxIssuedSkew = 5 * time.Second
+
 // tokenSigner signs and verifies access tokens. Static after construction.
 type tokenSigner struct {
 	method   jwt.SigningMethod
@@ -113,7 +117,6 @@ func newTokenSigner(cfg Config) (*tokenSigner, error) {
 	t.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{t.method.Alg()}),
 		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
 		jwt.WithIssuer(t.issuer),
 		jwt.WithAudience(t.audience),
 		jwt.WithTimeFunc(cfg.Now),
@@ -198,6 +201,9 @@ func (t *tokenSigner) verify(s string) (*Claims, error) {
 	_, err := t.parser.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return t.verifyBy, nil })
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadToken, err)
+	}
+	if c.IssuedAt.After(now.Add(maxIssuedSkew)) {
+		return nil, fmt.Errorf("%w: %w", ErrBadToken, jwt.ErrTokenUsedBeforeIssued)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

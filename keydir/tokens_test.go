@@ -108,7 +108,7 @@ func TestTokenRefusals(t *testing.T) {
 			c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour))
 		})), jwt.ErrTokenNotValidYet},
 		"issued in the future": {sign(jwt.SigningMethodRS256, own, claims(func(c *Claims) {
-			c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour))
+			c.IssuedAt = jwt.NewNumericDate(now.Add(maxIssuedSkew + time.Second))
 		})), jwt.ErrTokenUsedBeforeIssued},
 		"wrong iss": {sign(jwt.SigningMethodRS256, own, claims(func(c *Claims) { c.Issuer = "evil" })), jwt.ErrTokenInvalidIssuer},
 		"no iss":    {sign(jwt.SigningMethodRS256, own, claims(func(c *Claims) { c.Issuer = "" })), jwt.ErrTokenRequiredClaimMissing},
@@ -146,6 +146,11 @@ func TestTokenRefusals(t *testing.T) {
 				t.Fatalf("error quotes the token")
 			}
 		})
+	}
+	// A token from another node whose clock is a few seconds ahead (a cluster) is good.
+	ahead := sign(jwt.SigningMethodRS256, own, claims(func(c *Claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(maxIssuedSkew)) }))
+	if _, err := d.Authenticate(ahead); err != nil {
+		t.Fatalf("token issued %v ahead: %v", maxIssuedSkew, err)
 	}
 	// Logging out one token left the other valid.
 	if _, err := d.Authenticate(good); err != nil {
