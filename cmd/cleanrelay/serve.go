@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/mailbox"
 )
 
 // shutdownTimeout bounds a clean shutdown: closing every WebSocket and waiting for its goroutines.
@@ -173,6 +174,10 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 	acc := f.accounts.api(dir, log)
 	if acc != nil {
 		cfg.ExtraHeld = dir.HeldBytes // one memory budget for rooms and the directory
+		if box := f.accounts.box; box != nil {
+			cfg.ExtraHeld = func() int64 { return dir.HeldBytes() + box.HeldBytes() } // and the mailbox
+			f.ops.collectors = append(f.ops.collectors, mailbox.NewMetrics(box))
+		}
 		cfg.Authenticator = acc
 	}
 	srv, err = relay.New(cfg, nil, log)
