@@ -251,6 +251,22 @@ const STRINGS = {
     lost_entries: 'The relay dropped entries {from}…{to} before they reached this tab.',
     file_over_cap: 'A file from member {n} was refused: it is over the size limit.',
     file_wrong_size: 'The file {name} arrived with the wrong size and was not saved.',
+
+    // Mailbox, message states and key changes in dialogs (one block).
+    state_pending: 'Sending…',
+    state_sent: 'Sent',
+    state_in_mailbox: '(waiting in the relay)',
+    state_delivered: 'Delivered',
+    state_failed: 'Not sent',
+    retry: 'Retry',
+    route_mailbox: '{u} is away: what you send waits in the relay\'s memory until they come back (at most 7 days). A restart of the relay loses it.',
+    route_blocked: 'Sending to {u} is blocked: their key changed. Compare the safety code and accept the new key first.',
+    unread_label: 'unread messages',
+    err_mailbox_full: 'The other user\'s mailbox is full; nothing in it was lost. Try again after they read it.',
+    err_mailbox_relay_full: 'The relay\'s mailbox is full. Try again later.',
+    err_mailbox_off: 'This relay keeps no messages for contacts who are away.',
+    err_key_changed: 'The other user\'s key changed before this message reached them; accept the new key and send again.',
+    err_revoked: 'The other user\'s key was withdrawn; this message will not reach them.',
   },
   ru: {
     // Page and language switch. `lang` labels the switch with the language it switches to.
@@ -499,6 +515,22 @@ const STRINGS = {
     lost_entries: 'Сервер потерял записи {from}…{to}, не доставив их этой вкладке.',
     file_over_cap: 'Файл от участника {n} отклонён: он больше допустимого размера.',
     file_wrong_size: 'Файл {name} пришёл не того размера и не сохранён.',
+
+    // Почтовый ящик, состояния сообщений и смена ключей в диалогах (один блок).
+    state_pending: 'Отправляется…',
+    state_sent: 'Отправлено',
+    state_in_mailbox: '(ждёт на сервере)',
+    state_delivered: 'Доставлено',
+    state_failed: 'Не отправлено',
+    retry: 'Повторить',
+    route_mailbox: '{u} не в сети: отправленное ждёт в памяти сервера, пока собеседник не вернётся (не дольше 7 дней). Перезапуск сервера его стирает.',
+    route_blocked: 'Отправка пользователю {u} заблокирована: его ключ сменился. Сначала сверьте код безопасности и примите новый ключ.',
+    unread_label: 'непрочитанные сообщения',
+    err_mailbox_full: 'Почтовый ящик собеседника переполнен; ничего из него не потеряно. Попробуйте снова, когда он прочитает.',
+    err_mailbox_relay_full: 'Почтовый ящик сервера переполнен. Попробуйте позже.',
+    err_mailbox_off: 'Этот сервер не хранит сообщения для собеседников не в сети.',
+    err_key_changed: 'Ключ собеседника сменился раньше, чем сообщение до него дошло; примите новый ключ и отправьте снова.',
+    err_revoked: 'Ключ собеседника отозван; это сообщение до него не дойдёт.',
   },
 };
 
