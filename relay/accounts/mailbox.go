@@ -72,77 +72,74 @@ func (a *Accounts) mailboxSummary(w http.ResponseWriter, r *http.Request) {
 // mailboxPut leaves the request body (application/octet-stream: one dialog frame payload, ciphertext) for
 // the user {name}. Query: fp, the recipient's key fingerprint the item is encrypted to (it must be the
 // published one); ttl in seconds (optional: the maximum); quiet=1 for an item that is no message of its own.
+// The answer goes out on the taken-over connection (wipe.go), whatever it is.
 func (a *Accounts) mailboxPut(w http.ResponseWriter, r *http.Request) {
 	s, ok := a.mailboxSession(w, r)
 	if !ok {
 		return
 	}
+	status, body := a.putItem(s, r)
+	finishWiped(w, status, body)
+}
+
+// putItem reads the item of a put into the mailbox, or refuses it, and returns the answer.
+func (a *Accounts) putItem(s keydir.Session, r *http.Request) (int, []byte) {
 	box := a.cfg.Mailbox
 	q := r.URL.Query()
 	ttl, err := strconv.Atoi(q.Get("ttl"))
 	if q.Get("ttl") == "" {
 		ttl, err = 0, nil
 	}
-	if err != nil || ttl < 0 || time.Duration(ttl)*time.Second > box.Config().MaxTTL {
-		writeError(w, http.StatusBadRequest, "bad_ttl", "ttl must be a number of seconds from 1 to "+strconv.Itoa(int(box.Config().MaxTTL.Seconds())))
-		return
-	}
-	if r.Header.Get("Content-Type") != "application/octet-stream" {
-		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/octet-stream")
-		return
-	}
-	if r.ContentLength < 1 || r.ContentLength > int64(box.Config().MaxItemBytes) {
-		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "the message must have a Content-Length from 1 to "+strconv.Itoa(box.Config().MaxItemBytes)+" bytes")
-		return
+	max := int(box.Config().MaxTTL.Seconds())
+	switch {
+	case err != nil || ttl < 0 || ttl > max:
+		return http.StatusBadRequest, errorJSON("bad_ttl", "ttl must be a number of seconds from 1 to "+strconv.Itoa(max))
+	case r.Header.Get("Content-Type") != "application/octet-stream":
+		return http.StatusUnsupportedMediaType, errorJSON("unsupported_media_type", "the body must be application/octet-stream")
+	case r.ContentLength < 1 || r.ContentLength > int64(box.Config().MaxItemBytes):
+		return http.StatusRequestEntityTooLarge, errorJSON("body_too_large", "the message must have a Content-Length from 1 to "+strconv.Itoa(box.Config().MaxItemBytes)+" bytes")
 	}
 	peer, err := a.dir.User(r.PathValue("name"))
 	if err != nil || peer.Disabled {
-		a.fail(w, keydir.ErrNotFound)
-		return
+		return http.StatusNotFound, errorJSON("not_found", keydir.ErrNotFound.Error())
 	}
 	me, err := a.dir.User(s.Username)
 	switch {
 	case err != nil:
-		a.fail(w, err)
-		return
+		return http.StatusNotFound, errorJSON("not_found", keydir.ErrNotFound.Error())
 	case me.Key == nil:
-		writeError(w, http.StatusConflict, "no_key", "publish your public key before writing to anyone")
-		return
+		return http.StatusConflict, errorJSON("no_key", "publish your public key before writing to anyone")
 	case peer.Key == nil:
-		writeError(w, http.StatusConflict, "no_key", "the other user has no published key")
-		return
+		return http.StatusConflict, errorJSON("no_key", "the other user has no published key")
 	case peer.Key.Fingerprint != q.Get("fp"):
-		writeError(w, http.StatusConflict, "key_changed", "the other user's published key is not the one this message is encrypted to; fetch and verify the new key")
-		return
+		return http.StatusConflict, errorJSON("key_changed", "the other user's published key is not the one this message is encrypted to; fetch and verify the new key")
 	case peer.Username == s.Username:
-		writeError(w, http.StatusBadRequest, "bad_request", "a message needs another user")
-		return
+		return http.StatusBadRequest, errorJSON("bad_request", "a message needs another user")
 	}
 	// The buffer is the mailbox's from here on: it overwrites it when the item leaves or is refused.
 	data := make([]byte, r.ContentLength)
 	if _, err := io.ReadFull(r.Body, data); err != nil {
 		clear(data)
-		writeError(w, http.StatusBadRequest, "bad_request", "the body is shorter than its Content-Length")
-		return
+		return http.StatusBadRequest, errorJSON("bad_request", "the body is shorter than its Content-Length")
 	}
 	id, expires, err := box.Put(s.Username, peer.Username, data, time.Duration(ttl)*time.Second, q.Get("quiet") == "1")
 	switch {
 	case errors.Is(err, mailbox.ErrFull):
-		writeError(w, http.StatusInsufficientStorage, "mailbox_full", "the other user's mailbox is full; nothing waiting was dropped: try again after they read it")
-		return
+		return http.StatusInsufficientStorage, errorJSON("mailbox_full", "the other user's mailbox is full; nothing waiting was dropped: try again after they read it")
 	case errors.Is(err, mailbox.ErrRelayFull):
-		writeError(w, http.StatusInsufficientStorage, "mailbox_relay_full", "the relay's mailbox is full; try again later")
-		return
+		return http.StatusInsufficientStorage, errorJSON("mailbox_relay_full", "the relay's mailbox is full; try again later")
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "busy", err.Error())
-		return
+		return http.StatusServiceUnavailable, errorJSON("busy", err.Error())
 	}
 	a.srv.NotifyMail(peer.Username, s.Username)
-	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "expires": expires.UTC()})
+	b := append([]byte(`{"id":"`), id...)
+	b = append(b, `","expires":"`...)
+	b = expires.UTC().AppendFormat(b, time.RFC3339)
+	return http.StatusCreated, append(b, "\"}\n"...)
 }
 
 // mailboxFetch answers the items from {name} waiting for the caller, oldest first, up to maxFetchBytes of
-// ciphertext. The JSON is written from a buffer that is overwritten after the write.
+// ciphertext, on the taken-over connection (wipe.go), from a buffer it overwrites after the write.
 func (a *Accounts) mailboxFetch(w http.ResponseWriter, r *http.Request) {
 	s, ok := a.mailboxSession(w, r)
 	if !ok {
@@ -161,6 +158,7 @@ func (a *Accounts) mailboxFetch(w http.ResponseWriter, r *http.Request) {
 			more = true
 			return false
 		}
+		buf = grow(buf, base64.StdEncoding.EncodedLen(len(data))+160)
 		if n > 0 {
 			buf = append(buf, ',')
 		}
@@ -171,7 +169,6 @@ func (a *Accounts) mailboxFetch(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf, `","expires":"`...)
 		buf = expires.UTC().AppendFormat(buf, time.RFC3339)
 		buf = append(buf, `","data":"`...)
-		buf = grow(buf, base64.StdEncoding.EncodedLen(len(data))+8)
 		buf = base64.StdEncoding.AppendEncode(buf, data)
 		buf = append(buf, `"}`...)
 		n++
@@ -181,11 +178,7 @@ func (a *Accounts) mailboxFetch(w http.ResponseWriter, r *http.Request) {
 	buf = append(buf, `],"more":`...)
 	buf = strconv.AppendBool(buf, more)
 	buf = append(buf, "}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(buf)
-	clear(buf)
+	finishWiped(w, http.StatusOK, buf)
 }
 
 // grow makes room for n more bytes in b, overwriting the old buffer when it has to move: a ciphertext's
