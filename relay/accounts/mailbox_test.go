@@ -17,7 +17,7 @@ import (
 )
 
 // startMailbox is a relay with accounts and a mailbox of cfg's limits.
-func startMailbox(t *testing.T, cfg mailbox.Config) (*accountsRelay, *mailbox.Store) {
+func startMailbox(t testing.TB, cfg mailbox.Config) (*accountsRelay, *mailbox.Store) {
 	box := mailbox.New(cfg)
 	t.Cleanup(box.Close)
 	return startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{Mailbox: box}), box
@@ -48,7 +48,7 @@ func (u *apiUser) fetch(from string) fetched {
 	return f
 }
 
-func fingerprint(t *testing.T, u *apiUser, of string) string {
+func fingerprint(t testing.TB, u *apiUser, of string) string {
 	t.Helper()
 	r := u.do("GET", "/api/users/"+of+"/key", nil)
 	u.want(r, http.StatusOK, "")
@@ -174,4 +174,50 @@ func TestMailboxRevocationWipes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzMailboxRequests sends puts, fetches and acknowledgements with the fuzzer's query, content type and body
+// to a real relay: each gets one of the documented answers, never an internal error, and what the mailbox holds
+// stays within its bounds.
+func FuzzMailboxRequests(f *testing.F) {
+	ar, box := startMailbox(f, mailbox.Config{MaxPerRecipient: 5, MaxItemBytes: 512})
+	alice := ar.keyedUser(f, "alice")
+	bob := ar.keyedUser(f, "bob")
+	fp := fingerprint(f, alice, "bob")
+	f.Add("POST", "bob", "fp="+fp+"&ttl=60", "application/octet-stream", []byte("ciphertext"))
+	f.Add("POST", "bob", "fp="+fp+"&quiet=1", "application/octet-stream", []byte{0, 1, 2})
+	f.Add("POST", "bob", "fp=x&ttl=-1", "text/plain", []byte{})
+	f.Add("GET", "bob", "", "", []byte(nil))
+	f.Add("POST", "alice/ack", "", "application/json", []byte(`{"ids":["a","b"]}`))
+	f.Add("POST", "alice/ack", "", "application/json", []byte(`{"ids":7}`))
+	allowed := map[int]bool{200: true, 201: true, 400: true, 404: true, 405: true, 409: true, 413: true, 415: true, 507: true}
+	f.Fuzz(func(t *testing.T, method, path, query, ctype string, body []byte) {
+		if method != "GET" && method != "POST" {
+			method = "POST"
+		}
+		u := alice
+		if len(body)%2 == 1 {
+			u = bob
+		}
+		u.t = t
+		req, err := http.NewRequest(method, ar.base+"/api/mailbox/"+path+"?"+query, bytes.NewReader(body))
+		if err != nil {
+			return // not a request a client can send
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		req.AddCookie(&http.Cookie{Name: "session", Value: u.cookies["session"].Value})
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return // the request line or header was refused on the wire
+		}
+		res.Body.Close()
+		if !allowed[res.StatusCode] {
+			t.Fatalf("%s /api/mailbox/%s?%s answered %d", method, path, query, res.StatusCode)
+		}
+		if st := box.Stats(); st.Held > 10 || st.Bytes > 10*(512+mailbox.ItemOverhead) {
+			t.Fatalf("the mailbox holds %+v", st)
+		}
+	})
 }
