@@ -198,6 +198,11 @@ for (const kind of KINDS) {
       });
 
       await t.test('a malformed frame is refused with a clear error and loses nothing already accepted', async () => {
+        // Receipts (docs/e2e.md §7.4) are messages too: wait until none is on its way, so that the frame broken
+        // below is the one with the text.
+        for (const p of [alice, bob]) {
+          await p.waitForFunction(() => [...document.querySelectorAll('#log .msg.mine')].every((e) => e.dataset.state === 'delivered'), { timeout: 60000, polling: 100 });
+        }
         const bobConn = relay.proxy.conns.filter((c) => c.first === 'resume' || c.first === 'join').at(-1);
         let broken = 0;
         bobConn.tamper = (msg) => {
