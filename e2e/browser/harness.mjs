@@ -196,6 +196,14 @@ export async function say(page, text, { timeout = 60000 } = {}) {
   await page.waitForFunction((n) => document.querySelectorAll('.msg.mine').length > n, { timeout, polling: 100 }, before);
 }
 
+// receiptsSettled waits until every message each page sent shows as delivered: then no receipt (docs/e2e.md
+// §7.4) is on its way, and the next message frame is a message of the user's.
+export async function receiptsSettled(...pages) {
+  for (const p of pages) {
+    await p.waitForFunction(() => [...document.querySelectorAll('#log .msg.mine')].every((e) => e.dataset.state === 'delivered'), { timeout: 60000, polling: 100 });
+  }
+}
+
 // sees waits for a received message with exactly text, and fails if any message is marked unverified.
 export async function sees(page, text, { timeout = 60000 } = {}) {
   await page.waitForFunction((v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),

@@ -103,3 +103,14 @@ test('a dialog keeps one outbox per user and peer', () => {
   assert.equal(dialogOutbox('alice', 'bob'), dialogOutbox('alice', 'bob'));
   assert.notEqual(dialogOutbox('alice', 'bob'), dialogOutbox('carol', 'bob'));
 });
+
+test('a member who left is not waited for; a message nobody confirmed stays sent', async () => {
+  const box = new Outbox();
+  box.attempt = async () => 'sent';
+  await box.send({ id: 'm1', kind: 'msg' }, [2, 3]);
+  await box.send({ id: 'm2', kind: 'msg' }, [3]);
+  box.receipt(2, ['m1']);
+  box.gone(3);
+  assert.equal(box.items.get('m1').state, 'delivered');
+  assert.equal(box.items.get('m2').state, 'sent');
+});

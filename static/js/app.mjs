@@ -373,6 +373,7 @@ function verifyPeer(ownInfo, member = null) {
 }
 
 function setReady() {
+  if (!room) return;
   const ok = room.canSend();
   const text = $('#text');
   const wasOff = text?.disabled;

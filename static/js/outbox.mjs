@@ -97,11 +97,23 @@ export class Outbox extends EventTarget {
       const e = this.items.get(id);
       if (!e || e.state === 'delivered') continue;
       e.got.add(peer);
-      if ([...e.need].every((p) => e.got.has(p)) || e.need.size === 0) {
-        e.state = 'delivered';
-        e.why = null;
-        this.emit(e);
-      }
+      this.check(e);
+    }
+  }
+
+  // gone forgets a member who left the room: its receipt is no longer waited for (a message that others
+  // confirmed is delivered; one nobody confirmed stays sent).
+  gone(peer) {
+    for (const e of this.items.values()) {
+      if (e.state !== 'delivered' && e.need.delete(peer)) this.check(e);
+    }
+  }
+
+  check(e) {
+    if (e.got.size > 0 && [...e.need].every((p) => e.got.has(p))) {
+      e.state = 'delivered';
+      e.why = null;
+      this.emit(e);
     }
   }
 

@@ -215,6 +215,7 @@ export class Room extends EventTarget {
       this.present.delete(p.member);
       this.peers.delete(p.member);
       this.blocked.delete(p.member);
+      if (!this.dialog) this.outbox.gone(p.member);
     }
     if (this.v2) {
       const t0 = performance.now();
