@@ -211,6 +211,18 @@ export async function sees(page, text, { timeout = 60000 } = {}) {
   assert.equal(await page.$$eval('.msg.unverified', (l) => l.length), 0, 'a message is marked unverified');
 }
 
+// exportLinkBytes returns the bytes of the Blob behind the export link (the CSP forbids fetching blob: URLs).
+async function exportLinkBytes(page) {
+  await page.waitForSelector('#exportlink', { timeout: 60000 });
+  const b64 = await page.$eval('#exportlink', async (a) => {
+    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
+    let s = '';
+    for (const x of buf) s += String.fromCharCode(x);
+    return btoa(s);
+  });
+  return Buffer.from(b64, 'base64');
+}
+
 // exportKey exports the room tab's key pair from the key dialog as ZIP bytes.
 export async function exportKey(page, passphrase) {
   await press(page, '#e2e');
@@ -219,15 +231,16 @@ export async function exportKey(page, passphrase) {
     el.value = v;
   }, passphrase);
   await press(page, '#exportdo');
-  await page.waitForSelector('#exportlink');
-  const b64 = await page.$eval('#exportlink', async (a) => {
-    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
-    let s = '';
-    for (const x of buf) s += String.fromCharCode(x);
-    return btoa(s);
-  });
+  const bytes = await exportLinkBytes(page);
   await press(page, '#keysclose');
-  return new Uint8Array(Buffer.from(b64, 'base64'));
+  return new Uint8Array(bytes);
+}
+
+// exportZip exports the account's key pair from the key-ready screen (or the My key dialog) as ZIP bytes.
+export async function exportZip(page, passphrase) {
+  await fill(page, '#exportpass', passphrase);
+  await press(page, '#exportdo');
+  return exportLinkBytes(page);
 }
 
 // backlog holds the proxy's delivery on conn (the receiver's socket) while sender sends n chat messages,

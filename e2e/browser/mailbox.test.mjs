@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot, press, fill, say, sees, repo } from './harness.mjs';
+import { startRelay, launch, openPage, shot, press, fill, say, sees, repo, exportZip } from './harness.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
 // The longer scenarios run in one browser: the first one listed.
@@ -42,19 +42,6 @@ async function makeKey(page, passphrase) {
   await page.waitForSelector('#keyready', { timeout: 180000 });
 }
 
-async function exportZip(page, passphrase) {
-  await fill(page, '#exportpass', passphrase);
-  await press(page, '#exportdo');
-  await page.waitForSelector('#exportlink', { timeout: 60000 });
-  const b64 = await page.$eval('#exportlink', async (a) => {
-    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
-    let s = '';
-    for (const x of buf) s += String.fromCharCode(x);
-    return btoa(s);
-  });
-  return Buffer.from(b64, 'base64');
-}
-
 async function openDialogWith(page, user) {
   await page.waitForSelector('#mainscreen', { timeout: 60000 });
   const listed = await page.$(`#dialogs button[data-user="${user}"]`);
@@ -64,6 +51,16 @@ async function openDialogWith(page, user) {
     await press(page, `#results button[data-user="${user}"]`);
   }
   await page.waitForSelector('#room #text:not([disabled]), .problem, dialog#keychange[open]', { timeout: 60000 });
+}
+
+// docShots saves the page at desktop (1400×900) and phone (412×915) sizes for the docs.
+async function docShots(page, name) {
+  mkdirSync(SCREENS, { recursive: true });
+  for (const [w, h, what] of [[1400, 900, 'desktop'], [412, 915, 'phone']]) {
+    await page.setViewport({ width: w, height: h });
+    await page.screenshot({ path: join(SCREENS, `${name}-${what}.png`) });
+  }
+  await page.setViewport({ width: 1000, height: 900 });
 }
 
 // states returns the state of each of this page's own bubbles, in order.
@@ -144,14 +141,7 @@ for (const kind of KINDS) {
         await bob.waitForSelector('#dialogs button[data-user="alice"] .unread', { timeout: 60000 });
         assert.equal(await bob.$eval('#dialogs button[data-user="alice"] .unread', (e) => e.textContent), '3');
         assert.match(await bob.title(), /^\(3\) /);
-        if (kind === 'chromium') {
-          mkdirSync(SCREENS, { recursive: true });
-          await bob.setViewport({ width: 1400, height: 900 });
-          await bob.screenshot({ path: join(SCREENS, 'mailbox-unread-desktop.png') });
-          await bob.setViewport({ width: 412, height: 915 });
-          await bob.screenshot({ path: join(SCREENS, 'mailbox-unread-phone.png') });
-          await bob.setViewport({ width: 1000, height: 900 });
-        }
+        if (kind === 'chromium') await docShots(bob, 'mailbox-unread');
         await shot(bob, `${kind}-mailbox-unread`);
         await openDialogWith(bob, 'alice');
         await sees(bob, texts[1]);
@@ -161,13 +151,7 @@ for (const kind of KINDS) {
 
       await t.test('alice sees them turn delivered', async () => {
         await waitStates(alice, ['delivered', 'delivered', 'delivered']);
-        if (kind === 'chromium') {
-          await alice.setViewport({ width: 1400, height: 900 });
-          await alice.screenshot({ path: join(SCREENS, 'mailbox-states-desktop.png') });
-          await alice.setViewport({ width: 412, height: 915 });
-          await alice.screenshot({ path: join(SCREENS, 'mailbox-states-phone.png') });
-          await alice.setViewport({ width: 1000, height: 900 });
-        }
+        if (kind === 'chromium') await docShots(alice, 'mailbox-states');
         await shot(alice, `${kind}-mailbox-delivered`);
       });
 
