@@ -58,6 +58,10 @@ async function docShots(page, name) {
   mkdirSync(SCREENS, { recursive: true });
   for (const [w, h, what] of [[1400, 900, 'desktop'], [412, 915, 'phone']]) {
     await page.setViewport({ width: w, height: h });
+    await page.evaluate(() => {
+      const log = document.querySelector('#log');
+      if (log) log.scrollTop = log.scrollHeight;
+    });
     await page.screenshot({ path: join(SCREENS, `${name}-${what}.png`) });
   }
   await page.setViewport({ width: 1000, height: 900 });
@@ -124,6 +128,7 @@ for (const kind of KINDS) {
         await alice.waitForSelector('.msg.mine.file[data-done="sent"]', { timeout: 60000 });
         await say(alice, texts[1]);
         await waitStates(alice, ['sent', 'sent', 'sent']);
+        if (kind === 'chromium') await docShots(alice, 'mailbox-sent');
         assert.equal(await alice.$$eval('.msg.mine .state', (l) => l.filter((e) => /waiting in the relay/.test(e.textContent)).length), 3);
       });
 
@@ -217,6 +222,7 @@ for (const kind of KINDS) {
         await alice.waitForFunction(() => document.querySelector('#log .msg.mine:last-of-type')?.dataset.state === 'failed', { timeout: 60000, polling: 100 });
         await alice.waitForSelector('#log .msg.mine[data-state="failed"] button.retry');
         await shot(alice, `${kind}-mailbox-failed`);
+        if (kind === 'chromium') await docShots(alice, 'mailbox-failed');
         // A restart forgets everything: accounts, keys, dialogs. Both register again with the keys they hold.
         await relay.resume();
         await alice.waitForSelector('#mainscreen, #loginscreen', { timeout: 120000 });

@@ -450,6 +450,8 @@ function startWatch() {
     const list = $('#dialogs');
     if (list) list.dataset.live = ev.detail ? 'yes' : 'no';
     else if (watch === w) stopWatch(); // the main screen is gone without a stop: do not hold a session for it
+    // Live again: ask what waits, for the mail notices sent while this session was not there to hear them.
+    if (list && ev.detail) checkMailbox();
   });
   watch = w;
   w.start();
