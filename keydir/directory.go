@@ -35,6 +35,7 @@ type Directory struct {
 	challenges map[string]*challenge // challenge text → challenge
 	onRevoke   []func(userID string)
 	onKey      []func(userID string)
+	onChange   []func(Change) // replica.go
 }
 
 // account is one registered user. Guarded by Directory.mu.
@@ -53,6 +54,7 @@ type account struct {
 	search     bucket
 	keyLookups bucket
 	dialogs    bucket
+	version    uint64 // counts the replicated changes (replica.go)
 }
 
 // accountView is a copy of an account's public fields, safe to use without the lock.
@@ -200,8 +202,8 @@ func (d *Directory) Register(ctx context.Context, r Registration) (Account, erro
 	a := &account{id: id, username: name, fullName: full, email: email, created: d.cfg.Now(), hash: hash}
 
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if err := d.canAddLocked(name); err != nil {
+		d.mu.Unlock()
 		return Account{}, err
 	}
 	d.byName[name] = a
@@ -210,7 +212,11 @@ func (d *Directory) Register(ctx context.Context, r Registration) (Account, erro
 	d.held += accountBytes(a)
 	i, _ := slices.BinarySearch(d.names, name)
 	d.names = slices.Insert(d.names, i, name)
-	return a.public(), nil
+	pub := a.public()
+	c, fns := d.changeLocked(a)
+	d.mu.Unlock()
+	emit(fns, c)
+	return pub, nil
 }
 
 func (d *Directory) canAddLocked(name string) error {
@@ -338,23 +344,15 @@ func (d *Directory) Logout(token string) error {
 	}
 	now := d.cfg.Now()
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.revoked) >= d.cfg.MaxRevokedTokens {
-		for id, exp := range d.revoked {
-			if !exp.After(now) {
-				delete(d.revoked, id)
-			}
+	c, fns := Change{Logout: &LoggedOut{TokenID: s.TokenID, UserID: s.UserID, Username: s.Username, Expires: s.Expires}}, d.onChange
+	// A full denylist logs the whole account out instead, which needs no per-token memory.
+	if d.revokeTokenLocked(s.TokenID, s.UserID, s.Expires, now) {
+		if a := d.byID[s.UserID]; a != nil {
+			c, fns = d.changeLocked(a)
 		}
 	}
-	if len(d.revoked) < d.cfg.MaxRevokedTokens {
-		d.revoked[s.TokenID] = s.Expires
-		return nil
-	}
-	// The denylist is full of live entries: log this account out everywhere
-	// instead, which needs no per-token memory.
-	if a := d.byID[s.UserID]; a != nil {
-		a.notBefore = now.Truncate(time.Second)
-	}
+	d.mu.Unlock()
+	emit(fns, c)
 	return nil
 }
 

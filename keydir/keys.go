@@ -160,7 +160,9 @@ func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature stri
 	d.held += keyBytes(&info) - keyBytes(a.key)
 	a.key = &info
 	fns := d.onKey
+	c, cfns := d.changeLocked(a)
 	d.mu.Unlock()
+	emit(cfns, c)
 	if changed {
 		d.notify(fns, userID)
 	}
@@ -248,8 +250,10 @@ func (d *Directory) RevokeKey(username string) error {
 	d.held += bannedBytes - keyBytes(a.key)
 	a.key = nil
 	id, fns := a.id, d.onRevoke
+	c, cfns := d.changeLocked(a)
 	d.mu.Unlock()
 	d.notify(fns, id)
+	emit(cfns, c)
 	return nil
 }
 
@@ -279,8 +283,10 @@ func (d *Directory) DisableAccount(username string) error {
 	}
 	a.chals = nil
 	id, fns := a.id, d.onRevoke
+	c, cfns := d.changeLocked(a)
 	d.mu.Unlock()
 	d.notify(fns, id)
+	emit(cfns, c)
 	return nil
 }
 

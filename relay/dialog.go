@@ -68,6 +68,30 @@ func (s *Server) NotifyKey(user, changed string) {
 	s.notifyUser(user, newObj(make([]byte, 0, 32+len(changed)*6), "key").strEsc("user", changed).done())
 }
 
+// NotifyRemoteDialog tells every connection of the logged-in user that from opened a dialog whose room another
+// node of the cluster holds: room and capability are the base64url texts Dialog.Texts gives there. Texts that are
+// not base64url are ignored.
+func (s *Server) NotifyRemoteDialog(user, room, capability, from string) {
+	if !isB64URL(room) || !isB64URL(capability) {
+		return
+	}
+	s.notifyUser(user, newObj(make([]byte, 0, replyRoom+len(from)*6), "dialog").strEsc("from", from).
+		str("room", room).str("cap", capability).done())
+}
+
+func isB64URL(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // openRoom makes a room with no member yet, for max members, that only the users in allow may join; it keeps
 // its capability to hand out again. A room that nobody joins within the grace is dropped.
 func (h *hub) openRoom(max int, allow []string) (*room, *protoError) {

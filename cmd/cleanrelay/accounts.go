@@ -21,6 +21,7 @@ type accountFlags struct {
 	tokenAlg      string
 	tokenKeyFile  string
 	tokenLifetime time.Duration
+	tokenKey      []byte          // PEM token key from the cluster secret (cluster.go); nil without --cluster
 	dirLimits     keydir.Config   // the directory limits set by flags
 	apiLimits     accounts.Config // the API limits set by flags
 	mailbox       bool            // keep dialog messages for absent contacts
@@ -75,6 +76,10 @@ func (a *accountFlags) directory() (*keydir.Directory, error) {
 		}
 		cfg.SigningKeyPEM = pem
 		defer clear(pem) // keydir keeps the parsed key only
+	}
+	if a.tokenKey != nil {
+		cfg.SigningKeyPEM = a.tokenKey
+		defer clear(a.tokenKey)
 	}
 	dir, err := keydir.New(cfg)
 	if err != nil {

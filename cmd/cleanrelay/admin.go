@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/cluster"
 )
 
 // newAdminHandler is the loopback-only operator listener: GET /metrics (Prometheus text format),
@@ -41,11 +42,21 @@ func newAdminHandler(srv *relay.Server, ops *opsServers, addr string, routes htt
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if ops.cluster != nil {
+		reg.MustRegister(cluster.NewMetrics(ops.cluster))
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
+		if ops.cluster != nil {
+			if err := ops.cluster.Healthy(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "unhealthy: cluster: %v\n", err)
+				return
+			}
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	if routes != nil {

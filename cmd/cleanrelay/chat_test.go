@@ -210,12 +210,19 @@ type chatProc struct {
 
 func startChat(t *testing.T, args ...string) *chatProc {
 	t.Helper()
+	return startChatEnv(t, nil, args...)
+}
+
+// startChatEnv starts "cleanrelay chat --json" with env added to this process's environment.
+func startChatEnv(t *testing.T, env []string, args ...string) *chatProc {
+	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &chatProc{events: make(chan chatEvent, 4096), stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"chat", "--json"}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.stderr
 	p.in, _ = p.cmd.StdinPipe()
 	out, _ := p.cmd.StdoutPipe()
@@ -318,10 +325,7 @@ func TestChatTerminalToTerminal(t *testing.T) {
 	a.wait(t, "expired", func(e chatEvent) bool { return e.ID == m.ID })
 
 	// Files both ways: 150 KiB (5 chunks and a bit, past the window) and a small one.
-	big := make([]byte, 150<<10)
-	rand.Read(big)
-	src := filepath.Join(t.TempDir(), "big.bin")
-	os.WriteFile(src, big, 0o600)
+	src, big := randomFile(t, "big.bin", 150<<10)
 	a.send(t, chatCommand{Cmd: "file", Path: src})
 	f := b.wait(t, "file", nil)
 	if got, _ := os.ReadFile(f.Path); !bytes.Equal(got, big) || filepath.Dir(f.Path) != dirB {
@@ -361,6 +365,18 @@ func TestChatTerminalToTerminal(t *testing.T) {
 	y.wait(t, "presence", func(e chatEvent) bool { return e.Member == 1 && e.Event == "leave" })
 	y.send(t, chatCommand{Cmd: "send", Text: "still here"})
 	z.wait(t, "message", func(e chatEvent) bool { return e.Text == "still here" })
+}
+
+// randomFile writes n random bytes to a file named name in a fresh directory.
+func randomFile(t *testing.T, name string, n int) (string, []byte) {
+	t.Helper()
+	data := make([]byte, n)
+	rand.Read(data)
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, data
 }
 
 // cutProxy forwards TCP connections to a relay and can cut all of them at once, as a dropped circuit does.

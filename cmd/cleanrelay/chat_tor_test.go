@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,23 +19,7 @@ import (
 // both keep writing; once the relay has published again, both come back on their own and every message arrives
 // exactly once, in order. Needs -tor and a loopback-only namespace (.ci/test-tor.sh).
 func TestChatThroughTor(t *testing.T) {
-	n := tornet.Start(t)
-	sb := startServeTor(t, 2*time.Minute, "--tor-torrc-extra", writeTorrc(t, n), "--grace", "6m")
-	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
-	defer cancel()
-	for { // wait until the onion service answers through tor
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sb.url, nil)
-		resp, err := n.HTTPClient().Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the onion service never answered: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	n, sb := onionRelay(t)
 	a := startChat(t, "--tor-socks", n.SocksAddr, "--create", sb.url)
 	link := a.waitFor(t, 2*time.Minute, "invite", nil).Link
 	if !strings.Contains(link, ".onion/#r=") {
@@ -44,6 +29,62 @@ func TestChatThroughTor(t *testing.T) {
 	if sa, sb := a.waitFor(t, 2*time.Minute, "safety", nil), b.waitFor(t, 2*time.Minute, "safety", nil); sa.Safety != sb.Safety {
 		t.Fatalf("safety codes differ: %s %s", sa.Safety, sb.Safety)
 	}
+	exchangeAcrossTorDeath(t, n, sb, a, b)
+	b.send(t, chatCommand{Cmd: "burn"})
+	a.waitFor(t, time.Minute, "ended", nil)
+}
+
+// TestChatDialogThroughTor: the same with two accounts in a dialog (protocol v1, logged-in sessions with their
+// tickets): registration, login, key publication and the dialog go through the onion service too.
+func TestChatDialogThroughTor(t *testing.T) {
+	n, sb := onionRelay(t)
+	registerOnly(t, n.HTTPClient(), sb.url, "alice", "Alice-pass1!")
+	registerOnly(t, n.HTTPClient(), sb.url, "bob", "Bob-pass1!")
+	zip := filepath.Join(t.TempDir(), "alice.zip")
+	envA := []string{envPassword + "=Alice-pass1!", envPassphrase + "=Alice-zip-pass1!"}
+	a := startChatEnv(t, envA, "--tor-socks", n.SocksAddr, "--login", "alice", "--key-type", "curve25519", "--export", zip, sb.url, "@bob")
+	a.waitFor(t, 2*time.Minute, "exported", nil)
+	if c := a.exit(t); c != 1 { // bob has no key yet
+		t.Fatalf("exit %d; stderr %s", c, a.stderr)
+	}
+	b := startChatEnv(t, []string{envPassword + "=Bob-pass1!"}, "--tor-socks", n.SocksAddr, "--login", "bob", "--key-type", "curve25519", sb.url, "@alice")
+	a = startChatEnv(t, envA, "--tor-socks", n.SocksAddr, "--login", "alice", "--key", zip, sb.url, "@bob")
+	if sa, sb := a.waitFor(t, 2*time.Minute, "safety", nil), b.waitFor(t, 2*time.Minute, "safety", nil); sa.Safety != sb.Safety {
+		t.Fatalf("safety codes differ: %s %s", sa.Safety, sb.Safety)
+	}
+	exchangeAcrossTorDeath(t, n, sb, a, b)
+	a.send(t, chatCommand{Cmd: "burn"})
+	b.waitFor(t, time.Minute, "ended", nil)
+}
+
+// onionRelay starts the relay in onion mode on a private Tor network and waits until its onion service answers.
+func onionRelay(t *testing.T) (*tornet.Network, *servedBinary) {
+	n := tornet.Start(t)
+	sb := startServeTor(t, 2*time.Minute, "--tor-torrc-extra", writeTorrc(t, n), "--grace", "6m")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sb.url, nil)
+		resp, err := n.HTTPClient().Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return n, sb
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the onion service never answered: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// exchangeAcrossTorDeath has a and b write 20 messages each while the relay's tor is killed after the 10th; once
+// the restarted tor has published again, each must read all of the other's once and in order, both having seen
+// their connection drop.
+func exchangeAcrossTorDeath(t *testing.T, n *tornet.Network, sb *servedBinary, a, b *chatProc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	defer cancel()
 	const before, after = 10, 20
 	for i := range after {
 		if i == before {
@@ -95,6 +136,4 @@ func TestChatThroughTor(t *testing.T) {
 			t.Errorf("a client never lost its connection: tor's death did not reach it")
 		}
 	}
-	b.send(t, chatCommand{Cmd: "burn"})
-	a.waitFor(t, time.Minute, "ended", nil)
 }

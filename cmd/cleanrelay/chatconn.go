@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay/client"
-	"github.com/cleanrelay/cleanrelay/relay/client/e2e"
 )
 
 // The connection side of a chat session: sending, acknowledging, and resuming after a drop exactly as the
@@ -67,12 +66,9 @@ func (s *chatSession) resumed(c *client.Conn, r *client.Room) error {
 			break // the new connection dropped too: its events channel closes and we come back here
 		}
 	}
-	res, err := s.g.SetPresent(s.setPresent(r.Members))
-	if err != nil {
-		return err
-	}
-	s.emit(chatEvent{Type: "state", Online: boolp(true), Members: r.Members, Ready: boolp(s.g.CanSend())})
-	return s.apply(res, 0)
+	present := s.setPresent(r.Members)
+	s.emit(chatEvent{Type: "state", Online: boolp(true), Members: r.Members, Ready: boolp(s.crypto.canSend())})
+	return s.crypto.resumed(present)
 }
 
 // setPresent replaces the members present (from a joined or resumed reply) and returns the others.
@@ -89,8 +85,8 @@ func (s *chatSession) setPresent(members []uint32) []uint32 {
 }
 
 // send pads and sends one v2 frame; offline, it waits in the outbox for the resume.
-func (s *chatSession) send(f e2e.Frame) error {
-	p, err := padFrame(f.Kind, f.Body)
+func (s *chatSession) send(kind byte, body []byte) error {
+	p, err := padFrame(kind, body)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,10 @@ import (
 // chatScreen is the interactive screen: the conversation, a status line (connection, members, safety code) and
 // an input line; keyboard only. Lines starting with '/' are commands: /file PATH, /timer SECONDS, /trust N, /burn, /quit.
 func chatScreen(ctx context.Context, cfg chatConfig, stdout, stderr io.Writer) int {
-	events := make(chan chatEvent, 64)
+	events := make(chan chatEvent, 64+len(cfg.early))
+	for _, ev := range cfg.early {
+		events <- ev
+	}
 	cmds := make(chan chatCommand, 64)
 	s := &chatSession{cfg: cfg, out: events, cmds: cmds}
 
@@ -139,12 +142,17 @@ func parseScreenLine(line string) (chatCommand, error) {
 		return chatCommand{Cmd: "file", Path: arg}, nil
 	case "trust":
 		var m uint32
-		if _, err := fmt.Sscan(arg, &m); err != nil {
+		if _, err := fmt.Sscan(arg, &m); err != nil && arg != "" { // a dialog's one peer needs no number
 			return chatCommand{}, fmt.Errorf("usage: /trust MEMBER")
 		}
 		return chatCommand{Cmd: "trust", Member: m}, nil
 	case "burn":
 		return chatCommand{Cmd: "burn"}, nil
+	case "export":
+		if arg == "" {
+			return chatCommand{}, fmt.Errorf("usage: /export FILE.zip")
+		}
+		return chatCommand{Cmd: "export", Path: arg}, nil
 	case "timer":
 		var n int
 		if _, err := fmt.Sscan(arg, &n); err != nil || n < 0 {
@@ -154,7 +162,7 @@ func parseScreenLine(line string) (chatCommand, error) {
 	case "quit", "leave":
 		return chatCommand{Cmd: "leave"}, nil
 	}
-	return chatCommand{}, fmt.Errorf("unknown command /%s (/file PATH, /timer S, /trust N, /burn, /quit; // starts a message with /)", word)
+	return chatCommand{}, fmt.Errorf("unknown command /%s (/file PATH, /timer S, /trust N, /burn, /export FILE.zip, /quit; // starts a message with /)", word)
 }
 
 // screenState is what the status line shows.
@@ -188,7 +196,7 @@ func (st *screenState) line() string {
 	keys := "keys: waiting"
 	switch {
 	case st.blocked:
-		keys = "[red]KEY CHANGED: /trust N after comparing[-]"
+		keys = "[red]KEY CHANGED: /trust after comparing[-]"
 	case st.ready && len(codes) > 0:
 		keys = "safety " + strings.Join(codes, ", ")
 	case st.ready:
@@ -223,17 +231,29 @@ func (st *screenState) apply(ev chatEvent, say func(string, ...any)) {
 			st.members = ev.Members
 		}
 	case "presence":
-		say("[gray]member %d: %s[-]", ev.Member, ev.Event)
+		say("[gray]member %d%s: %s[-]", ev.Member, userSuffix(ev.User), ev.Event)
+	case "key":
+		say("published key %s (%s) for this account", ev.Text, ev.Name)
+	case "exported":
+		say("saved the key pair to %s (the browser imports it)", esc(ev.Path))
 	case "safety":
 		st.safety[ev.Member] = ev.Safety
 		st.blocked = false
 		say("member %d is end-to-end verified; safety code [::b]%s[::-] (compare it with them out of band)", ev.Member, ev.Safety)
 	case "keychange":
 		st.blocked = true
-		say("[red]member %d changed key: new safety code %s (was %s). Nothing is sent until you type /trust %d[-]", ev.Member, ev.Offered, ev.Safety, ev.Member)
+		if ev.User != "" { // a dialog: the peer's directory key changed
+			say("[red]%s's key changed: new safety code %s (was %s). Nothing is sent until you type /trust[-]", esc(ev.User), ev.Offered, ev.Safety)
+		} else {
+			say("[red]member %d changed key: new safety code %s (was %s). Nothing is sent until you type /trust %d[-]", ev.Member, ev.Offered, ev.Safety, ev.Member)
+		}
 	case "message":
 		st.lineID = ev.ID
-		say("[aqua]%d:[-] %s", ev.From, esc(ev.Text))
+		mark := ""
+		if ev.Unverified {
+			mark = "[red](signature NOT verified)[-] "
+		}
+		say("[aqua]%d:[-] %s%s", ev.From, mark, esc(ev.Text))
 	case "sent":
 		st.lineID = ev.ID
 		say("[green]me:[-] %s", esc(ev.Text))
@@ -258,4 +278,11 @@ func (st *screenState) apply(ev chatEvent, say func(string, ...any)) {
 		st.ended = ev.Reason
 		say("the room has ended (%s)", ev.Reason)
 	}
+}
+
+func userSuffix(user string) string {
+	if user == "" {
+		return ""
+	}
+	return " (" + tview.Escape(user) + ")"
 }

@@ -6,47 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay/client"
-	"github.com/cleanrelay/cleanrelay/relay/client/e2e"
 )
-
-// chatEvent is what a chat session tells its screen (or, with --json, its stdout: one object per line).
-type chatEvent struct {
-	Type    string   `json:"type"` // invite, state, presence, safety, keychange, message, sent, expired, filestart, file, filesent, problem, ended, error
-	Link    string   `json:"link,omitempty"`
-	Online  *bool    `json:"online,omitempty"`
-	Ready   *bool    `json:"ready,omitempty"`
-	Member  uint32   `json:"member,omitempty"`
-	Members []uint32 `json:"members,omitempty"`
-	Me      uint32   `json:"me,omitempty"`
-	Event   string   `json:"event,omitempty"`
-	Safety  string   `json:"safety,omitempty"`
-	Offered string   `json:"offered,omitempty"`
-	From    uint32   `json:"from,omitempty"`
-	ID      string   `json:"id,omitempty"`
-	Text    string   `json:"text,omitempty"`
-	TS      int64    `json:"ts,omitempty"`
-	TTL     int      `json:"ttl,omitempty"`
-	Name    string   `json:"name,omitempty"`
-	Size    int64    `json:"size,omitempty"`
-	Path    string   `json:"path,omitempty"`
-	Code    string   `json:"code,omitempty"`
-	Reason  string   `json:"reason,omitempty"`
-	Message string   `json:"message,omitempty"`
-}
-
-// chatCommand is what the screen (or stdin with --json) asks of the session.
-type chatCommand struct {
-	Cmd    string `json:"cmd"` // send, file, burn, leave, trust
-	Text   string `json:"text,omitempty"`
-	TTL    int    `json:"ttl,omitempty"`
-	Path   string `json:"path,omitempty"`
-	Member uint32 `json:"member,omitempty"`
-}
-
-func boolp(b bool) *bool { return &b }
 
 // chatConfig is what a session needs to reach a room.
 type chatConfig struct {
@@ -57,11 +22,17 @@ type chatConfig struct {
 	max     int
 	base    string // the relay's address, for the invite link of a created room
 	saveDir string
+
+	// Dialogs (--login) only.
+	dialog         *chatDialog
+	header         func(ctx context.Context, fresh bool) (http.Header, error) // the logged-in handshake's cookies
+	passphraseFile string                                                     // for the export command
+	early          []chatEvent                                                // what the setup told (a key made)
 }
 
-// chatSession is one membership of an anonymous room, speaking end-to-end protocol v2 (docs/e2e.md) through
-// relay/client/e2e, and resuming after a dropped connection as the browser does (docs/protocol.md §4.2).
-// Everything but dialing runs on the goroutine of run.
+// chatSession is one membership of a room, speaking its end-to-end protocol through a chatCrypto (v2 in
+// anonymous rooms, v1 in dialogs), and resuming after a dropped connection as the browser does
+// (docs/protocol.md §4.2). Everything but dialing runs on the goroutine of run.
 type chatSession struct {
 	cfg    chatConfig
 	out    chan<- chatEvent
@@ -75,10 +46,8 @@ type chatSession struct {
 	member      uint32
 	last, acked uint64
 	outbox      *client.Outbox
-	g           *e2e.Group
-	secret      []byte
+	crypto      chatCrypto
 	present     map[uint32]bool
-	shown       map[uint32]string // member → safety code last told
 	files       *chatFiles
 	queued      []chatCommand // sends waiting for the room's first epoch
 	ended       bool
@@ -102,7 +71,23 @@ func (e *chatError) Error() string { return e.msg }
 func dialRelay(ctx context.Context, cfg chatConfig) (*client.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, cfg.wsURL, &client.Options{NetDialContext: cfg.dial, Events: 4096})
+	// One WebSocket frame per relay frame, as a browser sends it.
+	opts := &client.Options{NetDialContext: cfg.dial, Events: 4096, WriteBufferSize: frameBuckets[len(frameBuckets)-1] + 1}
+	if cfg.header != nil {
+		h, err := cfg.header(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		opts.Header = h
+	}
+	c, err := client.Dial(ctx, cfg.wsURL, opts)
+	if err != nil && cfg.header != nil && strings.Contains(err.Error(), "HTTP 401") {
+		// The ticket is no longer good (docs/accounts.md §7): prove the key again.
+		if opts.Header, err = cfg.header(ctx, true); err != nil {
+			return nil, err
+		}
+		c, err = client.Dial(ctx, cfg.wsURL, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -120,9 +105,12 @@ func (s *chatSession) start(ctx context.Context) error {
 		return err
 	}
 	var r *client.Room
-	if s.cfg.create {
+	switch {
+	case s.cfg.dialog != nil:
+		r, err = c.Join(ctx, s.cfg.dialog.room, s.cfg.dialog.cap)
+	case s.cfg.create:
 		r, err = c.Create(ctx, s.cfg.max)
-	} else {
+	default:
 		r, err = c.Join(ctx, s.cfg.invite.room, s.cfg.invite.cap)
 	}
 	if err != nil {
@@ -136,33 +124,24 @@ func (s *chatSession) start(ctx context.Context) error {
 	s.conn, s.events, s.hello = c, c.Events(), c.Hello()
 	s.ch, s.room, s.token, s.member, s.last, s.acked = r.Ch, r.ID, r.Resume, r.Member, r.Seq, r.Seq
 	s.outbox = client.NewOutbox(512)
-	s.present, s.shown = map[uint32]bool{}, map[uint32]string{}
+	s.present = map[uint32]bool{}
 	s.files = newChatFiles(s.cfg.saveDir)
 	s.expire = make(chan string, 16)
 	s.reconnected = make(chan reconnectResult, 1)
-	if s.cfg.create {
-		s.secret = make([]byte, 32)
-		rand.Read(s.secret)
-		s.emit(chatEvent{Type: "invite", Link: inviteLink(mustURL(s.cfg.base), r.ID, r.Cap, s.secret)})
-	} else {
-		s.secret = s.cfg.invite.secret
+	switch {
+	case s.cfg.dialog != nil:
+		s.crypto = newDialogCrypto(s, s.cfg.dialog)
+	case s.cfg.create:
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		s.emit(chatEvent{Type: "invite", Link: inviteLink(mustURL(s.cfg.base), r.ID, r.Cap, secret)})
+		s.crypto = newAnonCrypto(s, r.ID, r.Member, secret)
+	default:
+		s.crypto = newAnonCrypto(s, r.ID, r.Member, s.cfg.invite.secret)
 	}
-	seed := make([]byte, 32)
-	rand.Read(seed)
-	s.g = e2e.NewGroup(r.ID, r.Member, e2e.NewEd25519Identity(seed), s.secret, nil)
-	clear(seed)
 	present := s.setPresent(r.Members)
-	res, err := s.g.SetPresent(present)
-	if err == nil && len(present) > 0 {
-		var h e2e.Result
-		h, err = s.g.Hello()
-		res.Send = append(res.Send, h.Send...)
-	}
-	if err != nil {
-		return err
-	}
 	s.emit(chatEvent{Type: "state", Online: boolp(true), Me: s.member, Members: r.Members, Ready: boolp(false)})
-	return s.apply(res, 0)
+	return s.crypto.enter(present)
 }
 
 func (s *chatSession) emit(ev chatEvent) { s.out <- ev }
@@ -171,7 +150,9 @@ func (s *chatSession) emit(ev chatEvent) { s.out <- ev }
 func (s *chatSession) run(ctx context.Context) error {
 	s.ackTimer = time.NewTimer(time.Hour)
 	defer func() {
-		s.g.Wipe()
+		if s.crypto != nil {
+			s.crypto.wipe()
+		}
 		if s.conn != nil {
 			s.conn.Close()
 		}
@@ -251,14 +232,9 @@ func (s *chatSession) onEvent(ev client.Event) error {
 			s.present[ev.Member] = true
 		case "leave":
 			delete(s.present, ev.Member)
-			delete(s.shown, ev.Member)
 		}
-		res, err := s.g.OnPresence(ev.Event, ev.Member)
-		if err != nil {
-			return err
-		}
-		s.emit(chatEvent{Type: "presence", Member: ev.Member, Event: ev.Event, Reason: ev.Reason})
-		return s.apply(res, 0)
+		s.emit(chatEvent{Type: "presence", Member: ev.Member, Event: ev.Event, Reason: ev.Reason, User: ev.User})
+		return s.crypto.presence(ev.Event, ev.Member)
 	case client.KindLost:
 		if ev.Ch == s.ch {
 			s.last = max(s.last, ev.LostTo)
@@ -281,77 +257,24 @@ func (s *chatSession) onFrame(from uint32, payload []byte) error {
 		s.emit(chatEvent{Type: "problem", Member: from, Code: "malformed", Message: err.Error()})
 		return nil
 	}
-	if kind == 0x01 || kind == 0x02 {
-		s.emit(chatEvent{Type: "problem", Member: from, Code: "version", Message: fmt.Sprintf("member %d runs an older client that cannot read this room: they should reload the page", from)})
-		return nil
-	}
-	res, err := s.g.OnFrame(from, kind, body)
-	if err != nil {
-		return err
-	}
-	return s.apply(res, kind)
+	return s.crypto.frame(from, kind, body)
 }
 
-// apply sends a Group result's frames, tells its notes and handles its plaintexts.
-func (s *chatSession) apply(r e2e.Result, kind byte) error {
-	for _, f := range r.Send {
-		if err := s.send(f); err != nil {
-			return err
-		}
-	}
-	for _, n := range r.Notes {
-		switch n.Class {
-		case "identity":
-			pinned, pending := s.g.PeerIdentity(n.Member)
-			if n.Text == "changed" {
-				s.emit(chatEvent{Type: "keychange", Member: n.Member, Safety: safetyCode(s.g.Identity(), pinned), Offered: safetyCode(s.g.Identity(), pending),
-					Message: fmt.Sprintf("member %d announced a different key: nothing is sent until you compare the new safety code and trust it", n.Member)})
-			}
-		case "epoch":
-			s.tellSafety()
-		default:
-			if n.Class == "forged" && kind == e2e.KindIdentity && len(s.shown) == 0 && s.g.Epoch() == 0 {
-				pinned, _ := s.g.PeerIdentity(n.Member)
-				if pinned == nil {
-					return &chatError{"the invite link's secret does not fit this room (member " + fmt.Sprint(n.Member) + "'s key announcement did not open with it): check the link"}
-				}
-			}
-			s.emit(chatEvent{Type: "problem", Member: n.Member, Code: n.Class, Message: n.Text})
-		}
-	}
-	for _, m := range r.Messages {
-		s.onPlain(m.From, m.Plaintext)
-	}
-	if s.g.CanSend() {
-		q := s.queued
-		s.queued = nil
-		for _, c := range q {
-			s.onCommand(context.Background(), c)
-		}
-	}
-	return nil
-}
-
-// tellSafety shows each member of our epoch once with its safety code (again after a key change).
-func (s *chatSession) tellSafety() {
-	if !s.g.CanSend() {
+// flushQueued sends the commands that waited for the room's keys, once they are agreed.
+func (s *chatSession) flushQueued() {
+	if !s.crypto.canSend() {
 		return
 	}
-	for _, m := range s.g.Members() {
-		pinned, _ := s.g.PeerIdentity(m)
-		if m == s.member || pinned == nil {
-			continue
-		}
-		code := safetyCode(s.g.Identity(), pinned)
-		if s.shown[m] != code {
-			s.shown[m] = code
-			s.emit(chatEvent{Type: "safety", Member: m, Safety: code})
-		}
+	q := s.queued
+	s.queued = nil
+	for _, c := range q {
+		s.onCommand(context.Background(), c)
 	}
-	s.emit(chatEvent{Type: "state", Online: boolp(s.events != nil), Ready: boolp(true), Members: s.g.Members()})
 }
 
-func (s *chatSession) onPlain(from uint32, plain []byte) {
+// onPlain handles an opened envelope; verified is false for a dialog message whose signature is not the pinned
+// key's. A kind this client does not know (a newer client's) is skipped without a word.
+func (s *chatSession) onPlain(from uint32, plain []byte, verified bool) {
 	h, body, err := decodeEnvelope(plain)
 	if err != nil {
 		s.emit(chatEvent{Type: "problem", Member: from, Code: "malformed", Message: err.Error()})
@@ -359,7 +282,7 @@ func (s *chatSession) onPlain(from uint32, plain []byte) {
 	}
 	switch h.K {
 	case "msg":
-		s.emit(chatEvent{Type: "message", From: from, ID: h.ID, Text: h.Text, TS: h.TS, TTL: h.TTL})
+		s.emit(chatEvent{Type: "message", From: from, ID: h.ID, Text: h.Text, TS: h.TS, TTL: h.TTL, Unverified: !verified})
 		s.expireLater(h.ID, h.TTL)
 	case "file":
 		if ev, ok := s.files.header(from, h); ok {
@@ -395,18 +318,14 @@ func (s *chatSession) sealEnvelope(h map[string]any, body []byte) error {
 	if err != nil {
 		return err
 	}
-	f, err := s.g.Seal(b)
-	if err != nil {
-		return err
-	}
-	return s.send(f)
+	return s.crypto.seal(b)
 }
 
 func (s *chatSession) onCommand(ctx context.Context, c chatCommand) error {
 	switch c.Cmd {
 	case "send", "file":
-		if !s.g.CanSend() {
-			if _, pending := s.blockedBy(); pending {
+		if !s.crypto.canSend() {
+			if s.crypto.blocked() {
 				s.emit(chatEvent{Type: "error", Message: "blocked: a member's key changed; compare the safety code first"})
 				return nil
 			}
@@ -434,35 +353,22 @@ func (s *chatSession) onCommand(ctx context.Context, c chatCommand) error {
 		s.conn.Burn(s.ch)
 	case "leave":
 		return s.leave(ctx)
-	case "trust":
-		// Our identity and key package go out again first: whoever holds the new key may be a client that
-		// never saw them (a repeat is ignored by one that did).
-		res, err := s.g.Hello()
-		if err != nil {
-			return err
+	case "export":
+		if s.cfg.dialog == nil {
+			s.emit(chatEvent{Type: "error", Message: "export: only a dialog (--login) has a key to export"})
+			return nil
 		}
-		tr, err := s.g.Trust(c.Member)
-		if err != nil {
+		if err := exportKey(s.cfg.dialog.own, c.Path, s.cfg.passphraseFile); err != nil {
 			s.emit(chatEvent{Type: "error", Message: err.Error()})
 			return nil
 		}
-		res.Send = append(res.Send, tr.Send...)
-		res.Notes = append(res.Notes, tr.Notes...)
-		delete(s.shown, c.Member)
-		return s.apply(res, 0)
+		s.emit(chatEvent{Type: "exported", Path: c.Path})
+	case "trust":
+		return s.crypto.trust(c.Member)
 	default:
-		s.emit(chatEvent{Type: "error", Message: fmt.Sprintf("unknown command %q (send, file, burn, leave, trust)", c.Cmd)})
+		s.emit(chatEvent{Type: "error", Message: fmt.Sprintf("unknown command %q (send, file, burn, leave, trust, export)", c.Cmd)})
 	}
 	return nil
-}
-
-func (s *chatSession) blockedBy() (uint32, bool) {
-	for m := range s.present {
-		if _, pending := s.g.PeerIdentity(m); pending != nil {
-			return m, true
-		}
-	}
-	return 0, false
 }
 
 // maxText is the most text one message carries (the browser's MAX_TEXT).

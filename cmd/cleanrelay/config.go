@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/cluster"
 )
 
 // envPrefix starts the environment variable of every flag: --max-frame is CLEANRELAY_MAX_FRAME. Containers and
@@ -38,6 +39,7 @@ type opsFlags struct {
 	acmeEmail       string
 	acmeCache       string
 	http            relay.HTTPConfig // limits of every HTTP server (main, HTTPS, admin)
+	cluster         *cluster.Node    // with --cluster: its health and metrics go on the admin listener (not a flag)
 
 	collectors []prometheus.Collector // more metrics for the admin listener, set by newRelay (the mailbox's)
 }

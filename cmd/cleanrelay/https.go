@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/cluster"
 )
 
 // opsServers are the listeners besides the relay's main one: the loopback admin listener and HTTPS. Both are
@@ -29,6 +30,7 @@ type opsServers struct {
 	adminLn, httpsLn net.Listener
 	httpsNames       []string // the names HTTPS serves, for announce
 	log              *slog.Logger
+	cluster          *cluster.Node // nil without --cluster
 
 	onion atomic.Pointer[string] // the onion host for Onion-Location; nil until published
 }
@@ -38,7 +40,7 @@ type opsServers struct {
 // the admin listener. Nothing is bound when it
 // returns an error.
 func startOps(o *opsFlags, srv *relay.Server, handler, adminRoutes http.Handler, log *slog.Logger) (*opsServers, error) {
-	ops := &opsServers{log: log}
+	ops := &opsServers{log: log, cluster: o.cluster}
 	if o.httpsListen != "" {
 		tlsCfg, names, err := httpsConfig(o)
 		if err != nil {

@@ -30,8 +30,9 @@ type serveFlags struct {
 	cfg        relay.Config
 	accounts   accountFlags
 	harden     hardenFlags
-	onion      onionFlags // onion.go
-	ops        opsFlags   // admin listener and HTTPS: config.go
+	onion      onionFlags   // onion.go
+	ops        opsFlags     // admin listener and HTTPS: config.go
+	cluster    clusterFlags // cluster.go
 }
 
 // stringList is a flag that may be given several times.
@@ -74,6 +75,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	f.accounts.register(fs)
 	f.harden.register(fs)
 	f.ops.register(fs)
+	f.cluster.register(fs)
 	fromEnv, err := parseWithEnv(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		printServeUsage(stderr, fs)
@@ -93,6 +95,20 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	}
 	if err := validateServeFlags(fs, f, fromEnv); err != nil {
 		return nil, err
+	}
+	for name := range fromEnv {
+		set[name] = true
+	}
+	if err := f.cluster.validate(&f.accounts, set); err != nil {
+		return nil, err
+	}
+	// The mailbox is one node's memory: a message left on one node would never reach a recipient who connects to
+	// another. In a cluster it is off until it is shared (docs/operations.md, The mailbox).
+	if f.cluster.urls != "" {
+		if set["mailbox"] && f.accounts.mailbox {
+			return nil, errors.New("--mailbox and --cluster exclude each other: the mailbox is not shared between nodes yet (hint: --mailbox=false)")
+		}
+		f.accounts.mailbox = false
 	}
 	return f, nil
 }
@@ -125,6 +141,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		serveMode = serveOnion
 	}
 	err = serveMode(ctx, f, stdout, log)
+	f.cluster.close()
 	f.accounts.close()
 	if err != nil {
 		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
@@ -166,6 +183,9 @@ func serveLocal(ctx context.Context, f *serveFlags, stdout io.Writer, log *slog.
 // newRelay makes the relay, the HTTP handler that serves it (with accounts, unless they are off), and the
 // operator's handler for the admin listener (nil without accounts).
 func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admin http.Handler, err error) {
+	if err := f.cluster.prepare(&f.accounts); err != nil {
+		return nil, nil, nil, err
+	}
 	dir, err := f.accounts.directory()
 	if err != nil {
 		return nil, nil, nil, flagError(err)
@@ -188,6 +208,15 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 		srv.AllowHost(h)
 	}
 	handler, admin = withAccounts(srv, acc)
+	// The node joins once the accounts are attached: a withdrawal applied from another node ends sessions here.
+	if err := f.cluster.start(context.Background(), dir, srv, log); err != nil {
+		srv.Close(context.Background())
+		return nil, nil, nil, err
+	}
+	f.ops.cluster = f.cluster.run
+	if acc != nil && f.cluster.run != nil {
+		acc.OnDialogNotice(f.cluster.run.NotifyDialog)
+	}
 	return srv, handler, admin, nil
 }
 

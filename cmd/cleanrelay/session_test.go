@@ -493,12 +493,14 @@ func unseal(me, peer *openpgp.Entity, frame []byte) (map[string]any, []byte, err
 var logKeys = map[string]bool{
 	"time": true, "level": true, "msg": true, "err": true, "why": true, "reason": true, "component": true,
 	"tor_version": true, "warning": true, "step": true,
+	"node": true, "peer": true, "synced": true, // cluster: the operator's node names
 }
 
 // logCounters are the other attributes the relay may log: counts and limits, numbers by design.
 var logCounters = map[string]bool{
 	"connections_open": true, "rooms_open": true, "connections_served": true, "rooms_created": true,
 	"frames_forwarded": true, "limit": true, "percent": true, "retry_in": true,
+	"peers": true, "missing": true, "took": true, // cluster
 }
 
 // checkNoUserData fails the test if the relay's stdout or stderr carries anything of the users' (ud), or a log

@@ -118,6 +118,9 @@ for (const kind of KINDS) {
         await say(alice, m);
         await sees(bob, m);
         assert.equal(proofs(), before, 'the reconnect signed a new session challenge');
+        // Presence lines name the peer of a dialog, never "Member N".
+        await bob.waitForFunction(() => /alice is back/.test(document.querySelector('#log').textContent), { timeout: 60000, polling: 100 });
+        assert.doesNotMatch(await bob.$eval('#log', (e) => e.textContent), /Member \d/);
       });
 
       await t.test('reload asks for the passphrase, then the dialog goes on', async () => {

@@ -3,79 +3,14 @@
 // each way, the timer both ways, burn from either side. Chromium and Firefox ESR with Tor-Browser-"Safer"-like preferences.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot, press, say, sees, repo } from './harness.mjs';
+import { startRelay, launch, openPage, shot, press, say, sees } from './harness.mjs';
+import { Terminal, safetyOf, savedFile } from './terminal.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
-
-let bin = null;
-function chatBinary() {
-  if (!bin) {
-    bin = join(mkdtempSync(join(tmpdir(), 'crchat-')), 'cleanrelay');
-    execFileSync('go', ['build', '-o', bin, './cmd/cleanrelay'], { cwd: repo, stdio: 'inherit' });
-  }
-  return bin;
-}
-
-// Terminal runs `cleanrelay chat --json` and reads its events.
-class Terminal {
-  constructor(args, dir) {
-    this.events = [];
-    this.waiters = [];
-    this.stderr = '';
-    this.dir = dir;
-    this.proc = spawn(chatBinary(), ['chat', '--json', '--save', dir, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.proc.stderr.on('data', (d) => {
-      this.stderr += d;
-    });
-    this.exited = new Promise((r) => this.proc.on('exit', (code) => r(code)));
-    createInterface({ input: this.proc.stdout }).on('line', (l) => {
-      const ev = JSON.parse(l);
-      this.events.push(ev);
-      for (const w of this.waiters) w();
-    });
-  }
-
-  send(cmd) {
-    this.proc.stdin.write(`${JSON.stringify(cmd)}\n`);
-  }
-
-  // wait returns the first event (from the start) that pred accepts; an error event fails the test.
-  wait(pred, what, timeout = 60000) {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const bad = this.events.find((e) => e.type === 'error');
-        if (bad) return reject(new Error(`terminal error: ${bad.message}`));
-        const ev = this.events.find(pred);
-        if (ev) {
-          clearTimeout(timer);
-          this.waiters = this.waiters.filter((w) => w !== check);
-          resolve(ev);
-        }
-      };
-      const timer = setTimeout(() => reject(new Error(`terminal: no ${what} in ${timeout} ms; stderr ${this.stderr}`)), timeout);
-      this.waiters.push(check);
-      check();
-    });
-  }
-
-  stop() {
-    if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
-  }
-}
-
-async function safetyOf(page) {
-  await press(page, '#e2e');
-  await page.waitForSelector('dialog#keys[open]');
-  const s = await page.$$eval('dialog#keys .key .safety', (l) => l.map((e) => e.textContent));
-  await press(page, '#keysclose');
-  return s[0];
-}
 
 for (const kind of KINDS) {
   test(`browser and terminal chat (${kind})`, { timeout: 600000 }, async (t) => {
@@ -115,15 +50,9 @@ for (const kind of KINDS) {
         const src2 = join(dir, 'from-terminal.bin');
         writeFileSync(src2, down);
         term.send({ cmd: 'file', path: src2 });
-        await alice.waitForSelector('a.save', { timeout: 120000 });
-        const saved = await alice.$eval('a.save', async (a) => {
-          const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
-          let s = '';
-          for (const x of buf) s += String.fromCharCode(x);
-          return { b64: btoa(s), name: a.getAttribute('download') };
-        });
+        const saved = await savedFile(alice);
         assert.equal(saved.name, 'from-terminal.bin');
-        assert.ok(Buffer.from(saved.b64, 'base64').equals(down), 'the browser received the terminal\'s file byte for byte');
+        assert.ok(saved.data.equals(down), 'the browser received the terminal\'s file byte for byte');
         await term.wait((e) => e.type === 'filesent', 'the file acknowledged');
         await shot(alice, `${kind}-terminal-chat`);
 

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backoff, BACKOFF_BASE_MS, BACKOFF_MAX_MS } from '../../static/js/backoff.mjs';
 import { RoomConn } from '../../static/js/conn.mjs';
+import { ConnState, OFFLINE_AFTER } from '../../static/js/connstate.mjs';
 
 test('the schedule doubles from 0.5 s to 30 s, each wait in the upper half of its step', () => {
   assert.equal(BACKOFF_BASE_MS, 500);
@@ -121,4 +122,50 @@ test('RoomConn reconnects on the backoff schedule, also when no socket could be 
   } finally {
     globalThis.WebSocket = saved;
   }
+});
+
+test('the page\'s connection state follows a RoomConn: reconnecting, offline after failed attempts, connected', { timeout: 10000 }, async () => {
+  const saved = globalThis.WebSocket;
+  globalThis.WebSocket = FakeSocket;
+  try {
+    FakeSocket.accept = () => false;
+    const backoff = new RecordingBackoff();
+    const c = new RoomConn('ws://127.0.0.1:1/ws', { backoff });
+    Object.assign(c, { online: true, resumeToken: 'T', ch: 1, last: 3, hello: { grace: 120 } });
+    const s = new ConnState();
+    s.track(c);
+    const seen = [];
+    s.addEventListener('change', (ev) => {
+      if (seen.at(-1) !== ev.detail.phase) seen.push(ev.detail.phase);
+    });
+    c.onDrop({ code: 1006 });
+    await until(() => backoff.given.length > OFFLINE_AFTER + 1, 'enough failed attempts');
+    assert.deepEqual(seen, ['reconnecting', 'offline']);
+    assert.ok(s.get().failed >= OFFLINE_AFTER);
+    assert.ok(s.get().nextAt > 0, 'offline without the time of the next attempt');
+    FakeSocket.accept = () => true;
+    await until(() => s.get().phase === 'connected', 'connected');
+    assert.deepEqual(seen, ['reconnecting', 'offline', 'connected']);
+    c.close();
+  } finally {
+    globalThis.WebSocket = saved;
+  }
+});
+
+test('with manualSeen a RoomConn acknowledges only what its owner has processed', async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const sent = [];
+  const c = new RoomConn('ws://127.0.0.1:1/ws');
+  Object.assign(c, { online: true, ch: 1, last: 5, acked: 5, done: 5, manualSeen: true, hello: { ackEvery: 2, ackDelay: 1 },
+    ws: { send: (x) => sent.push(JSON.parse(x)) } });
+  for (const seq of [6, 7, 8]) c.received(seq);
+  await sleep(20);
+  assert.deepEqual(sent, [], 'acknowledged entries nobody processed');
+  assert.equal(c.last, 8, 'received entries are still known, so a resume in the page does not get them twice');
+  c.seen(6);
+  await sleep(20);
+  assert.deepEqual(sent, [{ t: 'ack', ch: 1, seq: 6 }]);
+  c.seen(8);
+  assert.deepEqual(sent.at(-1), { t: 'ack', ch: 1, seq: 8 }, 'ackEvery processed entries are acknowledged at once');
+  c.close();
 });

@@ -274,3 +274,29 @@ test('the oldest member starting over does not commit from nothing; the next old
   assert.equal(r.texts(a).at(-1), `${b}:welcome back`);
   assert.deepEqual(r.codes(b), []);
 });
+
+test('a member reloaded into its seat is replayed the old epoch: it names the unreadable messages and nothing else', async () => {
+  const r = await relay();
+  const a = await r.join();
+  const b = await r.join();
+  // While b reloads, a writes twice in epoch 1; the relay replays those (and a's key package) to the new tab.
+  const f1 = await r.members.get(a).g.seal(utf8('while you reloaded 1'));
+  const f2 = await r.members.get(a).g.seal(utf8('while you reloaded 2'));
+  const g = new Group({ room: r.room, member: b, identity: r.members.get(b).g.identity, key: r.key, restarted: true });
+  r.members.get(b).g = g;
+  const seen = r.members.get(b).notes.length;
+  await r.take(b, await g.setPresent([a]));
+  for (const f of [f1, f2]) await r.take(b, await g.onFrame(a, f.kind, f.body));
+  await r.take(b, await g.onFrame(a, KIND_KEYPACKAGE, r.members.get(a).g.own.kp.raw));
+  assert.deepEqual(r.members.get(b).notes.slice(seen).map((n) => [n.code, n.member, n.epoch, n.n]),
+    [['before-restart', a, 1, 0], ['before-restart', a, 1, 1]]);
+  await r.take(b, await g.hello());
+  await r.run();
+  assert.equal(g.epoch?.number, 2);
+  // Once in, a message of the epoch before its first is still named, not read and not called old.
+  await r.take(b, await g.onFrame(a, f1.kind, f1.body));
+  assert.deepEqual(r.codes(b), ['before-restart', 'before-restart', 'before-restart']);
+  await r.say(a, 'after');
+  assert.equal(r.texts(b).at(-1), `${a}:after`);
+  assert.deepEqual(r.codes(a), []);
+});

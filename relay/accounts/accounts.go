@@ -102,6 +102,8 @@ type Accounts struct {
 	mux *http.ServeMux
 	// Set once by Attach, before serving.
 	srv *relay.Server
+	// Set once by OnDialogNotice, before serving; nil without a cluster.
+	onDialog func(user, room, capability, from string)
 
 	mu sync.Mutex
 	// Guarded by mu.

@@ -100,12 +100,20 @@ func (a *Accounts) openDialog(w http.ResponseWriter, r *http.Request) {
 	}
 	if notify {
 		a.srv.NotifyDialog(peer.Username, d.room, s.Username)
+		if a.onDialog != nil {
+			a.onDialog(peer.Username, room, capability, s.Username)
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"room": room, "cap": capability,
 		"peer": map[string]any{"username": peer.Username, "full_name": peer.FullName, "fingerprint": peer.Key.Fingerprint},
 	})
 }
+
+// OnDialogNotice registers fn to be called, after the other user's sessions on this relay were told, with what
+// they were told: the user, the dialog's room and capability (texts), and who opened it. A cluster tells the
+// user's sessions on the other nodes with it. Call it once, before serving.
+func (a *Accounts) OnDialogNotice(fn func(user, room, capability, from string)) { a.onDialog = fn }
 
 // sweepDialogsLocked forgets the dialogs whose room is gone. It reads no room id or capability: those stay
 // in the rooms' own storage, which is overwritten when a room is dropped. Accounts.mu is held.

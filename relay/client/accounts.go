@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,8 +28,11 @@ type Registration struct {
 type Account struct {
 	Name      string          // the username as registered
 	Session   string          // the session cookie's value: the access token
-	Key       *openpgp.Entity // the published key, private half included
+	Key       *openpgp.Entity // the published key, private half included (NewAccount), or nil (Login)
 	PublicKey string          // the published key, armored
+	// Sign makes an armored detached signature over text with the account's key, for the proofs of
+	// possession. Optional: nil signs with Key.
+	Sign func(text string) (string, error)
 
 	base string // http://HOST
 	http *http.Client
@@ -38,6 +42,9 @@ type Account struct {
 type Dialog struct {
 	Room string `json:"room"`
 	Cap  string `json:"cap"`
+	Peer struct {
+		Username string `json:"username"` // the peer's name as the relay normalized it
+	} `json:"peer"`
 }
 
 // NewAccount registers reg on the relay at relayURL (http://HOST/ or ws://HOST/ws: only the host is used), logs
@@ -90,6 +97,114 @@ func NewAccount(ctx context.Context, relayURL string, reg Registration, hc *http
 		return nil, err
 	}
 	return a, nil
+}
+
+// On returns the account as a client of another relay node of the same cluster (docs/cluster.md), which knows
+// the account and accepts its session: the same login and key, requests to relayURL (only its host is used).
+func (a *Account) On(relayURL string) (*Account, error) {
+	u, err := url.Parse(relayURL)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse the relay's URL: %w", err)
+	}
+	b := *a
+	b.base = "http://" + u.Host
+	return &b, nil
+}
+
+// DirKey is a key as the directory describes it (docs/accounts.md §5).
+type DirKey struct {
+	Fingerprint string `json:"fingerprint"` // upper-case hex, no spaces
+	Algorithm   string `json:"algorithm"`
+	Armored     string `json:"armored"`
+}
+
+// Me is the logged-in user, and its published key (nil when none).
+type Me struct {
+	User struct {
+		Username string `json:"username"`
+		FullName string `json:"full_name"`
+		Email    string `json:"email"`
+	} `json:"user"`
+	Key *DirKey `json:"key"`
+}
+
+// ErrBadCredentials is Login's answer for a wrong username or password.
+var ErrBadCredentials = errors.New("wrong username or password")
+
+// Login logs in to the relay at base (http://HOST or https://HOST; a path is ignored) and returns the account
+// with what the relay knows of it. The account has no key: set Sign (and publish with PublishKey when the
+// directory holds another key) before TicketHeader. hc makes the requests; nil means a plain http.Client.
+func Login(ctx context.Context, base, username, password string, hc *http.Client) (*Account, *Me, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, nil, fmt.Errorf("failed to parse the relay's URL %q", base)
+	}
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	a := &Account{Name: username, base: u.Scheme + "://" + u.Host, http: hc}
+	_, cookies, err := a.call(ctx, "POST", "/api/login", map[string]string{"username": username, "password": password})
+	if err != nil {
+		if strings.Contains(err.Error(), `"bad_credentials"`) {
+			return nil, nil, ErrBadCredentials
+		}
+		return nil, nil, err
+	}
+	if a.Session = cookies["session"]; a.Session == "" {
+		return nil, nil, errors.New("login set no session cookie")
+	}
+	me, err := a.Me(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.Name = me.User.Username
+	return a, me, nil
+}
+
+// Me asks the relay who is logged in and which key it holds for them.
+func (a *Account) Me(ctx context.Context) (*Me, error) {
+	body, err := a.Call(ctx, "GET", "/api/me", nil)
+	if err != nil {
+		return nil, err
+	}
+	var me Me
+	if err := json.Unmarshal(body, &me); err != nil || me.User.Username == "" {
+		return nil, fmt.Errorf("the answer of /api/me is not a user: %s", body)
+	}
+	return &me, nil
+}
+
+// PublishKey publishes armored (a public key) as the account's key, with a proof of possession made by Sign.
+// It replaces a key published before, which ends the account's other logged-in sessions.
+func (a *Account) PublishKey(ctx context.Context, armored string) error {
+	ch, err := a.challenge(ctx, "/api/key/challenge")
+	if err != nil {
+		return err
+	}
+	sig, err := a.sign(ch)
+	if err != nil {
+		return err
+	}
+	if _, err := a.Call(ctx, "PUT", "/api/key", map[string]string{"key": armored, "challenge": ch, "signature": sig}); err != nil {
+		return err
+	}
+	a.PublicKey = armored
+	return nil
+}
+
+// UserKey returns the directory's key of user name.
+func (a *Account) UserKey(ctx context.Context, name string) (*DirKey, error) {
+	body, err := a.Call(ctx, "GET", "/api/users/"+url.PathEscape(name)+"/key", nil)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Key *DirKey `json:"key"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.Key == nil || r.Key.Armored == "" {
+		return nil, fmt.Errorf("the directory's answer for %s has no key", name)
+	}
+	return r.Key, nil
 }
 
 // TicketHeader proves the key for a new WebSocket ticket and returns the handshake header (Options.Header)
@@ -151,6 +266,9 @@ func (a *Account) challenge(ctx context.Context, path string) (string, error) {
 }
 
 func (a *Account) sign(text string) (string, error) {
+	if a.Sign != nil {
+		return a.Sign(text)
+	}
 	var b bytes.Buffer
 	if err := openpgp.ArmoredDetachSign(&b, a.Key, strings.NewReader(text), nil); err != nil {
 		return "", fmt.Errorf("failed to sign: %w", err)

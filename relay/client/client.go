@@ -30,6 +30,10 @@ type Options struct {
 	Header http.Header
 	// NetDialContext dials the TCP connection, e.g. through Tor's SOCKS port. Optional; default net.Dialer.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// WriteBufferSize is the WebSocket write buffer: a frame larger than it goes out in fragments. Optional;
+	// default 4096 bytes. A client that wants every frame in one WebSocket frame, as browsers send them (the
+	// tests' recording proxy sees fragments as frames), sets its largest frame plus the channel byte.
+	WriteBufferSize int
 	// Events is the capacity of the event channel. A program that stops taking events stops reading the
 	// socket once it is full, as a slow client would. Optional; default 1024.
 	Events int
@@ -136,6 +140,7 @@ func Dial(ctx context.Context, url string, opts *Options) (*Conn, error) {
 		Subprotocols:      []string{Subprotocol},
 		NetDialContext:    opts.NetDialContext,
 		HandshakeTimeout:  30 * time.Second,
+		WriteBufferSize:   opts.WriteBufferSize,
 		EnableCompression: false,
 	}
 	ws, resp, err := d.DialContext(ctx, url, opts.Header)

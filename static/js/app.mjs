@@ -1,11 +1,15 @@
 // Module app is the page: it checks the browser, then drives the screens of an anonymous room.
 import { CryptoClient } from './cryptoclient.mjs';
 import { Room, stats, FILE_CAP, newId } from './room.mjs';
-import { parseInvite, inviteFragment } from './proto.mjs';
+import { parseInvite, inviteFragment, b64u } from './proto.mjs';
 import { t, setLang, getLang, initialLang, errorText, fmt } from './i18n.mjs';
 import { $, h, tx, fx, show, field } from './ui.mjs';
 import { accountsCard, resumeAccounts, noteDialog, passphraseProblem } from './accounts.mjs';
 import { verifyDialog } from './verify.mjs';
+import { connState } from './connstate.mjs';
+import { connBanner } from './banner.mjs';
+import { loadSeat, saveSeat, updateSeat, dropSeat } from './seat.mjs';
+import { expire } from './expiry.mjs';
 import { stateSpan, showState } from './msgstate.mjs';
 import { unread } from './mailbox.mjs';
 
@@ -116,6 +120,7 @@ async function startRoom({ create, invite, type, max }) {
   try {
     verified = new Set();
     room = new Room({ crypto: cryptoClient, wsURL: wsURL({ anonymous: true }) });
+    room.seed = b64u(crypto.getRandomValues(new Uint8Array(32)));
     wireRoom(room);
     if (create) {
       await makeKey();
@@ -127,6 +132,7 @@ async function startRoom({ create, invite, type, max }) {
       show(busyScreen('checking_invite'));
       await room.join(invite, makeKey);
     }
+    keepSeat(room, { type, creator: create });
     show(roomScreen(info, create));
     system('online');
     updateInvite();
@@ -135,6 +141,45 @@ async function startRoom({ create, invite, type, max }) {
     room = null;
     await r?.destroy();
     if (!create) leaveInvite();
+    show(homeScreen());
+    problem(e);
+  }
+}
+
+// keepSeat keeps the seat of anonymous room r for a reload (seat.mjs), and follows what the seat needs.
+function keepSeat(r, { type, creator }) {
+  saveSeat({ room: r.conn.room, cap: r.invite.cap, secret: r.invite.secret, resume: r.conn.resumeToken, seed: r.seed,
+    member: r.member, last: r.conn.done, max: r.max, type, creator, hadEpoch: false, timer: r.timer.saved() });
+  r.addEventListener('processed', (ev) => updateSeat({ last: ev.detail.seq }));
+  r.addEventListener('epoch', () => updateSeat({ hadEpoch: true }));
+  r.addEventListener('timer', () => updateSeat({ timer: r.timer.saved() }));
+}
+
+// resumeSeat takes back this tab's seat after a reload, or shows why it could not.
+async function resumeSeat(seat) {
+  let info = null;
+  try {
+    verified = new Set();
+    room = new Room({ crypto: cryptoClient, wsURL: wsURL({ anonymous: true }) });
+    wireRoom(room);
+    show(busyScreen('connecting'));
+    await room.resume(seat, async () => {
+      show(busyScreen('making_key'));
+      info = await cryptoClient.call('generate', { type: seat.type === 'curve25519' ? 'curve25519' : 'rsa', name: 'anonymous' });
+    });
+    room.seed = seat.seed;
+    keepSeat(room, seat);
+    updateSeat({ last: room.conn.done, hadEpoch: seat.hadEpoch });
+    show(roomScreen(info, seat.creator === true));
+    system('reload_resumed');
+    if (room.timer.ttl) system('timer_on', { d: fmt('dur', room.timer.ttl), who: whoIs(room.timer.from) });
+    setReady();
+  } catch (e) {
+    const r = room;
+    room = null;
+    await r?.destroy();
+    // The relay no longer has the seat (or the room): forget it. A relay that cannot be reached keeps it.
+    if (e.code !== 'connect' && e.code !== 'dropped') dropSeat();
     show(homeScreen());
     problem(e);
   }
@@ -158,6 +203,7 @@ async function enterDialog(d) {
   }
   try {
     await room.joinDialog(d.room, d.cap, saved);
+    connState.track(room.conn); // joining may have replaced the connection
   } catch (e) {
     room = null;
     d.back();
@@ -233,8 +279,19 @@ function peerName(p) {
 function roomScreen(ownInfo, creator) {
   const link = creator ? `${location.origin}${location.pathname}${inviteFragment(room.invite)}` : null;
   const text = h('textarea', { id: 'text', rows: '2', 'data-i18n-ph': 'message_ph', placeholder: t('message_ph'), disabled: true });
-  const timer = h('select', { id: 'ttl' }, h('option', { value: '0', i18n: 'timer_off' }),
-    ...TIMERS.map((s) => h('option', { value: String(s), dataset: { fmt: 'dur', value: String(s) } }, fmt('dur', s))));
+  const timer = h('select', { id: 'ttl', disabled: true }, h('option', { value: '0', i18n: 'timer_off' }),
+    ...[...new Set([...TIMERS, room.timer.ttl])].filter(Boolean).sort((a, b) => a - b).map((s) => h('option', { value: String(s), dataset: { fmt: 'dur', value: String(s) } }, fmt('dur', s))));
+  timer.value = String(room.timer.ttl);
+  // The timer is the conversation's: changing it tells every member (room.setTimer), it is not kept per message.
+  timer.addEventListener('change', async () => {
+    try {
+      await room.setTimer(Number(timer.value));
+    } catch (e) {
+      timer.value = String(room.timer.ttl);
+      problem(e);
+    }
+  });
+  const banner = connBanner();
   const file = h('input', { id: 'file', type: 'file', disabled: true });
   const send = h('button.primary', { id: 'send', type: 'submit', i18n: 'send', disabled: true });
   const composer = h('form.composer', {
@@ -244,7 +301,7 @@ function roomScreen(ownInfo, creator) {
       const v = text.value;
       if (!v.trim()) return;
       try {
-        await room.sendText(v, Number(timer.value));
+        await room.sendText(v);
         text.value = '';
       } catch (e) {
         problem(e);
@@ -252,6 +309,7 @@ function roomScreen(ownInfo, creator) {
     },
   },
   h('label.sr-only', { for: 'text', i18n: 'message_label' }),
+  banner.note,
   h('div.sendrow', {}, text, send),
   h('div.row.options', {},
     h('label', { for: 'ttl', i18n: 'timer' }), timer,
@@ -294,7 +352,7 @@ function roomScreen(ownInfo, creator) {
     : null;
   const screen = h('section', { id: 'room', dataset: { own: ownInfo.fingerprint } },
     room.dialog ? h('h2', { id: 'dialogtitle' }, tx('dialog_with', { u: room.peerName })) : h('h2.sr-only', { i18n: 'anon_title' }),
-    h('header.roombar', {}, back, e2e, mark, verifyBtn, h('span', { id: 'status', role: 'status' }, tx('waiting_peer')), burn),
+    h('header.roombar', {}, back, e2e, mark, verifyBtn, banner.head, h('span', { id: 'status', role: 'status' }, tx('waiting_peer')), burn),
     creator ? inviteBox(link) : null,
     h('p.note', { i18n: room.dialog ? 'storage_note' : 'storage_note_anon' }),
     h('div.log', { id: 'log', role: 'log', label: 'log_label', tabindex: '0' }),
@@ -321,9 +379,11 @@ async function sendFile(file) {
       bar.value = p;
     }, id);
     const e = room.outbox.items.get(id);
-    item.replaceChildren(h('p', {}, tx('file_sent'), ` ${f.name} (`, fx('size', f.size), ')'), h('p.meta', {}, fx('time', Date.now())));
+    const ttl = e?.ttl ?? 0;
+    item.replaceChildren(h('p', {}, tx('file_sent'), ` ${f.name} (`, fx('size', f.size), ')'), h('p.meta', {}, fx('time', Date.now()), countdown(ttl)));
     if (e) showState($('#log'), e, retry);
     item.dataset.done = e?.state === 'failed' ? 'failed' : 'sent';
+    if (ttl) expire(item, ttl);
   } catch (e) {
     item.dataset.done = 'failed';
     problem(e);
@@ -377,13 +437,14 @@ function setReady() {
   const ok = room.canSend();
   const text = $('#text');
   const wasOff = text?.disabled;
-  for (const id of ['text', 'send', 'file']) {
+  for (const id of ['text', 'send', 'file', 'ttl']) {
     const el = $(`#${id}`);
     if (el) el.disabled = !ok;
   }
   const st = $('#status');
   if (st) {
-    st.replaceChildren(ok ? tx('online') : tx('waiting_peer'));
+    // The connection is the banner's (#conn); this says whether the conversation can start.
+    st.replaceChildren(ok ? '' : tx('waiting_peer'));
     st.dataset.ready = ok ? 'yes' : 'no';
   }
   routeNote();
@@ -412,12 +473,23 @@ function renderMessage(m) {
   const who = m.mine ? null : room?.dialog ? `${room.peerName} · ` : h('span', {}, tx('member_n', { n: m.from }), ' · ');
   const el = h(`div.msg.${m.mine ? 'mine' : 'theirs'}`, { dataset: { id: m.id } },
     h('p.text', {}, m.text),
-    h('p.meta', {}, who, fx('time', m.ts || Date.now()), m.ttl ? h('span', {}, ' · ⏱ ', tx('ttl_mark', { d: fmt('dur', m.ttl) })) : null, m.mine ? stateSpan() : null),
+    h('p.meta', {}, who, fx('time', m.ts || Date.now()), countdown(m.ttl), m.mine ? stateSpan() : null),
     m.verified ? null : h('p.bad', {}, tx('unverified')));
   if (!m.verified) el.classList.add('unverified');
   log.append(el);
   log.scrollTop = log.scrollHeight;
-  if (m.ttl > 0) setTimeout(() => el.remove(), m.ttl * 1000);
+  if (m.ttl > 0) expire(el, m.ttl);
+}
+
+// countdown is the meta line's "disappears in 4:59" of a message or file with a timer (expiry.mjs ticks it).
+function countdown(ttl) {
+  return ttl > 0 ? h('span.ttl', {}, ' · ', tx('ttl_left'), ' ', h('span.countdown', {})) : null;
+}
+
+// whoIs names a member in a sentence: "you", the peer's name in a dialog, else "member N".
+function whoIs(member) {
+  if (member === room?.member) return { t: 'you' };
+  return room?.dialog ? room.peerName : { t: 'member_n', n: member };
 }
 
 function endedKey(reason) {
@@ -441,15 +513,38 @@ function wireRoom(r) {
   });
   r.addEventListener('presence', (ev) => {
     const p = ev.detail;
-    const key = { join: 'joined', leave: 'left', away: 'away', back: 'member_back' }[p.event];
-    if (key) system(key, { n: p.member });
+    // A reloaded tab is replayed its own drop: it is told in the first person (a drop this page saw itself
+    // was told by the connection's own lines); a dialog names its peer.
+    if (p.member === r.member) {
+      const own = { away: 'you_away', back: 'you_back' }[p.event];
+      if (own && !r.conn.lostAt) system(own);
+    } else if (r.dialog) {
+      const key = { join: 'user_joined', leave: 'user_left', away: 'user_away', back: 'user_back' }[p.event];
+      if (key) system(key, { u: r.peerName });
+    } else {
+      const key = { join: 'joined', leave: 'left', away: 'away', back: 'member_back' }[p.event];
+      if (key) system(key, { n: p.member });
+    }
     setReady();
   });
+  r.addEventListener('timer', (ev) => {
+    const sel = $('#ttl');
+    const v = String(ev.detail.ttl);
+    if (sel && ![...sel.options].some((o) => o.value === v)) sel.append(h('option', { value: v, dataset: { fmt: 'dur', value: v } }, fmt('dur', ev.detail.ttl)));
+    if (sel) sel.value = v;
+    const by = whoIs(ev.detail.from);
+    if (ev.detail.ttl) system('timer_on', { d: fmt('dur', ev.detail.ttl), who: by });
+    else system('timer_none', { who: by });
+    $('#log')?.lastElementChild?.classList.add('timer');
+  });
+  r.addEventListener('askedagain', (ev) => system('reload_asked', { who: whoIs(ev.detail.member), k: ev.detail.count }));
+  r.addEventListener('resent', (ev) => system('reload_resent', { who: whoIs(ev.detail.member), k: ev.detail.sent, n: ev.detail.asked }));
   r.addEventListener('state', (ev) => {
     if (!$('#log')) return;
     if (!ev.detail.unblocked) system(ev.detail.online ? (ev.detail.resumed ? 'resumed' : 'online') : 'offline');
     setReady();
   });
+  connState.track(r.conn);
   r.addEventListener('problem', (ev) => problem(ev.detail.forged ? t('forged') : ev.detail));
   r.addEventListener('keychange', (ev) => {
     verified.delete(ev.detail.peer.fingerprint);
@@ -474,11 +569,14 @@ function wireRoom(r) {
     // The CSP (connect-src) forbids fetch() of blob: URLs, so keep the Blob where a test can read it.
     kids[0].lastChild.cleanrelayBlob = f.blob;
     if (f.type.startsWith('image/') && !f.type.includes('svg')) kids.push(h('img.preview', { src: url, alt: f.name }));
-    kids.push(h('p.meta', {}, fx('time', Date.now())));
+    kids.push(h('p.meta', {}, fx('time', Date.now()), countdown(f.ttl)));
     if (!f.verified) kids.push(h('p.bad', {}, tx('unverified')));
     box?.replaceChildren(...kids);
+    // A file under the conversation's timer goes from both sides, its blob: URL with it.
+    if (box && f.ttl) expire(box, f.ttl, { onGone: () => URL.revokeObjectURL(url) });
   });
   r.addEventListener('ended', async (ev) => {
+    if (!r.dialog) dropSeat();
     const key = endedKey(ev.detail.reason);
     await r.destroy();
     if (room === r) room = null;
@@ -621,7 +719,8 @@ async function main() {
     leaveInvite();
     show(homeScreen());
     problem(t('invite_bad'));
-  } else if (invite) show(joinScreen(invite));
+  } else if (loadSeat()) await resumeSeat(loadSeat());
+  else if (invite) show(joinScreen(invite));
   else if (!(await resumeAccounts(env))) show(homeScreen());
   // Tests read timings from here; it holds durations only, never content.
   globalThis.cleanrelayStats = stats;

@@ -35,6 +35,10 @@ export class RoomConn extends EventTarget {
     this.backoff = backoff;
     this.lostAt = 0;
     this.beforeOpen = null;
+    // With manualSeen the owner calls seen(seq) once it has processed an entry, so what is acknowledged (and
+    // kept for a reload: seat.mjs) is what the user has been shown; done is that mark.
+    this.manualSeen = false;
+    this.done = 0;
   }
 
   emit(type, detail) {
@@ -126,6 +130,7 @@ export class RoomConn extends EventTarget {
     this.resumeToken = j.resume;
     this.last = j.seq;
     this.acked = j.seq;
+    this.done = j.seq;
     this.online = true;
     this.emit('state', { online: true });
     return j;
@@ -141,13 +146,13 @@ export class RoomConn extends EventTarget {
     }
     switch (m.t) {
       case 'presence':
-        if (m.ch !== this.ch) return;
-        this.seen(m.seq);
+        if (m.ch !== this.ch || m.seq <= this.last) return;
+        this.received(m.seq);
         this.emit('presence', m);
         break;
       case 'lost':
         if (m.ch !== this.ch) return;
-        this.last = Math.max(this.last, m.to);
+        this.received(m.to);
         this.emit('lost', m);
         break;
       case 'closed':
@@ -179,25 +184,30 @@ export class RoomConn extends EventTarget {
       return;
     }
     if (f.ch !== this.ch || f.seq <= this.last) return; // a replay after resume: already processed
-    this.seen(f.seq);
+    this.received(f.seq);
     this.emit('frame', f);
+  }
+
+  received(seq) {
+    this.last = Math.max(this.last, seq);
+    if (!this.manualSeen) this.seen(seq);
   }
 
   // seen follows protocol.md §4.2 (ack): acknowledge after ackEvery entries, or ackDelay ms after the first
   // entry not yet acknowledged (one timer, not restarted by later entries).
   seen(seq) {
-    this.last = Math.max(this.last, seq);
+    this.done = Math.max(this.done, seq);
     const every = this.hello?.ackEvery || 64;
-    if (this.last - this.acked >= every) this.ack();
+    if (this.done - this.acked >= every) this.ack();
     else if (!this.ackTimer) this.ackTimer = setTimeout(() => this.ack(), this.hello?.ackDelay || 100);
   }
 
   ack() {
     clearTimeout(this.ackTimer);
     this.ackTimer = 0;
-    if (!this.online || this.last <= this.acked) return;
-    this.acked = this.last;
-    this.ws.send(JSON.stringify({ t: 'ack', ch: this.ch, seq: this.last }));
+    if (!this.online || this.done <= this.acked) return;
+    this.acked = this.done;
+    this.ws.send(JSON.stringify({ t: 'ack', ch: this.ch, seq: this.done }));
   }
 
   // send queues payload for the room; it goes out now if connected, or after the next resume.
@@ -237,7 +247,9 @@ export class RoomConn extends EventTarget {
       this.emit('closed', { reason: 'timeout' });
       return;
     }
-    this.retryTimer = setTimeout(() => this.reconnect(), this.backoff.next());
+    const wait = this.backoff.next();
+    this.retryTimer = setTimeout(() => this.reconnect(), wait);
+    this.emit('retry', { at: Date.now() + wait, attempt: this.backoff.attempt }); // connstate.mjs tells the user
   }
 
   async reconnect() {

@@ -34,6 +34,7 @@ export class Group {
     this.prev = null; // the epoch before, for messages sent before their sender saw the commit
     this.kpN = 0;
     this.own = null; // {kp, priv}: our latest key package
+    this.first = 0; // the first epoch we held keys of (0: none yet)
   }
 
   async rotate() {
@@ -87,6 +88,16 @@ export class Group {
   // reported in notes and changes nothing.
   async onFrame(from, kind, body) {
     const r = result();
+    // A restarted member (docs/e2e.md §13) is sent again what came after its last processed entry: frames of
+    // members it does not know yet and messages of epochs before its first cannot be its business any more.
+    if (this.restarted && !this.first && kind !== KIND_IDENTITY && !this.peers.has(from)) {
+      try {
+        if (kind === KIND_MESSAGE) this.unreadable(r, from, body);
+      } catch (e) {
+        if (!(e instanceof E2EError)) throw e; // a header that does not parse: nothing to ask for
+      }
+      return r;
+    }
     try {
       if (kind === KIND_IDENTITY) await this.onIdentity(r, from, body);
       else if (kind === KIND_KEYPACKAGE) await this.onKeyPackage(r, from, body);
@@ -109,6 +120,7 @@ export class Group {
       this.peers.set(from, { pub: id.pub, display: id.display, pending: null, kp: null, kpUsed: false, stash: null });
       r.notes.push({ code: 'identity', member: from, status: 'new', display: id.display });
     } else if (equal(p.pub, id.pub)) {
+      p.display = id.display; // a tab reloaded into its seat keeps its identity but makes a new display key
       r.notes.push({ code: 'identity', member: from, status: 'same', display: p.display });
     } else {
       p.pending = { pub: id.pub, display: id.display };
@@ -225,12 +237,24 @@ export class Group {
     this.prev?.wipe();
     this.prev = this.epoch;
     this.epoch = secret ? await Epoch.create(c.epoch, this.history.id, secret, this.epochMembers) : null;
+    if (this.epoch && !this.first) this.first = c.epoch; // the first epoch this member holds keys of
     secret?.fill(0);
     r.notes.push({ code: 'epoch', member: from, epoch: c.epoch, members: this.epochMembers, ours: !!this.epoch });
   }
 
+  // unreadable notes a message sent before this restarted member got its first epoch: its keys died with the
+  // reloaded page, so the sender is asked to send it again (the note names its epoch and number).
+  unreadable(r, from, body) {
+    const h = readHeader(body);
+    r.notes.push({ code: 'before-restart', member: from, epoch: h.epoch, n: h.n, text: `member ${from} wrote message ${h.n} of epoch ${h.epoch} before this member restarted` });
+  }
+
   async onMessage(r, from, body) {
     const h = readHeader(body);
+    if (this.restarted && (!this.first || h.epoch < this.first)) {
+      this.unreadable(r, from, body);
+      return;
+    }
     const e = [this.epoch, this.prev].find((x) => x?.number === h.epoch);
     if (!e) {
       if (h.epoch > this.history.number || !this.history.number) {

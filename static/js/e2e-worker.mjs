@@ -53,13 +53,15 @@ export function v2Ops(state) {
   }
 
   return {
-    // v2start begins protocol v2 in an anonymous room we joined as member with others present.
-    async v2start({ roomId, secret, member, present, capture = false }) {
+    // v2start begins protocol v2 in an anonymous room we joined as member with others present. seed (32 bytes,
+    // base64url) is the identity the tab keeps for its seat; restarted says the seat was taken back after a
+    // reload that lost the epoch keys (docs/e2e.md §13).
+    async v2start({ roomId, secret, member, present, capture = false, seed = null, restarted = false }) {
       g?.wipe();
       captured = capture ? [] : null;
       const onKey = capture ? (dir, info, kn) => captured.push({ dir, ...info, epochId: hex(g.epoch.id), key: hex(kn) }) : null;
       g = new Group({
-        room: roomId, member, identity: await Identity.generate(), key: await inviteKey(unb64u(secret), roomId),
+        room: roomId, member, identity: seed ? await Identity.fromSeed(unb64u(seed)) : await Identity.generate(), key: await inviteKey(unb64u(secret), roomId), restarted,
         display: state.key ? new TextEncoder().encode(state.key.toPublic().armor(pgp.CONFIG)) : new Uint8Array(0), onKey,
       });
       const r = await g.setPresent(present);
@@ -87,8 +89,11 @@ export function v2Ops(state) {
 
     async v2seal({ data }) {
       const t0 = performance.now();
+      // Where the message sits (epoch, number), read before the seal moves the chain: a reloaded peer asks for
+      // a message again by it.
+      const at = g.epoch ? { epoch: g.epoch.number, n: g.epoch.chains.get(g.member)?.next } : null;
       const f = await g.seal(data);
-      const res = { payload: encodePayload(f.kind, f.body), ms: performance.now() - t0 };
+      const res = { payload: encodePayload(f.kind, f.body), ms: performance.now() - t0, at };
       if (captured?.length) res.keys = captured.splice(0);
       return res;
     },

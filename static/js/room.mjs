@@ -5,6 +5,8 @@ import { KIND_KEY, KIND_PGP, KINDS_V2, encodeEnvelope, decodeEnvelope, decodePay
 import { MAX_DATA } from './pad.mjs';
 import { validName } from './notify.mjs';
 import { t } from './i18n.mjs';
+import { ConvTimer, ttlOf } from './convtimer.mjs';
+import { Resend } from './resend.mjs';
 import { Outbox } from './outbox.mjs';
 import * as mailbox from './mailbox.mjs';
 
@@ -43,6 +45,7 @@ export class Room extends EventTarget {
     this.dialog = dialog;
     this.conn = new RoomConn(wsURL);
     if (dialog) this.conn.beforeOpen = dialog.beforeOpen;
+    else this.conn.manualSeen = true; // acknowledge what was shown: a reload takes back the rest (seat.mjs)
     this.present = new Set();
     this.peers = new Map(); // member -> peer view
     this.blocked = new Map(); // member -> pending key change
@@ -59,12 +62,26 @@ export class Room extends EventTarget {
     this.receipts = []; // ids of received messages to confirm
     this.receiptTimer = 0;
     this.seenMail = new Set(); // mailbox item ids shown, so that one fetched twice shows once
+    this.timer = new ConvTimer(); // the conversation's disappearing-message timer
+    this.seenIds = new Set(); // chat message ids shown, so one sent again after a reload is not shown twice
+    this.resend = new Resend();
     this.listen();
   }
 
   listen() {
     for (const t of ['frame', 'presence', 'closed', 'lost', 'state', 'error', 'dialog', 'mail']) {
-      this.conn.addEventListener(t, (ev) => this.serial(() => this[`on_${t}`](ev.detail)));
+      this.conn.addEventListener(t, (ev) => this.serial(async () => {
+        try {
+          await this[`on_${t}`](ev.detail);
+        } finally {
+          // An entry of the room's log is processed: acknowledge it, and let the page keep the mark.
+          const seq = t === 'lost' ? ev.detail.to : ev.detail.seq;
+          if (['frame', 'presence', 'lost'].includes(t) && seq) {
+            this.conn.seen(seq);
+            this.emit('processed', { seq });
+          }
+        }
+      }));
     }
     // Not serialized: a key change blocks sending at once, before anything queued is encrypted.
     this.conn.addEventListener('key', (ev) => this.on_key(ev.detail));
@@ -97,6 +114,18 @@ export class Room extends EventTarget {
     await this.start(j, invite.secret);
   }
 
+  // resume takes back this tab's seat in an anonymous room after a reload (seat.mjs holds what it needs).
+  // prepare runs once the relay gave the seat back, as in join. The epoch keys died with the old page: the
+  // seat comes back as a restarted member (docs/e2e.md §13) when it had held an epoch.
+  async resume(seat, prepare = async () => {}) {
+    const j = await this.conn.resumeFrom(seat.resume, seat.last);
+    this.invite = { room: seat.room, cap: seat.cap, secret: seat.secret };
+    this.timer = new ConvTimer(seat.timer);
+    await prepare();
+    await this.start(j, seat.secret, { seed: seat.seed, restarted: seat.hadEpoch });
+    return j;
+  }
+
   // joinDialog joins an accounts dialog room (docs/accounts.md §6), or takes back this tab's
   // place after a reload when a resume token is known.
   async joinDialog(room, cap, saved = null) {
@@ -115,7 +144,8 @@ export class Room extends EventTarget {
     await this.start(j, null);
   }
 
-  async start(j, secret) {
+  // start sets up the room's crypto; seed is the identity the tab keeps for its seat (anonymous rooms).
+  async start(j, secret, { seed = this.seed ?? null, restarted = false } = {}) {
     this.member = j.member;
     this.max = j.max;
     for (const m of j.members) if (m !== j.member) this.present.add(m);
@@ -123,7 +153,7 @@ export class Room extends EventTarget {
       // Protocol v2: identities, key packages and epochs replace the per-message OpenPGP encryption.
       this.v2 = { ready: false, shown: new Set(), views: new Map() };
       const capture = globalThis.cleanrelayCaptureKeys === true; // tests only: see docs/e2e.md §13
-      await this.v2apply(await this.crypto.call('v2start', { roomId: j.room, secret, member: j.member, present: [...this.present], capture }));
+      await this.v2apply(await this.crypto.call('v2start', { roomId: j.room, secret, member: j.member, present: [...this.present], capture, seed, restarted }));
       this.markStarted();
       return;
     }
@@ -142,12 +172,15 @@ export class Room extends EventTarget {
     this.v2.ready = r.canSend;
     for (const n of r.notes) {
       if (n.code === 'identity' && n.status === 'new') this.v2.views.set(n.member, n.peer);
+      else if (n.code === 'identity' && n.status === 'same') this.sameIdentity(n);
+      else if (n.code === 'before-restart') this.resend.missed(n.member, n.epoch, n.n);
       else if (n.code === 'identity' && n.status === 'changed') {
         const change = { status: 'changed', peer: n.peer, offered: n.offered };
         this.blocked.set(n.member, change);
         this.emit('keychange', change);
       } else if (n.code === 'epoch') {
         stats.epoch.push({ t0, t1: performance.now(), epoch: n.epoch, committer: n.member === this.member, members: n.members.length });
+        if (n.ours) this.emit('epoch', { epoch: n.epoch });
         // A member is shown as verified once an epoch that includes it is ours: then we can talk.
         for (const m of n.ours ? n.members : []) {
           if (m !== this.member && this.v2.views.has(m) && !this.v2.shown.has(m)) {
@@ -167,6 +200,40 @@ export class Room extends EventTarget {
     for (const m of r.messages) {
       await this.onPlain({ from: m.from, seq: null, verified: true }, m.data, { t0, worker: r.ms });
     }
+    if (this.v2.ready && this.resend.unread.size) await this.askAgain();
+  }
+
+  // sameIdentity takes a peer's new display key: a tab reloaded into its seat keeps its identity (seat.mjs)
+  // and shows a new OpenPGP key.
+  sameIdentity(n) {
+    const old = this.v2.views.get(n.member);
+    this.v2.views.set(n.member, n.peer);
+    if (this.peers.has(n.member) && old?.fingerprint !== n.peer.fingerprint) {
+      this.peers.set(n.member, n.peer);
+      this.emit('peer', n.peer);
+    }
+  }
+
+  // askAgain asks each peer for the messages this reloaded tab could not read (docs/e2e.md §13): the peer seals
+  // them again in the current epoch, with their ids, so nobody shows one twice.
+  async askAgain() {
+    for (const { member, header } of this.resend.requests(newId)) {
+      await this.sendEnvelope(header);
+      this.emit('askedagain', { member, count: header.want.length });
+    }
+  }
+
+  // onResend answers a reloaded member's request with what this tab still keeps.
+  async onResend(meta, h) {
+    const a = this.resend.answer(this.member, h);
+    if (!a) return;
+    let sent = 0;
+    for (const e of a.again) {
+      if (!this.canSend()) break;
+      await this.sendEnvelope(e.header, e.body);
+      sent++;
+    }
+    this.emit('resent', { member: meta.from, asked: a.asked, sent });
   }
   async setDialogPeer() {
     const peer = await this.crypto.call('setPeer', { member: PEER, armored: this.dialog.peerArmored });
@@ -294,12 +361,18 @@ export class Room extends EventTarget {
       return;
     }
     if (header.k === 'msg') {
-      this.emit('message', { ...meta, id: header.id, text: String(header.text), ts: header.ts, ttl: header.ttl | 0, mine: false });
+      if (this.seenIds.has(header.id)) return; // sent again after a reload, and already shown here
+      this.seenIds.add(header.id);
+      this.emit('message', { ...meta, id: header.id, text: String(header.text), ts: header.ts, ttl: ttlOf(header.ttl), mine: false });
       stats.recv.push({ ...timing, t1: performance.now() });
       if (meta.verified) this.queueReceipt(header.id);
     } else if (header.k === 'rcpt') {
       // A receipt: the peer decrypted these messages (docs/e2e.md §Receipts). Only signed ones count.
       if (meta.verified && Array.isArray(header.ids)) this.outbox.receipt(meta.from, header.ids.filter((x) => typeof x === 'string').slice(0, MAX_RECEIPT_IDS));
+    } else if (header.k === 'timer') {
+      this.applyTimer(meta.from, header);
+    } else if (header.k === 'resend') {
+      await this.onResend(meta, header);
     } else if (header.k === 'file') {
       this.onFileHeader(meta, header);
     } else if (header.k === 'chunk') {
@@ -396,6 +469,7 @@ export class Room extends EventTarget {
     let boxId = null;
     if (this.viaFrames()) {
       this.conn.send(r.payload);
+      this.resend.keep(r.at, header, body);
       if (!this.conn.online) state = 'queued';
     } else {
       boxId = (await mailbox.put(this.dialog.peerName, this.dialog.peerFp, r.payload, { quiet })).id;
@@ -445,14 +519,28 @@ export class Room extends EventTarget {
     return null;
   }
 
-  async sendText(text, ttl = 0) {
+  async sendText(text, ttl = this.timer.ttl) {
     if (!this.canSend()) throw this.whyNot();
     const bytes = new TextEncoder().encode(text);
     if (bytes.length > MAX_TEXT) throw coded(`message too long (${bytes.length} bytes, at most ${MAX_TEXT})`, 'too_long');
     const msg = { k: 'msg', id: newId(), text, ts: Date.now(), ttl };
+    this.seenIds.add(msg.id);
     this.emit('message', { ...msg, from: this.member, verified: true, mine: true });
     await this.outbox.send({ id: msg.id, kind: 'msg', header: msg, text, ttl, ts: msg.ts }, this.need());
     return msg;
+  }
+
+  // setTimer sets the conversation's disappearing-message timer for every member (docs/e2e.md §13, the timer
+  // message): later messages and files of every member disappear ttl seconds after they are shown.
+  async setTimer(ttl) {
+    if (!this.canSend()) throw this.whyNot();
+    const header = this.timer.message(ttl, newId());
+    await this.sendEnvelope(header);
+    this.applyTimer(this.member, header);
+  }
+
+  applyTimer(from, h) {
+    if (this.timer.apply(from, h)) this.emit('timer', { ttl: this.timer.ttl, from, mine: from === this.member });
   }
 
   // sendFile sends a file as the outbox entry id (its state events tell how it goes); onProgress gets the
@@ -467,7 +555,7 @@ export class Room extends EventTarget {
     const { id, file, onProgress } = e;
     const bytes = new Uint8Array(await file.arrayBuffer());
     const chunks = Math.max(1, Math.ceil(bytes.length / FILE_CHUNK));
-    const o = { acked: 0, wake: null };
+    const o = { acked: 0, wake: null, ttl: this.timer.ttl };
     this.outgoing.set(id, o);
     let state = 'sent';
     const boxIds = [];
@@ -477,7 +565,7 @@ export class Room extends EventTarget {
       if (s.boxId) boxIds.push(s.boxId);
     };
     try {
-      await put({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks }, undefined, false);
+      await put({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks, ttl: o.ttl }, undefined, false);
       for (let i = 0; i < chunks; i++) {
         // The window applies to frames only: the mailbox answers each chunk, and nobody acknowledges there.
         while (i - o.acked >= FILE_WINDOW && this.viaFrames()) {
@@ -494,7 +582,8 @@ export class Room extends EventTarget {
       this.outgoing.delete(id);
     }
     e.boxIds = boxIds;
-    this.emit('filesent', { id, name: file.name, size: bytes.length });
+    e.ttl = o.ttl;
+    this.emit('filesent', { id, name: file.name, size: bytes.length, ttl: o.ttl });
     return state;
   }
 
@@ -524,7 +613,7 @@ export class Room extends EventTarget {
         this.emit('problem', { message: t('file_wrong_size', { name: f.h.name }) });
         return;
       }
-      this.emit('file', { ...f.meta, id: h.id, name: f.h.name, type: blob.type, size: blob.size, blob, verified: f.verified });
+      this.emit('file', { ...f.meta, id: h.id, name: f.h.name, type: blob.type, size: blob.size, blob, verified: f.verified, ttl: ttlOf(f.h.ttl) });
       if (f.verified) this.queueReceipt(h.id);
     }
   }

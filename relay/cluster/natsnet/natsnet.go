@@ -210,10 +210,11 @@ func (c *Cluster) URLs() []string {
 	return urls
 }
 
-// NodeSeed returns the relay nodes' nkey seed ("SU…"), as a node would be given it.
+// NodeSeed returns a copy of the relay nodes' nkey seed ("SU…"), as a node would be given it (a node overwrites
+// its copy).
 func (c *Cluster) NodeSeed() []byte {
 	seed, _ := c.node.Seed()
-	return seed
+	return bytes.Clone(seed)
 }
 
 // NodeAuth is the nats.go option that authenticates as a relay node (it signs the server's nonce; the seed never

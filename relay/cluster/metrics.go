@@ -1,0 +1,50 @@
+package cluster
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics exports a node's cluster counters in Prometheus format, read at scrape time. No label names a node,
+// a user or a subject.
+type Metrics struct{ n *Node }
+
+// NewMetrics returns a collector for n. Register it with a prometheus.Registry.
+func NewMetrics(n *Node) *Metrics { return &Metrics{n} }
+
+type clusterMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(*Stats) float64
+}
+
+func metric(name, help string, kind prometheus.ValueType, value func(*Stats) float64) clusterMetric {
+	return clusterMetric{prometheus.NewDesc("cleanrelay_cluster_"+name, help, nil, nil), kind, value}
+}
+
+var clusterMetrics = []clusterMetric{
+	metric("nats_connected", "1 while the node is connected to a NATS server, else 0.", prometheus.GaugeValue, func(s *Stats) float64 {
+		if s.Connected {
+			return 1
+		}
+		return 0
+	}),
+	metric("peers", "Other relay nodes heard within the last second.", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.Peers) }),
+	metric("changes_sent_total", "Directory changes made on this node and published to the cluster.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ChangesSent) }),
+	metric("changes_applied_total", "Directory changes of other nodes that changed something here, snapshots included.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ChangesApplied) }),
+	metric("refused_total", "Cluster messages that did not open under the cluster key or were malformed, and changes the directory refused.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Refused) }),
+	metric("resyncs_total", "Snapshots taken from other nodes (a new peer, a gap in its changes, a reconnect).", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Resyncs) }),
+	metric("replication_lag_seconds", "From the making of the last change applied here, on its node, to its application here.", prometheus.GaugeValue, func(s *Stats) float64 { return s.LagSeconds }),
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range clusterMetrics {
+		ch <- d.desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.n.Stats()
+	for _, d := range clusterMetrics {
+		ch <- prometheus.MustNewConstMetric(d.desc, d.kind, d.value(&s))
+	}
+}
