@@ -56,6 +56,18 @@ func (s *Server) NotifyDialog(user string, d Dialog, from string) {
 	s.notifyUser(user, d.r.dialogNotice(from))
 }
 
+// NotifyMail tells every connection of the logged-in user that from left them a message in the mailbox (a
+// "mail" notice; docs/accounts.md §Mailbox). A missed notice loses nothing: the message waits.
+func (s *Server) NotifyMail(user, from string) {
+	s.notifyUser(user, newObj(make([]byte, 0, 32+len(from)*6), "mail").strEsc("from", from).done())
+}
+
+// NotifyKey tells every connection of the logged-in user that changed published a new key, or lost its key
+// (a "key" notice): the client stops encrypting to the key it pinned until its user accepts the new one.
+func (s *Server) NotifyKey(user, changed string) {
+	s.notifyUser(user, newObj(make([]byte, 0, 32+len(changed)*6), "key").strEsc("user", changed).done())
+}
+
 // NotifyRemoteDialog tells every connection of the logged-in user that from opened a dialog whose room another
 // node of the cluster holds: room and capability are the base64url texts Dialog.Texts gives there. Texts that are
 // not base64url are ignored.

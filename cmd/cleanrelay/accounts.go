@@ -11,6 +11,7 @@ import (
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
 	"github.com/cleanrelay/cleanrelay/relay/accounts"
+	"github.com/cleanrelay/cleanrelay/relay/mailbox"
 )
 
 // accountFlags configure accounts and the public-key directory (docs/accounts.md).
@@ -23,14 +24,20 @@ type accountFlags struct {
 	tokenKey      []byte          // PEM token key from the cluster secret (cluster.go); nil without --cluster
 	dirLimits     keydir.Config   // the directory limits set by flags
 	apiLimits     accounts.Config // the API limits set by flags
+	mailbox       bool            // keep dialog messages for absent contacts
+	boxLimits     mailbox.Config  // the mailbox limits set by flags
 
-	dir *keydir.Directory // made by handler; close overwrites its signing key
+	dir *keydir.Directory // made by directory; close overwrites its signing key
+	box *mailbox.Store    // made by api when the mailbox is on; close overwrites what it holds
 }
 
-// close overwrites the token signing key once the relay has stopped.
+// close overwrites the token signing key and every message in the mailbox once the relay has stopped.
 func (a *accountFlags) close() {
 	if a.dir != nil {
 		a.dir.Close()
+	}
+	if a.box != nil {
+		a.box.Close()
 	}
 }
 
@@ -45,6 +52,13 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&a.dirLimits.MaxHashWait, "max-hash-wait", kd.MaxHashWait, "how long a login waits for a password-hashing slot before it is answered busy")
 	fs.IntVar(&a.dirLimits.MaxKeyUserIDs, "max-key-user-ids", kd.MaxKeyUserIDs, "user IDs a published key may carry")
 	fs.IntVar(&a.apiLimits.MaxTicketsPerUser, "max-tickets-per-user", ad.MaxTicketsPerUser, "WebSocket tickets (session proofs) one account holds at once")
+	md := mailbox.Config{}.WithDefaults()
+	fs.BoolVar(&a.mailbox, "mailbox", true, "keep dialog messages for contacts who are away, in memory only, until read or expired (a restart loses them)")
+	fs.DurationVar(&a.boxLimits.MaxTTL, "mailbox-ttl-max", md.MaxTTL, "longest time a message may wait in the mailbox (the sender picks up to this)")
+	fs.IntVar(&a.boxLimits.MaxPerRecipient, "mailbox-max-per-user", md.MaxPerRecipient, "messages that may wait for one user; a full mailbox refuses the newest")
+	a.boxLimits.MaxBytesPerRecipient, a.boxLimits.MaxBytes = md.MaxBytesPerRecipient, md.MaxBytes
+	fs.Var((*byteSize)(&a.boxLimits.MaxBytesPerRecipient), "mailbox-max-bytes-per-user", "`bytes` that may wait for one user (suffixes KiB, MiB, GiB)")
+	fs.Var((*byteSize)(&a.boxLimits.MaxBytes), "mailbox-max-bytes", "`bytes` the whole mailbox may hold, counted against --max-memory too")
 }
 
 // directory makes the key directory the flags describe (nil when accounts are off). It is made before the
@@ -81,7 +95,12 @@ func (a *accountFlags) api(dir *keydir.Directory, log *slog.Logger) *accounts.Ac
 	if dir == nil {
 		return nil
 	}
-	return accounts.New(dir, a.apiLimits, log)
+	cfg := a.apiLimits
+	if a.mailbox {
+		a.box = mailbox.New(a.boxLimits)
+		cfg.Mailbox = a.box
+	}
+	return accounts.New(dir, cfg, log)
 }
 
 // withAccounts attaches acc to srv and returns the relay's handler with the accounts API in front, and the

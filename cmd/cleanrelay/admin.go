@@ -21,12 +21,13 @@ import (
 
 // newAdminHandler is the loopback-only operator listener: GET /metrics (Prometheus text format),
 // GET /healthz, and, when routes is not nil, everything under /admin/ (the key directory's operator interface:
-// accounts.Accounts.AdminHandler, revocation and disabling).
+// accounts.Accounts.AdminHandler, revocation and disabling). extra are more collectors for /metrics (the mailbox's).
 //
 // It answers only requests whose Host is its own address or localhost with its port: a web page open in a
 // browser on this machine could otherwise reach it by DNS rebinding.
-func newAdminHandler(srv *relay.Server, ops *opsServers, addr string, routes http.Handler) http.Handler {
+func newAdminHandler(srv *relay.Server, ops *opsServers, addr string, routes http.Handler, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(extra...)
 	reg.MustRegister(
 		relay.NewMetrics(srv),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cleanrelay/cleanrelay/relay"
 	"github.com/cleanrelay/cleanrelay/relay/cluster"
 )
@@ -38,6 +40,8 @@ type opsFlags struct {
 	acmeCache       string
 	http            relay.HTTPConfig // limits of every HTTP server (main, HTTPS, admin)
 	cluster         *cluster.Node    // with --cluster: its health and metrics go on the admin listener (not a flag)
+
+	collectors []prometheus.Collector // more metrics for the admin listener, set by newRelay (the mailbox's)
 }
 
 func (o *opsFlags) register(fs *flag.FlagSet) {
@@ -167,6 +171,7 @@ var numericConfigFlags = []string{
 	"rate-burst", "max-http-conns", "http-header-timeout", "http-body-timeout", "http-idle-timeout",
 	"max-hash-queue", "max-hash-wait", "max-key-user-ids", "max-tickets-per-user",
 	"orphan-grace", "message-timeout", "ack-delay", "max-memory",
+	"mailbox-ttl-max", "mailbox-max-per-user", "mailbox-max-bytes-per-user", "mailbox-max-bytes",
 }
 
 // validateServeFlags checks the parsed flags and returns the first problem as one line naming its flag.
@@ -206,6 +211,9 @@ func validateServeFlags(fs *flag.FlagSet, f *serveFlags, fromEnv map[string]bool
 			}
 		}
 		return fmt.Errorf("invalid relay limits: %s", msg)
+	}
+	if err := f.accounts.boxLimits.Validate(); f.accounts.mailbox && err != nil {
+		return fmt.Errorf("invalid value for a --mailbox-* flag: %w", err)
 	}
 	if err := f.ops.http.Validate(); err != nil {
 		return fmt.Errorf("invalid HTTP limits: %w", err)

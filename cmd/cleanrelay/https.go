@@ -66,7 +66,7 @@ func startOps(o *opsFlags, srv *relay.Server, handler, adminRoutes http.Handler,
 			return nil, fmt.Errorf("failed to listen on --admin-listen: %w", err)
 		}
 		ops.adminLn = ln
-		ops.admin = newHTTPServer(newAdminHandler(srv, ops, ln.Addr().String(), adminRoutes), o.http)
+		ops.admin = newHTTPServer(newAdminHandler(srv, ops, ln.Addr().String(), adminRoutes, o.collectors...), o.http)
 	}
 	for _, p := range []struct {
 		hs *http.Server

@@ -29,12 +29,13 @@ import (
 var memdumpFlag = flag.Bool("memdump", false, "run the test that dumps the live relay's memory with gcore (CI passes it)")
 
 // TestNoLeftoversInMemory runs "cleanrelay serve --local-only", lets one room be burned and another be dropped
-// by the grace timer, dumps the live process with gcore and searches the whole dump for those rooms' frames
+// by the grace timer, has dialog messages go through the mailbox (read and acknowledged, and expired), dumps the live process with gcore and searches the whole dump for those rooms' frames
 // (of 200 bytes, and two of 20000, larger than the WebSocket buffers), room ids, capabilities and resume
-// tokens, as text and as raw bytes (clean-server contract, promise 3: docs/threat-model.md §0). None may be there.
+// tokens, as text and as raw bytes, and for those messages (clean-server contract, promise 3:
+// docs/threat-model.md §0). None may be there.
 //
-// A third room stays alive with frames nobody acknowledged: its frames and its room id must be found, which
-// proves the dump and the search see what the relay holds.
+// A third room stays alive with frames nobody acknowledged, and one mailbox message waits: they and the room's
+// id must be found, which proves the dump and the search see what the relay holds.
 //
 // The relay runs as in production, core dumps off and non-dumpable (harden.go): that stops a crash from
 // writing memory to disk and other processes of the same user from reading it, but not root, whose gcore
@@ -92,6 +93,9 @@ func TestNoLeftoversInMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	graced = append(graced, sendFrames(t, g2b, rg2.Ch, g1, 5, 200)...)
+	// Dialog messages through the mailbox: read and acknowledged, expired unread, and one still waiting.
+	ra := relayAccess{url: url, http: &http.Client{Timeout: 30 * time.Second}}
+	mail := mailboxTraffic(ctx, t, register(ctx, t, ra, &userData{}, "alice"), register(ctx, t, ra, &userData{}, "bob"), 1)
 	// The last signal each thread got came while the rooms were busy; its frame stays for the dump to search.
 	stopSignals()
 	g1.Close()
@@ -116,7 +120,10 @@ func TestNoLeftoversInMemory(t *testing.T) {
 			needles = append(needles, secretNeedles(t, fmt.Sprintf("%s resume token %d", s.what, i+1), r.Resume)...)
 		}
 	}
+	needles = append(needles, frameNeedles("delivered mailbox", mail.delivered)...)
+	needles = append(needles, frameNeedles("expired mailbox", mail.expired)...)
 	control := frameNeedles("alive", alive)
+	control = append(control, frameNeedles("waiting mailbox", mail.waiting)...)
 	control = append(control, secretNeedles(t, "alive room id", rc1.ID)...)
 
 	core := filepath.Join(t.TempDir(), "core")

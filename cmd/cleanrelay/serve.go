@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/mailbox"
 )
 
 // shutdownTimeout bounds a clean shutdown: closing every WebSocket and waiting for its goroutines.
@@ -101,6 +102,14 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	if err := f.cluster.validate(&f.accounts, set); err != nil {
 		return nil, err
 	}
+	// The mailbox is one node's memory: a message left on one node would never reach a recipient who connects to
+	// another. In a cluster it is off until it is shared (docs/operations.md, The mailbox).
+	if f.cluster.urls != "" {
+		if set["mailbox"] && f.accounts.mailbox {
+			return nil, errors.New("--mailbox and --cluster exclude each other: the mailbox is not shared between nodes yet (hint: --mailbox=false)")
+		}
+		f.accounts.mailbox = false
+	}
 	return f, nil
 }
 
@@ -185,6 +194,10 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 	acc := f.accounts.api(dir, log)
 	if acc != nil {
 		cfg.ExtraHeld = dir.HeldBytes // one memory budget for rooms and the directory
+		if box := f.accounts.box; box != nil {
+			cfg.ExtraHeld = func() int64 { return dir.HeldBytes() + box.HeldBytes() } // and the mailbox
+			f.ops.collectors = append(f.ops.collectors, mailbox.NewMetrics(box))
+		}
 		cfg.Authenticator = acc
 	}
 	srv, err = relay.New(cfg, nil, log)

@@ -93,6 +93,7 @@ func fullSession(t *testing.T, ra relayAccess) *userData {
 		t.Fatalf("search found %s, %v; want %s", found, err, alice.Name)
 	}
 	dialog(ctx, t, ra, ud, alice, bob)
+	mailboxTraffic(ctx, t, alice, bob, 2).add(ud) // two stay waiting: the shutdown wipes them
 	anonymousRooms(ctx, t, ra, ud)
 	if _, err := alice.Call(ctx, "POST", "/api/logout", nil); err != nil {
 		t.Fatalf("logout: %v", err)

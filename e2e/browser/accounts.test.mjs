@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot, press, fill, say, sees, assertCleanWire } from './harness.mjs';
+import { startRelay, launch, openPage, shot, press, fill, say, sees, assertCleanWire, exportZip } from './harness.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
@@ -26,19 +26,6 @@ async function registerAndLogin(page, user, password) {
   assert.equal(await page.$eval('#loginname', (e) => e.value), user);
   await fill(page, '#loginpass', password);
   await press(page, '#logindo');
-}
-
-async function exportZip(page, passphrase) {
-  await fill(page, '#exportpass', passphrase);
-  await press(page, '#exportdo');
-  await page.waitForSelector('#exportlink', { timeout: 60000 });
-  const b64 = await page.$eval('#exportlink', async (a) => {
-    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
-    let s = '';
-    for (const x of buf) s += String.fromCharCode(x);
-    return btoa(s);
-  });
-  return Buffer.from(b64, 'base64');
 }
 
 async function makeKey(page, passphrase) {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startRelay, launch, openPage, artifacts, press, say, sees, frames, exportKey, backlog } from './harness.mjs';
+import { startRelay, launch, openPage, artifacts, press, say, sees, frames, exportKey, backlog, receiptsSettled } from './harness.mjs';
 import { readZip } from '../../static/js/zip.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 import { KIND_MESSAGE, KIND_COMMIT, concat, u32, utf8, hkdf, gcmOpen, INFO } from '../../static/js/e2e-core.mjs';
@@ -144,6 +144,7 @@ for (const kind of KINDS) {
         assert.equal(r.length, 100);
       });
 
+      await receiptsSettled(alice, bob); // the receipts' keys are captured too
       const keys = [...await alice.evaluate(() => globalThis.cleanrelayKeys), ...await bob.evaluate(() => globalThis.cleanrelayKeys)];
       const aZip = readZip(await exportKey(alice, 'Alice-export1!'));
       const bZip = readZip(await exportKey(bob, 'Bob-export1!'));

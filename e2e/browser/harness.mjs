@@ -24,22 +24,16 @@ function buildRelay() {
   return built;
 }
 
-// startRelay starts `cleanrelay serve --local-only` behind a recording proxy. The browsers talk
-// to the proxy's origin, which the relay admits with --allow-host.
-// args are more flags for `serve` (say, a short --grace).
-export async function startRelay({ extraHosts = [], args = [] } = {}) {
-  const bin = buildRelay();
-  const proxy = new RecordingProxy();
-  const pport = await proxy.listen();
-  const hosts = [`127.0.0.1:${pport}`, ...extraHosts.map((h) => `${h}:${pport}`)].flatMap((h) => ['--allow-host', h]);
-  const proc = spawn(bin, ['serve', '--local-only', '--listen', '127.0.0.1:0', ...hosts, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
+// spawnRelay starts `cleanrelay serve --local-only` with args and resolves to the process, its URL and its log.
+async function spawnRelay(args) {
+  const proc = spawn(buildRelay(), ['serve', '--local-only', '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = { proc, log: '' };
   proc.stderr.on('data', (d) => {
-    log += d;
+    r.log += d;
   });
-  const url = await new Promise((resolve, reject) => {
+  r.url = await new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`relay did not start: ${out} ${log}`)), 20000);
+    const timer = setTimeout(() => reject(new Error(`relay did not start: ${out} ${r.log}`)), 20000);
     proc.stdout.on('data', (d) => {
       out += d;
       const m = out.match(/cleanrelay: serving on (http:\/\/127\.0\.0\.1:(\d+)\/)/);
@@ -48,31 +42,56 @@ export async function startRelay({ extraHosts = [], args = [] } = {}) {
         resolve(m[1]);
       }
     });
-    proc.on('exit', (code) => reject(new Error(`relay exited with ${code}: ${log}`)));
+    proc.on('exit', (code) => reject(new Error(`relay exited with ${code}: ${r.log}`)));
   });
-  proxy.target = Number(new URL(url).port);
+  return r;
+}
+
+// killRelay stops a relay process (SIGTERM, then SIGKILL after 3 s) and resolves once it has exited.
+async function killRelay(proc) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.on('exit', r));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(t);
+}
+
+// startRelay starts `cleanrelay serve --local-only` behind a recording proxy. The browsers talk
+// to the proxy's origin, which the relay admits with --allow-host.
+// args are more flags for `serve` (say, a short --grace).
+export async function startRelay({ extraHosts = [], args = [] } = {}) {
+  const proxy = new RecordingProxy();
+  const pport = await proxy.listen();
+  const hosts = [`127.0.0.1:${pport}`, ...extraHosts.map((h) => `${h}:${pport}`)].flatMap((h) => ['--allow-host', h]);
+  let cur = await spawnRelay([...hosts, ...args]);
+  proxy.target = Number(new URL(cur.url).port);
   return {
     proxy,
-    relayURL: url,
+    get relayURL() {
+      return cur.url;
+    },
     url: `http://127.0.0.1:${pport}/`,
     port: pport,
-    log: () => log,
+    log: () => cur.log,
     // terminate asks the relay to shut down (SIGTERM) with the proxy still up, so clients hear its goodbye.
-    terminate: () => proc.kill('SIGTERM'),
+    terminate: () => cur.proc.kill('SIGTERM'),
+    // crash kills the relay (SIGKILL: no goodbye to anyone) and leaves the proxy up: the page's origin stays,
+    // and nothing answers behind it.
+    async crash() {
+      const exited = new Promise((r) => cur.proc.on('exit', r));
+      cur.proc.kill('SIGKILL');
+      await exited;
+    },
+    // resume starts a new relay process (which knows nothing of the old one) behind the same proxy.
+    async resume() {
+      await killRelay(cur.proc);
+      cur = await spawnRelay([...hosts, ...args]);
+      proxy.target = Number(new URL(cur.url).port);
+    },
     async stop() {
       await proxy.close();
-      proc.kill('SIGTERM');
-      await new Promise((r) => {
-        const t = setTimeout(() => {
-          proc.kill('SIGKILL');
-          r();
-        }, 3000);
-        proc.on('exit', () => {
-          clearTimeout(t);
-          r();
-        });
-        if (proc.exitCode !== null) r();
-      });
+      await killRelay(cur.proc);
     },
   };
 }
@@ -177,11 +196,31 @@ export async function say(page, text, { timeout = 60000 } = {}) {
   await page.waitForFunction((n) => document.querySelectorAll('.msg.mine').length > n, { timeout, polling: 100 }, before);
 }
 
+// receiptsSettled waits until every message each page sent shows as delivered: then no receipt (docs/e2e.md
+// §7.4) is on its way, and the next message frame is a message of the user's.
+export async function receiptsSettled(...pages) {
+  for (const p of pages) {
+    await p.waitForFunction(() => [...document.querySelectorAll('#log .msg.mine')].every((e) => e.dataset.state === 'delivered'), { timeout: 60000, polling: 100 });
+  }
+}
+
 // sees waits for a received message with exactly text, and fails if any message is marked unverified.
 export async function sees(page, text, { timeout = 60000 } = {}) {
   await page.waitForFunction((v) => [...document.querySelectorAll('.msg.theirs .text')].some((e) => e.textContent === v),
     { timeout, polling: 100 }, text);
   assert.equal(await page.$$eval('.msg.unverified', (l) => l.length), 0, 'a message is marked unverified');
+}
+
+// exportLinkBytes returns the bytes of the Blob behind the export link (the CSP forbids fetching blob: URLs).
+async function exportLinkBytes(page) {
+  await page.waitForSelector('#exportlink', { timeout: 60000 });
+  const b64 = await page.$eval('#exportlink', async (a) => {
+    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
+    let s = '';
+    for (const x of buf) s += String.fromCharCode(x);
+    return btoa(s);
+  });
+  return Buffer.from(b64, 'base64');
 }
 
 // exportKey exports the room tab's key pair from the key dialog as ZIP bytes.
@@ -192,15 +231,16 @@ export async function exportKey(page, passphrase) {
     el.value = v;
   }, passphrase);
   await press(page, '#exportdo');
-  await page.waitForSelector('#exportlink');
-  const b64 = await page.$eval('#exportlink', async (a) => {
-    const buf = new Uint8Array(await a.cleanrelayBlob.arrayBuffer());
-    let s = '';
-    for (const x of buf) s += String.fromCharCode(x);
-    return btoa(s);
-  });
+  const bytes = await exportLinkBytes(page);
   await press(page, '#keysclose');
-  return new Uint8Array(Buffer.from(b64, 'base64'));
+  return new Uint8Array(bytes);
+}
+
+// exportZip exports the account's key pair from the key-ready screen (or the My key dialog) as ZIP bytes.
+export async function exportZip(page, passphrase) {
+  await fill(page, '#exportpass', passphrase);
+  await press(page, '#exportdo');
+  return exportLinkBytes(page);
 }
 
 // backlog holds the proxy's delivery on conn (the receiver's socket) while sender sends n chat messages,

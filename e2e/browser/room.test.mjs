@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync, rmSync, copyFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot, artifacts, press, say, sees, frames, assertCleanWire, exportKey, backlog } from './harness.mjs';
+import { startRelay, launch, openPage, shot, artifacts, press, say, sees, frames, assertCleanWire, exportKey, backlog, receiptsSettled } from './harness.mjs';
 import { readZip } from '../../static/js/zip.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 import { DELIVER_HEADER, parseInvite, unb64u, encodePayload, decodePayload } from '../../static/js/proto.mjs';
@@ -198,6 +198,9 @@ for (const kind of KINDS) {
       });
 
       await t.test('a malformed frame is refused with a clear error and loses nothing already accepted', async () => {
+        // Receipts (docs/e2e.md §7.4) are messages too: wait until none is on its way, so that the frame broken
+        // below is the one with the text.
+        await receiptsSettled(alice, bob);
         const bobConn = relay.proxy.conns.filter((c) => c.first === 'resume' || c.first === 'join').at(-1);
         let broken = 0;
         bobConn.tamper = (msg) => {

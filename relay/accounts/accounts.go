@@ -19,6 +19,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
+	"github.com/cleanrelay/cleanrelay/relay/mailbox"
 )
 
 // Config holds the limits of the accounts API. The zero value of a field means its default.
@@ -54,6 +55,11 @@ type Config struct {
 	// MaxSessionsPerUser bounds the logged-in WebSocket sessions one account holds at once; a handshake
 	// beyond it is refused. Optional; default 8.
 	MaxSessionsPerUser int
+
+	// Mailbox keeps dialog messages for contacts who are away (docs/accounts.md §Mailbox); the API serves it
+	// and wipes what it holds for a user whose key changes or is withdrawn. Optional; nil: no mailbox (its
+	// routes answer 404 mailbox_off).
+	Mailbox *mailbox.Store
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -154,6 +160,7 @@ func (a *Accounts) Attach(srv *relay.Server) {
 			return
 		}
 		srv.Revoke(acc.Username)
+		a.keyGone(acc.Username, mailbox.ReasonRevoked)
 		// A handshake that passed Authenticate just before the withdrawal can register its connection
 		// after the sweep above; a second sweep, once every such handshake has ended, closes it too.
 		time.AfterFunc(again, func() { srv.Revoke(acc.Username) })
@@ -164,6 +171,7 @@ func (a *Accounts) Attach(srv *relay.Server) {
 		a.forgetTickets(userID)
 		if acc, err := a.dir.Account(userID); err == nil {
 			srv.Revoke(acc.Username)
+			a.keyGone(acc.Username, mailbox.ReasonKeyChanged)
 		}
 	})
 }

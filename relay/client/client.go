@@ -86,6 +86,8 @@ const (
 	KindClosed               // Ch, Reason: the room ended for this connection
 	KindError                // Err: an error the relay sent without a request id (e.g. for a frame)
 	KindDialog               // User opened a dialog with this session's user: join Room with Cap
+	KindMail                 // User left this session's user a message in the mailbox
+	KindKey                  // User, with whom this session's user has a dialog, published a new key or lost it
 )
 
 // Event is something the relay sent on its own: a frame, a presence change, a gap, a closed room, an error.
@@ -429,6 +431,11 @@ func (c *Conn) handleText(msg []byte) error {
 	case "dialog":
 		from, _ := m.From.(string)
 		c.emit(Event{Kind: KindDialog, User: from, Room: m.Room, Cap: m.Cap})
+	case "mail":
+		from, _ := m.From.(string)
+		c.emit(Event{Kind: KindMail, User: from})
+	case "key":
+		c.emit(Event{Kind: KindKey, User: m.User})
 	case "closed":
 		c.emit(Event{Kind: KindClosed, Ch: m.Ch, Reason: m.Reason})
 	case "error":

@@ -6,6 +6,8 @@ import { t, errorText } from './i18n.mjs';
 import { $, h, tx, fx, show, field, fieldError, check, required } from './ui.mjs';
 import { DialogWatch } from './notify.mjs';
 import { TicketKeeper } from './ticket.mjs';
+import { unread } from './mailbox.mjs';
+import { dialogOutbox } from './outbox.mjs';
 
 // env is given by app.mjs: {crypto, caps, problem, home, enterDialog, wsURL}.
 let env = null;
@@ -392,14 +394,42 @@ function mainScreen() {
   const status = h('p', { id: 'searchstatus', role: 'status' });
   searcher(search, results, status);
   startWatch();
-  return h('section', { id: 'mainscreen' },
+  const screen = h('section', { id: 'mainscreen' },
     h('header.roombar', {},
       h('span', { id: 'whoami' }, tx('logged_in_as', { u: me.user.username })),
       h('button', { type: 'button', id: 'mykey', i18n: 'my_key', onclick: () => myKeyDialog() }),
       h('button', { type: 'button', id: 'logout', i18n: 'logout', onclick: () => logout() })),
     h('div.card', {}, h('h2', { i18n: 'dialogs' }), known.length ? null : h('p.note', { id: 'nodialogs', i18n: 'no_dialogs' }), dialogs),
     h('div.card', {}, h('h2', { i18n: 'find_user' }), field('search_label', search), status, results));
+  checkMailbox();
+  return screen;
 }
+
+// checkMailbox asks the relay what waits for this user: every sender gets a place in the dialogs list with
+// its unread count, and messages the relay wiped unread (a changed key) are marked failed in their dialog.
+async function checkMailbox() {
+  const s = await unread.refresh();
+  if (!me) return;
+  for (const u of s?.undeliverable ?? []) {
+    dialogOutbox(me.user.username, u.to).undeliverable([u.id], { code: u.reason === 'key_changed' ? 'key_changed' : 'revoked' });
+  }
+}
+
+// paintUnread shows each dialog's unread count in the dialogs list, adding the senders it does not hold.
+function paintUnread() {
+  const list = $('#dialogs');
+  if (!list || !me) return;
+  for (const from of unread.counts.keys()) {
+    if (!list.querySelector(`button[data-user="${CSS.escape(from)}"]`)) noteDialog(from, false);
+  }
+  for (const b of list.querySelectorAll('button.user')) {
+    const n = unread.counts.get(b.dataset.user) ?? 0;
+    b.querySelector('.unread')?.remove();
+    b.dataset.unread = String(n);
+    if (n) b.append(h('span.unread', { label: 'unread_label' }, String(n)));
+  }
+}
+unread.addEventListener('change', paintUnread);
 
 function userItem(u, { fresh = false } = {}) {
   return h('li', {}, h('button.user', {
@@ -414,10 +444,14 @@ function startWatch() {
   stopWatch();
   const w = new DialogWatch(env.wsURL(), sessionTicket);
   w.addEventListener('dialog', (ev) => noteDialog(ev.detail.from));
+  w.addEventListener('mail', () => unread.mail());
+  w.addEventListener('key', () => checkMailbox());
   w.addEventListener('live', (ev) => {
     const list = $('#dialogs');
     if (list) list.dataset.live = ev.detail ? 'yes' : 'no';
     else if (watch === w) stopWatch(); // the main screen is gone without a stop: do not hold a session for it
+    // Live again: ask what waits, for the mail notices sent while this session was not there to hear them.
+    if (list && ev.detail) checkMailbox();
   });
   watch = w;
   w.start();
@@ -431,7 +465,7 @@ function stopWatch() {
 // noteDialog puts a user who opened a dialog with this one at the top of the recent dialogs, and on the
 // main screen if it shows, marked new. It is called from the main screen's watch and from a dialog's own
 // session (the relay tells every logged-in session).
-export function noteDialog(from) {
+export function noteDialog(from, fresh = true) {
   if (!me || from === me.user.username) return;
   const name = store.dialogsName(me.user.username);
   store.set(name, [from, ...store.get(name, []).filter((u) => u !== from)].slice(0, 50));
@@ -439,7 +473,8 @@ export function noteDialog(from) {
   if (!list) return;
   $('#nodialogs')?.remove();
   list.querySelector(`button[data-user="${CSS.escape(from)}"]`)?.parentElement.remove();
-  list.prepend(userItem({ username: from }, { fresh: true }));
+  list.prepend(userItem({ username: from }, { fresh }));
+  if (!fresh) paintUnread();
 }
 
 function myKeyDialog() {
@@ -469,6 +504,7 @@ function myKeyDialog() {
 
 async function logout() {
   stopWatch();
+  unread.clear();
   localStorage.removeItem(LOGGED_IN);
   tickets.forget();
   await api.logout().catch(() => {});
@@ -502,7 +538,8 @@ async function openDialog(name) {
     store.set(store.pinsName(me.user.username), pins);
     const list = store.get(store.dialogsName(me.user.username), []);
     if (!list.includes(name)) store.set(store.dialogsName(me.user.username), [name, ...list].slice(0, 50));
-    await env.enterDialog({ room: d.room, cap: d.cap, peerName: name, peerArmored: k.key.armored, own, verified: verifiedSet(name), beforeOpen: sessionTicket, back: () => show(mainScreen()) });
+    unread.read(name);
+    await env.enterDialog({ room: d.room, cap: d.cap, peerName: name, peerArmored: k.key.armored, peerFp: fp, outbox: dialogOutbox(me.user.username, name), onPeerKey: peerKeyChanged, own, verified: verifiedSet(name), beforeOpen: sessionTicket, back: () => show(mainScreen()) });
   };
   if (pins[name] && pins[name] !== fp) {
     keyChangedDialog(name, pins[name], peer, go);
@@ -526,6 +563,38 @@ function verifiedSet(name) {
       store.set(key, v);
     },
   };
+}
+
+// peerKeyChanged runs when the relay says that the peer of the open dialog room published a new key: sending
+// is blocked already; the new key is fetched and, if it is not the pinned one, shown with its safety code
+// until the user accepts it (or leaves the dialog blocked).
+async function peerKeyChanged(room) {
+  const name = room.dialog.peerName;
+  checkMailbox(); // what waited for the old key was wiped: its messages are marked failed
+  let k;
+  try {
+    k = await api.userKey(name);
+  } catch (e) {
+    env.problem(e); // no key any more (revoked): the dialog stays blocked
+    return;
+  }
+  const pins = store.get(store.pinsName(me.user.username), {});
+  const fp = k.key.fingerprint;
+  const peer = await env.crypto().call('peerKey', { armored: k.key.armored });
+  if (peer.fingerprint.replace(/ /g, '') !== fp) {
+    env.problem(t('dir_mismatch'));
+    return;
+  }
+  const accept = async () => {
+    pins[name] = fp;
+    store.set(store.pinsName(me.user.username), pins);
+    await room.acceptKey(k.key.armored, fp);
+  };
+  if (pins[name] === fp) {
+    await accept();
+    return;
+  }
+  keyChangedDialog(name, pins[name], peer, accept);
 }
 
 function keyChangedDialog(name, oldFp, peer, go) {

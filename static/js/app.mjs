@@ -1,6 +1,6 @@
 // Module app is the page: it checks the browser, then drives the screens of an anonymous room.
 import { CryptoClient } from './cryptoclient.mjs';
-import { Room, stats, FILE_CAP } from './room.mjs';
+import { Room, stats, FILE_CAP, newId } from './room.mjs';
 import { parseInvite, inviteFragment, b64u } from './proto.mjs';
 import { t, setLang, getLang, initialLang, errorText, fmt } from './i18n.mjs';
 import { $, h, tx, fx, show, field } from './ui.mjs';
@@ -10,6 +10,8 @@ import { connState } from './connstate.mjs';
 import { connBanner } from './banner.mjs';
 import { loadSeat, saveSeat, updateSeat, dropSeat } from './seat.mjs';
 import { expire } from './expiry.mjs';
+import { stateSpan, showState } from './msgstate.mjs';
+import { unread } from './mailbox.mjs';
 
 // refusal returns the reasons this browser cannot run the client, as i18n keys.
 function refusal() {
@@ -186,8 +188,9 @@ async function resumeSeat(seat) {
 // enterDialog joins an accounts dialog (or takes this tab's place back after a reload).
 async function enterDialog(d) {
   show(busyScreen('connecting'));
-  room = new Room({ crypto: cryptoClient, wsURL: wsURL(), dialog: { peerArmored: d.peerArmored, beforeOpen: d.beforeOpen } });
+  room = new Room({ crypto: cryptoClient, wsURL: wsURL(), dialog: { peerName: d.peerName, peerArmored: d.peerArmored, peerFp: d.peerFp, outbox: d.outbox, beforeOpen: d.beforeOpen } });
   room.back = d.back;
+  room.onPeerKey = d.onPeerKey;
   room.peerName = d.peerName;
   verified = d.verified;
   wireRoom(room);
@@ -215,8 +218,23 @@ async function enterDialog(d) {
   r.conn.addEventListener('presence', save);
   show(roomScreen(d.own, false));
   system('online');
+  showOutbox(r);
   // The peer's key may have been set while joining, before this screen existed.
   setReady();
+}
+
+// showOutbox shows what this page sent in the dialog before (in an earlier room: a relay restart ends it),
+// each with its state, and Retry on what failed.
+function showOutbox(r) {
+  for (const e of r.outbox.items.values()) {
+    if (e.kind === 'msg') renderMessage({ id: e.id, text: e.text, ts: e.ts, ttl: e.ttl, mine: true, verified: true });
+    else $('#log')?.append(h('div.msg.mine.file', { dataset: { id: e.id } }, h('p', {}, tx('file_sent'), ` ${e.name} (`, fx('size', e.size), ')'), h('p.meta', {}, fx('time', e.ts))));
+    showState($('#log'), e, retry);
+  }
+}
+
+function retry(id) {
+  room?.outbox.retry(id);
 }
 
 function system(key, vars) {
@@ -338,6 +356,7 @@ function roomScreen(ownInfo, creator) {
     creator ? inviteBox(link) : null,
     h('p.note', { i18n: room.dialog ? 'storage_note' : 'storage_note_anon' }),
     h('div.log', { id: 'log', role: 'log', label: 'log_label', tabindex: '0' }),
+    room.dialog ? h('p.note.route', { id: 'routenote', 'aria-live': 'polite' }) : null,
     composer);
   screen.ownInfo = ownInfo;
   return screen;
@@ -352,14 +371,18 @@ async function sendFile(file) {
     return;
   }
   const bar = h('progress', { max: '1', value: '0' });
-  const item = h('div.msg.mine.file', {}, h('p', {}, tx('sending'), ` ${f.name} `), bar);
+  const id = newId();
+  const item = h('div.msg.mine.file', { dataset: { id } }, h('p', {}, tx('sending'), ` ${f.name} `), bar, h('p.meta', {}, stateSpan()));
   $('#log').append(item);
   try {
-    const { ttl } = await room.sendFile(f, (p) => {
+    await room.sendFile(f, (p) => {
       bar.value = p;
-    });
+    }, id);
+    const e = room.outbox.items.get(id);
+    const ttl = e?.ttl ?? 0;
     item.replaceChildren(h('p', {}, tx('file_sent'), ` ${f.name} (`, fx('size', f.size), ')'), h('p.meta', {}, fx('time', Date.now()), countdown(ttl)));
-    item.dataset.done = 'sent';
+    if (e) showState($('#log'), e, retry);
+    item.dataset.done = e?.state === 'failed' ? 'failed' : 'sent';
     if (ttl) expire(item, ttl);
   } catch (e) {
     item.dataset.done = 'failed';
@@ -410,6 +433,7 @@ function verifyPeer(ownInfo, member = null) {
 }
 
 function setReady() {
+  if (!room) return;
   const ok = room.canSend();
   const text = $('#text');
   const wasOff = text?.disabled;
@@ -423,6 +447,7 @@ function setReady() {
     st.replaceChildren(ok ? '' : tx('waiting_peer'));
     st.dataset.ready = ok ? 'yes' : 'no';
   }
+  routeNote();
   updateVerified();
   updateInvite();
   // The message box just became usable: put the cursor there, unless the user is busy elsewhere.
@@ -431,13 +456,24 @@ function setReady() {
   if (ok && wasOff && idle && !document.querySelector('dialog[open]')) text.focus();
 }
 
+// routeNote says, under a dialog's log, where a message typed now goes: to the peer in the room, into the
+// relay's mailbox (lost if the relay restarts), or nowhere until a changed key is accepted.
+function routeNote() {
+  const note = $('#routenote');
+  if (!note || !room?.dialog) return;
+  const key = room.blocked.size ? 'route_blocked' : room.viaFrames() ? '' : 'route_mailbox';
+  note.dataset.route = key || 'room';
+  note.replaceChildren(key ? tx(key, { u: room.peerName }) : '');
+}
+
 function renderMessage(m) {
   const log = $('#log');
   if (!log) return;
+  if (!m.mine && document.hidden) unread.hiddenOne();
   const who = m.mine ? null : room?.dialog ? `${room.peerName} · ` : h('span', {}, tx('member_n', { n: m.from }), ' · ');
   const el = h(`div.msg.${m.mine ? 'mine' : 'theirs'}`, { dataset: { id: m.id } },
     h('p.text', {}, m.text),
-    h('p.meta', {}, who, fx('time', m.ts || Date.now()), countdown(m.ttl)),
+    h('p.meta', {}, who, fx('time', m.ts || Date.now()), countdown(m.ttl), m.mine ? stateSpan() : null),
     m.verified ? null : h('p.bad', {}, tx('unverified')));
   if (!m.verified) el.classList.add('unverified');
   log.append(el);
@@ -462,7 +498,13 @@ function endedKey(reason) {
 }
 
 function wireRoom(r) {
+  r.outbox.view = (e) => showState($('#log'), e, r.dialog || !r.ended ? retry : null);
   r.addEventListener('message', (ev) => renderMessage(ev.detail));
+  r.addEventListener('peerkey', () => {
+    setReady();
+    r.onPeerKey?.(r);
+  });
+  r.addEventListener('mail', (ev) => unread.mail(ev.detail.from));
   r.addEventListener('dialog', (ev) => noteDialog(ev.detail.from));
   r.addEventListener('peer', (ev) => {
     if (r.dialog) system('peer_key_dir', { u: r.peerName, fp: ev.detail.fingerprint });
@@ -499,7 +541,8 @@ function wireRoom(r) {
   r.addEventListener('resent', (ev) => system('reload_resent', { who: whoIs(ev.detail.member), k: ev.detail.sent, n: ev.detail.asked }));
   r.addEventListener('state', (ev) => {
     if (!$('#log')) return;
-    system(ev.detail.online ? (ev.detail.resumed ? 'resumed' : 'online') : 'offline');
+    if (!ev.detail.unblocked) system(ev.detail.online ? (ev.detail.resumed ? 'resumed' : 'online') : 'offline');
+    setReady();
   });
   connState.track(r.conn);
   r.addEventListener('problem', (ev) => problem(ev.detail.forged ? t('forged') : ev.detail));

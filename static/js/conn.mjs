@@ -166,6 +166,10 @@ export class RoomConn extends EventTarget {
       case 'dialog':
         this.emit('dialog', m); // another user opened a dialog with this logged-in session's user
         break;
+      case 'mail': // another user left this session's user a message in the mailbox
+      case 'key': // a user with whom this session's user has a dialog published a new key
+        this.emit(m.t, m);
+        break;
       default:
         break; // unknown unprompted messages are ignored by design (protocol.md §4)
     }
@@ -271,7 +275,9 @@ export class RoomConn extends EventTarget {
       }
       this.emit('state', { online: true, resumed: true, members: r.members });
     } catch (e) {
-      if (e.code === 'bad_token') {
+      // The relay no longer knows the place (bad_token), or no longer knows the login that opens the socket
+      // (unauthorized: it restarted, or the login ended): waiting out the grace cannot bring either back.
+      if (e.code === 'bad_token' || e.code === 'unauthorized') {
         this.end();
         this.emit('closed', { reason: 'gone' });
         return;

@@ -273,6 +273,23 @@ const STRINGS = {
     reload_resumed: 'This page was reloaded and took its seat back. Messages shown before the reload are not kept.',
     reload_asked: 'Asked {who} for {k} message(s) that arrived while this page reloaded.',
     reload_resent: 'Sent again {k} of the {n} message(s) that {who} asked for after reloading the page.',
+
+    // Mailbox, message states and key changes in dialogs (one block).
+    state_pending: 'Sending…',
+    state_sent: 'Sent',
+    state_in_mailbox: '(waiting in the relay)',
+    state_delivered: 'Delivered',
+    state_failed: 'Not sent',
+    retry: 'Retry',
+    route_mailbox: '{u} is away: what you send waits in the relay\'s memory until they come back (at most 7 days). A restart of the relay loses it.',
+    route_blocked: 'Sending to {u} is blocked: their key changed. Compare the safety code and accept the new key first.',
+    unread_label: 'unread messages',
+    err_mailbox_full: 'The other user\'s mailbox is full; nothing in it was lost. Try again after they read it.',
+    err_mailbox_relay_full: 'The relay\'s mailbox is full. Try again later.',
+    err_mailbox_off: 'This relay keeps no messages for contacts who are away.',
+    err_bad_ttl: 'The relay does not keep a message that long.',
+    err_key_changed: 'The other user\'s key changed before this message reached them; accept the new key and send again.',
+    err_revoked: 'The other user\'s key was withdrawn; this message will not reach them.',
   },
   ru: {
     // Page and language switch. `lang` labels the switch with the language it switches to.
@@ -543,6 +560,23 @@ const STRINGS = {
     reload_resumed: 'Страница перезагружена и вернула своё место. Сообщения, показанные до перезагрузки, не сохраняются.',
     reload_asked: 'Запрошено повторно сообщений, пришедших во время перезагрузки: {k} (у кого: {who}).',
     reload_resent: 'Страница собеседника ({who}) перезагружена: заново отправлено {k} из {n} запрошенных сообщений.',
+
+    // Почтовый ящик, состояния сообщений и смена ключей в диалогах (один блок).
+    state_pending: 'Отправляется…',
+    state_sent: 'Отправлено',
+    state_in_mailbox: '(ждёт на сервере)',
+    state_delivered: 'Доставлено',
+    state_failed: 'Не отправлено',
+    retry: 'Повторить',
+    route_mailbox: '{u} не в сети: отправленное ждёт в памяти сервера, пока собеседник не вернётся (не дольше 7 дней). Перезапуск сервера его стирает.',
+    route_blocked: 'Отправка пользователю {u} заблокирована: его ключ сменился. Сначала сверьте код безопасности и примите новый ключ.',
+    unread_label: 'непрочитанные сообщения',
+    err_mailbox_full: 'Почтовый ящик собеседника переполнен; ничего из него не потеряно. Попробуйте снова, когда он прочитает.',
+    err_mailbox_relay_full: 'Почтовый ящик сервера переполнен. Попробуйте позже.',
+    err_mailbox_off: 'Этот сервер не хранит сообщения для собеседников не в сети.',
+    err_bad_ttl: 'Сервер не хранит сообщения так долго.',
+    err_key_changed: 'Ключ собеседника сменился раньше, чем сообщение до него дошло; примите новый ключ и отправьте снова.',
+    err_revoked: 'Ключ собеседника отозван; это сообщение до него не дойдёт.',
   },
 };
 

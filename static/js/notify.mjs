@@ -1,5 +1,6 @@
 // Module notify keeps a logged-in WebSocket session open while the main screen shows, to hear that another
-// user opened a dialog with this one (the relay's `dialog` message, docs/accounts.md §8).
+// user opened a dialog with this one, left a message in the mailbox, or changed its key (the relay's `dialog`,
+// `mail` and `key` notices, docs/accounts.md §8).
 //
 // The session holds no room, so the relay closes it after its idle timeout (1008 `idle`, 2 min by default):
 // the watch then opens a new one (with the same ticket while it is good: ticket.mjs) on the backoff schedule, which starts over
@@ -64,6 +65,10 @@ export class DialogWatch extends EventTarget {
         this.setLive(true);
       } else if (m.t === 'dialog' && validName(m.from)) {
         this.emit('dialog', { from: m.from });
+      } else if (m.t === 'mail' && validName(m.from)) {
+        this.emit('mail', { from: m.from });
+      } else if (m.t === 'key' && validName(m.user)) {
+        this.emit('key', { user: m.user });
       }
     };
     ws.onclose = () => {

@@ -7,6 +7,17 @@ import { validName } from './notify.mjs';
 import { t } from './i18n.mjs';
 import { ConvTimer, ttlOf } from './convtimer.mjs';
 import { Resend } from './resend.mjs';
+import { Outbox } from './outbox.mjs';
+import * as mailbox from './mailbox.mjs';
+
+// PEER is the worker's member id of a dialog's other user: its key comes from the directory and is the one
+// every message is encrypted to, whether it is in the room (a frame) or away (the mailbox).
+export const PEER = 0;
+// RECEIPT_DELAY gathers the receipts of messages read together into one (docs/e2e.md §Receipts).
+const RECEIPT_DELAY = 200;
+const MAX_RECEIPT_IDS = 500;
+
+export const newId = () => b64u(crypto.getRandomValues(new Uint8Array(9)));
 
 // V2_NOTICES names the interface string for each protocol v2 notice the user should read.
 const V2_NOTICES = { missing: 'e2e_missing', replayed: 'e2e_replayed', 'old-epoch': 'e2e_old_epoch', fork: 'e2e_fork' };
@@ -25,8 +36,9 @@ export const MAX_TEXT = MAX_DATA - 1024;
 export const stats = { send: [], recv: [], epoch: [] };
 
 export class Room extends EventTarget {
-  // dialog, for an accounts dialog, is {peerArmored, beforeOpen}: keys come from the directory
-  // (pinned by the page) instead of an invite-secret key exchange.
+  // dialog, for an accounts dialog, is {peerName, peerArmored, peerFp, outbox, beforeOpen}: keys come from the
+  // directory (pinned by the page) instead of an invite-secret key exchange, and what the peer cannot get now
+  // waits in the relay's mailbox. outbox keeps the dialog's sent messages across rooms.
   constructor({ crypto, wsURL, dialog = null }) {
     super();
     this.crypto = crypto;
@@ -45,6 +57,11 @@ export class Room extends EventTarget {
     this.files = new Map(); // incoming id -> {header, parts, got}
     this.outgoing = new Map(); // outgoing id -> {acked, wake}
     this.ended = false;
+    this.outbox = dialog?.outbox ?? new Outbox();
+    this.outbox.attempt = (e) => this.attempt(e);
+    this.receipts = []; // ids of received messages to confirm
+    this.receiptTimer = 0;
+    this.seenMail = new Set(); // mailbox item ids shown, so that one fetched twice shows once
     this.timer = new ConvTimer(); // the conversation's disappearing-message timer
     this.seenIds = new Set(); // chat message ids shown, so one sent again after a reload is not shown twice
     this.resend = new Resend();
@@ -52,7 +69,7 @@ export class Room extends EventTarget {
   }
 
   listen() {
-    for (const t of ['frame', 'presence', 'closed', 'lost', 'state', 'error', 'dialog']) {
+    for (const t of ['frame', 'presence', 'closed', 'lost', 'state', 'error', 'dialog', 'mail']) {
       this.conn.addEventListener(t, (ev) => this.serial(async () => {
         try {
           await this[`on_${t}`](ev.detail);
@@ -66,6 +83,8 @@ export class Room extends EventTarget {
         }
       }));
     }
+    // Not serialized: a key change blocks sending at once, before anything queued is encrypted.
+    this.conn.addEventListener('key', (ev) => this.on_key(ev.detail));
   }
 
   emit(type, detail) {
@@ -139,9 +158,11 @@ export class Room extends EventTarget {
       return;
     }
     await this.crypto.call('dialog');
-    await this.crypto.call('members', { present: [...this.present] });
-    for (const m of this.present) await this.setDialogPeer(m);
+    await this.crypto.call('members', { present: [PEER] });
+    await this.setDialogPeer();
     this.markStarted();
+    this.serial(() => this.fetchMail());
+    this.outbox.wake();
   }
 
   // v2apply sends the worker's frames in order and turns its notes into the room's events.
@@ -214,10 +235,45 @@ export class Room extends EventTarget {
     }
     this.emit('resent', { member: meta.from, asked: a.asked, sent });
   }
-  async setDialogPeer(member) {
-    const peer = await this.crypto.call('setPeer', { member, armored: this.dialog.peerArmored });
-    this.peers.set(member, peer);
+  async setDialogPeer() {
+    const peer = await this.crypto.call('setPeer', { member: PEER, armored: this.dialog.peerArmored });
+    this.peers.set(PEER, peer);
     this.emit('peer', peer);
+  }
+
+  // fetchMail shows, in order and once, what the dialog's peer left in the mailbox, acknowledges it once
+  // decrypted, and confirms the messages to their sender.
+  async fetchMail() {
+    if (!this.dialog || this.ended) return;
+    for (let round = 0; round < 64; round++) {
+      let r;
+      try {
+        r = await mailbox.fetchFrom(this.dialog.peerName);
+      } catch {
+        return; // the mailbox is off or out of reach: nothing shown, nothing lost
+      }
+      if (!r.items.length) return;
+      const ids = [];
+      for (const it of r.items) {
+        ids.push(it.id);
+        if (this.seenMail.has(it.id)) continue;
+        this.seenMail.add(it.id);
+        await this.onCipher(mailbox.fromB64(it.data), { from: PEER, seq: null, mailbox: true });
+      }
+      await mailbox.ack(this.dialog.peerName, ids).catch(() => {});
+      this.emit('mailread', { n: ids.length });
+      if (!r.more) return;
+    }
+  }
+
+  // acceptKey makes a dialog peer's new directory key the one messages are encrypted to, after the user
+  // compared it (the page pins it), and lifts the block.
+  async acceptKey(armored, fp) {
+    this.dialog.peerArmored = armored;
+    this.dialog.peerFp = fp;
+    await this.setDialogPeer();
+    this.blocked.delete(PEER);
+    this.emit('state', { online: this.conn.online, unblocked: true });
   }
 
   async on_presence(p) {
@@ -226,6 +282,7 @@ export class Room extends EventTarget {
       this.present.delete(p.member);
       this.peers.delete(p.member);
       this.blocked.delete(p.member);
+      if (!this.dialog) this.outbox.gone(p.member);
     }
     if (this.v2) {
       const t0 = performance.now();
@@ -233,9 +290,8 @@ export class Room extends EventTarget {
       this.emit('presence', p);
       return;
     }
-    await this.crypto.call('members', { present: [...this.present] });
-    if (p.event === 'join') await this.setDialogPeer(p.member);
     this.emit('presence', p);
+    if (p.event === 'join' || p.event === 'back') this.flushReceipts();
   }
 
   async on_frame(f) {
@@ -259,22 +315,39 @@ export class Room extends EventTarget {
       await this.v2apply(await this.crypto.call('v2frame', { from: f.from, kind, body }), t0);
       return;
     }
+    await this.onDialogBody(kind, body, { from: PEER, seq: f.seq }, t0);
+  }
+
+  // onCipher handles one dialog payload that came through the mailbox.
+  async onCipher(payload, meta) {
+    let p;
+    try {
+      p = decodePayload(payload);
+    } catch (e) {
+      this.emit('problem', { message: t('frame_unreadable', { n: this.dialog.peerName }), detail: e.message });
+      return;
+    }
+    await this.onDialogBody(p.kind, p.body.slice(), meta, performance.now());
+  }
+
+  async onDialogBody(kind, body, meta, t0) {
+    const who = this.dialog.peerName;
     if (kind === KIND_KEY) {
-      this.emit('problem', { message: t('frame_dialog_key', { n: f.from }), forged: false });
+      this.emit('problem', { message: t('frame_dialog_key', { n: who }), forged: false });
       return;
     }
     if (kind !== KIND_PGP) {
-      this.emit('problem', { message: t('frame_unknown_kind', { n: f.from, k: kind }) });
+      this.emit('problem', { message: t('frame_unknown_kind', { n: who, k: kind }) });
       return;
     }
     let d;
     try {
-      d = await this.crypto.call('decrypt', { from: f.from, body });
+      d = await this.crypto.call('decrypt', { from: PEER, body });
     } catch (e) {
-      this.emit('problem', { message: t('frame_unreadable', { n: f.from }), detail: e.message });
+      this.emit('problem', { message: t('frame_unreadable', { n: who }), detail: e.message });
       return;
     }
-    await this.onPlain({ from: f.from, seq: f.seq, verified: d.verified }, d.data, { t0, worker: d.ms, cached: d.cached });
+    await this.onPlain({ ...meta, verified: d.verified }, d.data, { t0, worker: d.ms, cached: d.cached });
   }
 
   // onPlain handles a decrypted envelope; timing is recorded for chat messages.
@@ -292,6 +365,10 @@ export class Room extends EventTarget {
       this.seenIds.add(header.id);
       this.emit('message', { ...meta, id: header.id, text: String(header.text), ts: header.ts, ttl: ttlOf(header.ttl), mine: false });
       stats.recv.push({ ...timing, t1: performance.now() });
+      if (meta.verified) this.queueReceipt(header.id);
+    } else if (header.k === 'rcpt') {
+      // A receipt: the peer decrypted these messages (docs/e2e.md §Receipts). Only signed ones count.
+      if (meta.verified && Array.isArray(header.ids)) this.outbox.receipt(meta.from, header.ids.filter((x) => typeof x === 'string').slice(0, MAX_RECEIPT_IDS));
     } else if (header.k === 'timer') {
       this.applyTimer(meta.from, header);
     } else if (header.k === 'resend') {
@@ -311,6 +388,8 @@ export class Room extends EventTarget {
 
   on_closed(c) {
     this.ended = true;
+    this.outbox.stop();
+    this.outbox.fail(coded('the room has ended', 'ended'));
     this.emit('ended', c);
   }
 
@@ -319,6 +398,16 @@ export class Room extends EventTarget {
   }
 
   on_state(s) {
+    if (s.online) {
+      this.outbox.flush(); // a resume handed the waiting frames to the relay
+      this.outbox.wake();
+    }
+    if (this.dialog) {
+      if (s.members) this.present = new Set(s.members.filter((m) => m !== this.member));
+      if (s.online && s.resumed) this.serial(() => this.fetchMail()); // mail may have come while away
+      this.emit('state', s);
+      return;
+    }
     if (s.members && this.v2) {
       this.present = new Set(s.members.filter((m) => m !== this.member));
       return this.crypto.call('v2present', { present: [...this.present] }).then((r) => this.v2apply(r)).then(() => this.emit('state', s));
@@ -339,18 +428,86 @@ export class Room extends EventTarget {
     if (validName(d.from)) this.emit('dialog', { from: d.from });
   }
 
+  // on_mail fetches what the dialog's peer left in the mailbox; mail from anyone else is the page's.
+  on_mail(d) {
+    if (!validName(d.from)) return null;
+    if (this.dialog && d.from === this.dialog.peerName) return this.fetchMail();
+    this.emit('mail', { from: d.from });
+    return null;
+  }
+
+  // on_key blocks sending to a dialog peer who published a new key (or lost it), until the user accepts it.
+  on_key(d) {
+    if (!validName(d.user)) return;
+    if (this.dialog && d.user === this.dialog.peerName) {
+      this.blocked.set(PEER, { pending: true });
+      this.emit('peerkey', { user: d.user });
+    } else {
+      this.emit('otherkey', { user: d.user });
+    }
+  }
+
   canSend() {
     if (this.v2) return !this.ended && this.v2.ready && this.blocked.size === 0;
     return !this.ended && this.peers.size > 0 && this.blocked.size === 0;
   }
 
-  async sendEnvelope(header, body) {
+  // viaFrames reports whether a dialog's message goes into the room now (the peer is there and so are we);
+  // else it goes to the mailbox.
+  viaFrames() {
+    return !this.dialog || (this.present.size > 0 && this.conn.online);
+  }
+
+  // sendEnvelope encrypts and sends one envelope; state is 'sent', or 'queued' for a frame that waits in the
+  // connection for the next resume; boxId is the mailbox item's id when it went there.
+  async sendEnvelope(header, body, { quiet = false } = {}) {
+    if (this.blocked.size) throw this.whyNot();
     const t0 = performance.now();
     const r = await this.crypto.call(this.v2 ? 'v2seal' : 'encrypt', { data: encodeEnvelope(header, body) });
     if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
-    this.conn.send(r.payload);
-    this.resend.keep(r.at, header, body);
-    return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length };
+    let state = 'sent';
+    let boxId = null;
+    if (this.viaFrames()) {
+      this.conn.send(r.payload);
+      this.resend.keep(r.at, header, body);
+      if (!this.conn.online) state = 'queued';
+    } else {
+      boxId = (await mailbox.put(this.dialog.peerName, this.dialog.peerFp, r.payload, { quiet })).id;
+    }
+    return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length, state, boxId };
+  }
+
+  // queueReceipt confirms a decrypted message to its sender, gathered with others read at the same time.
+  queueReceipt(id) {
+    if (typeof id !== 'string') return;
+    this.receipts.push(id);
+    if (!this.receiptTimer) this.receiptTimer = setTimeout(() => this.flushReceipts(), RECEIPT_DELAY);
+  }
+
+  flushReceipts() {
+    clearTimeout(this.receiptTimer);
+    this.receiptTimer = 0;
+    if (!this.receipts.length || this.ended || this.blocked.size) return;
+    if (this.v2 && !this.v2.ready) return;
+    const ids = this.receipts.splice(0, MAX_RECEIPT_IDS);
+    this.sendEnvelope({ k: 'rcpt', ids }, undefined, { quiet: true }).catch(() => {
+      this.receipts.unshift(...ids); // sent with the next one
+    });
+  }
+
+  // need is who must confirm a message for it to be delivered: the dialog's peer, or the room's members.
+  need() {
+    return this.dialog ? [PEER] : [...this.peers.keys()];
+  }
+
+  // attempt sends one outbox entry once (Outbox calls it, and again on Retry).
+  async attempt(e) {
+    if (this.ended) throw coded('the room has ended', 'ended');
+    if (e.kind === 'file') return this.sendFileOnce(e);
+    const s = await this.sendEnvelope(e.header);
+    if (s.boxId) e.boxIds = [s.boxId];
+    stats.send.push(s);
+    return s.state;
   }
 
   // whyNot is why nothing can be sent now, as an error whose code the page shows in the user's language.
@@ -367,10 +524,9 @@ export class Room extends EventTarget {
     const bytes = new TextEncoder().encode(text);
     if (bytes.length > MAX_TEXT) throw coded(`message too long (${bytes.length} bytes, at most ${MAX_TEXT})`, 'too_long');
     const msg = { k: 'msg', id: newId(), text, ts: Date.now(), ttl };
-    const s = await this.sendEnvelope(msg);
-    stats.send.push(s);
     this.seenIds.add(msg.id);
     this.emit('message', { ...msg, from: this.member, verified: true, mine: true });
+    await this.outbox.send({ id: msg.id, kind: 'msg', header: msg, text, ttl, ts: msg.ts }, this.need());
     return msg;
   }
 
@@ -387,32 +543,48 @@ export class Room extends EventTarget {
     if (this.timer.apply(from, h)) this.emit('timer', { ttl: this.timer.ttl, from, mine: from === this.member });
   }
 
-  async sendFile(file, onProgress = () => {}) {
+  // sendFile sends a file as the outbox entry id (its state events tell how it goes); onProgress gets the
+  // share of chunks sent.
+  async sendFile(file, onProgress = () => {}, id = newId()) {
     if (!this.canSend()) throw this.whyNot();
     if (file.size > FILE_CAP) throw new Error(`file too large (${file.size} bytes, at most ${FILE_CAP})`);
-    const id = newId();
+    await this.outbox.send({ id, kind: 'file', file, name: file.name, size: file.size, ts: Date.now(), onProgress }, this.need());
+  }
+
+  async sendFileOnce(e) {
+    const { id, file, onProgress } = e;
     const bytes = new Uint8Array(await file.arrayBuffer());
     const chunks = Math.max(1, Math.ceil(bytes.length / FILE_CHUNK));
     const o = { acked: 0, wake: null, ttl: this.timer.ttl };
     this.outgoing.set(id, o);
+    let state = 'sent';
+    const boxIds = [];
+    const put = async (header, body, quiet) => {
+      const s = await this.sendEnvelope(header, body, { quiet });
+      if (s.state === 'queued') state = 'queued';
+      if (s.boxId) boxIds.push(s.boxId);
+    };
     try {
-      await this.sendEnvelope({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks, ttl: o.ttl });
+      await put({ k: 'file', id, name: String(file.name).slice(0, 200), type: String(file.type || 'application/octet-stream').slice(0, 100), size: bytes.length, chunks, ttl: o.ttl }, undefined, false);
       for (let i = 0; i < chunks; i++) {
-        while (i - o.acked >= FILE_WINDOW) {
+        // The window applies to frames only: the mailbox answers each chunk, and nobody acknowledges there.
+        while (i - o.acked >= FILE_WINDOW && this.viaFrames()) {
           if (this.ended) throw new Error('the room ended during the transfer');
           await new Promise((r) => {
             o.wake = r;
             setTimeout(r, 2000);
           });
         }
-        await this.sendEnvelope({ k: 'chunk', id, i }, bytes.subarray(i * FILE_CHUNK, (i + 1) * FILE_CHUNK));
-        onProgress((i + 1) / chunks);
+        await put({ k: 'chunk', id, i }, bytes.subarray(i * FILE_CHUNK, (i + 1) * FILE_CHUNK), true);
+        onProgress?.((i + 1) / chunks);
       }
     } finally {
       this.outgoing.delete(id);
     }
+    e.boxIds = boxIds;
+    e.ttl = o.ttl;
     this.emit('filesent', { id, name: file.name, size: bytes.length, ttl: o.ttl });
-    return { id, ttl: o.ttl };
+    return state;
   }
 
   onFileHeader(meta, h) {
@@ -442,6 +614,7 @@ export class Room extends EventTarget {
         return;
       }
       this.emit('file', { ...f.meta, id: h.id, name: f.h.name, type: blob.type, size: blob.size, blob, verified: f.verified, ttl: ttlOf(f.h.ttl) });
+      if (f.verified) this.queueReceipt(h.id);
     }
   }
 
@@ -468,6 +641,11 @@ export class Room extends EventTarget {
   // the account key for the next dialog.
   async destroy() {
     this.ended = true;
+    clearTimeout(this.receiptTimer);
+    if (this.outbox.attempt) {
+      this.outbox.stop();
+      this.outbox.fail(coded('the room has ended', 'ended'));
+    }
     this.conn.close();
     if (!this.dialog) await this.crypto.call('wipe').catch(() => {});
   }
@@ -475,8 +653,8 @@ export class Room extends EventTarget {
   // leave gives up this member's place for good (a dialog the user steps out of).
   async leave() {
     this.ended = true;
+    clearTimeout(this.receiptTimer);
+    this.outbox.stop();
     await this.conn.leave().catch(() => {});
   }
 }
-
-const newId = () => b64u(crypto.getRandomValues(new Uint8Array(9)));
