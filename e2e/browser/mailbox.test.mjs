@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRelay, launch, openPage, shot, press, fill, say, sees, repo, exportZip } from './harness.mjs';
 
+const SHOTS = process.env.CR_SHOTS === '1'; // also save the desktop and phone screenshots of docs/screenshots
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
 // The longer scenarios run in one browser: the first one listed.
 const EXTRA = KINDS[0];
@@ -128,7 +129,7 @@ for (const kind of KINDS) {
         await alice.waitForSelector('.msg.mine.file[data-done="sent"]', { timeout: 60000 });
         await say(alice, texts[1]);
         await waitStates(alice, ['sent', 'sent', 'sent']);
-        if (kind === 'chromium') await docShots(alice, 'mailbox-sent');
+        if (SHOTS && kind === 'chromium') await docShots(alice, 'mailbox-sent');
         assert.equal(await alice.$$eval('.msg.mine .state', (l) => l.filter((e) => /waiting in the relay/.test(e.textContent)).length), 3);
       });
 
@@ -146,7 +147,7 @@ for (const kind of KINDS) {
         await bob.waitForSelector('#dialogs button[data-user="alice"] .unread', { timeout: 60000 });
         assert.equal(await bob.$eval('#dialogs button[data-user="alice"] .unread', (e) => e.textContent), '3');
         assert.match(await bob.title(), /^\(3\) /);
-        if (kind === 'chromium') await docShots(bob, 'mailbox-unread');
+        if (SHOTS && kind === 'chromium') await docShots(bob, 'mailbox-unread');
         await shot(bob, `${kind}-mailbox-unread`);
         await openDialogWith(bob, 'alice');
         await sees(bob, texts[1]);
@@ -156,7 +157,7 @@ for (const kind of KINDS) {
 
       await t.test('alice sees them turn delivered', async () => {
         await waitStates(alice, ['delivered', 'delivered', 'delivered']);
-        if (kind === 'chromium') await docShots(alice, 'mailbox-states');
+        if (SHOTS && kind === 'chromium') await docShots(alice, 'mailbox-states');
         await shot(alice, `${kind}-mailbox-delivered`);
       });
 
@@ -222,7 +223,7 @@ for (const kind of KINDS) {
         await alice.waitForFunction(() => document.querySelector('#log .msg.mine:last-of-type')?.dataset.state === 'failed', { timeout: 60000, polling: 100 });
         await alice.waitForSelector('#log .msg.mine[data-state="failed"] button.retry');
         await shot(alice, `${kind}-mailbox-failed`);
-        if (kind === 'chromium') await docShots(alice, 'mailbox-failed');
+        if (SHOTS && kind === 'chromium') await docShots(alice, 'mailbox-failed');
         // A restart forgets everything: accounts, keys, dialogs. Both register again with the keys they hold.
         await relay.resume();
         await alice.waitForSelector('#mainscreen, #loginscreen', { timeout: 120000 });
