@@ -1,4 +1,4 @@
-package relay
+package rooms
 
 import (
 	"container/list"
