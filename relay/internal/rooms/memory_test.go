@@ -1,4 +1,4 @@
-package relay
+package rooms
 
 import (
 	"testing"
@@ -9,20 +9,20 @@ import (
 func TestHeldCountsCapacity(t *testing.T) {
 	g := newForwardRig(t)
 	r := g.ma.room
-	before := g.srv.hub.mem.held.Load()
-	if r.forwardBytes(g.ma, g.a, make([]byte, 4097)) != forwarded {
+	held := &g.table.mem.Held
+	before := held.Load()
+	if forwardBytes(g.ma, g.a, make([]byte, 4097)) != Forwarded {
 		t.Fatal("frame refused")
 	}
 	r.mu.Lock()
 	logBytes := r.log.bytes
+	head := r.log.head
 	r.mu.Unlock()
-	if held := g.srv.hub.mem.held.Load() - before; logBytes != 8192 || held < 8192 {
-		t.Fatalf("log counts %d bytes and the account %d more for a 4097-byte payload; want 8192 and at least 8192", logBytes, held)
+	if got := held.Load() - before; logBytes != 8192 || got < 8192 {
+		t.Fatalf("log counts %d bytes and the account %d more for a 4097-byte payload; want 8192 and at least 8192", logBytes, got)
 	}
-	r.mu.Lock()
-	r.ackLocked(g.mb, r.log.head)
-	r.mu.Unlock()
-	if held := g.srv.hub.mem.held.Load(); held > before {
-		t.Fatalf("after the frame left, the account holds %d bytes, %d before", held, before)
+	g.mb.Ack(g.b, head)
+	if got := held.Load(); got > before {
+		t.Fatalf("after the frame left, the account holds %d bytes, %d before", got, before)
 	}
 }
