@@ -273,25 +273,17 @@ func (h *Table) Resume(s Seat, token *Secret, last uint64, j *Joined) *Error {
 // Away marks every membership of ms still attached to c, a connection that ended, as away, each with its
 // grace timer.
 func (h *Table) Away(c Conn, ms []*Member) {
-	var n notes
-	defer n.deliver()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, m := range ms {
+	h.forAttached(c, ms, func(m *Member, n *notes) {
 		r := m.room
-		r.mu.Lock()
-		if m.conn == c && !r.closed {
-			m.conn = nil
-			grace := h.cfg.Grace
-			if r.orphanLocked() {
-				grace = h.cfg.OrphanGrace // nobody has the invite yet, or nobody used it
-			}
-			m.awayTimer = time.AfterFunc(grace, func() { h.graceOver(m) })
-			r.presenceLocked(m, eventAway, false, &n)
-			h.reindexLocked(r)
+		m.conn = nil
+		grace := h.cfg.Grace
+		if r.orphanLocked() {
+			grace = h.cfg.OrphanGrace // nobody has the invite yet, or nobody used it
 		}
-		r.mu.Unlock()
-	}
+		m.awayTimer = time.AfterFunc(grace, func() { h.graceOver(m) })
+		r.presenceLocked(m, eventAway, false, n)
+		h.reindexLocked(r)
+	})
 }
 
 // graceOver ends the membership of a member that stayed away for the whole grace.
@@ -311,21 +303,31 @@ func (h *Table) graceOver(m *Member) {
 	h.removeMemberLocked(m, true, &n)
 }
 
-// withMember runs f with h.mu and m's room lock held, if m is still attached to c and its room still open,
-// then makes the calls f noted. It reports whether f ran.
-func (h *Table) withMember(c Conn, m *Member, f func(r *Room, n *notes)) bool {
+// forAttached runs f, with h.mu and the member's room lock held, for every member of ms still attached to c
+// in an open room, then makes the calls f noted.
+func (h *Table) forAttached(c Conn, ms []*Member, f func(m *Member, n *notes)) {
 	var n notes
 	defer n.deliver()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	r := m.room
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed || m.conn != c {
-		return false
+	for _, m := range ms {
+		r := m.room
+		r.mu.Lock()
+		if m.conn == c && !r.closed {
+			f(m, &n)
+		}
+		r.mu.Unlock()
 	}
-	f(r, &n)
-	return true
+}
+
+// withMember runs f like forAttached for m alone, and reports whether it ran.
+func (h *Table) withMember(c Conn, m *Member, f func(r *Room, n *notes)) bool {
+	ran := false
+	h.forAttached(c, []*Member{m}, func(m *Member, n *notes) {
+		ran = true
+		f(m.room, n)
+	})
+	return ran
 }
 
 // Leave ends m's membership for good, at its own request from c. It reports false if m is no longer attached
@@ -455,18 +457,9 @@ func (h *Table) Revoke(user string) {
 
 // Remove ends every membership of ms still attached to c for good, telling c each is closed for reason.
 func (h *Table) Remove(c Conn, ms []*Member, reason string) {
-	var n notes
-	defer n.deliver()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, m := range ms {
-		r := m.room
-		r.mu.Lock()
-		if m.conn == c && !r.closed {
-			n.close(c, m, m.ch, reason)
-			m.conn = nil
-			h.removeMemberLocked(m, false, &n)
-		}
-		r.mu.Unlock()
-	}
+	h.forAttached(c, ms, func(m *Member, n *notes) {
+		n.close(c, m, m.ch, reason)
+		m.conn = nil
+		h.removeMemberLocked(m, false, n)
+	})
 }
