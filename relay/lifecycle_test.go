@@ -134,7 +134,7 @@ func TestShutdownWithConnectedClients(t *testing.T) {
 // TestLogsCarryNoUserData runs a full session with every log level on and checks that nothing a user could be
 // recognised by reaches the log: no room id, capability, token, payload, address, nor any per-room attribute.
 func TestLogsCarryNoUserData(t *testing.T) {
-	tr := startRelay(t, relay.Config{Grace: 50 * time.Millisecond, MaxFrame: 4096})
+	tr := startRelay(t, relay.Config{MaxFrame: 4096}) // the default grace: b's resume below must come within it
 	a, b, ra, rb := tr.pair(t)
 	secret := make([]byte, 32)
 	rand.Read(secret)
