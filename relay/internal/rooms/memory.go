@@ -43,29 +43,50 @@ type Budget struct {
 	Conns   *atomic.Int64 // connections open
 	PerConn int64         // what one connection costs beyond its counted buffers
 
-	Held     atomic.Int64 // bytes of buffers held for clients (room logs, unfinished messages)
-	extraVal atomic.Int64 // the last answer of Extra
-	extraAt  atomic.Int64 // unix ns of that answer
-	Refused  [NumRefusals]atomic.Uint64
-	Shed     atomic.Uint64 // log entries released early under pressure
+	Held      atomic.Int64 // bytes of buffers held for clients (room logs, unfinished messages)
+	extraVal  atomic.Int64 // the last answer of Extra
+	extraAt   atomic.Int64 // unix ns of that answer
+	extraBusy atomic.Bool  // a goroutine of OverNow is asking Extra
+	Refused   [NumRefusals]atomic.Uint64
+	Shed      atomic.Uint64 // log entries released early under pressure
 }
 
-// Total returns the bytes counted against the budget now.
-func (b *Budget) Total() int64 {
+// Total returns the bytes counted against the budget now, asking Extra again first if its last answer is
+// older than extraRefresh.
+func (b *Budget) Total() int64 { return b.count(true) }
+
+// Over reports whether the relay holds more than its budget. It may wait for Extra: admission (create, join)
+// uses it.
+func (b *Budget) Over() bool { return b.count(true) > b.Max }
+
+// OverNow is Over for the frame path, which never waits for Extra: that is the key directory's, behind the
+// lock that every login, proof and lookup takes, and a frame that waited for it would hold its room (and, for
+// a presence event, every room) meanwhile. An answer that is due is asked for on a goroutine of its own, and
+// the last one is used.
+func (b *Budget) OverNow() bool { return b.count(false) > b.Max }
+
+// count is Total, asking Extra in the caller (wait) or on a goroutine of its own, one at a time.
+func (b *Budget) count(wait bool) int64 {
 	t := b.Held.Load() + b.Conns.Load()*b.PerConn
-	if b.Extra != nil {
-		now := time.Now().UnixNano()
-		if now-b.extraAt.Load() >= int64(extraRefresh) {
+	if b.Extra == nil {
+		return t
+	}
+	now := time.Now().UnixNano()
+	if at := b.extraAt.Load(); now-at >= int64(extraRefresh) {
+		switch {
+		case wait:
 			b.extraAt.Store(now)
 			b.extraVal.Store(b.Extra())
+		case b.extraBusy.CompareAndSwap(false, true):
+			b.extraAt.Store(now)
+			go func() {
+				defer b.extraBusy.Store(false)
+				b.extraVal.Store(b.Extra())
+			}()
 		}
-		t += b.extraVal.Load()
 	}
-	return t
+	return t + b.extraVal.Load()
 }
-
-// Over reports whether the relay holds more than its budget.
-func (b *Budget) Over() bool { return b.Total() > b.Max }
 
 // Refuse counts a refusal and returns the error for it.
 func (b *Budget) Refuse(what Refusal) *Error {

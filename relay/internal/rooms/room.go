@@ -188,7 +188,7 @@ func (r *Room) appendLocked(e entry) {
 	for r.log.n > 0 && (r.log.n >= cfg.RoomBuffer || r.log.bytes+size > cfg.RoomBufferBytes) {
 		r.evictLocked()
 	}
-	if r.table.mem.Over() {
+	if r.table.mem.OverNow() {
 		r.shedLocked()
 	}
 	r.log.push(e, cfg.RoomBuffer)
@@ -323,7 +323,7 @@ func (m *Member) Forward(c Conn, data *ws.Payload) ForwardResult {
 		r.mu.Unlock()
 		return NotMember
 	}
-	if r.table.mem.Over() && r.unsentBytesLocked() >= r.table.cfg.RoomBufferBytes/4 {
+	if r.table.mem.OverNow() && r.unsentBytesLocked() >= r.table.cfg.RoomBufferBytes/4 {
 		r.mu.Unlock()
 		return OverMemory
 	}
