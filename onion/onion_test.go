@@ -21,6 +21,7 @@ import (
 
 	bineed25519 "github.com/cretz/bine/torutil/ed25519"
 
+	"github.com/cleanrelay/cleanrelay/internal/syncbuf"
 	"github.com/cleanrelay/cleanrelay/onion/tornet"
 )
 
@@ -210,21 +211,8 @@ func TestMissingTor(t *testing.T) {
 
 // logBuffer is a slog handler target that keeps the output for assertions and also shows it in the test log.
 type logBuffer struct {
-	t  testing.TB
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	t testing.TB
+	syncbuf.Buffer
 }
 
 // startOn starts a Service on the private network. The cleanup closes it and checks that nothing is left in its

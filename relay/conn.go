@@ -26,18 +26,20 @@ var (
 	closeRevoked  = closeReason{protocol.ClosePolicyViolation, protocol.CloseRevoked}
 )
 
+// Closed reasons of docs/protocol.md §4.1.
+const (
+	reasonBurned   = protocol.ReasonBurned
+	reasonShutdown = protocol.ReasonShutdown
+	reasonRevoked  = protocol.ReasonRevoked
+	reasonMoved    = protocol.ReasonMoved
+)
+
 // closeWait bounds the polite close frame at the end of a connection.
 const closeWait = time.Second
 
 // maxQueuedControl bounds the control messages (replies, errors, notices) waiting for one connection's
 // writer. A client that provokes more than this without reading is disconnected as slow.
 const maxQueuedControl = 64
-
-// chanRef is one membership held by a connection.
-type chanRef struct {
-	ch byte
-	m  *member
-}
 
 // conn is one client's WebSocket. Its reader (reading.go) handles what the client sends; its writer
 // (writeLoop, a pass run on a shared worker) is the only one that writes to the socket. Neither holds a
@@ -93,7 +95,7 @@ func newConn(s *Server, wc *websocket.Conn, id Identity) *conn {
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		lastRoom: now,
 		limiter:  tokenBucket{rate: s.cfg.RateFrames, burst: float64(s.cfg.RateBurst), tokens: float64(s.cfg.RateBurst), last: now},
-		rd:       ws.NewReader(readerLimits(&s.cfg), &s.hub.mem.held),
+		rd:       ws.NewReader(readerLimits(&s.cfg), &s.mem.Held),
 	}
 }
 
@@ -151,98 +153,6 @@ func (c *conn) sendControl(msg []byte) {
 	c.wakeUp()
 }
 
-// freeChannel returns the lowest channel c does not use, or too_many_rooms. Only the reader goroutine adds
-// channels, so the answer stays true until it calls attach.
-func (c *conn) freeChannel() (byte, *protoError) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.chans) >= c.srv.cfg.MaxRoomsPerConn {
-		return 0, errorf(codeTooManyRooms, "this connection holds %d rooms, the limit", len(c.chans))
-	}
-	for ch := 1; ch <= 255; ch++ {
-		if c.find(byte(ch)) == nil {
-			return byte(ch), nil
-		}
-	}
-	return 0, errorf(codeTooManyRooms, "no free channel")
-}
-
-// holds reports whether c holds a membership of r.
-func (c *conn) holds(r *room) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ref := range c.chans {
-		if ref.m.room == r {
-			return true
-		}
-	}
-	return false
-}
-
-// find returns the member on channel ch, or nil. c.mu is held.
-func (c *conn) find(ch byte) *member {
-	for _, r := range c.chans {
-		if r.ch == ch {
-			return r.m
-		}
-	}
-	return nil
-}
-
-// attach binds m to channel ch and queues reply, atomically: the writer sees the reply no later than the
-// channel, so a client never gets a room's entries before the reply that names its channel.
-func (c *conn) attach(ch byte, m *member, reply []byte) {
-	c.mu.Lock()
-	c.chans = append(c.chans, chanRef{ch, m})
-	c.ctrl = append(c.ctrl, reply)
-	c.mu.Unlock()
-	c.wakeUp()
-}
-
-// release forgets channel ch.
-func (c *conn) release(ch byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.releaseLocked(ch)
-}
-
-func (c *conn) releaseLocked(ch byte) {
-	for i, r := range c.chans {
-		if r.ch == ch {
-			c.chans = append(c.chans[:i], c.chans[i+1:]...)
-			break
-		}
-	}
-	if len(c.chans) == 0 {
-		c.lastRoom = time.Now()
-	}
-}
-
-// detach forgets channel ch and, if reason is not empty, tells the client the room is closed for it.
-func (c *conn) detach(ch byte, reason string) {
-	c.mu.Lock()
-	c.releaseLocked(ch)
-	if reason != "" && len(c.ctrl) < maxQueuedControl {
-		c.ctrl = append(c.ctrl, newObj(nil, "closed").num("ch", uint64(ch)).str("reason", reason).done())
-	}
-	c.mu.Unlock()
-	c.wakeUp()
-	if reason == reasonRevoked {
-		c.kill(closeRevoked)
-	}
-}
-
-// members returns the memberships c holds.
-func (c *conn) members() []*member {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ms := make([]*member, len(c.chans))
-	for i, r := range c.chans {
-		ms[i] = r.m
-	}
-	return ms
-}
-
 // start says hello and starts the keepalive and reading. From then on the connection runs on its own until
 // both its reader and its writer have ended; then teardown makes every membership away.
 func (c *conn) start() {
@@ -273,7 +183,7 @@ func (c *conn) endPart(async bool) {
 func (c *conn) teardown() {
 	c.dropControl()
 	c.pingTimer.Stop()
-	c.srv.hub.away(c, c.members())
+	c.srv.table.Away(c, c.members())
 	c.srv.ended(c)
 }
 
@@ -311,102 +221,6 @@ func (c *conn) pingTick() {
 		c.nextPing.Store(next)
 	}
 	c.pingTimer.Reset(time.Duration(min(next, deadline) - now))
-}
-
-// handleFrame forwards one frame the client sent. msg stays the caller's.
-func (c *conn) handleFrame(msg *ws.Payload) {
-	if msg.Len() < sendHeaderLen+1 {
-		c.srv.stats.drop(dropBadFrame)
-		c.sendControl(appendError(nil, 0, errorf(codeBadFrame, "a frame needs a channel byte and at least one payload byte")))
-		return
-	}
-	ch := msg.At(0)
-	c.mu.Lock()
-	m := c.find(ch)
-	c.mu.Unlock()
-	res := forwardNotMember
-	if m != nil {
-		res = m.room.forward(m, c, msg, sendHeaderLen)
-	}
-	switch res {
-	case forwardKilled:
-		return // killed while the frame waited: nothing more is written
-	case forwardOverMemory:
-		c.srv.stats.drop(dropOverMemory)
-		c.sendControl(appendError(nil, 0, c.srv.hub.mem.refuse(refusedMemFrame)))
-		return
-	case forwardNotMember:
-		c.srv.stats.drop(dropNotMember)
-		c.sendControl(appendError(nil, 0, errorf(codeNotMember, "channel %d is not a room of this connection", ch)))
-		return
-	}
-	c.srv.stats.framesIn.Add(1)
-	c.srv.stats.bytesIn.Add(uint64(msg.Len() - sendHeaderLen))
-}
-
-// handleControl handles one control message. msg is the reader's buffer, which it zeroes afterwards; the
-// request decoded from it is wiped here.
-func (c *conn) handleControl(msg []byte) {
-	var req request
-	defer req.wipe()
-	perr := parseRequest(msg, &req)
-	if perr == nil {
-		perr = c.dispatch(&req)
-	}
-	if perr != nil {
-		c.srv.stats.refusedRequests.Add(1)
-		c.sendControl(appendError(nil, req.ID, perr))
-	}
-}
-
-func (c *conn) dispatch(req *request) *protoError {
-	h := c.srv.hub
-	switch req.T {
-	case "create":
-		return h.create(c, req.ID, req.Max)
-	case "join":
-		if !req.Room.present() || !req.Cap.present() {
-			return errorf(codeBadRequest, "join needs \"room\" and \"cap\"")
-		}
-		return h.join(c, req.ID, &req.Room, &req.Cap)
-	case "resume":
-		if !req.Resume.present() || req.Last == nil {
-			return errorf(codeBadRequest, "resume needs \"resume\" and \"last\"")
-		}
-		return h.resume(c, req.ID, &req.Resume, *req.Last)
-	case "ack", "leave", "burn":
-		ch, perr := req.channel()
-		if perr != nil {
-			return perr
-		}
-		c.mu.Lock()
-		m := c.find(ch)
-		c.mu.Unlock()
-		if m == nil {
-			return errorf(codeNotMember, "channel %d is not a room of this connection", ch)
-		}
-		switch req.T {
-		case "ack":
-			r := m.room
-			r.mu.Lock()
-			if m.conn == c {
-				r.ackLocked(m, req.Seq)
-			}
-			r.mu.Unlock()
-		case "leave":
-			if !h.leave(c, m) {
-				return errorf(codeNotMember, "channel %d is not a room of this connection", ch)
-			}
-			c.sendControl(newObj(nil, "left").id(req.ID).num("ch", uint64(ch)).done())
-		case "burn":
-			if !h.burn(c, m) {
-				return errorf(codeNotMember, "channel %d is not a room of this connection", ch)
-			}
-		}
-		return nil
-	default:
-		return errorf(codeUnknownType, "unknown message type; this relay speaks %s", Subprotocol)
-	}
 }
 
 // idleCheck closes a connection that has held no room for the idle timeout. It reports false if it did.

@@ -3,33 +3,29 @@ package relay
 import (
 	"bytes"
 	"errors"
-	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
 )
 
 // Dialog is the room of a dialog between two logged-in users, opened by Server.OpenDialog. Its id and
 // capability stay in the room's own storage, which is overwritten when the room is dropped; only Texts makes
 // Go strings of them. The zero Dialog is no room.
-type Dialog struct{ r *room }
+type Dialog struct{ r *rooms.Room }
 
 // OpenDialog makes a room for the two users only (its allow list), with no member yet, that keeps its
 // capability to hand out again. A room that nobody joins within the grace is dropped, like a room whose
 // members all went away. An error (the room table or the memory budget is full) says why, for people.
 func (s *Server) OpenDialog(users [2]string) (Dialog, error) {
-	r, perr := s.hub.openRoom(2, users[:])
+	r, perr := s.table.OpenRoom(2, users[:])
 	if perr != nil {
-		return Dialog{}, errors.New(perr.msg)
+		return Dialog{}, errors.New(perr.Msg)
 	}
 	return Dialog{r}, nil
 }
 
 // Alive reports whether the dialog's room is still open, without making text of its id or capability.
 func (d Dialog) Alive() bool {
-	if d.r == nil {
-		return false
-	}
-	d.r.mu.Lock()
-	defer d.r.mu.Unlock()
-	return !d.r.closed
+	return d.r != nil && d.r.Alive()
 }
 
 // Texts returns the id and capability of the dialog's room as text, or false if the room is gone.
@@ -37,13 +33,10 @@ func (d Dialog) Texts() (id, capability string, alive bool) {
 	if d.r == nil {
 		return "", "", false
 	}
-	r := d.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return "", "", false
-	}
-	return b64.EncodeToString(r.id[:]), b64.EncodeToString(r.dialogCap[:]), true
+	alive = d.r.Secrets(func(rid *roomID, c *secret) {
+		id, capability = b64.EncodeToString(rid[:]), b64.EncodeToString(c[:])
+	})
+	return id, capability, alive
 }
 
 // NotifyDialog tells every connection of the logged-in user that from opened the dialog d with them (a
@@ -53,7 +46,7 @@ func (s *Server) NotifyDialog(user string, d Dialog, from string) {
 	if d.r == nil {
 		return
 	}
-	s.notifyUser(user, d.r.dialogNotice(from))
+	s.notifyUser(user, dialogNotice(d.r, from))
 }
 
 // NotifyMail tells every connection of the logged-in user that from left them a message in the mailbox (a
@@ -92,43 +85,14 @@ func isB64URL(s string) bool {
 	return true
 }
 
-// openRoom makes a room with no member yet, for max members, that only the users in allow may join; it keeps
-// its capability to hand out again. A room that nobody joins within the grace is dropped.
-func (h *hub) openRoom(max int, allow []string) (*room, *protoError) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var capability secret
-	defer capability.wipe()
-	r, perr := h.newRoomLocked(max, allow, &capability)
-	if perr != nil {
-		return nil, perr
-	}
-	r.dialogCap = capability
-	time.AfterFunc(h.cfg.Grace, func() { h.dropIfEmpty(r) })
-	return r, nil
-}
-
 // dialogNotice formats the dialog notice for the other user of r, in a buffer the writer zeroes (it carries
 // the capability); nil if the room is gone.
-func (r *room) dialogNotice(from string) []byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	return newObj(make([]byte, 0, replyRoom+len(from)*6), "dialog").strEsc("from", from).b64("room", r.id[:]).
-		b64("cap", r.dialogCap[:]).done()
-}
-
-// dropIfEmpty drops r if it has no member.
-func (h *hub) dropIfEmpty(r *room) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed && len(r.members) == 0 {
-		h.dropRoomLocked(r, "")
-	}
+func dialogNotice(r *rooms.Room, from string) (msg []byte) {
+	r.Secrets(func(id *roomID, capability *secret) {
+		msg = newObj(make([]byte, 0, replyRoom+len(from)*6), "dialog").strEsc("from", from).b64("room", id[:]).
+			b64("cap", capability[:]).done()
+	})
+	return msg
 }
 
 // notifyUser queues a control message on every connection of a logged-in user, each its own copy (a writer

@@ -28,8 +28,8 @@ func FuzzParseRequest(f *testing.F) {
 		var req request
 		perr := parseRequest(data, &req)
 		if perr != nil {
-			if !codes[perr.code] || perr.msg == "" {
-				t.Fatalf("undocumented error %q %q", perr.code, perr.msg)
+			if !codes[perr.Code] || perr.Msg == "" {
+				t.Fatalf("undocumented error %q %q", perr.Code, perr.Msg)
 			}
 			return
 		}
@@ -82,14 +82,11 @@ func (p *fuzzPeers) pump() {
 			}
 		}
 		for _, ref := range refs {
-			r := ref.m.room
+			if ref.m == nil {
+				p.t.Fatalf("channel %d still reserved between requests", ref.ch)
+			}
 			for {
-				r.mu.Lock()
-				msg, bin := r.nextForLocked(ref.m, c, ref.ch, out.B)
-				if r.log.n > p.srv.cfg.RoomBuffer || r.log.bytes > p.srv.cfg.RoomBufferBytes {
-					p.t.Fatalf("room buffer over its bounds: %d entries, %d bytes", r.log.n, r.log.bytes)
-				}
-				r.mu.Unlock()
+				msg, bin := formatItem(out.B, ref.ch, ref.m.Next(c, ref.ch, out.B[deliverHeaderLen:]))
 				if msg == nil {
 					break
 				}
@@ -138,14 +135,12 @@ func FuzzConnInput(f *testing.F) {
 				msg = bytes.ReplaceAll(msg, []byte("$TOKEN"), []byte(p.token))
 				c.handleControl(msg)
 			} else {
-				frame := ws.PayloadOf(msg)
-				c.handleFrame(frame)
-				ws.PutPayload(frame)
+				c.handleFrame(ws.PayloadWithHead(msg, sendHeaderLen)) // as the reader makes it; handleFrame owns it
 			}
 			p.pump()
 		}
-		srv.hub.closeAll(reasonShutdown)
-		if n := srv.stats.rooms.Load(); n != 0 {
+		srv.table.Close(reasonShutdown)
+		if n := srv.stats.room.Rooms.Load(); n != 0 {
 			t.Fatalf("%d rooms counted after closing all", n)
 		}
 	})

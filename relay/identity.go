@@ -47,24 +47,8 @@ func (s *Server) EndSession(user, session string) {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		s.hub.removeMemberships(c)
+		s.table.Remove(c, c.members(), reasonRevoked)
 		c.kill(closeRevoked)
-	}
-}
-
-// removeMemberships removes every membership attached to c, telling c each room is closed for it (revoked).
-func (h *hub) removeMemberships(c *conn) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, m := range c.members() {
-		r := m.room
-		r.mu.Lock()
-		if m.conn == c && !r.closed {
-			c.detach(m.ch, reasonRevoked)
-			m.conn = nil
-			h.removeMemberLocked(m, false)
-		}
-		r.mu.Unlock()
 	}
 }
 

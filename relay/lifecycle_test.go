@@ -134,7 +134,7 @@ func TestShutdownWithConnectedClients(t *testing.T) {
 // TestLogsCarryNoUserData runs a full session with every log level on and checks that nothing a user could be
 // recognised by reaches the log: no room id, capability, token, payload, address, nor any per-room attribute.
 func TestLogsCarryNoUserData(t *testing.T) {
-	tr := startRelay(t, relay.Config{Grace: 50 * time.Millisecond, MaxFrame: 4096})
+	tr := startRelay(t, relay.Config{MaxFrame: 4096}) // the default grace: b's resume below must come within it
 	a, b, ra, rb := tr.pair(t)
 	secret := make([]byte, 32)
 	rand.Read(secret)
@@ -200,7 +200,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 // TestPingPong: a peer that answers pings stays; one that has gone silent (reads nothing, so answers no ping)
 // is closed after PongWait and its member goes away.
 func TestPingPong(t *testing.T) {
-	tr := startRelay(t, relay.Config{PongWait: 300 * time.Millisecond, PingPeriod: 100 * time.Millisecond})
+	// A PongWait long enough that a pong delayed by a loaded machine does not end the pair's connections.
+	const pongWait = time.Second
+	tr := startRelay(t, relay.Config{PongWait: pongWait, PingPeriod: 100 * time.Millisecond})
 	a, b, ra, rb := tr.pair(t)
 	d := websocket.Dialer{Subprotocols: []string{relay.Subprotocol}}
 	silent, _, err := d.Dial(tr.url, nil)
@@ -214,7 +216,7 @@ func TestPingPong(t *testing.T) {
 	// the test is about the connection, and an idle one would be closed only after the idle timeout of 2m.)
 	eventually(t, "the silent connection is closed", func() bool { return tr.srv.Stats().Conns == 2 })
 	// The pair, whose clients answer pings, is still there after several PongWaits.
-	time.Sleep(time.Second)
+	time.Sleep(3 * pongWait)
 	if n := tr.srv.Stats().Conns; n != 2 {
 		t.Fatalf("%d connections, want the pair's 2", n)
 	}

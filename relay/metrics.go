@@ -1,6 +1,10 @@
 package relay
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
+)
 
 // Metrics exports a relay's aggregate counters in Prometheus format. It reads Server.Stats at scrape time, so
 // the hot path pays nothing for it. Every metric is relay-wide: the only label is a fixed reason name, never a
@@ -83,7 +87,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, reason := range refusalNames {
 		ch <- prometheus.MustNewConstMetric(refusedHandshakesDesc, counter, float64(snap.RefusedHandshakes[reason]), reason)
 	}
-	for _, what := range memoryRefusalNames {
+	for _, what := range rooms.RefusalNames {
 		ch <- prometheus.MustNewConstMetric(memoryRefusalsDesc, counter, float64(snap.MemoryRefusals[what]), what)
 	}
 }

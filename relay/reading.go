@@ -86,7 +86,12 @@ func (c *conn) endReadingOwned(fromKill bool) {
 
 // readerLimits are the bounds of a connection's WebSocket reader under cfg.
 func readerLimits(cfg *Config) ws.Limits {
-	return ws.Limits{MaxMessage: int64(sendHeaderLen + cfg.MaxFrame), MaxText: maxControl, MessageTimeout: cfg.MessageTimeout}
+	return ws.Limits{
+		MaxMessage: int64(sendHeaderLen + cfg.MaxFrame), MaxText: maxControl, MessageTimeout: cfg.MessageTimeout,
+		// The channel byte is kept apart, so that a frame's buffer holds its payload alone, in the payload's
+		// size class, and goes into the room's log as it is.
+		Head: sendHeaderLen,
+	}
 }
 
 // consume handles bytes read from the client. It returns false when reading is over: the connection is
@@ -140,9 +145,7 @@ func (c *conn) handleEvent(ev *ws.Event) bool {
 	case ws.Fragment:
 		return ev.Len >= minFreeFragment || c.pace()
 	default:
-		ok := c.handleMessage(ev)
-		ws.PutPayload(ev.Payload)
-		return ok
+		return c.handleMessage(ev)
 	}
 }
 
@@ -165,16 +168,18 @@ func (c *conn) pace() bool {
 	}
 }
 
-// handleMessage paces and handles one complete message. It returns false if the connection was killed while
-// it waited for the rate limit.
+// handleMessage paces and handles one complete message, and disposes of its payload: a frame's goes to its
+// room. It returns false if the connection was killed while it waited for the rate limit.
 func (c *conn) handleMessage(ev *ws.Event) bool {
 	if !c.pace() {
+		ws.PutPayload(ev.Payload)
 		return false
 	}
 	if ev.Binary {
 		c.handleFrame(ev.Payload)
 		return true
 	}
+	defer ws.PutPayload(ev.Payload)
 	if ev.Len > maxControl {
 		c.srv.stats.refusedRequests.Add(1)
 		c.sendControl(appendError(nil, 0, errorf(codeControlSize, "control message is %d bytes, the limit is %d", ev.Len, maxControl)))

@@ -1,11 +1,10 @@
 package relay
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
 )
 
 // Room ids, capabilities and resume tokens are held as raw bytes the relay owns and overwrites when they are no
@@ -14,28 +13,17 @@ import (
 // base64url text (docs/protocol.md §2) only inside the reply buffer that carries them, which the writer zeroes.
 
 const (
-	roomIDLen = 16 // bytes from the CSPRNG, 128 bits
-	secretLen = 32 // capabilities and resume tokens, 256 bits
+	roomIDLen = rooms.IDLen
+	secretLen = rooms.SecretLen
 )
 
 // b64 is the text form of every identifier; strict, so that each raw value has exactly one text form.
 var b64 = base64.RawURLEncoding.Strict()
 
-// roomID is a room's id, raw.
-type roomID [roomIDLen]byte
-
-// secret is a capability or a resume token, raw.
-type secret [secretLen]byte
-
-// fill draws fresh random bytes. crypto/rand.Read never fails on supported platforms.
-func (s *secret) fill() { rand.Read(s[:]) }
-
-// hash is how the relay keeps a secret: only its SHA-256, so that a dump of its tables hands out no working
-// capability or token.
-func (s *secret) hash() [32]byte { return sha256.Sum256(s[:]) }
-
-// wipe overwrites the secret.
-func (s *secret) wipe() { clear(s[:]) }
+type (
+	roomID = rooms.RoomID
+	secret = rooms.Secret
+)
 
 // wireState says what a client sent for an identifier field.
 type wireState uint8
@@ -120,6 +108,3 @@ func (w *wireSecret) secret() (*secret, bool) {
 
 // wipe overwrites what the client sent.
 func (w *wireSecret) wipe() { *w = wireSecret{} }
-
-// hashEqual compares two secret hashes in time that does not depend on where they differ.
-func hashEqual(a, b *[32]byte) bool { return subtle.ConstantTimeCompare(a[:], b[:]) == 1 }

@@ -6,13 +6,15 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
 )
 
 func TestWireSecretDecode(t *testing.T) {
 	var room roomID
 	var cp secret
 	rand.Read(room[:])
-	cp.fill()
+	cp.Fill()
 	roomText, capText := b64.EncodeToString(room[:]), b64.EncodeToString(cp[:])
 	// The last character of a 32-byte value carries 2 spare bits; a strict decoder refuses them set, so that
 	// each value has one text.
@@ -72,7 +74,7 @@ func TestWireSecretDecode(t *testing.T) {
 // copy of it is the one wipe overwrites.
 func TestWireSecretMakesNoCopy(t *testing.T) {
 	var cp secret
-	cp.fill()
+	cp.Fill()
 	data := []byte(`"` + b64.EncodeToString(cp[:]) + `"`)
 	var w wireSecret
 	if allocs := testing.AllocsPerRun(100, func() { w.UnmarshalJSON(data) }); allocs != 0 {
@@ -84,8 +86,8 @@ func TestRequestWipe(t *testing.T) {
 	var id roomID
 	var cp, tok secret
 	rand.Read(id[:])
-	cp.fill()
-	tok.fill()
+	cp.Fill()
+	tok.Fill()
 	msg := `{"t":"join","id":7,"room":"` + b64.EncodeToString(id[:]) + `","cap":"` + b64.EncodeToString(cp[:]) +
 		`","resume":"` + b64.EncodeToString(tok[:]) + `"}`
 	var r request
@@ -113,28 +115,9 @@ func TestParseRequestIdentifierErrors(t *testing.T) {
 	} {
 		var r request
 		perr := parseRequest([]byte(tt.msg), &r)
-		if perr == nil || perr.code != codeBadRequest || perr.msg != tt.want || r.ID != 3 {
+		if perr == nil || perr.Code != codeBadRequest || perr.Msg != tt.want || r.ID != 3 {
 			t.Errorf("%s: %v (id %d), want bad_request %q with the id", tt.msg, perr, r.ID, tt.want)
 		}
-	}
-}
-
-func TestHashEqual(t *testing.T) {
-	var a, b secret
-	a.fill()
-	b = a
-	ha, hb := a.hash(), b.hash()
-	if !hashEqual(&ha, &hb) {
-		t.Fatal("equal hashes compare unequal")
-	}
-	b[31] ^= 1
-	hb = b.hash()
-	if hashEqual(&ha, &hb) {
-		t.Fatal("different hashes compare equal")
-	}
-	a.wipe()
-	if a != (secret{}) {
-		t.Fatal("wipe left bytes")
 	}
 }
 
@@ -145,90 +128,20 @@ func TestRepliesFitTheirBuffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &room{hub: srv.hub, max: 1000}
-	rand.Read(r.id[:])
-	r.log.head = 1<<64 - 1
+	j := rooms.Joined{ID: 1<<32 - 1, Seq: 1<<64 - 1, In: 1<<64 - 1, Max: srv.cfg.MaxMembers}
+	rand.Read(j.Room[:])
+	j.Cap.Fill()
+	j.Token.Fill()
 	for i := range 1000 {
-		r.members = append(r.members, &member{id: 1<<32 - 1 - uint32(i), room: r})
+		j.Members = append(j.Members, 1<<32-1-uint32(i))
 	}
-	var cp, tok secret
-	reply := joinedReply(maxRequestID, r.members[0], 255, &cp, &tok)
-	if want := replyRoom + 1000*replyPerMember; cap(reply) != want {
-		t.Fatalf("the reply grew its buffer: capacity %d, made with %d", cap(reply), want)
-	}
-	if !json.Valid(reply) {
-		t.Fatalf("malformed reply %s", reply)
-	}
-}
-
-func TestWipedTable(t *testing.T) {
-	var tb wipedTable[roomID, room]
-	ref := map[roomID]*room{}
-	var keys []roomID
-	for i := range 3000 {
-		var k roomID
-		rand.Read(k[:])
-		v := &room{max: i}
-		tb.put(&k, v)
-		ref[k] = v
-		keys = append(keys, k)
-		if i%3 == 0 { // delete as it goes, so that tombstones and rebuilds mix
-			d := keys[i/2]
-			if _, ok := ref[d]; ok {
-				if !tb.delete(&d) {
-					t.Fatalf("delete of a present key failed")
-				}
-				delete(ref, d)
-			}
+	for _, reply := range [][]byte{joinedReply(maxRequestID, 255, &j, true), resumedReply(maxRequestID, 255, &j)} {
+		if want := replyRoom + 1000*replyPerMember; cap(reply) != want {
+			t.Fatalf("the reply grew its buffer: capacity %d, made with %d", cap(reply), want)
 		}
-	}
-	if tb.len() != len(ref) {
-		t.Fatalf("len %d, want %d", tb.len(), len(ref))
-	}
-	for _, k := range keys {
-		if got := tb.get(&k); got != ref[k] {
-			t.Fatalf("get gave %v, want %v", got, ref[k])
+		if !json.Valid(reply) {
+			t.Fatalf("malformed reply %s", reply)
 		}
-	}
-	n := 0
-	tb.each(func(*room) { n++ })
-	if n != len(ref) || len(tb.values()) != len(ref) {
-		t.Fatalf("each saw %d, values %d, want %d", n, len(tb.values()), len(ref))
-	}
-	var missing roomID
-	if tb.get(&missing) != nil || tb.delete(&missing) {
-		t.Fatal("a missing key was found")
-	}
-	// Every slot that does not hold a live key is all zero: deleted keys were overwritten.
-	for _, s := range tb.slots {
-		if s.state != slotLive && (s.key != roomID{} || s.val != nil) {
-			t.Fatalf("a free slot still holds key % x", s.key)
-		}
-	}
-}
-
-// TestWipedTableWipesOldArray: when the table grows, the array it leaves is zeroed.
-func TestWipedTableWipesOldArray(t *testing.T) {
-	var tb wipedTable[[32]byte, member]
-	var k [32]byte
-	rand.Read(k[:])
-	tb.put(&k, &member{})
-	old := tb.slots
-	for range minTableSize {
-		var k [32]byte
-		rand.Read(k[:])
-		tb.put(&k, &member{})
-	}
-	if len(tb.slots) == len(old) {
-		t.Fatal("the table did not grow")
-	}
-	for i := range old {
-		if old[i] != (tableSlot[[32]byte, member]{}) {
-			t.Fatalf("slot %d of the old array still holds key % x", i, old[i].key)
-		}
-	}
-	if tb.get(&k) == nil {
-		t.Fatal("a key was lost when the table grew")
 	}
 }
 
@@ -254,7 +167,7 @@ func TestMalformedIdentifiers(t *testing.T) {
 		t.Fatalf("create gave %v", created)
 	}
 	var other secret
-	other.fill()
+	other.Fill()
 	for _, tt := range []struct{ msg, code string }{
 		{`{"t":"join","id":7,"room":"` + room + `","cap":"` + b64.EncodeToString(other[:]) + `"}`, codeDenied},
 		{`{"t":"join","id":7,"room":"` + room + `","cap":"` + capText[:40] + `"}`, codeDenied},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
 	wsc "github.com/cleanrelay/cleanrelay/relay/internal/ws"
 	"github.com/cleanrelay/cleanrelay/static"
 )
@@ -24,7 +25,8 @@ type Server struct {
 	// Static after construction.
 	cfg      Config
 	log      *slog.Logger
-	hub      *hub
+	table    *rooms.Table
+	mem      *rooms.Budget
 	stats    Stats
 	upgrader websocket.Upgrader
 	workers  *workers
@@ -62,7 +64,12 @@ func New(cfg Config, clientFiles fs.FS, log *slog.Logger) (*Server, error) {
 		client:  http.FileServerFS(clientFiles),
 		workers: newWorkers(),
 	}
-	s.hub = newHub(cfg, &s.stats, log)
+	s.mem = &rooms.Budget{Max: cfg.MaxMemory, Extra: cfg.ExtraHeld, Conns: &s.stats.conns, PerConn: connHeldBytes}
+	s.table = rooms.New(rooms.Config{
+		DefaultMembers: cfg.DefaultMembers, MaxMembers: cfg.MaxMembers, MaxRooms: cfg.MaxRooms,
+		RoomBuffer: cfg.RoomBuffer, RoomBufferBytes: cfg.RoomBufferBytes,
+		Grace: cfg.Grace, OrphanGrace: cfg.OrphanGrace, MaxRoomLifetime: cfg.MaxRoomLifetime,
+	}, &s.stats.room, s.mem, log)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		// The relay reads frames itself (package ws), so gorilla's read buffer is never used: the smallest it
@@ -140,11 +147,11 @@ func (s *Server) Config() Config { return s.cfg }
 // Stats returns the relay's aggregate counters.
 func (s *Server) Stats() Snapshot {
 	snap := s.stats.Snapshot()
-	m := s.hub.mem
-	snap.MemoryHeld, snap.MemoryBudget, snap.MemoryShed = m.total(), m.max, m.shed.Load()
+	m := s.mem
+	snap.MemoryHeld, snap.MemoryBudget, snap.MemoryShed = m.Total(), m.Max, m.Shed.Load()
 	snap.MemoryRefusals = make(map[string]uint64)
-	for i := range m.refused {
-		snap.MemoryRefusals[memoryRefusalNames[i]] = m.refused[i].Load()
+	for i := range m.Refused {
+		snap.MemoryRefusals[rooms.RefusalNames[i]] = m.Refused[i].Load()
 	}
 	return snap
 }
@@ -323,7 +330,7 @@ func (s *Server) Revoke(user string) {
 	if user == "" {
 		return
 	}
-	s.hub.revoke(user)
+	s.table.Revoke(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.byUser[user] {
@@ -342,7 +349,7 @@ func (s *Server) Close(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	s.hub.closeAll(reasonShutdown)
+	s.table.Close(reasonShutdown)
 	for _, c := range conns {
 		c.kill(closeShutdown)
 	}
@@ -365,6 +372,10 @@ func (s *Server) Close(ctx context.Context) error {
 	s.workers.stop()
 	return err
 }
+
+// connHeldBytes is what one connection costs beyond its counted buffers (rooms.Budget.PerConn): about 16 KB
+// measured per idle connection (docs/performance.md), rounded up.
+const connHeldBytes = 16 << 10
 
 // handshakeOnlyPool is the write buffer pool of the relay's upgrader. The relay writes its frames itself
 // (package ws), so gorilla/websocket never draws from it; having a pool at all keeps gorilla from allocating a

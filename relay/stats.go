@@ -1,6 +1,10 @@
 package relay
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
+)
 
 // dropReason says why the relay dropped a frame or a connection. Every drop is counted by its reason.
 type dropReason int
@@ -26,15 +30,12 @@ var dropNames = [numDropReasons]string{
 
 // Stats are the relay's aggregate counters. Nothing in them is per user or per room.
 type Stats struct {
+	room                                   rooms.Stats // what the rooms count
 	conns, connsTotal                      atomic.Int64
-	rooms, roomsCreated                    atomic.Int64
-	roomsEvicted                           atomic.Uint64
 	framesIn, framesOut, bytesIn, bytesOut atomic.Uint64
-	resumes, lost, burned, rateLimited     atomic.Uint64
-	ownWriterWaits, graceExpired           atomic.Uint64
+	rateLimited, ownWriterWaits            atomic.Uint64
 	refusedHandshakes                      [numRefusals]atomic.Uint64
-	refusedJoins, refusedResumes           atomic.Uint64
-	refusedRooms, refusedRequests          atomic.Uint64
+	refusedRequests                        atomic.Uint64
 	drops                                  [numDropReasons]atomic.Uint64
 }
 
@@ -88,21 +89,24 @@ type Snapshot struct {
 
 // Snapshot returns the current counters.
 func (s *Stats) Snapshot() Snapshot {
+	r := &s.room
 	snap := Snapshot{
 		Conns: s.conns.Load(), ConnsTotal: s.connsTotal.Load(),
-		Rooms: s.rooms.Load(), RoomsCreated: s.roomsCreated.Load(), RoomsEvicted: s.roomsEvicted.Load(),
+		Rooms: r.Rooms.Load(), RoomsCreated: r.RoomsCreated.Load(), RoomsEvicted: r.RoomsEvicted.Load(),
 		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
-		Resumes: s.resumes.Load(), Lost: s.lost.Load(), Burned: s.burned.Load(),
-		GraceExpired: s.graceExpired.Load(),
+		Resumes: r.Resumes.Load(), Lost: r.Lost.Load(), Burned: r.Burned.Load(),
+		GraceExpired: r.GraceExpired.Load(),
 		RateLimited:  s.rateLimited.Load(), OwnWriterWaits: s.ownWriterWaits.Load(),
-		RefusedJoins: s.refusedJoins.Load(), RefusedResumes: s.refusedResumes.Load(),
-		RefusedRooms: s.refusedRooms.Load(), RefusedRequests: s.refusedRequests.Load(),
+		RefusedJoins: r.RefusedJoins.Load(), RefusedResumes: r.RefusedResumes.Load(),
+		RefusedRooms: r.RefusedRooms.Load(), RefusedRequests: s.refusedRequests.Load(),
 		Drops: make(map[string]uint64), RefusedHandshakes: make(map[string]uint64),
 	}
 	for i := range s.drops {
 		snap.Drops[dropNames[i]] = s.drops[i].Load()
 	}
+	snap.Drops[dropNames[dropSlow]] += r.Slow.Load()
+	snap.Drops[dropNames[dropEvicted]] += r.Evicted.Load()
 	for i := range s.refusedHandshakes {
 		snap.RefusedHandshakes[refusalNames[i]] = s.refusedHandshakes[i].Load()
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
 	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
@@ -35,15 +36,10 @@ const (
 )
 
 // protoError is an error reply: a code from the table above and a message for people.
-type protoError struct {
-	code string
-	msg  string
-}
-
-func (e *protoError) Error() string { return e.code + ": " + e.msg }
+type protoError = rooms.Error
 
 func errorf(code, format string, args ...any) *protoError {
-	return &protoError{code: code, msg: fmt.Sprintf(format, args...)}
+	return &protoError{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
 // request is a client → relay control message. Which fields matter depends on T. Its identifiers are raw
@@ -197,5 +193,5 @@ func (o jsonObj) nums(k string, vs []uint32) jsonObj {
 func (o jsonObj) done() []byte { return append(o.b, '}') }
 
 func appendError(b []byte, id uint64, e *protoError) []byte {
-	return newObj(b, "error").id(id).str("code", e.code).strEsc("msg", e.msg).done()
+	return newObj(b, "error").id(id).str("code", e.Code).strEsc("msg", e.Msg).done()
 }

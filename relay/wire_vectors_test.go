@@ -30,8 +30,8 @@ func TestRequestVectors(t *testing.T) {
 				t.Errorf("type %q, want %q", req.T, v.Get("type"))
 			case !v.Success && perr == nil:
 				t.Errorf("parsed, want %s", v.Get("code"))
-			case !v.Success && perr.code != v.Get("code"):
-				t.Errorf("refused with %s (%s), want %s", perr.code, perr.msg, v.Get("code"))
+			case !v.Success && perr.Code != v.Get("code"):
+				t.Errorf("refused with %s (%s), want %s", perr.Code, perr.Msg, v.Get("code"))
 			}
 		})
 	}

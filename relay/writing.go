@@ -3,7 +3,9 @@ package relay
 import (
 	"github.com/gorilla/websocket"
 
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
 	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // How a connection is written. A writer runs on one of the server's workers only while there is something to
@@ -118,16 +120,16 @@ const drainBatch = 32
 
 // drain writes up to drainBatch pending entries of one membership. It reports false if the connection failed.
 func (c *conn) drain(ref chanRef) (ok bool, n int) {
-	r := ref.m.room
+	if ref.m == nil {
+		return true, 0 // still being taken
+	}
 	out := ws.GetBuf(ws.HeaderRoom + deliverHeaderLen + c.srv.cfg.MaxFrame)
 	defer func() {
 		out.B = out.B[:0] // every frame written was zeroed below
 		ws.PutBuf(out)
 	}()
 	for n < drainBatch {
-		r.mu.Lock()
-		msg, binary := r.nextForLocked(ref.m, c, ref.ch, out.B[ws.HeaderRoom:])
-		r.mu.Unlock()
+		msg, binary := formatItem(out.B[ws.HeaderRoom:], ref.ch, ref.m.Next(c, ref.ch, out.B[ws.HeaderRoom+deliverHeaderLen:]))
 		if msg == nil {
 			return true, n
 		}
@@ -148,6 +150,31 @@ func (c *conn) drain(ref chanRef) (ok bool, n int) {
 		n++
 	}
 	return true, n
+}
+
+// formatItem formats what the room handed out for channel ch at the start of out, whose bytes from
+// deliverHeaderLen on already hold a frame's payload, and says whether it is a frame (else a text notice).
+// It returns nil for nothing.
+func formatItem(out []byte, ch byte, it rooms.Item) (msg []byte, binary bool) {
+	switch it.Kind {
+	case rooms.Frame:
+		msg = out[:deliverHeaderLen+it.Len]
+		protocol.PutDeliverHeader(msg, ch, it.Seq, it.From)
+		return msg, true
+	case rooms.Lost:
+		return newObj(out[:0], "lost").num("ch", uint64(ch)).num("from", it.LostFrom).num("to", it.LostTo).done(), false
+	case rooms.Presence:
+		o := newObj(out[:0], "presence").num("ch", uint64(ch)).num("seq", it.Seq).num("member", uint64(it.From)).
+			str("event", it.Event)
+		if it.Timeout {
+			o = o.str("reason", "timeout")
+		}
+		if it.User != "" {
+			o = o.strEsc("user", it.User)
+		}
+		return o.done(), false
+	}
+	return nil, false
 }
 
 // sendFrame writes a frame (ws.FrameMessage) within the write timeout. A failed write kills the connection.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanrelay/cleanrelay/internal/syncbuf"
 	"github.com/cleanrelay/cleanrelay/relay/client"
 )
 
@@ -37,22 +38,7 @@ type buildError struct{ out []byte }
 func (e *buildError) Error() string { return "go build failed:\n" + string(e.out) }
 
 // lockedBuffer collects a process's stderr while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = syncbuf.Buffer
 
 // startServe runs "cleanrelay serve" with args and returns the process, the URL it printed, and its stderr.
 func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *lockedBuffer) {

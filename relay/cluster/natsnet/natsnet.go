@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanrelay/cleanrelay/internal/syncbuf"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
@@ -361,22 +362,7 @@ func (c *Cluster) dumpLogs(t testing.TB) {
 }
 
 // lockedBuffer is a bytes.Buffer that a process's output goroutine writes while a test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = syncbuf.Buffer
 
 // freePorts returns distinct free TCP ports on 127.0.0.1. Holding all listeners until the end keeps them distinct.
 func freePorts(count int) ([]int, error) {

@@ -100,10 +100,13 @@ func (e fuzzEvent) String() string {
 	return fmt.Sprintf("{kind %d binary %v len %d code %d data %q}", e.kind, e.binary, e.len, e.code, e.data)
 }
 
-// readOurs feeds stream to a Reader in the chunks cuts gives, until the stream ends, an error or a close.
-func readOurs(stream, cuts []byte) (events []fuzzEvent, inHeader bool, err error) {
+// readOurs feeds stream to a Reader that keeps head bytes of a binary message apart (Limits.Head) in the
+// chunks cuts gives, until the stream ends, an error or a close.
+func readOurs(stream, cuts []byte, head int) (events []fuzzEvent, inHeader bool, err error) {
 	var held atomic.Int64
-	r := NewReader(fuzzLimits, &held)
+	lim := fuzzLimits
+	lim.Head = head
+	r := NewReader(lim, &held)
 	defer func() {
 		inHeader = r.hdrN > 0
 		r.Release()
@@ -131,8 +134,15 @@ func readOurs(stream, cuts []byte) (events []fuzzEvent, inHeader bool, err error
 			case Message:
 				var b []byte
 				if ev.Binary {
-					b = make([]byte, ev.Payload.Len())
-					ev.Payload.CopyTo(b, 0)
+					if n := ev.Payload.HeadLen(); n != min(head, int(ev.Len)) {
+						panic(fmt.Sprintf("a head of %d bytes from a %d-byte message, want %d", n, ev.Len, head))
+					}
+					for i := range ev.Payload.HeadLen() {
+						b = append(b, ev.Payload.Head(i))
+					}
+					body := make([]byte, ev.Payload.Len())
+					ev.Payload.CopyTo(body, 0)
+					b = append(b, body...)
 				} else {
 					b = bytes.Clone(ev.Payload.Text())
 				}
@@ -235,11 +245,12 @@ func FuzzReader(f *testing.F) {
 	f.Add(cat(rec(raw, "\x82\x7f\xff\xff\xff\xff\xff\xff\xff\xff"), rec(fin|2, "x")), []byte{4})
 	f.Add(cat(rec(2, string(make([]byte, 200))), rec(0, string(make([]byte, 200)))), []byte{77})
 	f.Add(cat(rec(fin|6, "op3"), rec(4, "unfinished ping")), []byte{1})
+	f.Add(cat(rec(2, "\x05"+string(make([]byte, 99))), rec(fin, string(make([]byte, 200)))), []byte{0}) // grows mid-message
 	f.Fuzz(func(t *testing.T, frames, cuts []byte) {
 		stream := fuzzStream(frames)
 		want, werr := readGorilla(t, stream)
-		whole, inHeader, err := readOurs(stream, nil)
-		got, _, cerr := readOurs(stream, cuts)
+		whole, inHeader, err := readOurs(stream, nil, 0)
+		got, _, cerr := readOurs(stream, cuts, 1) // as the relay reads: the channel byte kept apart
 		if fmt.Sprint(whole, err) != fmt.Sprint(got, cerr) {
 			t.Fatalf("split %v, the reader found\n%v %v\nand whole\n%v %v", cuts, got, cerr, whole, err)
 		}

@@ -30,6 +30,8 @@ type Buf struct {
 type Payload struct {
 	b    []byte
 	text bool // the bytes of a text message (Text)
+	head [MaxHead]byte
+	nh   uint8 // bytes in head (Limits.Head)
 }
 
 var (
@@ -86,7 +88,8 @@ func PutPayload(p *Payload) {
 		return
 	}
 	clear(p.b)
-	p.b, p.text = p.b[:0], false
+	clear(p.head[:])
+	p.b, p.text, p.nh = p.b[:0], false, 0
 	payloadPools[classOf(cap(p.b))].Put(p)
 }
 
@@ -97,7 +100,22 @@ func PayloadOf(src []byte) *Payload {
 	return p
 }
 
-// Len is the number of bytes p holds.
+// PayloadWithHead returns a pooled payload holding a copy of src, its first head bytes (at most MaxHead) kept
+// apart as a reader with Limits.Head would keep them.
+func PayloadWithHead(src []byte, head int) *Payload {
+	head = min(head, len(src), MaxHead)
+	p := PayloadOf(src[head:])
+	p.nh = uint8(copy(p.head[:], src[:head]))
+	return p
+}
+
+// HeadLen is the number of bytes kept apart at the start of a binary message (Limits.Head).
+func (p *Payload) HeadLen() int { return int(p.nh) }
+
+// Head returns byte i of the head.
+func (p *Payload) Head(i int) byte { return p.head[:p.nh][i] }
+
+// Len is the number of bytes p holds after its head.
 func (p *Payload) Len() int { return len(p.b) }
 
 // Cap is the size of p's buffer, which is what it costs in memory.

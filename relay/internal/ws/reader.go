@@ -48,7 +48,14 @@ type Limits struct {
 	// MessageTimeout is how long a fragmented message may take from its first frame to the start of its last;
 	// a slower one is ErrIncomplete.
 	MessageTimeout time.Duration
+	// Head is how many bytes at the start of a binary message are kept apart from its buffer (Payload.Head),
+	// at most MaxHead: a header the caller reads, so that the buffer holds exactly the rest, in the size
+	// class of the rest, and can be handed on as it is.
+	Head int
 }
+
+// MaxHead is the most bytes Limits.Head keeps apart.
+const MaxHead = 8
 
 // Kind is what an Event reports.
 type Kind int
@@ -112,9 +119,11 @@ type Reader struct {
 	msgLen   int64     // its length so far, against the limit
 	msgStart time.Time // when its first frame came
 	store    int       // how many of its bytes are kept
-	msg      *Payload  // its bytes so far, up to store
-	ctrl     []byte    // the payload of the control frame in progress
-	pinged   []byte    // the payload of the ping the last Feed reported
+	msg      *Payload  // its bytes so far, up to store, after the head
+	head     [MaxHead]byte
+	headN    int    // bytes of head so far
+	ctrl     []byte // the payload of the control frame in progress
+	pinged   []byte // the payload of the ping the last Feed reported
 
 	lim  Limits        // static
 	held *atomic.Int64 // the memory account msg is counted in (static)
@@ -159,9 +168,16 @@ func (r *Reader) Feed(p []byte) (ev Event, used int, err error) {
 			maskCopy(r.ctrl[start:], chunk, r.mask, r.maskPos)
 		} else {
 			start := len(r.msg.b)
-			w := min(k, r.store-start)  // beyond the storage limit, bytes are discarded
-			r.msg.b = r.msg.b[:start+w] // growMessage made room for the frame
-			maskCopy(r.msg.b[start:], chunk[:w], r.mask, r.maskPos)
+			data, pos := chunk[:min(k, r.store-r.headN-start)], r.maskPos // beyond the storage limit, bytes are discarded
+			if h := min(len(data), r.headWant()-r.headN); h > 0 {
+				for i := range h {
+					r.head[r.headN+i] = data[i] ^ r.mask[(pos+i)&3]
+				}
+				r.headN += h
+				data, pos = data[h:], (pos+h)&3
+			}
+			r.msg.b = r.msg.b[:start+len(data)] // growMessage made room for the frame
+			maskCopy(r.msg.b[start:], data, r.mask, pos)
 		}
 		r.maskPos = (r.maskPos + k) & 3
 		if r.remain > 0 {
@@ -241,12 +257,20 @@ func (r *Reader) startFrame() *Error {
 		if r.msgOp == OpText {
 			r.store = r.lim.MaxText + 1
 		}
-		r.growMessage(int(min(r.msgLen, int64(r.store))))
+		r.growMessage(max(0, int(min(r.msgLen, int64(r.store)))-r.headWant()))
 	default:
 		return protocolError("unknown opcode")
 	}
 	r.op, r.fin, r.remain, r.frameLen, r.maskPos, r.inPayload = op, fin, length, length, 0, true
 	return nil
+}
+
+// headWant is how many bytes of the message in progress go to its head.
+func (r *Reader) headWant() int {
+	if r.msgOp != OpBinary {
+		return 0
+	}
+	return min(r.lim.Head, MaxHead)
 }
 
 // growMessage makes room for n bytes of the message in progress, in a pooled buffer sized to what the frame
@@ -257,7 +281,8 @@ func (r *Reader) growMessage(n int) {
 	}
 	p := GetPayload(n)
 	p.b = p.b[:0]
-	if old := r.takeMsg(); old != nil {
+	if old := r.msg; old != nil { // the head stays in r until the message ends
+		r.held.Add(-int64(cap(old.b)))
 		p.b = p.b[:copyWords(p.b[:n], old.b)]
 		PutPayload(old)
 	}
@@ -265,13 +290,16 @@ func (r *Reader) growMessage(n int) {
 	r.held.Add(int64(cap(p.b)))
 }
 
-// takeMsg hands over the message buffer and uncounts it.
+// takeMsg hands over the message buffer, with its head, and uncounts it.
 func (r *Reader) takeMsg() *Payload {
 	p := r.msg
 	r.msg = nil
 	if p != nil {
 		r.held.Add(-int64(cap(p.b)))
+		p.head, p.nh = r.head, uint8(r.headN)
 	}
+	clear(r.head[:])
+	r.headN = 0
 	return p
 }
 

@@ -1,4 +1,4 @@
-package relay
+package rooms
 
 import (
 	"container/list"
@@ -13,14 +13,14 @@ import (
 // hold nothing another client cannot take, and only rooms with a member attached — bounded by the
 // connections the relay admits, times the rooms each may hold — can keep the table full.
 
-// idleRooms are the rooms of the table in which no member is attached. Guarded by hub.mu.
+// idleRooms are the rooms of the table in which no member is attached. Guarded by Table.mu.
 type idleRooms struct {
 	orphans list.List // rooms that only their creator ever joined, oldest first
 	joined  list.List // rooms that two members or more joined, oldest first
 }
 
 // attachedLocked reports whether some member of r is attached to a connection. r.mu is held.
-func (r *room) attachedLocked() bool {
+func (r *Room) attachedLocked() bool {
 	for _, m := range r.members {
 		if m.conn != nil {
 			return true
@@ -30,13 +30,13 @@ func (r *room) attachedLocked() bool {
 }
 
 // orphanLocked reports whether r is an anonymous room that nobody but its creator ever joined. r.mu is held.
-func (r *room) orphanLocked() bool {
+func (r *Room) orphanLocked() bool {
 	return len(r.allow) == 0 && r.nextMember == 1
 }
 
-// reindexLocked puts r in the idle index or takes it out, after a change of its members. hub.mu and r.mu are
+// reindexLocked puts r in the idle index or takes it out, after a change of its members. h.mu and r.mu are
 // held.
-func (h *hub) reindexLocked(r *room) {
+func (h *Table) reindexLocked(r *Room) {
 	idle := !r.closed && len(r.members) > 0 && !r.attachedLocked()
 	if idle == (r.idle != nil) {
 		return
@@ -54,14 +54,14 @@ func (h *hub) reindexLocked(r *room) {
 }
 
 // evictIdleLocked drops the room unattached longest, an orphan first, to make a place in the table. It
-// reports whether there was one. hub.mu is held.
-func (h *hub) evictIdleLocked() bool {
+// reports whether there was one. h.mu is held.
+func (h *Table) evictIdleLocked() bool {
 	for _, l := range []*list.List{&h.idle.orphans, &h.idle.joined} {
 		if e := l.Front(); e != nil {
-			r := e.Value.(*room)
+			r := e.Value.(*Room)
 			r.mu.Lock()
-			h.stats.roomsEvicted.Add(1)
-			h.dropRoomLocked(r, "")
+			h.stats.RoomsEvicted.Add(1)
+			h.dropRoomLocked(r, "", nil)
 			r.mu.Unlock()
 			return true
 		}
@@ -70,9 +70,9 @@ func (h *hub) evictIdleLocked() bool {
 }
 
 // withinBudgetLocked reports whether the relay is within its memory budget, dropping rooms with nobody
-// attached, oldest first, while it is not. hub.mu is held.
-func (h *hub) withinBudgetLocked() bool {
-	for h.mem.over() {
+// attached, oldest first, while it is not. h.mu is held.
+func (h *Table) withinBudgetLocked() bool {
+	for h.mem.Over() {
 		if !h.evictIdleLocked() {
 			return h.shedAllLocked()
 		}
@@ -85,15 +85,15 @@ func (h *hub) withinBudgetLocked() bool {
 const shedSweepEvery = 100 * time.Millisecond
 
 // shedAllLocked makes every room release what only a resume would need, at most every shedSweepEvery, and
-// reports whether the relay is then within its budget. hub.mu is held.
-func (h *hub) shedAllLocked() bool {
+// reports whether the relay is then within its budget. h.mu is held.
+func (h *Table) shedAllLocked() bool {
 	if now := time.Now(); now.Sub(h.lastSweep) >= shedSweepEvery {
 		h.lastSweep = now
-		h.rooms.each(func(r *room) {
+		h.rooms.each(func(r *Room) {
 			r.mu.Lock()
 			r.shedLocked()
 			r.mu.Unlock()
 		})
 	}
-	return !h.mem.over()
+	return !h.mem.Over()
 }

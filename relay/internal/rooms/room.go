@@ -1,4 +1,4 @@
-package relay
+package rooms
 
 import (
 	"container/list"
@@ -8,7 +8,6 @@ import (
 	"unsafe"
 
 	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
-	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 type entryKind uint8
@@ -27,6 +26,7 @@ const (
 	eventLeave
 )
 
+// eventNames are the events' names on the wire (docs/protocol.md §4).
 var eventNames = [...]string{eventJoin: "join", eventAway: "away", eventBack: "back", eventLeave: "leave"}
 
 // entry is one item of a room's log: a frame or a presence event, numbered by the room.
@@ -37,7 +37,7 @@ type entry struct {
 	timeout bool          // presence leave only: the grace ran out
 	from    uint32        // frame: the sender; presence: the member concerned
 	user    string        // presence join only, for rooms of logged-in users
-	data    *ws.Payload   // frame only: the payload, owned by the log
+	data    *ws.Payload   // frame only: the payload, owned by the log (the sender's reader made it)
 }
 
 // roomLog is a room's ordered log: a ring of the entries some member may still need, numbered tail..head.
@@ -49,7 +49,7 @@ type roomLog struct {
 	head  uint64 // seq of the newest entry ever appended; 0 before the first
 	bytes int    // bytes of the frame buffers held (their capacity, which the pool rounds up)
 
-	held *atomic.Int64 // the relay's memory account (budget.held), which the log's buffers are counted in
+	held *atomic.Int64 // the relay's memory account (Budget.Held), which the log's buffers are counted in
 }
 
 // entrySize is what one slot of the ring costs.
@@ -108,44 +108,46 @@ func (l *roomLog) wipe() {
 	l.ring = nil
 }
 
-// room is one conversation: its members and its log. Membership changes take hub.mu then room.mu; forwarding
-// and delivery take room.mu alone.
-type room struct {
+// Room is one conversation: its members and its log. Membership changes take Table.mu then Room.mu;
+// forwarding and delivery take Room.mu alone.
+type Room struct {
 	// Static after construction.
-	hub   *hub
+	table *Table
 	max   int
 	allow []string // logged-in users who may join; empty: anyone with the capability
 
-	// Static until the room is dropped, which overwrites them (with hub.mu and mu held).
-	id        roomID
+	// Static until the room is dropped, which overwrites them (with Table.mu and mu held).
+	id        RoomID
 	capHash   [32]byte
-	dialogCap secret // a dialog's capability, which the relay hands to both users whenever they ask
+	dialogCap Secret // a dialog's capability, which the relay hands to both users whenever they ask
 
 	// Guarded by mu.
 	mu         sync.Mutex
 	log        roomLog
-	members    []*member
+	members    []*Member
 	nextMember uint32
 	closed     bool
 	lifeTimer  *time.Timer
 
-	// Guarded by hub.mu: the room's place in the hub's index of rooms with no member attached.
+	// Guarded by Table.mu: the room's place in the table's index of rooms with no member attached.
 	idle     *list.Element
 	idleList *list.List
 }
 
-// member is one place in a room. It outlives a connection while it is away.
-type member struct {
+// Member is one place in a room. It outlives a connection while it is away. A connection holds the members
+// attached to it and calls their methods (Forward, Next, Ack), naming itself: a member no longer attached to
+// that connection does nothing for it.
+type Member struct {
 	// Static after construction.
 	id   uint32
-	room *room
+	room *Room
 	user string // the logged-in user, in a dialog room only
 
-	// Guarded by hub.mu: overwritten when the member leaves or its room is dropped.
+	// Guarded by Table.mu: overwritten when the member leaves or its room is dropped.
 	tokenHash [32]byte // the SHA-256 of its resume token
 
 	// Guarded by room.mu.
-	conn      *conn  // nil while away
+	conn      Conn   // nil while away
 	ch        byte   // the channel on conn
 	next      uint64 // the next seq to hand to conn's writer
 	acked     uint64 // every entry up to this one is processed by the client (or is its own frame)
@@ -153,8 +155,11 @@ type member struct {
 	awayTimer *time.Timer
 }
 
+// ID is the member's id in its room, which the relay stamps on its frames.
+func (m *Member) ID() uint32 { return m.id }
+
 // memberIDsLocked lists the ids of the present members.
-func (r *room) memberIDsLocked() []uint32 {
+func (r *Room) memberIDsLocked() []uint32 {
 	ids := make([]uint32, len(r.members))
 	for i, m := range r.members {
 		ids[i] = m.id
@@ -162,9 +167,20 @@ func (r *room) memberIDsLocked() []uint32 {
 	return ids
 }
 
-// appendLocked adds e to the log, making room within the bounds first, and wakes every attached member.
-func (r *room) appendLocked(e entry) {
-	cfg := &r.hub.cfg
+// attachedToLocked reports whether a member of r is attached to c.
+func (r *Room) attachedToLocked(c Conn) bool {
+	for _, m := range r.members {
+		if m.conn == c {
+			return true
+		}
+	}
+	return false
+}
+
+// appendLocked adds e to the log, making room within the bounds first. The caller wakes the attached members
+// once it has released the lock (wakeable).
+func (r *Room) appendLocked(e entry) {
+	cfg := &r.table.cfg
 	size := 0
 	if e.data != nil {
 		size = e.data.Cap()
@@ -172,35 +188,29 @@ func (r *room) appendLocked(e entry) {
 	for r.log.n > 0 && (r.log.n >= cfg.RoomBuffer || r.log.bytes+size > cfg.RoomBufferBytes) {
 		r.evictLocked()
 	}
-	if r.hub.mem.overNow() {
+	if r.table.mem.OverNow() {
 		r.shedLocked()
 	}
 	r.log.push(e, cfg.RoomBuffer)
-	for _, m := range r.members {
-		// A sender's own writer has nothing to do for its own frame.
-		if m.conn != nil && !(e.kind == entryFrame && e.from == m.id) {
-			m.conn.wakeUp()
-		}
-	}
 }
 
 // evictLocked drops the oldest entry to make room. A connected member that had not yet been sent it has fallen
 // a whole buffer behind: its writer sends it lost for the gap and goes on (protocol §5). Each such missed
 // delivery is counted; the member's connection is closed only if a write misses its deadline.
-func (r *room) evictLocked() {
+func (r *Room) evictLocked() {
 	e := r.popLocked()
 	for _, m := range r.members {
 		if m.conn != nil && m.next <= e.seq {
-			r.hub.stats.drop(dropSlow)
+			r.table.stats.Slow.Add(1)
 		}
 	}
-	r.hub.stats.drop(dropEvicted)
+	r.table.stats.Evicted.Add(1)
 	ws.PutPayload(e.data)
 }
 
 // popLocked removes the oldest entry and returns it. A member whose next entry it was, and who sent it, never
 // needed it: its position moves past it, so that its writer does not take the gap for a loss.
-func (r *room) popLocked() entry {
+func (r *Room) popLocked() entry {
 	e := r.log.popFront()
 	if e.kind == entryFrame {
 		for _, m := range r.members {
@@ -212,8 +222,19 @@ func (r *room) popLocked() entry {
 	return e
 }
 
+// Ack records that m, attached to c, processed every entry up to seq, and releases what no member needs any
+// more. It does nothing if m is no longer attached to c.
+func (m *Member) Ack(c Conn, seq uint64) {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.conn == c {
+		r.ackLocked(m, seq)
+	}
+}
+
 // ackLocked records that m processed every entry up to seq, and releases what no member needs any more.
-func (r *room) ackLocked(m *member, seq uint64) {
+func (r *Room) ackLocked(m *Member, seq uint64) {
 	if seq > r.log.head {
 		seq = r.log.head
 	}
@@ -224,7 +245,7 @@ func (r *room) ackLocked(m *member, seq uint64) {
 }
 
 // trimLocked releases the oldest entries while every member has acknowledged them or sent them itself.
-func (r *room) trimLocked() {
+func (r *Room) trimLocked() {
 	for r.log.n > 0 {
 		e := r.log.at(r.log.tail)
 		for _, m := range r.members {
@@ -248,8 +269,8 @@ func (r *room) trimLocked() {
 // crowdsOutLocked reports whether appending size payload bytes would push out of the log an entry that m,
 // which is attached, has not yet been sent: its writer is behind its own reader. Entries m sent itself do not
 // count (it never receives them).
-func (r *room) crowdsOutLocked(m *member, size int) bool {
-	cfg := &r.hub.cfg
+func (r *Room) crowdsOutLocked(m *Member, size int) bool {
+	cfg := &r.table.cfg
 	n, bytes, next := r.log.n, r.log.bytes, m.next
 	for seq := r.log.tail; n > 0 && (n >= cfg.RoomBuffer || bytes+size > cfg.RoomBufferBytes); seq++ {
 		e := r.log.at(seq)
@@ -268,75 +289,84 @@ func (r *room) crowdsOutLocked(m *member, size int) bool {
 }
 
 // presenceLocked appends a presence event about m.
-func (r *room) presenceLocked(m *member, ev presenceEvent, timeout bool) {
+func (r *Room) presenceLocked(m *Member, ev presenceEvent, timeout bool, n *notes) {
 	e := entry{kind: entryPresence, event: ev, from: m.id, timeout: timeout}
 	if ev == eventJoin {
 		e.user = m.user
 	}
 	r.appendLocked(e)
-	r.trimLocked()
-}
-
-// forward appends a frame sent by m on c, the bytes of msg from offset from on, or says why it did not
-// (forwardResult). msg stays the caller's.
-//
-// A member's own frames never push out of the log entries its own writer has not yet sent it (protocol §5):
-// the frame waits until that writer has caught up, which slows the reading of this connection only. The
-// writer catches up, or misses its write deadline and the connection is killed.
-func (r *room) forward(m *member, c *conn, msg *ws.Payload, from int) forwardResult {
-	b := ws.GetPayload(msg.Len() - from)
-	b.CopyFrom(msg, from)
-	var wait *time.Timer
-	for {
-		r.mu.Lock()
-		if r.closed || m.conn != c {
-			r.mu.Unlock()
-			ws.PutPayload(b)
-			return forwardNotMember
-		}
-		if r.hub.mem.overNow() && r.unsentBytesLocked() >= r.hub.cfg.RoomBufferBytes/4 {
-			r.mu.Unlock()
-			ws.PutPayload(b)
-			return forwardOverMemory
-		}
-		if !r.crowdsOutLocked(m, b.Cap()) {
-			break
-		}
-		r.mu.Unlock()
-		if wait == nil {
-			r.hub.stats.ownWriterWaits.Add(1)
-			wait = time.NewTimer(writerCatchUp)
-			defer wait.Stop()
-		} else {
-			wait.Reset(writerCatchUp)
-		}
-		select {
-		case <-wait.C:
-		case <-c.done:
-			ws.PutPayload(b)
-			return forwardKilled
+	for _, x := range r.members {
+		if x.conn != nil {
+			n.wake = append(n.wake, x.conn)
 		}
 	}
-	defer r.mu.Unlock()
-	m.in++
-	r.appendLocked(entry{kind: entryFrame, from: m.id, data: b})
 	r.trimLocked()
-	return forwarded
 }
 
-// forwardResult is what became of a frame (forward).
-type forwardResult int
+// wakeInline bounds the connections a forwarded frame wakes without allocating (a room of up to 9 members).
+const wakeInline = 8
+
+// Forward appends data, a frame m sent on c, to m's room and wakes the other attached members. If it returns
+// Forwarded, the room owns data from then on; otherwise data stays the caller's.
+//
+// A member's own frames never push out of the log entries its own writer has not yet sent it (protocol §5):
+// Forward then returns Crowded, and the caller tries again once that writer has had a moment to catch up,
+// which slows the reading of this connection only. The writer catches up, or misses its write deadline and
+// the connection is killed.
+func (m *Member) Forward(c Conn, data *ws.Payload) ForwardResult {
+	r := m.room
+	var wake [wakeInline]Conn
+	var more []Conn
+	k := 0
+	r.mu.Lock()
+	if r.closed || m.conn != c {
+		r.mu.Unlock()
+		return NotMember
+	}
+	if r.table.mem.OverNow() && r.unsentBytesLocked() >= r.table.cfg.RoomBufferBytes/4 {
+		r.mu.Unlock()
+		return OverMemory
+	}
+	if r.crowdsOutLocked(m, data.Cap()) {
+		r.mu.Unlock()
+		return Crowded
+	}
+	m.in++
+	r.appendLocked(entry{kind: entryFrame, from: m.id, data: data})
+	for _, x := range r.members {
+		if x.conn == nil || x == m {
+			continue
+		}
+		if k < len(wake) {
+			wake[k], k = x.conn, k+1
+		} else {
+			more = append(more, x.conn)
+		}
+	}
+	r.trimLocked()
+	r.mu.Unlock()
+	for _, c := range wake[:k] {
+		c.Wake()
+	}
+	for _, c := range more {
+		c.Wake()
+	}
+	return Forwarded
+}
+
+// ForwardResult is what became of a frame (Member.Forward).
+type ForwardResult int
 
 const (
-	forwarded         forwardResult = iota
-	forwardNotMember                // m is no longer attached to c: the room was burned, or m resumed elsewhere
-	forwardKilled                   // c was killed while the frame waited for c's writer
-	forwardOverMemory               // refused: the relay is over its memory budget and the room holds much unsent
+	Forwarded  ForwardResult = iota
+	NotMember                // m is no longer attached to c: the room was burned, or m resumed elsewhere
+	OverMemory               // refused: the relay is over its memory budget and the room holds much unsent
+	Crowded                  // not yet: the frame would push out an entry c's own writer has not sent
 )
 
 // shedLocked releases, while the relay is over its memory budget, the oldest entries that every attached
 // member has been sent (or sent itself): only a member's resume would need them, and it is told lost.
-func (r *room) shedLocked() {
+func (r *Room) shedLocked() {
 	for r.log.n > 0 {
 		e := r.log.at(r.log.tail)
 		for _, m := range r.members {
@@ -344,14 +374,14 @@ func (r *room) shedLocked() {
 				return
 			}
 		}
-		r.hub.mem.shed.Add(1)
+		r.table.mem.Shed.Add(1)
 		ws.PutPayload(r.popLocked().data)
 	}
 }
 
 // unsentBytesLocked returns the most bytes of frames the log holds that one attached member has not yet been
 // sent (its own frames, which it is never sent, aside).
-func (r *room) unsentBytesLocked() int {
+func (r *Room) unsentBytesLocked() int {
 	most := 0
 	for _, m := range r.members {
 		if m.conn == nil {
@@ -368,25 +398,48 @@ func (r *room) unsentBytesLocked() int {
 	return most
 }
 
-// writerCatchUp is how often a frame that waits for its sender's own writer (forward) looks again.
-const writerCatchUp = time.Millisecond
+// ItemKind says what Member.Next handed out.
+type ItemKind uint8
 
-// nextForLocked returns what c's writer should write next for m, formatted at the start of out (a buffer the
-// writer owns, with room for a deliverHeaderLen header and the largest frame), or nil when m has nothing
-// pending on c. binary says whether it is a frame (else a text notice).
-func (r *room) nextForLocked(m *member, c *conn, ch byte, out []byte) (msg []byte, binary bool) {
+const (
+	None     ItemKind = iota // nothing pending for that connection and channel
+	Frame                    // a frame, copied into the caller's buffer
+	Presence                 // a presence event
+	Lost                     // entries the member had not been sent were pushed out of the log
+)
+
+// Item is one thing for a writer to send, for the connection to format (docs/protocol.md §3–5).
+type Item struct {
+	Kind    ItemKind
+	Seq     uint64 // Frame, Presence: the entry's sequence number
+	From    uint32 // Frame: the sender; Presence: the member concerned
+	Len     int    // Frame: the bytes copied
+	Event   string // Presence: join, away, back or leave
+	Timeout bool   // Presence leave: the member's grace ran out
+	User    string // Presence join, in a dialog room: the member's user
+	// Lost: the sequence numbers of the entries the member will not get.
+	LostFrom, LostTo uint64
+}
+
+// Next returns what c's writer should send next for m on channel ch, and moves m past it. A frame's bytes are
+// copied into body, which has room for the largest frame. It returns None when m has nothing pending there, or
+// is no longer attached to c on ch.
+func (m *Member) Next(c Conn, ch byte, body []byte) Item {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for {
 		if r.closed || m.conn != c || m.ch != ch {
-			return nil, false
+			return Item{}
 		}
 		if m.next < r.log.tail {
 			from, to := m.next, r.log.tail-1
 			m.next = r.log.tail
-			r.hub.stats.lost.Add(1)
-			return newObj(out[:0], "lost").num("ch", uint64(ch)).num("from", from).num("to", to).done(), false
+			r.table.stats.Lost.Add(1)
+			return Item{Kind: Lost, LostFrom: from, LostTo: to}
 		}
 		if m.next > r.log.head {
-			return nil, false
+			return Item{}
 		}
 		e := r.log.at(m.next)
 		m.next++
@@ -395,24 +448,12 @@ func (r *room) nextForLocked(m *member, c *conn, ch byte, out []byte) (msg []byt
 			if e.from == m.id {
 				continue
 			}
-			n := deliverHeaderLen + e.data.Len()
-			if cap(out) < n {
-				return nil, false // cannot happen: the writer sizes out for MaxFrame
+			if len(body) < e.data.Len() {
+				return Item{} // cannot happen: the writer sizes body for the largest frame
 			}
-			msg = out[:n]
-			protocol.PutDeliverHeader(msg, ch, e.seq, e.from)
-			e.data.CopyTo(msg[deliverHeaderLen:], 0)
-			return msg, true
+			return Item{Kind: Frame, Seq: e.seq, From: e.from, Len: e.data.CopyTo(body, 0)}
 		case entryPresence:
-			o := newObj(out[:0], "presence").num("ch", uint64(ch)).num("seq", e.seq).num("member", uint64(e.from)).
-				str("event", eventNames[e.event])
-			if e.timeout {
-				o = o.str("reason", "timeout")
-			}
-			if e.user != "" {
-				o = o.strEsc("user", e.user)
-			}
-			return o.done(), false
+			return Item{Kind: Presence, Seq: e.seq, From: e.from, Event: eventNames[e.event], Timeout: e.timeout, User: e.user}
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package relay
+package rooms
 
 // wipedTable is a hash table from a fixed-size key (a room id, a secret's hash) to a pointer that overwrites
 // every key it lets go: on delete, and the whole old array when it grows. A Go map does neither: it leaves the

@@ -1,0 +1,465 @@
+// Package rooms keeps the relay's rooms in memory — members, ordered logs, acknowledgements, reconnect grace
+// and lifetimes — driven by connections and reaching them only through the Conn interface.
+package rooms
+
+import (
+	"crypto/rand"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
+)
+
+// Config holds the limits of the rooms; package relay fills it from its own Config, which documents each.
+type Config struct {
+	DefaultMembers, MaxMembers  int
+	MaxRooms                    int
+	RoomBuffer, RoomBufferBytes int
+	Grace, OrphanGrace          time.Duration
+	MaxRoomLifetime             time.Duration
+}
+
+// Table holds every room and every resume token. Its lock orders before any room's. Calls go one way: a
+// connection calls the table and its rooms; they call a connection (Conn) only after releasing their locks.
+type Table struct {
+	// Static after construction.
+	cfg   Config
+	stats *Stats
+	log   *slog.Logger
+	mem   *Budget
+
+	mu sync.Mutex
+	// Guarded by mu.
+	rooms     wipedTable[RoomID, Room]
+	tokens    wipedTable[[32]byte, Member] // by the SHA-256 of the resume token
+	idle      idleRooms
+	lastSweep time.Time // the last shedAllLocked
+	closed    bool
+}
+
+// New returns an empty table with cfg's limits that counts in stats and mem.
+func New(cfg Config, stats *Stats, mem *Budget, log *slog.Logger) *Table {
+	return &Table{cfg: cfg, stats: stats, log: log, mem: mem}
+}
+
+// Joined is what a connection tells its client about a membership it took (Create, Join, Resume). It holds
+// copies of the room id, the capability and the resume token, which Wipe overwrites.
+type Joined struct {
+	Member  *Member
+	ID      uint32 // the member's id
+	Room    RoomID
+	Cap     Secret   // Create only: the room's capability
+	Token   Secret   // Create and Join: the member's resume token, which the table keeps only hashed
+	Seq     uint64   // the room's last sequence number
+	In      uint64   // Resume: frames accepted from the member so far
+	Max     int      // members the room admits
+	Members []uint32 // the present members
+	// Replaced is, on Resume, the channel of the same connection the membership was attached to until now
+	// (0: none). The table does not call Closed for it: the connection tells its client after the reply.
+	Replaced byte
+}
+
+// Wipe overwrites the identifiers j holds.
+func (j *Joined) Wipe() {
+	clear(j.Room[:])
+	j.Cap.Wipe()
+	j.Token.Wipe()
+}
+
+// fillLocked records m's membership in j. m's room lock is held.
+func (j *Joined) fillLocked(m *Member) {
+	r := m.room
+	j.Member, j.ID, j.Room, j.Seq, j.Max, j.Members = m, m.id, r.id, r.log.head, r.max, r.memberIDsLocked()
+}
+
+// Create makes a room for max members (0: the default) and makes s its member 1, filling j.
+func (h *Table) Create(s Seat, max int, j *Joined) *Error {
+	if max == 0 {
+		max = h.cfg.DefaultMembers
+	}
+	if max < 2 || max > h.cfg.MaxMembers {
+		return Errorf(protocol.CodeBadRequest, "max must be 2..%d", h.cfg.MaxMembers)
+	}
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, perr := h.newRoomLocked(max, nil, &j.Cap)
+	if perr != nil {
+		return perr
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := h.addMemberLocked(s, r, j, &n); err != nil {
+		j.Cap.Wipe()
+		h.dropRoomLocked(r, "", &n)
+		return err
+	}
+	return nil
+}
+
+// newRoomLocked registers a new room with no member yet, for max members; if allow is not empty, only those
+// logged-in users may join it. It draws the room's capability into capability (which the caller wipes) and
+// returns the room, or busy at the relay's room limit. h.mu is held.
+func (h *Table) newRoomLocked(max int, allow []string, capability *Secret) (*Room, *Error) {
+	if !h.closed && h.rooms.len() >= h.cfg.MaxRooms {
+		h.evictIdleLocked()
+	}
+	if h.closed || h.rooms.len() >= h.cfg.MaxRooms {
+		h.stats.RefusedRooms.Add(1)
+		return nil, Errorf(protocol.CodeBusy, "the relay holds as many rooms as it may; try again later")
+	}
+	if !h.withinBudgetLocked() {
+		h.stats.RefusedRooms.Add(1)
+		return nil, h.mem.Refuse(RefusedCreate)
+	}
+	capability.Fill()
+	r := &Room{table: h, capHash: capability.Hash(), max: max, allow: allow}
+	r.log.held = &h.mem.Held
+	// 128 random bits do not collide in practice; the loop only keeps the table's keys unique if they did.
+	for rand.Read(r.id[:]); h.rooms.get(&r.id) != nil; rand.Read(r.id[:]) {
+	}
+	r.lifeTimer = time.AfterFunc(h.cfg.MaxRoomLifetime, func() { h.expire(r) })
+	h.rooms.put(&r.id, r)
+	h.stats.Rooms.Add(1)
+	h.stats.RoomsCreated.Add(1)
+	h.log.Debug("room created", "rooms_open", h.rooms.len())
+	return r, nil
+}
+
+// Join makes s a member of the room id if capability opens it, filling j. id and capability are nil when
+// the client sent something malformed: that is answered like a room that does not exist.
+func (h *Table) Join(s Seat, id *RoomID, capability *Secret, j *Joined) *Error {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var r *Room
+	if id != nil {
+		r = h.rooms.get(id)
+	}
+	// One answer for a missing room and a wrong capability, and a comparison whose time does not depend on
+	// how much of the capability was right.
+	var want, got [32]byte
+	if r != nil {
+		want = r.capHash
+	}
+	if capability != nil {
+		got = capability.Hash()
+	}
+	if r == nil || !hashEqual(&want, &got) {
+		h.stats.RefusedJoins.Add(1)
+		return Errorf(protocol.CodeDenied, "no such room, or the capability is wrong")
+	}
+	// A dialog room admits only its two users (r.allow is static); the answer is the one for a wrong
+	// capability, so nobody learns whom a room is for.
+	if len(r.allow) > 0 && !slices.Contains(r.allow, s.User) {
+		h.stats.RefusedJoins.Add(1)
+		return Errorf(protocol.CodeDenied, "no such room, or the capability is wrong")
+	}
+	if !h.withinBudgetLocked() {
+		h.stats.RefusedJoins.Add(1)
+		return h.mem.Refuse(RefusedJoin)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.attachedToLocked(s.Conn) {
+		return Errorf(protocol.CodeAlreadyIn, "this connection is already a member of that room")
+	}
+	if len(r.allow) > 0 {
+		h.supersedeAwayLocked(r, s.User, &n)
+	}
+	if len(r.members) >= r.max {
+		h.stats.RefusedJoins.Add(1)
+		return Errorf(protocol.CodeRoomFull, "room is full (%d of %d members)", len(r.members), r.max)
+	}
+	return h.addMemberLocked(s, r, j, &n)
+}
+
+// supersedeAwayLocked ends user's away membership of the dialog room r, if it has one: a logged-in user who
+// joins their dialog again (after a reload, which forgets the resume token) takes the place back at once
+// instead of finding the room full until the grace has passed. The other member sees it leave, then join.
+// h.mu and r.mu are held.
+func (h *Table) supersedeAwayLocked(r *Room, user string, n *notes) {
+	for _, m := range r.members {
+		if m.user == user && m.conn == nil && m.awayTimer != nil {
+			m.awayTimer.Stop()
+			m.awayTimer = nil
+			h.removeMemberLocked(m, false, n)
+			return
+		}
+	}
+}
+
+// addMemberLocked makes s a new member of r and fills j. h.mu and r.mu are held.
+func (h *Table) addMemberLocked(s Seat, r *Room, j *Joined, n *notes) *Error {
+	if s.Full != nil {
+		return s.Full
+	}
+	j.Token.Fill()
+	r.nextMember++
+	m := &Member{id: r.nextMember, room: r, tokenHash: j.Token.Hash()}
+	if len(r.allow) > 0 {
+		// Only a dialog names its members: an anonymous room never learns an account, whatever socket joins it.
+		m.user = s.User
+	}
+	r.members = append(r.members, m)
+	r.presenceLocked(m, eventJoin, false, n)
+	m.next, m.acked = r.log.head+1, r.log.head
+	m.conn, m.ch = s.Conn, s.Ch
+	j.fillLocked(m)
+	h.tokens.put(&m.tokenHash, m)
+	h.reindexLocked(r)
+	return nil
+}
+
+// Resume attaches the member that token names to s and replays what it missed after last, filling j. token
+// is nil when the client sent something malformed: that is answered like an unknown token.
+func (h *Table) Resume(s Seat, token *Secret, last uint64, j *Joined) *Error {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var m *Member
+	if token != nil {
+		// The table is keyed by the token's hash, so a lookup's timing tells nothing about the token itself.
+		th := token.Hash()
+		m = h.tokens.get(&th)
+	}
+	if m == nil {
+		h.stats.RefusedResumes.Add(1)
+		return Errorf(protocol.CodeBadToken, "unknown or expired resume token")
+	}
+	r := m.room
+	// A dialog membership belongs to its user: a token carried to an anonymous or another user's socket
+	// (after a logout, say) opens nothing.
+	if len(r.allow) > 0 && s.User != m.user {
+		h.stats.RefusedResumes.Add(1)
+		return Errorf(protocol.CodeBadToken, "unknown or expired resume token")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if last > r.log.head {
+		return Errorf(protocol.CodeBadRequest, "last (%d) is beyond the room's last sequence number", last)
+	}
+	if s.Full != nil {
+		return s.Full
+	}
+	old, oldCh := m.conn, m.ch
+	j.fillLocked(m)
+	j.In = m.in
+	switch {
+	case old == s.Conn:
+		j.Replaced = oldCh
+	case old != nil:
+		n.close(old, m, oldCh, protocol.ReasonMoved)
+	}
+	if m.awayTimer != nil {
+		m.awayTimer.Stop()
+		m.awayTimer = nil
+	}
+	m.conn, m.ch = s.Conn, s.Ch
+	m.next = max(last, m.acked) + 1
+	h.stats.Resumes.Add(1)
+	if old == nil {
+		r.presenceLocked(m, eventBack, false, &n)
+	}
+	h.reindexLocked(r)
+	return nil
+}
+
+// Away marks every membership of ms still attached to c, a connection that ended, as away, each with its
+// grace timer.
+func (h *Table) Away(c Conn, ms []*Member) {
+	h.forAttached(c, ms, func(m *Member, n *notes) {
+		r := m.room
+		m.conn = nil
+		grace := h.cfg.Grace
+		if r.orphanLocked() {
+			grace = h.cfg.OrphanGrace // nobody has the invite yet, or nobody used it
+		}
+		m.awayTimer = time.AfterFunc(grace, func() { h.graceOver(m) })
+		r.presenceLocked(m, eventAway, false, n)
+		h.reindexLocked(r)
+	})
+}
+
+// graceOver ends the membership of a member that stayed away for the whole grace.
+func (h *Table) graceOver(m *Member) {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.conn != nil || r.closed || m.awayTimer == nil {
+		return // it came back, or the room is gone
+	}
+	m.awayTimer = nil
+	h.stats.GraceExpired.Add(1)
+	h.removeMemberLocked(m, true, &n)
+}
+
+// forAttached runs f, with h.mu and the member's room lock held, for every member of ms still attached to c
+// in an open room, then makes the calls f noted.
+func (h *Table) forAttached(c Conn, ms []*Member, f func(m *Member, n *notes)) {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range ms {
+		r := m.room
+		r.mu.Lock()
+		if m.conn == c && !r.closed {
+			f(m, &n)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// withMember runs f like forAttached for m alone, and reports whether it ran.
+func (h *Table) withMember(c Conn, m *Member, f func(r *Room, n *notes)) bool {
+	ran := false
+	h.forAttached(c, []*Member{m}, func(m *Member, n *notes) {
+		ran = true
+		f(m.room, n)
+	})
+	return ran
+}
+
+// Leave ends m's membership for good, at its own request from c. It reports false if m is no longer attached
+// to c; otherwise the channel is c's to release.
+func (h *Table) Leave(c Conn, m *Member) bool {
+	return h.withMember(c, m, func(_ *Room, n *notes) {
+		m.conn = nil
+		h.removeMemberLocked(m, false, n)
+	})
+}
+
+// removeMemberLocked takes m out of its room and drops the room when nobody is left.
+func (h *Table) removeMemberLocked(m *Member, timeout bool, n *notes) {
+	r := m.room
+	h.tokens.delete(&m.tokenHash)
+	clear(m.tokenHash[:])
+	for i, x := range r.members {
+		if x == m {
+			r.members = append(r.members[:i], r.members[i+1:]...)
+			break
+		}
+	}
+	if len(r.members) == 0 {
+		h.dropRoomLocked(r, "", n)
+		return
+	}
+	r.presenceLocked(m, eventLeave, timeout, n)
+	h.reindexLocked(r)
+}
+
+// Burn ends m's room for everyone, at m's request from c. It reports false if m is no longer attached to c.
+func (h *Table) Burn(c Conn, m *Member) bool {
+	return h.withMember(c, m, func(r *Room, n *notes) {
+		h.stats.Burned.Add(1)
+		h.dropRoomLocked(r, protocol.ReasonBurned, n)
+	})
+}
+
+func (h *Table) expire(r *Room) {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		h.dropRoomLocked(r, protocol.ReasonExpired, &n)
+	}
+}
+
+// dropRoomLocked makes r unreachable, tells attached members why (unless reason is empty: nobody is
+// attached), and overwrites everything it buffered and its identifiers. h.mu and r.mu are held.
+func (h *Table) dropRoomLocked(r *Room, reason string, n *notes) {
+	r.closed = true
+	h.rooms.delete(&r.id)
+	clear(r.id[:])
+	clear(r.capHash[:])
+	r.dialogCap.Wipe()
+	h.stats.Rooms.Add(-1)
+	r.lifeTimer.Stop()
+	for _, m := range r.members {
+		h.tokens.delete(&m.tokenHash)
+		clear(m.tokenHash[:])
+		if m.awayTimer != nil {
+			m.awayTimer.Stop()
+			m.awayTimer = nil
+		}
+		if m.conn != nil {
+			n.close(m.conn, m, m.ch, reason)
+			m.conn = nil
+		}
+	}
+	r.members = nil
+	h.reindexLocked(r)
+	r.log.wipe()
+	if reason == "" {
+		reason = "empty"
+	}
+	h.log.Debug("room dropped", "why", reason, "rooms_open", h.rooms.len())
+}
+
+// Close drops every room, telling its attached members reason, and refuses new rooms from then on.
+func (h *Table) Close(reason string) {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, r := range h.rooms.values() {
+		r.mu.Lock()
+		h.dropRoomLocked(r, reason, &n)
+		r.mu.Unlock()
+	}
+}
+
+// Revoke ends every membership of the logged-in user, attached or away, and frees their places; used when an
+// account or key is withdrawn. Attached ones are told closed "revoked".
+func (h *Table) Revoke(user string) {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.rooms.values() {
+		r.mu.Lock()
+		for i := 0; i < len(r.members); i++ {
+			m := r.members[i]
+			if m.user != user {
+				continue
+			}
+			if m.conn != nil {
+				n.close(m.conn, m, m.ch, protocol.ReasonRevoked)
+				m.conn = nil
+			}
+			if m.awayTimer != nil {
+				m.awayTimer.Stop()
+				m.awayTimer = nil
+			}
+			h.removeMemberLocked(m, false, &n)
+			if r.closed {
+				break
+			}
+			i--
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Remove ends every membership of ms still attached to c for good, telling c each is closed for reason.
+func (h *Table) Remove(c Conn, ms []*Member, reason string) {
+	h.forAttached(c, ms, func(m *Member, n *notes) {
+		n.close(c, m, m.ch, reason)
+		m.conn = nil
+		h.removeMemberLocked(m, false, n)
+	})
+}
