@@ -385,6 +385,7 @@ func judgeTrace(lines []string, stdPipes map[string]bool, private *regexp.Regexp
 		return out
 	}
 	pipeName := regexp.MustCompile(`pipe:\[\d+\]`)
+	resumedPipe := regexp.MustCompile(`<\.\.\. pipe2? resumed>`)
 	sunPath := regexp.MustCompile(`sun_path="([^"]*)"`)
 	writeIntent := regexp.MustCompile(`O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND|O_TMPFILE`)
 	is := func(list, name string) bool { return strings.Contains(","+list+",", ","+name+",") }
@@ -392,7 +393,13 @@ func judgeTrace(lines []string, stdPipes map[string]bool, private *regexp.Regexp
 		m := traceLine.FindStringSubmatch(line)
 		if m == nil {
 			// "+++ exited", and with -f a call's "<... resumed>" half, which carries only its result: the
-			// arguments are on its "<unfinished ...>" line, judged below.
+			// arguments are on its "<unfinished ...>" line, judged below. A pipe's descriptors are its result:
+			// a pipe call cut in two by another thread's call names them in its resumed half.
+			if resumedPipe.MatchString(line) {
+				for _, p := range pipeName.FindAllString(line, -1) {
+					ownPipes[p] = true
+				}
+			}
 			continue
 		}
 		name, args := m[2], m[3]
@@ -511,6 +518,12 @@ func TestJudgeTrace(t *testing.T) {
 	v := judgeTrace([]string{`7 pipe2([14<pipe:[55]>, 15<pipe:[55]>], O_CLOEXEC) = 0`, `7 write(15<pipe:[55]>, "x", 1) = 1`}, std, nil)
 	if len(v.bad) != 0 || v.counts["own pipe"] != 1 {
 		t.Errorf("own pipe: bad %q, counts %v", v.bad, v.counts)
+	}
+	// With -f another thread's call can cut the pipe call in two; its descriptors are in the resumed half.
+	v = judgeTrace([]string{`7 pipe2( <unfinished ...>`, `8 write(3<socket:[9]>, "x", 1) = 1`,
+		`7 <... pipe2 resumed>[5<pipe:[56]>, 6<pipe:[56]>], O_CLOEXEC) = 0`, `7 write(6<pipe:[56]>, "\17", 1) = 1`}, std, nil)
+	if len(v.bad) != 0 || v.counts["own pipe"] != 1 {
+		t.Errorf("own pipe made in two halves: bad %q, counts %v", v.bad, v.counts)
 	}
 }
 
