@@ -90,13 +90,17 @@ type conn struct {
 
 func newConn(s *Server, wc *websocket.Conn, id Identity) *conn {
 	now := time.Now()
-	return &conn{
+	c := &conn{
 		srv: s, ws: wc, identity: id,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		lastRoom: now,
 		limiter:  tokenBucket{rate: s.cfg.RateFrames, burst: float64(s.cfg.RateBurst), tokens: float64(s.cfg.RateBurst), last: now},
 		rd:       ws.NewReader(readerLimits(&s.cfg), &s.mem.Held),
 	}
+	// Both parts from the start: Close may kill a connection between its registration and its start, and the
+	// writer's goodbye then ends its part before the connection has started.
+	c.parts.Store(2)
+	return c
 }
 
 // wakeUp tells the writer there may be something new to write, starting one if none runs. It never blocks.
@@ -159,7 +163,6 @@ func (c *conn) start() {
 	now := time.Now()
 	c.lastRead.Store(now.UnixNano())
 	c.nextPing.Store(now.Add(c.srv.cfg.PingPeriod).UnixNano())
-	c.parts.Store(2)
 	// The timer is armed only once it is stored, so that pingTick always finds it.
 	c.pingTimer = time.AfterFunc(time.Hour, c.pingTick)
 	c.pingTimer.Reset(c.srv.cfg.PingPeriod)

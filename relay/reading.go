@@ -38,6 +38,15 @@ const (
 // startReading begins reading c: through the server's poller where it can, or with a goroutine.
 func (c *conn) startReading() {
 	if p := c.srv.poller(); p != nil && p.watch(c) {
+		// A kill that came before the connection was watched found no reader to end: end reading here, as a
+		// reader does when it parks.
+		select {
+		case <-c.done:
+			if c.readState.CompareAndSwap(readArmed, readEnded) {
+				c.endReadingOwned(false)
+			}
+		default:
+		}
 		return
 	}
 	c.readState.Store(readRunning)

@@ -270,8 +270,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The connection runs on its own and the handler returns, so net/http's per-request buffers and its deep
 	// handler stack are not kept alive for the connection's lifetime. Server.ended calls id.Ended.
 	running = true
+	if testHookRegistered != nil {
+		testHookRegistered(c)
+	}
 	c.start()
 }
+
+// testHookRegistered, if set, runs between a connection's registration and its start (tests only).
+var testHookRegistered func(*conn)
 
 // poller returns the server's poller, or nil if there is none.
 func (s *Server) poller() *poller {

@@ -16,14 +16,21 @@ import (
 // wakeUp starts it again. After kill it says goodbye (pending notices, a close frame) and closes the socket.
 func (c *conn) writeLoop() {
 	for {
+		// The wake-up first, then c.done: kill closes c.done before its wake-up, so a writer that takes that
+		// wake-up here sees c.done closed below. (Looking at c.done first lost a kill that came between the two
+		// looks: its wake-up, taken as "something to write", found nothing, and the writer stopped without a
+		// goodbye, so the connection never ended.)
+		select {
+		case <-c.wake: // about to look at everything
+		default:
+		}
+		if testHookWriterLook != nil {
+			testHookWriterLook(c)
+		}
 		select {
 		case <-c.done:
 			c.goodbye()
 			return // writing stays true: no writer after the goodbye
-		default:
-		}
-		select {
-		case <-c.wake: // about to look at everything
 		default:
 		}
 		if c.pingDue.Swap(false) && c.idleCheck() {
@@ -45,6 +52,9 @@ func (c *conn) writeLoop() {
 		return
 	}
 }
+
+// testHookWriterLook, if set, runs in the writer between its two looks at the top of its loop (tests only).
+var testHookWriterLook func(*conn)
 
 // writePending writes a pong that is due, the queued control messages, then up to drainBatch entries of each
 // room. It reports whether it wrote anything, and false if a write failed.
