@@ -18,7 +18,7 @@ func socketless(srv *Server) *conn {
 }
 
 // replies takes the control messages queued for c.
-func replies(t *testing.T, c *conn) []map[string]any {
+func replies(t testing.TB, c *conn) []map[string]any {
 	t.Helper()
 	c.mu.Lock()
 	ctrl := c.ctrl

@@ -130,8 +130,8 @@ const drainBatch = 32
 
 // drain writes up to drainBatch pending entries of one membership. It reports false if the connection failed.
 func (c *conn) drain(ref chanRef) (ok bool, n int) {
-	if ref.m == nil {
-		return true, 0 // still being taken
+	if ref.m == nil || !ref.m.Pending(c, ref.ch) {
+		return true, 0 // still being taken, or nothing to write: no buffer taken
 	}
 	out := ws.GetBuf(ws.HeaderRoom + deliverHeaderLen + c.srv.cfg.MaxFrame)
 	defer func() {

@@ -72,7 +72,11 @@ func FuzzTable(f *testing.F) {
 				}
 			case 3: // take the next item
 				if sl.j != nil {
+					pending := sl.j.Member.Pending(seat(s).Conn, seat(s).Ch)
 					it := sl.j.Member.Next(seat(s).Conn, seat(s).Ch, body)
+					if !pending && it.Kind != None {
+						t.Fatalf("slot %d was handed %v after Pending said nothing", s, it.Kind)
+					}
 					if it.Kind == Frame || it.Kind == Presence {
 						if it.Seq <= sl.last {
 							t.Fatalf("slot %d was handed seq %d after %d", s, it.Seq, sl.last)

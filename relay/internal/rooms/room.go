@@ -421,6 +421,15 @@ type Item struct {
 	LostFrom, LostTo uint64
 }
 
+// Pending reports whether Next may have something for c's writer on channel ch, without moving m: false means
+// Next would return None. (True may still end in None: the entries left may be m's own frames.)
+func (m *Member) Pending(c Conn, ch byte) bool {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.closed && m.conn == c && m.ch == ch && m.next <= r.log.head // also when m.next < r.log.tail (Lost)
+}
+
 // Next returns what c's writer should send next for m on channel ch, and moves m past it. A frame's bytes are
 // copied into body, which has room for the largest frame. It returns None when m has nothing pending there, or
 // is no longer attached to c on ch.
