@@ -86,6 +86,7 @@ type Server struct {
 	mu     sync.Mutex
 	proc   *process
 	traces []string
+	pipes  map[string]bool // the stdout/stderr pipes of its traced runs, "pipe:[inode]"
 	logs   []*lockedBuffer
 }
 

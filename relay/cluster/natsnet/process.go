@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/internal/stracejudge"
 )
 
 // process is one run of a server. With strace, cmd is strace and pid its nats-server child; otherwise pid is
@@ -19,12 +21,6 @@ type process struct {
 	pid  int
 	done chan struct{} // closed when cmd has exited and been reaped
 }
-
-// TracedCalls is the strace -e trace= list of a traced server: every call that can open, create, change or remove
-// a file by path, and every call that writes through a descriptor ("?" skips names this architecture lacks).
-const TracedCalls = "?open,?openat,?openat2,?creat,?mkdir,?mkdirat,?mknod,?mknodat,?rename,?renameat,?renameat2," +
-	"?unlink,?unlinkat,?rmdir,?truncate,?ftruncate,?fallocate,?link,?linkat,?symlink,?symlinkat," +
-	"?write,?writev,?pwrite64,?pwritev,?pwritev2,?sendfile,?copy_file_range,?splice,?io_uring_setup"
 
 // launch starts one run of the server (under strace when the cluster is traced) and records its PID.
 func (s *Server) launch() error {
@@ -38,7 +34,7 @@ func (s *Server) launch() error {
 		trace := filepath.Join(s.c.Dir, fmt.Sprintf("%s.trace.%d", s.Name, len(s.traces)+1))
 		s.traces = append(s.traces, trace)
 		// -yy names what each descriptor is (path, socket, pipe); --seccomp-bpf stops only at traced calls.
-		args = append([]string{"strace", "-f", "-qq", "--seccomp-bpf", "-yy", "-s", "64", "-e", "trace=" + TracedCalls,
+		args = append([]string{"strace", "-f", "-qq", "--seccomp-bpf", "-yy", "-s", "64", "-e", "trace=" + stracejudge.TracedCalls(),
 			"-e", "signal=none", "-o", trace}, args...)
 	}
 	log := &lockedBuffer{}
@@ -59,6 +55,15 @@ func (s *Server) launch() error {
 			return fmt.Errorf("nats-server %s under strace: %w", s.Name, err)
 		}
 		p.pid = pid
+		// Its stdout and stderr, which the trace names as "pipe:[inode]": writes to them are its log.
+		if s.pipes == nil {
+			s.pipes = map[string]bool{}
+		}
+		for _, fd := range []string{"1", "2"} {
+			if l, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd); err == nil && strings.HasPrefix(l, "pipe:[") {
+				s.pipes[l] = true
+			}
+		}
 	}
 	return nil
 }
