@@ -58,7 +58,7 @@ type conn struct {
 	poll   *poller
 	pollID uint64
 
-	// A writer goroutine runs only while there is something to write, and a reader only while there is
+	// A writer runs (on a worker) only while there is something to write, and a reader only while there is
 	// something to read (readState), so an idle connection costs no goroutine. writing is true while a
 	// writer runs (and forever after the goodbye).
 	writing   atomic.Bool
