@@ -43,6 +43,14 @@ type Server struct {
 	pollErr error   // why it could not start
 
 	wg sync.WaitGroup // one per connection
+
+	hooks testHooks // set by tests only, before the server serves
+}
+
+// testHooks let a test run code at points where the order of events matters.
+type testHooks struct {
+	registered func(*conn) // between a connection's registration and its start (serveWS)
+	writerLook func(*conn) // in the writer, between its two looks at the top of its loop (writeLoop)
 }
 
 // New returns a relay with cfg's limits. It fails only if cfg is invalid, naming the limit.
@@ -270,14 +278,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The connection runs on its own and the handler returns, so net/http's per-request buffers and its deep
 	// handler stack are not kept alive for the connection's lifetime. Server.ended calls id.Ended.
 	running = true
-	if testHookRegistered != nil {
-		testHookRegistered(c)
+	if h := s.hooks.registered; h != nil {
+		h(c)
 	}
 	c.start()
 }
-
-// testHookRegistered, if set, runs between a connection's registration and its start (tests only).
-var testHookRegistered func(*conn)
 
 // poller returns the server's poller, or nil if there is none.
 func (s *Server) poller() *poller {

@@ -12,13 +12,14 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// shutdownRelay starts a relay for the tests below and dials one client to it. The hooks must be set before.
-func shutdownRelay(t *testing.T) (*Server, *websocket.Conn) {
+// shutdownRelay starts a relay with hooks for the tests below and dials one client to it.
+func shutdownRelay(t *testing.T, hooks testHooks) (*Server, *websocket.Conn) {
 	t.Helper()
 	srv, err := New(Config{}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.hooks = hooks
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	srv.AllowHost(hs.Listener.Addr().String())
@@ -49,13 +50,11 @@ func closeWithin10s(t *testing.T, srv *Server) {
 // goodbye (TestShutdownWithConnectedClients failed once so: Close waited for a connection that never ended).
 func TestKillBetweenWriterLooks(t *testing.T) {
 	var passes atomic.Int32
-	testHookWriterLook = func(c *conn) {
+	srv, ws := shutdownRelay(t, testHooks{writerLook: func(c *conn) {
 		if passes.Add(1) == 2 { // the first pass writes the hello; the second finds nothing
 			c.kill(closeShutdown)
 		}
-	}
-	t.Cleanup(func() { testHookWriterLook = nil })
-	srv, ws := shutdownRelay(t)
+	}})
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		_, _, err := ws.ReadMessage()
@@ -72,12 +71,23 @@ func TestKillBetweenWriterLooks(t *testing.T) {
 	closeWithin10s(t, srv)
 }
 
-// TestCloseBeforeStart closes the relay between a connection's registration and its start: Close kills it, its
-// writer says goodbye at once, and the connection must still end once it has started.
+// TestCloseBeforeStart closes the relay between a connection's registration and its start: Close kills it, and
+// the connection must still end once it has started, whether its writer's goodbye (which ends the writer's part
+// and closes the socket) comes before the start, or after the reader was armed in the poller (where a closed
+// socket reports nothing, so the start must end reading itself).
 func TestCloseBeforeStart(t *testing.T) {
+	for _, goodbyeFirst := range []bool{true, false} {
+		t.Run(map[bool]string{true: "goodbye before start", false: "goodbye after watch"}[goodbyeFirst], func(t *testing.T) {
+			closeBeforeStart(t, goodbyeFirst)
+		})
+	}
+}
+
+func closeBeforeStart(t *testing.T, goodbyeFirst bool) {
 	closed := make(chan error, 1)
 	var hooked atomic.Bool
-	testHookRegistered = func(c *conn) {
+	var hooks testHooks
+	hooks.registered = func(c *conn) {
 		hooked.Store(true)
 		before := c.parts.Load()
 		go func() {
@@ -86,7 +96,10 @@ func TestCloseBeforeStart(t *testing.T) {
 			closed <- c.srv.Close(ctx)
 		}()
 		<-c.done
-		// Wait for the goodbye to end the writer's part, so that it comes before the start.
+		if !goodbyeFirst {
+			return
+		}
+		// Wait for the goodbye to end the writer's part.
 		for deadline := time.Now().Add(10 * time.Second); c.parts.Load() == before; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Error("the killed connection's writer did not end")
@@ -94,11 +107,27 @@ func TestCloseBeforeStart(t *testing.T) {
 			}
 		}
 	}
-	t.Cleanup(func() { testHookRegistered = nil })
-	_, ws := shutdownRelay(t)
-	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
-		t.Errorf("client ended with %v, want close 1001", err)
+	if !goodbyeFirst {
+		// Hold the writer's goodbye until the start has armed the reader and ended it (as it must, for a killed
+		// connection); on a deadline let it go anyway, and see the connection not end.
+		hooks.writerLook = func(c *conn) {
+			for deadline := time.Now().Add(10 * time.Second); c.readState.Load() != readEnded; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Error("the start did not end reading for a killed connection")
+					return
+				}
+			}
+		}
+	}
+	_, ws := shutdownRelay(t, hooks)
+	ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+				t.Errorf("client ended with %v, want close 1001", err)
+			}
+			break
+		}
 	}
 	if !hooked.Load() {
 		t.Fatal("the hook did not run")

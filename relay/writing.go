@@ -24,8 +24,8 @@ func (c *conn) writeLoop() {
 		case <-c.wake: // about to look at everything
 		default:
 		}
-		if testHookWriterLook != nil {
-			testHookWriterLook(c)
+		if h := c.srv.hooks.writerLook; h != nil {
+			h(c)
 		}
 		select {
 		case <-c.done:
@@ -52,9 +52,6 @@ func (c *conn) writeLoop() {
 		return
 	}
 }
-
-// testHookWriterLook, if set, runs in the writer between its two looks at the top of its loop (tests only).
-var testHookWriterLook func(*conn)
 
 // writePending writes a pong that is due, the queued control messages, then up to drainBatch entries of each
 // room. It reports whether it wrote anything, and false if a write failed.
