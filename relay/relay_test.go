@@ -277,13 +277,15 @@ func TestIdleConnectionClosed(t *testing.T) {
 	if !websocket.IsCloseError(c.Err(), websocket.ClosePolicyViolation) {
 		t.Fatalf("closed with %v, want 1008", c.Err())
 	}
-	// A connection that holds a room stays.
+	// A connection that holds a room stays past the idle timeout. (A timeout of its own: under -race on a loaded
+	// machine, 50 ms can pass before the create is handled.)
+	tr = startRelay(t, relay.Config{IdleTimeout: 2 * time.Second, PongWait: 5 * time.Second, PingPeriod: 100 * time.Millisecond})
 	a := tr.dial(t, nil)
 	mustCreate(t, a, 0)
 	select {
 	case <-a.Done():
 		t.Fatalf("a connection with a room was closed: %v", a.Err())
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(3 * time.Second):
 	}
 }
 
