@@ -32,7 +32,7 @@ import (
 // that got (almost) no CPU is named in the result, not hidden.
 //
 // The protocol, one JSON object a line on the child's stdout: floodHello once the floods are prepared (they
-// start right after it), then FloodReport when they end. They end when the child's stdin is closed (the parent
+// start right after it), a FloodReport so far every --every, then the final FloodReport when they end. They end when the child's stdin is closed (the parent
 // is done, or died), on SIGTERM or SIGINT, or at --limit, whichever comes first.
 
 // FloodCmd is how to start the flood process: Bin with Args, then the flood flags; Env is added to the
@@ -52,6 +52,7 @@ type floodHello struct {
 
 // FloodReport is the child's last line: what each flood did, how long, at what CPU cost, at what priority.
 type FloodReport struct {
+	Final       bool             `json:"final"`        // the last report: the floods have ended
 	Ops         map[string]int64 `json:"ops"`          // operations by flood
 	Seconds     float64          `json:"seconds"`      // how long the floods ran
 	CPU         float64          `json:"cpu_s"`        // the flood process's CPU time, user+system, seconds
@@ -70,24 +71,40 @@ type FloodProcess struct {
 	Threads int // at start, all SCHED_IDLE
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
-	lines   chan []byte
+	lines   chan []byte // the final report's line
+	done    chan struct{}
 	stderr  *tailBuffer
 	stopped bool
+
+	mu   sync.Mutex
+	last FloodReport
 }
+
+// Ops returns each flood's operations so far, as the flood process last reported them (nil before its first
+// report).
+func (p *FloodProcess) Ops() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last.Ops
+}
+
+// Done is closed when the flood process has closed its stdout: it has ended.
+func (p *FloodProcess) Done() <-chan struct{} { return p.done }
 
 // floodStartTimeout bounds how long the flood process may take to prepare its floods (the accounts floods
 // register accounts, with the relay hashing their passwords, and the child runs at the lowest priority).
 const floodStartTimeout = 2 * time.Minute
 
 // StartFloods starts the flood process running floods (names of Floods) against the relay at wsURL for at most
-// limit, and returns once it has prepared them and they are starting.
-func StartFloods(ctx context.Context, fc FloodCmd, wsURL string, names []string, limit time.Duration) (*FloodProcess, error) {
-	args := append(append([]string{}, fc.Args...), "--url", wsURL, "--floods", strings.Join(names, ","), "--limit", limit.String())
+// limit, reporting its operations every every, and returns once it has prepared them and they are starting.
+func StartFloods(ctx context.Context, fc FloodCmd, wsURL string, names []string, limit, every time.Duration) (*FloodProcess, error) {
+	args := append(append([]string{}, fc.Args...), "--url", wsURL, "--floods", strings.Join(names, ","),
+		"--limit", limit.String(), "--every", every.String())
 	cmd := exec.Command(fc.Bin, args...)
 	cmd.Env = append(os.Environ(), fc.Env...)
 	// The child dies with the bench (SIGKILL when this process ends); closing its stdin stops it cleanly.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &FloodProcess{cmd: cmd, lines: make(chan []byte, 2), stderr: &tailBuffer{max: 8 << 10}}
+	p := &FloodProcess{cmd: cmd, lines: make(chan []byte, 2), done: make(chan struct{}), stderr: &tailBuffer{max: 8 << 10}}
 	cmd.Stderr = p.stderr
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
@@ -101,11 +118,19 @@ func StartFloods(ctx context.Context, fc FloodCmd, wsURL string, names []string,
 		return nil, fmt.Errorf("failed to start the flood process: %w", err)
 	}
 	p.PID = cmd.Process.Pid
-	go func() {
+	go func() { // the hello and the final report go to lines; the reports between them to last
+		defer close(p.done)
 		defer close(p.lines)
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
+		for n := 0; sc.Scan(); n++ {
+			var r FloodReport
+			if n > 0 && json.Unmarshal(sc.Bytes(), &r) == nil && !r.Final {
+				p.mu.Lock()
+				p.last = r
+				p.mu.Unlock()
+				continue
+			}
 			p.lines <- append([]byte(nil), sc.Bytes()...)
 		}
 	}()
@@ -152,7 +177,7 @@ func (p *FloodProcess) Stop() (*FloodReport, error) {
 	select {
 	case line, ok := <-p.lines:
 		rep = &FloodReport{}
-		if !ok || json.Unmarshal(line, rep) != nil || rep.Ops == nil {
+		if !ok || json.Unmarshal(line, rep) != nil || rep.Ops == nil || !rep.Final {
 			rep, err = nil, fmt.Errorf("the flood process ended without its report (%q)", line)
 		}
 	case <-t.C:
@@ -193,6 +218,7 @@ func FloodMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	wsURL := fs.String("url", "", "the relay's ws://127.0.0.1:PORT/ws `URL` (loopback only)")
 	names := fs.String("floods", "", "the floods to run, comma-separated")
 	limit := fs.Duration("limit", time.Minute, "stop after this long at the latest")
+	every := fs.Duration("every", 10*time.Second, "report the operations so far this often")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -207,8 +233,8 @@ func FloodMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
 		return fail("--url %q is not on a loopback address: floods stay on this machine", *wsURL)
 	}
-	if *limit <= 0 {
-		return fail("--limit must be positive")
+	if *limit <= 0 || *every <= 0 {
+		return fail("--limit and --every must be positive")
 	}
 	var floods []Flood
 	for _, n := range strings.Split(*names, ",") {
@@ -247,7 +273,27 @@ func FloodMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx, &ops[i]) }()
 	}
-	<-ctx.Done()
+	report := func(final bool) FloodReport {
+		rep := FloodReport{Final: final, Ops: map[string]int64{}, Seconds: time.Since(start).Seconds(), PID: os.Getpid()}
+		for i, f := range floods {
+			rep.Ops[f.Name] = ops[i].Load()
+		}
+		cpu, _ := selfCPU()
+		rep.CPU = cpu.Seconds()
+		rep.Threads, rep.IdleThreads = priorityCount()
+		return rep
+	}
+	tick := time.NewTicker(*every)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			if err := enc.Encode(report(false)); err != nil {
+				return 1
+			}
+		}
+	}
 	elapsed := time.Since(start)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -256,13 +302,8 @@ func FloodMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case <-time.After(10 * time.Second):
 		fmt.Fprintln(stderr, "cleanrelay: a flood did not end within 10 s of the stop; reporting anyway")
 	}
-	rep := FloodReport{Ops: map[string]int64{}, Seconds: elapsed.Seconds(), PID: os.Getpid()}
-	for i, f := range floods {
-		rep.Ops[f.Name] = ops[i].Load()
-	}
-	cpu, _ := selfCPU()
-	rep.CPU = cpu.Seconds()
-	rep.Threads, rep.IdleThreads = priorityCount()
+	rep := report(true)
+	rep.Seconds = elapsed.Seconds()
 	if err := enc.Encode(rep); err != nil {
 		return 1
 	}

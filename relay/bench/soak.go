@@ -203,7 +203,7 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 	var child *FloodProcess
 	if cfg.FloodCmd != nil && len(cfg.Floods) > 0 {
 		var err error
-		if child, err = StartFloods(ctx, *cfg.FloodCmd, s.URL, names, cfg.Timeout); err != nil {
+		if child, err = StartFloods(ctx, *cfg.FloodCmd, s.URL, names, cfg.Timeout, cfg.Sample); err != nil {
 			return nil, err
 		}
 		defer func() {
