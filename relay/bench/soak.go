@@ -308,7 +308,7 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 		Idle: 2 * idleRooms, Rooms: cfg.Rooms, Rate: cfg.Rate, Floods: strings.Join(names, ","), FloodOps: total,
 		FloodOpsBy: strings.Join(byFlood, " "), FloodRateBy: strings.Join(rates, " "), FloodStarved: strings.Join(starved, " "),
 		FloodProcess: process, FloodSeconds: floodSecs, FloodCPU: floodCPU,
-		Delivered: p.Delivered, Lost: p.Lost, Duplicated: p.Duplicated, Reordered: p.Reordered, LostNotices: p.LostNotices,
+		Delivered: p.Delivered, Lost: p.Lost, Unsent: p.Unsent, Duplicated: p.Duplicated, Reordered: p.Reordered, LostNotices: p.LostNotices,
 		LatP50ms: p.LatP50ms, LatP99ms: p.LatP99ms, LatMaxms: p.LatMaxms,
 		RSSFirst: rssFirst, RSSLast: rssLast, RSSMax: rssMax, RSSSamples: strings.Join(samples, " "),
 		CreateProbes: probes, CreateFailed: probeFailed, AccountProbes: accountProbes, AccountFailed: accountFailed,
