@@ -50,6 +50,8 @@ type benchFlags struct {
 	connect bench.ConnectConfig
 	soak    bench.SoakConfig
 	floods  string
+	// floodProcess runs the soak's floods in a child process at the lowest CPU priority.
+	floodProcess bool
 
 	accounts bool
 }
@@ -81,6 +83,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.DurationVar(&f.soak.Duration, "soak-duration", 10*time.Minute, "soak: how long the honest rooms chat")
 	fs.DurationVar(&f.soak.Sample, "soak-sample", 10*time.Second, "soak: how often the relay's RSS and a new user's create are sampled")
 	fs.StringVar(&f.floods, "floods", strings.Join(bench.FloodNames(), ","), "soak: floods to run alongside, comma-separated (none: no flood)")
+	fs.BoolVar(&f.floodProcess, "flood-process", true, "soak: run the floods in a process of their own (\"cleanrelay bench-flood\") at the lowest CPU priority, SCHED_IDLE at nice 19, so that they get only the CPU the relay and the honest clients leave; false: in the bench's process, beside the honest clients")
 	fs.BoolVar(&f.accounts, "accounts", true, "connect: run the relay with accounts on (its serve default)")
 	fs.BoolVar(&f.connect.Auth, "auth", true, "connect: every relay connection is a logged-in session (its handshake carries a WebSocket ticket); needs --accounts")
 	fs.BoolVar(&f.connect.ProofEach, "proof-each", false, "connect: with --auth, prove the key for a fresh ticket before every connection (a new page) instead of once per worker (a reconnect)")
@@ -182,6 +185,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 			if r.Errors != 0 || (r.Pairs != nil && (r.Pairs.Lost != 0 || r.Pairs.Duplicated != 0 || r.Pairs.Reordered != 0 || r.Pairs.LostNotices != 0)) {
 				failed = true
 			}
+			if k := r.Soak; k != nil && k.FloodStarved != "none" {
+				fmt.Fprintf(stderr, "cleanrelay: warning: starved floods (operations in %.0f s): %s\n", k.FloodSeconds, k.FloodStarved)
+			}
 			if k := r.Soak; k != nil && (k.Lost != 0 || k.Duplicated != 0 || k.Reordered != 0 || k.LostNotices != 0 || k.CreateFailed != 0) {
 				failed = true
 			}
@@ -230,6 +236,13 @@ func (f *benchFlags) runOne(ctx context.Context, workload, name string, progress
 		cfg := f.soak
 		cfg.Progress = progress
 		cfg.Accounts = true // serverArgs starts the soak's relay with accounts
+		if f.floodProcess {
+			self, err := os.Executable() // the floods are this bench's, whichever binary serves
+			if err != nil {
+				return nil, errors.Join(fmt.Errorf("failed to find this binary for the flood process: %w", err), s.Stop())
+			}
+			cfg.FloodCmd = &bench.FloodCmd{Bin: self, Args: []string{"bench-flood"}}
+		}
 		r, err = bench.Soak(ctx, s, cfg)
 	}
 	return r, errors.Join(err, s.Stop())

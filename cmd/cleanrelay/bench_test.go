@@ -92,3 +92,38 @@ func TestBenchBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchSoakBinary runs a tiny soak with the real binary: the floods run in the hidden bench-flood child at
+// the lowest priority, and the soak's JSON line says so and names them. How much the floods did is not
+// checked here (on a busy machine SCHED_IDLE may leave them nothing; the result then says which starved); that
+// each flood works in the child is relay/bench's TestFloodProcess.
+func TestBenchSoakBinary(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "bench", "--json", "--soak-idle", "10", "--soak-rooms", "2", "--soak-duration", "3s",
+		"--soak-sample", "1s", "--floods", "pings,keys", "--timeout", "60s", "soak")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	line := bytes.TrimSpace(stdout.Bytes())
+	if verr := bench.ValidateJSONLine(line, "soak"); verr != nil {
+		t.Fatalf("%v (exit: %v)\nstderr:\n%s", verr, err, &stderr)
+	}
+	var r bench.Result
+	json.Unmarshal(line, &r)
+	k := r.Soak
+	if !strings.HasPrefix(k.FloodProcess, "child, SCHED_IDLE nice 19") || k.Floods != "pings,keys" ||
+		!strings.Contains(k.FloodOpsBy, "pings:") || !strings.Contains(k.FloodOpsBy, "keys:") || k.FloodSeconds < 2 {
+		t.Errorf("the floods did not run in the child: %s", line)
+	}
+	if k.Lost != 0 || k.Duplicated != 0 || k.Reordered != 0 {
+		t.Errorf("honest frames lost %d, duplicated %d, reordered %d", k.Lost, k.Duplicated, k.Reordered)
+	}
+	if k.FloodStarved != "none" && !strings.Contains(stderr.String(), "starved floods") {
+		t.Errorf("starved floods %q without a warning on stderr:\n%s", k.FloodStarved, &stderr)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/cleanrelay/cleanrelay/relay/bench"
 )
 
 const usage = `cleanrelay is a zero-knowledge ciphertext relay for private, ephemeral chat over Tor.
@@ -47,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return benchCmd(args[1:], stdout, stderr)
 	case "bench-floor": // hidden: the bare forwarder that bench starts
 		return benchFloor(args[1:], stdout, stderr)
+	case "bench-flood": // hidden: the soak's floods, in a process of their own at the lowest priority
+		return bench.FloodMain(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		return printVersion(stdout)
 	case "health":

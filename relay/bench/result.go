@@ -45,7 +45,8 @@ type PairsResult struct {
 	LatP90ms    float64 `json:"lat_p90_ms"`
 	LatP99ms    float64 `json:"lat_p99_ms"`
 	LatMaxms    float64 `json:"lat_max_ms"`
-	Lost        int64   `json:"lost"`
+	Lost        int64   `json:"lost"`   // sent and never received
+	Unsent      int64   `json:"unsent"` // never sent: the run's timeout came first (the tool fell behind its rate)
 	Duplicated  int64   `json:"duplicated"`
 	Reordered   int64   `json:"reordered"`
 	LostNotices int64   `json:"lost_notices"` // lost events the relay sent (whether or not a frame was missing)
@@ -83,14 +84,24 @@ type ConnectResult struct {
 // SoakResult is what a soak run measured: the honest rooms' delivery, the server's RSS sampled along the way
 // ("SECONDS:RSS:CREATE-OK" each), and how often a new user could create a room.
 type SoakResult struct {
-	Idle         int     `json:"idle_conns"`
-	Rooms        int     `json:"rooms"`
-	Rate         float64 `json:"rate_per_member"`
-	Floods       string  `json:"floods"`
-	FloodOps     int64   `json:"flood_ops"`
-	FloodOpsBy   string  `json:"flood_ops_by_flood"` // "name:ops name:ops …"
+	Idle       int     `json:"idle_conns"`
+	Rooms      int     `json:"rooms"`
+	Rate       float64 `json:"rate_per_member"`
+	Floods     string  `json:"floods"`
+	FloodOps   int64   `json:"flood_ops"`
+	FloodOpsBy string  `json:"flood_ops_by_flood"` // "name:ops name:ops …"
+	// FloodRateBy is each flood's operations a second ("name:rate …"); FloodStarved the floods that made
+	// fewer than one a second ("name:ops …", or "none"): a flood the machine gave no CPU did not press the relay.
+	FloodRateBy  string `json:"flood_rate_by_flood"`
+	FloodStarved string `json:"flood_starved"`
+	// FloodProcess says where the floods ran: "in-process" (beside the honest clients), or in a child process
+	// at the lowest priority, with FloodCPU its CPU time in seconds; FloodSeconds how long they ran.
+	FloodProcess string  `json:"flood_process"`
+	FloodSeconds float64 `json:"flood_s"`
+	FloodCPU     float64 `json:"flood_cpu_s"`
 	Delivered    int64   `json:"delivered"`
-	Lost         int64   `json:"lost"`
+	Lost         int64   `json:"lost"`   // sent and never received
+	Unsent       int64   `json:"unsent"` // never sent: the run's timeout came first (the tool fell behind its rate)
 	Duplicated   int64   `json:"duplicated"`
 	Reordered    int64   `json:"reordered"`
 	LostNotices  int64   `json:"lost_notices"`
@@ -183,11 +194,11 @@ func WriteTable(w io.Writer, results []*Result) error {
 					c.Concurrency, c.PerS, c.LatP50ms, c.LatP90ms, c.LatP99ms, c.LatMaxms, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
 			}
 		case "soak":
-			fmt.Fprintln(tw, "soak\tserver\tidle\trooms\trate\tfloods\tflood ops\tdelivered\tp50 ms\tp99 ms\tmax ms\tlost\tdup\treord\tlost notices\tRSS first\tRSS max\tRSS last\tcreates failed\taccounts failed\terrors\t")
+			fmt.Fprintln(tw, "soak\tserver\tidle\trooms\trate\tfloods\tflood ops\tflood CPU s\tstarved floods\tdelivered\tp50 ms\tp99 ms\tmax ms\tlost\tunsent\tdup\treord\tlost notices\tRSS first\tRSS max\tRSS last\tcreates failed\taccounts failed\terrors\t")
 			for _, r := range rows {
 				k := r.Soak
-				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%g/s\t%s\t%d\t%d\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t\n", r.Server, k.Idle, k.Rooms,
-					k.Rate, k.Floods, k.FloodOps, k.Delivered, k.LatP50ms, k.LatP99ms, k.LatMaxms, k.Lost, k.Duplicated, k.Reordered,
+				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%g/s\t%s\t%d\t%.1f\t%s\t%d\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t\n", r.Server, k.Idle, k.Rooms,
+					k.Rate, k.Floods, k.FloodOps, k.FloodCPU, k.FloodStarved, k.Delivered, k.LatP50ms, k.LatP99ms, k.LatMaxms, k.Lost, k.Unsent, k.Duplicated, k.Reordered,
 					k.LostNotices, mib(k.RSSFirst), mib(k.RSSMax), mib(k.RSSLast), k.CreateFailed, k.CreateProbes, k.AccountFailed, k.AccountProbes, r.Errors)
 			}
 		}

@@ -25,6 +25,9 @@ type SoakConfig struct {
 	Duration time.Duration // how long the honest rooms chat
 	Sample   time.Duration // how often RSS and a new user's create are sampled
 	Floods   []Flood       // run alongside until the honest rooms are done
+	// FloodCmd, when set, runs the floods in a process of their own at the lowest CPU priority (floodproc.go)
+	// rather than in this one, beside the honest clients.
+	FloodCmd *FloodCmd
 	Accounts bool          // the relay offers accounts: at each sample a new user also registers, logs in, publishes a key
 	Timeout  time.Duration // the whole run
 	Progress Progress
@@ -191,22 +194,38 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 
 	floodCtx, stopFloods := context.WithCancel(ctx)
 	defer stopFloods()
-	runs := make([]func(context.Context, *atomic.Int64), len(cfg.Floods))
 	var names []string
-	for i, f := range cfg.Floods {
-		run, err := f.Start(floodCtx, s.URL)
-		if err != nil {
-			return nil, fmt.Errorf("failed to prepare the %s flood: %w", f.Name, err)
-		}
-		runs[i] = run
+	for _, f := range cfg.Floods {
 		names = append(names, f.Name)
 	}
 	floodOps := make([]atomic.Int64, len(cfg.Floods))
 	var wg sync.WaitGroup
-	for i, run := range runs {
-		wg.Add(1)
-		go func() { defer wg.Done(); run(floodCtx, &floodOps[i]) }()
+	var child *FloodProcess
+	if cfg.FloodCmd != nil && len(cfg.Floods) > 0 {
+		var err error
+		if child, err = StartFloods(ctx, *cfg.FloodCmd, s.URL, names, cfg.Timeout, cfg.Sample); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if child != nil {
+				child.Stop()
+			}
+		}()
+	} else {
+		runs := make([]func(context.Context, *atomic.Int64), len(cfg.Floods))
+		for i, f := range cfg.Floods {
+			run, err := f.Start(floodCtx, s.URL)
+			if err != nil {
+				return nil, fmt.Errorf("failed to prepare the %s flood: %w", f.Name, err)
+			}
+			runs[i] = run
+		}
+		for i, run := range runs {
+			wg.Add(1)
+			go func() { defer wg.Done(); run(floodCtx, &floodOps[i]) }()
+		}
 	}
+	floodStart := time.Now()
 	var samples []string
 	var rssMax, rssFirst, rssLast int64
 	var probes, probeFailed, accountProbes, accountFailed int
@@ -246,17 +265,39 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 		Timeout: cfg.Timeout, Progress: cfg.Progress})
 	stopFloods()
 	wg.Wait()
+	floodSecs := time.Since(floodStart).Seconds()
+	process, floodCPU := "in-process", 0.0
+	if child != nil {
+		rep, cerr := child.Stop()
+		child = nil
+		if cerr != nil {
+			return nil, errors.Join(err, cerr)
+		}
+		for i, n := range names {
+			floodOps[i].Store(rep.Ops[n])
+		}
+		floodSecs, floodCPU = rep.Seconds, rep.CPU
+		process = fmt.Sprintf("child, SCHED_IDLE nice 19 (%d of %d threads)", rep.IdleThreads, rep.Threads)
+	}
 	if err != nil {
 		return nil, err
 	}
 	var total int64
-	byFlood := []string{}
+	byFlood, rates, starved := []string{}, []string{}, []string{}
 	for i, n := range names {
-		total += floodOps[i].Load()
-		byFlood = append(byFlood, fmt.Sprintf("%s:%d", n, floodOps[i].Load()))
+		ops := floodOps[i].Load()
+		total += ops
+		byFlood = append(byFlood, fmt.Sprintf("%s:%d", n, ops))
+		rates = append(rates, fmt.Sprintf("%s:%.1f", n, float64(ops)/floodSecs))
+		if float64(ops) < starvedRate*floodSecs {
+			starved = append(starved, fmt.Sprintf("%s:%d", n, ops))
+		}
+	}
+	if len(starved) == 0 {
+		starved = []string{"none"}
 	}
 	if len(names) == 0 {
-		names, byFlood = []string{"none"}, []string{"none"}
+		names, byFlood, rates, process = []string{"none"}, []string{"none"}, []string{"none"}, "none"
 	}
 	if len(samples) == 0 {
 		samples = []string{"none"}
@@ -265,8 +306,9 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 	r.Workload, r.Pairs = "soak", nil
 	r.Soak = &SoakResult{
 		Idle: 2 * idleRooms, Rooms: cfg.Rooms, Rate: cfg.Rate, Floods: strings.Join(names, ","), FloodOps: total,
-		FloodOpsBy: strings.Join(byFlood, " "),
-		Delivered:  p.Delivered, Lost: p.Lost, Duplicated: p.Duplicated, Reordered: p.Reordered, LostNotices: p.LostNotices,
+		FloodOpsBy: strings.Join(byFlood, " "), FloodRateBy: strings.Join(rates, " "), FloodStarved: strings.Join(starved, " "),
+		FloodProcess: process, FloodSeconds: floodSecs, FloodCPU: floodCPU,
+		Delivered: p.Delivered, Lost: p.Lost, Unsent: p.Unsent, Duplicated: p.Duplicated, Reordered: p.Reordered, LostNotices: p.LostNotices,
 		LatP50ms: p.LatP50ms, LatP99ms: p.LatP99ms, LatMaxms: p.LatMaxms,
 		RSSFirst: rssFirst, RSSLast: rssLast, RSSMax: rssMax, RSSSamples: strings.Join(samples, " "),
 		CreateProbes: probes, CreateFailed: probeFailed, AccountProbes: accountProbes, AccountFailed: accountFailed,

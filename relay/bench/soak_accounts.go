@@ -145,7 +145,8 @@ func startKeyLookups(ctx context.Context, wsURL string) (func(context.Context, *
 const slowConns = 256
 
 // floodSlowHTTP keeps slowConns connections that send a login's headers and then its body one byte every two
-// seconds, reopening each one the relay closes: it tries to use up the relay's connections and files.
+// seconds, reopening each one the relay closes: it tries to use up the relay's connections and files. It counts
+// each connection opened.
 func floodSlowHTTP(ctx context.Context, wsURL string, ops *atomic.Int64) {
 	u, err := url.Parse(wsURL)
 	if err != nil {
@@ -157,16 +158,16 @@ func floodSlowHTTP(ctx context.Context, wsURL string, ops *atomic.Int64) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				trickle(ctx, u.Host)
-				ops.Add(1)
+				trickle(ctx, u.Host, ops)
 			}
 		}()
 	}
 	wg.Wait()
 }
 
-// trickle is one slow request: it returns when the relay closes the connection or ctx ends.
-func trickle(ctx context.Context, host string) {
+// trickle is one slow request, counted in ops once connected: it returns when the relay closes the connection
+// or ctx ends.
+func trickle(ctx context.Context, host string, ops *atomic.Int64) {
 	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
 	if err != nil {
 		select { // a refused dial must not spin
@@ -176,6 +177,7 @@ func trickle(ctx context.Context, host string) {
 		return
 	}
 	defer c.Close()
+	ops.Add(1)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	fmt.Fprintf(c, "POST /api/login HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", host)

@@ -126,6 +126,7 @@ type member struct {
 
 	// window holds a token for each of this member's frames in flight; the peer's receiver takes them out.
 	window chan struct{}
+	sent   int // frames sent, owned by the sender goroutine until it ends
 
 	// Owned by the member's receiver goroutine until it ends.
 	seen        []uint64 // bitset of the peer's frame numbers received
@@ -206,9 +207,12 @@ func Pairs(ctx context.Context, s *Server, cfg PairsConfig) (*Result, error) {
 		p.Window = cfg.Window
 	}
 	var lats []time.Duration
-	for _, m := range members {
+	for i, m := range members {
+		// A frame the peer never sent (the run's timeout came first) is unsent, not lost.
+		sent := members[i^1].sent
 		p.Delivered += int64(m.count)
-		p.Lost += int64(cfg.Frames - m.count)
+		p.Lost += int64(max(0, sent-m.count))
+		p.Unsent += int64(cfg.Frames - sent)
 		p.Duplicated += m.dup
 		p.Reordered += m.reord
 		p.LostNotices += m.lostNotices
@@ -286,6 +290,7 @@ func (m *member) send(ctx context.Context, cfg PairsConfig, base time.Time, i in
 		if err := m.conn.Send(m.ch, buf); err != nil {
 			return err
 		}
+		m.sent = n
 	}
 	return nil
 }
