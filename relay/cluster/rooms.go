@@ -1,0 +1,509 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
+	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
+)
+
+// Rooms across nodes (docs/cluster.md §2). The node where a room is created sequences it: its table holds the
+// room's log, numbers every entry, stamps senders and keeps presence, acknowledgements, grace and lifetime,
+// exactly as one relay does. A member on another node is, on the sequencer, a member like any other, attached
+// to a served link (a rooms.Conn) instead of a socket; on its own node it is a proxy (rooms.Proxy) that the
+// table there attaches to the socket. Between them, on NATS:
+//
+//   - proxy → sequencer, on the sequencer's "room" subject: fwd (a frame), ack, end (leave, burn, away);
+//   - sequencer → proxy, on the proxy's node's "room" subject: items (what the member's writer would have
+//     sent it, in seq order, a batch at a time) and ended (the sequencer ended the membership, with why);
+//   - a join or resume that finds nothing on its node asks every node on the "find" subject; the node that
+//     holds the room (or the token's member) admits a served link for the asker, the others say not here.
+//
+// Subjects are keyed hashes of the node's name (or of nothing, for find): no room id, token or user is in a
+// subject, and every payload is sealed. A membership is named on the wire by a link id the proxy draws at
+// random.
+
+// Limits of the rooms traffic.
+const (
+	// findTimeout bounds how long a join or resume waits for the node that holds the room.
+	findTimeout = 2 * time.Second
+	// servedQueue bounds the requests (frames, acks) queued for one served membership. Its proxy's reader is
+	// paced by the relay's rate limit; when the queue is full the receiving goroutine waits.
+	servedQueue = 256
+	// itemsBatch and itemsBatchBytes bound one items message (under NATS's default 1 MiB payload once base64
+	// and sealed).
+	itemsBatch      = 64
+	itemsBatchBytes = 256 << 10
+	// crowdedRetries bounds how often a served frame is offered again while its room says Crowded (the
+	// served link drains between tries).
+	crowdedRetries = 1000
+)
+
+type linkID [16]byte
+
+// roomMsg is every rooms message between nodes, sealed for the subject or inbox it travels on.
+type roomMsg struct {
+	From string `json:"f"`
+	Op   string `json:"o"`
+	Link []byte `json:"l,omitempty"`
+
+	// find: join
+	Room []byte `json:"r,omitempty"`
+	Cap  []byte `json:"c,omitempty"`
+	User string `json:"u,omitempty"`
+	// find: resume
+	TokenHash []byte `json:"th,omitempty"`
+	Last      uint64 `json:"la,omitempty"`
+
+	// fwd, ack, end
+	Data []byte `json:"d,omitempty"`
+	Seq  uint64 `json:"s,omitempty"`
+	How  uint8  `json:"h,omitempty"`
+
+	// items, ended
+	Items  []wireItem `json:"i,omitempty"`
+	Reason string     `json:"x,omitempty"`
+
+	// the answer to find
+	Here    bool     `json:"here,omitempty"`
+	Code    string   `json:"code,omitempty"`
+	Msg     string   `json:"msg,omitempty"`
+	ID      uint32   `json:"id,omitempty"`
+	Token   []byte   `json:"tok,omitempty"`
+	RoomSeq uint64   `json:"rs,omitempty"`
+	In      uint64   `json:"in,omitempty"`
+	Max     int      `json:"max,omitempty"`
+	Members []uint32 `json:"ms,omitempty"`
+}
+
+// wireItem is a rooms.Item on the wire, with a frame's bytes.
+type wireItem struct {
+	Kind    rooms.ItemKind `json:"k"`
+	Seq     uint64         `json:"s,omitempty"`
+	From    uint32         `json:"f,omitempty"`
+	Event   string         `json:"e,omitempty"`
+	Timeout bool           `json:"t,omitempty"`
+	User    string         `json:"u,omitempty"`
+	LF      uint64         `json:"lf,omitempty"`
+	LT      uint64         `json:"lt,omitempty"`
+	Data    []byte         `json:"d,omitempty"`
+}
+
+// roomLinks is the node's part in rooms across nodes.
+type roomLinks struct {
+	// Static after ServeRooms.
+	n        *Node
+	t        *rooms.Table
+	maxFrame int
+	subOwn   string // this node's room subject
+	subFind  string
+
+	mu      sync.Mutex
+	served  map[linkID]*served  // guarded by mu: members of rooms here, on other nodes
+	proxied map[linkID]*proxied // guarded by mu: members here of rooms on other nodes
+
+	dropped atomic.Uint64 // rooms messages for no known membership, or frames the room refused
+}
+
+// ServeRooms makes rooms span the nodes: t's rooms are open to members on other nodes, and t's joins and
+// resumes reach rooms on other nodes. maxFrame is the relay's largest frame. Call it once, before serving.
+func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
+	l := &roomLinks{n: n, t: t, maxFrame: maxFrame,
+		subOwn: n.cfg.Keys.Subject("room", []byte(n.cfg.Node)), subFind: n.cfg.Keys.Subject("find", nil),
+		served: make(map[linkID]*served), proxied: make(map[linkID]*proxied)}
+	if _, err := n.nc.Subscribe(l.subOwn, l.receive); err != nil {
+		return err
+	}
+	if _, err := n.nc.Subscribe(l.subFind, l.answerFind); err != nil {
+		return err
+	}
+	if err := n.nc.Flush(); err != nil {
+		return err
+	}
+	n.rooms.Store(l)
+	t.SetRemote(l)
+	return nil
+}
+
+// send seals msg for subject and publishes it.
+func (l *roomLinks) send(subject, reply string, msg *roomMsg) {
+	msg.From = l.n.cfg.Node
+	plain, err := json.Marshal(msg)
+	if err != nil {
+		return
+	}
+	sealed := l.n.cfg.Keys.Seal(subject, plain, time.Now())
+	clear(plain)
+	l.n.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: sealed})
+}
+
+// open unseals a rooms message.
+func (l *roomLinks) open(subject string, data []byte, msg *roomMsg) bool {
+	plain, err := l.n.cfg.Keys.Open(subject, data, time.Now())
+	if err != nil {
+		l.n.refused.Add(1)
+		return false
+	}
+	defer clear(plain)
+	if json.Unmarshal(plain, msg) != nil || CheckNodeName(msg.From) != nil {
+		l.n.refused.Add(1)
+		return false
+	}
+	return true
+}
+
+func toLink(b []byte) (linkID, bool) {
+	var id linkID
+	return id, copy(id[:], b) == len(id) && len(b) == len(id)
+}
+
+// receive handles what comes on this node's room subject, in order.
+func (l *roomLinks) receive(m *nats.Msg) {
+	var msg roomMsg
+	if !l.open(m.Subject, m.Data, &msg) {
+		return
+	}
+	id, ok := toLink(msg.Link)
+	if !ok {
+		l.n.refused.Add(1)
+		return
+	}
+	l.mu.Lock()
+	sv, pr := l.served[id], l.proxied[id]
+	l.mu.Unlock()
+	switch {
+	case msg.Op == "items" && pr != nil:
+		for i := range msg.Items {
+			w := &msg.Items[i]
+			pr.p.Deliver(rooms.Item{Kind: w.Kind, Seq: w.Seq, From: w.From, Event: w.Event, Timeout: w.Timeout,
+				User: w.User, LostFrom: w.LF, LostTo: w.LT}, w.Data)
+			clear(w.Data)
+		}
+	case msg.Op == "ended" && pr != nil:
+		l.forgetProxy(id)
+		pr.p.Ended(msg.Reason)
+	case (msg.Op == "fwd" || msg.Op == "ack" || msg.Op == "end") && sv != nil:
+		select {
+		case sv.ops <- msg:
+		case <-sv.done:
+		case <-l.n.done:
+		}
+	default:
+		l.dropped.Add(1)
+	}
+}
+
+// find asks every other node about a room or a token and returns the answer of the node that holds it, or
+// false when none does (every live peer said not here, or the time ran out).
+func (l *roomLinks) find(req *roomMsg) (roomMsg, bool) {
+	inbox := l.n.nc.NewRespInbox()
+	answers, err := l.n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return roomMsg{}, false
+	}
+	defer answers.Unsubscribe()
+	want := l.n.livePeers()
+	l.send(l.subFind, inbox, req)
+	deadline := time.Now().Add(findTimeout)
+	for len(want) > 0 {
+		m, err := answers.NextMsg(time.Until(deadline))
+		if err != nil {
+			return roomMsg{}, false
+		}
+		var a roomMsg
+		if !l.open(inbox, m.Data, &a) {
+			continue
+		}
+		if a.Here {
+			return a, true
+		}
+		delete(want, a.From)
+	}
+	return roomMsg{}, false
+}
+
+// answerFind answers another node's join or resume: admitted, refused, or not here.
+func (l *roomLinks) answerFind(m *nats.Msg) {
+	var req roomMsg
+	if !l.open(m.Subject, m.Data, &req) || m.Reply == "" || req.From == l.n.cfg.Node {
+		return
+	}
+	id, ok := toLink(req.Link)
+	if !ok {
+		l.n.refused.Add(1)
+		return
+	}
+	sv := &served{l: l, node: req.From, id: id, wake: make(chan struct{}, 1), ops: make(chan roomMsg, servedQueue),
+		done: make(chan struct{})}
+	l.mu.Lock()
+	l.served[id] = sv
+	l.mu.Unlock()
+	seat := rooms.Seat{Conn: sv, Ch: 1, User: req.User}
+	var j rooms.Joined
+	defer j.Wipe()
+	var found bool
+	var perr *rooms.Error
+	switch {
+	case req.Op == "join" && len(req.Room) == rooms.IDLen && len(req.Cap) == rooms.SecretLen:
+		var room rooms.RoomID
+		var capability rooms.Secret
+		copy(room[:], req.Room)
+		copy(capability[:], req.Cap)
+		found, perr = l.t.JoinHere(seat, &room, &capability, &j)
+		clear(room[:])
+		capability.Wipe()
+	case req.Op == "resume" && len(req.TokenHash) == 32:
+		var th [32]byte
+		copy(th[:], req.TokenHash)
+		found, perr = l.t.ResumeHere(seat, &th, req.Last, &j)
+		clear(th[:])
+	}
+	clear(req.Room)
+	clear(req.Cap)
+	clear(req.TokenHash)
+	a := roomMsg{Op: "found", Here: found}
+	if found && perr != nil {
+		a.Code, a.Msg = perr.Code, perr.Msg
+	}
+	if !found || perr != nil {
+		l.forgetServed(id)
+		l.send(m.Reply, "", &a)
+		return
+	}
+	sv.m = j.Member
+	a.ID, a.Room, a.RoomSeq, a.In, a.Max, a.Members = j.ID, j.Room[:], j.Seq, j.In, j.Max, j.Members
+	if req.Op == "join" {
+		a.Token = j.Token[:]
+	}
+	l.send(m.Reply, "", &a)
+	l.n.wg.Add(1)
+	go sv.run()
+}
+
+func (l *roomLinks) forgetServed(id linkID) {
+	l.mu.Lock()
+	delete(l.served, id)
+	l.mu.Unlock()
+}
+
+func (l *roomLinks) forgetProxy(id linkID) {
+	l.mu.Lock()
+	delete(l.proxied, id)
+	l.mu.Unlock()
+}
+
+// Join implements rooms.Remote.
+func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
+	pr := l.newProxy(p)
+	a, ok := l.find(&roomMsg{Op: "join", Link: pr.id[:], Room: id[:], Cap: capability[:], User: user})
+	if !ok || a.Code != "" {
+		l.forgetProxy(pr.id)
+		if !ok {
+			return nil, rooms.Errorf(protocol.CodeDenied, "no such room, or the capability is wrong")
+		}
+		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
+	}
+	pr.node, pr.subject = a.From, l.n.cfg.Keys.Subject("room", []byte(a.From))
+	fillJoined(j, &a)
+	copy(j.Token[:], a.Token)
+	clear(a.Token)
+	return pr, nil
+}
+
+// Resume implements rooms.Remote.
+func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
+	pr := l.newProxy(p)
+	a, ok := l.find(&roomMsg{Op: "resume", Link: pr.id[:], TokenHash: tokenHash[:], User: user, Last: last})
+	if !ok || a.Code != "" {
+		l.forgetProxy(pr.id)
+		if !ok {
+			return nil, rooms.Errorf(protocol.CodeBadToken, "unknown or expired resume token")
+		}
+		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
+	}
+	pr.node, pr.subject = a.From, l.n.cfg.Keys.Subject("room", []byte(a.From))
+	fillJoined(j, &a)
+	return pr, nil
+}
+
+func fillJoined(j *rooms.Joined, a *roomMsg) {
+	j.ID, j.Seq, j.In, j.Max, j.Members = a.ID, a.RoomSeq, a.In, a.Max, a.Members
+	copy(j.Room[:], a.Room)
+	clear(a.Room)
+}
+
+func (l *roomLinks) newProxy(p rooms.Proxy) *proxied {
+	pr := &proxied{l: l, p: p}
+	rand.Read(pr.id[:])
+	l.mu.Lock()
+	l.proxied[pr.id] = pr
+	l.mu.Unlock()
+	return pr
+}
+
+// proxied is a member here of a room another node sequences: the rooms.Link of its proxy.
+type proxied struct {
+	// Static once admitted.
+	l       *roomLinks
+	p       rooms.Proxy
+	id      linkID
+	node    string // the sequencer
+	subject string // its room subject
+}
+
+// Forward implements rooms.Link.
+func (pr *proxied) Forward(data *ws.Payload) {
+	b := make([]byte, data.Len())
+	data.CopyTo(b, 0)
+	pr.l.send(pr.subject, "", &roomMsg{Op: "fwd", Link: pr.id[:], Data: b})
+	clear(b)
+}
+
+// Ack implements rooms.Link.
+func (pr *proxied) Ack(seq uint64) {
+	pr.l.send(pr.subject, "", &roomMsg{Op: "ack", Link: pr.id[:], Seq: seq})
+}
+
+// End implements rooms.Link.
+func (pr *proxied) End(how rooms.LinkEnd) {
+	pr.l.forgetProxy(pr.id)
+	pr.l.send(pr.subject, "", &roomMsg{Op: "end", Link: pr.id[:], How: uint8(how)})
+}
+
+// served is, on the sequencer, a member whose socket is on another node: the rooms.Conn it is attached to.
+type served struct {
+	// Static after construction (m: before run starts).
+	l    *roomLinks
+	node string
+	id   linkID
+	m    *rooms.Member
+	wake chan struct{}
+	ops  chan roomMsg
+	done chan struct{}
+	once sync.Once
+}
+
+// Wake implements rooms.Conn.
+func (sv *served) Wake() {
+	select {
+	case sv.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Closed implements rooms.Conn: the room ended the membership; the proxy's node is told why.
+func (sv *served) Closed(_ *rooms.Member, _ byte, reason string) {
+	sv.stop()
+	sv.l.send(sv.l.n.cfg.Keys.Subject("room", []byte(sv.node)), "", &roomMsg{Op: "ended", Link: sv.id[:], Reason: reason})
+}
+
+func (sv *served) stop() {
+	sv.once.Do(func() {
+		close(sv.done)
+		sv.l.forgetServed(sv.id)
+	})
+}
+
+// run sends the member's entries to its node as they come and applies what its node sends, until the
+// membership ends here or moves.
+func (sv *served) run() {
+	defer sv.l.n.wg.Done()
+	sub := sv.l.n.cfg.Keys.Subject("room", []byte(sv.node))
+	sv.drain(sub)
+	for {
+		select {
+		case <-sv.done:
+			return
+		case <-sv.l.n.done:
+			return
+		case <-sv.wake:
+			sv.drain(sub)
+		case msg := <-sv.ops:
+			sv.apply(&msg, sub)
+		}
+	}
+}
+
+// apply applies one request of the proxy.
+func (sv *served) apply(msg *roomMsg, sub string) {
+	t := sv.l.t
+	switch msg.Op {
+	case "fwd":
+		p := ws.PayloadOf(msg.Data)
+		clear(msg.Data)
+		for try := 0; ; try++ {
+			res := sv.m.Forward(sv, p)
+			if res == rooms.Forwarded {
+				return
+			}
+			if res != rooms.Crowded || try == crowdedRetries {
+				ws.PutPayload(p)
+				sv.l.dropped.Add(1)
+				return
+			}
+			sv.drain(sub)
+			time.Sleep(time.Millisecond)
+		}
+	case "ack":
+		sv.m.Ack(sv, msg.Seq)
+	case "end":
+		switch rooms.LinkEnd(msg.How) {
+		case rooms.LinkLeave:
+			t.Leave(sv, sv.m)
+		case rooms.LinkBurn:
+			t.Burn(sv, sv.m)
+		default:
+			t.Away(sv, []*rooms.Member{sv.m})
+		}
+		sv.stop()
+	}
+}
+
+// drain sends everything pending for the member to its node, in batches.
+func (sv *served) drain(sub string) {
+	body := ws.GetBuf(sv.l.maxFrame)
+	defer ws.PutBuf(body)
+	var batch []wireItem
+	size := 0
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		sv.l.send(sub, "", &roomMsg{Op: "items", Link: sv.id[:], Items: batch})
+		for i := range batch {
+			clear(batch[i].Data)
+		}
+		batch, size = batch[:0], 0
+	}
+	for {
+		it := sv.m.Next(sv, 1, body.B)
+		if it.Kind == rooms.None {
+			break
+		}
+		w := wireItem{Kind: it.Kind, Seq: it.Seq, From: it.From, Event: it.Event, Timeout: it.Timeout, User: it.User,
+			LF: it.LostFrom, LT: it.LostTo}
+		if it.Kind == rooms.Frame {
+			w.Data = append([]byte(nil), body.B[:it.Len]...)
+			size += it.Len
+		}
+		batch = append(batch, w)
+		if len(batch) >= itemsBatch || size >= itemsBatchBytes {
+			flush()
+		}
+	}
+	flush()
+}
+
+// roomStats are the rooms gauges of the node.
+func (l *roomLinks) stats() (served, proxied int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.served), len(l.proxied)
+}
