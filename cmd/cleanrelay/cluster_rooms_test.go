@@ -297,4 +297,42 @@ func TestClusterRooms(t *testing.T) {
 			return n.scrape(t, "cleanrelay_cluster_members_served") == 0 && n.scrape(t, "cleanrelay_cluster_members_proxied") == 0
 		})
 	}
+
+	// Node B dies (SIGKILL) under a member of a room A sequences: A's member sees it go away once B is
+	// unheard, and it resumes on C with its token within the grace, getting again what it had not
+	// acknowledged and nothing it had.
+	x = createOn(ctx, t, "x", a.url, 2)
+	y = joinOn(ctx, t, "y", b.url, x)
+	x.until("y's join", isPresence(y.room.Member, "join"))
+	x.send(t, "before")
+	y.until("x's frame", isFrame("before"))
+	x.send(t, "unacknowledged")
+	y.until("x's frame", isFrame("unacknowledged"))
+	y.c.Ack(y.room.Ch, y.last-1)
+	// The ack and y's frames take one path to A in order: once x has y's frame, A has the ack.
+	y.send(t, "acked")
+	x.until("y's frame after its ack", isFrame("acked"))
+	start := time.Now()
+	if err := b.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	b.cmd.Wait()
+	x.until("y away after B's death", isPresence(y.room.Member, "away"))
+	t.Logf("A saw the member on the killed node B away %v after the SIGKILL", time.Since(start).Round(time.Millisecond))
+	y.resumeOn(ctx, c.url, 0)
+	x.until("y back", isPresence(y.room.Member, "back"))
+	y.until("the unacknowledged frame again", isFrame("unacknowledged"))
+	x.send(t, "after")
+	y.until("x's frame", isFrame("after"))
+	t.Logf("y, on B, resumed on C %v after B's SIGKILL; it was told:\n%s", time.Since(start).Round(time.Millisecond), strings.Join(y.log, "\n"))
+	if n := strings.Count(strings.Join(y.log, "\n"), `"before"`); n != 1 {
+		t.Errorf("y was given the acknowledged frame %d times, want 1", n)
+	}
+	x.c.Close()
+	y.c.Close()
+	for _, n := range []*clusterNode{a, c} {
+		eventually(t, 5*time.Second, n.name+" holds nothing", func() bool {
+			return n.scrape(t, "cleanrelay_cluster_members_served") == 0 && n.scrape(t, "cleanrelay_cluster_members_proxied") == 0
+		})
+	}
 }

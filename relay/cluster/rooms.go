@@ -129,7 +129,48 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	}
 	n.rooms.Store(l)
 	t.SetRemote(l)
+	n.wg.Add(1)
+	go l.watchPeers()
 	return nil
+}
+
+// watchPeers ends, every heartbeat, the links to nodes no longer heard: a served member whose node is gone is
+// away (its grace runs here, and it may resume on any node), and a proxied member whose sequencer is gone is
+// told its room closed (shutdown): no other node holds the room.
+func (l *roomLinks) watchPeers() {
+	defer l.n.wg.Done()
+	tick := time.NewTicker(l.n.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.n.done:
+			return
+		case <-tick.C:
+		}
+		live := l.n.livePeers()
+		var away []*served
+		var gone []*proxied
+		l.mu.Lock()
+		for _, sv := range l.served {
+			if sv.m != nil && !live[sv.node] {
+				away = append(away, sv)
+			}
+		}
+		for id, pr := range l.proxied {
+			if pr.node != "" && !live[pr.node] {
+				gone = append(gone, pr)
+				delete(l.proxied, id)
+			}
+		}
+		l.mu.Unlock()
+		for _, sv := range away {
+			sv.stop()
+			l.t.Away(sv, []*rooms.Member{sv.m})
+		}
+		for _, pr := range gone {
+			pr.p.Ended(protocol.ReasonShutdown)
+		}
+	}
 }
 
 // send seals msg for subject and publishes it.
@@ -277,7 +318,9 @@ func (l *roomLinks) answerFind(m *nats.Msg) {
 		l.send(m.Reply, "", &a)
 		return
 	}
+	l.mu.Lock()
 	sv.m = j.Member
+	l.mu.Unlock()
 	a.ID, a.Room, a.RoomSeq, a.In, a.Max, a.Members = j.ID, j.Room[:], j.Seq, j.In, j.Max, j.Members
 	if req.Op == "join" {
 		a.Token = j.Token[:]
@@ -310,7 +353,7 @@ func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string
 		}
 		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
 	}
-	pr.node, pr.subject = a.From, l.n.cfg.Keys.Subject("room", []byte(a.From))
+	l.admitted(pr, a.From)
 	fillJoined(j, &a)
 	copy(j.Token[:], a.Token)
 	clear(a.Token)
@@ -328,9 +371,17 @@ func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p room
 		}
 		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
 	}
-	pr.node, pr.subject = a.From, l.n.cfg.Keys.Subject("room", []byte(a.From))
+	l.admitted(pr, a.From)
 	fillJoined(j, &a)
 	return pr, nil
+}
+
+// admitted records the node that sequences pr's room.
+func (l *roomLinks) admitted(pr *proxied, node string) {
+	subject := l.n.cfg.Keys.Subject("room", []byte(node))
+	l.mu.Lock()
+	pr.node, pr.subject = node, subject
+	l.mu.Unlock()
 }
 
 func fillJoined(j *rooms.Joined, a *roomMsg) {
@@ -350,10 +401,11 @@ func (l *roomLinks) newProxy(p rooms.Proxy) *proxied {
 
 // proxied is a member here of a room another node sequences: the rooms.Link of its proxy.
 type proxied struct {
-	// Static once admitted.
-	l       *roomLinks
-	p       rooms.Proxy
-	id      linkID
+	// Static after construction.
+	l  *roomLinks
+	p  rooms.Proxy
+	id linkID
+	// Written once, with l.mu held, when the sequencer admitted the member (before any Link call).
 	node    string // the sequencer
 	subject string // its room subject
 }
@@ -379,10 +431,11 @@ func (pr *proxied) End(how rooms.LinkEnd) {
 
 // served is, on the sequencer, a member whose socket is on another node: the rooms.Conn it is attached to.
 type served struct {
-	// Static after construction (m: before run starts).
+	// Static after construction.
 	l    *roomLinks
 	node string
 	id   linkID
+	// Written once, with l.mu held, before run starts.
 	m    *rooms.Member
 	wake chan struct{}
 	ops  chan roomMsg
