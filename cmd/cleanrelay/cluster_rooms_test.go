@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,6 +298,22 @@ func TestClusterRooms(t *testing.T) {
 			return n.scrape(t, "cleanrelay_cluster_members_served") == 0 && n.scrape(t, "cleanrelay_cluster_members_proxied") == 0
 		})
 	}
+
+	// A room's lifetime is its sequencer's: node D ends its rooms after 3 s, for members on every node.
+	d := startNode(t, nc, "node-d", 0, secret, "--room-lifetime", "3s")
+	eventually(t, 10*time.Second, "A sees D", func() bool { return a.scrape(t, "cleanrelay_cluster_peers") == 3 })
+	sameAsOneNode(ctx, t, d.url, []string{d.url, a.url}, func(ctx context.Context, t *testing.T, urls []string) []*roomMember {
+		x := createOn(ctx, t, "x", urls[0], 2)
+		y := joinOn(ctx, t, "y", urls[1], x)
+		x.until("y's join", isPresence(y.room.Member, "join"))
+		y.send(t, "hello")
+		x.until("y's frame", isFrame("hello"))
+		x.until("the end of the room's lifetime", isClosed)
+		y.until("the end of the room's lifetime", isClosed)
+		return []*roomMember{x, y}
+	})
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
 
 	// Node B dies (SIGKILL) under a member of a room A sequences: A's member sees it go away once B is
 	// unheard, and it resumes on C with its token within the grace, getting again what it had not

@@ -51,12 +51,12 @@ func natsOrder(nc *natsnet.Cluster, first int) string {
 
 // startNode starts a relay node on 127.0.0.1 that joins the cluster through nc's server first (then the others),
 // with the nkey seed from the environment and the secret from secretFile.
-func startNode(t *testing.T, nc *natsnet.Cluster, name string, first int, secretFile string) *clusterNode {
+func startNode(t *testing.T, nc *natsnet.Cluster, name string, first int, secretFile string, extra ...string) *clusterNode {
 	t.Helper()
 	env := []string{"CLEANRELAY_NATS_NKEY_SEED=" + string(nc.NodeSeed()), "CLEANRELAY_NODE=" + name}
-	cmd, lines, stderr := startServeLines(t, 2, env, "--local-only", "--listen", "127.0.0.1:0",
+	cmd, lines, stderr := startServeLines(t, 2, env, append([]string{"--local-only", "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--log-level", "debug", "--cluster", natsOrder(nc, first),
-		"--cluster-secret-file", secretFile, "--cluster-catch-up", "10s")
+		"--cluster-secret-file", secretFile, "--cluster-catch-up", "10s"}, extra...)...)
 	n := &clusterNode{name: name, cmd: cmd, stderr: stderr,
 		url: field(t, lines[0], "cleanrelay: serving on "), admin: field(t, lines[1], "cleanrelay: admin on ")}
 	t.Cleanup(func() {
