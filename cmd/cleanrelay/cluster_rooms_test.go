@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanrelay/cleanrelay/relay/bench"
 	"github.com/cleanrelay/cleanrelay/relay/client"
 	"github.com/cleanrelay/cleanrelay/relay/cluster/natsnet"
 )
@@ -351,5 +352,45 @@ func TestClusterRooms(t *testing.T) {
 		eventually(t, 5*time.Second, n.name+" holds nothing", func() bool {
 			return n.scrape(t, "cleanrelay_cluster_members_served") == 0 && n.scrape(t, "cleanrelay_cluster_members_proxied") == 0
 		})
+	}
+}
+
+// TestClusterPairs runs the bench's pairs workload with both members of each pair on node A, then with the
+// second member on node B, side by side: across nodes as on one, every frame arrives once and in order. It
+// logs the throughput and latency of both (docs/cluster.md §2); `cleanrelay bench --url … --join-url …`
+// measures the same on a running cluster.
+func TestClusterPairs(t *testing.T) {
+	nc := natsnet.Start(t, natsnet.Options{})
+	secret := writeSecret(t)
+	a, b := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret)
+	for _, n := range []*clusterNode{a, b} {
+		eventually(t, 10*time.Second, n.name+" sees its peer", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 1 })
+	}
+	ws := func(n *clusterNode) string { return "ws" + strings.TrimPrefix(n.url, "http") + "ws" }
+	ctx := context.Background()
+	for _, run := range []struct {
+		name string
+		cfg  bench.PairsConfig
+	}{
+		{"unthrottled", bench.PairsConfig{Rooms: 50, Frames: 1000, Size: 1024, Window: 32, Timeout: 2 * time.Minute}},
+		{"10 frames/s", bench.PairsConfig{Rooms: 50, Frames: 30, Size: 1024, Rate: 10, Timeout: 2 * time.Minute}},
+	} {
+		for _, join := range []*clusterNode{a, b} {
+			s := bench.Attach("relay", ws(a), a.cmd.Process.Pid)
+			if join != a {
+				s.JoinURL = ws(join)
+			}
+			r, err := bench.Pairs(ctx, s, run.cfg)
+			if err != nil {
+				t.Fatalf("%s pairs on A and %s: %v", run.name, join.name, err)
+			}
+			p := r.Pairs
+			t.Logf("%s, pairs on node-a and %s: %.0f frames/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms; A's CPU %.2f s",
+				run.name, join.name, p.FramesPerS, p.LatP50ms, p.LatP99ms, p.LatMaxms, r.ServerCPU)
+			if r.Errors != 0 || p.Lost != 0 || p.Duplicated != 0 || p.Reordered != 0 || p.LostNotices != 0 {
+				t.Errorf("%s pairs on A and %s: %d errors, %d lost, %d duplicated, %d reordered, %d lost notices",
+					run.name, join.name, r.Errors, p.Lost, p.Duplicated, p.Reordered, p.LostNotices)
+			}
+		}
 	}
 }
