@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,7 @@ const (
 
 type linkID [16]byte
 
-// roomMsg is every rooms message between nodes, sealed for the subject or inbox it travels on.
+// roomMsg is a find request or its answer (the room subject's messages are binary: roomwire.go), sealed for the subject or inbox it travels on.
 type roomMsg struct {
 	From string `json:"f"`
 	Op   string `json:"o"`
@@ -62,15 +63,6 @@ type roomMsg struct {
 	TokenHash []byte `json:"th,omitempty"`
 	Last      uint64 `json:"la,omitempty"`
 
-	// fwd, ack, end
-	Data []byte `json:"d,omitempty"`
-	Seq  uint64 `json:"s,omitempty"`
-	How  uint8  `json:"h,omitempty"`
-
-	// items, ended
-	Items  []wireItem `json:"i,omitempty"`
-	Reason string     `json:"x,omitempty"`
-
 	// the answer to find
 	Here    bool     `json:"here,omitempty"`
 	Code    string   `json:"code,omitempty"`
@@ -81,19 +73,6 @@ type roomMsg struct {
 	In      uint64   `json:"in,omitempty"`
 	Max     int      `json:"max,omitempty"`
 	Members []uint32 `json:"ms,omitempty"`
-}
-
-// wireItem is a rooms.Item on the wire, with a frame's bytes.
-type wireItem struct {
-	Kind    rooms.ItemKind `json:"k"`
-	Seq     uint64         `json:"s,omitempty"`
-	From    uint32         `json:"f,omitempty"`
-	Event   string         `json:"e,omitempty"`
-	Timeout bool           `json:"t,omitempty"`
-	User    string         `json:"u,omitempty"`
-	LF      uint64         `json:"lf,omitempty"`
-	LT      uint64         `json:"lt,omitempty"`
-	Data    []byte         `json:"d,omitempty"`
 }
 
 // roomLinks is the node's part in rooms across nodes.
@@ -185,6 +164,13 @@ func (l *roomLinks) send(subject, reply string, msg *roomMsg) {
 	l.n.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: sealed})
 }
 
+// sendWire seals a message of roomwire.go for subject, publishes it, and overwrites b.
+func (l *roomLinks) sendWire(subject string, b []byte) {
+	sealed := l.n.cfg.Keys.Seal(subject, b, time.Now())
+	clear(b)
+	l.n.nc.Publish(subject, sealed)
+}
+
 // open unseals a rooms message.
 func (l *roomLinks) open(subject string, data []byte, msg *roomMsg) bool {
 	plain, err := l.n.cfg.Keys.Open(subject, data, time.Now())
@@ -207,34 +193,56 @@ func toLink(b []byte) (linkID, bool) {
 
 // receive handles what comes on this node's room subject, in order.
 func (l *roomLinks) receive(m *nats.Msg) {
-	var msg roomMsg
-	if !l.open(m.Subject, m.Data, &msg) {
-		return
-	}
-	id, ok := toLink(msg.Link)
-	if !ok {
+	plain, err := l.n.cfg.Keys.Open(m.Subject, m.Data, time.Now())
+	if err != nil {
 		l.n.refused.Add(1)
 		return
 	}
+	defer clear(plain)
+	if len(plain) < wireHeader {
+		l.n.refused.Add(1)
+		return
+	}
+	op := plain[0]
+	var id linkID
+	copy(id[:], plain[1:wireHeader])
+	r := wireReader{b: plain[wireHeader:]}
 	l.mu.Lock()
 	sv, pr := l.served[id], l.proxied[id]
 	l.mu.Unlock()
 	switch {
-	case msg.Op == "items" && pr != nil:
-		for i := range msg.Items {
-			w := &msg.Items[i]
-			pr.p.Deliver(rooms.Item{Kind: w.Kind, Seq: w.Seq, From: w.From, Event: w.Event, Timeout: w.Timeout,
-				User: w.User, LostFrom: w.LF, LostTo: w.LT}, w.Data)
-			clear(w.Data)
+	case op == opItems && pr != nil:
+		for len(r.b) > 0 {
+			it, data, err := r.nextItem()
+			if err != nil {
+				l.n.refused.Add(1)
+				return
+			}
+			pr.p.Deliver(it, data)
 		}
-	case msg.Op == "ended" && pr != nil:
+	case op == opEnded && pr != nil:
 		l.forgetProxy(id)
-		pr.p.Ended(msg.Reason)
-	case (msg.Op == "fwd" || msg.Op == "ack" || msg.Op == "end") && sv != nil:
+		pr.p.Ended(string(r.b))
+	case (op == opFwd || op == opAck || op == opEnd) && sv != nil:
+		o := servedOp{op: op}
+		switch op {
+		case opFwd:
+			o.p = ws.PayloadOf(r.b)
+		case opAck:
+			o.seq = r.uvarint()
+		case opEnd:
+			o.how = rooms.LinkEnd(r.byte1())
+		}
+		if r.err {
+			l.n.refused.Add(1)
+			return
+		}
 		select {
-		case sv.ops <- msg:
+		case sv.ops <- o:
 		case <-sv.done:
+			ws.PutPayload(o.p)
 		case <-l.n.done:
+			ws.PutPayload(o.p)
 		}
 	default:
 		l.dropped.Add(1)
@@ -281,7 +289,7 @@ func (l *roomLinks) answerFind(m *nats.Msg) {
 		l.n.refused.Add(1)
 		return
 	}
-	sv := &served{l: l, node: req.From, id: id, wake: make(chan struct{}, 1), ops: make(chan roomMsg, servedQueue),
+	sv := &served{l: l, node: req.From, id: id, wake: make(chan struct{}, 1), ops: make(chan servedOp, servedQueue),
 		done: make(chan struct{})}
 	l.mu.Lock()
 	l.served[id] = sv
@@ -412,21 +420,21 @@ type proxied struct {
 
 // Forward implements rooms.Link.
 func (pr *proxied) Forward(data *ws.Payload) {
-	b := make([]byte, data.Len())
-	data.CopyTo(b, 0)
-	pr.l.send(pr.subject, "", &roomMsg{Op: "fwd", Link: pr.id[:], Data: b})
-	clear(b)
+	b := make([]byte, wireHeader+data.Len())
+	appendHeader(b[:0], opFwd, &pr.id)
+	data.CopyTo(b[wireHeader:], 0)
+	pr.l.sendWire(pr.subject, b)
 }
 
 // Ack implements rooms.Link.
 func (pr *proxied) Ack(seq uint64) {
-	pr.l.send(pr.subject, "", &roomMsg{Op: "ack", Link: pr.id[:], Seq: seq})
+	pr.l.sendWire(pr.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pr.id), seq))
 }
 
 // End implements rooms.Link.
 func (pr *proxied) End(how rooms.LinkEnd) {
 	pr.l.forgetProxy(pr.id)
-	pr.l.send(pr.subject, "", &roomMsg{Op: "end", Link: pr.id[:], How: uint8(how)})
+	pr.l.sendWire(pr.subject, append(appendHeader(nil, opEnd, &pr.id), byte(how)))
 }
 
 // served is, on the sequencer, a member whose socket is on another node: the rooms.Conn it is attached to.
@@ -438,9 +446,17 @@ type served struct {
 	// Written once, with l.mu held, before run starts.
 	m    *rooms.Member
 	wake chan struct{}
-	ops  chan roomMsg
+	ops  chan servedOp
 	done chan struct{}
 	once sync.Once
+}
+
+// servedOp is a request of a served member's proxy.
+type servedOp struct {
+	op  byte
+	p   *ws.Payload // opFwd
+	seq uint64      // opAck
+	how rooms.LinkEnd
 }
 
 // Wake implements rooms.Conn.
@@ -454,7 +470,7 @@ func (sv *served) Wake() {
 // Closed implements rooms.Conn: the room ended the membership; the proxy's node is told why.
 func (sv *served) Closed(_ *rooms.Member, _ byte, reason string) {
 	sv.stop()
-	sv.l.send(sv.l.n.cfg.Keys.Subject("room", []byte(sv.node)), "", &roomMsg{Op: "ended", Link: sv.id[:], Reason: reason})
+	sv.l.sendWire(sv.l.n.cfg.Keys.Subject("room", []byte(sv.node)), append(appendHeader(nil, opEnded, &sv.id), reason...))
 }
 
 func (sv *served) stop() {
@@ -478,19 +494,18 @@ func (sv *served) run() {
 			return
 		case <-sv.wake:
 			sv.drain(sub)
-		case msg := <-sv.ops:
-			sv.apply(&msg, sub)
+		case o := <-sv.ops:
+			sv.apply(&o, sub)
 		}
 	}
 }
 
 // apply applies one request of the proxy.
-func (sv *served) apply(msg *roomMsg, sub string) {
+func (sv *served) apply(o *servedOp, sub string) {
 	t := sv.l.t
-	switch msg.Op {
-	case "fwd":
-		p := ws.PayloadOf(msg.Data)
-		clear(msg.Data)
+	switch o.op {
+	case opFwd:
+		p := o.p
 		for try := 0; ; try++ {
 			res := sv.m.Forward(sv, p)
 			if res == rooms.Forwarded {
@@ -504,10 +519,10 @@ func (sv *served) apply(msg *roomMsg, sub string) {
 			sv.drain(sub)
 			time.Sleep(time.Millisecond)
 		}
-	case "ack":
-		sv.m.Ack(sv, msg.Seq)
-	case "end":
-		switch rooms.LinkEnd(msg.How) {
+	case opAck:
+		sv.m.Ack(sv, o.seq)
+	case opEnd:
+		switch o.how {
 		case rooms.LinkLeave:
 			t.Leave(sv, sv.m)
 		case rooms.LinkBurn:
@@ -523,35 +538,26 @@ func (sv *served) apply(msg *roomMsg, sub string) {
 func (sv *served) drain(sub string) {
 	body := ws.GetBuf(sv.l.maxFrame)
 	defer ws.PutBuf(body)
-	var batch []wireItem
-	size := 0
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		sv.l.send(sub, "", &roomMsg{Op: "items", Link: sv.id[:], Items: batch})
-		for i := range batch {
-			clear(batch[i].Data)
-		}
-		batch, size = batch[:0], 0
-	}
+	var b []byte
+	n := 0
 	for {
 		it := sv.m.Next(sv, 1, body.B)
 		if it.Kind == rooms.None {
 			break
 		}
-		w := wireItem{Kind: it.Kind, Seq: it.Seq, From: it.From, Event: it.Event, Timeout: it.Timeout, User: it.User,
-			LF: it.LostFrom, LT: it.LostTo}
-		if it.Kind == rooms.Frame {
-			w.Data = append([]byte(nil), body.B[:it.Len]...)
-			size += it.Len
+		if b == nil {
+			b = appendHeader(make([]byte, 0, wireHeader+it.Len+64), opItems, &sv.id)
 		}
-		batch = append(batch, w)
-		if len(batch) >= itemsBatch || size >= itemsBatchBytes {
-			flush()
+		b = appendItem(b, &it, body.B[:it.Len])
+		clear(body.B[:it.Len])
+		if n++; n >= itemsBatch || len(b) >= itemsBatchBytes {
+			sv.l.sendWire(sub, b)
+			b, n = nil, 0
 		}
 	}
-	flush()
+	if b != nil {
+		sv.l.sendWire(sub, b)
+	}
 }
 
 // roomStats are the rooms gauges of the node.
