@@ -300,6 +300,36 @@ func TestClusterRooms(t *testing.T) {
 		})
 	}
 
+	// A dialog opened on A: bob joins it on C and they chat, his user stamped on his join; carol, on B with
+	// the capability, is refused as on one node.
+	alice, _ := newUser(ctx, t, a.url, "alice")
+	bob, _ := newUser(ctx, t, b.url, "bob")
+	carol, _ := newUser(ctx, t, b.url, "carol")
+	dlg, err := alice.OpenDialog(ctx, bob.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	da := &roomMember{t: t, name: "alice", c: session(ctx, t, alice, a.url)}
+	if da.room, err = da.c.Join(ctx, dlg.Room, dlg.Cap); err != nil {
+		t.Fatalf("alice joins her dialog on A: %v", err)
+	}
+	db := &roomMember{t: t, name: "bob", c: session(ctx, t, bob, c.url)}
+	if db.room, err = db.c.Join(ctx, dlg.Room, dlg.Cap); err != nil {
+		t.Fatalf("bob joins the dialog on C: %v", err)
+	}
+	da.until("bob's join", func(ev client.Event) bool {
+		return ev.Kind == client.KindPresence && ev.Event == "join" && ev.Member == db.room.Member && ev.User == bob.Name
+	})
+	db.send(t, "hi alice")
+	da.until("bob's frame", isFrame("hi alice"))
+	da.send(t, "hi bob")
+	db.until("alice's frame", isFrame("hi bob"))
+	if _, err := session(ctx, t, carol, b.url).Join(ctx, dlg.Room, dlg.Cap); err == nil || !strings.Contains(err.Error(), "denied") {
+		t.Fatalf("carol joins alice and bob's dialog on B: %v, want denied", err)
+	}
+	da.c.Close()
+	db.c.Close()
+
 	// A room's lifetime is its sequencer's: node D ends its rooms after 3 s, for members on every node.
 	d := startNode(t, nc, "node-d", 0, secret, "--room-lifetime", "3s")
 	eventually(t, 10*time.Second, "A sees D", func() bool { return a.scrape(t, "cleanrelay_cluster_peers") == 3 })
