@@ -464,6 +464,29 @@ func TestClusterNoDisk(t *testing.T) {
 		t.Fatalf("alice's logged-out token on C: %d", code)
 	}
 	bs.Close()
+
+	// A room made on A, joined on B, frames both ways, a resume on C: rooms traffic crosses NATS, and still
+	// nothing reaches a disk or a log.
+	x := createOn(ctx, t, "x", relays[0].url, 2)
+	y := joinOn(ctx, t, "y", relays[1].url, x)
+	ud.joined(x.room)
+	ud.joined(y.room)
+	x.until("y's join", isPresence(y.room.Member, "join"))
+	for range 4 {
+		p := make([]byte, 256)
+		rand.Read(p)
+		ud.frame(p)
+		x.send(t, string(p))
+		y.until("x's frame", isFrame(string(p)))
+		rand.Read(p)
+		ud.frame(p)
+		y.send(t, string(p))
+		x.until("y's frame", isFrame(string(p)))
+	}
+	y.resumeOn(ctx, relays[2].url, y.last)
+	x.until("y back", isPresence(y.room.Member, "back"))
+	x.c.Close()
+	y.c.Close()
 	for _, r := range relays {
 		r.stop(t)
 	}
