@@ -142,6 +142,8 @@ func pairScript(ctx context.Context, t *testing.T, urls []string) []*roomMember 
 	x := createOn(ctx, t, "x", urls[0], 2)
 	y := joinOn(ctx, t, "y", urls[1], x)
 	x.until("y's join", isPresence(y.room.Member, "join"))
+	_, err := y.c.Join(ctx, x.room.ID, x.room.Cap)
+	y.log = append(y.log, fmt.Sprintf("join again: %v", err))
 	var half uint64
 	for i := range 20 {
 		x.send(t, fmt.Sprintf("x%d", i))

@@ -52,6 +52,7 @@ type linkID [16]byte
 // roomMsg is a find request or its answer (the room subject's messages are binary: roomwire.go), sealed for the subject or inbox it travels on.
 type roomMsg struct {
 	From string `json:"f"`
+	Inc  uint64 `json:"n"` // the sender's incarnation: a node that restarted holds none of its links
 	Op   string `json:"o"`
 	Link []byte `json:"l,omitempty"`
 
@@ -113,7 +114,22 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	return nil
 }
 
-// watchPeers ends, every heartbeat, the links to nodes no longer heard: a served member whose node is gone is
+// liveIncarnations are the incarnations of the nodes heard within PeerTimeout.
+func (n *Node) liveIncarnations() map[string]uint64 {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[string]uint64{}
+	for name, o := range n.origins {
+		if now.Sub(o.lastSeen) < n.cfg.PeerTimeout {
+			out[name] = o.inc
+		}
+	}
+	return out
+}
+
+// watchPeers ends, every heartbeat, the links to nodes no longer heard (or heard again as a new incarnation,
+// which holds none of them): a served member whose node is gone is
 // away (its grace runs here, and it may resume on any node), and a proxied member whose sequencer is gone is
 // told its room closed (shutdown): no other node holds the room.
 func (l *roomLinks) watchPeers() {
@@ -126,17 +142,17 @@ func (l *roomLinks) watchPeers() {
 			return
 		case <-tick.C:
 		}
-		live := l.n.livePeers()
+		live := l.n.liveIncarnations()
 		var away []*served
 		var gone []*proxied
 		l.mu.Lock()
 		for _, sv := range l.served {
-			if sv.m != nil && !live[sv.node] {
+			if inc, ok := live[sv.node]; sv.m != nil && (!ok || inc != sv.inc) {
 				away = append(away, sv)
 			}
 		}
 		for id, pr := range l.proxied {
-			if pr.node != "" && !live[pr.node] {
+			if inc, ok := live[pr.node]; pr.node != "" && (!ok || inc != pr.inc) {
 				gone = append(gone, pr)
 				delete(l.proxied, id)
 			}
@@ -154,7 +170,7 @@ func (l *roomLinks) watchPeers() {
 
 // send seals msg for subject and publishes it.
 func (l *roomLinks) send(subject, reply string, msg *roomMsg) {
-	msg.From = l.n.cfg.Node
+	msg.From, msg.Inc = l.n.cfg.Node, l.n.inc
 	plain, err := json.Marshal(msg)
 	if err != nil {
 		return
@@ -289,7 +305,7 @@ func (l *roomLinks) answerFind(m *nats.Msg) {
 		l.n.refused.Add(1)
 		return
 	}
-	sv := &served{l: l, node: req.From, id: id, wake: make(chan struct{}, 1), ops: make(chan servedOp, servedQueue),
+	sv := &served{l: l, node: req.From, inc: req.Inc, id: id, wake: make(chan struct{}, 1), ops: make(chan servedOp, servedQueue),
 		done: make(chan struct{})}
 	l.mu.Lock()
 	l.served[id] = sv
@@ -361,7 +377,7 @@ func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string
 		}
 		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
 	}
-	l.admitted(pr, a.From)
+	l.admitted(pr, a.From, a.Inc)
 	fillJoined(j, &a)
 	copy(j.Token[:], a.Token)
 	clear(a.Token)
@@ -379,16 +395,16 @@ func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p room
 		}
 		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
 	}
-	l.admitted(pr, a.From)
+	l.admitted(pr, a.From, a.Inc)
 	fillJoined(j, &a)
 	return pr, nil
 }
 
 // admitted records the node that sequences pr's room.
-func (l *roomLinks) admitted(pr *proxied, node string) {
+func (l *roomLinks) admitted(pr *proxied, node string, inc uint64) {
 	subject := l.n.cfg.Keys.Subject("room", []byte(node))
 	l.mu.Lock()
-	pr.node, pr.subject = node, subject
+	pr.node, pr.inc, pr.subject = node, inc, subject
 	l.mu.Unlock()
 }
 
@@ -415,6 +431,7 @@ type proxied struct {
 	id linkID
 	// Written once, with l.mu held, when the sequencer admitted the member (before any Link call).
 	node    string // the sequencer
+	inc     uint64 // its incarnation
 	subject string // its room subject
 }
 
@@ -441,7 +458,8 @@ func (pr *proxied) End(how rooms.LinkEnd) {
 type served struct {
 	// Static after construction.
 	l    *roomLinks
-	node string
+	node string // the member's node
+	inc  uint64 // its incarnation
 	id   linkID
 	// Written once, with l.mu held, before run starts.
 	m    *rooms.Member

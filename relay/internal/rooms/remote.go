@@ -85,6 +85,16 @@ func (h *Table) getRemote() Remote {
 	return h.remote
 }
 
+// proxyOfLocked reports whether c holds a membership of room id through a proxy. h.mu is held.
+func (h *Table) proxyOfLocked(c Conn, id *RoomID) bool {
+	for r := range h.proxies {
+		if r.id == *id && r.members[0].conn == c {
+			return true
+		}
+	}
+	return false
+}
+
 // takeRemote makes a proxy room for s, asks the remote for the membership, and attaches it to s.
 func (h *Table) takeRemote(s Seat, j *Joined, ask func(Proxy) (Link, *Error)) *Error {
 	if s.Full != nil {
@@ -103,7 +113,7 @@ func (h *Table) takeRemote(s Seat, j *Joined, ask func(Proxy) (Link, *Error)) *E
 	defer h.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.link, r.max, m.id = link, j.Max, j.ID
+	r.link, r.max, m.id, r.id = link, j.Max, j.ID, j.Room
 	if h.closed && !r.closed {
 		r.closed = true
 		r.wipeQueueLocked()
@@ -140,6 +150,7 @@ func (h *Table) endProxyLocked(m *Member, how LinkEnd, reason string, n *notes) 
 // dropProxyLocked closes the proxy room r and releases what it holds. h.mu and r.mu are held.
 func (h *Table) dropProxyLocked(r *Room) {
 	r.closed = true
+	clear(r.id[:])
 	r.members[0].conn = nil
 	if _, ok := h.proxies[r]; ok {
 		delete(h.proxies, r)

@@ -90,6 +90,11 @@ func TestProxyDelivers(t *testing.T) {
 	if c.woken() != 2 {
 		t.Fatal("the connection was not woken for each entry")
 	}
+	var id RoomID
+	var capability Secret
+	if err := tb.Join(Seat{Conn: c, Ch: 4}, &id, &capability, new(Joined)); err == nil || err.Code != protocol.CodeAlreadyIn {
+		t.Fatalf("a second join of the same room on one connection: %v", err)
+	}
 	if it, body := next(m, c, 3); it.Kind != Presence || it.Seq != 2 || it.Event != "back" {
 		t.Fatalf("first item %+v %q", it, body)
 	}
@@ -155,7 +160,7 @@ func TestProxyEnds(t *testing.T) {
 
 	tb, r, c, _ = proxyJoin(t, Config{})
 	r.refuse = Errorf(protocol.CodeDenied, "no")
-	var id RoomID
+	id := RoomID{1}
 	var capability Secret
 	if err := tb.Join(Seat{Conn: c, Ch: 4}, &id, &capability, new(Joined)); err == nil || err.Code != protocol.CodeDenied {
 		t.Fatalf("a refused join: %v", err)

@@ -161,6 +161,9 @@ func (h *Table) join(s Seat, id *RoomID, capability *Secret, j *Joined, count bo
 		r = h.rooms.get(id)
 	}
 	if r == nil && (!count || h.remote != nil) {
+		if id != nil && h.proxyOfLocked(s.Conn, id) {
+			return true, Errorf(protocol.CodeAlreadyIn, "this connection is already a member of that room")
+		}
 		return false, Errorf(protocol.CodeDenied, "no such room, or the capability is wrong")
 	}
 	return r != nil, h.joinLocked(s, r, capability, j, &n)
