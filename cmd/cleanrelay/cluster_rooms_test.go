@@ -300,6 +300,9 @@ func TestClusterRooms(t *testing.T) {
 		eventually(t, 5*time.Second, n.name+" holds nothing", func() bool {
 			return n.scrape(t, "cleanrelay_cluster_members_served") == 0 && n.scrape(t, "cleanrelay_cluster_members_proxied") == 0
 		})
+		if g := n.scrape(t, "cleanrelay_cluster_room_gaps_total"); g != 0 {
+			t.Errorf("%s counted %v rooms messages lost on NATS", n.name, g)
+		}
 	}
 
 	// A dialog opened on A: bob joins it on C and they chat, his user stamped on his join; carol, on B with

@@ -482,6 +482,7 @@ type Stats struct {
 	RoomsHere      int64   // rooms this node sequences
 	MembersServed  int     // members on other nodes of rooms this node sequences
 	MembersProxied int     // members on this node of rooms other nodes sequence
+	RoomGaps       uint64  // rooms messages core NATS lost on their way here (a gap in a link's numbers)
 }
 
 // Stats returns the counters.
@@ -492,6 +493,7 @@ func (n *Node) Stats() Stats {
 	if l := n.rooms.Load(); l != nil {
 		s.RoomsHere = l.t.RoomsHere()
 		s.MembersServed, s.MembersProxied = l.stats()
+		s.RoomGaps = l.gaps.Load()
 	}
 	return s
 }

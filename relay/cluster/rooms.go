@@ -85,11 +85,15 @@ type roomLinks struct {
 	subOwn   string // this node's room subject
 	subFind  string
 
-	mu      sync.Mutex
-	served  map[linkID]*served  // guarded by mu: members of rooms here, on other nodes
-	proxied map[linkID]*proxied // guarded by mu: members here of rooms on other nodes
+	mu     sync.Mutex
+	served map[linkID]*served // guarded by mu: members of rooms here, on other nodes
+	// usedLinks are the link ids of the finds answered within the sealing window (maxAge): a replayed find
+	// admits nobody. Guarded by mu.
+	usedLinks map[linkID]bool
+	proxied   map[linkID]*proxied // guarded by mu: members here of rooms on other nodes
 
 	dropped atomic.Uint64 // rooms messages for no known membership, or frames the room refused
+	gaps    atomic.Uint64 // rooms messages that core NATS lost (a gap in a link's numbers)
 }
 
 // ServeRooms makes rooms span the nodes: t's rooms are open to members on other nodes, and t's joins and
@@ -97,7 +101,7 @@ type roomLinks struct {
 func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	l := &roomLinks{n: n, t: t, maxFrame: maxFrame,
 		subOwn: n.cfg.Keys.Subject("room", []byte(n.cfg.Node)), subFind: n.cfg.Keys.Subject("find", nil),
-		served: make(map[linkID]*served), proxied: make(map[linkID]*proxied)}
+		served: make(map[linkID]*served), proxied: make(map[linkID]*proxied), usedLinks: make(map[linkID]bool)}
 	if _, err := n.nc.Subscribe(l.subOwn, l.receive); err != nil {
 		return err
 	}
@@ -221,12 +225,16 @@ func (l *roomLinks) receive(m *nats.Msg) {
 	}
 	op := plain[0]
 	var id linkID
-	copy(id[:], plain[1:wireHeader])
+	copy(id[:], plain[1:])
+	num := binary.BigEndian.Uint64(plain[wireHeader-8 : wireHeader])
 	r := wireReader{b: plain[wireHeader:]}
 	l.mu.Lock()
 	sv, pr := l.served[id], l.proxied[id]
 	l.mu.Unlock()
 	switch {
+	case pr != nil && (op == opItems || op == opEnded) && !pr.in.take(num, &l.gaps),
+		sv != nil && (op == opFwd || op == opAck || op == opEnd) && !sv.in.take(num, &l.gaps):
+		l.n.refused.Add(1) // replayed
 	case op == opItems && pr != nil:
 		for len(r.b) > 0 {
 			it, data, err := r.nextItem()
@@ -308,8 +316,19 @@ func (l *roomLinks) answerFind(m *nats.Msg) {
 	sv := &served{l: l, node: req.From, inc: req.Inc, id: id, wake: make(chan struct{}, 1), ops: make(chan servedOp, servedQueue),
 		done: make(chan struct{})}
 	l.mu.Lock()
+	if l.served[id] != nil || l.usedLinks[id] {
+		l.mu.Unlock()
+		l.n.refused.Add(1) // replayed
+		return
+	}
 	l.served[id] = sv
+	l.usedLinks[id] = true
 	l.mu.Unlock()
+	time.AfterFunc(maxAge, func() {
+		l.mu.Lock()
+		delete(l.usedLinks, id)
+		l.mu.Unlock()
+	})
 	seat := rooms.Seat{Conn: sv, Ch: 1, User: req.User}
 	var j rooms.Joined
 	defer j.Wipe()
@@ -433,6 +452,9 @@ type proxied struct {
 	node    string // the sequencer
 	inc     uint64 // its incarnation
 	subject string // its room subject
+
+	out outbox // numbers what goes to the sequencer
+	in  inbox  // owned by roomLinks.receive
 }
 
 // Forward implements rooms.Link.
@@ -440,18 +462,18 @@ func (pr *proxied) Forward(data *ws.Payload) {
 	b := make([]byte, wireHeader+data.Len())
 	appendHeader(b[:0], opFwd, &pr.id)
 	data.CopyTo(b[wireHeader:], 0)
-	pr.l.sendWire(pr.subject, b)
+	pr.out.send(pr.l, pr.subject, b)
 }
 
 // Ack implements rooms.Link.
 func (pr *proxied) Ack(seq uint64) {
-	pr.l.sendWire(pr.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pr.id), seq))
+	pr.out.send(pr.l, pr.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pr.id), seq))
 }
 
 // End implements rooms.Link.
 func (pr *proxied) End(how rooms.LinkEnd) {
 	pr.l.forgetProxy(pr.id)
-	pr.l.sendWire(pr.subject, append(appendHeader(nil, opEnd, &pr.id), byte(how)))
+	pr.out.send(pr.l, pr.subject, append(appendHeader(nil, opEnd, &pr.id), byte(how)))
 }
 
 // served is, on the sequencer, a member whose socket is on another node: the rooms.Conn it is attached to.
@@ -465,6 +487,8 @@ type served struct {
 	m    *rooms.Member
 	wake chan struct{}
 	ops  chan servedOp
+	out  outbox // numbers what goes to the member's node
+	in   inbox  // owned by roomLinks.receive
 	done chan struct{}
 	once sync.Once
 }
@@ -488,7 +512,7 @@ func (sv *served) Wake() {
 // Closed implements rooms.Conn: the room ended the membership; the proxy's node is told why.
 func (sv *served) Closed(_ *rooms.Member, _ byte, reason string) {
 	sv.stop()
-	sv.l.sendWire(sv.l.n.cfg.Keys.Subject("room", []byte(sv.node)), append(appendHeader(nil, opEnded, &sv.id), reason...))
+	sv.out.send(sv.l, sv.l.n.cfg.Keys.Subject("room", []byte(sv.node)), append(appendHeader(nil, opEnded, &sv.id), reason...))
 }
 
 func (sv *served) stop() {
@@ -569,12 +593,12 @@ func (sv *served) drain(sub string) {
 		b = appendItem(b, &it, body.B[:it.Len])
 		clear(body.B[:it.Len])
 		if n++; n >= itemsBatch || len(b) >= itemsBatchBytes {
-			sv.l.sendWire(sub, b)
+			sv.out.send(sv.l, sub, b)
 			b, n = nil, 0
 		}
 	}
 	if b != nil {
-		sv.l.sendWire(sub, b)
+		sv.out.send(sv.l, sub, b)
 	}
 }
 
