@@ -483,6 +483,7 @@ type Stats struct {
 	MembersServed  int     // members on other nodes of rooms this node sequences
 	MembersProxied int     // members on this node of rooms other nodes sequence
 	RoomGaps       uint64  // rooms messages core NATS lost on their way here (a gap in a link's numbers)
+	RoomDropped    uint64  // rooms messages for no membership known here, and frames a room here refused
 }
 
 // Stats returns the counters.
@@ -493,7 +494,7 @@ func (n *Node) Stats() Stats {
 	if l := n.rooms.Load(); l != nil {
 		s.RoomsHere = l.t.RoomsHere()
 		s.MembersServed, s.MembersProxied = l.stats()
-		s.RoomGaps = l.gaps.Load()
+		s.RoomGaps, s.RoomDropped = l.gaps.Load(), l.dropped.Load()
 	}
 	return s
 }

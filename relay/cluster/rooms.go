@@ -602,7 +602,7 @@ func (sv *served) drain(sub string) {
 	}
 }
 
-// roomStats are the rooms gauges of the node.
+// stats returns the rooms gauges of the node.
 func (l *roomLinks) stats() (served, proxied int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
