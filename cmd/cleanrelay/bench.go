@@ -40,6 +40,7 @@ type benchFlags struct {
 	servers    string
 	bin        string
 	url        string
+	joinURL    string
 	pid        int
 	relayFlags stringList
 	timeout    time.Duration
@@ -64,6 +65,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.StringVar(&f.servers, "servers", "floor,relay", "which servers to measure, in order: floor, relay or both")
 	fs.StringVar(&f.bin, "bin", "", "the cleanrelay `binary` to start the servers from (default: this one)")
 	fs.StringVar(&f.url, "url", "", "measure the relay already running at this ws://HOST/ws `URL` instead of starting one (needs --pid)")
+	fs.StringVar(&f.joinURL, "join-url", "", "with --url: the pairs' second members connect to this ws://HOST/ws `URL`, another node of the same cluster (split pairs)")
 	fs.IntVar(&f.pid, "pid", 0, "with --url: the relay's process id, for its CPU time and memory")
 	fs.Var(&f.relayFlags, "relay-flag", "an extra `flag` for the relay's serve command, e.g. --relay-flag=--room-buffer=512; may be repeated")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on one run after this long")
@@ -111,6 +113,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	}
 	if (f.url == "") != (f.pid == 0) {
 		return nil, nil, errors.New("--url and --pid go together")
+	}
+	if f.joinURL != "" && f.url == "" {
+		return nil, nil, errors.New("--join-url needs --url")
 	}
 	if f.pairs.Size < 16 {
 		return nil, nil, fmt.Errorf("--size %d is below 16 bytes (frame number and send time)", f.pairs.Size)
@@ -211,6 +216,7 @@ func (f *benchFlags) runOne(ctx context.Context, workload, name string, progress
 	var err error
 	if name == "relay" && f.url != "" {
 		s = bench.Attach("relay", f.url, f.pid)
+		s.JoinURL = f.joinURL
 	} else {
 		s, err = bench.StartProcess(ctx, name, f.bin, f.serverArgs(workload, name)...)
 		if err != nil {

@@ -135,8 +135,14 @@ func (c *clusterFlags) start(ctx context.Context, dir *keydir.Directory, srv *re
 	if dir != nil {
 		d = dir
 	}
-	c.run, err = cluster.Start(ctx, cfg, d, srv, log)
-	return err
+	if c.run, err = cluster.Start(ctx, cfg, d, srv, log); err != nil {
+		return err
+	}
+	if err := c.run.ServeRooms(srv.Rooms(), srv.Config().MaxFrame); err != nil {
+		c.run.Close()
+		return fmt.Errorf("failed to serve rooms across nodes: %w", err)
+	}
+	return nil
 }
 
 // close leaves the cluster and overwrites its keys.

@@ -19,6 +19,9 @@ type Server struct {
 	Name string // "relay" or "floor"
 	URL  string // ws://127.0.0.1:PORT/ws
 	PID  int
+	// JoinURL, when set, is where the second member of each pair connects (another node of the same
+	// cluster): the pairs are split across two nodes. Optional; default URL.
+	JoinURL string
 
 	cmd    *exec.Cmd
 	stderr *tailBuffer

@@ -147,12 +147,15 @@ func Pairs(ctx context.Context, s *Server, cfg PairsConfig) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	d := newDialer(s.URL, 2*cfg.Rooms)
+	d, dj := newDialer(s.URL, 2*cfg.Rooms), (*dialer)(nil)
+	if s.JoinURL != "" {
+		dj = newDialer(s.JoinURL, cfg.Rooms)
+	}
 	members := make([]*member, 2*cfg.Rooms)
 	defer closeAll(members)
 	var errs atomic.Int64
 	err := parallel(ctx, cfg.Rooms, func(i int) error {
-		a, b, err := pair(ctx, d, cfg.Window+1024)
+		a, b, err := pairOn(ctx, d, dj, cfg.Window+1024)
 		if err != nil {
 			return err
 		}
@@ -227,6 +230,14 @@ func Pairs(ctx context.Context, s *Server, cfg PairsConfig) (*Result, error) {
 
 // pair makes a room of two on two new connections.
 func pair(ctx context.Context, d *dialer, events int) (*member, *member, error) {
+	return pairOn(ctx, d, nil, events)
+}
+
+// pairOn is pair with the second connection made by dj (nil: d).
+func pairOn(ctx context.Context, d, dj *dialer, events int) (*member, *member, error) {
+	if dj == nil {
+		dj = d
+	}
 	ca, err := d.dial(ctx, events)
 	if err != nil {
 		return nil, nil, err
@@ -236,7 +247,7 @@ func pair(ctx context.Context, d *dialer, events int) (*member, *member, error) 
 		ca.Close()
 		return nil, nil, fmt.Errorf("failed to create a room: %w", err)
 	}
-	cb, err := d.dial(ctx, events)
+	cb, err := dj.dial(ctx, events)
 	if err != nil {
 		ca.Close()
 		return nil, nil, err

@@ -31,6 +31,11 @@ var clusterMetrics = []clusterMetric{
 	metric("changes_applied_total", "Directory changes of other nodes that changed something here, snapshots included.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ChangesApplied) }),
 	metric("refused_total", "Cluster messages that did not open under the cluster key or were malformed, and changes the directory refused.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Refused) }),
 	metric("resyncs_total", "Snapshots taken from other nodes (a new peer, a gap in its changes, a reconnect).", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Resyncs) }),
+	metric("rooms_sequenced", "Rooms this node sequences (created here).", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.RoomsHere) }),
+	metric("members_served", "Members connected to other nodes of rooms this node sequences.", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.MembersServed) }),
+	metric("members_proxied", "Members connected here of rooms other nodes sequence.", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.MembersProxied) }),
+	metric("room_gaps_total", "Rooms messages between nodes that core NATS lost on their way here (a NATS server's death); each may be a frame, an ack or entries nobody was told of.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomGaps) }),
+	metric("room_dropped_total", "Rooms messages for no membership known here (it ended meanwhile), and frames of members on other nodes that a room here refused (the sender is not told).", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomDropped) }),
 	metric("replication_lag_seconds", "From the making of the last change applied here, on its node, to its application here.", prometheus.GaugeValue, func(s *Stats) float64 { return s.LagSeconds }),
 }
 

@@ -150,6 +150,8 @@ type Node struct {
 
 	sent, applied, refused, resyncs atomic.Uint64
 	lagMillis                       atomic.Int64
+
+	rooms atomic.Pointer[roomLinks] // set by ServeRooms (rooms.go)
 }
 
 // Start connects to NATS with the nkey, subscribes, hooks dir's changes, and waits (up to Config.CatchUp) until
@@ -477,11 +479,22 @@ type Stats struct {
 	Refused        uint64  // messages that did not open, were malformed, or changes the directory refused
 	Resyncs        uint64  // snapshots taken (a new peer, a gap, a reconnect)
 	LagSeconds     float64 // from a change's making on its node to its application here, for the last one
+	RoomsHere      int64   // rooms this node sequences
+	MembersServed  int     // members on other nodes of rooms this node sequences
+	MembersProxied int     // members on this node of rooms other nodes sequence
+	RoomGaps       uint64  // rooms messages core NATS lost on their way here (a gap in a link's numbers)
+	RoomDropped    uint64  // rooms messages for no membership known here, and frames a room here refused
 }
 
 // Stats returns the counters.
 func (n *Node) Stats() Stats {
-	return Stats{Connected: n.nc.IsConnected(), Peers: len(n.livePeers()), ChangesSent: n.sent.Load(),
+	s := Stats{Connected: n.nc.IsConnected(), Peers: len(n.livePeers()), ChangesSent: n.sent.Load(),
 		ChangesApplied: n.applied.Load(), Refused: n.refused.Load(), Resyncs: n.resyncs.Load(),
 		LagSeconds: float64(n.lagMillis.Load()) / 1000}
+	if l := n.rooms.Load(); l != nil {
+		s.RoomsHere = l.t.RoomsHere()
+		s.MembersServed, s.MembersProxied = l.stats()
+		s.RoomGaps, s.RoomDropped = l.gaps.Load(), l.dropped.Load()
+	}
+	return s
 }

@@ -42,6 +42,13 @@ func Errorf(code, format string, args ...any) *Error {
 type notes struct {
 	wake   []Conn
 	closed []closedNote
+	links  []linkNote
+}
+
+// linkNote is a proxied membership handed back to its sequencer (remote.go).
+type linkNote struct {
+	l   Link
+	how LinkEnd
 }
 
 type closedNote struct {
@@ -64,6 +71,9 @@ func (n *notes) deliver() {
 	for _, x := range n.closed {
 		x.c.Closed(x.m, x.ch, x.reason)
 	}
+	for _, x := range n.links {
+		x.l.End(x.how)
+	}
 	clear(n.wake)
-	n.wake, n.closed = n.wake[:0], nil
+	n.wake, n.closed, n.links = n.wake[:0], nil, nil
 }

@@ -132,6 +132,14 @@ type Room struct {
 	// Guarded by Table.mu: the room's place in the table's index of rooms with no member attached.
 	idle     *list.Element
 	idleList *list.List
+
+	// A proxy room (remote.go) holds one local member of a room another node sequences. proxy is static;
+	// link is set once the sequencer admitted the member (Table.mu and mu held); the rest is guarded by mu.
+	proxy            bool
+	link             Link
+	queue            []proxyItem
+	qbytes           int
+	lostFrom, lostTo uint64 // entries dropped from a full queue, which the writer reports as lost
 }
 
 // Member is one place in a room. It outlives a connection while it is away. A connection holds the members
@@ -226,6 +234,10 @@ func (r *Room) popLocked() entry {
 // more. It does nothing if m is no longer attached to c.
 func (m *Member) Ack(c Conn, seq uint64) {
 	r := m.room
+	if r.proxy {
+		m.ackProxy(c, seq)
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m.conn == c {
@@ -315,6 +327,9 @@ const wakeInline = 8
 // the connection is killed.
 func (m *Member) Forward(c Conn, data *ws.Payload) ForwardResult {
 	r := m.room
+	if r.proxy {
+		return m.forwardProxy(c, data)
+	}
 	var wake [wakeInline]Conn
 	var more []Conn
 	k := 0
@@ -437,6 +452,9 @@ func (m *Member) Next(c Conn, ch byte, body []byte) Item {
 	r := m.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.proxy {
+		return m.nextProxyLocked(c, ch, body)
+	}
 	for {
 		if r.closed || m.conn != c || m.ch != ch {
 			return Item{}

@@ -6,6 +6,7 @@ import "sync/atomic"
 // room.
 type Stats struct {
 	Rooms, RoomsCreated          atomic.Int64
+	Proxied                      atomic.Int64  // members here of rooms another node sequences (remote.go)
 	RoomsEvicted                 atomic.Uint64 // rooms with nobody attached dropped for a new one
 	Resumes, Lost, Burned        atomic.Uint64 // Lost: lost notices handed to writers
 	GraceExpired                 atomic.Uint64

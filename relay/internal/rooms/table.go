@@ -37,6 +37,8 @@ type Table struct {
 	idle      idleRooms
 	lastSweep time.Time // the last shedAllLocked
 	closed    bool
+	remote    Remote             // rooms on other nodes (remote.go); nil: none
+	proxies   map[*Room]struct{} // the proxy rooms (remote.go)
 }
 
 // New returns an empty table with cfg's limits that counts in stats and mem.
@@ -132,6 +134,24 @@ func (h *Table) newRoomLocked(max int, allow []string, capability *Secret) (*Roo
 // Join makes s a member of the room id if capability opens it, filling j. id and capability are nil when
 // the client sent something malformed: that is answered like a room that does not exist.
 func (h *Table) Join(s Seat, id *RoomID, capability *Secret, j *Joined) *Error {
+	found, err := h.join(s, id, capability, j, true)
+	if found || id == nil || capability == nil {
+		return err
+	}
+	remote := h.getRemote()
+	if remote == nil {
+		return err
+	}
+	err = h.takeRemote(s, j, func(p Proxy) (Link, *Error) { return remote.Join(id, capability, s.User, p, j) })
+	if err != nil && err.Code == protocol.CodeDenied {
+		h.stats.RefusedJoins.Add(1)
+	}
+	return err
+}
+
+// join is Join for this table's rooms; found is false if id names none. With count, a room that is not here
+// counts as a refused join.
+func (h *Table) join(s Seat, id *RoomID, capability *Secret, j *Joined, count bool) (found bool, err *Error) {
 	var n notes
 	defer n.deliver()
 	h.mu.Lock()
@@ -140,6 +160,17 @@ func (h *Table) Join(s Seat, id *RoomID, capability *Secret, j *Joined) *Error {
 	if id != nil {
 		r = h.rooms.get(id)
 	}
+	if r == nil && (!count || h.remote != nil) {
+		if id != nil && h.proxyOfLocked(s.Conn, id) {
+			return true, Errorf(protocol.CodeAlreadyIn, "this connection is already a member of that room")
+		}
+		return false, Errorf(protocol.CodeDenied, "no such room, or the capability is wrong")
+	}
+	return r != nil, h.joinLocked(s, r, capability, j, &n)
+}
+
+// joinLocked is join for the room r. h.mu is held.
+func (h *Table) joinLocked(s Seat, r *Room, capability *Secret, j *Joined, n *notes) *Error {
 	// One answer for a missing room and a wrong capability, and a comparison whose time does not depend on
 	// how much of the capability was right.
 	var want, got [32]byte
@@ -169,13 +200,13 @@ func (h *Table) Join(s Seat, id *RoomID, capability *Secret, j *Joined) *Error {
 		return Errorf(protocol.CodeAlreadyIn, "this connection is already a member of that room")
 	}
 	if len(r.allow) > 0 {
-		h.supersedeAwayLocked(r, s.User, &n)
+		h.supersedeAwayLocked(r, s.User, n)
 	}
 	if len(r.members) >= r.max {
 		h.stats.RefusedJoins.Add(1)
 		return Errorf(protocol.CodeRoomFull, "room is full (%d of %d members)", len(r.members), r.max)
 	}
-	return h.addMemberLocked(s, r, j, &n)
+	return h.addMemberLocked(s, r, j, n)
 }
 
 // supersedeAwayLocked ends user's away membership of the dialog room r, if it has one: a logged-in user who
@@ -218,20 +249,46 @@ func (h *Table) addMemberLocked(s Seat, r *Room, j *Joined, n *notes) *Error {
 // Resume attaches the member that token names to s and replays what it missed after last, filling j. token
 // is nil when the client sent something malformed: that is answered like an unknown token.
 func (h *Table) Resume(s Seat, token *Secret, last uint64, j *Joined) *Error {
+	if token == nil {
+		h.stats.RefusedResumes.Add(1)
+		return Errorf(protocol.CodeBadToken, "unknown or expired resume token")
+	}
+	// The table is keyed by the token's hash, so a lookup's timing tells nothing about the token itself.
+	th := token.Hash()
+	found, err := h.resume(s, &th, last, j, true)
+	if found {
+		return err
+	}
+	remote := h.getRemote()
+	if remote == nil {
+		return err
+	}
+	err = h.takeRemote(s, j, func(p Proxy) (Link, *Error) { return remote.Resume(&th, s.User, last, p, j) })
+	if err != nil && err.Code == protocol.CodeBadToken {
+		h.stats.RefusedResumes.Add(1)
+	}
+	return err
+}
+
+// resume is Resume for this table's members; found is false if no member has the token hash th. With count,
+// a token that is not here counts as a refused resume.
+func (h *Table) resume(s Seat, th *[32]byte, last uint64, j *Joined, count bool) (found bool, err *Error) {
 	var n notes
 	defer n.deliver()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var m *Member
-	if token != nil {
-		// The table is keyed by the token's hash, so a lookup's timing tells nothing about the token itself.
-		th := token.Hash()
-		m = h.tokens.get(&th)
-	}
+	m := h.tokens.get(th)
 	if m == nil {
-		h.stats.RefusedResumes.Add(1)
-		return Errorf(protocol.CodeBadToken, "unknown or expired resume token")
+		if count && h.remote == nil {
+			h.stats.RefusedResumes.Add(1)
+		}
+		return false, Errorf(protocol.CodeBadToken, "unknown or expired resume token")
 	}
+	return true, h.resumeLocked(s, m, last, j, &n)
+}
+
+// resumeLocked is resume for the member m. h.mu is held.
+func (h *Table) resumeLocked(s Seat, m *Member, last uint64, j *Joined, n *notes) *Error {
 	r := m.room
 	// A dialog membership belongs to its user: a token carried to an anonymous or another user's socket
 	// (after a logout, say) opens nothing.
@@ -264,7 +321,7 @@ func (h *Table) Resume(s Seat, token *Secret, last uint64, j *Joined) *Error {
 	m.next = max(last, m.acked) + 1
 	h.stats.Resumes.Add(1)
 	if old == nil {
-		r.presenceLocked(m, eventBack, false, &n)
+		r.presenceLocked(m, eventBack, false, n)
 	}
 	h.reindexLocked(r)
 	return nil
@@ -275,6 +332,10 @@ func (h *Table) Resume(s Seat, token *Secret, last uint64, j *Joined) *Error {
 func (h *Table) Away(c Conn, ms []*Member) {
 	h.forAttached(c, ms, func(m *Member, n *notes) {
 		r := m.room
+		if r.proxy {
+			h.endProxyLocked(m, LinkAway, "", n)
+			return
+		}
 		m.conn = nil
 		grace := h.cfg.Grace
 		if r.orphanLocked() {
@@ -333,7 +394,11 @@ func (h *Table) withMember(c Conn, m *Member, f func(r *Room, n *notes)) bool {
 // Leave ends m's membership for good, at its own request from c. It reports false if m is no longer attached
 // to c; otherwise the channel is c's to release.
 func (h *Table) Leave(c Conn, m *Member) bool {
-	return h.withMember(c, m, func(_ *Room, n *notes) {
+	return h.withMember(c, m, func(r *Room, n *notes) {
+		if r.proxy {
+			h.endProxyLocked(m, LinkLeave, "", n)
+			return
+		}
 		m.conn = nil
 		h.removeMemberLocked(m, false, n)
 	})
@@ -361,6 +426,10 @@ func (h *Table) removeMemberLocked(m *Member, timeout bool, n *notes) {
 // Burn ends m's room for everyone, at m's request from c. It reports false if m is no longer attached to c.
 func (h *Table) Burn(c Conn, m *Member) bool {
 	return h.withMember(c, m, func(r *Room, n *notes) {
+		if r.proxy {
+			h.endProxyLocked(m, LinkBurn, protocol.ReasonBurned, n)
+			return
+		}
 		h.stats.Burned.Add(1)
 		h.dropRoomLocked(r, protocol.ReasonBurned, n)
 	})
@@ -416,6 +485,11 @@ func (h *Table) Close(reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
+	for r := range h.proxies {
+		r.mu.Lock()
+		h.endProxyLocked(r.members[0], LinkAway, reason, &n)
+		r.mu.Unlock()
+	}
 	for _, r := range h.rooms.values() {
 		r.mu.Lock()
 		h.dropRoomLocked(r, reason, &n)
@@ -458,6 +532,10 @@ func (h *Table) Revoke(user string) {
 // Remove ends every membership of ms still attached to c for good, telling c each is closed for reason.
 func (h *Table) Remove(c Conn, ms []*Member, reason string) {
 	h.forAttached(c, ms, func(m *Member, n *notes) {
+		if m.room.proxy {
+			h.endProxyLocked(m, LinkLeave, reason, n)
+			return
+		}
 		n.close(c, m, m.ch, reason)
 		m.conn = nil
 		h.removeMemberLocked(m, false, n)
