@@ -241,7 +241,9 @@ func parse(b []byte, max int) ([]prekey, error) {
 	return keys, nil
 }
 
-func be32(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+func be32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
 
 func (k prekey) cost() int64 { return int64(cap(k.data)) + PrekeyOverhead }
 
