@@ -342,7 +342,7 @@ export class Room extends EventTarget {
     const r = await this.crypto.call('mailOpen', { member: PEER, body: p.body.slice() });
     prekeys.save(r.stored);
     if (r.error) {
-      this.emit('problem', { message: t(r.error === 'replayed' ? 'mail_replayed' : 'frame_unreadable', { n: who }), detail: r.message, code: r.error });
+      this.emit('problem', { message: t(r.error === 'replayed' ? 'mail_replayed' : 'frame_unreadable', { n: who }), detail: r.message });
       return;
     }
     await this.onPlain({ ...meta, verified: true }, r.data, { t0 });
