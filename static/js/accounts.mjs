@@ -510,7 +510,7 @@ function myKeyDialog() {
 }
 
 async function logout() {
-  prekeys.forget();
+  await prekeys.forget();
   stopWatch();
   unread.clear();
   localStorage.removeItem(LOGGED_IN);

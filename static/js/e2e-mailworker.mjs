@@ -50,6 +50,13 @@ export function mailOps(state) {
   }
 
   return {
+    // prekeysForget drops the private halves from the worker's memory (logout); the stored blob stays.
+    async prekeysForget() {
+      if (mail) for (const id of [...mail.keys.keys()]) forget(id);
+      mail = null;
+      return true;
+    },
+
     // prekeysLoad reads the stored blob of user (base64url, or null) into the worker. A blob that does not
     // open (another key, damaged) is dropped: its prekeys cannot be used anyway.
     async prekeysLoad({ user, stored }) {

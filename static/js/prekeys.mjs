@@ -75,7 +75,9 @@ export async function take(peer) {
 }
 
 // forget drops the page's state at logout (the stored blob stays: only the account's key opens it).
-export function forget() {
+export async function forget() {
+  const c = crypto;
   crypto = null;
   user = null;
+  await c?.call('prekeysForget').catch(() => {});
 }
