@@ -8,6 +8,7 @@ import { Epoch } from '../static/js/e2e-epoch.mjs';
 import { inviteKey, sealIdentity } from '../static/js/e2e-identity.mjs';
 import { utf8 } from '../static/js/e2e-core.mjs';
 import { DIR } from './unit/e2e-vectors.mjs';
+import { sealItem } from '../static/js/e2e-mailbox.mjs';
 import { PgpIdentity } from '../static/js/e2e-pgp.mjs';
 import * as pgp from '../static/js/pgp.mjs';
 
@@ -144,6 +145,25 @@ async function prekey() {
   w.write('js-prekey-replayed.txt');
 }
 
+// mailItem: member 1 leaves a message for alice, who is away, with her prekey 8; the relay delivers it twice.
+async function mailItem() {
+  const w = new Writer('mail-item', 'replayed', 'member 1 leaves a message for user alice, who is away, sealed with her prekey 8; the relay delivers it again');
+  w.add('user', 'alice');
+  const ctx = utf8('prekey:alice');
+  const ms = await mkMembers(w, 'mail', 'prekey', ctx, [1, 2], 8);
+  const tag = 'mail';
+  const secret = seed(`${tag} secret`, 32);
+  const eph = seed(`${tag} eph`, 32);
+  const c = await mkCommit(w, tag, ctx, 1, new Uint8Array(32), ms.get(1), new Uint8Array(32), [ms.get(2).kp]);
+  const pt = utf8('\u0000\u0019{"k":"msg","id":"j1"}hello alice, from the mailbox');
+  const item = await sealItem(ms.get(1).sig, 'alice', ms.get(2).kp, pt, { secret, ephemeralSeed: eph, kemRandom: (kp) => seed(`${tag} kem random ${kp.member}`, 32) });
+  if (hex(item.subarray(2, 2 + c.raw.length)) !== hex(c.raw)) throw new Error("the item's commit is not the commit of the inputs");
+  w.add('plaintext', hex(pt));
+  w.add('item', hex(item));
+  w.add('item', hex(item));
+  w.write('js-mail-item-replayed.txt');
+}
+
 async function history() {
   const w = new Writer('history', 'old-epoch', 'epochs 1, 2, 3, then the relay replays epoch 2');
   const room = 'Js0historyRoomAAAAAAAA';
@@ -203,3 +223,4 @@ await prekey();
 await history();
 await identity();
 await pgpKeyPackage();
+await mailItem();

@@ -12,6 +12,7 @@ import (
 	"github.com/cleanrelay/cleanrelay/relay"
 	"github.com/cleanrelay/cleanrelay/relay/accounts"
 	"github.com/cleanrelay/cleanrelay/relay/mailbox"
+	"github.com/cleanrelay/cleanrelay/relay/prekeys"
 )
 
 // accountFlags configure accounts and the public-key directory (docs/accounts.md).
@@ -26,9 +27,11 @@ type accountFlags struct {
 	apiLimits     accounts.Config // the API limits set by flags
 	mailbox       bool            // keep dialog messages for absent contacts
 	boxLimits     mailbox.Config  // the mailbox limits set by flags
+	keyLimits     prekeys.Config  // the prekey limits set by flags
 
 	dir *keydir.Directory // made by directory; close overwrites its signing key
 	box *mailbox.Store    // made by api when the mailbox is on; close overwrites what it holds
+	pre *prekeys.Store    // made with box; close overwrites it too
 }
 
 // close overwrites the token signing key and every message in the mailbox once the relay has stopped.
@@ -38,6 +41,9 @@ func (a *accountFlags) close() {
 	}
 	if a.box != nil {
 		a.box.Close()
+	}
+	if a.pre != nil {
+		a.pre.Close()
 	}
 }
 
@@ -59,6 +65,11 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 	a.boxLimits.MaxBytesPerRecipient, a.boxLimits.MaxBytes = md.MaxBytesPerRecipient, md.MaxBytes
 	fs.Var((*byteSize)(&a.boxLimits.MaxBytesPerRecipient), "mailbox-max-bytes-per-user", "`bytes` that may wait for one user (suffixes KiB, MiB, GiB)")
 	fs.Var((*byteSize)(&a.boxLimits.MaxBytes), "mailbox-max-bytes", "`bytes` the whole mailbox may hold, counted against --max-memory too")
+	pd := prekeys.Config{}.WithDefaults()
+	fs.IntVar(&a.keyLimits.MaxPerUser, "prekeys-max-per-user", pd.MaxPerUser, "one-time prekeys one user may publish for the mailbox")
+	fs.IntVar(&a.keyLimits.MaxHeldPerSender, "prekeys-max-held", pd.MaxHeldPerSender, "prekeys of one user that one sender may take before that user reads its messages")
+	a.keyLimits.MaxBytes = pd.MaxBytes
+	fs.Var((*byteSize)(&a.keyLimits.MaxBytes), "prekeys-max-bytes", "`bytes` all published prekeys may take, counted against --max-memory too")
 }
 
 // directory makes the key directory the flags describe (nil when accounts are off). It is made before the
@@ -98,7 +109,9 @@ func (a *accountFlags) api(dir *keydir.Directory, log *slog.Logger) *accounts.Ac
 	cfg := a.apiLimits
 	if a.mailbox {
 		a.box = mailbox.New(a.boxLimits)
-		cfg.Mailbox = a.box
+		a.keyLimits.HoldFor = a.boxLimits.WithDefaults().MaxTTL // after it, what the sender left is gone anyway
+		a.pre = prekeys.New(a.keyLimits)
+		cfg.Mailbox, cfg.Prekeys = a.box, a.pre
 	}
 	return accounts.New(dir, cfg, log)
 }

@@ -172,6 +172,7 @@ var numericConfigFlags = []string{
 	"max-hash-queue", "max-hash-wait", "max-key-user-ids", "max-tickets-per-user",
 	"orphan-grace", "message-timeout", "ack-delay", "max-memory",
 	"mailbox-ttl-max", "mailbox-max-per-user", "mailbox-max-bytes-per-user", "mailbox-max-bytes",
+	"prekeys-max-per-user", "prekeys-max-held", "prekeys-max-bytes",
 }
 
 // validateServeFlags checks the parsed flags and returns the first problem as one line naming its flag.
@@ -214,6 +215,12 @@ func validateServeFlags(fs *flag.FlagSet, f *serveFlags, fromEnv map[string]bool
 	}
 	if err := f.accounts.boxLimits.Validate(); f.accounts.mailbox && err != nil {
 		return fmt.Errorf("invalid value for a --mailbox-* flag: %w", err)
+	}
+	if err := f.accounts.keyLimits.Validate(); f.accounts.mailbox && err != nil {
+		return fmt.Errorf("invalid value for a --prekeys-* flag: %w", err)
+	}
+	if n := f.accounts.keyLimits.MaxBundleBytes(); f.accounts.mailbox && int64(n) > f.accounts.apiLimits.WithDefaults().MaxBodyBytes {
+		return fmt.Errorf("invalid value for flag --prekeys-max-per-user: a full bundle (%d bytes) would not fit a request body", n)
 	}
 	if err := f.ops.http.Validate(); err != nil {
 		return fmt.Errorf("invalid HTTP limits: %w", err)

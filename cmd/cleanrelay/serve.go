@@ -16,6 +16,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/relay"
 	"github.com/cleanrelay/cleanrelay/relay/mailbox"
+	"github.com/cleanrelay/cleanrelay/relay/prekeys"
 )
 
 // shutdownTimeout bounds a clean shutdown: closing every WebSocket and waiting for its goroutines.
@@ -195,8 +196,9 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 	if acc != nil {
 		cfg.ExtraHeld = dir.HeldBytes // one memory budget for rooms and the directory
 		if box := f.accounts.box; box != nil {
-			cfg.ExtraHeld = func() int64 { return dir.HeldBytes() + box.HeldBytes() } // and the mailbox
-			f.ops.collectors = append(f.ops.collectors, mailbox.NewMetrics(box))
+			pre := f.accounts.pre
+			cfg.ExtraHeld = func() int64 { return dir.HeldBytes() + box.HeldBytes() + pre.HeldBytes() } // and the mailbox with its prekeys
+			f.ops.collectors = append(f.ops.collectors, mailbox.NewMetrics(box), prekeys.NewMetrics(pre))
 		}
 		cfg.Authenticator = acc
 	}

@@ -7,6 +7,7 @@ import { inviteKey, openIdentity } from '../../static/js/e2e-identity.mjs';
 import { utf8, equal } from '../../static/js/e2e-core.mjs';
 import { PgpVerifier } from '../../static/js/e2e-pgp.mjs';
 import { openpgp } from '../../static/js/pgp.mjs';
+import { prekeyCtx, sealItem, parseItem, openItem } from '../../static/js/e2e-mailbox.mjs';
 
 export const DIR = new URL('../../testdata/e2e/', import.meta.url);
 
@@ -14,7 +15,7 @@ const KEYS = {
   kind: false, expect: false, producer: false, comment: false, room: false, user: false,
   member: true, keypackage: true, committer: false, epoch: false, prev: false, secret: false,
   ephemeral: false, wrap: true, commit: true, 'epoch id': false, message: true, 'invite secret': false,
-  identity: true, 'pgp public': false,
+  identity: true, 'pgp public': false, plaintext: false, item: true,
 };
 
 export function parseVector(name, text) {
@@ -81,7 +82,7 @@ function kemRandoms(v, ms) {
 }
 
 export async function runVector(v) {
-  const run = { session: runSession, keypackage: runKeyPackage, 'open-commit': runOpenCommit, prekey: runOpenCommit, history: runHistory, identity: runIdentity, 'pgp-keypackage': runPgpKeyPackage }[v.one.kind];
+  const run = { session: runSession, keypackage: runKeyPackage, 'open-commit': runOpenCommit, prekey: runOpenCommit, history: runHistory, identity: runIdentity, 'pgp-keypackage': runPgpKeyPackage, 'mail-item': runMailItem }[v.one.kind];
   check(run, `unknown kind ${v.one.kind}`);
   await run(v);
 }
@@ -221,4 +222,34 @@ async function runPgpKeyPackage(v) {
     const o = await outcome(() => KeyPackage.parse(unhex(h), 'keypackage', utf8(v.one.room), new PgpVerifier(key)));
     check(o.cls === v.one.expect, `key package: got ${o.cls}, want ${v.one.expect}`);
   }
+}
+
+// runMailItem rebuilds the first item from the inputs and compares bytes, then opens the items in order as
+// the prekey's owner (member 2), deleting the prekey's seeds on first use; the last gives the expected result.
+async function runMailItem(v) {
+  const user = v.one.user;
+  const ms = await members(v, 'prekey', prekeyCtx(user));
+  const sender = ms.get(1);
+  const owner = ms.get(2);
+  const f = v.many.member.find((l) => l.startsWith('2 ')).split(' ');
+  let seeds = { x: unhex(f[2]), kem: unhex(f[3]) };
+  const pt = unhex(v.one.plaintext);
+  const items = v.many.item;
+  const got = await sealItem(sender.sig, user, owner.kp, pt, { secret: unhex(v.one.secret), ephemeralSeed: unhex(v.one.ephemeral), kemRandom: kemRandoms(v, ms) });
+  checkBytes('item', got, unhex(items[0]));
+  for (let i = 0; i < items.length; i++) {
+    const o = await outcome(async () => {
+      const item = await parseItem(unhex(items[i]), user, sender.sig.verifier());
+      checkBytes('prekey hash', item.prekeyHash, await owner.kp.hash());
+      return openItem(item, user, owner.kp, seeds, () => {
+        seeds.x.fill(0);
+        seeds.kem.fill(0);
+        seeds = null;
+      });
+    });
+    const want = i < items.length - 1 ? 'ok' : v.one.expect;
+    check(o.cls === want, `item ${i}: got ${o.cls}, want ${want}${o.error ? ` (${o.error.message})` : ''}`);
+    if (o.cls === 'ok') checkBytes('plaintext', o.value, pt);
+  }
+  check(seeds === null, 'the prekey was kept after use');
 }

@@ -1,7 +1,7 @@
 // Unit tests of the outbox: a sent message's states, retries while the relay is out of reach, receipts.
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import { Outbox, PENDING_FOR, RETRY_EVERY, dialogOutbox } from '../../static/js/outbox.mjs';
+import { Outbox, PENDING_FOR, RETRY_EVERY, WAIT_RETRY, dialogOutbox } from '../../static/js/outbox.mjs';
 
 const offline = () => Object.assign(new Error('failed to reach the relay'), { code: 'network' });
 
@@ -113,4 +113,32 @@ test('a member who left is not waited for; a message nobody confirmed stays sent
   box.gone(3);
   assert.equal(box.items.get('m1').state, 'delivered');
   assert.equal(box.items.get('m2').state, 'sent');
+});
+
+test('no prekey of the contact to be had: waiting, never failed by time, tried again, sent when the contact is there', async () => {
+  mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  try {
+    const box = new Outbox();
+    let there = false;
+    let tries = 0;
+    box.attempt = async () => {
+      tries++;
+      if (!there) throw Object.assign(new Error('waiting for bob'), { code: 'waiting_contact' });
+      return 'sent';
+    };
+    await box.send({ id: 'm1', kind: 'msg' }, [0]);
+    assert.equal(box.items.get('m1').state, 'waiting');
+    mock.timers.tick(PENDING_FOR + WAIT_RETRY);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(tries, 2, 'not tried again after WAIT_RETRY');
+    assert.equal(box.items.get('m1').state, 'waiting', 'a waiting message failed by time');
+    there = true;
+    box.wake(); // the contact came into the dialog
+    await new Promise((r) => setImmediate(r));
+    assert.equal(box.items.get('m1').state, 'sent');
+    box.fail(new Error('ended'));
+    assert.equal(box.items.get('m1').state, 'sent');
+  } finally {
+    mock.timers.reset();
+  }
 });

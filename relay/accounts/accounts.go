@@ -20,6 +20,7 @@ import (
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
 	"github.com/cleanrelay/cleanrelay/relay/mailbox"
+	"github.com/cleanrelay/cleanrelay/relay/prekeys"
 )
 
 // Config holds the limits of the accounts API. The zero value of a field means its default.
@@ -60,6 +61,11 @@ type Config struct {
 	// and wipes what it holds for a user whose key changes or is withdrawn. Optional; nil: no mailbox (its
 	// routes answer 404 mailbox_off).
 	Mailbox *mailbox.Store
+
+	// Prekeys keeps the one-time prekeys users publish for the mailbox (docs/accounts.md §Prekeys); the API
+	// wipes a user's when its key changes or is withdrawn, and a sender's hold on them ends when the owner
+	// acknowledges its mailbox items. Optional; nil: its routes answer 404 prekeys_off.
+	Prekeys *prekeys.Store
 }
 
 // WithDefaults returns c with every zero field set to its default.

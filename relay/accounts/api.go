@@ -23,6 +23,7 @@ func (a *Accounts) routes() {
 	m.HandleFunc("POST /api/session/challenge", a.challenge(keydir.PurposeSession))
 	m.HandleFunc("POST /api/session/proof", a.sessionProof)
 	a.mailboxRoutes()
+	a.prekeyRoutes()
 	// Everything else: 405 for a known path with another method, else 404, both in the API's JSON form.
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		var allow []string

@@ -215,13 +215,20 @@ func (a *Accounts) mailboxAck(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, keydir.ErrNotFound)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"removed": a.cfg.Mailbox.Ack(s.Username, from, req.IDs)})
+	removed := a.cfg.Mailbox.Ack(s.Username, from, req.IDs)
+	if removed > 0 && a.cfg.Prekeys != nil {
+		a.cfg.Prekeys.Release(s.Username, from) // read: the sender may take this user's prekeys again
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"removed": removed})
 }
 
 // keyGone wipes what waits for a user whose key changed or went (reason), reports it to its senders, and
 // tells everyone who has a dialog with the user, open or in the mailbox, that its key changed.
 func (a *Accounts) keyGone(user, reason string) {
 	tell := map[string]bool{}
+	if a.cfg.Prekeys != nil {
+		a.cfg.Prekeys.Wipe(user) // signed by the key that went
+	}
 	if box := a.cfg.Mailbox; box != nil {
 		for _, p := range box.Peers(user) {
 			tell[p] = true

@@ -1,5 +1,6 @@
 // Module accounts drives the account screens: register, log in, key setup or unlock, search,
 // and opening a dialog (docs/accounts.md). The chat itself is the room screen of app.mjs.
+import * as prekeys from './prekeys.mjs';
 import * as api from './api.mjs';
 import { missing, missingPassphrase } from './policy.mjs';
 import { t, errorText } from './i18n.mjs';
@@ -230,6 +231,12 @@ function unlockScreen(stored) {
 // ensurePublished publishes this tab's key when the directory holds another one (or none),
 // with the proof of possession the directory asks for.
 async function ensurePublished() {
+  await publishKey();
+  // One-time prekeys for messages left while this account is away (docs/e2e.md §9); never in the way of login.
+  await prekeys.start(env.crypto(), me.user.username).catch(() => null);
+}
+
+async function publishKey() {
   if (me.key && me.key.fingerprint === own.fingerprint.replace(/ /g, '')) return;
   const c = await api.keyChallenge();
   const signature = await env.crypto().call('sign', { text: c.challenge });
@@ -503,6 +510,7 @@ function myKeyDialog() {
 }
 
 async function logout() {
+  await prekeys.forget();
   stopWatch();
   unread.clear();
   localStorage.removeItem(LOGGED_IN);

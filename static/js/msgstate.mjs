@@ -1,5 +1,5 @@
-// Module msgstate shows a sent message's state in its bubble — sending, sent, delivered, not sent with
-// Retry — as the outbox reports it (outbox.mjs).
+// Module msgstate shows a sent message's state in its bubble — sending, waiting for the contact, sent,
+// delivered, not sent with Retry — as the outbox reports it (outbox.mjs).
 import { h, tx } from './ui.mjs';
 import { errorText } from './i18n.mjs';
 
@@ -19,7 +19,7 @@ export function showState(log, entry, retry = null) {
     mark = stateSpan();
     (el.querySelector('.meta') ?? el).append(mark);
   }
-  const key = { pending: 'state_pending', queued: 'state_pending', sent: 'state_sent', delivered: 'state_delivered', failed: 'state_failed' }[entry.state];
+  const key = { pending: 'state_pending', queued: 'state_pending', sent: 'state_sent', delivered: 'state_delivered', failed: 'state_failed', waiting: 'state_waiting' }[entry.state];
   const kids = [' · ', tx(key)];
   if (entry.state === 'sent' && entry.boxIds?.length) kids.push(' ', tx('state_in_mailbox'));
   if (entry.state === 'failed') {

@@ -1,11 +1,14 @@
 // Module outbox keeps each message the user sent with its state — pending (not yet accepted by the relay),
-// sent (the relay holds or forwarded it), delivered (the peer's client decrypted it and said so in an
+// waiting (for the contact: none of its one-time prekeys could be had, docs/e2e.md §9), sent (the relay holds or forwarded it), delivered (the peer's client decrypted it and said so in an
 // end-to-end encrypted receipt, docs/e2e.md §Receipts), failed (with Retry) — and retries what is pending.
 
 // PENDING_FOR is how long a message may wait for the relay before it is marked failed; RETRY_EVERY is how
 // often a pending one is tried again meanwhile (a reconnect tries at once).
 export const PENDING_FOR = 15000;
 export const RETRY_EVERY = 3000;
+// WAIT_RETRY is how often a message waiting for its contact (no one-time prekey of the contact to be had,
+// docs/e2e.md §9) is tried again; the contact coming online tries at once.
+export const WAIT_RETRY = 30000;
 
 // Outbox is the messages of one conversation. attempt(entry) sends an entry once: it resolves to 'sent', or
 // to 'queued' when the frame waits in the room's connection for the next resume (flush marks those sent),
@@ -48,6 +51,11 @@ export class Outbox extends EventTarget {
     try {
       r = await this.attempt(e);
     } catch (err) {
+      if (err.code === 'waiting_contact') {
+        this.set(e, 'waiting', err);
+        this.later(WAIT_RETRY);
+        return;
+      }
       if ((err.code === 'network' || err.code === 'offline' || err.code === 'dropped') && Date.now() - e.since < PENDING_FOR) {
         this.set(e, 'pending');
         this.later();
@@ -59,17 +67,21 @@ export class Outbox extends EventTarget {
     this.set(e, r === 'queued' ? 'queued' : 'sent');
   }
 
-  later() {
+  later(ms = RETRY_EVERY) {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = 0;
       this.wake();
-    }, RETRY_EVERY);
+    }, ms);
   }
 
-  // wake tries every pending message again (the connection came back) and fails those pending too long.
+  // wake tries every pending message again (the connection came back) and fails those pending too long;
+  // messages waiting for their contact are tried again too, without a time limit.
   wake() {
-    for (const e of this.items.values()) if (e.state === 'pending') this.run(e);
+    for (const e of this.items.values()) {
+      if (e.state === 'waiting') e.since = Date.now();
+      if (e.state === 'pending' || e.state === 'waiting') this.run(e);
+    }
   }
 
   // flush marks the frames that waited in the connection as sent: a resume handed them to the relay.
@@ -79,7 +91,7 @@ export class Outbox extends EventTarget {
 
   // fail marks everything not yet accepted as failed (the room ended).
   fail(why) {
-    for (const e of this.items.values()) if (e.state === 'pending' || e.state === 'queued') this.set(e, 'failed', why);
+    for (const e of this.items.values()) if (e.state === 'pending' || e.state === 'queued' || e.state === 'waiting') this.set(e, 'failed', why);
   }
 
   retry(id) {

@@ -13,6 +13,8 @@ export const KIND_KEY = 0x01; // key announcement, AES-GCM under the invite secr
 export const KIND_PGP = 0x02; // a complete binary OpenPGP message
 // Protocol v2 kinds (docs/e2e.md §3): identity, key package, commit, message.
 export const KINDS_V2 = Object.freeze([0x10, 0x11, 0x12, 0x13]);
+// KIND_MAIL is a mailbox item sealed with a one-time prekey (docs/e2e.md §9); it never goes into a room.
+export const KIND_MAIL = 0x14;
 
 // PADDED is the first byte of every frame payload this client sends (docs/client.md):
 //   0x03 ‖ u32 big-endian n ‖ kind(1) ‖ body(n−1) ‖ zeros up to one of FRAME_BUCKETS.
@@ -45,7 +47,7 @@ export function decodeDeliver(buf) {
 // encodePayload returns the frame payload that carries body as kind, padded to a frame bucket. It
 // throws a RangeError when body does not fit the largest bucket.
 export function encodePayload(kind, body) {
-  if (kind !== KIND_KEY && kind !== KIND_PGP && !KINDS_V2.includes(kind)) throw new RangeError(`failed to encode payload: unknown kind ${kind}`);
+  if (kind !== KIND_KEY && kind !== KIND_PGP && kind !== KIND_MAIL && !KINDS_V2.includes(kind)) throw new RangeError(`failed to encode payload: unknown kind ${kind}`);
   if (!(body instanceof Uint8Array)) throw new TypeError('failed to encode payload: body must be a Uint8Array');
   const inner = new Uint8Array(1 + body.length);
   inner[0] = kind;

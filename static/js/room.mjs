@@ -1,7 +1,7 @@
 // Module room runs a room: it joins the relay and turns chat messages and files into encrypted frames
 // and back, with protocol v2 in anonymous rooms (docs/e2e.md) and OpenPGP in dialogs.
 import { RoomConn, coded } from './conn.mjs';
-import { KIND_KEY, KIND_PGP, KINDS_V2, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
+import { KIND_KEY, KIND_PGP, KIND_MAIL, KINDS_V2, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
 import { MAX_DATA } from './pad.mjs';
 import { validName } from './notify.mjs';
 import { t } from './i18n.mjs';
@@ -9,6 +9,7 @@ import { ConvTimer, ttlOf } from './convtimer.mjs';
 import { Resend } from './resend.mjs';
 import { Outbox } from './outbox.mjs';
 import * as mailbox from './mailbox.mjs';
+import * as prekeys from './prekeys.mjs';
 
 // PEER is the worker's member id of a dialog's other user: its key comes from the directory and is the one
 // every message is encrypted to, whether it is in the room (a frame) or away (the mailbox).
@@ -262,6 +263,7 @@ export class Room extends EventTarget {
       }
       await mailbox.ack(this.dialog.peerName, ids).catch(() => {});
       this.emit('mailread', { n: ids.length });
+      prekeys.topUp(); // the items used prekeys
       if (!r.more) return;
     }
   }
@@ -291,7 +293,10 @@ export class Room extends EventTarget {
       return;
     }
     this.emit('presence', p);
-    if (p.event === 'join' || p.event === 'back') this.flushReceipts();
+    if (p.event === 'join' || p.event === 'back') {
+      this.flushReceipts();
+      if (this.dialog) this.outbox.wake(); // what waited for the contact goes now
+    }
   }
 
   async on_frame(f) {
@@ -320,14 +325,27 @@ export class Room extends EventTarget {
 
   // onCipher handles one dialog payload that came through the mailbox.
   async onCipher(payload, meta) {
+    const t0 = performance.now();
+    const who = this.dialog.peerName;
     let p;
     try {
       p = decodePayload(payload);
     } catch (e) {
-      this.emit('problem', { message: t('frame_unreadable', { n: this.dialog.peerName }), detail: e.message });
+      this.emit('problem', { message: t('frame_unreadable', { n: who }), detail: e.message });
       return;
     }
-    await this.onDialogBody(p.kind, p.body.slice(), meta, performance.now());
+    if (p.kind !== KIND_MAIL) {
+      // Items of protocol v1 (OpenPGP to the long-term key) exist only from before an upgrade: not read.
+      this.emit('problem', { message: t('mail_old_format', { n: who }) });
+      return;
+    }
+    const r = await this.crypto.call('mailOpen', { member: PEER, body: p.body.slice() });
+    prekeys.save(r.stored);
+    if (r.error) {
+      this.emit('problem', { message: t(r.error === 'replayed' ? 'mail_replayed' : 'frame_unreadable', { n: who }), detail: r.message });
+      return;
+    }
+    await this.onPlain({ ...meta, verified: true }, r.data, { t0 });
   }
 
   async onDialogBody(kind, body, meta, t0) {
@@ -463,18 +481,22 @@ export class Room extends EventTarget {
   async sendEnvelope(header, body, { quiet = false } = {}) {
     if (this.blocked.size) throw this.whyNot();
     const t0 = performance.now();
+    if (!this.viaFrames()) return this.sendMail(header, body, quiet, t0);
     const r = await this.crypto.call(this.v2 ? 'v2seal' : 'encrypt', { data: encodeEnvelope(header, body) });
     if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
-    let state = 'sent';
-    let boxId = null;
-    if (this.viaFrames()) {
-      this.conn.send(r.payload);
-      this.resend.keep(r.at, header, body);
-      if (!this.conn.online) state = 'queued';
-    } else {
-      boxId = (await mailbox.put(this.dialog.peerName, this.dialog.peerFp, r.payload, { quiet })).id;
-    }
-    return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length, state, boxId };
+    this.conn.send(r.payload);
+    this.resend.keep(r.at, header, body);
+    return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length, state: this.conn.online ? 'sent' : 'queued', boxId: null };
+  }
+
+  // sendMail leaves one envelope in the mailbox for the dialog's peer, sealed with one of its one-time
+  // prekeys (docs/e2e.md §9). With none to be had it rejects with code waiting_contact.
+  async sendMail(header, body, quiet, t0) {
+    const name = this.dialog.peerName;
+    const k = await prekeys.take(name);
+    const r = await this.crypto.call('mailSeal', { to: name, member: PEER, prekey: k.prekey, data: encodeEnvelope(header, body) });
+    const boxId = (await mailbox.put(name, k.fingerprint, r.payload, { quiet })).id;
+    return { t0, t1: performance.now(), worker: r.ms, size: r.payload.length, state: 'sent', boxId };
   }
 
   // queueReceipt confirms a decrypted message to its sender, gathered with others read at the same time.

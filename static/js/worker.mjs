@@ -6,6 +6,7 @@
 import * as pgp from './pgp.mjs';
 import { KIND_PGP, encodePayload } from './proto.mjs';
 import { v2Ops } from './e2e-worker.mjs';
+import { mailOps } from './e2e-mailworker.mjs';
 
 const state = {
   key: null, // unlocked private key of this tab
@@ -159,6 +160,7 @@ const ops = {
 };
 
 Object.assign(ops, v2Ops(state));
+Object.assign(ops, mailOps(state)); // mailbox items with one-time prekeys (docs/e2e.md §9)
 
 self.onmessage = async (ev) => {
   const { id, op, args } = ev.data;

@@ -109,6 +109,7 @@ func writeVectors(t *testing.T) {
 	genHistory(t, "go-history-fork.txt", "fork")
 	genIdentity(t)
 	genPGPKeyPackage(t)
+	genMailItem(t)
 }
 
 // genPGPKeyPackage: key packages signed by an OpenPGP (EdDSA) identity, as dialogs sign them; the second

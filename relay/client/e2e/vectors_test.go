@@ -35,7 +35,7 @@ var vectorKeys = map[string]bool{ // true: may repeat
 	"kind": false, "expect": false, "producer": false, "comment": false, "room": false, "user": false,
 	"member": true, "keypackage": true, "committer": false, "epoch": false, "prev": false, "secret": false,
 	"ephemeral": false, "wrap": true, "commit": true, "epoch id": false, "message": true, "invite secret": false,
-	"identity": true, "pgp public": false,
+	"identity": true, "pgp public": false, "plaintext": false, "item": true,
 }
 
 func readVector(t *testing.T, path string) vector {
@@ -171,6 +171,8 @@ func TestVectors(t *testing.T) {
 				runIdentity(t, v)
 			case "pgp-keypackage":
 				runPGPKeyPackage(t, v)
+			case "mail-item":
+				runMailItem(t, v)
 			default:
 				t.Fatalf("unknown kind %q", v.one["kind"])
 			}
