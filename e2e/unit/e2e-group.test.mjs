@@ -300,3 +300,26 @@ test('a member reloaded into its seat is replayed the old epoch: it names the un
   assert.equal(r.texts(b).at(-1), `${a}:after`);
   assert.deepEqual(r.codes(a), []);
 });
+
+test('both members of a pair back in their seats at once: the lower one commits from nothing', async () => {
+  const r = await relay();
+  const a = await r.join();
+  const b = await r.join();
+  await r.say(a, 'before the reloads');
+  const ga = new Group({ room: r.room, member: a, identity: r.members.get(a).g.identity, key: r.key, restarted: true });
+  const gb = new Group({ room: r.room, member: b, identity: r.members.get(b).g.identity, key: r.key, restarted: true });
+  r.members.get(a).g = ga;
+  r.members.get(b).g = gb;
+  await r.take(a, await ga.setPresent([b]));
+  await r.take(b, await gb.setPresent([a]));
+  await r.take(a, await ga.hello());
+  await r.take(b, await gb.hello());
+  await r.run();
+  assert.ok(ga.epoch, 'a holds an epoch');
+  assert.equal(gb.epoch?.number, ga.epoch.number);
+  await r.say(a, 'both back');
+  await r.say(b, 'yes');
+  assert.equal(r.texts(b).at(-1), `${a}:both back`);
+  assert.equal(r.texts(a).at(-1), `${b}:yes`);
+  assert.deepEqual([...r.codes(a), ...r.codes(b)], []);
+});

@@ -188,8 +188,11 @@ export class Group {
     const need = M.some((m) => !P.includes(m)) || P.some((m) => (!M.includes(m) || this.peers.get(m)?.rekey) && fresh(m));
     if (!need) return;
     // A member that lost its keys (restart, key change) cannot chain the next epoch: it is skipped, and
-    // does not commit itself before it has taken a commit.
-    if (this.restarted && !this.history.number) return;
+    // does not commit itself before it has taken a commit, unless every other member present has started
+    // over too (its latest key package opens a session): then nobody holds an epoch, and the lowest member
+    // present starts from nothing (docs/e2e.md §6.2: two members of a dialog that reloaded at once).
+    const restartedAll = () => P.every((m) => m === this.member || (fresh(m) && this.peers.get(m).kp.n >= RESTART));
+    if (this.restarted && !this.history.number && !restartedAll()) return;
     const inBoth = P.filter((m) => M.includes(m) && !this.peers.get(m)?.rekey);
     const committer = inBoth.length ? inBoth[0] : P[0];
     if (committer !== this.member) return;
