@@ -7,7 +7,8 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot, press, fill, say, sees, assertCleanWire, exportZip } from './harness.mjs';
+import { startRelay, launch, openPage, shot, press, fill, say, sees, assertCleanWire, exportZip, frames } from './harness.mjs';
+import { KIND_PGP, KIND_KEY } from '../../static/js/proto.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
@@ -218,9 +219,11 @@ for (const kind of KINDS) {
         assert.ok(relay.proxy.allMessages().length > 10);
         const sizes = assertCleanWire(relay.proxy, [...secrets, 'Alice Tester', 'alice@example.org', 'Bob Tester']);
         t.diagnostic(`frame sizes seen: ${JSON.stringify(sizes)}`);
-        // Dialogs carry no key announcements (keys come from the directory); two RSA-4096 members put every
-        // chat message in 2 KiB.
-        assert.ok(sizes.up[2048] >= secrets.length && sizes.down[2048] >= secrets.length, 'fewer frames than messages');
+        // Dialogs carry no key announcements (keys come from the directory) and speak protocol v2: a chat
+        // message is a 1 KiB frame, and no v1 frame goes through the room.
+        assert.ok(sizes.up[1024] >= secrets.length && sizes.down[1024] >= secrets.length, 'fewer frames than messages');
+        const kinds = new Set(frames(relay.proxy).map((f) => f.kind));
+        assert.ok(!kinds.has(KIND_PGP) && !kinds.has(KIND_KEY), `v1 frames in the dialog: kinds ${[...kinds]}`);
       });
     } finally {
       if (b2) await b2.close();
