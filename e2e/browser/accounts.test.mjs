@@ -126,6 +126,10 @@ for (const kind of KINDS) {
 
       await t.test('reload asks for the passphrase, then the dialog goes on', async () => {
         await alice.reload({ waitUntil: 'load' });
+        // Sealed in the epoch the reload destroyed: alice is told it cannot be read there, and bob sends it again.
+        const during = `while alice reloads ${randomBytes(5).toString('hex')}`;
+        secrets.push(during);
+        await say(bob, during);
         await alice.waitForSelector('#unlockscreen', { timeout: 60000 });
         await fill(alice, '#unlockpass', 'wrong-Pass1!');
         await press(alice, '#unlockdo');
@@ -135,6 +139,8 @@ for (const kind of KINDS) {
         await alice.waitForSelector('#mainscreen', { timeout: 60000 });
         await press(alice, '#dialogs button[data-user="bob"]');
         await ready(alice);
+        await alice.waitForFunction(() => /can no longer be read here/.test(document.querySelector('#log').textContent), { timeout: 60000, polling: 100 });
+        await sees(alice, during);
         const m = `after reload ${randomBytes(5).toString('hex')}`;
         secrets.push(m);
         await say(bob, m);
