@@ -663,7 +663,9 @@ export class Room extends EventTarget {
     f.got++;
     f.verified = (f.verified ?? true) && meta.verified && f.meta.verified;
     this.emit('fileprogress', { id: h.id, progress: f.got / f.h.chunks });
-    if (f.got % FILE_ACK_EVERY === 0 || f.got === f.h.chunks) {
+    // The window applies to frames only: nobody acknowledges chunks read from the mailbox. Without an epoch
+    // there is nothing to seal an acknowledgement in (nor a frame chunk that could have been read).
+    if (!meta.mailbox && (f.got % FILE_ACK_EVERY === 0 || f.got === f.h.chunks) && (!this.v2 || this.v2.ready)) {
       await this.sendEnvelope({ k: 'fack', id: h.id, n: f.got }, undefined, { inline: true });
     }
     if (f.got === f.h.chunks) {
