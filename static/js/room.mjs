@@ -159,7 +159,7 @@ export class Room extends EventTarget {
     for (const m of j.members) if (m !== j.member) this.present.add(m);
     if (!this.dialog) {
       // Protocol v2: identities, key packages and epochs replace the per-message OpenPGP encryption.
-      this.v2 = { ready: false, shown: new Set(), views: new Map() };
+      this.v2 = { ready: false, shown: new Set(), views: new Map(), wake: [] };
       const capture = globalThis.cleanrelayCaptureKeys === true; // tests only: see docs/e2e.md §13
       await this.v2apply(await this.crypto.call('v2start', { roomId: j.room, secret, member: j.member, present: [...this.present], capture, seed, restarted }));
       this.markStarted();
