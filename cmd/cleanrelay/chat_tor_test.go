@@ -34,7 +34,7 @@ func TestChatThroughTor(t *testing.T) {
 	a.waitFor(t, time.Minute, "ended", nil)
 }
 
-// TestChatDialogThroughTor: the same with two accounts in a dialog (protocol v1, logged-in sessions with their
+// TestChatDialogThroughTor: the same with two accounts in a dialog (protocol v2, logged-in sessions with their
 // tickets): registration, login, key publication and the dialog go through the onion service too.
 func TestChatDialogThroughTor(t *testing.T) {
 	n, sb := onionRelay(t)

@@ -7,8 +7,8 @@ import (
 	"github.com/cleanrelay/cleanrelay/relay/client/e2e"
 )
 
-// chatCrypto is a room's end-to-end protocol as a session sees it: v2 in anonymous rooms (anonCrypto, below),
-// and what dialogs will speak. Its methods run on the session's goroutine; they send
+// chatCrypto is a room's end-to-end protocol as a session sees it: v2 in anonymous rooms (anonCrypto, below)
+// and in dialogs (dialogCrypto, chatdialog.go). Its methods run on the session's goroutine; they send
 // through s.send, tell the user through s.emit and hand plaintexts to s.onPlain. An error they return ends
 // the session; what the user should merely know is an event.
 type chatCrypto interface {

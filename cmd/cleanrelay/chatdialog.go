@@ -3,20 +3,18 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay/client"
+	"github.com/cleanrelay/cleanrelay/relay/client/e2e"
 	"github.com/cleanrelay/cleanrelay/relay/client/pgp"
 )
 
-// A dialog speaks end-to-end protocol v1 as the browser's dialogs do (docs/e2e.md §15): every message a complete
-// OpenPGP message (kind 0x02) signed by the sender and encrypted to the peer's pinned directory key and the
-// sender's own. Keys come from the directory, never from the room.
-
-const kindPGP = 0x02 // a binary OpenPGP message (docs/client.md, "What goes on the wire")
+// A dialog speaks end-to-end protocol v2 as the browser's dialogs do (docs/e2e.md): the account's OpenPGP key
+// signs our key packages and commits, the peer's pinned directory key checks theirs, and nothing is announced
+// in the room. Keys come from the directory, never from the room.
 
 // chatDialog is a dialog with one registered user, set up by openChatDialog (chatlogin.go).
 type chatDialog struct {
@@ -29,19 +27,24 @@ type chatDialog struct {
 	pins      *chatPins
 }
 
-// dialogCrypto is protocol v1 for a session in a dialog.
+// dialogCrypto is protocol v2 for a session in a dialog, through e2e.Group.
 type dialogCrypto struct {
 	s       *chatSession
 	d       *chatDialog
-	sender  *pgp.Sender
+	g       *e2e.Group
 	pinned  *pgp.Key // the trusted key of the peer; nil while only a changed key is known
 	offered *pgp.Key // a key the directory serves that differs from the pin: blocks sending until trusted
 	peers   map[uint32]bool
-	told    string // the safety code last told
+	set     map[uint32]*pgp.Key // the key each present member was given as its identity
+	refused []e2e.Frame         // key packages that did not verify with the pin while a change waits
+	from    []uint32            // their senders
+	told    string              // the safety code last told
 }
 
 func newDialogCrypto(s *chatSession, d *chatDialog) *dialogCrypto {
-	c := &dialogCrypto{s: s, d: d, sender: pgp.NewSender(d.own), peers: map[uint32]bool{}}
+	g := e2e.NewDialogGroup(s.room, s.member, d.own)
+	g.HoldRestarted = true
+	c := &dialogCrypto{s: s, d: d, g: g, peers: map[uint32]bool{}, set: map[uint32]*pgp.Key{}}
 	c.check(d.dirKey, 0)
 	return c
 }
@@ -64,15 +67,31 @@ func (c *dialogCrypto) check(k *pgp.Key, member uint32) {
 		c.s.emit(chatEvent{Type: "keychange", Member: member, User: c.d.peer, Safety: safetyCode(c.d.own.FingerprintBytes(), old), Offered: safetyCode(c.d.own.FingerprintBytes(), k.FingerprintBytes()),
 			Message: fmt.Sprintf("%s's key in the directory changed (pinned %s, now %s): nothing is sent until you compare the new safety code and trust it", c.d.peer, c.d.pinnedFP, fp)})
 	}
-	c.recipients()
 }
 
-func (c *dialogCrypto) recipients() {
-	if c.pinned != nil && len(c.peers) > 0 && c.offered == nil {
-		c.sender.SetRecipients([]*pgp.Key{c.pinned})
-	} else {
-		c.sender.SetRecipients(nil)
+// pinPeers gives every member present the pinned key as its identity (a new pin replaces the old one).
+func (c *dialogCrypto) pinPeers(r *e2e.Result) error {
+	if c.pinned == nil {
+		return nil
 	}
+	for _, m := range c.members() {
+		if m == c.s.member || c.set[m] == c.pinned {
+			continue
+		}
+		c.set[m] = c.pinned
+		res, err := c.g.SetPeer(m, c.pinned)
+		if err != nil {
+			return err
+		}
+		merge(r, res)
+	}
+	return nil
+}
+
+func merge(a *e2e.Result, b e2e.Result) {
+	a.Send = append(a.Send, b.Send...)
+	a.Notes = append(a.Notes, b.Notes...)
+	a.Messages = append(a.Messages, b.Messages...)
 }
 
 // tell shows the safety code once the peer is there and trusted, and the state.
@@ -102,19 +121,38 @@ func (c *dialogCrypto) enter(present []uint32) error {
 	for _, m := range present {
 		c.peers[m] = true
 	}
-	c.recipients()
-	c.tell()
-	return nil
+	r, err := c.g.SetPresent(present)
+	if err == nil {
+		err = c.pinPeers(&r)
+	}
+	if err == nil && len(present) > 0 {
+		var h e2e.Result
+		h, err = c.g.Hello()
+		merge(&r, h)
+	}
+	if err != nil {
+		return err
+	}
+	return c.apply(r, 0)
 }
 
 func (c *dialogCrypto) resumed(present []uint32) error {
 	clear(c.peers)
-	return c.enter(present)
+	for _, m := range present {
+		c.peers[m] = true
+	}
+	r, err := c.g.SetPresent(present)
+	if err == nil {
+		err = c.pinPeers(&r)
+	}
+	if err != nil {
+		return err
+	}
+	return c.apply(r, 0)
 }
 
 func (c *dialogCrypto) presence(event string, member uint32) error {
-	switch event {
-	case "join":
+	if event == "join" {
 		// The peer may come back with another key (a new browser, a forgotten passphrase): ask the directory.
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		k, err := c.d.peerKey(ctx)
@@ -124,60 +162,50 @@ func (c *dialogCrypto) presence(event string, member uint32) error {
 		} else {
 			c.check(k, member)
 		}
-		c.peers[member] = true
-	case "back", "away":
-		c.peers[member] = true
-	case "leave":
+	}
+	if event == "leave" {
 		delete(c.peers, member)
+		delete(c.set, member)
+	} else {
+		c.peers[member] = true
 	}
-	c.recipients()
-	c.tell()
-	return nil
-}
-
-func (c *dialogCrypto) frame(from uint32, kind byte, body []byte) error {
-	if kind != kindPGP {
-		msg := fmt.Sprintf("member %d sent a frame of kind %d, which dialogs do not use here (protocol v1: OpenPGP messages)", from, kind)
-		c.s.emit(chatEvent{Type: "problem", Member: from, Code: "kind", Message: msg})
-		return nil
+	r, err := c.g.OnPresence(event, member)
+	if err == nil && event != "leave" {
+		err = c.pinPeers(&r)
 	}
-	signers := []*pgp.Key{}
-	if c.pinned != nil {
-		signers = append(signers, c.pinned)
-	}
-	if c.offered != nil {
-		signers = append(signers, c.offered)
-	}
-	o, err := pgp.Decrypt(c.d.own, body, signers...)
-	switch {
-	case errors.Is(err, pgp.ErrUndecryptable):
-		c.s.emit(chatEvent{Type: "problem", Member: from, Code: "undecryptable", Message: fmt.Sprintf("member %d's message is encrypted to another key than yours (%s may still hold your previous key: they should open the dialog again)", from, c.d.peer)})
-		return nil
-	case err != nil:
-		c.s.emit(chatEvent{Type: "problem", Member: from, Code: "malformed", Message: err.Error()})
-		return nil
-	}
-	verified := o.Signer >= 0 && signers[o.Signer] == c.pinned
-	if !verified {
-		why := "its signature is not by " + c.d.peer + "'s pinned key"
-		if o.Signer >= 0 {
-			why = "it is signed by " + c.d.peer + "'s new key, which you have not trusted yet"
-		}
-		c.s.emit(chatEvent{Type: "problem", Member: from, Code: "unverified", Message: fmt.Sprintf("member %d's message is NOT verified: %s", from, why)})
-	}
-	c.s.onPlain(from, o.Data, verified)
-	return nil
-}
-
-func (c *dialogCrypto) seal(plain []byte) error {
-	msg, err := c.sender.Encrypt(plain)
 	if err != nil {
 		return err
 	}
-	return c.s.send(kindPGP, msg)
+	return c.apply(r, 0)
 }
 
-func (c *dialogCrypto) canSend() bool { return c.pinned != nil && c.offered == nil && len(c.peers) > 0 }
+func (c *dialogCrypto) frame(from uint32, kind byte, body []byte) error {
+	if kind == 0x01 || kind == 0x02 {
+		c.s.emit(chatEvent{Type: "problem", Member: from, Code: "version", Message: fmt.Sprintf("%s (member %d) runs an older client (protocol v1) that cannot read this dialog: nothing is sent to it; they should reload the page", c.d.peer, from)})
+		return nil
+	}
+	r, err := c.g.OnFrame(from, kind, body)
+	if err != nil {
+		return err
+	}
+	if kind == e2e.KindKeyPackage && c.offered != nil && slices.ContainsFunc(r.Notes, func(n e2e.Note) bool { return n.Class == "forged" }) {
+		if len(c.refused) >= 4 {
+			c.refused, c.from = c.refused[1:], c.from[1:]
+		}
+		c.refused, c.from = append(c.refused, e2e.Frame{Kind: kind, Body: slices.Clone(body)}), append(c.from, from)
+	}
+	return c.apply(r, kind)
+}
+
+func (c *dialogCrypto) seal(plain []byte) error {
+	f, err := c.g.Seal(plain)
+	if err != nil {
+		return err
+	}
+	return c.s.send(f.Kind, f.Body)
+}
+
+func (c *dialogCrypto) canSend() bool { return c.pinned != nil && c.offered == nil && c.g.CanSend() }
 
 func (c *dialogCrypto) blocked() bool { return c.offered != nil }
 
@@ -192,12 +220,51 @@ func (c *dialogCrypto) trust(uint32) error {
 		c.s.emit(chatEvent{Type: "problem", Message: err.Error()})
 	}
 	c.told = ""
-	c.recipients()
+	var r e2e.Result
+	if err := c.pinPeers(&r); err != nil {
+		return err
+	}
+	// Key packages the new key signed while it waited for the user count now.
+	refused, from := c.refused, c.from
+	c.refused, c.from = nil, nil
+	for i, f := range refused {
+		res, err := c.g.OnFrame(from[i], f.Kind, f.Body)
+		if err != nil {
+			return err
+		}
+		merge(&r, res)
+	}
+	return c.apply(r, 0)
+}
+
+func (c *dialogCrypto) wipe() { c.g.Wipe() }
+
+// apply sends a Group result's frames, tells its notes and handles its plaintexts.
+func (c *dialogCrypto) apply(r e2e.Result, kind byte) error {
+	s := c.s
+	for _, f := range r.Send {
+		if err := s.send(f.Kind, f.Body); err != nil {
+			return err
+		}
+	}
+	for _, n := range r.Notes {
+		switch n.Class {
+		case "identity", "epoch":
+		case "forged":
+			if kind == e2e.KindKeyPackage && c.offered != nil {
+				continue // signed by the offered key: taken once the user trusts it
+			}
+			s.emit(chatEvent{Type: "problem", Member: n.Member, Code: n.Class, Message: n.Text})
+		default:
+			s.emit(chatEvent{Type: "problem", Member: n.Member, Code: n.Class, Message: n.Text})
+		}
+	}
+	for _, m := range r.Messages {
+		s.onPlain(m.From, m.Plaintext, true)
+	}
 	c.tell()
 	return nil
 }
-
-func (c *dialogCrypto) wipe() {}
 
 // peerKey asks the directory for the peer's key.
 func (d *chatDialog) peerKey(ctx context.Context) (*pgp.Key, error) {

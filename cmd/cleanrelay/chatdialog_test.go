@@ -43,7 +43,7 @@ func relayWithAccounts(t *testing.T) string {
 }
 
 // TestChatDialog: two terminal accounts in a dialog through the real relay (accounts API, logged-in sessions,
-// protocol v1): each makes and publishes a key (one exports it as the browser's ZIP), the same safety code,
+// protocol v2 with the account keys as identities): each makes and publishes a key (one exports it as the browser's ZIP), the same safety code,
 // messages and files both ways, the timer; one makes a new key and comes back: the other is blocked until it
 // trusts the new key, and the pins file follows; then burn.
 func TestChatDialog(t *testing.T) {

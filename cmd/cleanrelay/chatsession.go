@@ -30,8 +30,8 @@ type chatConfig struct {
 	early          []chatEvent                                                // what the setup told (a key made)
 }
 
-// chatSession is one membership of a room, speaking its end-to-end protocol through a chatCrypto (v2 in
-// anonymous rooms, v1 in dialogs), and resuming after a dropped connection as the browser does
+// chatSession is one membership of a room, speaking its end-to-end protocol through a chatCrypto (v2, with a
+// one-time identity in anonymous rooms and the account keys in dialogs), and resuming after a dropped connection as the browser does
 // (docs/protocol.md §4.2). Everything but dialing runs on the goroutine of run.
 type chatSession struct {
 	cfg    chatConfig

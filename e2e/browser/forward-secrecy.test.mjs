@@ -11,13 +11,12 @@ import { randomBytes } from 'node:crypto';
 import { startRelay, launch, openPage, artifacts, press, say, sees, frames, exportKey, backlog, receiptsSettled } from './harness.mjs';
 import { readZip } from '../../static/js/zip.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
-import { KIND_MESSAGE, KIND_COMMIT, concat, u32, utf8, hkdf, gcmOpen, INFO } from '../../static/js/e2e-core.mjs';
+import { KIND_MESSAGE, KIND_COMMIT } from '../../static/js/e2e-core.mjs';
 import { readHeader } from '../../static/js/e2e-epoch.mjs';
-import { decodeEnvelope, decodePayload } from '../../static/js/proto.mjs';
-import { unpad } from '../../static/js/e2e-core.mjs';
+import { decodePayload } from '../../static/js/proto.mjs';
+import { leftovers, candidates, tryOpen, keyFrom, unhex } from './fs-attack.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
-const unhex = (s) => Uint8Array.from(s.match(/../g), (x) => parseInt(x, 16));
 
 async function enter(page, { create = false, type = 'curve25519', max = '3' } = {}) {
   await page.evaluate(() => {
@@ -36,53 +35,6 @@ async function enter(page, { create = false, type = 'curve25519', max = '3' } = 
 }
 
 const ready = (page) => page.waitForSelector('#status[data-ready="yes"]', { timeout: 60000 });
-
-// leftovers returns everything a seized browser profile still holds for this origin: web storage,
-// cookies, IndexedDB and Cache Storage names, and the page's own state (no key objects: JS cannot
-// reach into the worker, which the room ended).
-async function leftovers(page) {
-  return page.evaluate(async () => {
-    const dump = (s) => Object.fromEntries(Object.keys(s).map((k) => [k, s.getItem(k)]));
-    return {
-      local: dump(localStorage),
-      session: dump(sessionStorage),
-      cookie: document.cookie,
-      idb: indexedDB.databases ? (await indexedDB.databases()).map((d) => d.name) : [],
-      caches: globalThis.caches ? await caches.keys().catch(() => []) : [],
-    };
-  });
-}
-
-// candidates turns leftovers into every byte string an attacker would try as a key or secret.
-function candidates(values) {
-  const out = [];
-  for (const v of values) {
-    const s = typeof v === 'string' ? v : Buffer.from(v).toString('latin1');
-    out.push(Buffer.from(s, 'latin1'));
-    for (const tok of s.match(/[A-Za-z0-9+/_=-]{22,}/g) ?? []) {
-      out.push(Buffer.from(tok, 'base64'), Buffer.from(tok, 'base64url'));
-      if (/^[0-9a-f]+$/i.test(tok) && tok.length % 2 === 0) out.push(Buffer.from(tok, 'hex'));
-    }
-  }
-  return out.filter((b) => b.length >= 16).map((b) => new Uint8Array(b));
-}
-
-// tryOpen opens a v2 message frame body with key ‖ nonce kn and the epoch id; null when it fails.
-async function tryOpen(body, kn, epochId) {
-  const pt = await gcmOpen(kn.subarray(0, 32), kn.subarray(32, 44), body.subarray(13), concat(body.subarray(0, 13), epochId));
-  return pt ? decodeEnvelope(unpad(pt)) : null;
-}
-
-// asSecret treats c as an epoch secret (or an epoch's chain key) and derives the key of message n.
-async function keyFrom(c, epochId, sender, n, asChain) {
-  let ck = asChain ? c.subarray(0, 32) : await hkdf(await hkdf(c, epochId, INFO.epoch, 32), new Uint8Array(0), concat(INFO.sender, u32(sender)), 32);
-  for (let i = 0; i <= n; i++) {
-    const out = await hkdf(ck, new Uint8Array(0), INFO.chain, 76);
-    if (i === n) return out.subarray(32);
-    ck = out.subarray(0, 32);
-  }
-  return null;
-}
 
 const med = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const p95 = (xs) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(xs.length * 0.95))];

@@ -1,5 +1,5 @@
 // End-to-end: a browser account and a terminal account (`cleanrelay chat --json --login`) in a dialog through a
-// real relay, protocol v1 (OpenPGP per message): the same safety code, messages and a file each way, burn from
+// real relay, protocol v2 (the account keys sign key packages and commits; docs/e2e.md): the same safety code, messages and a file each way, burn from
 // either side, and a key change on each side caught on the other and blocking until trusted. The browser makes
 // an RSA-4096 key, the terminal its own (RSA-4096 too) and exports it as the browser's ZIP.
 import { test } from 'node:test';
@@ -8,7 +8,9 @@ import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, launch, openPage, shot, press, fill, say, sees, assertCleanWire } from './harness.mjs';
+import { startRelay, launch, openPage, shot, press, fill, say, sees, assertCleanWire, frames } from './harness.mjs';
+import { KIND_PGP, KIND_KEY } from '../../static/js/proto.mjs';
+import { KIND_MESSAGE, KIND_COMMIT } from '../../static/js/e2e-core.mjs';
 import { Terminal, safetyOf, savedFile } from './terminal.mjs';
 import * as pgp from '../../static/js/pgp.mjs';
 
@@ -178,8 +180,11 @@ for (const kind of KINDS) {
         noErrors(term);
       });
 
-      await t.test('the relay saw no plaintext, and frames only of the bucket sizes', async () => {
+      await t.test('the relay saw no plaintext, frames only of the bucket sizes, and only protocol v2 in the room', async () => {
         assertCleanWire(relay.proxy, [...secrets, 'must not go out']);
+        const kinds = new Set(frames(relay.proxy).map((f) => f.kind));
+        assert.ok(!kinds.has(KIND_PGP) && !kinds.has(KIND_KEY), `v1 frames in the dialog: kinds ${[...kinds]}`);
+        assert.ok(kinds.has(KIND_MESSAGE) && kinds.has(KIND_COMMIT), `no v2 messages and commits: kinds ${[...kinds]}`);
       });
     } finally {
       for (const term of terms) term.stop();

@@ -212,10 +212,16 @@ async function enterDialog(d) {
   }
   // Keep the place across a reload: the relay lets a member resume within its grace.
   const r = room;
-  const save = () => sessionStorage.setItem(savedKey, JSON.stringify({ resume: r.conn.resumeToken, last: r.conn.last }));
+  // hadEpoch: a reload then comes back as a restarted member (docs/e2e.md §13); no key is ever kept.
+  let hadEpoch = saved?.hadEpoch === true && r.conn.resumeToken === saved?.resume;
+  const save = () => sessionStorage.setItem(savedKey, JSON.stringify({ resume: r.conn.resumeToken, last: r.conn.last, hadEpoch }));
   save();
   r.conn.addEventListener('frame', save);
   r.conn.addEventListener('presence', save);
+  r.addEventListener('epoch', () => {
+    hadEpoch = true;
+    save();
+  });
   show(roomScreen(d.own, false));
   system('online');
   showOutbox(r);
@@ -537,6 +543,7 @@ function wireRoom(r) {
     else system('timer_none', { who: by });
     $('#log')?.lastElementChild?.classList.add('timer');
   });
+  r.addEventListener('reloadlost', (ev) => system('reload_lost', { who: whoIs(ev.detail.member) }));
   r.addEventListener('askedagain', (ev) => system('reload_asked', { who: whoIs(ev.detail.member), k: ev.detail.count }));
   r.addEventListener('resent', (ev) => system('reload_resent', { who: whoIs(ev.detail.member), k: ev.detail.sent, n: ev.detail.asked }));
   r.addEventListener('state', (ev) => {

@@ -23,8 +23,10 @@ export class Group {
   // peer's verifier. onKey(kind, info, bytes), when set, sees message keys (only the forward-secrecy
   // test sets it).
   // restarted: this member came back into its old seat without its state (a resumed seat after a reload).
-  constructor({ room, member, identity, key = null, display = new Uint8Array(0), onKey = null, verifierFor = (pub) => new Ed25519Public(pub), restarted = false }) {
-    Object.assign(this, { room, member, identity, key, display, onKey, verifierFor, restarted });
+  // holdRestarted: nothing is sealed while a member of the epoch has restarted (dialogs: the one reader
+  // could not open it; anonymous rooms ask for such messages again instead, docs/e2e.md §13).
+  constructor({ room, member, identity, key = null, display = new Uint8Array(0), onKey = null, verifierFor = (pub) => new Ed25519Public(pub), restarted = false, holdRestarted = false }) {
+    Object.assign(this, { room, member, identity, key, display, onKey, verifierFor, restarted, holdRestarted });
     this.ctx = utf8(room);
     this.peers = new Map(); // member -> {pub, display, pending, kp, kpUsed, stash}
     this.present = new Set();
@@ -188,8 +190,11 @@ export class Group {
     const need = M.some((m) => !P.includes(m)) || P.some((m) => (!M.includes(m) || this.peers.get(m)?.rekey) && fresh(m));
     if (!need) return;
     // A member that lost its keys (restart, key change) cannot chain the next epoch: it is skipped, and
-    // does not commit itself before it has taken a commit.
-    if (this.restarted && !this.history.number) return;
+    // does not commit itself before it has taken a commit, unless every other member present has started
+    // over too (its latest key package opens a session): then nobody holds an epoch, and the lowest member
+    // present starts from nothing (docs/e2e.md §6.2: two members of a dialog that reloaded at once).
+    const restartedAll = () => P.every((m) => m === this.member || (fresh(m) && this.peers.get(m).kp.n >= RESTART));
+    if (this.restarted && !this.history.number && !restartedAll()) return;
     const inBoth = P.filter((m) => M.includes(m) && !this.peers.get(m)?.rekey);
     const committer = inBoth.length ? inBoth[0] : P[0];
     if (committer !== this.member) return;
@@ -213,6 +218,8 @@ export class Group {
     if (c.committer !== from) throw new E2EError('forged', `commit names committer ${c.committer}`);
     const mine = c.find(this.member) >= 0;
     if (this.history.number === 0 && !mine) return; // before our first epoch we cannot check the chain
+    // A restarted member is replayed commits made for its old page's key packages: not its business any more.
+    if (this.restarted && !this.first && !(this.own && equal(c.members.find((m) => m.member === this.member).hash, await this.own.kp.hash()))) return;
     if (equal(await c.id(this.ctx), this.history.id)) throw new E2EError('old-epoch', `the commit of epoch ${c.epoch} again`);
     if (this.history.number !== 0 && c.epoch === this.history.number) {
       r.notes.push({ code: 'fork', member: from, text: `member ${from} committed epoch ${c.epoch} too: two committers disagree` });
@@ -270,12 +277,18 @@ export class Group {
     r.messages.push({ from, plaintext, epoch: h.epoch, n: h.n });
   }
 
+  // restartedPeer reports whether a member of our epoch has started over and waits for a new one.
+  restartedPeer() {
+    return this.holdRestarted && this.epochMembers.some((m) => m !== this.member && this.peers.get(m)?.rekey);
+  }
+
   canSend() {
-    return !!this.epoch && this.epochMembers.length > 1 && !this.blocked();
+    return !!this.epoch && this.epochMembers.length > 1 && !this.blocked() && !this.restartedPeer();
   }
 
   whyNot() {
     if (this.blocked()) return 'blocked: a member\'s key changed; compare the safety code first';
+    if (this.restartedPeer()) return 'cannot send yet: the peer reloaded and waits for new end-to-end keys';
     if (!this.epoch) return 'cannot send yet: waiting for the end-to-end keys of this room';
     return '';
   }

@@ -272,6 +272,7 @@ const STRINGS = {
     ttl_left: 'disappears in',
     reload_resumed: 'This page was reloaded and took its seat back. Messages shown before the reload are not kept.',
     reload_asked: 'Asked {who} for {k} message(s) that arrived while this page reloaded.',
+    reload_lost: 'Messages {who} sent while this page reloaded were sealed with keys that were deleted with the old page (forward secrecy): they can no longer be read here. {who} is asked to send them again; what that page no longer keeps is lost.',
     reload_resent: 'Sent again {k} of the {n} message(s) that {who} asked for after reloading the page.',
 
     // Mailbox, message states and key changes in dialogs (one block).
@@ -569,6 +570,7 @@ const STRINGS = {
     ttl_left: 'исчезнет через',
     reload_resumed: 'Страница перезагружена и вернула своё место. Сообщения, показанные до перезагрузки, не сохраняются.',
     reload_asked: 'Запрошено повторно сообщений, пришедших во время перезагрузки: {k} (у кого: {who}).',
+    reload_lost: 'Сообщения, которые {who} отправил(а) во время перезагрузки этой страницы, зашифрованы ключами, удалёнными вместе со старой страницей (прямая секретность): прочитать их здесь больше нельзя. У {who} запрошена повторная отправка; то, чего та страница уже не хранит, потеряно.',
     reload_resent: 'Страница собеседника ({who}) перезагружена: заново отправлено {k} из {n} запрошенных сообщений.',
 
     // Почтовый ящик, состояния сообщений и смена ключей в диалогах (один блок).

@@ -1,5 +1,6 @@
 // Module room runs a room: it joins the relay and turns chat messages and files into encrypted frames
-// and back, with protocol v2 in anonymous rooms (docs/e2e.md) and OpenPGP in dialogs.
+// and back, with protocol v2 (docs/e2e.md) in anonymous rooms and dialogs; a dialog's mailbox still
+// carries OpenPGP messages (v1, docs/e2e.md §15).
 import { RoomConn, coded } from './conn.mjs';
 import { KIND_KEY, KIND_PGP, KIND_MAIL, KINDS_V2, encodeEnvelope, decodeEnvelope, decodePayload, b64u } from './proto.mjs';
 import { MAX_DATA } from './pad.mjs';
@@ -11,14 +12,18 @@ import { Outbox } from './outbox.mjs';
 import * as mailbox from './mailbox.mjs';
 import * as prekeys from './prekeys.mjs';
 
-// PEER is the worker's member id of a dialog's other user: its key comes from the directory and is the one
-// every message is encrypted to, whether it is in the room (a frame) or away (the mailbox).
+// PEER is the worker's member id of a dialog's other user for protocol v1 (the mailbox): its key comes from
+// the directory. It is also who a dialog's receipts count for, whatever seat the peer has in the room.
 export const PEER = 0;
 // RECEIPT_DELAY gathers the receipts of messages read together into one (docs/e2e.md §Receipts).
 const RECEIPT_DELAY = 200;
 const MAX_RECEIPT_IDS = 500;
 
 export const newId = () => b64u(crypto.getRandomValues(new Uint8Array(9)));
+
+// DIALOG_WAIT is how long a dialog message waits for the end-to-end keys of the room (the peer just came in,
+// or reloaded) before it is marked failed, with Retry.
+const DIALOG_WAIT = 20000;
 
 // V2_NOTICES names the interface string for each protocol v2 notice the user should read.
 const V2_NOTICES = { missing: 'e2e_missing', replayed: 'e2e_replayed', 'old-epoch': 'e2e_old_epoch', fork: 'e2e_fork' };
@@ -129,11 +134,14 @@ export class Room extends EventTarget {
 
   // joinDialog joins an accounts dialog room (docs/accounts.md §6), or takes back this tab's
   // place after a reload when a resume token is known.
+  // A seat taken back after a reload whose page had held an epoch comes back restarted (docs/e2e.md §13).
   async joinDialog(room, cap, saved = null) {
     let j = null;
+    let restarted = false;
     if (saved) {
       try {
         j = await this.conn.resumeFrom(saved.resume, saved.last);
+        restarted = saved.hadEpoch === true;
       } catch {
         this.conn = Object.assign(new RoomConn(this.conn.url), { beforeOpen: this.conn.beforeOpen });
         this.listen();
@@ -142,7 +150,7 @@ export class Room extends EventTarget {
     }
     if (!j) j = await this.conn.join(room, cap);
     this.invite = null;
-    await this.start(j, null);
+    await this.start(j, null, { restarted });
   }
 
   // start sets up the room's crypto; seed is the identity the tab keeps for its seat (anonymous rooms).
@@ -152,15 +160,20 @@ export class Room extends EventTarget {
     for (const m of j.members) if (m !== j.member) this.present.add(m);
     if (!this.dialog) {
       // Protocol v2: identities, key packages and epochs replace the per-message OpenPGP encryption.
-      this.v2 = { ready: false, shown: new Set(), views: new Map() };
+      this.v2 = { ready: false, shown: new Set(), views: new Map(), wake: [] };
       const capture = globalThis.cleanrelayCaptureKeys === true; // tests only: see docs/e2e.md §13
       await this.v2apply(await this.crypto.call('v2start', { roomId: j.room, secret, member: j.member, present: [...this.present], capture, seed, restarted }));
       this.markStarted();
       return;
     }
+    // The mailbox still speaks v1: the peer's directory key is also set up for it.
     await this.crypto.call('dialog');
     await this.crypto.call('members', { present: [PEER] });
     await this.setDialogPeer();
+    // Live messages: protocol v2 with the two account keys as identities, and no announcements.
+    this.v2 = { ready: false, shown: new Set(), views: new Map(), wake: [] };
+    const capture = globalThis.cleanrelayCaptureKeys === true;
+    await this.v2apply(await this.crypto.call('v2dialog', { roomId: j.room, member: j.member, present: [...this.present], peerArmored: this.dialog.peerArmored, capture, restarted }));
     this.markStarted();
     this.serial(() => this.fetchMail());
     this.outbox.wake();
@@ -171,10 +184,17 @@ export class Room extends EventTarget {
     for (const p of r.payloads) this.conn.send(p);
     if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
     this.v2.ready = r.canSend;
+    this.wakeSenders();
     for (const n of r.notes) {
       if (n.code === 'identity' && n.status === 'new') this.v2.views.set(n.member, n.peer);
       else if (n.code === 'identity' && n.status === 'same') this.sameIdentity(n);
-      else if (n.code === 'before-restart') this.resend.missed(n.member, n.epoch, n.n);
+      else if (n.code === 'before-restart') {
+        this.resend.missed(n.member, n.epoch, n.n);
+        if (this.dialog && !this.v2.lostTold) {
+          this.v2.lostTold = true;
+          this.emit('reloadlost', { member: n.member });
+        }
+      }
       else if (n.code === 'identity' && n.status === 'changed') {
         const change = { status: 'changed', peer: n.peer, offered: n.offered };
         this.blocked.set(n.member, change);
@@ -202,6 +222,38 @@ export class Room extends EventTarget {
       await this.onPlain({ from: m.from, seq: null, verified: true }, m.data, { t0, worker: r.ms });
     }
     if (this.v2.ready && this.resend.unread.size) await this.askAgain();
+    if (this.v2.ready && this.receipts.length && !this.receiptTimer) this.receiptTimer = setTimeout(() => this.flushReceipts(), RECEIPT_DELAY);
+  }
+
+  // wakeSenders lets dialog messages that wait for the room's keys look again.
+  wakeSenders() {
+    for (const w of this.v2?.wake.splice(0) ?? []) w();
+  }
+
+  // whenSendable waits, in a dialog whose peer is present, until the room's epoch lets us seal (the peer just
+  // came in, or reloaded and waits for a new epoch: nothing is sealed that it could not open).
+  async whenSendable() {
+    const end = Date.now() + DIALOG_WAIT;
+    while (this.v2 && this.viaFrames() && !this.v2.ready && !this.ended && !this.blocked.size) {
+      const left = end - Date.now();
+      if (left <= 0) throw this.whyNot() ?? coded('cannot send yet: waiting for the end-to-end keys of this room', 'e2e_waiting');
+      await new Promise((resolve) => {
+        this.v2.wake.push(resolve);
+        setTimeout(resolve, Math.min(left, 1000));
+      });
+    }
+    if (this.blocked.size) throw this.whyNot();
+  }
+
+  // seal seals data in the room's current epoch in the order of the relay's events (the serial queue), so a
+  // message is never sealed in an epoch a frame already waiting has ended. inline is for callers that run
+  // inside the queue themselves.
+  seal(data, inline) {
+    const call = () => this.crypto.call('v2seal', { data });
+    if (inline) return call();
+    return new Promise((resolve, reject) => {
+      this.serial(() => call().then(resolve, reject));
+    });
   }
 
   // sameIdentity takes a peer's new display key: a tab reloaded into its seat keeps its identity (seat.mjs)
@@ -219,7 +271,7 @@ export class Room extends EventTarget {
   // them again in the current epoch, with their ids, so nobody shows one twice.
   async askAgain() {
     for (const { member, header } of this.resend.requests(newId)) {
-      await this.sendEnvelope(header);
+      await this.sendEnvelope(header, undefined, { inline: true });
       this.emit('askedagain', { member, count: header.want.length });
     }
   }
@@ -230,8 +282,8 @@ export class Room extends EventTarget {
     if (!a) return;
     let sent = 0;
     for (const e of a.again) {
-      if (!this.canSend()) break;
-      await this.sendEnvelope(e.header, e.body);
+      if (!this.canSend() || (this.v2 && !this.v2.ready)) break;
+      await this.sendEnvelope(e.header, e.body, { inline: true });
       sent++;
     }
     this.emit('resent', { member: meta.from, asked: a.asked, sent });
@@ -275,6 +327,7 @@ export class Room extends EventTarget {
     this.dialog.peerFp = fp;
     await this.setDialogPeer();
     this.blocked.delete(PEER);
+    if (this.v2) await this.serial(async () => this.v2apply(await this.crypto.call('v2dialogPeer', { armored })));
     this.emit('state', { online: this.conn.online, unblocked: true });
   }
 
@@ -290,13 +343,10 @@ export class Room extends EventTarget {
       const t0 = performance.now();
       await this.v2apply(await this.crypto.call('v2presence', { event: p.event, member: p.member }), t0);
       this.emit('presence', p);
+      if (this.dialog && (p.event === 'join' || p.event === 'back')) this.outbox.wake(); // what waited for the contact goes now
       return;
     }
     this.emit('presence', p);
-    if (p.event === 'join' || p.event === 'back') {
-      this.flushReceipts();
-      if (this.dialog) this.outbox.wake(); // what waited for the contact goes now
-    }
   }
 
   async on_frame(f) {
@@ -314,13 +364,13 @@ export class Room extends EventTarget {
     }
     if (this.v2) {
       if (!KINDS_V2.includes(kind)) {
-        this.emit('problem', { message: kind === KIND_KEY || kind === KIND_PGP ? t('e2e_v1_peer', { n: f.from }) : t('frame_unknown_kind', { n: f.from, k: kind }) });
+        // Version rule (docs/e2e.md §10): told plainly, and nothing is encrypted to that member.
+        const who = this.dialog ? this.dialog.peerName : f.from;
+        this.emit('problem', { message: kind === KIND_KEY || kind === KIND_PGP ? t('e2e_v1_peer', { n: who }) : t('frame_unknown_kind', { n: who, k: kind }) });
         return;
       }
       await this.v2apply(await this.crypto.call('v2frame', { from: f.from, kind, body }), t0);
-      return;
     }
-    await this.onDialogBody(kind, body, { from: PEER, seq: f.seq }, t0);
   }
 
   // onCipher handles one dialog payload that came through the mailbox.
@@ -386,7 +436,7 @@ export class Room extends EventTarget {
       if (meta.verified) this.queueReceipt(header.id);
     } else if (header.k === 'rcpt') {
       // A receipt: the peer decrypted these messages (docs/e2e.md §Receipts). Only signed ones count.
-      if (meta.verified && Array.isArray(header.ids)) this.outbox.receipt(meta.from, header.ids.filter((x) => typeof x === 'string').slice(0, MAX_RECEIPT_IDS));
+      if (meta.verified && Array.isArray(header.ids)) this.outbox.receipt(this.dialog ? PEER : meta.from, header.ids.filter((x) => typeof x === 'string').slice(0, MAX_RECEIPT_IDS));
     } else if (header.k === 'timer') {
       this.applyTimer(meta.from, header);
     } else if (header.k === 'resend') {
@@ -421,8 +471,11 @@ export class Room extends EventTarget {
       this.outbox.wake();
     }
     if (this.dialog) {
-      if (s.members) this.present = new Set(s.members.filter((m) => m !== this.member));
       if (s.online && s.resumed) this.serial(() => this.fetchMail()); // mail may have come while away
+      if (s.members) {
+        this.present = new Set(s.members.filter((m) => m !== this.member));
+        return this.crypto.call('v2present', { present: [...this.present] }).then((r) => this.v2apply(r)).then(() => this.emit('state', s));
+      }
       this.emit('state', s);
       return;
     }
@@ -465,7 +518,10 @@ export class Room extends EventTarget {
     }
   }
 
+  // canSend: a dialog accepts a message whenever its peer's key is set (it waits for the room's keys, or goes
+  // to the mailbox); an anonymous room only with an epoch.
   canSend() {
+    if (this.dialog) return !this.ended && this.peers.size > 0 && this.blocked.size === 0;
     if (this.v2) return !this.ended && this.v2.ready && this.blocked.size === 0;
     return !this.ended && this.peers.size > 0 && this.blocked.size === 0;
   }
@@ -478,11 +534,14 @@ export class Room extends EventTarget {
 
   // sendEnvelope encrypts and sends one envelope; state is 'sent', or 'queued' for a frame that waits in the
   // connection for the next resume; boxId is the mailbox item's id when it went there.
-  async sendEnvelope(header, body, { quiet = false } = {}) {
+  // inline is for callers inside the serial queue (see seal).
+  async sendEnvelope(header, body, { quiet = false, inline = false } = {}) {
     if (this.blocked.size) throw this.whyNot();
     const t0 = performance.now();
+    const data = encodeEnvelope(header, body);
+    if (this.dialog && !inline) await this.whenSendable();
     if (!this.viaFrames()) return this.sendMail(header, body, quiet, t0);
-    const r = await this.crypto.call(this.v2 ? 'v2seal' : 'encrypt', { data: encodeEnvelope(header, body) });
+    const r = await this.seal(data, inline);
     if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
     this.conn.send(r.payload);
     this.resend.keep(r.at, header, body);
@@ -510,7 +569,7 @@ export class Room extends EventTarget {
     clearTimeout(this.receiptTimer);
     this.receiptTimer = 0;
     if (!this.receipts.length || this.ended || this.blocked.size) return;
-    if (this.v2 && !this.v2.ready) return;
+    if (this.v2 && !this.v2.ready && this.viaFrames()) return; // sent once the room's keys are there
     const ids = this.receipts.splice(0, MAX_RECEIPT_IDS);
     this.sendEnvelope({ k: 'rcpt', ids }, undefined, { quiet: true }).catch(() => {
       this.receipts.unshift(...ids); // sent with the next one
@@ -625,8 +684,10 @@ export class Room extends EventTarget {
     f.got++;
     f.verified = (f.verified ?? true) && meta.verified && f.meta.verified;
     this.emit('fileprogress', { id: h.id, progress: f.got / f.h.chunks });
-    if (f.got % FILE_ACK_EVERY === 0 || f.got === f.h.chunks) {
-      await this.sendEnvelope({ k: 'fack', id: h.id, n: f.got });
+    // The window applies to frames only: nobody acknowledges chunks read from the mailbox. Without an epoch
+    // there is nothing to seal an acknowledgement in (nor a frame chunk that could have been read).
+    if (!meta.mailbox && (f.got % FILE_ACK_EVERY === 0 || f.got === f.h.chunks) && (!this.v2 || this.v2.ready)) {
+      await this.sendEnvelope({ k: 'fack', id: h.id, n: f.got }, undefined, { inline: true });
     }
     if (f.got === f.h.chunks) {
       this.files.delete(h.id);
@@ -641,7 +702,7 @@ export class Room extends EventTarget {
   }
 
   async trust(member) {
-    if (this.v2) {
+    if (this.v2 && !this.dialog) {
       const r = await this.crypto.call('v2trust', { member });
       this.blocked.delete(member);
       this.v2.views.set(member, r.peer);
@@ -669,7 +730,8 @@ export class Room extends EventTarget {
       this.outbox.fail(coded('the room has ended', 'ended'));
     }
     this.conn.close();
-    if (!this.dialog) await this.crypto.call('wipe').catch(() => {});
+    // A dialog keeps the account key for the next dialog; its epoch keys go with the room.
+    await this.crypto.call(this.dialog ? 'v2wipe' : 'wipe').catch(() => {});
   }
 
   // leave gives up this member's place for good (a dialog the user steps out of).
@@ -678,5 +740,6 @@ export class Room extends EventTarget {
     clearTimeout(this.receiptTimer);
     this.outbox.stop();
     await this.conn.leave().catch(() => {});
+    if (this.v2) await this.crypto.call('v2wipe').catch(() => {});
   }
 }

@@ -84,6 +84,16 @@ func (g *Group) fresh(m uint32) bool {
 	return m != g.member && p != nil && p.kp != nil && !p.kpUsed
 }
 
+// othersRestarted reports whether every member of P but us has an unused key package that starts a session.
+func (g *Group) othersRestarted(P []uint32) bool {
+	for _, m := range P {
+		if m != g.member && (!g.fresh(m) || g.peers[m].kp.N&Restart == 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // maybeCommit starts a new epoch when membership changed and we are the committer (docs/e2e.md §6.2).
 func (g *Group) maybeCommit(r *Result) error {
 	if g.blocked() {
@@ -108,8 +118,10 @@ func (g *Group) maybeCommit(r *Result) error {
 		return nil
 	}
 	// A member that lost its keys (restart, key change) cannot chain the next epoch: it is skipped, and
-	// does not commit itself before it has taken a commit.
-	if g.Restarted && g.history.Number == 0 {
+	// does not commit itself before it has taken a commit, unless every other member present has started
+	// over too (its latest key package opens a session): then nobody holds an epoch, and the lowest member
+	// present starts from nothing (docs/e2e.md §6.2: two members of a dialog that reloaded at once).
+	if g.Restarted && g.history.Number == 0 && !g.othersRestarted(P) {
 		return nil
 	}
 	committer := P[0]

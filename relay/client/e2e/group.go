@@ -66,8 +66,11 @@ type Group struct {
 	// Restarted says this member came back into its old seat without its state (a resumed seat after a
 	// restart); set it before the first Hello.
 	Restarted bool
-	own       *KeyPackage
-	ownPriv   *KeyPackagePrivate
+	// HoldRestarted stops sealing while a member of our epoch has restarted and waits for a new one
+	// (dialogs: the one reader could not open the message).
+	HoldRestarted bool
+	own           *KeyPackage
+	ownPriv       *KeyPackagePrivate
 }
 
 // NewGroup starts a member's state; secret is the invite secret, display an optional key to show.
@@ -251,7 +254,19 @@ func (g *Group) onMessage(r *Result, from uint32, body []byte) error {
 }
 
 // CanSend reports whether a message can be sealed now.
-func (g *Group) CanSend() bool { return g.epoch != nil && len(g.members) > 1 && !g.blocked() }
+func (g *Group) CanSend() bool {
+	return g.epoch != nil && len(g.members) > 1 && !g.blocked() && !(g.HoldRestarted && g.restartedPeer())
+}
+
+// restartedPeer reports whether a member of our epoch has started over and waits for a new one.
+func (g *Group) restartedPeer() bool {
+	for _, m := range g.members {
+		if p := g.peers[m]; m != g.member && p != nil && p.rekey {
+			return true
+		}
+	}
+	return false
+}
 
 // Seal returns our next message frame.
 func (g *Group) Seal(plaintext []byte) (Frame, error) {

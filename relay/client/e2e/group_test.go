@@ -359,3 +359,67 @@ func TestGroupDialogWithOpenPGPIdentities(t *testing.T) {
 		t.Fatalf("a noted %v", p)
 	}
 }
+
+// Both members of a pair back in their seats at once, without their state: nobody holds an epoch, so the
+// lower member commits from nothing instead of both waiting for the other (docs/e2e.md §6.2).
+func TestGroupBothRestarted(t *testing.T) {
+	for _, dialog := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dialog=%v", dialog), func(t *testing.T) {
+			s := newSimRelay(t)
+			fresh := func(id uint32) *Group {
+				g := NewGroup(s.room, id, s.groups[id].id.(Ed25519Identity), s.secret, nil)
+				g.Restarted = true
+				return g
+			}
+			if dialog {
+				s.pins = map[uint32]Verifier{}
+				keys := map[uint32]*openpgp.Entity{}
+				s.dialog = func(id uint32) *Group {
+					e, err := openpgp.NewEntity(fmt.Sprintf("user%d", id), "", "", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+					if err != nil {
+						t.Fatal(err)
+					}
+					keys[id], s.pins[id] = e, PGPPublic{e}
+					return NewDialogGroup(s.room, id, PGPIdentity{e})
+				}
+				fresh = func(id uint32) *Group {
+					g := NewDialogGroup(s.room, id, PGPIdentity{keys[id]})
+					g.Restarted = true
+					return g
+				}
+			}
+			a, b := s.join(), s.join()
+			s.say(a, "before the reloads")
+			ga, gb := fresh(a), fresh(b)
+			s.groups[a], s.groups[b] = ga, gb
+			for _, x := range []struct {
+				id, other uint32
+				g         *Group
+			}{{a, b, ga}, {b, a, gb}} {
+				r, err := x.g.SetPresent([]uint32{x.other})
+				s.take(x.id, r, err)
+				if dialog {
+					r, err = x.g.SetPeer(x.other, s.pins[x.other])
+					s.take(x.id, r, err)
+				}
+				r, err = x.g.Hello()
+				s.take(x.id, r, err)
+			}
+			s.run()
+			if ga.Epoch() == 0 || ga.Epoch() != gb.Epoch() {
+				t.Fatalf("epochs %d, %d; want one shared epoch (noted %v, %v)", ga.Epoch(), gb.Epoch(), s.problems(a), s.problems(b))
+			}
+			s.say(a, "both back")
+			s.say(b, "yes")
+			if got := s.texts[b]; got[len(got)-1] != "both back" {
+				t.Fatalf("b read %q", got)
+			}
+			if got := s.texts[a]; got[len(got)-1] != "yes" {
+				t.Fatalf("a read %q", got)
+			}
+			if p := append(s.problems(a), s.problems(b)...); len(p) > 0 {
+				t.Fatalf("noted %v", p)
+			}
+		})
+	}
+}

@@ -104,6 +104,22 @@ func (k *Key) ArmoredPublic() (string, error) {
 	return b.String(), nil
 }
 
+// Sign returns a binary detached signature over msg: k as a protocol v2 identity of a dialog (docs/e2e.md §4.1,
+// an e2e.Signer).
+func (k *Key) Sign(msg []byte) ([]byte, error) {
+	var b bytes.Buffer
+	if err := openpgp.DetachSign(&b, []*openpgp.Entity{k.e}, bytes.NewReader(msg), config()); err != nil {
+		return nil, fmt.Errorf("failed to make OpenPGP signature: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// Verify reports whether sig is a binary detached signature over msg by k (an e2e.Verifier).
+func (k *Key) Verify(msg, sig []byte) bool {
+	_, signer, err := openpgp.VerifyDetachedSignature(openpgp.EntityList{k.e}, bytes.NewReader(msg), bytes.NewReader(sig), config())
+	return err == nil && signer == k.e
+}
+
 // Public returns the public half of k.
 func (k *Key) Public() (*Key, error) {
 	a, err := k.ArmoredPublic()
