@@ -398,26 +398,6 @@ export class Room extends EventTarget {
     await this.onPlain({ ...meta, verified: true }, r.data, { t0 });
   }
 
-  async onDialogBody(kind, body, meta, t0) {
-    const who = this.dialog.peerName;
-    if (kind === KIND_KEY) {
-      this.emit('problem', { message: t('frame_dialog_key', { n: who }), forged: false });
-      return;
-    }
-    if (kind !== KIND_PGP) {
-      this.emit('problem', { message: t('frame_unknown_kind', { n: who, k: kind }) });
-      return;
-    }
-    let d;
-    try {
-      d = await this.crypto.call('decrypt', { from: PEER, body });
-    } catch (e) {
-      this.emit('problem', { message: t('frame_unreadable', { n: who }), detail: e.message });
-      return;
-    }
-    await this.onPlain({ ...meta, verified: d.verified }, d.data, { t0, worker: d.ms, cached: d.cached });
-  }
-
   // onPlain handles a decrypted envelope; timing is recorded for chat messages.
   async onPlain(meta, plain, timing) {
     let header;

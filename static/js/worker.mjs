@@ -4,7 +4,6 @@
 // Protocol: the page posts {id, op, args}; the worker answers {id, ok, value} or {id, ok:false, error}.
 // Keys die with the worker (closing the tab, or "wipe").
 import * as pgp from './pgp.mjs';
-import { KIND_PGP, encodePayload } from './proto.mjs';
 import { v2Ops } from './e2e-worker.mjs';
 import { mailOps } from './e2e-mailworker.mjs';
 
@@ -126,25 +125,6 @@ const ops = {
     state.present = new Set(present);
     refreshRecipients();
     return state.sender.recipientFingerprints().length - 1;
-  },
-
-  // encrypt returns a KIND_PGP payload, padded to a frame bucket. It refuses while any key change is unconfirmed, so no
-  // message is ever encrypted to a substituted key.
-  async encrypt({ data }) {
-    requireKey();
-    if (state.pending.size) throw new Error('blocked: a member\'s key changed; compare the safety code first');
-    const t0 = performance.now();
-    const msg = await state.sender.encrypt(data);
-    return { payload: encodePayload(KIND_PGP, msg), ms: performance.now() - t0, recipients: state.sender.recipientFingerprints().length };
-  },
-
-  async decrypt({ from, body }) {
-    requireKey();
-    const p = state.peers.get(from);
-    if (!p) throw new Error(`failed to decrypt: no key for member ${from} yet`);
-    const t0 = performance.now();
-    const r = await state.receiver.decrypt(body, p.key);
-    return { ...r, ms: performance.now() - t0 };
   },
 
   async wipe() {
