@@ -304,7 +304,7 @@ func TestSoak(t *testing.T) {
 		floods = append(floods, Floods[name])
 	}
 	r, err := Soak(context.Background(), s, SoakConfig{Idle: 10, Rooms: 4, Rate: 20, Size: 64, Duration: 3 * time.Second,
-		Sample: 500 * time.Millisecond, Floods: floods, Accounts: true, Timeout: time.Minute})
+		Sample: 500 * time.Millisecond, Floods: floods, Accounts: true, Timeout: 5 * time.Minute}) // a bound on the whole run: setup (bcrypt under -race) took over a minute on a loaded 2-core machine
 	if err != nil {
 		t.Fatal(err)
 	}
