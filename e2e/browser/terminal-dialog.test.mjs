@@ -1,7 +1,8 @@
 // End-to-end: a browser account and a terminal account (`cleanrelay chat --json --login`) in a dialog through a
 // real relay, protocol v2 (the account keys sign key packages and commits; docs/e2e.md): the same safety code, messages and a file each way, burn from
 // either side, and a key change on each side caught on the other and blocking until trusted. The browser makes
-// an RSA-4096 key, the terminal its own (RSA-4096 too) and exports it as the browser's ZIP.
+// its default account key (Curve25519 where WebCrypto has it), the terminal its own (RSA-4096) and exports it as
+// the browser's ZIP, so the two kinds meet.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';

@@ -253,9 +253,11 @@ function keySetupScreen() {
   stopWatch(); // a new key ends this user's sessions; the main screen starts a new watch
   const err = errorLine();
   const caps = env.caps();
+  // Curve25519 first where WebCrypto has it (Tor Browser does): an RSA-4096 account key signs every epoch of a
+  // dialog, about a second each without a JIT (docs/e2e.md §14).
   const type = h('select', { id: 'acctkeytype' },
-    h('option', { value: 'rsa', i18n: 'key_rsa' }),
-    caps.curve25519 ? h('option', { value: 'curve25519', i18n: 'key_curve' }) : null);
+    caps.curve25519 ? h('option', { value: 'curve25519', i18n: 'acct_key_curve' }) : null,
+    h('option', { value: 'rsa', i18n: 'acct_key_rsa' }));
   const progress = h('p', { id: 'keyprogress', hidden: true, role: 'status' }, h('progress'), ' ', tx('making_key'));
   const gen = h('form.card.form', {
     novalidate: true,
