@@ -294,8 +294,10 @@ func (s *Server) poller() *poller {
 // ended forgets a connection whose reader and writer have both ended.
 func (s *Server) ended(c *conn) {
 	defer s.wg.Done()
+	// The identity's hold (a user's session slot) is released before the connection stops being counted, so that
+	// whoever sees the count drop can open a new session at once.
 	if c.identity.Ended != nil {
-		defer c.identity.Ended()
+		c.identity.Ended()
 	}
 	if c.poll != nil {
 		c.poll.remove(c)
