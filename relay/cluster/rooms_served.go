@@ -1,0 +1,137 @@
+package cluster
+
+// The sequencer's side of a member on another node: the served link its room sees as a connection.
+
+import (
+	"sync"
+	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
+	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+)
+
+// served is, on the sequencer, a member whose socket is on another node: the rooms.Conn it is attached to.
+type served struct {
+	// Static after construction.
+	l    *roomLinks
+	node string // the member's node
+	inc  uint64 // its incarnation
+	id   linkID
+	// Written once, with l.mu held, before run starts.
+	m    *rooms.Member
+	wake chan struct{}
+	ops  chan servedOp
+	out  outbox // numbers what goes to the member's node
+	in   inbox  // owned by roomLinks.receive
+	done chan struct{}
+	once sync.Once
+}
+
+// servedOp is a request of a served member's proxy.
+type servedOp struct {
+	op  byte
+	p   *ws.Payload // opFwd
+	seq uint64      // opAck
+	how rooms.LinkEnd
+}
+
+// Wake implements rooms.Conn.
+func (sv *served) Wake() {
+	select {
+	case sv.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Closed implements rooms.Conn: the room ended the membership; the proxy's node is told why.
+func (sv *served) Closed(_ *rooms.Member, _ byte, reason string) {
+	sv.stop()
+	sv.out.send(sv.l, sv.l.n.cfg.Keys.Subject("room", []byte(sv.node)), append(appendHeader(nil, opEnded, &sv.id), reason...))
+}
+
+func (sv *served) stop() {
+	sv.once.Do(func() {
+		close(sv.done)
+		sv.l.forgetServed(sv.id)
+	})
+}
+
+// run sends the member's entries to its node as they come and applies what its node sends, until the
+// membership ends here or moves.
+func (sv *served) run() {
+	defer sv.l.n.wg.Done()
+	sub := sv.l.n.cfg.Keys.Subject("room", []byte(sv.node))
+	sv.drain(sub)
+	for {
+		select {
+		case <-sv.done:
+			return
+		case <-sv.l.n.done:
+			return
+		case <-sv.wake:
+			sv.drain(sub)
+		case o := <-sv.ops:
+			sv.apply(&o, sub)
+		}
+	}
+}
+
+// apply applies one request of the proxy.
+func (sv *served) apply(o *servedOp, sub string) {
+	t := sv.l.t
+	switch o.op {
+	case opFwd:
+		p := o.p
+		for try := 0; ; try++ {
+			res := sv.m.Forward(sv, p)
+			if res == rooms.Forwarded {
+				return
+			}
+			if res != rooms.Crowded || try == crowdedRetries {
+				ws.PutPayload(p)
+				sv.l.dropped.Add(1)
+				return
+			}
+			sv.drain(sub)
+			time.Sleep(time.Millisecond)
+		}
+	case opAck:
+		sv.m.Ack(sv, o.seq)
+	case opEnd:
+		switch o.how {
+		case rooms.LinkLeave:
+			t.Leave(sv, sv.m)
+		case rooms.LinkBurn:
+			t.Burn(sv, sv.m)
+		default:
+			t.Away(sv, []*rooms.Member{sv.m})
+		}
+		sv.stop()
+	}
+}
+
+// drain sends everything pending for the member to its node, in batches.
+func (sv *served) drain(sub string) {
+	body := ws.GetBuf(sv.l.maxFrame)
+	defer ws.PutBuf(body)
+	var b []byte
+	n := 0
+	for {
+		it := sv.m.Next(sv, 1, body.B)
+		if it.Kind == rooms.None {
+			break
+		}
+		if b == nil {
+			b = appendHeader(make([]byte, 0, wireHeader+it.Len+64), opItems, &sv.id)
+		}
+		b = appendItem(b, &it, body.B[:it.Len])
+		clear(body.B[:it.Len])
+		if n++; n >= itemsBatch || len(b) >= itemsBatchBytes {
+			sv.out.send(sv.l, sub, b)
+			b, n = nil, 0
+		}
+	}
+	if b != nil {
+		sv.out.send(sv.l, sub, b)
+	}
+}
