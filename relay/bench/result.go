@@ -20,6 +20,8 @@ type Result struct {
 	ServerCPU float64 `json:"server_cpu_s"`
 	ToolCPU   float64 `json:"tool_cpu_s"`
 	Errors    int64   `json:"errors"` // failed dials, requests and sends, unexpected events; must be 0
+	// ErrorKinds says what the errors were, most frequent first ("3× room closed: slow; 1× send: …").
+	ErrorKinds string `json:"error_kinds,omitempty"`
 
 	Pairs   *PairsResult   `json:"pairs,omitempty"`
 	Idle    *IdleResult    `json:"idle,omitempty"`

@@ -153,7 +153,7 @@ func Pairs(ctx context.Context, s *Server, cfg PairsConfig) (*Result, error) {
 	}
 	members := make([]*member, 2*cfg.Rooms)
 	defer closeAll(members)
-	var errs atomic.Int64
+	var errs tally
 	err := parallel(ctx, cfg.Rooms, func(i int) error {
 		a, b, err := pairOn(ctx, d, dj, cfg.Window+1024)
 		if err != nil {
@@ -188,13 +188,13 @@ func Pairs(ctx context.Context, s *Server, cfg PairsConfig) (*Result, error) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			if err := m.send(ctx, cfg, base, i); err != nil {
-				errs.Add(1)
+			if err := m.send(ctx, cfg, base, i); err != nil && ctx.Err() == nil {
+				errs.add("send: " + err.Error())
 			}
 		}()
 		go func() {
 			defer wg.Done()
-			errs.Add(m.receive(ctx, peer, cfg, base, &delivered))
+			m.receive(ctx, peer, cfg, base, &delivered, &errs)
 		}()
 	}
 	wg.Wait()
@@ -203,7 +203,7 @@ func Pairs(ctx context.Context, s *Server, cfg PairsConfig) (*Result, error) {
 	}
 	stopProgress()
 
-	r := &Result{Workload: "pairs", Server: s.Name, Errors: errs.Load()}
+	r := &Result{Workload: "pairs", Server: s.Name, Errors: errs.total(), ErrorKinds: errs.String()}
 	met.fill(r)
 	p := &PairsResult{Rooms: cfg.Rooms, Frames: cfg.Frames, Size: cfg.Size, Rate: cfg.Rate, SourceAddrs: d.spread}
 	if cfg.Rate <= 0 {
@@ -307,9 +307,8 @@ func (m *member) send(ctx context.Context, cfg PairsConfig, base time.Time, i in
 }
 
 // receive takes the peer's frames until all have come or ctx ends, checking order and measuring latency. It
-// returns how many unexpected things happened (errors from the server, closed rooms, malformed frames).
-func (m *member) receive(ctx context.Context, peer *member, cfg PairsConfig, base time.Time, delivered *atomic.Int64) int64 {
-	var bad int64
+// tells errs each unexpected thing (an error from the server, a closed room or connection, a malformed frame).
+func (m *member) receive(ctx context.Context, peer *member, cfg PairsConfig, base time.Time, delivered *atomic.Int64, errs *tally) {
 	var acked uint64
 	for m.count < cfg.Frames {
 		var ev client.Event
@@ -317,10 +316,13 @@ func (m *member) receive(ctx context.Context, peer *member, cfg PairsConfig, bas
 		select {
 		case ev, ok = <-m.conn.Events():
 		case <-ctx.Done():
-			return bad
+			return
 		}
 		if !ok {
-			return bad + 1
+			if ctx.Err() == nil {
+				errs.add(fmt.Sprintf("connection ended: %v", m.conn.Err()))
+			}
+			return
 		}
 		switch ev.Kind {
 		case client.KindFrame:
@@ -329,18 +331,24 @@ func (m *member) receive(ctx context.Context, peer *member, cfg PairsConfig, bas
 		case client.KindLost:
 			m.lostNotices++
 			continue
+		case client.KindClosed:
+			errs.add("room closed: " + ev.Reason)
+			continue
+		case client.KindError:
+			errs.add(fmt.Sprintf("event: %v", ev.Err))
+			continue
 		default:
-			bad++
+			errs.add(fmt.Sprintf("unexpected event kind %d", ev.Kind))
 			continue
 		}
 		now := time.Since(base)
 		if len(ev.Payload) != cfg.Size {
-			bad++
+			errs.add("frame of the wrong size")
 			continue
 		}
 		n := binary.BigEndian.Uint64(ev.Payload[0:8])
 		if n < 1 || n > uint64(cfg.Frames) {
-			bad++
+			errs.add("frame number out of range")
 			continue
 		}
 		if m.seen[n/64]&(1<<(n%64)) != 0 {
@@ -362,12 +370,11 @@ func (m *member) receive(ctx context.Context, peer *member, cfg PairsConfig, bas
 		// numbers too, which is why received ones have gaps).
 		if ev.Seq-acked >= uint64(m.ack) || m.count == cfg.Frames {
 			acked = ev.Seq
-			if m.conn.Ack(m.ch, ev.Seq) != nil {
-				bad++
+			if err := m.conn.Ack(m.ch, ev.Seq); err != nil {
+				errs.add("ack: " + err.Error())
 			}
 		}
 	}
-	return bad
 }
 
 // parallel runs f(0) … f(n-1), setupConcurrency at a time, and returns the first error.
