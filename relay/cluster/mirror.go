@@ -11,6 +11,9 @@ package cluster
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,6 +28,7 @@ import (
 type mirrorMsg struct {
 	From       string         `json:"f"`
 	Inc        uint64         `json:"n"`
+	N          uint64         `json:"k,omitempty"` // the request's number among the node's mirror requests
 	Op         string         `json:"o"`
 	Room       []byte         `json:"r,omitempty"`
 	Epoch      uint64         `json:"e,omitempty"`
@@ -68,6 +72,9 @@ type mirrorCopy struct {
 	bytes int // frame bytes held, counted in the memory budget
 }
 
+// seenRequest is the last mirror request taken from a node's incarnation.
+type seenRequest struct{ inc, n uint64 }
+
 // mirrorBatchBytes bounds the frame bytes of one copy request (under NATS's 1 MiB payload once JSON and
 // sealed).
 const mirrorBatchBytes = 256 << 10
@@ -76,6 +83,9 @@ const mirrorBatchBytes = 256 << 10
 func (l *roomLinks) Track(r *rooms.Room) rooms.Conn {
 	ml := &mirrorLink{l: l, r: r, wake: make(chan struct{}, 1)}
 	ml.wake <- struct{}{}
+	l.linksMu.Lock()
+	l.links[ml] = struct{}{}
+	l.linksMu.Unlock()
 	l.n.wg.Add(1)
 	go ml.run()
 	return ml
@@ -109,14 +119,15 @@ type mirrorLink struct {
 	r    *rooms.Room
 	wake chan struct{}
 
+	retry atomic.Bool // the last request failed: watchPeers wakes it every heartbeat
+
 	// Only run uses these.
-	id    rooms.RoomID
-	node  string // the mirror; "": none (no live peer)
-	inc   uint64
-	sent  uint64 // the mirror holds the entries up to this seq
-	full  bool   // the next copy replaces the mirror's
-	retry bool   // the last request failed
-	c     rooms.Copy
+	id   rooms.RoomID
+	node string // the mirror; "": none (no live peer)
+	inc  uint64
+	sent uint64 // the mirror holds the entries up to this seq
+	full bool   // the next copy replaces the mirror's
+	c    rooms.Copy
 }
 
 // Wake implements rooms.Conn.
@@ -130,26 +141,43 @@ func (ml *mirrorLink) Wake() {
 // Closed implements rooms.Conn (a mirror is no member).
 func (ml *mirrorLink) Closed(*rooms.Member, byte, string) {}
 
+// run copies the room whenever it has something new, the live nodes changed (watchPeers: the mirror may be
+// another one now), or the last request failed, until the room is gone.
 func (ml *mirrorLink) run() {
 	defer ml.l.n.wg.Done()
-	tick := time.NewTicker(ml.l.n.cfg.Heartbeat)
-	defer tick.Stop()
 	defer ml.wipe()
+	defer func() {
+		ml.l.linksMu.Lock()
+		delete(ml.l.links, ml)
+		ml.l.linksMu.Unlock()
+	}()
 	for {
 		select {
 		case <-ml.l.n.done:
 			return
 		case <-ml.wake:
-		case <-tick.C:
-			// Look again whether the mirror is the one it should be (nodes came or went), or retry.
-			if !ml.retry {
-				if node, inc := ml.l.mirrorFor(&ml.id, ml.l.n.liveIncarnations()); node == ml.node && inc == ml.inc {
-					continue
-				}
-			}
 		}
 		if !ml.sync() {
 			return
+		}
+	}
+}
+
+// wakeMirrorLinks wakes the mirror links of the rooms sequenced here: all of them when the live nodes
+// changed, else those whose last request failed.
+func (l *roomLinks) wakeMirrorLinks(live map[string]uint64) {
+	changed := len(live) != len(l.lastLive)
+	for node, inc := range live {
+		if l.lastLive[node] != inc {
+			changed = true
+		}
+	}
+	l.lastLive = live
+	l.linksMu.Lock()
+	defer l.linksMu.Unlock()
+	for ml := range l.links {
+		if changed || ml.retry.Load() {
+			ml.Wake()
 		}
 	}
 }
@@ -168,7 +196,7 @@ func (ml *mirrorLink) wipe() {
 // sync sends the mirror what it lacks, until it holds the whole room. It returns false once the room is gone.
 func (ml *mirrorLink) sync() bool {
 	l, c := ml.l, &ml.c
-	ml.retry = false
+	ml.retry.Store(false)
 	for {
 		more, closed := ml.r.CopyFrom(ml.sent, mirrorBatchBytes, l.where, c)
 		if closed {
@@ -209,7 +237,8 @@ func (ml *mirrorLink) sync() bool {
 			clearCopyMsg(msg)
 			switch {
 			case !ok:
-				ml.retry, ml.full, ml.sent = true, true, 0
+				ml.retry.Store(true)
+				ml.full, ml.sent = true, 0
 				return true
 			case a.Op == "full":
 				ml.full, ml.sent = true, 0
@@ -222,7 +251,7 @@ func (ml *mirrorLink) sync() bool {
 				// "stale": a newer epoch of the room lives elsewhere (this node was cut off and came back);
 				// "no": the mirror is over its memory budget. Members here are handed nothing more until
 				// a mirror holds it; the next heartbeat tries again.
-				ml.retry = true
+				ml.retry.Store(true)
 				return true
 			}
 		}
@@ -259,25 +288,62 @@ func clearCopyMsg(m *mirrorMsg) {
 	}
 }
 
-// mirrorRequest sends msg to node's mirror subject and returns its answer; false if none came in time.
+// mirrorRequest sends msg to node's mirror subject and returns its answer; false if none came in time. The
+// node's mirror requests are numbered in the order they are published (NATS keeps one publisher's order), so
+// a mirror drops a replayed one.
 func (l *roomLinks) mirrorRequest(node string, msg *mirrorMsg) (mirrorMsg, bool) {
 	subject := l.n.cfg.Keys.Subject("mirror", []byte(node))
 	msg.From, msg.Inc = l.n.cfg.Node, l.n.inc
+	answer := make(chan *nats.Msg, 1)
+	l.reqMu.Lock()
+	l.reqN++
+	msg.N = l.reqN
+	reply := l.replyPrefix + strconv.FormatUint(msg.N, 10)
+	l.waiting[msg.N] = answer
 	plain, err := json.Marshal(msg)
+	if err == nil {
+		sealed := l.n.cfg.Keys.Seal(subject, plain, time.Now())
+		clear(plain)
+		err = l.n.nc.PublishRequest(subject, reply, sealed)
+	}
+	l.reqMu.Unlock()
+	defer func() {
+		l.reqMu.Lock()
+		delete(l.waiting, msg.N)
+		l.reqMu.Unlock()
+	}()
 	if err != nil {
 		return mirrorMsg{}, false
 	}
-	sealed := l.n.cfg.Keys.Seal(subject, plain, time.Now())
-	clear(plain)
-	resp, err := l.n.nc.Request(subject, sealed, l.n.cfg.PeerTimeout)
+	select {
+	case resp := <-answer:
+		var a mirrorMsg
+		if !l.openMirror(resp.Subject, resp.Data, &a) {
+			return mirrorMsg{}, false
+		}
+		return a, true
+	case <-time.After(l.n.cfg.PeerTimeout):
+		return mirrorMsg{}, false
+	case <-l.n.done:
+		return mirrorMsg{}, false
+	}
+}
+
+// mirrorAnswer hands an answer to the request waiting for it.
+func (l *roomLinks) mirrorAnswer(m *nats.Msg) {
+	n, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, l.replyPrefix), 10, 64)
 	if err != nil {
-		return mirrorMsg{}, false
+		return
 	}
-	var a mirrorMsg
-	if !l.openMirror(resp.Subject, resp.Data, &a) {
-		return mirrorMsg{}, false
+	l.reqMu.Lock()
+	ch := l.waiting[n]
+	l.reqMu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- m:
+		default:
+		}
 	}
-	return a, true
 }
 
 func (l *roomLinks) openMirror(subject string, data []byte, msg *mirrorMsg) bool {
@@ -297,9 +363,19 @@ func (l *roomLinks) openMirror(subject string, data []byte, msg *mirrorMsg) bool
 // answerMirror takes a copy request of another node.
 func (l *roomLinks) answerMirror(m *nats.Msg) {
 	var req mirrorMsg
-	if !l.openMirror(m.Subject, m.Data, &req) || m.Reply == "" || req.From == l.n.cfg.Node {
+	if !l.openMirror(m.Subject, m.Data, &req) || req.From == l.n.cfg.Node {
 		return
 	}
+	if m.Reply == "" {
+		l.n.refused.Add(1) // a node's requests always have a reply subject
+		return
+	}
+	// Only the live incarnation of a node, and each of its requests once (they come in its order).
+	if seen := l.mirrorSeen[req.From]; l.n.liveIncarnations()[req.From] != req.Inc || (seen.inc == req.Inc && req.N <= seen.n) {
+		l.n.refused.Add(1)
+		return
+	}
+	l.mirrorSeen[req.From] = seenRequest{req.Inc, req.N}
 	a := mirrorMsg{Op: l.applyMirror(&req)}
 	clearCopyMsg(&req)
 	for i := range req.Entries {

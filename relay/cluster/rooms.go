@@ -101,6 +101,17 @@ type roomLinks struct {
 	mirrorBytes        atomic.Int64  // bytes of frames the copies hold
 	takeovers, relinks atomic.Uint64 // rooms taken over here, proxies linked to a new sequencer
 	lagMicros          atomic.Int64  // the last mirror round trip
+
+	// Mirror requests of this node (mirror.go): numbered, their answers on replyPrefix and the number.
+	reqMu       sync.Mutex
+	reqN        uint64                    // guarded by reqMu
+	waiting     map[uint64]chan *nats.Msg // guarded by reqMu
+	replyPrefix string                    // static
+	mirrorSeen  map[string]seenRequest    // only answerMirror (the mirror subject's goroutine) uses it
+
+	linksMu  sync.Mutex
+	links    map[*mirrorLink]struct{} // guarded by linksMu: the mirror links of rooms sequenced here
+	lastLive map[string]uint64        // the live nodes at watchPeers' last look; only watchPeers uses it
 }
 
 // ServeRooms makes rooms span the nodes: t's rooms are open to members on other nodes, and t's joins and
@@ -109,11 +120,15 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	l := &roomLinks{n: n, t: t, maxFrame: maxFrame,
 		subOwn: n.cfg.Keys.Subject("room", []byte(n.cfg.Node)), subFind: n.cfg.Keys.Subject("find", nil),
 		served: make(map[linkID]*served), proxied: make(map[linkID]*plink), usedLinks: make(map[linkID]bool),
-		mirrors: make(map[rooms.RoomID]*mirrorCopy), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node))}
+		mirrors: make(map[rooms.RoomID]*mirrorCopy), links: make(map[*mirrorLink]struct{}), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node))}
 	if _, err := n.nc.Subscribe(l.subOwn, l.receive); err != nil {
 		return err
 	}
 	if _, err := n.nc.Subscribe(l.subMirror, l.answerMirror); err != nil {
+		return err
+	}
+	l.replyPrefix, l.waiting, l.mirrorSeen = n.nc.NewInbox()+".", make(map[uint64]chan *nats.Msg), make(map[string]seenRequest)
+	if _, err := n.nc.Subscribe(l.replyPrefix+"*", l.mirrorAnswer); err != nil {
 		return err
 	}
 	if _, err := n.nc.Subscribe(l.subFind, l.answerFind); err != nil {
@@ -181,6 +196,7 @@ func (l *roomLinks) watchPeers() {
 			l.t.Away(sv, []*rooms.Member{sv.m})
 		}
 		l.takeOver(live)
+		l.wakeMirrorLinks(live)
 		for _, pl := range gone {
 			pr := pl.pr
 			pr.mu.Lock()
