@@ -414,8 +414,10 @@ func (l *roomLinks) applyMirror(req *mirrorMsg) string {
 		l.n.refused.Add(1)
 		return "no"
 	}
-	if e, ok := l.t.EpochOf(&id); ok && e >= req.Epoch {
-		return "stale" // this node sequences the room since a takeover
+	if e, ok := l.t.EpochOf(&id); ok && e >= req.Epoch && !l.t.Unadopt(&id, req.Epoch) {
+		// This node sequences the room since a takeover, and members came to it here. (Taken over from a
+		// node that was only slow to be heard, and nobody came yet: the room is given back, above.)
+		return "stale"
 	}
 	over := l.t.OverBudget()
 	l.mu.Lock()

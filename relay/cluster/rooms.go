@@ -345,8 +345,21 @@ func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
 	want := l.n.livePeers()
 	l.send(l.subFind, inbox, req)
 	deadline := time.Now().Add(findTimeout)
+	complete = true
 	for len(want) > 0 {
-		m, err := answers.NextMsg(time.Until(deadline))
+		m, err := answers.NextMsg(min(time.Until(deadline), l.n.cfg.Heartbeat))
+		if err != nil && time.Now().Before(deadline) {
+			// A peer that died meanwhile will not answer: wait no longer for it (the room it held may be
+			// taken over by now; the caller asks again).
+			live := l.n.livePeers()
+			for node := range want {
+				if !live[node] {
+					delete(want, node)
+					complete = false
+				}
+			}
+			continue
+		}
 		if err != nil {
 			return roomMsg{}, false, false
 		}
@@ -359,7 +372,7 @@ func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
 		}
 		delete(want, a.From)
 	}
-	return roomMsg{}, false, true
+	return roomMsg{}, false, complete
 }
 
 // answerFind answers another node's join or resume: admitted, refused, or not here.
@@ -479,13 +492,14 @@ func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string
 
 // resumeTries bounds the finds of a resume while some peer does not answer (it may be a sequencer that died;
 // its mirror takes its rooms over once it has been unheard for the peer timeout).
-const resumeTries = 3
+const resumeTries = 5
 
 // Resume implements rooms.Remote.
 func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
 	pr, pl := l.newProxy(p, user)
 	var a roomMsg
 	ok := false
+	sawDeath := false
 	for try := 1; ; try++ {
 		if try > 1 {
 			// A new link id: the nodes that answered took the last one, and would drop it as a replay.
@@ -494,7 +508,8 @@ func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p room
 		}
 		var complete bool
 		a, ok, complete = l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: tokenHash[:], User: user, Last: last})
-		if ok || complete || try == resumeTries || !l.pause() {
+		sawDeath = sawDeath || !complete
+		if ok || (complete && !sawDeath) || try == resumeTries || !l.pause() {
 			break
 		}
 	}

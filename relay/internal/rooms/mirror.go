@@ -258,3 +258,29 @@ func (r *Room) visibleLocked() uint64 {
 	}
 	return r.safe
 }
+
+// Unadopt drops room id, taken over here (epoch one above epoch), if no member has come to it yet: its
+// sequencer was only slow to be heard, and still sequences it. It reports whether it dropped it.
+func (h *Table) Unadopt(id *RoomID, epoch uint64) bool {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms.get(id)
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.epoch != epoch+1 || r.attachedLocked() {
+		return false
+	}
+	for _, m := range r.members {
+		if m.awayTimer != nil {
+			m.awayTimer.Stop()
+			m.awayTimer = nil
+		}
+	}
+	h.dropRoomLocked(r, "", &n)
+	return true
+}

@@ -105,4 +105,18 @@ func TestAdopt(t *testing.T) {
 			t.Error("y's relink was told as back")
 		}
 	}
+	if dst.Unadopt(&jx.Room, 0) {
+		t.Error("a room members came to was given back")
+	}
+
+	// A room taken over from a sequencer that was only slow, nobody come to it yet: given back.
+	other := newTable(t, Config{}, 0)
+	var c2 Copy
+	jx.Member.room.CopyFrom(0, 1<<20, func(cn Conn) string { return where[cn] }, &c2)
+	if !other.Adopt(&c2, "dead") || other.Unadopt(&jx.Room, 1) || !other.Unadopt(&jx.Room, 0) {
+		t.Fatal("a room nobody came to was not given back to the epoch it was taken from")
+	}
+	if _, ok := other.EpochOf(&jx.Room); ok || other.RoomsHere() != 0 {
+		t.Error("the room given back is still held")
+	}
 }
