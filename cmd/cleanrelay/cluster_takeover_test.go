@@ -266,15 +266,6 @@ func (m *talker) died(ctx context.Context, killedCh <-chan struct{}, killed *tim
 	return m.resume(ctx, other, *killed)
 }
 
-func isClosedCh(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // resume takes the membership back on url with the token, from the last entry processed, trying again while
 // the room's new sequencer is not yet known (the dead node is unheard for the peer timeout first), and sends
 // again the frames the relay had not accepted.

@@ -43,9 +43,9 @@ const (
 	// and sealed).
 	itemsBatch      = 64
 	itemsBatchBytes = 256 << 10
-	// crowdedRetries bounds how often a served frame is offered again while its room says Crowded (the
-	// served link drains between tries).
-	crowdedRetries = 1000
+	// crowdedWait bounds how long a served frame is offered again while its room says Crowded (the served link
+	// drains between tries, each time the room wakes it: its mirror may hold entries the link cannot send yet).
+	crowdedWait = 10 * time.Second
 )
 
 type linkID [16]byte

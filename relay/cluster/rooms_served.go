@@ -90,7 +90,8 @@ func (sv *served) apply(o *servedOp, sub string) {
 			ws.PutPayload(p) // the room has it already: sent again to a new sequencer after a takeover
 			return
 		}
-		for try := 0; ; try++ {
+		var deadline time.Time
+		for {
 			res := sv.m.Forward(sv, p)
 			if res == rooms.Forwarded {
 				if len(sv.ops) == 0 {
@@ -98,13 +99,22 @@ func (sv *served) apply(o *servedOp, sub string) {
 				}
 				return
 			}
-			if res != rooms.Crowded || try == crowdedRetries {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(crowdedWait)
+			}
+			if res != rooms.Crowded || time.Now().After(deadline) {
 				ws.PutPayload(p)
 				sv.l.dropped.Add(1)
 				return
 			}
 			sv.drain(sub)
-			time.Sleep(time.Millisecond)
+			select {
+			case <-sv.wake: // the room has more to send (its mirror caught up)
+				sv.drain(sub)
+			case <-time.After(5 * time.Millisecond):
+			case <-sv.done:
+			case <-sv.l.n.done:
+			}
 		}
 	case opAck:
 		sv.m.Ack(sv, o.seq)

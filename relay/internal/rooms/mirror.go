@@ -89,8 +89,8 @@ type EntryCopy struct {
 // is 0), up to about maxBytes of frames: more says that entries remain after c.Head. where names the node of a
 // member's connection. closed says that the room is gone (its mirror may drop its copy).
 func (r *Room) CopyFrom(from uint64, maxBytes int, where func(Conn) string, c *Copy) (more, closed bool) {
-	r.table.mu.Lock() // the member's token hashes are guarded by the table's lock
-	defer r.table.mu.Unlock()
+	// A member's token hash is written only with the table's lock and the room's held: the room's is enough
+	// to read it.
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {

@@ -480,8 +480,11 @@ func (h *Table) dropRoomLocked(r *Room, reason string, n *notes) {
 	r.members = nil
 	h.reindexLocked(r)
 	r.log.wipe()
-	if r.mirror != nil {
+	switch {
+	case r.mirror != nil && n != nil:
 		n.wake = append(n.wake, r.mirror) // it tells the mirror to drop its copy
+	case r.mirror != nil:
+		r.mirror.Wake() // a mirror link's Wake takes no lock (package cluster)
 	}
 	if reason == "" {
 		reason = "empty"
