@@ -36,6 +36,11 @@ var clusterMetrics = []clusterMetric{
 	metric("members_proxied", "Members connected here of rooms other nodes sequence.", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.MembersProxied) }),
 	metric("room_gaps_total", "Rooms messages between nodes that core NATS lost on their way here (a NATS server's death); each may be a frame, an ack or entries nobody was told of.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomGaps) }),
 	metric("room_dropped_total", "Rooms messages for no membership known here (it ended meanwhile), and frames of members on other nodes that a room here refused (the sender is not told).", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomDropped) }),
+	metric("rooms_mirrored", "Rooms other nodes sequence that this node holds a copy of, to take over if their node dies.", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.RoomsMirrored) }),
+	metric("mirror_bytes", "Bytes of frames the copies of rooms mirrored here hold (counted in the memory budget).", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.MirrorBytes) }),
+	metric("mirror_lag_seconds", "The last copy of new entries of a room sequenced here, from the request until its mirror held them (members wait this long).", prometheus.GaugeValue, func(s *Stats) float64 { return s.MirrorLag }),
+	metric("takeovers_total", "Rooms this node took over from their sequencer when it was no longer heard.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Takeovers) }),
+	metric("relinks_total", "Members here whose room's sequencer died and who were linked to the room's new sequencer.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Relinks) }),
 	metric("replication_lag_seconds", "From the making of the last change applied here, on its node, to its application here.", prometheus.GaugeValue, func(s *Stats) float64 { return s.LagSeconds }),
 }
 

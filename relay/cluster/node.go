@@ -484,6 +484,11 @@ type Stats struct {
 	MembersProxied int     // members on this node of rooms other nodes sequence
 	RoomGaps       uint64  // rooms messages core NATS lost on their way here (a gap in a link's numbers)
 	RoomDropped    uint64  // rooms messages for no membership known here, and frames a room here refused
+	RoomsMirrored  int     // rooms other nodes sequence that this node holds a copy of (mirror.go)
+	MirrorBytes    int64   // frame bytes those copies hold
+	MirrorLag      float64 // seconds: the last copy request of a room sequenced here, until its mirror held it
+	Takeovers      uint64  // rooms this node took over from a dead sequencer
+	Relinks        uint64  // members here whose proxy found their room's new sequencer after a takeover
 }
 
 // Stats returns the counters.
@@ -495,6 +500,9 @@ func (n *Node) Stats() Stats {
 		s.RoomsHere = l.t.RoomsHere()
 		s.MembersServed, s.MembersProxied = l.stats()
 		s.RoomGaps, s.RoomDropped = l.gaps.Load(), l.dropped.Load()
+		s.RoomsMirrored, s.MirrorBytes = l.mirrorStats(), l.mirrorBytes.Load()
+		s.MirrorLag = float64(l.lagMicros.Load()) / 1e6
+		s.Takeovers, s.Relinks = l.takeovers.Load(), l.relinks.Load()
 	}
 	return s
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -42,9 +43,9 @@ const (
 	// and sealed).
 	itemsBatch      = 64
 	itemsBatchBytes = 256 << 10
-	// crowdedRetries bounds how often a served frame is offered again while its room says Crowded (the
-	// served link drains between tries).
-	crowdedRetries = 1000
+	// crowdedWait bounds how long a served frame is offered again while its room says Crowded (the served link
+	// drains between tries, each time the room wakes it: its mirror may hold entries the link cannot send yet).
+	crowdedWait = 10 * time.Second
 )
 
 type linkID [16]byte
@@ -90,10 +91,27 @@ type roomLinks struct {
 	// usedLinks are the link ids of the finds answered within the sealing window (maxAge): a replayed find
 	// admits nobody. Guarded by mu.
 	usedLinks map[linkID]bool
-	proxied   map[linkID]*proxied // guarded by mu: members here of rooms on other nodes
+	proxied   map[linkID]*plink            // guarded by mu: members here of rooms on other nodes, by their current link
+	mirrors   map[rooms.RoomID]*mirrorCopy // guarded by mu: copies of rooms other nodes sequence (mirror.go)
 
 	dropped atomic.Uint64 // rooms messages for no known membership, or frames the room refused
 	gaps    atomic.Uint64 // rooms messages that core NATS lost (a gap in a link's numbers)
+
+	subMirror          string        // this node's mirror subject (mirror.go)
+	mirrorBytes        atomic.Int64  // bytes of frames the copies hold
+	takeovers, relinks atomic.Uint64 // rooms taken over here, proxies linked to a new sequencer
+	lagMicros          atomic.Int64  // the last mirror round trip
+
+	// Mirror requests of this node (mirror.go): numbered, their answers on replyPrefix and the number.
+	reqMu       sync.Mutex
+	reqN        uint64                    // guarded by reqMu
+	waiting     map[uint64]chan *nats.Msg // guarded by reqMu
+	replyPrefix string                    // static
+	mirrorSeen  map[string]seenRequest    // only answerMirror (the mirror subject's goroutine) uses it
+
+	linksMu  sync.Mutex
+	links    map[*mirrorLink]struct{} // guarded by linksMu: the mirror links of rooms sequenced here
+	lastLive map[string]uint64        // the live nodes at watchPeers' last look; only watchPeers uses it
 }
 
 // ServeRooms makes rooms span the nodes: t's rooms are open to members on other nodes, and t's joins and
@@ -101,8 +119,16 @@ type roomLinks struct {
 func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	l := &roomLinks{n: n, t: t, maxFrame: maxFrame,
 		subOwn: n.cfg.Keys.Subject("room", []byte(n.cfg.Node)), subFind: n.cfg.Keys.Subject("find", nil),
-		served: make(map[linkID]*served), proxied: make(map[linkID]*proxied), usedLinks: make(map[linkID]bool)}
+		served: make(map[linkID]*served), proxied: make(map[linkID]*plink), usedLinks: make(map[linkID]bool),
+		mirrors: make(map[rooms.RoomID]*mirrorCopy), links: make(map[*mirrorLink]struct{}), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node))}
 	if _, err := n.nc.Subscribe(l.subOwn, l.receive); err != nil {
+		return err
+	}
+	if _, err := n.nc.Subscribe(l.subMirror, l.answerMirror); err != nil {
+		return err
+	}
+	l.replyPrefix, l.waiting, l.mirrorSeen = n.nc.NewInbox()+".", make(map[uint64]chan *nats.Msg), make(map[string]seenRequest)
+	if _, err := n.nc.Subscribe(l.replyPrefix+"*", l.mirrorAnswer); err != nil {
 		return err
 	}
 	if _, err := n.nc.Subscribe(l.subFind, l.answerFind); err != nil {
@@ -113,6 +139,7 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	}
 	n.rooms.Store(l)
 	t.SetRemote(l)
+	t.SetMirrors(l)
 	n.wg.Add(1)
 	go l.watchPeers()
 	return nil
@@ -134,8 +161,9 @@ func (n *Node) liveIncarnations() map[string]uint64 {
 
 // watchPeers ends, every heartbeat, the links to nodes no longer heard (or heard again as a new incarnation,
 // which holds none of them): a served member whose node is gone is
-// away (its grace runs here, and it may resume on any node), and a proxied member whose sequencer is gone is
-// told its room closed (shutdown): no other node holds the room.
+// away (its grace runs here, and it may resume on any node), a proxied member whose sequencer is gone is
+// linked to the room's new sequencer (relink), and the rooms this node mirrors for a node that is gone are
+// taken over (mirror.go).
 func (l *roomLinks) watchPeers() {
 	defer l.n.wg.Done()
 	tick := time.NewTicker(l.n.cfg.Heartbeat)
@@ -147,17 +175,18 @@ func (l *roomLinks) watchPeers() {
 		case <-tick.C:
 		}
 		live := l.n.liveIncarnations()
+		self := l.n.cfg.Node
 		var away []*served
-		var gone []*proxied
+		var gone []*plink
 		l.mu.Lock()
 		for _, sv := range l.served {
-			if inc, ok := live[sv.node]; sv.m != nil && (!ok || inc != sv.inc) {
+			if inc, ok := live[sv.node]; sv.m != nil && sv.node != self && (!ok || inc != sv.inc) {
 				away = append(away, sv)
 			}
 		}
-		for id, pr := range l.proxied {
-			if inc, ok := live[pr.node]; pr.node != "" && (!ok || inc != pr.inc) {
-				gone = append(gone, pr)
+		for id, pl := range l.proxied {
+			if inc, ok := live[pl.node]; pl.node != "" && pl.node != self && (!ok || inc != pl.inc) {
+				gone = append(gone, pl)
 				delete(l.proxied, id)
 			}
 		}
@@ -166,8 +195,20 @@ func (l *roomLinks) watchPeers() {
 			sv.stop()
 			l.t.Away(sv, []*rooms.Member{sv.m})
 		}
-		for _, pr := range gone {
-			pr.p.Ended(protocol.ReasonShutdown)
+		l.takeOver(live)
+		l.wakeMirrorLinks(live)
+		for _, pl := range gone {
+			pr := pl.pr
+			pr.mu.Lock()
+			start := pr.cur == pl && !pr.ended
+			if pr.cur == pl {
+				pr.cur = nil
+			}
+			pr.mu.Unlock()
+			if start {
+				l.n.wg.Add(1)
+				go l.relink(pr)
+			}
 		}
 	}
 }
@@ -184,8 +225,14 @@ func (l *roomLinks) send(subject, reply string, msg *roomMsg) {
 	l.n.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: sealed})
 }
 
-// sendWire seals a message of roomwire.go for subject, publishes it, and overwrites b.
+// sendWire seals a message of roomwire.go for subject, publishes it, and overwrites b. A message for this
+// node itself (a proxy here of a room taken over here) is handled at once: NATS does not echo.
 func (l *roomLinks) sendWire(subject string, b []byte) {
+	if subject == l.subOwn {
+		l.handle(b)
+		clear(b)
+		return
+	}
 	sealed := l.n.cfg.Keys.Seal(subject, b, time.Now())
 	clear(b)
 	l.n.nc.Publish(subject, sealed)
@@ -219,6 +266,11 @@ func (l *roomLinks) receive(m *nats.Msg) {
 		return
 	}
 	defer clear(plain)
+	l.handle(plain)
+}
+
+// handle handles one opened message of a room subject.
+func (l *roomLinks) handle(plain []byte) {
 	if len(plain) < wireHeader {
 		l.n.refused.Add(1)
 		return
@@ -229,28 +281,35 @@ func (l *roomLinks) receive(m *nats.Msg) {
 	num := binary.BigEndian.Uint64(plain[wireHeader-8 : wireHeader])
 	r := wireReader{b: plain[wireHeader:]}
 	l.mu.Lock()
-	sv, pr := l.served[id], l.proxied[id]
+	sv, pl := l.served[id], l.proxied[id]
 	l.mu.Unlock()
 	switch {
-	case pr != nil && (op == opItems || op == opEnded) && !pr.in.take(num, &l.gaps),
+	case pl != nil && (op == opItems || op == opEnded || op == opStamped) && !pl.in.take(num, &l.gaps),
 		sv != nil && (op == opFwd || op == opAck || op == opEnd) && !sv.in.take(num, &l.gaps):
 		l.n.refused.Add(1) // replayed
-	case op == opItems && pr != nil:
+	case op == opItems && pl != nil:
 		for len(r.b) > 0 {
 			it, data, err := r.nextItem()
 			if err != nil {
 				l.n.refused.Add(1)
 				return
 			}
-			pr.p.Deliver(it, data)
+			pl.pr.delivered(&it)
+			pl.pr.p.Deliver(it, data)
 		}
-	case op == opEnded && pr != nil:
+	case op == opStamped && pl != nil:
+		if n := r.uvarint(); !r.err {
+			pl.pr.stamped.Store(max(pl.pr.stamped.Load(), n))
+		}
+	case op == opEnded && pl != nil:
 		l.forgetProxy(id)
-		pr.p.Ended(string(r.b))
+		pl.pr.end()
+		pl.pr.p.Ended(string(r.b))
 	case (op == opFwd || op == opAck || op == opEnd) && sv != nil:
 		o := servedOp{op: op}
 		switch op {
 		case opFwd:
+			o.n = r.uvarint()
 			o.p = ws.PayloadOf(r.b)
 		case opAck:
 			o.seq = r.uvarint()
@@ -274,32 +333,46 @@ func (l *roomLinks) receive(m *nats.Msg) {
 }
 
 // find asks every other node about a room or a token and returns the answer of the node that holds it, or
-// false when none does (every live peer said not here, or the time ran out).
-func (l *roomLinks) find(req *roomMsg) (roomMsg, bool) {
+// false when none does (every live peer said not here, or the time ran out: then complete is false, and a
+// peer that did not answer may be a sequencer dying, whose mirror takes its rooms over).
+func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
 	inbox := l.n.nc.NewRespInbox()
 	answers, err := l.n.nc.SubscribeSync(inbox)
 	if err != nil {
-		return roomMsg{}, false
+		return roomMsg{}, false, false
 	}
 	defer answers.Unsubscribe()
 	want := l.n.livePeers()
 	l.send(l.subFind, inbox, req)
 	deadline := time.Now().Add(findTimeout)
+	complete = true
 	for len(want) > 0 {
-		m, err := answers.NextMsg(time.Until(deadline))
+		m, err := answers.NextMsg(min(time.Until(deadline), l.n.cfg.Heartbeat))
+		if err != nil && time.Now().Before(deadline) {
+			// A peer that died meanwhile will not answer: wait no longer for it (the room it held may be
+			// taken over by now; the caller asks again).
+			live := l.n.livePeers()
+			for node := range want {
+				if !live[node] {
+					delete(want, node)
+					complete = false
+				}
+			}
+			continue
+		}
 		if err != nil {
-			return roomMsg{}, false
+			return roomMsg{}, false, false
 		}
 		var a roomMsg
 		if !l.open(inbox, m.Data, &a) {
 			continue
 		}
 		if a.Here {
-			return a, true
+			return a, true, true
 		}
 		delete(want, a.From)
 	}
-	return roomMsg{}, false
+	return roomMsg{}, false, complete
 }
 
 // answerFind answers another node's join or resume: admitted, refused, or not here.
@@ -308,10 +381,27 @@ func (l *roomLinks) answerFind(m *nats.Msg) {
 	if !l.open(m.Subject, m.Data, &req) || m.Reply == "" || req.From == l.n.cfg.Node {
 		return
 	}
+	a, sv, ok := l.admit(&req)
+	if !ok {
+		return
+	}
+	l.send(m.Reply, "", &a)
+	clear(a.Room)
+	clear(a.Token)
+	if sv != nil {
+		l.n.wg.Add(1)
+		go sv.run()
+	}
+}
+
+// admit runs a join or resume of a member on node req.From (this node too: a proxy relinking to a room taken
+// over here) against this node's table. It returns the answer and, when admitted, the served link to start
+// once the answer is on its way; ok is false for a request to ignore (a replay).
+func (l *roomLinks) admit(req *roomMsg) (a roomMsg, admitted *served, ok bool) {
 	id, ok := toLink(req.Link)
 	if !ok {
 		l.n.refused.Add(1)
-		return
+		return a, nil, false
 	}
 	sv := &served{l: l, node: req.From, inc: req.Inc, id: id, wake: make(chan struct{}, 1), ops: make(chan servedOp, servedQueue),
 		done: make(chan struct{})}
@@ -319,7 +409,7 @@ func (l *roomLinks) answerFind(m *nats.Msg) {
 	if l.served[id] != nil || l.usedLinks[id] {
 		l.mu.Unlock()
 		l.n.refused.Add(1) // replayed
-		return
+		return a, nil, false
 	}
 	l.served[id] = sv
 	l.usedLinks[id] = true
@@ -352,25 +442,22 @@ func (l *roomLinks) answerFind(m *nats.Msg) {
 	clear(req.Room)
 	clear(req.Cap)
 	clear(req.TokenHash)
-	a := roomMsg{Op: "found", Here: found}
+	a = roomMsg{Op: "found", Here: found, From: l.n.cfg.Node, Inc: l.n.inc}
 	if found && perr != nil {
 		a.Code, a.Msg = perr.Code, perr.Msg
 	}
 	if !found || perr != nil {
 		l.forgetServed(id)
-		l.send(m.Reply, "", &a)
-		return
+		return a, nil, true
 	}
 	l.mu.Lock()
 	sv.m = j.Member
 	l.mu.Unlock()
-	a.ID, a.Room, a.RoomSeq, a.In, a.Max, a.Members = j.ID, j.Room[:], j.Seq, j.In, j.Max, j.Members
+	a.ID, a.Room, a.RoomSeq, a.In, a.Max, a.Members = j.ID, bytes.Clone(j.Room[:]), j.Seq, j.In, j.Max, j.Members
 	if req.Op == "join" {
-		a.Token = j.Token[:]
+		a.Token = bytes.Clone(j.Token[:])
 	}
-	l.send(m.Reply, "", &a)
-	l.n.wg.Add(1)
-	go sv.run()
+	return a, sv, true
 }
 
 func (l *roomLinks) forgetServed(id linkID) {
@@ -387,44 +474,96 @@ func (l *roomLinks) forgetProxy(id linkID) {
 
 // Join implements rooms.Remote.
 func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
-	pr := l.newProxy(p)
-	a, ok := l.find(&roomMsg{Op: "join", Link: pr.id[:], Room: id[:], Cap: capability[:], User: user})
+	pr, pl := l.newProxy(p, user)
+	a, ok, _ := l.find(&roomMsg{Op: "join", Link: pl.id[:], Room: id[:], Cap: capability[:], User: user})
 	if !ok || a.Code != "" {
-		l.forgetProxy(pr.id)
+		l.forgetProxy(pl.id)
 		if !ok {
 			return nil, rooms.Errorf(protocol.CodeDenied, "no such room, or the capability is wrong")
 		}
 		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
 	}
-	l.admitted(pr, a.From, a.Inc)
 	fillJoined(j, &a)
 	copy(j.Token[:], a.Token)
 	clear(a.Token)
+	l.admitted(pr, pl, &a, j.Token.Hash())
 	return pr, nil
 }
 
+// resumeTries bounds the finds of a resume while some peer does not answer (it may be a sequencer that died;
+// its mirror takes its rooms over once it has been unheard for the peer timeout).
+const resumeTries = 5
+
 // Resume implements rooms.Remote.
 func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
-	pr := l.newProxy(p)
-	a, ok := l.find(&roomMsg{Op: "resume", Link: pr.id[:], TokenHash: tokenHash[:], User: user, Last: last})
+	pr, pl := l.newProxy(p, user)
+	var a roomMsg
+	ok := false
+	sawDeath := false
+	for try := 1; ; try++ {
+		if try > 1 {
+			// A new link id: the nodes that answered took the last one, and would drop it as a replay.
+			l.forgetProxy(pl.id)
+			pl = l.newLink(pr)
+		}
+		var complete bool
+		a, ok, complete = l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: tokenHash[:], User: user, Last: last})
+		sawDeath = sawDeath || !complete
+		if ok || (complete && !sawDeath) || try == resumeTries || !l.pause() {
+			break
+		}
+	}
 	if !ok || a.Code != "" {
-		l.forgetProxy(pr.id)
+		l.forgetProxy(pl.id)
 		if !ok {
 			return nil, rooms.Errorf(protocol.CodeBadToken, "unknown or expired resume token")
 		}
 		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
 	}
-	l.admitted(pr, a.From, a.Inc)
 	fillJoined(j, &a)
+	l.admitted(pr, pl, &a, *tokenHash)
 	return pr, nil
 }
 
-// admitted records the node that sequences pr's room.
-func (l *roomLinks) admitted(pr *proxied, node string, inc uint64) {
-	subject := l.n.cfg.Keys.Subject("room", []byte(node))
+// pause waits a heartbeat; false: the node is closing.
+func (l *roomLinks) pause() bool {
+	select {
+	case <-l.n.done:
+		return false
+	case <-time.After(l.n.cfg.Heartbeat):
+		return true
+	}
+}
+
+// findAnywhere is find for a resume, asking this node's table first: the member may be in a room taken over
+// here (its proxy then links to this node itself).
+func (l *roomLinks) findAnywhere(req *roomMsg) (a roomMsg, found, complete bool) {
+	local := *req // admit overwrites what it was given
+	local.From, local.Inc = l.n.cfg.Node, l.n.inc
+	local.TokenHash = bytes.Clone(req.TokenHash)
+	a, sv, ok := l.admit(&local)
+	if ok && a.Here {
+		if sv != nil {
+			l.n.wg.Add(1)
+			go sv.run()
+		}
+		return a, true, true
+	}
+	return l.find(req)
+}
+
+// admitted records the node that sequences pr's room, which took it on link pl, and starts sending pr's frames
+// there.
+func (l *roomLinks) admitted(pr *proxied, pl *plink, a *roomMsg, tokenHash [32]byte) {
+	subject := l.n.cfg.Keys.Subject("room", []byte(a.From))
 	l.mu.Lock()
-	pr.node, pr.inc, pr.subject = node, inc, subject
+	pl.node, pl.inc, pl.subject = a.From, a.Inc, subject
 	l.mu.Unlock()
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.th = tokenHash
+	pr.sent = a.In
+	pr.cur = pl
 }
 
 func fillJoined(j *rooms.Joined, a *roomMsg) {
@@ -433,47 +572,207 @@ func fillJoined(j *rooms.Joined, a *roomMsg) {
 	clear(a.Room)
 }
 
-func (l *roomLinks) newProxy(p rooms.Proxy) *proxied {
-	pr := &proxied{l: l, p: p}
-	rand.Read(pr.id[:])
-	l.mu.Lock()
-	l.proxied[pr.id] = pr
-	l.mu.Unlock()
-	return pr
+// newProxy makes the link of a member here and its first link id.
+func (l *roomLinks) newProxy(p rooms.Proxy, user string) (*proxied, *plink) {
+	pr := &proxied{l: l, p: p, user: user}
+	return pr, l.newLink(pr)
 }
 
-// proxied is a member here of a room another node sequences: the rooms.Link of its proxy.
-type proxied struct {
+// newLink draws a link id for pr and registers it, so that what its sequencer sends is taken from now on.
+func (l *roomLinks) newLink(pr *proxied) *plink {
+	pl := &plink{pr: pr}
+	rand.Read(pl.id[:])
+	l.mu.Lock()
+	l.proxied[pl.id] = pl
+	l.mu.Unlock()
+	return pl
+}
+
+// plink is one link of a proxied membership to its sequencer: a new one after a takeover.
+type plink struct {
 	// Static after construction.
-	l  *roomLinks
-	p  rooms.Proxy
+	pr *proxied
 	id linkID
-	// Written once, with l.mu held, when the sequencer admitted the member (before any Link call).
+	// Written once, with roomLinks.mu held, when the sequencer admitted the member.
 	node    string // the sequencer
 	inc     uint64 // its incarnation
 	subject string // its room subject
 
 	out outbox // numbers what goes to the sequencer
-	in  inbox  // owned by roomLinks.receive
+	in  inbox  // owned by roomLinks.handle
+}
+
+// keptFrame is a frame of the member that its sequencer's mirror may not hold yet: n is its number among the
+// member's frames.
+type keptFrame struct {
+	n uint64
+	p *ws.Payload
+}
+
+// proxied is a member here of a room another node sequences: the rooms.Link of its proxy. It keeps the
+// member's frames until the sequencer says its mirror holds them (opStamped), and sends the ones the room's
+// new sequencer lacks again after a takeover.
+type proxied struct {
+	// Static after construction.
+	l    *roomLinks
+	p    rooms.Proxy
+	user string
+
+	last    atomic.Uint64 // the seq of the last entry delivered here (roomLinks.handle writes it)
+	stamped atomic.Uint64 // the member's frames the sequencer's mirror holds
+
+	mu        sync.Mutex
+	th        [32]byte // guarded by mu: the member's token hash, to find it again after a takeover
+	cur       *plink   // guarded by mu: the link to the sequencer; nil while it is found again, or ended
+	ended     bool     // guarded by mu
+	sent      uint64   // guarded by mu: the member's frames so far (its In)
+	kept      []keptFrame
+	keptBytes int
+}
+
+// delivered records the seq of an entry handed to the proxy.
+func (pr *proxied) delivered(it *rooms.Item) {
+	s := it.Seq
+	if it.Kind == rooms.Lost {
+		s = it.LostTo
+	}
+	if s > pr.last.Load() {
+		pr.last.Store(s)
+	}
+}
+
+// pruneLocked releases the kept frames the mirror holds, and those up to in. pr.mu is held.
+func (pr *proxied) pruneLocked(in uint64) {
+	in = max(in, pr.stamped.Load())
+	k := 0
+	for k < len(pr.kept) && pr.kept[k].n <= in {
+		pr.releaseLocked(&pr.kept[k])
+		k++
+	}
+	pr.kept = pr.kept[k:]
+}
+
+func (pr *proxied) releaseLocked(k *keptFrame) {
+	pr.keptBytes -= k.p.Cap()
+	pr.l.t.Hold(-int64(k.p.Cap()))
+	ws.PutPayload(k.p)
+	*k = keptFrame{}
+}
+
+// sendFwdLocked sends a kept frame on pl. pr.mu is held.
+func (pr *proxied) sendFwdLocked(pl *plink, k *keptFrame) {
+	b := binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10+k.p.Len()), opFwd, &pl.id), k.n)
+	n := len(b)
+	b = b[:n+k.p.Len()]
+	k.p.CopyTo(b[n:], 0)
+	pl.out.send(pr.l, pl.subject, b)
 }
 
 // Forward implements rooms.Link.
-func (pr *proxied) Forward(data *ws.Payload) {
-	b := make([]byte, wireHeader+data.Len())
-	appendHeader(b[:0], opFwd, &pr.id)
-	data.CopyTo(b[wireHeader:], 0)
-	pr.out.send(pr.l, pr.subject, b)
+func (pr *proxied) Forward(data *ws.Payload) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.ended {
+		return true // the membership is handed back; the frame goes nowhere, as on one node
+	}
+	pr.pruneLocked(0)
+	entries, bytes := pr.l.t.Bounds()
+	if len(pr.kept) > 0 && (len(pr.kept) >= entries || pr.keptBytes+data.Cap() > bytes) {
+		return false
+	}
+	pr.sent++
+	p := ws.GetPayload(data.Len())
+	p.CopyFrom(data, 0)
+	pr.kept = append(pr.kept, keptFrame{n: pr.sent, p: p})
+	pr.keptBytes += p.Cap()
+	pr.l.t.Hold(int64(p.Cap()))
+	if pr.cur != nil {
+		pr.sendFwdLocked(pr.cur, &pr.kept[len(pr.kept)-1])
+	}
+	return true
 }
 
 // Ack implements rooms.Link.
 func (pr *proxied) Ack(seq uint64) {
-	pr.out.send(pr.l, pr.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pr.id), seq))
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pl := pr.cur; pl != nil {
+		pl.out.send(pr.l, pl.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pl.id), seq))
+	}
 }
 
 // End implements rooms.Link.
 func (pr *proxied) End(how rooms.LinkEnd) {
-	pr.l.forgetProxy(pr.id)
-	pr.out.send(pr.l, pr.subject, append(appendHeader(nil, opEnd, &pr.id), byte(how)))
+	pr.mu.Lock()
+	pl := pr.cur
+	pr.endLocked()
+	pr.mu.Unlock()
+	if pl != nil {
+		pr.l.forgetProxy(pl.id)
+		pl.out.send(pr.l, pl.subject, append(appendHeader(nil, opEnd, &pl.id), byte(how)))
+	}
+}
+
+// end marks the membership over here and releases the kept frames.
+func (pr *proxied) end() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.endLocked()
+}
+
+func (pr *proxied) endLocked() {
+	pr.ended, pr.cur = true, nil
+	for i := range pr.kept {
+		pr.releaseLocked(&pr.kept[i])
+	}
+	pr.kept = nil
+}
+
+// relinkLimit bounds how long a proxy whose sequencer died looks for the room's new sequencer.
+const relinkLimit = 10 * time.Second
+
+// relink finds the new sequencer of pr's room after its sequencer died (the room's mirror took it over):
+// a resume by the member's token hash from the last entry delivered here, with no presence; then the frames
+// the new sequencer lacks (beyond its In) go again, in order, before any new one. If no node has the member
+// within relinkLimit, the member is told its room closed (shutdown).
+func (l *roomLinks) relink(pr *proxied) {
+	defer l.n.wg.Done()
+	deadline := time.Now().Add(relinkLimit)
+	for {
+		pl := l.newLink(pr)
+		pr.mu.Lock()
+		th := pr.th
+		pr.mu.Unlock()
+		a, ok, _ := l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: th[:], User: pr.user, Last: pr.last.Load()})
+		clear(a.Room)
+		if ok && a.Code == "" {
+			subject := l.n.cfg.Keys.Subject("room", []byte(a.From))
+			l.mu.Lock()
+			pl.node, pl.inc, pl.subject = a.From, a.Inc, subject
+			l.mu.Unlock()
+			pr.mu.Lock()
+			if pr.ended {
+				pr.mu.Unlock()
+				l.forgetProxy(pl.id)
+				pl.out.send(l, pl.subject, append(appendHeader(nil, opEnd, &pl.id), byte(rooms.LinkAway)))
+				return
+			}
+			pr.pruneLocked(a.In)
+			for i := range pr.kept {
+				pr.sendFwdLocked(pl, &pr.kept[i])
+			}
+			pr.cur = pl
+			pr.mu.Unlock()
+			l.relinks.Add(1)
+			return
+		}
+		l.forgetProxy(pl.id)
+		if (ok && a.Code != "") || time.Now().After(deadline) || !l.pause() {
+			pr.end()
+			pr.p.Ended(protocol.ReasonShutdown)
+			return
+		}
+	}
 }
 
 // stats returns the rooms gauges of the node.

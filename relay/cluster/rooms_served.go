@@ -3,6 +3,7 @@ package cluster
 // The sequencer's side of a member on another node: the served link its room sees as a connection.
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -22,15 +23,18 @@ type served struct {
 	wake chan struct{}
 	ops  chan servedOp
 	out  outbox // numbers what goes to the member's node
-	in   inbox  // owned by roomLinks.receive
-	done chan struct{}
-	once sync.Once
+	in   inbox  // owned by roomLinks.handle
+	// stamped is the member's frames its proxy was told the mirror holds (opStamped). Only run uses it.
+	stamped uint64
+	done    chan struct{}
+	once    sync.Once
 }
 
 // servedOp is a request of a served member's proxy.
 type servedOp struct {
 	op  byte
 	p   *ws.Payload // opFwd
+	n   uint64      // opFwd: the frame's number among the member's frames
 	seq uint64      // opAck
 	how rooms.LinkEnd
 }
@@ -82,18 +86,35 @@ func (sv *served) apply(o *servedOp, sub string) {
 	switch o.op {
 	case opFwd:
 		p := o.p
-		for try := 0; ; try++ {
+		if o.n != 0 && o.n <= sv.m.In(sv) {
+			ws.PutPayload(p) // the room has it already: sent again to a new sequencer after a takeover
+			return
+		}
+		var deadline time.Time
+		for {
 			res := sv.m.Forward(sv, p)
 			if res == rooms.Forwarded {
+				if len(sv.ops) == 0 {
+					sv.tellStamped(sub) // a room with no mirror holds it now
+				}
 				return
 			}
-			if res != rooms.Crowded || try == crowdedRetries {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(crowdedWait)
+			}
+			if res != rooms.Crowded || time.Now().After(deadline) {
 				ws.PutPayload(p)
 				sv.l.dropped.Add(1)
 				return
 			}
 			sv.drain(sub)
-			time.Sleep(time.Millisecond)
+			select {
+			case <-sv.wake: // the room has more to send (its mirror caught up)
+				sv.drain(sub)
+			case <-time.After(5 * time.Millisecond):
+			case <-sv.done:
+			case <-sv.l.n.done:
+			}
 		}
 	case opAck:
 		sv.m.Ack(sv, o.seq)
@@ -133,5 +154,14 @@ func (sv *served) drain(sub string) {
 	}
 	if b != nil {
 		sv.out.send(sv.l, sub, b)
+	}
+	sv.tellStamped(sub)
+}
+
+// tellStamped tells the proxy how many of its member's frames the room's mirror holds, if that grew.
+func (sv *served) tellStamped(sub string) {
+	if n := sv.m.Stamped(sv); n > sv.stamped {
+		sv.stamped = n
+		sv.out.send(sv.l, sub, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opStamped, &sv.id), n))
 	}
 }

@@ -14,7 +14,7 @@ import (
 // link's messages in each direction are numbered from 1, so a replayed one is dropped and a lost one is
 // counted) ‖ the op's body:
 //
-//	opFwd    the frame's bytes
+//	opFwd    uvarint the frame's number among the member's frames (its In once stamped) ‖ the frame's bytes
 //	opAck    uvarint seq
 //	opEnd    how (1 byte: rooms.LinkEnd)
 //	opEnded  the reason (text)
@@ -22,12 +22,14 @@ import (
 //	         Frame    uvarint from ‖ uvarint length ‖ the bytes
 //	         Presence uvarint member ‖ event (1 byte) ‖ timeout (1 byte) ‖ uvarint length ‖ user
 //	         Lost     uvarint from ‖ uvarint to
+//	opStamped uvarint how many of the member's frames the room's mirror holds (the proxy drops those it kept)
 const (
-	opFwd   byte = 1
-	opAck   byte = 2
-	opEnd   byte = 3
-	opEnded byte = 4
-	opItems byte = 5
+	opFwd     byte = 1
+	opAck     byte = 2
+	opEnd     byte = 3
+	opEnded   byte = 4
+	opItems   byte = 5
+	opStamped byte = 6
 )
 
 // wireHeader is the length of op, link id and number.

@@ -27,8 +27,10 @@ type Remote interface {
 // Link carries a proxied membership's requests to the node that sequences its room. Its calls must not block
 // for long: they publish and return.
 type Link interface {
-	// Forward sends a frame the member sent; data stays the caller's.
-	Forward(data *ws.Payload)
+	// Forward sends a frame the member sent; data stays the caller's. It returns false when the link holds
+	// as many of the member's frames as the room buffer (kept until its sequencer's mirror holds them): the
+	// caller tries again in a moment.
+	Forward(data *ws.Payload) bool
 	// Ack says the member's client processed every entry up to seq.
 	Ack(seq uint64)
 	// End hands the membership back: left, burned, or away (its connection ended: the grace runs there).
@@ -285,15 +287,17 @@ func (m *Member) forwardProxy(c Conn, data *ws.Payload) ForwardResult {
 	r := m.room
 	r.mu.Lock()
 	ok := !r.closed && m.conn == c
-	if ok {
-		m.in++
-	}
 	link := r.link
 	r.mu.Unlock()
 	if !ok {
 		return NotMember
 	}
-	link.Forward(data)
+	if !link.Forward(data) {
+		return Crowded
+	}
+	r.mu.Lock()
+	m.in++
+	r.mu.Unlock()
 	ws.PutPayload(data)
 	return Forwarded
 }

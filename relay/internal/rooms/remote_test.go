@@ -53,10 +53,11 @@ func (f *fakeRemote) calls() []string {
 
 type fakeLink struct{ f *fakeRemote }
 
-func (l *fakeLink) Forward(data *ws.Payload) {
+func (l *fakeLink) Forward(data *ws.Payload) bool {
 	b := make([]byte, data.Len())
 	data.CopyTo(b, 0)
 	l.f.record("fwd " + string(b))
+	return true
 }
 func (l *fakeLink) Ack(seq uint64)  { l.f.record("ack " + string(rune('0'+seq))) }
 func (l *fakeLink) End(how LinkEnd) { l.f.record("end " + string(rune('0'+how))) }

@@ -140,6 +140,13 @@ type Room struct {
 	queue            []proxyItem
 	qbytes           int
 	lostFrom, lostTo uint64 // entries dropped from a full queue, which the writer reports as lost
+
+	// A room copied to a mirror on another node (mirror.go): mirror is static (nil: not copied, every entry
+	// is visible at once); the rest is guarded by mu.
+	mirror  Conn
+	safe    uint64    // entries up to this seq are held by the mirror: only they are handed to members
+	epoch   uint64    // how many takeovers the room went through
+	expires time.Time // the end of the room's lifetime
 }
 
 // Member is one place in a room. It outlives a connection while it is away. A connection holds the members
@@ -160,6 +167,8 @@ type Member struct {
 	next      uint64 // the next seq to hand to conn's writer
 	acked     uint64 // every entry up to this one is processed by the client (or is its own frame)
 	in        uint64 // frames accepted from this member
+	inSafe    uint64 // of those, the ones the mirror holds (mirror.go)
+	relinking bool   // taken over from a mirror, its proxy not yet back: a resume is no presence (mirror.go)
 	awayTimer *time.Timer
 }
 
@@ -239,9 +248,14 @@ func (m *Member) Ack(c Conn, seq uint64) {
 		return
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	was := m.acked
 	if m.conn == c {
 		r.ackLocked(m, seq)
+	}
+	moved := m.acked != was && r.mirror != nil
+	r.mu.Unlock()
+	if moved {
+		r.mirror.Wake() // the mirror trims too
 	}
 }
 
@@ -312,6 +326,9 @@ func (r *Room) presenceLocked(m *Member, ev presenceEvent, timeout bool, n *note
 			n.wake = append(n.wake, x.conn)
 		}
 	}
+	if r.mirror != nil {
+		n.wake = append(n.wake, r.mirror)
+	}
 	r.trimLocked()
 }
 
@@ -348,8 +365,11 @@ func (m *Member) Forward(c Conn, data *ws.Payload) ForwardResult {
 	}
 	m.in++
 	r.appendLocked(entry{kind: entryFrame, from: m.id, data: data})
+	if r.mirror != nil {
+		wake[0], k = r.mirror, 1 // members are woken once the mirror holds it
+	}
 	for _, x := range r.members {
-		if x.conn == nil || x == m {
+		if x.conn == nil || x == m || r.mirror != nil {
 			continue
 		}
 		if k < len(wake) {
@@ -442,7 +462,7 @@ func (m *Member) Pending(c Conn, ch byte) bool {
 	r := m.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return !r.closed && m.conn == c && m.ch == ch && m.next <= r.log.head // also when m.next < r.log.tail (Lost)
+	return !r.closed && m.conn == c && m.ch == ch && m.next <= r.visibleLocked() // also when m.next < r.log.tail (Lost)
 }
 
 // Next returns what c's writer should send next for m on channel ch, and moves m past it. A frame's bytes are
@@ -465,7 +485,7 @@ func (m *Member) Next(c Conn, ch byte, body []byte) Item {
 			r.table.stats.Lost.Add(1)
 			return Item{Kind: Lost, LostFrom: from, LostTo: to}
 		}
-		if m.next > r.log.head {
+		if m.next > r.visibleLocked() {
 			return Item{}
 		}
 		e := r.log.at(m.next)

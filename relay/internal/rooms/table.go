@@ -39,6 +39,7 @@ type Table struct {
 	closed    bool
 	remote    Remote             // rooms on other nodes (remote.go); nil: none
 	proxies   map[*Room]struct{} // the proxy rooms (remote.go)
+	mirrors   Mirrors            // copies the rooms made here to another node (mirror.go); nil: none
 }
 
 // New returns an empty table with cfg's limits that counts in stats and mem.
@@ -123,7 +124,11 @@ func (h *Table) newRoomLocked(max int, allow []string, capability *Secret) (*Roo
 	// 128 random bits do not collide in practice; the loop only keeps the table's keys unique if they did.
 	for rand.Read(r.id[:]); h.rooms.get(&r.id) != nil; rand.Read(r.id[:]) {
 	}
+	r.expires = time.Now().Add(h.cfg.MaxRoomLifetime)
 	r.lifeTimer = time.AfterFunc(h.cfg.MaxRoomLifetime, func() { h.expire(r) })
+	if h.mirrors != nil {
+		r.mirror = h.mirrors.Track(r)
+	}
 	h.rooms.put(&r.id, r)
 	h.stats.Rooms.Add(1)
 	h.stats.RoomsCreated.Add(1)
@@ -320,9 +325,12 @@ func (h *Table) resumeLocked(s Seat, m *Member, last uint64, j *Joined, n *notes
 	m.conn, m.ch = s.Conn, s.Ch
 	m.next = max(last, m.acked) + 1
 	h.stats.Resumes.Add(1)
-	if old == nil {
+	if old == nil && !m.relinking {
 		r.presenceLocked(m, eventBack, false, n)
+	} else if m.relinking && r.mirror != nil {
+		n.wake = append(n.wake, r.mirror) // where the member is now
 	}
+	m.relinking = false
 	h.reindexLocked(r)
 	return nil
 }
@@ -472,6 +480,12 @@ func (h *Table) dropRoomLocked(r *Room, reason string, n *notes) {
 	r.members = nil
 	h.reindexLocked(r)
 	r.log.wipe()
+	switch {
+	case r.mirror != nil && n != nil:
+		n.wake = append(n.wake, r.mirror) // it tells the mirror to drop its copy
+	case r.mirror != nil:
+		r.mirror.Wake() // a mirror link's Wake takes no lock (package cluster)
+	}
 	if reason == "" {
 		reason = "empty"
 	}

@@ -1,0 +1,553 @@
+package cluster
+
+// A room's mirror and its takeover (docs/cluster.md §2 "Mirror", "Takeover"). Every room a node sequences is
+// copied to one other node, its mirror: the live peer with the highest rendezvous score for the room (every
+// node computes the same from the heartbeats, and when nodes come and go only the rooms whose mirror changed
+// move). A goroutine per room (mirrorLink) sends the mirror what is new in the room as a NATS request on the
+// mirror's "mirror" subject, and tells the room once the mirror answered: only then are members handed the new
+// entries (rooms.Room.Mirrored), so anything a member was given is held by two nodes. When a node is no longer
+// heard, each node takes over the rooms it mirrors for it (rooms.Table.Adopt), one epoch on; the proxies of
+// the room's members on other nodes find it there (relink, rooms.go) and send again the frames it lacks.
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
+)
+
+// mirrorMsg is a request on a node's mirror subject, or its answer, sealed for the subject or inbox it
+// travels on. Op: "copy" (what is new in a room; Full: all of it, replacing what the mirror holds), "drop"
+// (the room ended, or its mirror moved); answers: "ok", "full" (send all of it), "stale" (a newer epoch of the
+// room exists), "no" (the mirror is over its memory budget).
+type mirrorMsg struct {
+	From       string         `json:"f"`
+	Inc        uint64         `json:"n"`
+	N          uint64         `json:"k,omitempty"` // the request's number among the node's mirror requests
+	Op         string         `json:"o"`
+	Room       []byte         `json:"r,omitempty"`
+	Epoch      uint64         `json:"e,omitempty"`
+	Full       bool           `json:"fu,omitempty"`
+	CapHash    []byte         `json:"ch,omitempty"`
+	DialogCap  []byte         `json:"dc,omitempty"`
+	Allow      []string       `json:"al,omitempty"`
+	Max        int            `json:"mx,omitempty"`
+	NextMember uint32         `json:"nm,omitempty"`
+	Expires    int64          `json:"x,omitempty"`
+	Tail       uint64         `json:"t,omitempty"`
+	Head       uint64         `json:"h,omitempty"`
+	Members    []mirrorMember `json:"ms,omitempty"`
+	Entries    []mirrorEntry  `json:"es,omitempty"`
+}
+
+type mirrorMember struct {
+	ID    uint32 `json:"i"`
+	User  string `json:"u,omitempty"`
+	Token []byte `json:"t"` // the SHA-256 of its resume token
+	Acked uint64 `json:"a,omitempty"`
+	In    uint64 `json:"n,omitempty"`
+	Where string `json:"w,omitempty"` // the node of its connection; "": away
+}
+
+type mirrorEntry struct {
+	Seq      uint64 `json:"s"`
+	Presence bool   `json:"p,omitempty"`
+	Event    uint8  `json:"e,omitempty"`
+	Timeout  bool   `json:"to,omitempty"`
+	From     uint32 `json:"f,omitempty"`
+	User     string `json:"u,omitempty"`
+	Data     []byte `json:"d,omitempty"`
+}
+
+// mirrorCopy is a room this node mirrors for its sequencer. Guarded by roomLinks.mu.
+type mirrorCopy struct {
+	node  string // the sequencer
+	inc   uint64 // its incarnation
+	c     rooms.Copy
+	bytes int // frame bytes held, counted in the memory budget
+}
+
+// seenRequest is the last mirror request taken from a node's incarnation.
+type seenRequest struct{ inc, n uint64 }
+
+// mirrorBatchBytes bounds the frame bytes of one copy request (under NATS's 1 MiB payload once JSON and
+// sealed).
+const mirrorBatchBytes = 256 << 10
+
+// Track implements rooms.Mirrors: it starts the room's mirror link.
+func (l *roomLinks) Track(r *rooms.Room) rooms.Conn {
+	ml := &mirrorLink{l: l, r: r, wake: make(chan struct{}, 1)}
+	ml.wake <- struct{}{}
+	l.linksMu.Lock()
+	l.links[ml] = struct{}{}
+	l.linksMu.Unlock()
+	l.n.wg.Add(1)
+	go ml.run()
+	return ml
+}
+
+// where names the node of a member's connection: the node of a served link, or this one.
+func (l *roomLinks) where(c rooms.Conn) string {
+	if sv, ok := c.(*served); ok {
+		return sv.node
+	}
+	return l.n.cfg.Node
+}
+
+// mirrorFor picks the room's mirror among the live peers: the highest keyed hash of room id and node name.
+func (l *roomLinks) mirrorFor(id *rooms.RoomID, live map[string]uint64) (string, uint64) {
+	best, bestScore := "", ""
+	for node := range live {
+		b := make([]byte, 0, len(id)+1+len(node))
+		b = append(append(append(b, id[:]...), 0), node...)
+		if s := l.n.cfg.Keys.Subject("rank", b); s > bestScore {
+			best, bestScore = node, s
+		}
+		clear(b)
+	}
+	return best, live[best]
+}
+
+// mirrorLink copies one room sequenced here to its mirror. It is the rooms.Conn the room wakes.
+type mirrorLink struct {
+	l    *roomLinks
+	r    *rooms.Room
+	wake chan struct{}
+
+	retry atomic.Bool // the last request failed: watchPeers wakes it every heartbeat
+
+	// Only run uses these.
+	id   rooms.RoomID
+	node string // the mirror; "": none (no live peer)
+	inc  uint64
+	sent uint64 // the mirror holds the entries up to this seq
+	full bool   // the next copy replaces the mirror's
+	c    rooms.Copy
+}
+
+// Wake implements rooms.Conn.
+func (ml *mirrorLink) Wake() {
+	select {
+	case ml.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Closed implements rooms.Conn (a mirror is no member).
+func (ml *mirrorLink) Closed(*rooms.Member, byte, string) {}
+
+// run copies the room whenever it has something new, the live nodes changed (watchPeers: the mirror may be
+// another one now), or the last request failed, until the room is gone.
+func (ml *mirrorLink) run() {
+	defer ml.l.n.wg.Done()
+	defer ml.wipe()
+	defer func() {
+		ml.l.linksMu.Lock()
+		delete(ml.l.links, ml)
+		ml.l.linksMu.Unlock()
+	}()
+	for {
+		select {
+		case <-ml.l.n.done:
+			return
+		case <-ml.wake:
+		}
+		if !ml.sync() {
+			return
+		}
+	}
+}
+
+// wakeMirrorLinks wakes the mirror links of the rooms sequenced here: all of them when the live nodes
+// changed, else those whose last request failed.
+func (l *roomLinks) wakeMirrorLinks(live map[string]uint64) {
+	changed := len(live) != len(l.lastLive)
+	for node, inc := range live {
+		if l.lastLive[node] != inc {
+			changed = true
+		}
+	}
+	l.lastLive = live
+	l.linksMu.Lock()
+	defer l.linksMu.Unlock()
+	for ml := range l.links {
+		if changed || ml.retry.Load() {
+			ml.Wake()
+		}
+	}
+}
+
+func (ml *mirrorLink) wipe() {
+	clear(ml.id[:])
+	ml.c.DialogCap.Wipe()
+	clear(ml.c.Room[:])
+	clear(ml.c.CapHash[:])
+	for i := range ml.c.Entries {
+		clear(ml.c.Entries[i].Data)
+	}
+	ml.c.Entries, ml.c.Members = nil, nil
+}
+
+// sync sends the mirror what it lacks, until it holds the whole room. It returns false once the room is gone.
+func (ml *mirrorLink) sync() bool {
+	l, c := ml.l, &ml.c
+	ml.retry.Store(false)
+	for {
+		more, closed := ml.r.CopyFrom(ml.sent, mirrorBatchBytes, l.where, c)
+		if closed {
+			if ml.node != "" {
+				l.mirrorRequest(ml.node, &mirrorMsg{Op: "drop", Room: ml.id[:]})
+			}
+			return false
+		}
+		ml.id = c.Room
+		node, inc := l.mirrorFor(&ml.id, l.n.liveIncarnations())
+		if node != ml.node || inc != ml.inc {
+			if ml.node != "" {
+				l.mirrorRequest(ml.node, &mirrorMsg{Op: "drop", Room: ml.id[:]}) // best effort: it may be dead
+			}
+			ml.node, ml.inc, ml.sent, ml.full = node, inc, 0, true
+			if node != "" && c.Tail > 1 {
+				more, closed = ml.r.CopyFrom(0, mirrorBatchBytes, l.where, c)
+				if closed {
+					return false
+				}
+			}
+		}
+		var ins map[uint32]uint64
+		if !more {
+			ins = make(map[uint32]uint64, len(c.Members))
+			for _, m := range c.Members {
+				ins[m.ID] = m.In
+			}
+		}
+		if node == "" {
+			// No other node lives: nothing can hold a copy, and the room goes on without one.
+			ml.r.Mirrored(c.Head, ins)
+			ml.sent = c.Head
+		} else {
+			start := time.Now()
+			msg := copyMsg(c, ml.full)
+			a, ok := l.mirrorRequest(node, msg)
+			clearCopyMsg(msg)
+			switch {
+			case !ok:
+				ml.retry.Store(true)
+				ml.full, ml.sent = true, 0
+				return true
+			case a.Op == "full":
+				ml.full, ml.sent = true, 0
+				continue
+			case a.Op == "ok":
+				l.lagMicros.Store(time.Since(start).Microseconds())
+				ml.full, ml.sent = false, c.Head
+				ml.r.Mirrored(c.Head, ins)
+			default:
+				// "stale": a newer epoch of the room lives elsewhere (this node was cut off and came back);
+				// "no": the mirror is over its memory budget. Members here are handed nothing more until
+				// a mirror holds it; the next heartbeat tries again.
+				ml.retry.Store(true)
+				return true
+			}
+		}
+		for i := range c.Entries {
+			clear(c.Entries[i].Data)
+		}
+		if !more {
+			return true
+		}
+	}
+}
+
+// copyMsg is the copy request of c.
+func copyMsg(c *rooms.Copy, full bool) *mirrorMsg {
+	m := &mirrorMsg{Op: "copy", Room: c.Room[:], Epoch: c.Epoch, Full: full, CapHash: c.CapHash[:], Allow: c.Allow,
+		Max: c.Max, NextMember: c.NextMember, Expires: c.Expires.UnixMilli(), Tail: c.Tail, Head: c.Head}
+	if c.DialogCap != (rooms.Secret{}) {
+		m.DialogCap = c.DialogCap[:]
+	}
+	for _, x := range c.Members {
+		m.Members = append(m.Members, mirrorMember{ID: x.ID, User: x.User, Token: append([]byte(nil), x.TokenHash[:]...),
+			Acked: x.Acked, In: x.In, Where: x.Where})
+	}
+	for _, x := range c.Entries {
+		m.Entries = append(m.Entries, mirrorEntry{Seq: x.Seq, Presence: x.Presence, Event: x.Event, Timeout: x.Timeout,
+			From: x.From, User: x.User, Data: x.Data})
+	}
+	return m
+}
+
+func clearCopyMsg(m *mirrorMsg) {
+	for _, x := range m.Members {
+		clear(x.Token)
+	}
+}
+
+// mirrorRequest sends msg to node's mirror subject and returns its answer; false if none came in time. The
+// node's mirror requests are numbered in the order they are published (NATS keeps one publisher's order), so
+// a mirror drops a replayed one.
+func (l *roomLinks) mirrorRequest(node string, msg *mirrorMsg) (mirrorMsg, bool) {
+	subject := l.n.cfg.Keys.Subject("mirror", []byte(node))
+	msg.From, msg.Inc = l.n.cfg.Node, l.n.inc
+	answer := make(chan *nats.Msg, 1)
+	l.reqMu.Lock()
+	l.reqN++
+	msg.N = l.reqN
+	reply := l.replyPrefix + strconv.FormatUint(msg.N, 10)
+	l.waiting[msg.N] = answer
+	plain, err := json.Marshal(msg)
+	if err == nil {
+		sealed := l.n.cfg.Keys.Seal(subject, plain, time.Now())
+		clear(plain)
+		err = l.n.nc.PublishRequest(subject, reply, sealed)
+	}
+	l.reqMu.Unlock()
+	defer func() {
+		l.reqMu.Lock()
+		delete(l.waiting, msg.N)
+		l.reqMu.Unlock()
+	}()
+	if err != nil {
+		return mirrorMsg{}, false
+	}
+	select {
+	case resp := <-answer:
+		var a mirrorMsg
+		if !l.openMirror(resp.Subject, resp.Data, &a) {
+			return mirrorMsg{}, false
+		}
+		return a, true
+	case <-time.After(l.n.cfg.PeerTimeout):
+		return mirrorMsg{}, false
+	case <-l.n.done:
+		return mirrorMsg{}, false
+	}
+}
+
+// mirrorAnswer hands an answer to the request waiting for it.
+func (l *roomLinks) mirrorAnswer(m *nats.Msg) {
+	n, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, l.replyPrefix), 10, 64)
+	if err != nil {
+		return
+	}
+	l.reqMu.Lock()
+	ch := l.waiting[n]
+	l.reqMu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- m:
+		default:
+		}
+	}
+}
+
+func (l *roomLinks) openMirror(subject string, data []byte, msg *mirrorMsg) bool {
+	plain, err := l.n.cfg.Keys.Open(subject, data, time.Now())
+	if err != nil {
+		l.n.refused.Add(1)
+		return false
+	}
+	defer clear(plain)
+	if json.Unmarshal(plain, msg) != nil || CheckNodeName(msg.From) != nil {
+		l.n.refused.Add(1)
+		return false
+	}
+	return true
+}
+
+// answerMirror takes a copy request of another node.
+func (l *roomLinks) answerMirror(m *nats.Msg) {
+	var req mirrorMsg
+	if !l.openMirror(m.Subject, m.Data, &req) || req.From == l.n.cfg.Node {
+		return
+	}
+	if m.Reply == "" {
+		l.n.refused.Add(1) // a node's requests always have a reply subject
+		return
+	}
+	// Only the live incarnation of a node, and each of its requests once (they come in its order).
+	if seen := l.mirrorSeen[req.From]; l.n.liveIncarnations()[req.From] != req.Inc || (seen.inc == req.Inc && req.N <= seen.n) {
+		l.n.refused.Add(1)
+		return
+	}
+	l.mirrorSeen[req.From] = seenRequest{req.Inc, req.N}
+	a := mirrorMsg{Op: l.applyMirror(&req)}
+	clearCopyMsg(&req)
+	for i := range req.Entries {
+		clear(req.Entries[i].Data)
+	}
+	clear(req.CapHash)
+	clear(req.DialogCap)
+	clear(req.Room)
+	a.From, a.Inc = l.n.cfg.Node, l.n.inc
+	plain, err := json.Marshal(&a)
+	if err != nil {
+		return
+	}
+	sealed := l.n.cfg.Keys.Seal(m.Reply, plain, time.Now())
+	l.n.nc.Publish(m.Reply, sealed)
+}
+
+// applyMirror applies a copy request to the copies held here and returns the answer's op.
+func (l *roomLinks) applyMirror(req *mirrorMsg) string {
+	var id rooms.RoomID
+	if len(req.Room) != len(id) {
+		l.n.refused.Add(1)
+		return "no"
+	}
+	copy(id[:], req.Room)
+	defer clear(id[:])
+	if req.Op == "drop" {
+		l.mu.Lock()
+		if c := l.mirrors[id]; c != nil && c.node == req.From {
+			l.dropCopyLocked(&id, c)
+		}
+		l.mu.Unlock()
+		return "ok"
+	}
+	if req.Op != "copy" {
+		l.n.refused.Add(1)
+		return "no"
+	}
+	if e, ok := l.t.EpochOf(&id); ok && e >= req.Epoch && !l.t.Unadopt(&id, req.Epoch) {
+		// This node sequences the room since a takeover, and members came to it here. (Taken over from a
+		// node that was only slow to be heard, and nobody came yet: the room is given back, above.)
+		return "stale"
+	}
+	over := l.t.OverBudget()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.mirrors[id]
+	if c != nil && c.c.Epoch > req.Epoch {
+		return "stale"
+	}
+	if req.Full {
+		if c != nil {
+			l.dropCopyLocked(&id, c)
+		} else if over {
+			return "no"
+		}
+		c = &mirrorCopy{node: req.From, inc: req.Inc}
+		c.c.Room = id
+		c.c.Head = req.Tail - 1
+		l.mirrors[id] = c
+	} else if c == nil || c.node != req.From || c.inc != req.Inc || c.c.Epoch != req.Epoch {
+		return "full"
+	}
+	if req.Tail > c.c.Head+1 {
+		// Entries every member had processed left the log before they were copied: none is needed.
+		l.trimCopyLocked(c, req.Tail)
+		c.c.Head = req.Tail - 1
+	}
+	for _, e := range req.Entries {
+		if e.Seq <= c.c.Head {
+			continue
+		}
+		if e.Seq != c.c.Head+1 {
+			l.dropCopyLocked(&id, c)
+			return "full"
+		}
+		x := rooms.EntryCopy{Seq: e.Seq, Presence: e.Presence, Event: e.Event, Timeout: e.Timeout, From: e.From, User: e.User}
+		if len(e.Data) > 0 {
+			x.Data = append([]byte(nil), e.Data...)
+			c.bytes += len(x.Data)
+			l.t.Hold(int64(len(x.Data)))
+			l.mirrorBytes.Add(int64(len(x.Data)))
+		}
+		c.c.Entries = append(c.c.Entries, x)
+		c.c.Head = e.Seq
+	}
+	if c.c.Head != req.Head {
+		l.dropCopyLocked(&id, c)
+		return "full"
+	}
+	l.trimCopyLocked(c, req.Tail)
+	c.c.Tail, c.c.Epoch, c.c.Allow, c.c.Max, c.c.NextMember = req.Tail, req.Epoch, req.Allow, req.Max, req.NextMember
+	c.c.Expires = time.UnixMilli(req.Expires)
+	copy(c.c.CapHash[:], req.CapHash)
+	copy(c.c.DialogCap[:], req.DialogCap)
+	for i := range c.c.Members {
+		clear(c.c.Members[i].TokenHash[:])
+	}
+	c.c.Members = c.c.Members[:0]
+	for _, m := range req.Members {
+		x := rooms.MemberCopy{ID: m.ID, User: m.User, Acked: m.Acked, In: m.In, Where: m.Where}
+		copy(x.TokenHash[:], m.Token)
+		c.c.Members = append(c.c.Members, x)
+	}
+	return "ok"
+}
+
+// trimCopyLocked releases the copy's entries before seq tail. l.mu is held.
+func (l *roomLinks) trimCopyLocked(c *mirrorCopy, tail uint64) {
+	k := 0
+	for k < len(c.c.Entries) && c.c.Entries[k].Seq < tail {
+		l.releaseEntry(c, &c.c.Entries[k])
+		k++
+	}
+	c.c.Entries = c.c.Entries[k:]
+}
+
+func (l *roomLinks) releaseEntry(c *mirrorCopy, e *rooms.EntryCopy) {
+	if n := len(e.Data); n > 0 {
+		clear(e.Data)
+		c.bytes -= n
+		l.t.Hold(-int64(n))
+		l.mirrorBytes.Add(-int64(n))
+	}
+	*e = rooms.EntryCopy{}
+}
+
+// dropCopyLocked forgets a copy and overwrites it. l.mu is held.
+func (l *roomLinks) dropCopyLocked(id *rooms.RoomID, c *mirrorCopy) {
+	delete(l.mirrors, *id)
+	l.wipeCopyLocked(c)
+}
+
+func (l *roomLinks) wipeCopyLocked(c *mirrorCopy) {
+	for i := range c.c.Entries {
+		l.releaseEntry(c, &c.c.Entries[i])
+	}
+	c.c.Entries = nil
+	for i := range c.c.Members {
+		clear(c.c.Members[i].TokenHash[:])
+	}
+	c.c.Members = nil
+	clear(c.c.Room[:])
+	clear(c.c.CapHash[:])
+	c.c.DialogCap.Wipe()
+}
+
+// takeOver makes the rooms this node mirrors for nodes no longer live (or restarted: a new incarnation holds
+// none of them) rooms of this node's table.
+func (l *roomLinks) takeOver(live map[string]uint64) {
+	var adopt []*mirrorCopy
+	l.mu.Lock()
+	for id, c := range l.mirrors {
+		if inc, ok := live[c.node]; !ok || inc != c.inc {
+			adopt = append(adopt, c)
+			delete(l.mirrors, id)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range adopt {
+		if l.t.Adopt(&c.c, c.node) {
+			l.takeovers.Add(1)
+		}
+		l.mu.Lock()
+		l.wipeCopyLocked(c)
+		l.mu.Unlock()
+	}
+}
+
+// mirrorStats returns the rooms mirrored here.
+func (l *roomLinks) mirrorStats() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.mirrors)
+}
