@@ -14,8 +14,9 @@ import * as pgp from '../../static/js/pgp.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
 
-// account registers user, logs in and makes a key of type (the key setup's select; '' keeps the default).
-async function account(page, user, type) {
+// account registers user on page (of browser kind), logs in and makes a key of type (the key setup's select; ''
+// keeps the default).
+async function account(kind, page, user, type) {
   await press(page, '#toregister');
   await fill(page, '#regname', user);
   await fill(page, '#fullname', `${user[0].toUpperCase()}${user.slice(1)} Tester`);
@@ -30,8 +31,10 @@ async function account(page, user, type) {
   if (type) {
     const opt = offered.find(([v]) => v === type);
     assert.ok(opt, `no ${type} key offered: ${JSON.stringify(offered)}`);
-    assert.match(opt[1], /GnuPG 2\.2 and 2\.4 cannot import it/);
+    assert.match(opt[1], /OpenPGP v6 \(not for GnuPG\)/);
+    assert.match(await page.$eval('#acctkeytype-hint', (e) => e.textContent), /GnuPG 2\.2 and 2\.4 cannot import it/);
     await page.select('#acctkeytype', type);
+    await shot(page, `${kind}-v6-keysetup`);
   }
   await fill(page, '#newpass', `${user}-Key-pass1!`);
   await press(page, '#generate');
@@ -102,9 +105,8 @@ for (const kind of KINDS) {
     try {
       const six = await openPage(b, relay.url);
       const four = await openPage(b, relay.url);
-      const s = await account(six, 'sixer', 'v6');
-      const f = await account(four, 'fourer', '');
-      await shot(six, `${kind}-v6-keyready`);
+      const s = await account(kind, six, 'sixer', 'v6');
+      const f = await account(kind, four, 'fourer', '');
       const dirKey = async (name) => JSON.parse(await six.evaluate(async (n) => (await fetch(`/api/users/${n}/key`)).text(), name)).key;
       const [k6, k4] = [await dirKey('sixer'), await dirKey('fourer')];
       assert.equal(k6.version, 6);
@@ -116,7 +118,13 @@ for (const kind of KINDS) {
         await answers(four, 'sixer');
         await chat(six, four, secrets);
         await sameKeys(t, six, four, s.fp, f.fp);
-        await shot(four, `${kind}-v6-dialog`);
+        // The Verify screen of the v4 side shows the whole 32-byte fingerprint and the same code.
+        await press(four, '#verifybtn');
+        await four.waitForSelector('dialog#verify[open]');
+        assert.equal(await four.$eval('#verifypeerfp', (e) => e.textContent), s.fp);
+        assert.equal(await four.$eval('#safetycode', (e) => e.dataset.code), await pgp.safetyCode(s.fp, f.fp));
+        await shot(four, `${kind}-v6-verify`);
+        await press(four, '#verifyclose');
         await press(six, '#burn');
         await Promise.all([six.waitForSelector('#mainscreen', { timeout: 60000 }), four.waitForSelector('#mainscreen', { timeout: 60000 })]);
       });

@@ -282,7 +282,7 @@ function keySetupScreen() {
   },
   h('h2', { i18n: 'keysetup_title' }),
   h('p', { i18n: 'keysetup_text' }),
-  field('key_type', type),
+  field('key_type', type, { hint: caps.curve25519 ? 'acct_key_hint' : null }),
   secretField('newpass', 'passphrase', 'new-password', 'passphrase_rule'),
   h('div.row', {}, h('button.primary', { type: 'submit', id: 'generate', i18n: 'generate' })),
   progress,
