@@ -133,7 +133,7 @@ export async function exportZip(privateKey, passphrase) {
   const fp = privateKey.getFingerprint().toUpperCase();
   const elsewhere = privateKey.keyPacket.version === 6
     ? 'This is an OpenPGP v6 key (RFC 9580): GnuPG 2.2 and 2.4 cannot import it. Import it into cleanrelay,\n' +
-      'or into another RFC 9580 implementation (Sequoia: sq key import *-private.asc).\n'
+      'or into another RFC 9580 (OpenPGP v6) implementation.\n'
     : 'Import it into cleanrelay, or into GnuPG with:\n  gpg --import *-private.asc\n';
   const files = [
     { name: `cleanrelay-${fp.slice(-16)}-public.asc`, data: privateKey.toPublic().armor(CONFIG) },

@@ -32,7 +32,7 @@ func ExportZip(k *Key, passphrase []byte) ([]byte, error) {
 	elsewhere := "Import it into cleanrelay, or into GnuPG with:\n  gpg --import *-private.asc\n"
 	if k.Version() == 6 {
 		elsewhere = "This is an OpenPGP v6 key (RFC 9580): GnuPG 2.2 and 2.4 cannot import it. Import it into cleanrelay,\n" +
-			"or into another RFC 9580 implementation (Sequoia: sq key import *-private.asc).\n"
+			"or into another RFC 9580 (OpenPGP v6) implementation.\n"
 	}
 	files := []struct{ name, data string }{
 		{"cleanrelay-" + fp[len(fp)-16:] + "-public.asc", pub},
