@@ -1,7 +1,8 @@
 // End-to-end: an account with an RFC 9580 v6 key (Ed25519/X25519, 32-byte fingerprint) and one with the default
 // v4 Curve25519 key register, publish, and open a dialog each way through a real relay; messages go both ways,
-// both sides show the same safety code and each other's real fingerprint, and the v6 key's export imports in a
-// fresh profile. Prints the epoch change times with the v6 key (docs/e2e.md §14).
+// both sides show the same safety code and each other's real fingerprint, the v6 key's export imports in a
+// fresh profile, messages for an away user wait in the mailbox both ways, and a v4 key replaced by a v6 one is
+// a key change the peer must accept. Prints the epoch change times with the v6 key (docs/e2e.md §14).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
@@ -100,6 +101,7 @@ for (const kind of KINDS) {
     const relay = await startRelay();
     const b = await launch(kind);
     let b2 = null;
+    let fresh = null; // the v6 user's second browser, from its exported ZIP
     const dir = mkdtempSync(join(tmpdir(), 'crv6-'));
     const secrets = [];
     try {
@@ -147,13 +149,39 @@ for (const kind of KINDS) {
         t.diagnostic(`perf ${JSON.stringify(perf)}`);
       });
 
+      await t.test('messages left for an away user wait in the mailbox, sealed to prekeys a v6 and a v4 key signed', async () => {
+        // The v6 user leaves: the v4 user's message goes to one of its prekeys (signed by the v6 key). (Its
+        // second browser, below, comes after this: prekeys live in the browser that made them.)
+        await press(six, '#back');
+        await six.waitForSelector('#mainscreen');
+        await four.waitForSelector('#routenote[data-route="route_mailbox"]', { timeout: 60000 });
+        const m1 = `left for the v6 user ${randomBytes(5).toString('hex')}`;
+        secrets.push(m1);
+        await say(four, m1);
+        await six.waitForSelector('#dialogs button[data-user="fourer"] .unread', { timeout: 60000 });
+        await press(six, '#dialogs button[data-user="fourer"]');
+        await sees(six, m1);
+        // And the reverse: the v4 user leaves, the v6 side seals to a prekey the v4 key signed.
+        await press(four, '#back');
+        await four.waitForSelector('#mainscreen');
+        await six.waitForSelector('#routenote[data-route="route_mailbox"]', { timeout: 60000 });
+        const m2 = `left for the v4 user ${randomBytes(5).toString('hex')}`;
+        secrets.push(m2);
+        await say(six, m2);
+        await four.waitForSelector('#dialogs button[data-user="sixer"] .unread', { timeout: 60000 });
+        await press(four, '#dialogs button[data-user="sixer"]');
+        await sees(four, m2);
+      });
+
       await t.test('the v6 key\'s export imports in a fresh profile, which reads a new message', async () => {
         const names = [...readZip(s.zip).keys()];
         assert.ok(names.some((n) => n.endsWith('-private.asc')), `zip holds ${names}`);
         await press(six, '#back');
         await six.waitForSelector('#mainscreen');
+        await press(six, '#logout');
+        await six.waitForSelector('#loginscreen', { timeout: 60000 });
         b2 = await launch(kind);
-        const fresh = await openPage(b2, relay.url);
+        fresh = await openPage(b2, relay.url);
         await press(fresh, '#tologin');
         await fill(fresh, '#loginname', 'sixer');
         await fill(fresh, '#loginpass', 'sixer-Pass1!');
@@ -174,6 +202,37 @@ for (const kind of KINDS) {
         await sees(fresh, m);
         const [own] = await keys(fresh);
         assert.equal(own.fp, s.fp, 'the import changed the key');
+      });
+
+      await t.test('the v4 user replaces its key with a v6 one: the peer is warned, and talks to it once trusted', async () => {
+        await press(fresh, '#back');
+        await fresh.waitForSelector('#mainscreen');
+        await four.reload({ waitUntil: 'load' });
+        await four.waitForSelector('#unlockscreen', { timeout: 60000 });
+        await press(four, '#forgot'); // the warning is a confirm(), accepted by the harness
+        await four.waitForSelector('#keysetup', { timeout: 60000 });
+        await four.select('#acctkeytype', 'v6');
+        await fill(four, '#newpass', 'fourer-Key-pass2!');
+        await press(four, '#generate');
+        await four.waitForSelector('#keyready', { timeout: 300000 });
+        const newFp = await four.$eval('#keyready .fp', (e) => e.textContent);
+        assert.match(newFp, /^([0-9A-F]{4} ){15}[0-9A-F]{4}$/);
+        await press(four, '#continue');
+        await fill(fresh, '#search', 'fo');
+        await press(fresh, '#results button[data-user="fourer"]');
+        await fresh.waitForSelector('dialog#keychange[open]', { timeout: 60000 });
+        assert.equal(await fresh.$eval('#newfp', (e) => e.textContent), newFp);
+        await press(fresh, '#kctrust');
+        await fresh.waitForSelector('#room', { timeout: 60000 });
+        await press(four, '#dialogs button[data-user="sixer"]');
+        await Promise.all([fresh.waitForSelector('#status[data-ready="yes"]', { timeout: 120000 }), four.waitForSelector('#status[data-ready="yes"]', { timeout: 120000 })]);
+        const m = `v6 to v6 ${randomBytes(5).toString('hex')}`;
+        secrets.push(m);
+        await say(fresh, m);
+        await sees(four, m);
+        const [mine, peer] = await keys(fresh);
+        assert.equal(peer.fp, newFp);
+        assert.equal(peer.safety, await pgp.safetyCode(mine.fp, newFp));
       });
 
       await t.test('the relay saw no plaintext', async () => {
