@@ -198,20 +198,20 @@ async function identity() {
   w.write('js-identity-ok.txt');
 }
 
-// pgpKeyPackage: key packages signed by an OpenPGP identity (Curve25519), as dialogs sign them; the second
-// was altered after signing. Not reproducible: OpenPGP signatures carry a time.
-async function pgpKeyPackage() {
-  const key = await pgp.generateKeyPair({ type: 'curve25519', name: 'js dialog user' });
+// pgpKeyPackage: key packages signed by an OpenPGP identity (pgp: a v4 Curve25519 key; pgp6: an RFC 9580 v6
+// key), as dialogs sign them; the second was altered after signing. Not reproducible: OpenPGP signatures carry a time.
+async function pgpKeyPackage(name, type) {
+  const key = await pgp.generateKeyPair({ type, name: 'js dialog user' });
   const room = 'Js0dialogRoomAAAAAAAAA';
   const { kp } = await KeyPackage.make(new PgpIdentity(key), 'keypackage', utf8(room), 2, 1, seed('pgp x', 32), seed('pgp kem', 64));
   for (const expect of ['ok', 'forged']) {
-    const w = new Writer('pgp-keypackage', expect, 'a key package signed with an OpenPGP key (not reproducible: OpenPGP signatures carry a time)');
+    const w = new Writer('pgp-keypackage', expect, `a key package signed with an OpenPGP v${key.keyPacket.version} key (not reproducible: OpenPGP signatures carry a time)`);
     w.add('room', room);
     w.add('pgp public', hex(key.toPublic().write()));
     const b = kp.raw.slice();
     if (expect === 'forged') b[12] ^= 1;
     w.add('keypackage', `2 ${hex(b)}`);
-    w.write(`js-pgp-keypackage-${expect}.txt`);
+    w.write(`js-${name}-keypackage-${expect}.txt`);
   }
 }
 
@@ -222,5 +222,6 @@ await swapped();
 await prekey();
 await history();
 await identity();
-await pgpKeyPackage();
+await pgpKeyPackage('pgp', 'curve25519');
+await pgpKeyPackage('pgp6', 'v6');
 await mailItem();

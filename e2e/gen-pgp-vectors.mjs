@@ -1,5 +1,5 @@
-// Writes testdata/pgp/js-*: protocol v1 (dialogs) vectors made by the browser's OpenPGP layer (pgp.mjs): two
-// exported key ZIPs (RSA-4096, Curve25519) and messages from them to the Go keys (go-*.zip, made first by
+// Writes testdata/pgp/js-*: protocol v1 (dialogs) vectors made by the browser's OpenPGP layer (pgp.mjs): three
+// exported key ZIPs (RSA-4096, Curve25519, an RFC 9580 v6 key) and messages from them to the Go keys (go-*.zip, made first by
 // go test ./relay/client/pgp -run TestVectors -update). Usage: node gen-pgp-vectors.mjs
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import * as pgp from '../static/js/pgp.mjs';
@@ -7,7 +7,7 @@ import { PGP_DIR, PASS, plainOf } from './unit/pgp-vectors.mjs';
 
 const hex = (b) => Buffer.from(b).toString('hex');
 const keys = {};
-for (const [name, type] of [['js-rsa', 'rsa'], ['js-curve', 'curve25519']]) {
+for (const [name, type] of [['js-rsa', 'rsa'], ['js-curve', 'curve25519'], ['js-v6', 'v6']]) {
   const path = new URL(`${name}.zip`, PGP_DIR);
   if (!existsSync(path)) writeFileSync(path, await pgp.exportZip(await pgp.generateKeyPair({ type, name: `vector-${name}` }), PASS));
   keys[name] = await pgp.importZip(new Uint8Array(readFileSync(path)), PASS);

@@ -18,7 +18,8 @@ import (
 
 // KeyInfo describes a published public key.
 type KeyInfo struct {
-	Fingerprint string    // upper-case hex of the primary key fingerprint, as gpg shows it without spaces
+	Fingerprint string    // upper-case hex of the primary key fingerprint, as gpg shows it without spaces: 40 digits for a v4 key, 64 for v6
+	Version     int       // the OpenPGP key version: 4, or 6 (RFC 9580)
 	Algorithm   string    // primary key, gpg style: "rsa4096", "ed25519"
 	Subkeys     []string  // valid subkeys, gpg style: "rsa4096", "cv25519"
 	UserIDs     []string  // valid user IDs
@@ -114,7 +115,11 @@ func checkEntity(e *openpgp.Entity, o owner, now time.Time, minRSA int) (KeyInfo
 	}
 	info := KeyInfo{
 		Fingerprint: strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint)),
+		Version:     e.PrimaryKey.Version,
 		Created:     e.PrimaryKey.CreationTime,
+	}
+	if info.Version != 4 && info.Version != 6 {
+		return KeyInfo{}, fmt.Errorf("%w: an OpenPGP v%d key, use v4 or v6 (RFC 9580)", ErrKeyMalformed, info.Version)
 	}
 	if self.KeyLifetimeSecs != nil && *self.KeyLifetimeSecs != 0 {
 		info.Expires = e.PrimaryKey.CreationTime.Add(time.Duration(*self.KeyLifetimeSecs) * time.Second)
@@ -184,6 +189,9 @@ func algorithmName(pk *packet.PublicKey, minRSA int) (string, error) {
 		return "ed25519", nil
 	case packet.PubKeyAlgoX25519:
 		return "cv25519", nil
+	case packet.PubKeyAlgoMlkem768X25519, packet.PubKeyAlgoMlkem1024X448, packet.PubKeyAlgoMldsa65Ed25519, packet.PubKeyAlgoMldsa87Ed448,
+		packet.PubKeyAlgoSlhdsaShake128s, packet.PubKeyAlgoSlhdsaShake128f, packet.PubKeyAlgoSlhdsaShake256s:
+		return "", fmt.Errorf("%w: a post-quantum OpenPGP key (RFC 9980, algorithm %d): not yet, the browser's OpenPGP library cannot use it", ErrKeyWeak, pk.PubKeyAlgo)
 	}
 	return "", fmt.Errorf("%w: public-key algorithm %d, use RSA (%d bits or more) or Ed25519/Curve25519", ErrKeyWeak, pk.PubKeyAlgo, minRSA)
 }

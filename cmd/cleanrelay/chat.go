@@ -45,7 +45,8 @@ Dialogs (--login; the account must exist: register in the browser):
                            directory holds another key. Without --key, an account with no key gets a new one
                            (made here, published, and offered for export)
     --new-key              make and publish a new key although the account has one (peers see a key change)
-    --key-type TYPE        rsa (RSA-4096, the default, as the browser's) or curve25519
+    --key-type TYPE        rsa (RSA-4096, the default), curve25519, or v6 (an RFC 9580 v6 key, Ed25519 and
+                           X25519: GnuPG 2.2 and 2.4 cannot import it)
     --export FILE.zip      save a key made here as the browser's ZIP (passphrase as for --key); never overwrites
     --pins FILE            keep the peers' pinned fingerprints in this JSON file (default: this run only)
     --password-file FILE   the first line is the account's password
@@ -187,8 +188,8 @@ func chatDialogCmd(args []string, df dialogFlags, torSocks string, jsonMode bool
 		fmt.Fprintf(stderr, "cleanrelay: chat: %v\n", err)
 		return 1
 	}
-	if df.keyType != "rsa" && df.keyType != "curve25519" {
-		return fail(fmt.Errorf("--key-type %q: rsa or curve25519", df.keyType))
+	if df.keyType != "rsa" && df.keyType != "curve25519" && df.keyType != "v6" {
+		return fail(fmt.Errorf("--key-type %q: rsa, curve25519 or v6", df.keyType))
 	}
 	u, err := parseRelayURL(rawURL)
 	if err != nil {

@@ -185,7 +185,7 @@ func TestChatDialogBadInput(t *testing.T) {
 	}{
 		{"no peer", nil, []string{"--login", "carol", url}, 2, "give the relay's URL and @PEER"},
 		{"wrong password", []string{envPassword + "=Wrong-pass1!"}, []string{"--login", "carol", url, "@dave"}, 1, "failed to log in as carol: wrong username or password"},
-		{"bad key type", nil, []string{"--login", "carol", "--key-type", "dsa", url, "@dave"}, 1, "rsa or curve25519"},
+		{"bad key type", nil, []string{"--login", "carol", "--key-type", "dsa", url, "@dave"}, 1, "rsa, curve25519 or v6"},
 		{"not a zip", []string{envPassword + "=Carol-pass1!", envPassphrase + "=x"}, []string{"--login", "carol", "--key", zip, url, "@dave"}, 1, "not a zip archive"},
 		{"no such peer", []string{envPassword + "=Carol-pass1!"}, []string{"--login", "carol", "--key-type", "curve25519", url, "@nobody"}, 1, "there is no user nobody"},
 		{"a broken pins file", []string{envPassword + "=Dave-pass1!"}, []string{"--login", "dave", "--pins", badPins, url, "@carol"}, 1, "failed to read the pins file"},

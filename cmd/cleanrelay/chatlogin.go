@@ -195,7 +195,11 @@ func chatKey(ctx context.Context, acct *client.Account, me *client.Me, f dialogF
 	if err := acct.PublishKey(ctx, pub); err != nil {
 		return nil, fmt.Errorf("failed to publish the key: %w", err)
 	}
-	emit(chatEvent{Type: "key", Name: own.Algorithm(), Text: own.Fingerprint(), Message: "published this key for " + acct.Name})
+	name := own.Algorithm()
+	if own.Version() == 6 {
+		name += " (OpenPGP v6)"
+	}
+	emit(chatEvent{Type: "key", Name: name, Text: own.Fingerprint(), Message: "published this key for " + acct.Name})
 	if f.keyFile != "" {
 		return own, nil
 	}

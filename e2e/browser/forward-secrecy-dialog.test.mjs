@@ -16,8 +16,9 @@ import { KIND_PGP, decodePayload } from '../../static/js/proto.mjs';
 import { leftovers, candidates, tryOpen, keyFrom, unhex } from './fs-attack.mjs';
 
 const KINDS = (process.env.CR_BROWSERS ?? 'chromium,firefox').split(',').filter(Boolean);
-// CR_DIALOG_KEY=rsa measures with RSA-4096 account keys (slow to make without a JIT); Curve25519 otherwise.
-const KEY = process.env.CR_DIALOG_KEY === 'rsa' ? 'rsa' : 'curve25519';
+// CR_DIALOG_KEY=rsa measures with RSA-4096 account keys (slow to make without a JIT), CR_DIALOG_KEY=v6 with RFC 9580
+// v6 keys; v4 Curve25519 otherwise.
+const KEY = ['rsa', 'v6'].includes(process.env.CR_DIALOG_KEY) ? process.env.CR_DIALOG_KEY : 'curve25519';
 
 async function account(page, user, password, keyPass, zipPass) {
   await press(page, '#toregister');

@@ -9,7 +9,7 @@ import { PGP_DIR, PASS, readMessages } from './pgp-vectors.mjs';
 
 async function keys() {
   const out = {};
-  for (const name of ['js-rsa', 'js-curve', 'go-rsa', 'go-curve']) {
+  for (const name of ['js-rsa', 'js-curve', 'js-v6', 'go-rsa', 'go-curve', 'go-v6']) {
     out[name] = await pgp.importZip(new Uint8Array(readFileSync(new URL(`${name}.zip`, PGP_DIR))), PASS);
   }
   return out;
@@ -19,6 +19,9 @@ test('key ZIPs exported by Go import in the browser, and a wrong passphrase is r
   const k = await keys();
   assert.ok(k['go-rsa'].isDecrypted() && k['go-curve'].isDecrypted());
   assert.equal(pgp.keyInfo(k['go-rsa']).bits, 4096);
+  // Go's RFC 9580 v6 key, and the browser's own read back.
+  for (const name of ['go-v6', 'js-v6']) assert.equal(pgp.keyInfo(k[name]).version, 6, name);
+  assert.equal(pgp.keyInfo(k['go-curve']).version, 4);
   await assert.rejects(pgp.importZip(new Uint8Array(readFileSync(new URL('go-curve.zip', PGP_DIR))), 'wrong'), /wrong passphrase/);
 });
 

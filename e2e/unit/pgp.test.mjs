@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -162,6 +162,37 @@ test('GnuPG imports the exported key pair, decrypts a message and verifies its s
     const st = execFileSync('cat', [status]).toString();
     assert.match(st, new RegExp(`VALIDSIG ${alice.getFingerprint().toUpperCase()}`));
     assert.match(st, /DECRYPTION_OKAY/);
+  } finally {
+    try { execFileSync('gpgconf', ['--homedir', home, '--kill', 'gpg-agent']); } catch { /* no agent started */ }
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('a v6 key (RFC 9580, Ed25519/X25519): 32-byte fingerprint, export and import, a README that does not promise GnuPG', async () => {
+  const v6 = await pgp.generateKeyPair({ type: 'v6', name: 'dave', email: 'dave@example.org' });
+  assert.equal(v6.keyPacket.version, 6);
+  assert.deepEqual(v6.getSubkeys().map((s) => [s.keyPacket.version, s.getAlgorithmInfo().algorithm]), [[6, 'x25519']]);
+  const info = pgp.keyInfo(v6);
+  assert.equal(info.version, 6);
+  assert.equal(info.algorithm, 'Ed25519/X25519 (OpenPGP v6)');
+  assert.match(info.fingerprint, /^([0-9A-F]{4} ){15}[0-9A-F]{4}$/);
+  assert.equal(pgp.keyInfo(carol).version, 4);
+  const zip = await pgp.exportZip(v6, 'Correct-horse1');
+  const readme = td.decode(readZip(zip).get('README.txt'));
+  assert.match(readme, /v6 key \(RFC 9580\): GnuPG 2\.2 and 2\.4 cannot import it/);
+  assert.doesNotMatch(readme, /gpg --import/);
+  assert.match(td.decode(readZip(await pgp.exportZip(carol, 'Correct-horse1')).get('README.txt')), /gpg --import/);
+  const back = await pgp.importZip(zip, 'Correct-horse1');
+  assert.equal(back.getFingerprint(), v6.getFingerprint());
+  assert.equal(back.keyPacket.s2k.type, 'iterated', 'the v6 private key must use the iterated S2K too (no Argon2)');
+  // The safety code of a v6 and a v4 key is the same from both sides.
+  assert.equal(await pgp.safetyCode(pgp.fingerprint(v6), pgp.fingerprint(carol)), await pgp.safetyCode(pgp.fingerprint(carol), pgp.fingerprint(back)));
+  await assert.rejects(pgp.generateKeyPair({ type: 'v5' }), /unknown type v5/);
+  // What the key setup's label says: the installed GnuPG (2.2 here) imports none of it.
+  const home = mkdtempSync(join(tmpdir(), 'crgpg6-'));
+  try {
+    const r = spawnSync('gpg', ['--homedir', home, '--batch', '--no-tty', '--status-fd', '1', '--import'], { input: v6.toPublic().armor() });
+    assert.match(r.stdout.toString(), /IMPORT_RES 0 0 0/, 'GnuPG imported a v6 key');
   } finally {
     try { execFileSync('gpgconf', ['--homedir', home, '--kill', 'gpg-agent']); } catch { /* no agent started */ }
     rmSync(home, { recursive: true, force: true });

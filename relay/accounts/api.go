@@ -55,6 +55,7 @@ type userJSON struct {
 // keyJSON is a published public key.
 type keyJSON struct {
 	Fingerprint         string    `json:"fingerprint"`
+	Version             int       `json:"version"`
 	Algorithm           string    `json:"algorithm"`
 	Subkeys             []string  `json:"subkeys"`
 	UserIDs             []string  `json:"user_ids"`
@@ -70,7 +71,7 @@ func keyView(k *keydir.KeyInfo) *keyJSON {
 	if k == nil {
 		return nil
 	}
-	return &keyJSON{Fingerprint: k.Fingerprint, Algorithm: k.Algorithm, Subkeys: nonNil(k.Subkeys),
+	return &keyJSON{Fingerprint: k.Fingerprint, Version: k.Version, Algorithm: k.Algorithm, Subkeys: nonNil(k.Subkeys),
 		UserIDs: nonNil(k.UserIDs), Created: k.Created.UTC(), Expires: utc(k.Expires), Published: k.Published.UTC(),
 		ChangedAt: utc(k.ChangedAt), PreviousFingerprint: k.PreviousFingerprint, Armored: k.Armored}
 }

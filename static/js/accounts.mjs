@@ -254,10 +254,12 @@ function keySetupScreen() {
   const err = errorLine();
   const caps = env.caps();
   // Curve25519 first where WebCrypto has it (Tor Browser does): an RSA-4096 account key signs every epoch of a
-  // dialog, about a second each without a JIT (docs/e2e.md §14).
+  // dialog, about a second each without a JIT (docs/e2e.md §14). A v6 key is offered there too, never first:
+  // no GnuPG release imports it (docs/accounts.md §5).
   const type = h('select', { id: 'acctkeytype' },
     caps.curve25519 ? h('option', { value: 'curve25519', i18n: 'acct_key_curve' }) : null,
-    h('option', { value: 'rsa', i18n: 'acct_key_rsa' }));
+    h('option', { value: 'rsa', i18n: 'acct_key_rsa' }),
+    caps.curve25519 ? h('option', { value: 'v6', i18n: 'acct_key_v6' }) : null);
   const progress = h('p', { id: 'keyprogress', hidden: true, role: 'status' }, h('progress'), ' ', tx('making_key'));
   const gen = h('form.card.form', {
     novalidate: true,
@@ -280,7 +282,7 @@ function keySetupScreen() {
   },
   h('h2', { i18n: 'keysetup_title' }),
   h('p', { i18n: 'keysetup_text' }),
-  field('key_type', type),
+  field('key_type', type, { hint: caps.curve25519 ? 'acct_key_hint' : null }),
   secretField('newpass', 'passphrase', 'new-password', 'passphrase_rule'),
   h('div.row', {}, h('button.primary', { type: 'submit', id: 'generate', i18n: 'generate' })),
   progress,

@@ -3,7 +3,8 @@
 // It runs inside the crypto Web Worker (worker.mjs) and under node's test runner. Everything it
 // makes is standard OpenPGP that GnuPG 2.2 reads: v4 keys, SEIPD v1 (no AEAD), AES-256, no
 // compression, iterated-and-salted S2K for the passphrase (never Argon2: it needs WebAssembly,
-// which Tor Browser's "Safer" level disables).
+// which Tor Browser's "Safer" level disables). The one exception is the "v6" key type a user asks
+// for: an RFC 9580 v6 key (Ed25519 + X25519), which GnuPG 2.2 and 2.4 cannot import.
 import * as openpgp from '../vendor/openpgp.min.mjs';
 import { pad, unpad } from './pad.mjs';
 import { writeZip, readZip } from './zip.mjs';
@@ -33,13 +34,20 @@ export async function hasFastCurve25519(subtle = globalThis.crypto?.subtle) {
   }
 }
 
-// generateKeyPair makes an unlocked private key: RSA-4096 by default, or "curve25519"
-// (EdDSA + ECDH on Curve25519 in the legacy v4 encoding GnuPG 2.2 reads).
+// KEY_TYPES are the key types generateKeyPair makes: RSA-4096, Curve25519 in the legacy v4 encoding
+// GnuPG 2.2 reads, and an RFC 9580 v6 key with Ed25519 and X25519 (no GnuPG release reads it).
+const KEY_TYPES = {
+  rsa: { algo: { type: 'rsa', rsaBits: 4096 }, config: CONFIG },
+  curve25519: { algo: { type: 'ecc', curve: 'curve25519Legacy' }, config: CONFIG },
+  v6: { algo: { type: 'curve25519' }, config: Object.freeze({ ...CONFIG, v6Keys: true }) },
+};
+
+// generateKeyPair makes an unlocked private key of one of KEY_TYPES, RSA-4096 by default.
 export async function generateKeyPair({ type = 'rsa', name = 'cleanrelay user', email } = {}) {
-  const algo = type === 'curve25519' ? { type: 'ecc', curve: 'curve25519Legacy' } : { type: 'rsa', rsaBits: 4096 };
-  if (type !== 'rsa' && type !== 'curve25519') throw new Error(`failed to generate key: unknown type ${type}`);
+  const kt = Object.hasOwn(KEY_TYPES, type) ? KEY_TYPES[type] : null;
+  if (!kt) throw new Error(`failed to generate key: unknown type ${type}`);
   const userID = email ? { name, email } : { name };
-  const { privateKey } = await openpgp.generateKey({ ...algo, userIDs: [userID], format: 'object', config: CONFIG });
+  const { privateKey } = await openpgp.generateKey({ ...kt.algo, userIDs: [userID], format: 'object', config: kt.config });
   return privateKey;
 }
 
@@ -77,12 +85,18 @@ export function formatFingerprint(hex) {
   return hex.toUpperCase().match(/.{1,4}/g).join(' ');
 }
 
-// keyInfo describes a key for the user: algorithm, size or curve, creation time, fingerprint.
+// keyInfo describes a key for the user: algorithm, size or curve, OpenPGP key version (4 or 6),
+// creation time, fingerprint (40 hex digits for v4, 64 for v6).
 export function keyInfo(key) {
   const a = key.getAlgorithmInfo();
-  const algorithm = a.algorithm.startsWith('rsa') ? 'RSA' : a.algorithm.startsWith('eddsa') || a.algorithm === 'ed25519' ? 'Curve25519 (EdDSA/ECDH)' : a.algorithm;
+  const version = key.keyPacket.version;
+  let algorithm = a.algorithm;
+  if (a.algorithm.startsWith('rsa')) algorithm = 'RSA';
+  else if (version === 6 && a.algorithm === 'ed25519') algorithm = 'Ed25519/X25519 (OpenPGP v6)';
+  else if (a.algorithm.startsWith('eddsa') || a.algorithm === 'ed25519') algorithm = 'Curve25519 (EdDSA/ECDH)';
   return {
     algorithm,
+    version,
     bits: a.bits || null,
     curve: a.curve || null,
     created: key.getCreationTime().toISOString(),
@@ -117,14 +131,16 @@ export async function signDetached(privateKey, text) {
 // exportZip returns a ZIP with the armored public key and the passphrase-protected private key.
 export async function exportZip(privateKey, passphrase) {
   const fp = privateKey.getFingerprint().toUpperCase();
+  const elsewhere = privateKey.keyPacket.version === 6
+    ? 'This is an OpenPGP v6 key (RFC 9580): GnuPG 2.2 and 2.4 cannot import it. Import it into cleanrelay,\n' +
+      'or into another RFC 9580 (OpenPGP v6) implementation.\n'
+    : 'Import it into cleanrelay, or into GnuPG with:\n  gpg --import *-private.asc\n';
   const files = [
     { name: `cleanrelay-${fp.slice(-16)}-public.asc`, data: privateKey.toPublic().armor(CONFIG) },
     { name: `cleanrelay-${fp.slice(-16)}-private.asc`, data: await lockKey(privateKey, passphrase) },
     {
       name: 'README.txt',
-      data: `cleanrelay key pair\nFingerprint: ${formatFingerprint(fp)}\n` +
-        'The private key is encrypted with your passphrase. Import it into cleanrelay, or into GnuPG with:\n' +
-        '  gpg --import *-private.asc\n',
+      data: `cleanrelay key pair\nFingerprint: ${formatFingerprint(fp)}\nThe private key is encrypted with your passphrase. ${elsewhere}`,
     },
   ];
   return writeZip(files);

@@ -108,14 +108,15 @@ func writeVectors(t *testing.T) {
 	genHistory(t, "go-history-old-epoch.txt", "old-epoch")
 	genHistory(t, "go-history-fork.txt", "fork")
 	genIdentity(t)
-	genPGPKeyPackage(t)
+	genPGPKeyPackage(t, "pgp", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	genPGPKeyPackage(t, "pgp6", &packet.Config{V6Keys: true, Algorithm: packet.PubKeyAlgoEd25519})
 	genMailItem(t)
 }
 
-// genPGPKeyPackage: key packages signed by an OpenPGP (EdDSA) identity, as dialogs sign them; the second
-// vector's key package was altered after signing.
-func genPGPKeyPackage(t *testing.T) {
-	e, err := openpgp.NewEntity("go dialog user", "", "", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+// genPGPKeyPackage: key packages signed by an OpenPGP identity made with cfg (pgp: a v4 EdDSA key; pgp6: an
+// RFC 9580 v6 Ed25519 key), as dialogs sign them; the second vector's key package was altered after signing.
+func genPGPKeyPackage(t *testing.T, name string, cfg *packet.Config) {
+	e, err := openpgp.NewEntity("go dialog user", "", "", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func genPGPKeyPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, expect := range []string{"ok", "forged"} {
-		w := newVec("pgp-keypackage", expect, "a key package signed with an OpenPGP key (not reproducible: OpenPGP signatures carry a time)")
+		w := newVec("pgp-keypackage", expect, fmt.Sprintf("a key package signed with an OpenPGP v%d key (not reproducible: OpenPGP signatures carry a time)", e.PrimaryKey.Version))
 		w.add("room", "%s", room)
 		w.add("pgp public", "%x", pub.Bytes())
 		b := bytes.Clone(kp.Bytes())
@@ -137,7 +138,7 @@ func genPGPKeyPackage(t *testing.T) {
 			b[12] ^= 1
 		}
 		w.add("keypackage", "1 %x", b)
-		w.write(t, "go-pgp-keypackage-"+expect+".txt")
+		w.write(t, "go-"+name+"-keypackage-"+expect+".txt")
 	}
 }
 

@@ -31,8 +31,9 @@ func config() *packet.Config {
 // Key is an OpenPGP key: a private one (Generate, ImportZip) or a peer's public one (ReadPublic).
 type Key struct{ e *openpgp.Entity }
 
-// Generate makes a key for name <email> (email may be empty): kind "rsa" (RSA-4096, the browser's default) or
-// "curve25519" (EdDSA and ECDH on Curve25519 in the legacy v4 encoding GnuPG 2.2 reads).
+// Generate makes a key for name <email> (email may be empty): kind "rsa" (RSA-4096), "curve25519" (EdDSA and
+// ECDH on Curve25519 in the legacy v4 encoding GnuPG 2.2 reads, the browser's default) or "v6" (an RFC 9580 v6
+// key with Ed25519 and X25519, as the browser's "v6" key type; GnuPG 2.2 and 2.4 cannot import it).
 func Generate(kind, name, email string) (*Key, error) {
 	cfg := config()
 	switch kind {
@@ -40,8 +41,10 @@ func Generate(kind, name, email string) (*Key, error) {
 		cfg.Algorithm, cfg.RSABits = packet.PubKeyAlgoRSA, 4096
 	case "curve25519":
 		cfg.Algorithm, cfg.Curve = packet.PubKeyAlgoEdDSA, packet.Curve25519
+	case "v6":
+		cfg.Algorithm, cfg.V6Keys = packet.PubKeyAlgoEd25519, true
 	default:
-		return nil, fmt.Errorf("failed to make a key: unknown key type %q (rsa or curve25519)", kind)
+		return nil, fmt.Errorf("failed to make a key: unknown key type %q (rsa, curve25519 or v6)", kind)
 	}
 	e, err := openpgp.NewEntity(name, "", email, cfg)
 	if err != nil {
@@ -65,10 +68,14 @@ func ReadPublic(armored string) (*Key, error) {
 	return &Key{el[0]}, nil
 }
 
-// Fingerprint is the key's fingerprint, upper-case hex without spaces (what the directory and gpg show).
+// Fingerprint is the key's fingerprint, upper-case hex without spaces (what the directory and gpg show): 40
+// digits for a v4 key, 64 for v6.
 func (k *Key) Fingerprint() string {
 	return strings.ToUpper(hex.EncodeToString(k.e.PrimaryKey.Fingerprint))
 }
+
+// Version is the OpenPGP key version: 4, or 6 (RFC 9580; a 32-byte fingerprint).
+func (k *Key) Version() int { return k.e.PrimaryKey.Version }
 
 // FingerprintBytes is the fingerprint as bytes.
 func (k *Key) FingerprintBytes() []byte { return append([]byte{}, k.e.PrimaryKey.Fingerprint...) }

@@ -22,8 +22,8 @@ const vectorPass = "cleanrelay-vector-pass1!"
 const vectorDir = "../../../testdata/pgp"
 
 // vectorKeys are the key ZIPs: js-* exported by the browser's pgp.mjs (e2e/gen-pgp-vectors.mjs), go-* by this
-// package.
-var vectorKeys = []string{"js-rsa", "js-curve", "go-rsa", "go-curve"}
+// package; *-v6 hold RFC 9580 v6 keys.
+var vectorKeys = []string{"js-rsa", "js-curve", "js-v6", "go-rsa", "go-curve", "go-v6"}
 
 func loadKeys(t testing.TB) map[string]*Key {
 	t.Helper()
@@ -133,7 +133,7 @@ func TestVectors(t *testing.T) {
 // makeGoVectors writes go-messages.txt: one message from each go key to each js key, two of them in a row with
 // the same reused session key.
 func makeGoVectors(t *testing.T) {
-	for _, kind := range []string{"rsa", "curve25519"} {
+	for _, kind := range []string{"rsa", "curve25519", "v6"} {
 		name := "go-" + strings.TrimSuffix(kind, "25519")
 		path := filepath.Join(vectorDir, name+".zip")
 		if _, err := os.Stat(path); err == nil {

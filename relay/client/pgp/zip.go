@@ -18,7 +18,7 @@ const (
 )
 
 // ExportZip returns the key pair as the browser's export ZIP, the private key encrypted with passphrase
-// (iterated-and-salted S2K, AES-256). The browser's import and gpg --import read it.
+// (iterated-and-salted S2K, AES-256). The browser's import reads it, and gpg --import a v4 key's.
 func ExportZip(k *Key, passphrase []byte) ([]byte, error) {
 	locked, err := k.lockedArmored(passphrase)
 	if err != nil {
@@ -29,12 +29,15 @@ func ExportZip(k *Key, passphrase []byte) ([]byte, error) {
 		return nil, err
 	}
 	fp := k.Fingerprint()
+	elsewhere := "Import it into cleanrelay, or into GnuPG with:\n  gpg --import *-private.asc\n"
+	if k.Version() == 6 {
+		elsewhere = "This is an OpenPGP v6 key (RFC 9580): GnuPG 2.2 and 2.4 cannot import it. Import it into cleanrelay,\n" +
+			"or into another RFC 9580 (OpenPGP v6) implementation.\n"
+	}
 	files := []struct{ name, data string }{
 		{"cleanrelay-" + fp[len(fp)-16:] + "-public.asc", pub},
 		{"cleanrelay-" + fp[len(fp)-16:] + "-private.asc", locked},
-		{"README.txt", "cleanrelay key pair\nFingerprint: " + groupFingerprint(fp) + "\n" +
-			"The private key is encrypted with your passphrase. Import it into cleanrelay, or into GnuPG with:\n" +
-			"  gpg --import *-private.asc\n"},
+		{"README.txt", "cleanrelay key pair\nFingerprint: " + groupFingerprint(fp) + "\nThe private key is encrypted with your passphrase. " + elsewhere},
 	}
 	var b bytes.Buffer
 	zw := zip.NewWriter(&b)
