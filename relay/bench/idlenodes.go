@@ -82,7 +82,22 @@ func HoldIdle(ctx context.Context, wsURL, source string, conns int, in io.Reader
 	case <-ended:
 	case <-ctx.Done():
 	}
-	return say(holdLine{Final: true, Alive: aliveCount(members)})
+	alive := aliveCount(members)
+	if alive < len(members) {
+		// Say why, on stderr (the bench passes it on): which side ended them, and how.
+		told := 0
+		for _, m := range members {
+			select {
+			case <-m.conn.Done():
+				if told < 3 {
+					fmt.Fprintf(os.Stderr, "cleanrelay bench-hold: a connection to %s ended during the hold: %v\n", wsURL, m.conn.Err())
+					told++
+				}
+			default:
+			}
+		}
+	}
+	return say(holdLine{Final: true, Alive: alive})
 }
 
 func aliveCount(members []*member) int {
@@ -276,7 +291,7 @@ func startHolder(hc HoldCmd, wsURL, source string, conns int) (*holder, error) {
 	cmd := exec.Command(hc.Bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	h := &holder{conns: conns, cmd: cmd, lines: make(chan holdLine, 4), waitc: make(chan error, 1), out: &tailBuffer{max: 4 << 10}}
-	cmd.Stderr = h.out
+	cmd.Stderr = io.MultiWriter(h.out, os.Stderr) // a client process says on stderr why connections ended
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
