@@ -3,9 +3,11 @@
 # (chroot isolation) builds it, on base images made here with debootstrap (a minbase Debian bookworm for the
 # runtime stage; the same plus the host's Go toolchain for the build stage). Then it runs the relay from the
 # image in --local-only mode, checks that / and /healthz answer and that the image's HEALTHCHECK command
-# passes, and that SIGTERM stops the relay cleanly.
+# passes, and that SIGTERM stops the relay cleanly. Then it runs the image as a cluster node (docs/cluster.md §8):
+# with a nats-server on the host (nkey-authenticated) and a second node from the host's build, the image's node
+# sees its peer and is healthy; with the nats-server killed, its HEALTHCHECK fails.
 #
-# Needs root and the Debian mirror (apt) and the Go module proxy. Everything it makes lives in one temporary
+# Needs root and the Debian mirror (apt) and the Go module proxy (also for nats-server and the nkey tool). Everything it makes lives in one temporary
 # directory that is removed at the end; only apt's own cache is kept. Run it from anywhere:
 #   bash .ci/test-container.sh
 set -euo pipefail
@@ -26,11 +28,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cleanrelay-container.XXXXXX")
 # buildah keeps its images and containers under --root; vfs needs no overlay support from the kernel.
 B=(buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs)
 relay_pid=""
+node2_pid=""
+nats_pid=""
 # buildah keeps a blob-info cache in /var/lib/containers/cache whatever --root says; remove it if we made it.
 blob_cache=/var/lib/containers/cache
 made_blob_cache=""; [ -e "$blob_cache" ] || made_blob_cache=1
 cleanup() {
   set +e
+  for p in $node2_pid $nats_pid; do kill -KILL "$p" 2>/dev/null; done
   if [ -n "$relay_pid" ] && kill -0 "$relay_pid" 2>/dev/null; then
     kill -TERM "$relay_pid"; sleep 3; kill -KILL "$relay_pid" 2>/dev/null
   fi
@@ -173,5 +178,64 @@ stop_ms=$(( ($(date +%s%N) - stop_start) / 1000000 ))
 grep -q "relay stopped" "$work/relay.err" || { cat "$work/relay.err"; fail "no clean shutdown line"; }
 if "${B[@]}" run --isolation chroot "$ctr" -- cleanrelay health >/dev/null 2>&1; then fail "HEALTHCHECK passes with the relay stopped"; fi
 check_no_new_tor run
+
+say "the image as a cluster node: a nats-server on the host, the image's node and a second node from the host's build"
+need_nats
+keys=$(go run github.com/nats-io/nkeys/nk -gen user -pubout)
+seed=$(sed -n 1p <<<"$keys")
+pub=$(sed -n 2p <<<"$keys")
+secret=$(head -c 32 /dev/urandom | base64)
+nats_port=$(free_port)
+printf 'listen: "127.0.0.1:%s"\njetstream: disabled\nauthorization {\n  users: [ { nkey: %s, permissions: { publish: ["cr.>", "_INBOX.>"], subscribe: ["cr.>", "_INBOX.>"] } } ]\n}\n' \
+  "$nats_port" "$pub" >"$work/nats.conf"
+"$(go env GOPATH)/bin/nats-server" -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
+nats_pid=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
+"${B[@]}" config --env CLEANRELAY_CLUSTER="nats://127.0.0.1:$nats_port" --env CLEANRELAY_NODE=node1 \
+  --env CLEANRELAY_NATS_NKEY_SEED="$seed" --env CLEANRELAY_CLUSTER_SECRET="$secret" "$ctr"
+"${B[@]}" run --isolation chroot "$ctr" -- cleanrelay serve --local-only --listen "127.0.0.1:$port" \
+  >"$work/node1.out" 2>"$work/node1.err" &
+run_pid=$!
+go build -o "$work/cleanrelay" ./cmd/cleanrelay
+CLEANRELAY_CLUSTER="nats://127.0.0.1:$nats_port" CLEANRELAY_NODE=node2 CLEANRELAY_NATS_NKEY_SEED="$seed" \
+  CLEANRELAY_CLUSTER_SECRET="$secret" "$work/cleanrelay" serve --local-only --listen 127.0.0.1:0 \
+  >"$work/node2.out" 2>"$work/node2.err" &
+node2_pid=$!
+joined=""
+for _ in $(seq 1 300); do
+  metrics=$(curl -fsS --max-time 5 "http://127.0.0.1:$admin_port/metrics" 2>/dev/null) || metrics=""
+  if grep -q '^cleanrelay_cluster_peers 1$' <<<"$metrics" && grep -q '^cleanrelay_cluster_nats_connected 1$' <<<"$metrics"; then
+    joined=1
+    break
+  fi
+  kill -0 "$run_pid" 2>/dev/null || { cat "$work/node1.err"; fail "the image's node exited at start"; }
+  sleep 0.1
+done
+[ -n "$joined" ] || { cat "$work/node1.err" "$work/node2.err"; fail "the image's node did not join the cluster (no peer, or no NATS) within 30 s"; }
+for p in $(descendants "$run_pid"); do
+  [ "$(cat /proc/"$p"/comm 2>/dev/null)" = cleanrelay ] && relay_pid=$p
+done
+[ -n "$relay_pid" ] || fail "cannot find the node process under buildah run ($run_pid)"
+"${B[@]}" run --isolation chroot "$ctr" -- cleanrelay health >/dev/null || fail "the HEALTHCHECK command failed against a joined node"
+say "the image's node joined: connected to NATS, one peer, healthy"
+kill -KILL "$nats_pid"
+wait "$nats_pid" 2>/dev/null || true
+nats_pid=""
+unhealthy=""
+for _ in $(seq 1 100); do
+  if ! "${B[@]}" run --isolation chroot "$ctr" -- cleanrelay health >/dev/null 2>&1; then unhealthy=1; break; fi
+  sleep 0.2
+done
+[ -n "$unhealthy" ] || fail "the HEALTHCHECK still passes with the node's only NATS server dead"
+say "with its NATS server killed, the node's HEALTHCHECK fails"
+kill -TERM "$relay_pid" "$node2_pid"
+for _ in $(seq 1 150); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$run_pid" 2>/dev/null; then fail "the node did not stop within 15 s of SIGTERM"; fi
+code=0; wait "$run_pid" || code=$?
+relay_pid=""
+[ "$code" = 0 ] || { cat "$work/node1.err"; fail "the node exited with $code after SIGTERM"; }
+wait "$node2_pid" 2>/dev/null || true
+node2_pid=""
+check_no_new_tor "cluster run"
 
 say "passed: image $size, bud ${bud_secs}s, stop ${stop_ms}ms after SIGTERM, total $(( $(date +%s) - start ))s"

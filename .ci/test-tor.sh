@@ -2,7 +2,9 @@
 # Runs cleanrelay's Tor tests: the onion package and its private test network (onion/tornet, with Debian's
 # onionbalance publishing one front address over three backends), and the end-to-end tests of `cleanrelay serve`
 # in onion mode (among them TestNoDiskNoLogsTor, which traces the relay and its tor with strace), against real tor
-# processes on a private Tor network on 127.0.0.1.
+# processes on a private Tor network on 127.0.0.1. Among those, TestOnionbalanceClusterTor puts three relay nodes
+# joined over real nats-server processes (the pinned one, installed from the Go module proxy when missing) behind
+# Onionbalance.
 #
 # The tests run inside a new network namespace that holds only loopback (`unshare -n`), so no tor can reach
 # anything but this machine; the harness refuses to start tor anywhere else. Modules are downloaded and every
@@ -13,6 +15,8 @@ cd "$(dirname "$0")/.."
 . .ci/lib.sh
 need_tor
 need_tools strace:strace onionbalance:onionbalance
+need_nats
+export PATH="$(go env GOPATH)/bin:$PATH"
 
 tor_e2e=""
 if ls cmd/cleanrelay/*_tor_test.go >/dev/null 2>&1; then
@@ -28,4 +32,4 @@ go test -race -count=1 -run '^$' ./onion/... ./cmd/cleanrelay >/dev/null
 # run by .ci/test).
 export TOR_E2E="$tor_e2e"
 in_loopback_ns 'go test -race -count=1 -p 1 -timeout 12m ./onion/... -tor
-if [ -n "$TOR_E2E" ]; then go test -race -count=1 -timeout 14m -run Tor ./cmd/cleanrelay -tor; fi'
+if [ -n "$TOR_E2E" ]; then go test -race -count=1 -timeout 20m -run Tor ./cmd/cleanrelay -tor -nats; fi'

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,11 +39,14 @@ Flags:
 
 // benchFlags are the flags of "cleanrelay bench".
 type benchFlags struct {
-	servers    string
-	bin        string
-	url        string
-	joinURL    string
-	pid        int
+	servers string
+	bin     string
+	url     string
+	joinURL string
+	pid     int
+	pids    string
+	// nodes are the relay nodes of an idle run over several nodes (--url and --pid with several entries).
+	nodes      []*bench.Server
 	relayFlags stringList
 	timeout    time.Duration
 	json       bool
@@ -64,9 +69,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
 	fs.StringVar(&f.servers, "servers", "floor,relay", "which servers to measure, in order: floor, relay or both")
 	fs.StringVar(&f.bin, "bin", "", "the cleanrelay `binary` to start the servers from (default: this one)")
-	fs.StringVar(&f.url, "url", "", "measure the relay already running at this ws://HOST/ws `URL` instead of starting one (needs --pid)")
+	fs.StringVar(&f.url, "url", "", "measure the relay already running at this ws://HOST/ws `URL` instead of starting one (needs --pid); idle only: several nodes' URLs, comma-separated, the connections spread evenly over them")
 	fs.StringVar(&f.joinURL, "join-url", "", "with --url: the pairs' second members connect to this ws://HOST/ws `URL`, another node of the same cluster (split pairs)")
-	fs.IntVar(&f.pid, "pid", 0, "with --url: the relay's process id, for its CPU time and memory")
+	fs.StringVar(&f.pids, "pid", "", "with --url: the relay's process `id`, for its CPU time and memory (several nodes: their ids, comma-separated, in --url's order)")
 	fs.Var(&f.relayFlags, "relay-flag", "an extra `flag` for the relay's serve command, e.g. --relay-flag=--room-buffer=512; may be repeated")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on one run after this long")
 	fs.BoolVar(&f.json, "json", false, "print only the JSON lines, no table")
@@ -77,6 +82,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.Float64Var(&f.pairs.Rate, "rate", 0, "pairs: frames per second per member instead of a window (0: unthrottled)")
 	fs.IntVar(&f.idle.Conns, "conns", 10000, "idle: connections, in rooms of two")
 	fs.DurationVar(&f.idle.Hold, "hold", 3*time.Second, "idle: how long to hold them before measuring memory")
+	fs.IntVar(&f.idle.ClientProcs, "client-procs", 0, "idle over several nodes: client processes (\"cleanrelay bench-hold\") holding the connections, rounded up to a multiple of the nodes (0: one per node); each process may hold fewer open files than the whole run needs")
 	fs.IntVar(&f.connect.Conns, "connects", 5000, "connect: connections to open, one after another per worker")
 	fs.IntVar(&f.connect.Concurrency, "concurrency", 32, "connect: connections being opened at once")
 	fs.IntVar(&f.soak.Idle, "soak-idle", 10000, "soak: idle connections, in rooms of two")
@@ -111,8 +117,28 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 			return nil, nil, fmt.Errorf("--servers: unknown server %q (hint: floor,relay)", s)
 		}
 	}
-	if (f.url == "") != (f.pid == 0) {
+	if (f.url == "") != (f.pids == "") {
 		return nil, nil, errors.New("--url and --pid go together")
+	}
+	if f.url != "" {
+		urls, pids := strings.Split(f.url, ","), strings.Split(f.pids, ",")
+		if len(urls) != len(pids) {
+			return nil, nil, fmt.Errorf("--url names %d relays and --pid %d process ids", len(urls), len(pids))
+		}
+		for i, u := range urls {
+			pid, err := strconv.Atoi(pids[i])
+			if err != nil || pid <= 0 {
+				return nil, nil, fmt.Errorf("--pid %q is not a process id", pids[i])
+			}
+			f.nodes = append(f.nodes, bench.Attach("relay", u, pid))
+		}
+		f.url, f.pid = urls[0], f.nodes[0].PID
+		if len(f.nodes) > 1 && (f.joinURL != "" || slices.ContainsFunc(workloads, func(w string) bool { return w != "idle" })) {
+			return nil, nil, errors.New("several relays in --url: only the idle workload spreads over nodes (hint: --join-url for split pairs)")
+		}
+		if len(f.nodes) > 1 && f.servers != "relay" {
+			return nil, nil, errors.New("several relays in --url need --servers relay (one floor process cannot hold their connections)")
+		}
 	}
 	if f.joinURL != "" && f.url == "" {
 		return nil, nil, errors.New("--join-url needs --url")
@@ -153,7 +179,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	// The tool holds every client connection, and the servers it starts inherit its limit.
-	need := uint64(max(f.idle.Conns, 2*f.pairs.Rooms, f.soak.Idle+2*f.soak.Rooms) + 1024)
+	idleHere := f.idle.Conns
+	if len(f.nodes) > 1 {
+		idleHere = 0 // held by the client processes
+	}
+	need := uint64(max(idleHere, 2*f.pairs.Rooms, f.soak.Idle+2*f.soak.Rooms) + 1024)
 	if got, err := raiseFileLimit(need); err != nil || got < need {
 		fmt.Fprintf(stderr, "cleanrelay: warning: open-file limit is %d, below the %d this run may need (%v)\n", got, need, err)
 	}
@@ -232,6 +262,14 @@ func (f *benchFlags) runOne(ctx context.Context, workload, name string, progress
 	case "idle":
 		cfg := f.idle
 		cfg.Progress = progress
+		if len(f.nodes) > 1 && name == "relay" {
+			self, err := os.Executable() // the client processes are this bench's
+			if err != nil {
+				return nil, fmt.Errorf("failed to find this binary for the client processes: %w", err)
+			}
+			r, err = bench.IdleNodes(ctx, f.nodes, cfg, bench.HoldCmd{Bin: self, Args: []string{"bench-hold"}})
+			return r, err
+		}
 		r, err = bench.Idle(ctx, s, cfg)
 	case "connect":
 		cfg := f.connect
@@ -281,6 +319,41 @@ func (f *benchFlags) serverArgs(workload, name string) []string {
 		"--rate", "1e9",
 		"--max-conns", strconv.Itoa(conns + 64), "--max-rooms", strconv.Itoa(conns/2 + 64)}
 	return append(args, f.relayFlags...)
+}
+
+// benchHold is the hidden "cleanrelay bench-hold" command: one client process of an idle run over several
+// nodes (bench.HoldIdle), holding --conns connections to --url from the loopback address --source until its
+// stdin ends.
+func benchHold(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("cleanrelay bench-hold", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	wsURL := fs.String("url", "", "the relay's ws://127.0.0.1:PORT/ws `URL`")
+	source := fs.String("source", "127.0.0.1", "the loopback `address` to connect from")
+	conns := fs.Int("conns", 2, "connections to hold, in rooms of two")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	u, err := url.Parse(*wsURL)
+	if ip := net.ParseIP(u.Hostname()); err != nil || ip == nil || !ip.IsLoopback() {
+		fmt.Fprintf(stderr, "cleanrelay: --url %q is not a loopback ws:// URL\n", *wsURL)
+		return 2
+	}
+	if _, err := raiseFileLimit(uint64(*conns) + 256); err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := bench.HoldIdle(ctx, *wsURL, *source, *conns, stdin, stdout); err != nil {
+		fmt.Fprintf(stderr, "cleanrelay: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // isTerminal reports whether w is a terminal, where progress lines make sense.

@@ -51,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return benchFloor(args[1:], stdout, stderr)
 	case "bench-flood": // hidden: the soak's floods, in a process of their own at the lowest priority
 		return bench.FloodMain(args[1:], os.Stdin, stdout, stderr)
+	case "bench-hold": // hidden: one client process of an idle run over several nodes
+		return benchHold(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		return printVersion(stdout)
 	case "health":

@@ -21,6 +21,9 @@ type IdleConfig struct {
 	Hold     time.Duration
 	Timeout  time.Duration // setup and hold together
 	Progress Progress
+	// ClientProcs is how many client processes hold the connections in a run over several nodes (IdleNodes; at
+	// least one per node). A run on one server holds them in the bench's own process.
+	ClientProcs int
 }
 
 // Idle runs the idle workload against s.
@@ -47,6 +50,7 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	setupStart := time.Now()
 	var made atomic.Int64
 	stopProgress := progress(cfg.Progress, "idle "+s.Name, &made, int64(2*rooms))
 	defer stopProgress()
@@ -64,6 +68,7 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 		return nil, fmt.Errorf("failed to connect %d idle members to the %s: %w", 2*rooms, s.Name, err)
 	}
 	stopProgress()
+	setup := time.Since(setupStart)
 	select {
 	case <-time.After(cfg.Hold):
 	case <-ctx.Done():
@@ -94,7 +99,8 @@ func Idle(ctx context.Context, s *Server, cfg IdleConfig) (*Result, error) {
 	met.fill(r)
 	r.Idle = &IdleResult{Conns: n, Alive: alive, HoldSeconds: cfg.Hold.Seconds(),
 		ServerRSSBefore: srv0, ServerRSSAfter: srv1, ServerPerConn: float64(srv1-srv0) / float64(n),
-		ToolRSSBefore: tool0, ToolRSSAfter: tool1, ToolPerConn: float64(live1-live0) / float64(n), SourceAddrs: d.spread}
+		ToolRSSBefore: tool0, ToolRSSAfter: tool1, ToolPerConn: float64(live1-live0) / float64(n), SourceAddrs: d.spread,
+		Nodes: 1, SetupSeconds: setup.Seconds(), ByNode: fmt.Sprintf("%d:%d:%d:%.0f", n, srv0, srv1, float64(srv1-srv0)/float64(n))}
 	return r, nil
 }
 

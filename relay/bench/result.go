@@ -65,8 +65,17 @@ type IdleResult struct {
 	ServerPerConn   float64 `json:"server_bytes_per_conn"`
 	ToolRSSBefore   int64   `json:"tool_rss_before"`
 	ToolRSSAfter    int64   `json:"tool_rss_after"`
-	ToolPerConn     float64 `json:"tool_bytes_per_conn"` // Go heap and stacks in use, not RSS
-	SourceAddrs     int     `json:"source_addrs"`
+	// ToolPerConn is the Go heap and stacks in use per connection (not RSS) when the bench's process holds the
+	// connections; the client processes' RSS per connection when they do (ClientProcs > 0).
+	ToolPerConn float64 `json:"tool_bytes_per_conn"`
+	SourceAddrs int     `json:"source_addrs"`
+	// Nodes is how many relay nodes held the connections (the server's figures are their sums), ClientProcs how
+	// many client processes held them (0: the bench's own), SetupSeconds how long connecting them all took, and
+	// ByNode each node's "CONNS:RSS-BEFORE:RSS-AFTER:BYTES-PER-CONN", space-separated.
+	Nodes        int     `json:"nodes"`
+	ClientProcs  int     `json:"client_procs"`
+	SetupSeconds float64 `json:"setup_s"`
+	ByNode       string  `json:"by_node"`
 }
 
 // ConnectResult is what a connect run measured.
@@ -182,11 +191,11 @@ func WriteTable(w io.Writer, results []*Result) error {
 					p.LatMaxms, p.Lost, p.Duplicated, p.Reordered, p.LostNotices, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
 			}
 		case "idle":
-			fmt.Fprintln(tw, "idle\tserver\tconns\talive\tsrv RSS before\tsrv RSS after\tsrv B/conn\ttool B/conn\tsrv cpu s\ttool cpu s\terrors\tvs floor\t")
+			fmt.Fprintln(tw, "idle\tserver\tnodes\tclient procs\tconns\talive\tsetup s\tsrv RSS before\tsrv RSS after\tsrv B/conn\ttool B/conn\tsrv cpu s\ttool cpu s\terrors\tvs floor\t")
 			for _, r := range rows {
 				i := r.Idle
-				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%d\t%s\t\n", r.Server, i.Conns, i.Alive,
-					mib(i.ServerRSSBefore), mib(i.ServerRSSAfter), i.ServerPerConn, i.ToolPerConn, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
+				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%d\t%s\t\n", r.Server, i.Nodes, i.ClientProcs, i.Conns, i.Alive,
+					i.SetupSeconds, mib(i.ServerRSSBefore), mib(i.ServerRSSAfter), i.ServerPerConn, i.ToolPerConn, r.ServerCPU, r.ToolCPU, r.Errors, vs(r))
 			}
 		case "connect":
 			fmt.Fprintln(tw, "connect\tserver\tauth\tproof each\tconns\tconcurrency\tconns/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tsrv cpu s\ttool cpu s\terrors\tvs floor\t")
@@ -251,6 +260,7 @@ var positive = map[string]bool{
 	"frames_per_s": true, "payload_mib_per_s": true, "lat_p50_ms": true, "lat_p90_ms": true, "lat_p99_ms": true,
 	"lat_max_ms": true, "source_addrs": true, "conns": true, "alive": true, "hold_s": true, "server_rss_before": true,
 	"server_rss_after": true, "tool_rss_before": true, "tool_rss_after": true, "concurrency": true, "conns_per_s": true,
+	"nodes": true, "setup_s": true,
 }
 
 // ValidateJSONLine checks one JSON line of a run of workload: every field of Result and of that workload's

@@ -37,6 +37,7 @@ type Progress func(workload string, done, total int64)
 type dialer struct {
 	url    string
 	spread int
+	local  net.IP // when set, every connection comes from this address (a client process of IdleNodes)
 	n      atomic.Uint64
 }
 
@@ -58,7 +59,10 @@ func (d *dialer) dial(ctx context.Context, events int) (*client.Conn, error) {
 // dialHeader dials with extra handshake headers (the cookies of a logged-in session).
 func (d *dialer) dialHeader(ctx context.Context, events int, h http.Header) (*client.Conn, error) {
 	opts := &client.Options{Events: events, Header: h}
-	if d.spread > 1 {
+	if d.local != nil {
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: d.local}}
+		opts.NetDialContext = nd.DialContext
+	} else if d.spread > 1 {
 		i := d.n.Add(1)
 		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%uint64(d.spread)))}}
 		opts.NetDialContext = nd.DialContext

@@ -25,6 +25,9 @@ const Subprotocol = protocol.Subprotocol
 const deliverHeaderLen = protocol.DeliverHeaderLen
 
 // Options tune Dial. The zero value dials directly with no extra headers.
+// pongWriteWait bounds the write of a pong.
+const pongWriteWait = 10 * time.Second
+
 type Options struct {
 	// Header is sent with the handshake, e.g. Origin or Cookie. Optional.
 	Header http.Header
@@ -160,6 +163,15 @@ func Dial(ctx context.Context, url string, opts *Options) (*Conn, error) {
 	}
 	c := &Conn{ws: ws, events: make(chan Event, n), done: make(chan struct{}), quit: make(chan struct{}), pending: make(map[uint64]chan reply)}
 	ws.SetReadLimit(protocol.MaxFrameLimit + deliverHeaderLen)
+	// Pongs get as long as the relay gives its own writes (10 s), not gorilla's default second: on a loaded
+	// machine a client descheduled for a second would fail the pong's write and lose its connection.
+	ws.SetPingHandler(func(m string) error {
+		err := ws.WriteControl(websocket.PongMessage, []byte(m), time.Now().Add(pongWriteWait))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	if deadline, ok := ctx.Deadline(); ok {
 		ws.SetReadDeadline(deadline)
 	}
