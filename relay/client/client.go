@@ -24,10 +24,10 @@ const Subprotocol = protocol.Subprotocol
 // deliverHeaderLen is the relay → client frame header: channel, sequence, sender.
 const deliverHeaderLen = protocol.DeliverHeaderLen
 
-// Options tune Dial. The zero value dials directly with no extra headers.
 // pongWriteWait bounds the write of a pong.
 const pongWriteWait = 10 * time.Second
 
+// Options tune Dial. The zero value dials directly with no extra headers.
 type Options struct {
 	// Header is sent with the handshake, e.g. Origin or Cookie. Optional.
 	Header http.Header
