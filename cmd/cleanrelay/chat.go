@@ -48,6 +48,11 @@ Dialogs (--login; the account must exist: register in the browser):
     --key-type TYPE        rsa (RSA-4096, the default, as the browser's) or curve25519
     --export FILE.zip      save a key made here as the browser's ZIP (passphrase as for --key); never overwrites
     --pins FILE            keep the peers' pinned fingerprints in this JSON file (default: this run only)
+    --prekeys FILE         keep the private halves of this account's one-time prekeys for the mailbox here,
+                           encrypted to the account's key (default: beside the --key or --export ZIP, as
+                           FILE.zip.prekeys; "-": none). Messages the peer leaves while this terminal is away
+                           are read with them at the next login; without the file none are published and such
+                           messages wait for the browser
     --password-file FILE   the first line is the account's password
     --passphrase-file FILE the first line is the key passphrase
 
@@ -109,6 +114,7 @@ func chatCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&df.keyType, "key-type", "rsa", "")
 	fs.StringVar(&df.exportFile, "export", "", "")
 	fs.StringVar(&df.pinsFile, "pins", "", "")
+	fs.StringVar(&df.prekeysFile, "prekeys", "", "")
 	fs.StringVar(&df.passwordFile, "password-file", "", "")
 	fs.StringVar(&df.passphraseFile, "passphrase-file", "", "")
 	if err := fs.Parse(args); err != nil {
