@@ -68,6 +68,7 @@ export class Room extends EventTarget {
     this.receipts = []; // ids of received messages to confirm
     this.receiptTimer = 0;
     this.seenMail = new Set(); // mailbox item ids shown, so that one fetched twice shows once
+    this.elsewhere = new Set(); // mailbox item ids left at the relay for another device of this account
     this.timer = new ConvTimer(); // the conversation's disappearing-message timer
     this.seenIds = new Set(); // chat message ids shown, so one sent again after a reload is not shown twice
     this.resend = new Resend();
@@ -308,15 +309,20 @@ export class Room extends EventTarget {
       if (!r.items.length) return;
       const ids = [];
       for (const it of r.items) {
-        ids.push(it.id);
-        if (this.seenMail.has(it.id)) continue;
+        if (this.seenMail.has(it.id)) {
+          if (!this.elsewhere.has(it.id)) ids.push(it.id);
+          continue;
+        }
         this.seenMail.add(it.id);
-        await this.onCipher(mailbox.fromB64(it.data), { from: PEER, seq: null, mailbox: true });
+        // An item sealed with a prekey this browser does not hold stays at the relay: another device of this
+        // account (the terminal, another browser) published that prekey and reads it (docs/e2e.md §9).
+        if (await this.onCipher(mailbox.fromB64(it.data), { from: PEER, seq: null, mailbox: true }) === 'elsewhere') this.elsewhere.add(it.id);
+        else ids.push(it.id);
       }
-      await mailbox.ack(this.dialog.peerName, ids).catch(() => {});
+      if (ids.length) await mailbox.ack(this.dialog.peerName, ids).catch(() => {});
       this.emit('mailread', { n: ids.length });
       prekeys.topUp(); // the items used prekeys
-      if (!r.more) return;
+      if (!r.more || !ids.length) return;
     }
   }
 
@@ -373,7 +379,8 @@ export class Room extends EventTarget {
     }
   }
 
-  // onCipher handles one dialog payload that came through the mailbox.
+  // onCipher handles one dialog payload that came through the mailbox. It resolves to 'elsewhere' for an item
+  // sealed with a prekey this browser does not hold (it is not acknowledged).
   async onCipher(payload, meta) {
     const t0 = performance.now();
     const who = this.dialog.peerName;
@@ -393,7 +400,7 @@ export class Room extends EventTarget {
     prekeys.save(r.stored);
     if (r.error) {
       this.emit('problem', { message: t(r.error === 'replayed' ? 'mail_replayed' : 'frame_unreadable', { n: who }), detail: r.message });
-      return;
+      return r.elsewhere ? 'elsewhere' : undefined;
     }
     await this.onPlain({ ...meta, verified: true }, r.data, { t0 });
   }
