@@ -64,9 +64,10 @@ Commands (--json, stdin):
     {"cmd":"export","path":"k.zip"}     dialogs: save this account's key as the browser's ZIP
     {"cmd":"burn"}                      end the room for everyone
     {"cmd":"leave"}                     leave the room (as does the end of stdin, once queued sends are out)
-Sends wait until the room's keys are agreed (in a dialog: until the peer is there). Events (stdout) have a
-"type": invite, key, exported, state, presence, safety, keychange, message ("unverified":true when a dialog
-message's signature is not the pinned key's), sent, expired, filestart, file, filesent, problem, error, ended.
+Sends wait until the room's keys are agreed; in a dialog, a message to a peer who is not there goes to the
+relay's mailbox (a file waits for the peer). Events (stdout) have a "type": invite, key, exported, state,
+presence, safety, keychange, message ("mailbox":true for one the peer left while you were away), sent
+("mailbox":true when it went there), expired, filestart, file, filesent, problem, error, ended.
 
 Screen keys: Enter sends the line; /file PATH, /timer SECONDS, /trust [N], /export FILE.zip, /burn, /quit; PgUp/PgDn scroll;
 Ctrl-C leaves. The status line shows the connection, the members and each member's safety code.

@@ -165,11 +165,8 @@ func (m *chatMail) topUp(ctx context.Context) (int, error) {
 	if len(at) >= min(prekeysTopUpBelow, most) {
 		return 0, nil
 	}
-	// The relay gives a prekey's bytes to no one but a sender: the ones left are made again (new signatures
-	// and keys under the same ids would be new prekeys), so a full bundle is all new.
-	for _, id := range at {
-		m.forget(id)
-	}
+	// The file keeps no prekey's bytes, only its hash: a full bundle is all new. The halves of those it replaces
+	// stay (one may have been taken just now) until the oldest go below.
 	var raws [][]byte
 	for len(raws) < most {
 		kp, x, kem, err := e2e.NewPrekey(m.own, m.user, m.next)
