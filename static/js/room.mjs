@@ -167,7 +167,7 @@ export class Room extends EventTarget {
       this.markStarted();
       return;
     }
-    // The mailbox still speaks v1: the peer's directory key is also set up for it.
+    // The peer's directory key, pinned in the worker: it checks the peer's prekeys and mailbox items (§9).
     await this.crypto.call('dialog');
     await this.crypto.call('members', { present: [PEER] });
     await this.setDialogPeer();
