@@ -349,3 +349,46 @@ test('a restarted dialog member ignores the replayed commit made for its old pag
   assert.equal(g.epoch?.number, 2);
   assert.deepEqual(r.codes(b), []);
 });
+
+test('holdRestarted: a member seals nothing while a member of its epoch has restarted and waits for its new epoch', async () => {
+  const r = await relay();
+  const a = await r.join();
+  const b = await r.join();
+  const c = await r.join();
+  const gb = r.members.get(b).g;
+  gb.holdRestarted = true; // as in dialogs (e2e-worker.mjs v2dialog)
+  // c's tab reloads into its seat: its restart key package reaches b; the commit that takes it in (a's: a is
+  // the committer) and everything after it are held back from b, to be delivered later in the relay's order.
+  const gc = new Group({ room: r.room, member: c, identity: r.members.get(c).g.identity, key: r.key, restarted: true });
+  r.members.get(c).g = gc;
+  const held = [];
+  r.hook = (to, e) => {
+    if (to === b && (held.length || e.kind === KIND_COMMIT)) {
+      held.push(e);
+      return [];
+    }
+    return [e];
+  };
+  await r.take(c, await gc.setPresent([a, b]));
+  await r.take(c, await gc.hello());
+  await r.run();
+  assert.equal(held[0]?.kind, KIND_COMMIT, 'no commit was held back from b');
+  assert.equal(gb.epoch.number, 2, 'b left its epoch before the commit');
+  assert.equal(gc.epoch?.number, 3, 'c has no new epoch');
+  assert.equal(gb.canSend(), false, 'b may seal in an epoch whose member c cannot read it');
+  assert.match(gb.whyNot(), /reloaded/);
+  await assert.rejects(gb.seal(utf8('into the old epoch')), /reloaded/);
+  // Without the hold (anonymous rooms, which ask for such messages again instead) b could seal.
+  gb.holdRestarted = false;
+  assert.equal(gb.canSend(), true);
+  gb.holdRestarted = true;
+  // The commit arrives: b is in the new epoch with c, and c reads what b writes.
+  r.hook = null;
+  for (const e of held) await r.take(b, e.presence ? await gb.onPresence(e.presence, e.member) : await gb.onFrame(e.from, e.kind, e.body));
+  await r.run();
+  assert.equal(gb.epoch.number, 3);
+  assert.equal(gb.canSend(), true);
+  await r.say(b, 'after the new epoch');
+  assert.equal(r.texts(c).at(-1), `${b}:after the new epoch`);
+  assert.deepEqual([...r.codes(a), ...r.codes(b), ...r.codes(c)], []);
+});
