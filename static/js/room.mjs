@@ -143,6 +143,7 @@ export class Room extends EventTarget {
       try {
         j = await this.conn.resumeFrom(saved.resume, saved.last);
         restarted = saved.hadEpoch === true;
+        this.spent = Array.isArray(saved.spent) ? saved.spent.filter((x) => typeof x === 'string').slice(-16) : [];
       } catch {
         this.conn = Object.assign(new RoomConn(this.conn.url), { beforeOpen: this.conn.beforeOpen });
         this.listen();
@@ -174,7 +175,7 @@ export class Room extends EventTarget {
     // Live messages: protocol v2 with the two account keys as identities, and no announcements.
     this.v2 = { ready: false, shown: new Set(), views: new Map(), wake: [] };
     const capture = globalThis.cleanrelayCaptureKeys === true;
-    await this.v2apply(await this.crypto.call('v2dialog', { roomId: j.room, member: j.member, present: [...this.present], peerArmored: this.dialog.peerArmored, capture, restarted }));
+    await this.v2apply(await this.crypto.call('v2dialog', { roomId: j.room, member: j.member, present: [...this.present], peerArmored: this.dialog.peerArmored, capture, restarted, spent: restarted ? this.spent ?? [] : [] }));
     this.markStarted();
     this.serial(() => this.fetchMail());
     this.outbox.wake();
@@ -184,6 +185,7 @@ export class Room extends EventTarget {
   async v2apply(r, t0 = performance.now()) {
     for (const p of r.payloads) this.conn.send(p);
     if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
+    if (r.spent) this.spent = r.spent; // kept with the dialog's seat before the 'epoch' event saves it
     this.v2.ready = r.canSend;
     this.wakeSenders();
     for (const n of r.notes) {
