@@ -74,7 +74,7 @@ func TestChatMailbox(t *testing.T) {
 
 	// Bob reads it at his next login, and answers alice, who is away now.
 	b = startChatEnv(t, envB, "--login", "bob", "--key", zipB, url, "@alice")
-	if m := b.wait(t, "message", nil); m.Text != "while you were away" || !m.Mailbox || m.Unverified {
+	if m := b.wait(t, "message", nil); m.Text != "while you were away" || !m.Mailbox || m.Unverified || m.User != "alice" {
 		t.Fatalf("bob read %+v", m)
 	}
 	b.send(t, chatCommand{Cmd: "send", Text: "and back to you"})

@@ -286,7 +286,11 @@ func (s *chatSession) onPlain(from uint32, plain []byte, verified bool) {
 	}
 	switch h.K {
 	case "msg":
-		s.emit(chatEvent{Type: "message", From: from, ID: h.ID, Text: h.Text, TS: h.TS, TTL: h.TTL, Unverified: !verified, Mailbox: from == 0})
+		ev := chatEvent{Type: "message", From: from, ID: h.ID, Text: h.Text, TS: h.TS, TTL: h.TTL, Unverified: !verified}
+		if from == 0 && s.cfg.dialog != nil { // an item the dialog's peer left in the mailbox
+			ev.Mailbox, ev.User = true, s.cfg.dialog.peer
+		}
+		s.emit(ev)
 		s.expireLater(h.ID, h.TTL)
 	case "file":
 		if ev, ok := s.files.header(from, h); ok {
