@@ -49,6 +49,11 @@ Dialogs (--login; the account must exist: register in the browser):
                            X25519: GnuPG 2.2 and 2.4 cannot import it)
     --export FILE.zip      save a key made here as the browser's ZIP (passphrase as for --key); never overwrites
     --pins FILE            keep the peers' pinned fingerprints in this JSON file (default: this run only)
+    --prekeys FILE         keep the private halves of this account's one-time prekeys for the mailbox here,
+                           encrypted to the account's key (default: beside the --key or --export ZIP, as
+                           FILE.zip.prekeys; "-": none). Messages the peer leaves while this terminal is away
+                           are read with them at the next login; without the file none are published and such
+                           messages wait for the browser
     --password-file FILE   the first line is the account's password
     --passphrase-file FILE the first line is the key passphrase
 
@@ -60,9 +65,10 @@ Commands (--json, stdin):
     {"cmd":"export","path":"k.zip"}     dialogs: save this account's key as the browser's ZIP
     {"cmd":"burn"}                      end the room for everyone
     {"cmd":"leave"}                     leave the room (as does the end of stdin, once queued sends are out)
-Sends wait until the room's keys are agreed (in a dialog: until the peer is there). Events (stdout) have a
-"type": invite, key, exported, state, presence, safety, keychange, message ("unverified":true when a dialog
-message's signature is not the pinned key's), sent, expired, filestart, file, filesent, problem, error, ended.
+Sends wait until the room's keys are agreed; in a dialog, a message to a peer who is not there goes to the
+relay's mailbox (a file waits for the peer). Events (stdout) have a "type": invite, key, exported, state,
+presence, safety, keychange, message ("mailbox":true for one the peer left while you were away), sent
+("mailbox":true when it went there), expired, filestart, file, filesent, problem, error, ended.
 
 Screen keys: Enter sends the line; /file PATH, /timer SECONDS, /trust [N], /export FILE.zip, /burn, /quit; PgUp/PgDn scroll;
 Ctrl-C leaves. The status line shows the connection, the members and each member's safety code.
@@ -110,6 +116,7 @@ func chatCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&df.keyType, "key-type", "rsa", "")
 	fs.StringVar(&df.exportFile, "export", "", "")
 	fs.StringVar(&df.pinsFile, "pins", "", "")
+	fs.StringVar(&df.prekeysFile, "prekeys", "", "")
 	fs.StringVar(&df.passwordFile, "password-file", "", "")
 	fs.StringVar(&df.passphraseFile, "passphrase-file", "", "")
 	if err := fs.Parse(args); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -25,6 +26,7 @@ type chatDialog struct {
 	dirKey    *pgp.Key // the peer's key as the directory served it last
 	pinnedFP  string   // the fingerprint pinned for peer ("" before the first use)
 	pins      *chatPins
+	mail      *chatMail // prekeys and the mailbox
 }
 
 // dialogCrypto is protocol v2 for a session in a dialog, through e2e.Group.
@@ -133,7 +135,11 @@ func (c *dialogCrypto) enter(present []uint32) error {
 	if err != nil {
 		return err
 	}
-	return c.apply(r, 0)
+	if err := c.apply(r, 0); err != nil {
+		return err
+	}
+	c.readMail()
+	return nil
 }
 
 func (c *dialogCrypto) resumed(present []uint32) error {
@@ -234,10 +240,63 @@ func (c *dialogCrypto) trust(uint32) error {
 		}
 		merge(&r, res)
 	}
-	return c.apply(r, 0)
+	if err := c.apply(r, 0); err != nil {
+		return err
+	}
+	c.readMail()
+	return nil
 }
 
 func (c *dialogCrypto) wipe() { c.g.Wipe() }
+
+// readMail shows what the peer left in the mailbox (docs/e2e.md §9), once the peer's key is trusted, and
+// publishes prekeys again for those it used.
+func (c *dialogCrypto) readMail() {
+	if c.d.mail == nil || c.pinned == nil || c.offered != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mailTimeout)
+	defer cancel()
+	if err := c.d.mail.read(ctx, c.d.peer, c.pinned, c.s.emit, func(plain []byte) { c.s.onPlain(0, plain, true) }); err != nil {
+		c.s.emit(chatEvent{Type: "problem", Code: "mailbox", Message: "failed to read the mailbox: " + err.Error()})
+	}
+	if _, err := c.d.mail.topUp(ctx); err != nil {
+		c.s.emit(chatEvent{Type: "problem", Code: "prekeys", Message: "failed to publish prekeys for the mailbox: " + err.Error()})
+	}
+}
+
+// viaMail reports whether a message goes to the mailbox: the peer is not in the dialog and its key is trusted.
+func (c *dialogCrypto) viaMail() bool {
+	return c.d.mail != nil && c.pinned != nil && c.offered == nil && len(c.peers) == 0
+}
+
+// sendMail leaves a message for the absent peer, sealed with one of its one-time prekeys. When none can be had,
+// the message waits (as any send waits for the room's keys) and goes into the dialog once the peer is there.
+func (c *dialogCrypto) sendMail(cmd chatCommand) error {
+	s := c.s
+	if len(cmd.Text) > maxText {
+		s.emit(chatEvent{Type: "error", Message: fmt.Sprintf("message too long (%d bytes, at most %d)", len(cmd.Text), maxText)})
+		return nil
+	}
+	id, ts := newID(), time.Now().UnixMilli()
+	env, err := encodeEnvelope(map[string]any{"k": "msg", "id": id, "text": cmd.Text, "ts": ts, "ttl": max(cmd.TTL, 0)}, nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mailTimeout)
+	defer cancel()
+	switch err := c.d.mail.send(ctx, c.d.peer, c.pinned, env); {
+	case errors.Is(err, errWaitingContact):
+		s.queued = append(s.queued, cmd)
+		s.emit(chatEvent{Type: "problem", User: c.d.peer, Code: "waiting_contact", Message: fmt.Sprintf("%s has no one-time key left for messages that wait (%v): this one goes when they are in the dialog", c.d.peer, err)})
+	case err != nil:
+		s.emit(chatEvent{Type: "error", Message: "failed to leave the message in the mailbox: " + err.Error()})
+	default:
+		s.emit(chatEvent{Type: "sent", From: s.member, ID: id, Text: cmd.Text, TS: ts, TTL: cmd.TTL, Mailbox: true})
+		s.expireLater(id, cmd.TTL)
+	}
+	return nil
+}
 
 // apply sends a Group result's frames, tells its notes and handles its plaintexts.
 func (c *dialogCrypto) apply(r e2e.Result, kind byte) error {

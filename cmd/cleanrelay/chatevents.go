@@ -25,6 +25,7 @@ type chatEvent struct {
 	Reason     string   `json:"reason,omitempty"`
 	Message    string   `json:"message,omitempty"`
 	Unverified bool     `json:"unverified,omitempty"` // dialogs: the signature is not the pinned key's
+	Mailbox    bool     `json:"mailbox,omitempty"`    // dialogs: the message came from, or went to, the mailbox
 }
 
 // chatCommand is what the screen (or stdin with --json) asks of the session.

@@ -29,6 +29,7 @@ const (
 // dialogFlags are the flags of a dialog (--login).
 type dialogFlags struct {
 	login, keyFile, keyType, exportFile, pinsFile string
+	prekeysFile                                   string
 	passwordFile, passphraseFile                  string
 	newKey                                        bool
 }
@@ -128,6 +129,17 @@ func openChatDialog(ctx context.Context, cfg *chatConfig, base *url.URL, peer st
 		peer = dl.Peer.Username // pins are kept under the relay's normalized name
 	}
 	d := &chatDialog{acct: acct, room: dl.Room, cap: dl.Cap, peer: peer, own: own, pins: pins, pinnedFP: pins.get(peer)}
+	if d.mail, err = newChatMail(acct, own, prekeysFile(f), emit); err != nil {
+		return nil, err
+	}
+	if d.mail.file == "" && f.prekeysFile != "-" {
+		// A key made here and not saved: nothing else is saved either.
+		emit(chatEvent{Type: "problem", Code: "unsaved", Message: "no one-time prekeys are published without a file to keep them in (--prekeys FILE, or beside --key/--export FILE.zip): messages " + peer + " leaves while you are away wait for your browser"})
+	} else if d.mail.file != "" {
+		if _, err := d.mail.topUp(ctx); err != nil {
+			emit(chatEvent{Type: "problem", Code: "prekeys", Message: "failed to publish prekeys for the mailbox (messages left while away wait for another device): " + err.Error()})
+		}
+	}
 	if d.dirKey, err = d.peerKey(ctx); err != nil {
 		return nil, fmt.Errorf("failed to look up %s's key: %w", peer, err)
 	}
@@ -143,6 +155,22 @@ func openChatDialog(ctx context.Context, cfg *chatConfig, base *url.URL, peer st
 		return hdr, nil
 	}
 	return d, nil
+}
+
+// prekeysFile is where the private halves of the prekeys are kept: --prekeys, else beside the key's ZIP
+// (--key or --export), else nowhere ("-" also: none).
+func prekeysFile(f dialogFlags) string {
+	switch {
+	case f.prekeysFile == "-":
+		return ""
+	case f.prekeysFile != "":
+		return f.prekeysFile
+	case f.keyFile != "":
+		return f.keyFile + ".prekeys"
+	case f.exportFile != "":
+		return f.exportFile + ".prekeys"
+	}
+	return ""
 }
 
 // chatKey returns the account's key: imported from --key (published if the directory holds another), or made

@@ -253,10 +253,18 @@ func (st *screenState) apply(ev chatEvent, say func(string, ...any)) {
 		if ev.Unverified {
 			mark = "[red](signature NOT verified)[-] "
 		}
-		say("[aqua]%d:[-] %s%s", ev.From, mark, esc(ev.Text))
+		if ev.Mailbox {
+			say("[aqua]%s (left while you were away):[-] %s%s", esc(ev.User), mark, esc(ev.Text))
+		} else {
+			say("[aqua]%d:[-] %s%s", ev.From, mark, esc(ev.Text))
+		}
 	case "sent":
 		st.lineID = ev.ID
-		say("[green]me:[-] %s", esc(ev.Text))
+		if ev.Mailbox {
+			say("[green]me (waits in the relay's mailbox):[-] %s", esc(ev.Text))
+		} else {
+			say("[green]me:[-] %s", esc(ev.Text))
+		}
 	case "expired": // a timed message leaves the screen, as in the browser
 		kept := st.lines[:0]
 		for _, l := range st.lines {

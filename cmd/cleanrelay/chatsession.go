@@ -245,6 +245,10 @@ func (s *chatSession) onEvent(ev client.Event) error {
 			s.ended = true
 			s.emit(chatEvent{Type: "ended", Reason: ev.Reason})
 		}
+	case client.KindMail:
+		if d, ok := s.crypto.(*dialogCrypto); ok && ev.User == d.d.peer {
+			d.readMail()
+		}
 	case client.KindError:
 		s.emit(chatEvent{Type: "problem", Code: ev.Err.Code, Message: ev.Err.Msg})
 	}
@@ -273,7 +277,7 @@ func (s *chatSession) flushQueued() {
 }
 
 // onPlain handles an opened envelope; verified is false for a dialog message whose signature is not the pinned
-// key's. A kind this client does not know (a newer client's) is skipped without a word.
+// key's; from is 0 for a dialog's mailbox item. A kind this client does not know (a newer client's) is skipped without a word.
 func (s *chatSession) onPlain(from uint32, plain []byte, verified bool) {
 	h, body, err := decodeEnvelope(plain)
 	if err != nil {
@@ -282,7 +286,11 @@ func (s *chatSession) onPlain(from uint32, plain []byte, verified bool) {
 	}
 	switch h.K {
 	case "msg":
-		s.emit(chatEvent{Type: "message", From: from, ID: h.ID, Text: h.Text, TS: h.TS, TTL: h.TTL, Unverified: !verified})
+		ev := chatEvent{Type: "message", From: from, ID: h.ID, Text: h.Text, TS: h.TS, TTL: h.TTL, Unverified: !verified}
+		if from == 0 && s.cfg.dialog != nil { // an item the dialog's peer left in the mailbox
+			ev.Mailbox, ev.User = true, s.cfg.dialog.peer
+		}
+		s.emit(ev)
 		s.expireLater(h.ID, h.TTL)
 	case "file":
 		if ev, ok := s.files.header(from, h); ok {
@@ -292,7 +300,7 @@ func (s *chatSession) onPlain(from uint32, plain []byte, verified bool) {
 		}
 	case "chunk":
 		ack, ev, err := s.files.chunk(from, h, body)
-		if ack != nil {
+		if ack != nil && from != 0 { // from 0: the mailbox, whose sender is away
 			if err := s.sealEnvelope(ack, nil); err != nil {
 				s.emit(chatEvent{Type: "problem", Message: err.Error()})
 			}
@@ -324,6 +332,9 @@ func (s *chatSession) sealEnvelope(h map[string]any, body []byte) error {
 func (s *chatSession) onCommand(ctx context.Context, c chatCommand) error {
 	switch c.Cmd {
 	case "send", "file":
+		if d, ok := s.crypto.(*dialogCrypto); ok && c.Cmd == "send" && d.viaMail() {
+			return d.sendMail(c)
+		}
 		if !s.crypto.canSend() {
 			if s.crypto.blocked() {
 				s.emit(chatEvent{Type: "error", Message: "blocked: a member's key changed; compare the safety code first"})

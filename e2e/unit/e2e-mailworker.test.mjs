@@ -74,3 +74,36 @@ test('a prekey signed by another key than the pinned one is refused', { timeout:
   const raws = prekeysOf((await m.prekeysTopUp({ left: [], want: 1 })).bundle);
   await assert.rejects(mailOps(alice).mailSeal({ to: 'bob', member: PEER, prekey: b64u(raws[0]), data: new Uint8Array(3) }), /forged|failed to read key package/);
 });
+
+test('two devices of one account: each tops up over the other\'s prekeys, and leaves the other\'s items alone', { timeout: 120000 }, async () => {
+  const alice = await account('alice');
+  const bob = await account('bob');
+  alice.peers.set(PEER, { key: bob.key.toPublic() });
+  bob.peers.set(PEER, { key: alice.key.toPublic() });
+  const first = mailOps(bob); // bob's browser
+  const second = mailOps(bob); // another device of bob's (a second browser; the terminal works alike)
+  await first.prekeysLoad({ user: 'bob', stored: null });
+  await second.prekeysLoad({ user: 'bob', stored: null });
+  const top = await first.prekeysTopUp({ left: [], want: 4, below: 2 });
+  const ids = prekeysOf(top.bundle).map((r) => new DataView(r.buffer, r.byteOffset).getUint32(5));
+  // Enough of its own are still at the relay: nothing to publish.
+  assert.equal((await first.prekeysTopUp({ left: ids, want: 4, below: 2 })).bundle, null);
+  // The second device sees only the first's prekeys at the relay (the same ids, not its own halves): it
+  // publishes a full bundle of its own.
+  const top2 = await second.prekeysTopUp({ left: ids, want: 4, below: 2 });
+  assert.equal(top2.published, 4);
+  // An item sealed with the first device's prekey is the first's: the second says so and keeps nothing of it.
+  const a = mailOps(alice);
+  const p = decodePayload((await a.mailSeal({ to: 'bob', member: PEER, prekey: b64u(prekeysOf(top.bundle)[0]), data: new Uint8Array([1, 2, 3]) })).payload);
+  const there = await second.mailOpen({ member: PEER, body: p.body.slice() });
+  assert.equal(there.error, 'replayed');
+  assert.equal(there.elsewhere, true, 'an item for another device is not marked to stay at the relay');
+  const here = await first.mailOpen({ member: PEER, body: p.body.slice() });
+  assert.deepEqual(here.data, new Uint8Array([1, 2, 3]));
+  // An item whose commit does not verify is no other device's: it is not left at the relay.
+  const forged = p.body.slice();
+  forged[2 + 20] ^= 1; // in the commit's prev field, under its signature
+  const f = await second.mailOpen({ member: PEER, body: forged });
+  assert.equal(f.error, 'forged');
+  assert.notEqual(f.elsewhere, true);
+});

@@ -214,7 +214,9 @@ async function enterDialog(d) {
   const r = room;
   // hadEpoch: a reload then comes back as a restarted member (docs/e2e.md §13); no key is ever kept.
   let hadEpoch = saved?.hadEpoch === true && r.conn.resumeToken === saved?.resume;
-  const save = () => sessionStorage.setItem(savedKey, JSON.stringify({ resume: r.conn.resumeToken, last: r.conn.last, hadEpoch }));
+  // spent: hashes of the key packages this page's accepted commits used (public values, no key), so that a
+  // reloaded page handed one again does not commit from nothing on it (docs/e2e.md §13).
+  const save = () => sessionStorage.setItem(savedKey, JSON.stringify({ resume: r.conn.resumeToken, last: r.conn.last, hadEpoch, spent: r.spent ?? [] }));
   save();
   r.conn.addEventListener('frame', save);
   r.conn.addEventListener('presence', save);

@@ -5,7 +5,7 @@
 // Handlers return {send: [{kind, body}], notes: [{code, member, text}], messages: [...]}; the caller
 // pads and sends the frames in order and shows the notes.
 import { KeyPackage, Ed25519Public, wipePrivate, ml_kem768 } from './e2e-keys.mjs';
-import { Commit, History } from './e2e-commit.mjs';
+import { Commit, History, hex } from './e2e-commit.mjs';
 import { Epoch, readHeader } from './e2e-epoch.mjs';
 import { sealIdentity, openIdentity } from './e2e-identity.mjs';
 import { KIND_IDENTITY, KIND_KEYPACKAGE, KIND_COMMIT, KIND_MESSAGE, E2EError, utf8, equal } from './e2e-core.mjs';
@@ -25,8 +25,12 @@ export class Group {
   // restarted: this member came back into its old seat without its state (a resumed seat after a reload).
   // holdRestarted: nothing is sealed while a member of the epoch has restarted (dialogs: the one reader
   // could not open it; anonymous rooms ask for such messages again instead, docs/e2e.md §13).
-  constructor({ room, member, identity, key = null, display = new Uint8Array(0), onKey = null, verifierFor = (pub) => new Ed25519Public(pub), restarted = false, holdRestarted = false }) {
+  // spent: hex hashes of key packages the commits of this member's old page used (spentHashes, kept by a
+  // dialog page across a reload): a restarted member handed one of them again takes it as used, not as a
+  // peer that started over too (docs/e2e.md §13).
+  constructor({ room, member, identity, key = null, display = new Uint8Array(0), onKey = null, verifierFor = (pub) => new Ed25519Public(pub), restarted = false, holdRestarted = false, spent = [] }) {
     Object.assign(this, { room, member, identity, key, display, onKey, verifierFor, restarted, holdRestarted });
+    this.spent = new Set(spent);
     this.ctx = utf8(room);
     this.peers = new Map(); // member -> {pub, display, pending, kp, kpUsed, stash}
     this.present = new Set();
@@ -173,7 +177,8 @@ export class Group {
     if (p.kp && !restart && kp.n <= p.kp.n % RESTART) throw new E2EError('replayed', `key package ${kp.n} after ${p.kp.n % RESTART}`);
     const known = !!p.kp;
     p.kp = kp;
-    p.kpUsed = false;
+    p.kpUsed = this.spent.has(hex(await kp.hash())); // used by a commit of our old page: not fresh
+    if (p.kpUsed) return;
     // A member of the current epoch that starts over has lost its keys: it needs a new epoch, and our
     // identity and key package again.
     if (restart && this.epochMembers.includes(from)) p.rekey = true;
@@ -275,6 +280,12 @@ export class Group {
     if (missing) r.notes.push({ code: 'missing', member: from, count: missing, text: `${missing} message(s) from member ${from} did not arrive (dropped by the relay?)` });
     if (e === this.prev && this.epoch?.chains.has(from)) this.prev.chains.delete(from);
     r.messages.push({ from, plaintext, epoch: h.epoch, n: h.n });
+  }
+
+  // spentHashes returns the hex hashes of the key packages the latest accepted commits used (at most 16): what a
+  // dialog page keeps across a reload (constructor's spent).
+  spentHashes() {
+    return [...this.spent, ...this.history.used].slice(-16);
   }
 
   // restartedPeer reports whether a member of our epoch has started over and waits for a new one.

@@ -81,9 +81,12 @@ export function mailOps(state) {
 
     // prekeysTopUp makes prekeys so that, with the ids still at the relay (left), there are want; it returns
     // the bundle to publish (those left that it holds, and the new ones) and the blob to store.
-    async prekeysTopUp({ left, want }) {
+    // below: publish nothing (bundle null) while at least that many of the prekeys left are this browser's;
+    // another device's login replaces them with its own (docs/e2e.md §9).
+    async prekeysTopUp({ left, want, below = Infinity }) {
       const m = requireMail();
       const at = left.filter((id) => m.keys.has(id));
+      if (at.length >= below) return { bundle: null, stored: null, published: 0 };
       const identity = new PgpIdentity(state.key);
       const fresh = [];
       for (let i = at.length; i < want; i++) {
@@ -119,11 +122,13 @@ export function mailOps(state) {
       const p = state.peers.get(member);
       if (!p) throw new Error('no pinned key for the contact');
       let used = false;
+      let held = true;
       try {
         const item = await parseItem(body, m.user, new PgpVerifier(p.key));
         const h = hex(item.prekeyHash);
         const id = [...m.keys.entries()].find(([, k]) => k.hash === h)?.[0];
         const k = id === undefined ? null : m.keys.get(id);
+        held = !!k;
         const kp = k ? new KeyPackage(k.raw) : { member: 2, hash: async () => item.prekeyHash };
         const seeds = k ? { x: k.x.slice(), kem: k.kem.slice() } : null;
         const data = await openItem(item, m.user, kp, seeds, () => {
@@ -134,7 +139,9 @@ export function mailOps(state) {
         });
         return { data, stored: await blob() };
       } catch (e) {
-        return { error: e.code ?? 'malformed', message: String(e.message), stored: used ? await blob() : null };
+        // elsewhere: this browser holds no private half of the item's prekey (another device of the account
+        // published it, or this browser used it before): the page leaves the item at the relay.
+        return { error: e.code ?? 'malformed', message: String(e.message), stored: used ? await blob() : null, elsewhere: !held && e.code === 'replayed' };
       }
     },
   };

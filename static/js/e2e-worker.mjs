@@ -69,6 +69,7 @@ export function v2Ops(state) {
       why: g.whyNot(),
     };
     if (captured?.length) res.keys = captured.splice(0);
+    if (g.holdRestarted && r.notes.some((n) => n.code === 'epoch')) res.spent = g.spentHashes(); // dialogs keep it (§13)
     return res;
   }
 
@@ -141,15 +142,16 @@ export function v2Ops(state) {
     // directory key is every other member's; nothing is announced. ---
 
     // v2dialog begins protocol v2 in a dialog room we joined as member; peerArmored is the pinned directory key.
-    // restarted says the seat was taken back after a reload that lost the epoch keys.
-    async v2dialog({ roomId, member, present, peerArmored, capture = false, restarted = false }) {
+    // restarted says the seat was taken back after a reload that lost the epoch keys; spent is what the old page
+    // kept of the key packages its commits used (res.spent).
+    async v2dialog({ roomId, member, present, peerArmored, capture = false, restarted = false, spent = [] }) {
       if (!state.key) throw new Error('no key: generate or import one first');
       g?.wipe();
       captured = capture ? [] : null;
       refused = [];
       dialogPeer = await pgp.readPublicKey(peerArmored);
       const onKey = capture ? (dir, info, kn) => captured.push({ dir, ...info, epochId: hex(g.epoch.id), key: hex(kn) }) : null;
-      g = new Group({ room: roomId, member, identity: new PgpIdentity(state.key), verifierFor: (k) => new PgpVerifier(k), restarted, onKey, holdRestarted: true });
+      g = new Group({ room: roomId, member, identity: new PgpIdentity(state.key), verifierFor: (k) => new PgpVerifier(k), restarted, onKey, holdRestarted: true, spent: restarted ? spent : [] });
       const r = await pinPeers(await g.setPresent(present), present);
       if (present.length) merge(r, await g.hello());
       return out(r);

@@ -45,8 +45,11 @@ export function topUp() {
   busy ??= (async () => {
     try {
       const left = await call('GET', 'prekeys');
-      if (left.ids.length >= Math.min(TOP_UP_BELOW, left.max)) return 0;
-      const r = await crypto.call('prekeysTopUp', { left: left.ids, want: left.max });
+      // Counted are the prekeys this browser holds the private halves of: after another device of the account
+      // logged in, the relay holds that device's, and this browser publishes its own again (the last device
+      // to log in reads what waits from then on).
+      const r = await crypto.call('prekeysTopUp', { left: left.ids, want: left.max, below: Math.min(TOP_UP_BELOW, left.max) });
+      if (!r.bundle) return 0;
       save(r.stored);
       const res = await fetch('/api/prekeys', { method: 'PUT', credentials: 'same-origin', headers: { 'Content-Type': 'application/octet-stream' }, body: r.bundle });
       return res.ok ? r.published : null;

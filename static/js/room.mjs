@@ -68,6 +68,7 @@ export class Room extends EventTarget {
     this.receipts = []; // ids of received messages to confirm
     this.receiptTimer = 0;
     this.seenMail = new Set(); // mailbox item ids shown, so that one fetched twice shows once
+    this.elsewhere = new Set(); // mailbox item ids left at the relay for another device of this account
     this.timer = new ConvTimer(); // the conversation's disappearing-message timer
     this.seenIds = new Set(); // chat message ids shown, so one sent again after a reload is not shown twice
     this.resend = new Resend();
@@ -142,6 +143,7 @@ export class Room extends EventTarget {
       try {
         j = await this.conn.resumeFrom(saved.resume, saved.last);
         restarted = saved.hadEpoch === true;
+        this.spent = Array.isArray(saved.spent) ? saved.spent.filter((x) => typeof x === 'string').slice(-16) : [];
       } catch {
         this.conn = Object.assign(new RoomConn(this.conn.url), { beforeOpen: this.conn.beforeOpen });
         this.listen();
@@ -166,14 +168,14 @@ export class Room extends EventTarget {
       this.markStarted();
       return;
     }
-    // The mailbox still speaks v1: the peer's directory key is also set up for it.
+    // The peer's directory key, pinned in the worker: it checks the peer's prekeys and mailbox items (§9).
     await this.crypto.call('dialog');
     await this.crypto.call('members', { present: [PEER] });
     await this.setDialogPeer();
     // Live messages: protocol v2 with the two account keys as identities, and no announcements.
     this.v2 = { ready: false, shown: new Set(), views: new Map(), wake: [] };
     const capture = globalThis.cleanrelayCaptureKeys === true;
-    await this.v2apply(await this.crypto.call('v2dialog', { roomId: j.room, member: j.member, present: [...this.present], peerArmored: this.dialog.peerArmored, capture, restarted }));
+    await this.v2apply(await this.crypto.call('v2dialog', { roomId: j.room, member: j.member, present: [...this.present], peerArmored: this.dialog.peerArmored, capture, restarted, spent: restarted ? this.spent ?? [] : [] }));
     this.markStarted();
     this.serial(() => this.fetchMail());
     this.outbox.wake();
@@ -183,6 +185,7 @@ export class Room extends EventTarget {
   async v2apply(r, t0 = performance.now()) {
     for (const p of r.payloads) this.conn.send(p);
     if (r.keys) (globalThis.cleanrelayKeys ??= []).push(...r.keys);
+    if (r.spent) this.spent = r.spent; // kept with the dialog's seat before the 'epoch' event saves it
     this.v2.ready = r.canSend;
     this.wakeSenders();
     for (const n of r.notes) {
@@ -308,15 +311,20 @@ export class Room extends EventTarget {
       if (!r.items.length) return;
       const ids = [];
       for (const it of r.items) {
-        ids.push(it.id);
-        if (this.seenMail.has(it.id)) continue;
+        if (this.seenMail.has(it.id)) {
+          if (!this.elsewhere.has(it.id)) ids.push(it.id);
+          continue;
+        }
         this.seenMail.add(it.id);
-        await this.onCipher(mailbox.fromB64(it.data), { from: PEER, seq: null, mailbox: true });
+        // An item sealed with a prekey this browser does not hold stays at the relay: another device of this
+        // account (the terminal, another browser) published that prekey and reads it (docs/e2e.md §9).
+        if (await this.onCipher(mailbox.fromB64(it.data), { from: PEER, seq: null, mailbox: true }) === 'elsewhere') this.elsewhere.add(it.id);
+        else ids.push(it.id);
       }
-      await mailbox.ack(this.dialog.peerName, ids).catch(() => {});
+      if (ids.length) await mailbox.ack(this.dialog.peerName, ids).catch(() => {});
       this.emit('mailread', { n: ids.length });
       prekeys.topUp(); // the items used prekeys
-      if (!r.more) return;
+      if (!r.more || !ids.length) return;
     }
   }
 
@@ -373,7 +381,8 @@ export class Room extends EventTarget {
     }
   }
 
-  // onCipher handles one dialog payload that came through the mailbox.
+  // onCipher handles one dialog payload that came through the mailbox. It resolves to 'elsewhere' for an item
+  // sealed with a prekey this browser does not hold (it is not acknowledged).
   async onCipher(payload, meta) {
     const t0 = performance.now();
     const who = this.dialog.peerName;
@@ -393,7 +402,7 @@ export class Room extends EventTarget {
     prekeys.save(r.stored);
     if (r.error) {
       this.emit('problem', { message: t(r.error === 'replayed' ? 'mail_replayed' : 'frame_unreadable', { n: who }), detail: r.message });
-      return;
+      return r.elsewhere ? 'elsewhere' : undefined;
     }
     await this.onPlain({ ...meta, verified: true }, r.data, { t0 });
   }

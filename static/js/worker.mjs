@@ -9,8 +9,6 @@ import { mailOps } from './e2e-mailworker.mjs';
 
 const state = {
   key: null, // unlocked private key of this tab
-  sender: null,
-  receiver: null,
   peers: new Map(), // member id -> {key, fp} (pinned on first use)
   pending: new Map(), // member id -> {key, fp} announced but different from the pinned key
   present: new Set(), // member ids currently in the room
@@ -22,16 +20,8 @@ function requireKey() {
 
 function setKey(key) {
   state.key = key;
-  state.sender = new pgp.Sender(key);
-  state.receiver = new pgp.Receiver(key);
   state.peers.clear();
   state.pending.clear();
-}
-
-function refreshRecipients() {
-  const keys = [];
-  for (const [m, p] of state.peers) if (state.present.has(m)) keys.push(p.key);
-  state.sender.setRecipients(keys);
 }
 
 async function peerView(member, p) {
@@ -77,13 +67,12 @@ const ops = {
     return { ...pgp.keyInfo(key), safety: await pgp.safetyCode(pgp.fingerprint(state.key), pgp.fingerprint(key)) };
   },
 
-  // setPeer makes member's key the one its messages are verified with and encrypted to.
+  // setPeer pins member's key: a dialog's peer, whose key checks its v2 key packages and commits, its mailbox
+  // items and its prekeys.
   async setPeer({ member, armored }) {
     requireKey();
     const key = await pgp.readPublicKey(armored);
     state.peers.set(member, { key, fp: key.getFingerprint() });
-    state.receiver.forget(key);
-    refreshRecipients();
     return peerView(member, state.peers.get(member));
   },
 
@@ -116,22 +105,18 @@ const ops = {
     if (!p) throw new Error('no pending key change for that member');
     state.pending.delete(member);
     state.peers.set(member, p);
-    state.receiver.cache.clear();
-    refreshRecipients();
     return peerView(member, p);
   },
 
+  // members notes who is present; it returns how many of them have a pinned key.
   async members({ present }) {
     state.present = new Set(present);
-    refreshRecipients();
-    return state.sender.recipientFingerprints().length - 1;
+    return [...state.peers.keys()].filter((m) => state.present.has(m)).length;
   },
 
   async wipe() {
     ops.v2wipe();
     state.key = null;
-    state.sender = null;
-    state.receiver = null;
     state.peers.clear();
     state.pending.clear();
     state.present.clear();

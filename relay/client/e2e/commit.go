@@ -207,18 +207,23 @@ func (c *Commit) Find(member uint32) int {
 // secret for kp's member, ErrSwapped when the commit names another key package for that member, and
 // ErrForged when the wrap does not open.
 func (c *Commit) Open(ctx []byte, kp *KeyPackage, priv *KeyPackagePrivate) ([]byte, error) {
-	i := c.Find(kp.Member)
+	return c.open(ctx, kp.Member, kp.Hash(), priv)
+}
+
+// open is Open for the key package of member with hash h.
+func (c *Commit) open(ctx []byte, member uint32, h [HashSize]byte, priv *KeyPackagePrivate) ([]byte, error) {
+	i := c.Find(member)
 	if i < 0 {
 		return nil, fmt.Errorf("failed to open commit of epoch %d: %w", c.Epoch, ErrNotMember)
 	}
 	var entry Entry
 	for _, m := range c.Members {
-		if m.Member == kp.Member {
+		if m.Member == member {
 			entry = m
 		}
 	}
-	if h := kp.Hash(); !bytes.Equal(entry.Hash[:], h[:]) {
-		return nil, fmt.Errorf("failed to open commit of epoch %d: it names a key package of member %d that is not ours: %w", c.Epoch, kp.Member, ErrSwapped)
+	if !bytes.Equal(entry.Hash[:], h[:]) {
+		return nil, fmt.Errorf("failed to open commit of epoch %d: it names a key package of member %d that is not ours: %w", c.Epoch, member, ErrSwapped)
 	}
 	if priv.Wiped() {
 		return nil, fmt.Errorf("failed to open commit of epoch %d: its key package was used before: %w", c.Epoch, ErrReplayed)
@@ -235,7 +240,7 @@ func (c *Commit) Open(ctx []byte, kp *KeyPackage, priv *KeyPackagePrivate) ([]by
 	if err != nil {
 		return nil, fmt.Errorf("failed to open commit: %w: %w", ErrMalformed, err)
 	}
-	return OpenWrapped(WrapKey(ctx, c.Epoch, kp.Member, entry.Hash, c.E, c.CT[i], dh, ss), c.Wrapped[i], c.Epoch)
+	return OpenWrapped(WrapKey(ctx, c.Epoch, member, entry.Hash, c.E, c.CT[i], dh, ss), c.Wrapped[i], c.Epoch)
 }
 
 // OpenWrapped opens one wrapped epoch secret with the key from WrapKey.

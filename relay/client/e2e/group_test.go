@@ -423,3 +423,71 @@ func TestGroupBothRestarted(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupHoldRestarted: with HoldRestarted (dialogs), a member whose epoch holds a member that restarted
+// seals nothing until the commit that takes that member in arrives; without it (anonymous rooms) it could.
+func TestGroupHoldRestarted(t *testing.T) {
+	s := newSimRelay(t)
+	a, b, c := s.join(), s.join(), s.join()
+	gb := s.groups[b]
+	gb.HoldRestarted = true
+	// c restarts: its restart key package reaches b; a (the committer) commits, and that commit and all after
+	// it are held back from b, to be delivered later in the relay's order.
+	gc := NewGroup(s.room, c, s.groups[c].id.(Ed25519Identity), s.secret, nil)
+	gc.Restarted = true
+	s.groups[c] = gc
+	var held []simEntry
+	s.hook = func(to uint32, e simEntry) []simEntry {
+		if to == b && (len(held) > 0 || e.frame.Kind == KindCommit) {
+			held = append(held, e)
+			return nil
+		}
+		return []simEntry{e}
+	}
+	r, err := gc.SetPresent([]uint32{a, b})
+	s.take(c, r, err)
+	r, err = gc.Hello()
+	s.take(c, r, err)
+	s.run()
+	if len(held) == 0 || held[0].frame.Kind != KindCommit {
+		t.Fatal("no commit was held back from b")
+	}
+	if gb.Epoch() != 2 || gc.Epoch() != 3 {
+		t.Fatalf("epochs: b %d, c %d; want 2 and 3", gb.Epoch(), gc.Epoch())
+	}
+	if gb.CanSend() {
+		t.Fatal("b may seal in an epoch whose member c cannot read it")
+	}
+	if _, err := gb.Seal([]byte("into the old epoch")); err == nil {
+		t.Fatal("b sealed in the old epoch")
+	}
+	gb.HoldRestarted = false
+	if !gb.CanSend() {
+		t.Fatal("without the hold, b cannot send either: the test cannot tell")
+	}
+	gb.HoldRestarted = true
+	s.hook = nil
+	for _, e := range held {
+		var r Result
+		var err error
+		if e.presence != "" {
+			r, err = gb.OnPresence(e.presence, e.member)
+		} else {
+			r, err = gb.OnFrame(e.from, e.frame.Kind, e.frame.Body)
+		}
+		s.take(b, r, err)
+	}
+	s.run()
+	if gb.Epoch() != 3 || !gb.CanSend() {
+		t.Fatalf("after the commit: b in epoch %d, can send %v", gb.Epoch(), gb.CanSend())
+	}
+	s.say(b, "after the new epoch")
+	if got := s.texts[c]; len(got) == 0 || got[len(got)-1] != "after the new epoch" {
+		t.Fatalf("c read %q", got)
+	}
+	for _, id := range []uint32{a, b, c} {
+		if p := s.problems(id); len(p) > 0 {
+			t.Fatalf("member %d noted %v", id, p)
+		}
+	}
+}

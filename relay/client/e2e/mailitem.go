@@ -93,8 +93,18 @@ func ParseMailItem(body []byte, user string, sender Verifier) (*MailItem, error)
 // commit has opened: a prekey serves one item. Errors: ErrReplayed (the private half was deleted: a second
 // item with the same prekey), ErrSwapped (another prekey), ErrForged, ErrMalformed.
 func (m *MailItem) Open(user string, prekey *KeyPackage, priv *KeyPackagePrivate) ([]byte, error) {
+	return m.open(user, prekey.Hash(), priv)
+}
+
+// OpenHeld is Open for an owner that keeps a prekey's hash and private half, not the prekey itself: priv is
+// the private half of the prekey whose hash the item names (m.Prekey).
+func (m *MailItem) OpenHeld(user string, priv *KeyPackagePrivate) ([]byte, error) {
+	return m.open(user, m.Prekey, priv)
+}
+
+func (m *MailItem) open(user string, prekey [HashSize]byte, priv *KeyPackagePrivate) ([]byte, error) {
 	ctx := PrekeyCtx(user)
-	secret, err := m.Commit.Open(ctx, prekey, priv)
+	secret, err := m.Commit.open(ctx, PrekeyOwner, prekey, priv)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -68,6 +69,30 @@ func runMailItem(t *testing.T, v vector) {
 	}
 	if !owner.priv.Wiped() {
 		t.Fatal("the prekey's private half was kept after use")
+	}
+	// The terminal's path: an owner that keeps only the prekey's seeds (and its hash) opens the first item
+	// with the private half rebuilt from them (PrekeyPrivate, OpenHeld), and then not again.
+	var xSeed, kemSeed []byte
+	for _, l := range v.many["member"] {
+		if f := strings.Fields(l); num(t, f[0]) == PrekeyOwner {
+			xSeed, kemSeed = unhex(t, f[2]), unhex(t, f[3])
+		}
+	}
+	priv, err := PrekeyPrivate(xSeed, kemSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParseMailItem(unhex(t, items[0]), user, sender.sig.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.OpenHeld(user, priv)
+	if err != nil {
+		t.Fatalf("OpenHeld: %v", err)
+	}
+	checkBytes(t, "plaintext (OpenHeld)", out, pt)
+	if _, err := m.OpenHeld(user, priv); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("OpenHeld a second time: %v, want replayed", err)
 	}
 }
 
