@@ -30,6 +30,14 @@ class FakeSocket {
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 
+// until polls cond every few milliseconds and fails after 5 s (a loaded machine may run timers late).
+async function until(cond, what) {
+  for (const end = Date.now() + 5000; !cond();) {
+    if (Date.now() > end) assert.fail(`still not ${what} after 5 s`);
+    await tick();
+  }
+}
+
 test('validName accepts usernames and refuses what cannot be one', () => {
   for (const ok of ['bob', 'алиса', 'a.b-c_d', 'x'.repeat(32), '𝔞'.repeat(32)]) assert.equal(validName(ok), true, ok);
   for (const bad of ['', 'ab', 'a b', 'x\n', 'x'.repeat(33), 'x'.repeat(65), 3, null, undefined, {}]) assert.equal(validName(bad), false, String(bad));
@@ -49,7 +57,7 @@ test('DialogWatch reports dialogs, ignores junk, reopens after the idle close, a
     w.addEventListener('dialog', (ev) => seen.push(ev.detail.from));
     w.addEventListener('live', (ev) => live.push(ev.detail));
     w.start();
-    await tick();
+    await until(() => w.live, 'live');
     assert.equal(FakeSocket.all.length, 1);
     assert.equal(FakeSocket.all[0].proto, 'cleanrelay.v1');
     assert.equal(w.live, true);
@@ -61,7 +69,7 @@ test('DialogWatch reports dialogs, ignores junk, reopens after the idle close, a
     s.push({ t: 'future', from: 'eve' });
     assert.deepEqual(seen, ['bob']);
     s.drop(); // the relay's idle timeout
-    await tick(20);
+    await until(() => live.length === 3, 'live again after the idle close');
     assert.equal(FakeSocket.all.length, 2, 'no new session after the idle close');
     assert.equal(tickets, 2, 'each session needs its own ticket');
     FakeSocket.all[1].push({ t: 'dialog', from: 'carol', room: 'R2', cap: 'C2' });
