@@ -216,10 +216,11 @@ async function enterDialog(d) {
   let hadEpoch = saved?.hadEpoch === true && r.conn.resumeToken === saved?.resume;
   // spent: hashes of the key packages this page's accepted commits used (public values, no key), so that a
   // reloaded page handed one again does not commit from nothing on it (docs/e2e.md §13).
-  const save = () => sessionStorage.setItem(savedKey, JSON.stringify({ resume: r.conn.resumeToken, last: r.conn.last, hadEpoch, spent: r.spent ?? [] }));
+  // last is the last entry processed (conn.done), not the last received: a reload asks the relay for everything
+  // after it, so what was queued unprocessed when the page went is replayed, not lost.
+  const save = () => sessionStorage.setItem(savedKey, JSON.stringify({ resume: r.conn.resumeToken, last: r.conn.done, hadEpoch, spent: r.spent ?? [] }));
   save();
-  r.conn.addEventListener('frame', save);
-  r.conn.addEventListener('presence', save);
+  r.addEventListener('processed', save);
   r.addEventListener('epoch', () => {
     hadEpoch = true;
     save();

@@ -51,7 +51,9 @@ export class Room extends EventTarget {
     this.dialog = dialog;
     this.conn = new RoomConn(wsURL);
     if (dialog) this.conn.beforeOpen = dialog.beforeOpen;
-    else this.conn.manualSeen = true; // acknowledge what was shown: a reload takes back the rest (seat.mjs)
+    // Acknowledge what was processed, not what arrived: a reload takes back the rest (seat.mjs; a dialog's
+    // sessionStorage in app.mjs), so an entry received but still queued behind a slow one is not lost.
+    this.conn.manualSeen = true;
     this.present = new Set();
     this.peers = new Map(); // member -> peer view
     this.blocked = new Map(); // member -> pending key change
