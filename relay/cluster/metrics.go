@@ -34,7 +34,8 @@ var clusterMetrics = []clusterMetric{
 	metric("rooms_sequenced", "Rooms this node sequences (created here).", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.RoomsHere) }),
 	metric("members_served", "Members connected to other nodes of rooms this node sequences.", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.MembersServed) }),
 	metric("members_proxied", "Members connected here of rooms other nodes sequence.", prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.MembersProxied) }),
-	metric("room_gaps_total", "Rooms messages between nodes that core NATS lost on their way here (a NATS server's death); each may be a frame, an ack or entries nobody was told of.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomGaps) }),
+	metric("room_gaps_total", "Gaps in the numbers of a link's messages found here (core NATS lost messages: a NATS server's death, a slow consumer); each was asked for again.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomGaps) }),
+	metric("room_resent_total", "Rooms messages this node sent again because a receiver asked or confirmed nothing for 500 ms.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomResent) }),
 	metric("room_dropped_total", "Rooms messages for no membership known here (it ended meanwhile), and frames of members on other nodes that a room here refused (the sender is not told).", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomDropped) }),
 	metric("replication_lag_seconds", "From the making of the last change applied here, on its node, to its application here.", prometheus.GaugeValue, func(s *Stats) float64 { return s.LagSeconds }),
 }

@@ -482,8 +482,9 @@ type Stats struct {
 	RoomsHere      int64   // rooms this node sequences
 	MembersServed  int     // members on other nodes of rooms this node sequences
 	MembersProxied int     // members on this node of rooms other nodes sequence
-	RoomGaps       uint64  // rooms messages core NATS lost on their way here (a gap in a link's numbers)
+	RoomGaps       uint64  // gaps in a link's numbers found here (core NATS lost messages), each asked for again
 	RoomDropped    uint64  // rooms messages for no membership known here, and frames a room here refused
+	RoomResent     uint64  // rooms messages sent again (a receiver found a gap, or confirmed nothing for a while)
 }
 
 // Stats returns the counters.
@@ -494,7 +495,7 @@ func (n *Node) Stats() Stats {
 	if l := n.rooms.Load(); l != nil {
 		s.RoomsHere = l.t.RoomsHere()
 		s.MembersServed, s.MembersProxied = l.stats()
-		s.RoomGaps, s.RoomDropped = l.gaps.Load(), l.dropped.Load()
+		s.RoomGaps, s.RoomDropped, s.RoomResent = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load()
 	}
 	return s
 }

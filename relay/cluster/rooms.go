@@ -35,16 +35,14 @@ import (
 const (
 	// findTimeout bounds how long a join or resume waits for the node that holds the room.
 	findTimeout = 2 * time.Second
-	// servedQueue bounds the requests (frames, acks) queued for one served membership. Its proxy's reader is
-	// paced by the relay's rate limit; when the queue is full the receiving goroutine waits.
-	servedQueue = 256
+	// servedQueue bounds the requests (frames, acks) queued for one served membership: twice its proxy's
+	// window (roomlink.go). When it is full anyway (the room has been crowded for long), a request is not
+	// taken: the receiving goroutine never waits for one link, and the proxy sends it again.
+	servedQueue = 2 * linkWindow
 	// itemsBatch and itemsBatchBytes bound one items message (under NATS's default 1 MiB payload once base64
 	// and sealed).
 	itemsBatch      = 64
 	itemsBatchBytes = 256 << 10
-	// crowdedRetries bounds how often a served frame is offered again while its room says Crowded (the
-	// served link drains between tries).
-	crowdedRetries = 1000
 )
 
 type linkID [16]byte
@@ -91,9 +89,18 @@ type roomLinks struct {
 	// admits nobody. Guarded by mu.
 	usedLinks map[linkID]bool
 	proxied   map[linkID]*proxied // guarded by mu: members here of rooms on other nodes
+	closing   map[linkID]*closing // guarded by mu: ended links whose last message is not confirmed yet
 
+	env     linkEnv       // the link layer's (roomlink.go)
 	dropped atomic.Uint64 // rooms messages for no known membership, or frames the room refused
-	gaps    atomic.Uint64 // rooms messages that core NATS lost (a gap in a link's numbers)
+}
+
+// closing is an ended link whose last messages are sent again until the peer confirms them (roomlink.go).
+type closing struct {
+	out   *outbox
+	node  string
+	inc   uint64
+	until time.Time
 }
 
 // ServeRooms makes rooms span the nodes: t's rooms are open to members on other nodes, and t's joins and
@@ -101,7 +108,9 @@ type roomLinks struct {
 func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	l := &roomLinks{n: n, t: t, maxFrame: maxFrame,
 		subOwn: n.cfg.Keys.Subject("room", []byte(n.cfg.Node)), subFind: n.cfg.Keys.Subject("find", nil),
-		served: make(map[linkID]*served), proxied: make(map[linkID]*proxied), usedLinks: make(map[linkID]bool)}
+		served: make(map[linkID]*served), proxied: make(map[linkID]*proxied), usedLinks: make(map[linkID]bool),
+		closing: make(map[linkID]*closing)}
+	l.env.publish, l.env.held = l.publish, t.Held()
 	if _, err := n.nc.Subscribe(l.subOwn, l.receive); err != nil {
 		return err
 	}
@@ -113,8 +122,9 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	}
 	n.rooms.Store(l)
 	t.SetRemote(l)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go l.watchPeers()
+	go l.tick()
 	return nil
 }
 
@@ -149,6 +159,7 @@ func (l *roomLinks) watchPeers() {
 		live := l.n.liveIncarnations()
 		var away []*served
 		var gone []*proxied
+		var unheard []*outbox
 		l.mu.Lock()
 		for _, sv := range l.served {
 			if inc, ok := live[sv.node]; sv.m != nil && (!ok || inc != sv.inc) {
@@ -161,13 +172,24 @@ func (l *roomLinks) watchPeers() {
 				delete(l.proxied, id)
 			}
 		}
+		for id, c := range l.closing {
+			if inc, ok := live[c.node]; !ok || inc != c.inc {
+				unheard = append(unheard, c.out)
+				delete(l.closing, id)
+			}
+		}
 		l.mu.Unlock()
 		for _, sv := range away {
 			sv.stop()
+			sv.out.stop(&l.env)
 			l.t.Away(sv, []*rooms.Member{sv.m})
 		}
 		for _, pr := range gone {
+			pr.out.stop(&l.env)
 			pr.p.Ended(protocol.ReasonShutdown)
+		}
+		for _, o := range unheard {
+			o.stop(&l.env)
 		}
 	}
 }
@@ -184,11 +206,80 @@ func (l *roomLinks) send(subject, reply string, msg *roomMsg) {
 	l.n.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: sealed})
 }
 
-// sendWire seals a message of roomwire.go for subject, publishes it, and overwrites b.
-func (l *roomLinks) sendWire(subject string, b []byte) {
-	sealed := l.n.cfg.Keys.Seal(subject, b, time.Now())
-	clear(b)
-	l.n.nc.Publish(subject, sealed)
+// publish seals a message of roomwire.go for subject and publishes it; b stays the caller's.
+func (l *roomLinks) publish(subject string, b []byte) {
+	l.n.nc.Publish(subject, l.n.cfg.Keys.Seal(subject, b, time.Now()))
+}
+
+// tick confirms, every linkTick, what each link's inbox took since it last did, sends again what a link's
+// outbox holds unconfirmed for too long, and gives up on ended links whose last messages were never
+// confirmed (roomlink.go).
+func (l *roomLinks) tick() {
+	defer l.n.wg.Done()
+	t := time.NewTicker(linkTick)
+	defer t.Stop()
+	type ackTo struct {
+		in      *inbox
+		id      linkID
+		subject string
+	}
+	var acks []ackTo
+	var outs []*outbox
+	for {
+		select {
+		case <-l.n.done:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		acks, outs = acks[:0], outs[:0]
+		var expired []*outbox
+		l.mu.Lock()
+		for id, sv := range l.served {
+			acks = append(acks, ackTo{&sv.in, id, sv.sub})
+			outs = append(outs, &sv.out)
+		}
+		for id, pr := range l.proxied {
+			if pr.subject != "" {
+				acks = append(acks, ackTo{&pr.in, id, pr.subject})
+			}
+			outs = append(outs, &pr.out)
+		}
+		for id, c := range l.closing {
+			if now.After(c.until) {
+				expired = append(expired, c.out)
+				delete(l.closing, id)
+			} else {
+				outs = append(outs, c.out)
+			}
+		}
+		l.mu.Unlock()
+		for _, a := range acks {
+			if last, ok := a.in.due(); ok {
+				l.publish(a.subject, linkAck(&a.id, last, false))
+			}
+		}
+		for _, o := range outs {
+			o.tick(&l.env, now)
+		}
+		for _, o := range expired {
+			o.stop(&l.env)
+		}
+		clear(acks)
+		clear(outs)
+	}
+}
+
+// ended keeps o, the outbox of a link that ended here after sending its last message, until the peer
+// confirms it (or linkClosing, or the peer is no longer heard).
+func (l *roomLinks) ended(id linkID, o *outbox, node string, inc uint64) {
+	if o.idle() {
+		o.stop(&l.env)
+		return
+	}
+	l.mu.Lock()
+	l.closing[id] = &closing{out: o, node: node, inc: inc, until: time.Now().Add(linkClosing)}
+	l.mu.Unlock()
 }
 
 // open unseals a rooms message.
@@ -229,25 +320,77 @@ func (l *roomLinks) receive(m *nats.Msg) {
 	num := binary.BigEndian.Uint64(plain[wireHeader-8 : wireHeader])
 	r := wireReader{b: plain[wireHeader:]}
 	l.mu.Lock()
-	sv, pr := l.served[id], l.proxied[id]
+	sv, pr, cl := l.served[id], l.proxied[id], l.closing[id]
+	var prSubject string
+	if pr != nil {
+		prSubject = pr.subject
+	}
 	l.mu.Unlock()
+	if op == opLinkAck {
+		again := len(r.b) == 1 && r.b[0]&flagAgain != 0
+		switch {
+		case sv != nil:
+			if sv.out.ack(&l.env, num, again) {
+				sv.Wake()
+			}
+		case pr != nil:
+			pr.out.ack(&l.env, num, again)
+		case cl != nil:
+			cl.out.ack(&l.env, num, again)
+			if cl.out.idle() {
+				l.mu.Lock()
+				delete(l.closing, id)
+				l.mu.Unlock()
+				cl.out.stop(&l.env)
+			}
+		}
+		return
+	}
+	var in *inbox
+	var ackTo string
 	switch {
-	case pr != nil && (op == opItems || op == opEnded) && !pr.in.take(num, &l.gaps),
-		sv != nil && (op == opFwd || op == opAck || op == opEnd) && !sv.in.take(num, &l.gaps):
-		l.n.refused.Add(1) // replayed
-	case op == opItems && pr != nil:
+	case pr != nil && (op == opItems || op == opEnded):
+		in, ackTo = &pr.in, prSubject
+	case sv != nil && (op == opFwd || op == opAck || op == opEnd):
+		in, ackTo = &sv.in, sv.sub
+	default:
+		l.dropped.Add(1)
+		return
+	}
+	switch in.check(num) {
+	case takeOld:
+		return // sent again (or replayed): the tick confirms it once more
+	case takeGap:
+		if last, ok := in.ask(time.Now()); ok && ackTo != "" {
+			l.env.gaps.Add(1)
+			l.publish(ackTo, linkAck(&id, last, true))
+		}
+		return
+	}
+	final := op == opEnded || op == opEnd
+	switch op {
+	case opItems:
+		var items []rooms.Item
+		var datas [][]byte
 		for len(r.b) > 0 {
 			it, data, err := r.nextItem()
 			if err != nil {
 				l.n.refused.Add(1)
-				return
+				items = nil
+				break
 			}
-			pr.p.Deliver(it, data)
+			items, datas = append(items, it), append(datas, data)
 		}
-	case op == opEnded && pr != nil:
+		l.confirm(in, num, final, ackTo, &id)
+		for i := range items {
+			pr.p.Deliver(items[i], datas[i])
+		}
+	case opEnded:
+		l.confirm(in, num, final, ackTo, &id)
 		l.forgetProxy(id)
+		pr.out.stop(&l.env)
 		pr.p.Ended(string(r.b))
-	case (op == opFwd || op == opAck || op == opEnd) && sv != nil:
+	default:
 		o := servedOp{op: op}
 		switch op {
 		case opFwd:
@@ -259,17 +402,23 @@ func (l *roomLinks) receive(m *nats.Msg) {
 		}
 		if r.err {
 			l.n.refused.Add(1)
+			l.confirm(in, num, final, ackTo, &id)
 			return
 		}
 		select {
 		case sv.ops <- o:
-		case <-sv.done:
-			ws.PutPayload(o.p)
-		case <-l.n.done:
+			l.confirm(in, num, final, ackTo, &id)
+		default:
+			// Not taken: the proxy sends it again (this goroutine serves every link; it does not wait for one).
 			ws.PutPayload(o.p)
 		}
-	default:
-		l.dropped.Add(1)
+	}
+}
+
+// confirm commits message num of in and confirms it to the sender at once when it is due.
+func (l *roomLinks) confirm(in *inbox, num uint64, final bool, ackTo string, id *linkID) {
+	if last, now := in.commit(num, final); now && ackTo != "" {
+		l.publish(ackTo, linkAck(id, last, false))
 	}
 }
 
@@ -314,7 +463,8 @@ func (l *roomLinks) answerFind(m *nats.Msg) {
 		return
 	}
 	sv := &served{l: l, node: req.From, inc: req.Inc, id: id, wake: make(chan struct{}, 1), ops: make(chan servedOp, servedQueue),
-		done: make(chan struct{})}
+		done: make(chan struct{}), sub: l.n.cfg.Keys.Subject("room", []byte(req.From))}
+	sv.out.init()
 	l.mu.Lock()
 	if l.served[id] != nil || l.usedLinks[id] {
 		l.mu.Unlock()
@@ -435,6 +585,7 @@ func fillJoined(j *rooms.Joined, a *roomMsg) {
 
 func (l *roomLinks) newProxy(p rooms.Proxy) *proxied {
 	pr := &proxied{l: l, p: p}
+	pr.out.init()
 	rand.Read(pr.id[:])
 	l.mu.Lock()
 	l.proxied[pr.id] = pr
@@ -453,27 +604,30 @@ type proxied struct {
 	inc     uint64 // its incarnation
 	subject string // its room subject
 
-	out outbox // numbers what goes to the sequencer
-	in  inbox  // owned by roomLinks.receive
+	out outbox // numbers and keeps what goes to the sequencer
+	in  inbox  // checked by roomLinks.receive
 }
 
-// Forward implements rooms.Link.
+// Forward implements rooms.Link. While the link's window is full (the sequencer has not confirmed what it
+// was sent), it waits: the socket is read more slowly, as on one node while a room is crowded.
 func (pr *proxied) Forward(data *ws.Payload) {
+	pr.out.waitRoom(pr.l.n.done)
 	b := make([]byte, wireHeader+data.Len())
 	appendHeader(b[:0], opFwd, &pr.id)
 	data.CopyTo(b[wireHeader:], 0)
-	pr.out.send(pr.l, pr.subject, b)
+	pr.out.send(&pr.l.env, pr.subject, b)
 }
 
 // Ack implements rooms.Link.
 func (pr *proxied) Ack(seq uint64) {
-	pr.out.send(pr.l, pr.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pr.id), seq))
+	pr.out.send(&pr.l.env, pr.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pr.id), seq))
 }
 
 // End implements rooms.Link.
 func (pr *proxied) End(how rooms.LinkEnd) {
 	pr.l.forgetProxy(pr.id)
-	pr.out.send(pr.l, pr.subject, append(appendHeader(nil, opEnd, &pr.id), byte(how)))
+	pr.out.send(&pr.l.env, pr.subject, append(appendHeader(nil, opEnd, &pr.id), byte(how)))
+	pr.l.ended(pr.id, &pr.out, pr.node, pr.inc)
 }
 
 // stats returns the rooms gauges of the node.

@@ -17,12 +17,13 @@ type served struct {
 	node string // the member's node
 	inc  uint64 // its incarnation
 	id   linkID
+	sub  string // the member's node's room subject
 	// Written once, with l.mu held, before run starts.
 	m    *rooms.Member
 	wake chan struct{}
 	ops  chan servedOp
-	out  outbox // numbers what goes to the member's node
-	in   inbox  // owned by roomLinks.receive
+	out  outbox // numbers and keeps what goes to the member's node
+	in   inbox  // checked by roomLinks.receive
 	done chan struct{}
 	once sync.Once
 }
@@ -43,10 +44,12 @@ func (sv *served) Wake() {
 	}
 }
 
-// Closed implements rooms.Conn: the room ended the membership; the proxy's node is told why.
+// Closed implements rooms.Conn: the room ended the membership; the proxy's node is told why (after what the
+// link still holds unconfirmed).
 func (sv *served) Closed(_ *rooms.Member, _ byte, reason string) {
 	sv.stop()
-	sv.out.send(sv.l, sv.l.n.cfg.Keys.Subject("room", []byte(sv.node)), append(appendHeader(nil, opEnded, &sv.id), reason...))
+	sv.out.send(&sv.l.env, sv.sub, append(appendHeader(nil, opEnded, &sv.id), reason...))
+	sv.l.ended(sv.id, &sv.out, sv.node, sv.inc)
 }
 
 func (sv *served) stop() {
@@ -60,7 +63,7 @@ func (sv *served) stop() {
 // membership ends here or moves.
 func (sv *served) run() {
 	defer sv.l.n.wg.Done()
-	sub := sv.l.n.cfg.Keys.Subject("room", []byte(sv.node))
+	sub := sv.sub
 	sv.drain(sub)
 	for {
 		select {
@@ -81,19 +84,31 @@ func (sv *served) apply(o *servedOp, sub string) {
 	t := sv.l.t
 	switch o.op {
 	case opFwd:
+		// While the room says Crowded (the member's own writer, this link, has not taken what it is owed), the
+		// frame waits, as a socket's reader does on one node, until the link has sent it and its node confirmed
+		// it, or the membership ends here.
 		p := o.p
-		for try := 0; ; try++ {
+		for {
 			res := sv.m.Forward(sv, p)
 			if res == rooms.Forwarded {
 				return
 			}
-			if res != rooms.Crowded || try == crowdedRetries {
+			if res != rooms.Crowded {
 				ws.PutPayload(p)
 				sv.l.dropped.Add(1)
 				return
 			}
 			sv.drain(sub)
-			time.Sleep(time.Millisecond)
+			select {
+			case <-sv.wake:
+			case <-time.After(linkTick):
+			case <-sv.done:
+				ws.PutPayload(p)
+				return
+			case <-sv.l.n.done:
+				ws.PutPayload(p)
+				return
+			}
 		}
 	case opAck:
 		sv.m.Ack(sv, o.seq)
@@ -107,16 +122,22 @@ func (sv *served) apply(o *servedOp, sub string) {
 			t.Away(sv, []*rooms.Member{sv.m})
 		}
 		sv.stop()
+		sv.out.stop(&sv.l.env)
 	}
 }
 
-// drain sends everything pending for the member to its node, in batches.
+// drain sends what is pending for the member to its node, in batches, while the link's window has room (an
+// ack that makes room wakes it): what does not fit stays in the room's log, within the log's bounds, as for a
+// socket that does not keep up on one node.
 func (sv *served) drain(sub string) {
 	body := ws.GetBuf(sv.l.maxFrame)
 	defer ws.PutBuf(body)
 	var b []byte
 	n := 0
 	for {
+		if b == nil && !sv.out.fits() {
+			return
+		}
 		it := sv.m.Next(sv, 1, body.B)
 		if it.Kind == rooms.None {
 			break
@@ -127,11 +148,11 @@ func (sv *served) drain(sub string) {
 		b = appendItem(b, &it, body.B[:it.Len])
 		clear(body.B[:it.Len])
 		if n++; n >= itemsBatch || len(b) >= itemsBatchBytes {
-			sv.out.send(sv.l, sub, b)
+			sv.out.send(&sv.l.env, sub, b)
 			b, n = nil, 0
 		}
 	}
 	if b != nil {
-		sv.out.send(sv.l, sub, b)
+		sv.out.send(&sv.l.env, sub, b)
 	}
 }

@@ -1,6 +1,8 @@
 package rooms
 
 import (
+	"sync/atomic"
+
 	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
 	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
@@ -309,3 +311,7 @@ func (m *Member) ackProxy(c Conn, seq uint64) {
 		link.Ack(seq)
 	}
 }
+
+// Held is the relay's memory account of held bytes, for what a Remote holds on the table's behalf (a
+// cluster link's unconfirmed messages).
+func (h *Table) Held() *atomic.Int64 { return &h.mem.Held }
