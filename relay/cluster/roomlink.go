@@ -40,7 +40,7 @@ const (
 // byte, flagAgain when the receiver found a gap and asks for everything after that number. It is not numbered
 // itself: a lost one is made good by the next, or by the sender's resend.
 const (
-	opLinkAck byte = 6
+	opLinkAck byte = 16
 	flagAgain byte = 1
 )
 
@@ -91,7 +91,8 @@ func (o *outbox) fits() bool {
 
 // send numbers b, keeps it, and publishes it on subject. Numbering and publishing happen under one lock, so
 // the numbers reach NATS in order. b belongs to the outbox from then on.
-func (o *outbox) send(e *linkEnv, subject string, b []byte) {
+func (o *outbox) send(l *roomLinks, subject string, b []byte) {
+	e := &l.env
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.stopped {

@@ -16,7 +16,8 @@ type lossyLink struct {
 	rnd      *rand.Rand
 	loss     float64 // chance that a message (or a confirmation) is lost
 	swap     float64 // chance that a message overtakes the one before it
-	env      linkEnv
+	l        roomLinks
+	env      *linkEnv
 	held     atomic.Int64
 	out      outbox
 	in       inbox
@@ -30,6 +31,7 @@ type lossyLink struct {
 func newLossyLink(t *testing.T, seed uint64, loss, swap float64) *lossyLink {
 	k := &lossyLink{t: t, rnd: rand.New(rand.NewPCG(seed, 1)), loss: loss, swap: swap}
 	k.out.init()
+	k.env = &k.l.env
 	k.env.held = &k.held
 	k.env.publish = func(_ string, b []byte) {
 		if k.rnd.Float64() < k.loss {
@@ -67,7 +69,7 @@ func (k *lossyLink) deliver(now time.Time) {
 	for len(k.acks) > 0 {
 		b := k.acks[0]
 		k.acks = k.acks[1:]
-		k.out.ack(&k.env, binary.BigEndian.Uint64(b[wireHeader-8:wireHeader]), b[wireHeader]&flagAgain != 0)
+		k.out.ack(k.env, binary.BigEndian.Uint64(b[wireHeader-8:wireHeader]), b[wireHeader]&flagAgain != 0)
 	}
 }
 
@@ -83,7 +85,7 @@ func (k *lossyLink) tick(now time.Time) {
 	if last, ok := k.in.due(); ok {
 		k.confirm(linkAck(&k.id, last, false))
 	}
-	k.out.tick(&k.env, now)
+	k.out.tick(k.env, now)
 }
 
 // TestLinkRecoversLosses: over a wire that loses a fifth of the messages and of the confirmations, and lets
@@ -107,7 +109,7 @@ func TestLinkRecoversLosses(t *testing.T) {
 				}
 				sent++
 				b := appendHeader(make([]byte, 0, wireHeader+4), opFwd, &k.id)
-				k.out.send(&k.env, "s", binary.BigEndian.AppendUint32(b, sent))
+				k.out.send(&k.l, "s", binary.BigEndian.AppendUint32(b, sent))
 			}
 			k.out.mu.Lock()
 			if len(k.out.buf) > linkWindow {
@@ -151,7 +153,7 @@ func TestLinkStopReleases(t *testing.T) {
 	k := newLossyLink(t, 1, 1, 0) // everything is lost: nothing is ever confirmed
 	for i := range linkWindow {
 		b := appendHeader(make([]byte, 0, wireHeader+4), opFwd, &k.id)
-		k.out.send(&k.env, "s", binary.BigEndian.AppendUint32(b, uint32(i)))
+		k.out.send(&k.l, "s", binary.BigEndian.AppendUint32(b, uint32(i)))
 	}
 	if k.out.fits() || k.held.Load() == 0 {
 		t.Fatalf("a full window: fits %v, held %d", k.out.fits(), k.held.Load())
@@ -161,7 +163,7 @@ func TestLinkStopReleases(t *testing.T) {
 		k.out.waitRoom(nil)
 		close(waited)
 	}()
-	k.out.stop(&k.env)
+	k.out.stop(k.env)
 	select {
 	case <-waited:
 	case <-time.After(10 * time.Second):

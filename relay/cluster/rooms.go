@@ -615,18 +615,18 @@ func (pr *proxied) Forward(data *ws.Payload) {
 	b := make([]byte, wireHeader+data.Len())
 	appendHeader(b[:0], opFwd, &pr.id)
 	data.CopyTo(b[wireHeader:], 0)
-	pr.out.send(&pr.l.env, pr.subject, b)
+	pr.out.send(pr.l, pr.subject, b)
 }
 
 // Ack implements rooms.Link.
 func (pr *proxied) Ack(seq uint64) {
-	pr.out.send(&pr.l.env, pr.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pr.id), seq))
+	pr.out.send(pr.l, pr.subject, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opAck, &pr.id), seq))
 }
 
 // End implements rooms.Link.
 func (pr *proxied) End(how rooms.LinkEnd) {
 	pr.l.forgetProxy(pr.id)
-	pr.out.send(&pr.l.env, pr.subject, append(appendHeader(nil, opEnd, &pr.id), byte(how)))
+	pr.out.send(pr.l, pr.subject, append(appendHeader(nil, opEnd, &pr.id), byte(how)))
 	pr.l.ended(pr.id, &pr.out, pr.node, pr.inc)
 }
 

@@ -48,7 +48,7 @@ func (sv *served) Wake() {
 // link still holds unconfirmed).
 func (sv *served) Closed(_ *rooms.Member, _ byte, reason string) {
 	sv.stop()
-	sv.out.send(&sv.l.env, sv.sub, append(appendHeader(nil, opEnded, &sv.id), reason...))
+	sv.out.send(sv.l, sv.sub, append(appendHeader(nil, opEnded, &sv.id), reason...))
 	sv.l.ended(sv.id, &sv.out, sv.node, sv.inc)
 }
 
@@ -148,11 +148,11 @@ func (sv *served) drain(sub string) {
 		b = appendItem(b, &it, body.B[:it.Len])
 		clear(body.B[:it.Len])
 		if n++; n >= itemsBatch || len(b) >= itemsBatchBytes {
-			sv.out.send(&sv.l.env, sub, b)
+			sv.out.send(sv.l, sub, b)
 			b, n = nil, 0
 		}
 	}
 	if b != nil {
-		sv.out.send(&sv.l.env, sub, b)
+		sv.out.send(sv.l, sub, b)
 	}
 }
