@@ -485,6 +485,7 @@ type Stats struct {
 	RoomGaps       uint64  // gaps in a link's numbers found here (core NATS lost messages), each asked for again
 	RoomDropped    uint64  // rooms messages for no membership known here, and frames a room here refused
 	RoomResent     uint64  // rooms messages sent again (a receiver found a gap, or confirmed nothing for a while)
+	RoomDuplicates uint64  // rooms messages that changed nothing: taken before (sent again, or replayed)
 }
 
 // Stats returns the counters.
@@ -495,7 +496,7 @@ func (n *Node) Stats() Stats {
 	if l := n.rooms.Load(); l != nil {
 		s.RoomsHere = l.t.RoomsHere()
 		s.MembersServed, s.MembersProxied = l.stats()
-		s.RoomGaps, s.RoomDropped, s.RoomResent = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load()
+		s.RoomGaps, s.RoomDropped, s.RoomResent, s.RoomDuplicates = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load(), l.env.dups.Load()
 	}
 	return s
 }

@@ -51,6 +51,7 @@ type linkEnv struct {
 	held    *atomic.Int64
 	resent  atomic.Uint64 // messages sent again
 	gaps    atomic.Uint64 // gaps found by receivers here (each asked for again)
+	dups    atomic.Uint64 // messages that changed nothing: taken before, or confirming nothing new (sent again, or replayed)
 }
 
 // pending is a message sent and not yet confirmed.
@@ -132,6 +133,9 @@ func (o *outbox) ack(e *linkEnv, n uint64, again bool) bool {
 	defer o.mu.Unlock()
 	if o.stopped || n > o.n {
 		return false
+	}
+	if n <= o.acked && !again {
+		e.dups.Add(1)
 	}
 	if n > o.acked {
 		o.acked = n

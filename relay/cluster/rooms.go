@@ -343,6 +343,8 @@ func (l *roomLinks) receive(m *nats.Msg) {
 				l.mu.Unlock()
 				cl.out.stop(&l.env)
 			}
+		default:
+			l.dropped.Add(1)
 		}
 		return
 	}
@@ -359,7 +361,8 @@ func (l *roomLinks) receive(m *nats.Msg) {
 	}
 	switch in.check(num) {
 	case takeOld:
-		return // sent again (or replayed): the tick confirms it once more
+		l.env.dups.Add(1) // sent again (or replayed): the tick confirms it once more
+		return
 	case takeGap:
 		if last, ok := in.ask(time.Now()); ok && ackTo != "" {
 			l.env.gaps.Add(1)
