@@ -37,7 +37,7 @@ var clusterMetrics = []clusterMetric{
 	metric("room_gaps_total", "Gaps in the numbers of a link's messages found here (core NATS lost messages: a NATS server's death, a slow consumer); each was asked for again.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomGaps) }),
 	metric("room_duplicates_total", "Rooms messages that changed nothing here: taken before (sent again) or confirming nothing new; a replay by someone with the nkey counts here too.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomDuplicates) }),
 	metric("room_resent_total", "Rooms messages this node sent again because a receiver asked or confirmed nothing for 500 ms.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomResent) }),
-	metric("room_dropped_total", "Rooms messages for no membership known here (it ended meanwhile), and frames of members on other nodes that a room here refused (the sender is not told).", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomDropped) }),
+	metric("room_dropped_total", "Rooms messages for no membership known here (it ended meanwhile), and frames of members on other nodes whose membership ended here before the frame was taken.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.RoomDropped) }),
 	metric("replication_lag_seconds", "From the making of the last change applied here, on its node, to its application here.", prometheus.GaugeValue, func(s *Stats) float64 { return s.LagSeconds }),
 }
 

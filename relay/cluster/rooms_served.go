@@ -8,6 +8,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
 	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // served is, on the sequencer, a member whose socket is on another node: the rooms.Conn it is attached to.
@@ -93,9 +94,15 @@ func (sv *served) apply(o *servedOp, sub string) {
 			if res == rooms.Forwarded {
 				return
 			}
+			if res == rooms.OverMemory {
+				// The member is told, as on one node (its frame was not forwarded: send it again later).
+				ws.PutPayload(p)
+				sv.out.send(sv.l, sub, appendItem(appendHeader(nil, opItems, &sv.id), &rooms.Item{Kind: rooms.Refused, Code: protocol.CodeOverMemory}, nil))
+				return
+			}
 			if res != rooms.Crowded {
 				ws.PutPayload(p)
-				sv.l.dropped.Add(1)
+				sv.l.dropped.Add(1) // NotMember: the membership ended here, and its node is told so
 				return
 			}
 			sv.drain(sub)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/binary"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,12 +105,13 @@ func (tm *testMember) send(t *testing.T, other *testMember, count, window int) {
 }
 
 // roomsNode is a node with a rooms table.
-func roomsNode(t *testing.T, nc *natsnet.Cluster, name string, first int, keys *Keys) (*Node, *rooms.Table, *roomLinks) {
+func roomsNode(t *testing.T, nc *natsnet.Cluster, name string, first int, keys *Keys, extra func() int64) (*Node, *rooms.Table, *roomLinks) {
 	t.Helper()
 	n, _, _ := testNode(t, nc, name, first, keys)
 	var conns atomic.Int64
 	tb := rooms.New(rooms.Config{DefaultMembers: 2, MaxMembers: 8, MaxRooms: 100, RoomBuffer: 256, RoomBufferBytes: 1 << 20,
-		Grace: time.Minute, OrphanGrace: time.Minute, MaxRoomLifetime: time.Hour}, &rooms.Stats{}, &rooms.Budget{Max: 1 << 40, Conns: &conns}, slog.New(slog.DiscardHandler))
+		Grace: time.Minute, OrphanGrace: time.Minute, MaxRoomLifetime: time.Hour}, &rooms.Stats{},
+		&rooms.Budget{Max: 1 << 30, Conns: &conns, Extra: extra}, slog.New(slog.DiscardHandler))
 	if err := n.ServeRooms(tb, 1<<16); err != nil {
 		t.Fatal(err)
 	}
@@ -117,25 +119,30 @@ func roomsNode(t *testing.T, nc *natsnet.Cluster, name string, first int, keys *
 	return n, tb, n.rooms.Load()
 }
 
-// TestRoomLinksLoseEveryFifth: node A sequences a room, node B holds its second member; each node's links
-// lose every fifth message they publish (first sends and sends again alike), as core NATS does when a
+// TestRoomLinksLoseAFifth: node A sequences a room, node B holds its second member; each node's links
+// lose a fifth of the messages they publish (first sends and sends again alike), as core NATS does when a
 // server dies or a node is a slow consumer. Both members still receive all 300 of the other's frames
 // exactly once and in order, with no lost notice; B's leave reaches A; and once the links have ended, the
 // nodes hold no link and nothing unconfirmed.
-func TestRoomLinksLoseEveryFifth(t *testing.T) {
+func TestRoomLinksLoseAFifth(t *testing.T) {
 	nc := natsnet.Start(t, natsnet.Options{})
 	keys := testKeys(t, secretA)
-	a, ta, la := roomsNode(t, nc, "node-a", 0, keys)
-	b, tb, lb := roomsNode(t, nc, "node-b", 1, keys)
+	a, ta, la := roomsNode(t, nc, "node-a", 0, keys, nil)
+	b, tb, lb := roomsNode(t, nc, "node-b", 1, keys, nil)
 	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(a.livePeers()) == 1 && len(b.livePeers()) == 1 })
-	var sent [2]atomic.Uint64
-	for i, l := range []*roomLinks{la, lb} {
+	// A fifth of the messages, drawn at random (a fixed fraction by count would lose the same message of
+	// every resend of a window of five, forever: no network loses like that).
+	var rndMu sync.Mutex
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, l := range []*roomLinks{la, lb} {
 		publish := l.env.publish
 		l.env.publish = func(subject string, b []byte) {
-			if sent[i].Add(1)%5 == 0 {
-				return
+			rndMu.Lock()
+			lose := rnd.IntN(5) == 0
+			rndMu.Unlock()
+			if !lose {
+				publish(subject, b)
 			}
-			publish(subject, b)
 		}
 	}
 
@@ -210,6 +217,68 @@ func TestRoomLinksLoseEveryFifth(t *testing.T) {
 	if sa.RoomGaps+sb.RoomGaps == 0 || sa.RoomResent+sb.RoomResent == 0 {
 		t.Fatalf("gaps %d+%d, resent %d+%d: the lost messages were not noticed", sa.RoomGaps, sb.RoomGaps, sa.RoomResent, sb.RoomResent)
 	}
-	t.Logf("%d frames each way with every fifth message lost: all received once and in order; gaps found %d, messages sent again %d",
+	t.Logf("%d frames each way with a fifth of the messages lost: all received once and in order; gaps found %d, messages sent again %d",
 		count, sa.RoomGaps+sb.RoomGaps, sa.RoomResent+sb.RoomResent)
+}
+
+// TestRoomLinksRefusedFrame: a frame the home node's room refuses because the relay there is over its memory
+// budget (and the room holds a quarter of its buffer unsent) is answered to the member on another node with
+// the same over_memory error a member on one node gets, in its place among the entries, not dropped silently.
+func TestRoomLinksRefusedFrame(t *testing.T) {
+	nc := natsnet.Start(t, natsnet.Options{})
+	keys := testKeys(t, secretA)
+	var extra atomic.Int64
+	a, ta, _ := roomsNode(t, nc, "node-a", 0, keys, extra.Load)
+	b, tb, _ := roomsNode(t, nc, "node-b", 1, keys, nil)
+	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(a.livePeers()) == 1 && len(b.livePeers()) == 1 })
+	x := &testMember{name: "x", table: ta, wake: make(chan struct{}, 1)}
+	y := &testMember{name: "y", table: tb, wake: make(chan struct{}, 1)}
+	var jx, jy rooms.Joined
+	if err := ta.Create(rooms.Seat{Conn: x, Ch: 1}, 2, &jx); err != nil {
+		t.Fatal(err)
+	}
+	x.m = jx.Member
+	if err := tb.Join(rooms.Seat{Conn: y, Ch: 1}, &jx.Room, &jx.Cap, &jy); err != nil {
+		t.Fatalf("join on B: %v", err)
+	}
+	y.m = jy.Member
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		y.read(done) // x reads nothing: y's frames stay unsent to it
+	}()
+	defer func() {
+		close(done)
+		wg.Wait()
+	}()
+	extra.Store(1 << 40) // A is over its budget from now on (within the budget's 100 ms refresh)
+	time.Sleep(200 * time.Millisecond)
+	for i := 1; i <= 64; i++ {
+		y.m.Forward(y, ws.PayloadOf(append(binary.BigEndian.AppendUint32(nil, uint32(i)), make([]byte, 8000)...)))
+	}
+	refused := func() (n int) {
+		y.mu.Lock()
+		defer y.mu.Unlock()
+		for _, it := range y.items {
+			if it.Kind == rooms.Refused && it.Code == "over_memory" {
+				n++
+			}
+		}
+		return n
+	}
+	// 8 KiB buffers: the room takes about 32 (a quarter of its 1 MiB unsent) and refuses the rest; each frame is
+	// either in the room (x gets it once it reads) or refused to y, none dropped silently.
+	waitFor(t, 30*time.Second, "y told of its refused frames", func() bool { return refused() > 0 })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		x.read(done)
+	}()
+	waitFor(t, 30*time.Second, "every frame taken by the room or refused", func() bool { return x.received()+refused() == 64 })
+	if d := a.Stats().RoomDropped; d != 0 {
+		t.Errorf("A dropped %d frames silently", d)
+	}
+	t.Logf("of 64 frames of 8 KiB, the room took %d and refused %d, each refusal told to the sender on B", x.received(), refused())
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // The messages on a node's room subject (rooms.go), sealed like every cluster payload. They carry frames, so
@@ -20,6 +21,7 @@ import (
 //	         Frame    uvarint from ‖ uvarint length ‖ the bytes
 //	         Presence uvarint member ‖ event (1 byte) ‖ timeout (1 byte) ‖ uvarint length ‖ user
 //	         Lost     uvarint from ‖ uvarint to
+//	         Refused  uvarint length ‖ the error code (the sequencer refused one of the member's frames)
 //	opLinkAck (roomlink.go) flags (1 byte); its number is the last one the receiver took
 const (
 	opFwd   byte = 1
@@ -77,6 +79,10 @@ func appendItem(b []byte, it *rooms.Item, data []byte) []byte {
 		b = binary.AppendUvarint(b, 0)
 		b = binary.AppendUvarint(b, it.LostFrom)
 		b = binary.AppendUvarint(b, it.LostTo)
+	case rooms.Refused:
+		b = binary.AppendUvarint(b, 0)
+		b = binary.AppendUvarint(b, uint64(len(it.Code)))
+		b = append(b, it.Code...)
 	}
 	return b
 }
@@ -137,6 +143,10 @@ func (r *wireReader) nextItem() (it rooms.Item, data []byte, err error) {
 		it.User = string(r.bytes(r.uvarint()))
 	case rooms.Lost:
 		it.LostFrom, it.LostTo = r.uvarint(), r.uvarint()
+	case rooms.Refused:
+		if it.Code = string(r.bytes(r.uvarint())); it.Code != protocol.CodeOverMemory {
+			return it, nil, errWire
+		}
 	default:
 		return it, nil, errWire
 	}
