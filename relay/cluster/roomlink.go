@@ -234,13 +234,14 @@ func (in *inbox) check(n uint64) int {
 	return takeGap
 }
 
-// commit takes message number n (check said takeNext). It reports whether to confirm now, and what.
-func (in *inbox) commit(n uint64, final bool) (uint64, bool) {
+// commit takes message number n (check said takeNext). It reports whether to confirm now, and what; with
+// canAck false (the sender's subject is not known yet) the tick confirms later.
+func (in *inbox) commit(n uint64, final, canAck bool) (uint64, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.last = n
 	in.since++
-	if final || in.since >= linkAckEvery {
+	if canAck && (final || in.since >= linkAckEvery) {
 		in.told, in.since, in.dirty = n, 0, false
 		return n, true
 	}

@@ -62,7 +62,7 @@ func (k *lossyLink) deliver(now time.Time) {
 			continue
 		}
 		k.taken = append(k.taken, binary.BigEndian.Uint32(b[wireHeader:]))
-		if last, ok := k.in.commit(num, false); ok {
+		if last, ok := k.in.commit(num, false, true); ok {
 			k.confirm(linkAck(&k.id, last, false))
 		}
 	}

@@ -420,7 +420,7 @@ func (l *roomLinks) receive(m *nats.Msg) {
 
 // confirm commits message num of in and confirms it to the sender at once when it is due.
 func (l *roomLinks) confirm(in *inbox, num uint64, final bool, ackTo string, id *linkID) {
-	if last, now := in.commit(num, final); now && ackTo != "" {
+	if last, now := in.commit(num, final, ackTo != ""); now {
 		l.publish(ackTo, linkAck(id, last, false))
 	}
 }
