@@ -21,7 +21,9 @@ import (
 //     the next one is a gap: it is dropped, and the receiver asks for everything after its last (opLinkAck
 //     with the again flag, at most once per linkResend for one position);
 //   - the sender sends everything unconfirmed again when asked, or when nothing was confirmed for linkResend
-//     (the last messages were lost, or the request was);
+//     (the last messages were lost, or the request was), waiting twice as long each time nothing comes of it,
+//     up to linkResendMax, and a receiver asks again for one position at the same growing intervals: a node
+//     too busy to confirm in time is not flooded with what it already has;
 //   - the last message of a link (opEnd, opEnded) is sent again like the others until confirmed, for at most
 //     linkClosing after the link ended, or until the peer is no longer heard.
 //
@@ -33,6 +35,7 @@ const (
 	linkAckEvery    = 16
 	linkTick        = 50 * time.Millisecond
 	linkResend      = 500 * time.Millisecond
+	linkResendMax   = 4 * time.Second
 	linkClosing     = 10 * time.Second
 )
 
@@ -63,14 +66,15 @@ type pending struct {
 // outbox numbers one link's messages in one direction and keeps them until the receiver confirms them.
 type outbox struct {
 	mu       sync.Mutex
-	subject  string    // guarded by mu: where the link's messages go
-	n        uint64    // guarded by mu: the last number sent
-	acked    uint64    // guarded by mu: the receiver took everything up to this
-	buf      []pending // guarded by mu: sent, unconfirmed, in order
-	bytes    int       // guarded by mu: capacity of buf's messages
-	progress time.Time // guarded by mu: when acked last moved, or buf was last empty
-	resentAt time.Time // guarded by mu
-	stopped  bool      // guarded by mu: the link is gone; nothing more is sent
+	subject  string        // guarded by mu: where the link's messages go
+	n        uint64        // guarded by mu: the last number sent
+	acked    uint64        // guarded by mu: the receiver took everything up to this
+	buf      []pending     // guarded by mu: sent, unconfirmed, in order
+	bytes    int           // guarded by mu: capacity of buf's messages
+	progress time.Time     // guarded by mu: when acked last moved, or buf was last empty
+	resentAt time.Time     // guarded by mu
+	wait     time.Duration // guarded by mu: how long the tick waits for progress before sending again
+	stopped  bool          // guarded by mu: the link is gone; nothing more is sent
 	room     chan struct{}
 	done     chan struct{}
 	once     sync.Once
@@ -140,6 +144,7 @@ func (o *outbox) ack(e *linkEnv, n uint64, again bool) bool {
 	if n > o.acked {
 		o.acked = n
 		o.progress = time.Now()
+		o.wait = 0
 		k := 0
 		for k < len(o.buf) && o.buf[k].num <= n {
 			o.releaseLocked(e, k)
@@ -162,8 +167,12 @@ func (o *outbox) ack(e *linkEnv, n uint64, again bool) bool {
 func (o *outbox) tick(e *linkEnv, now time.Time) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.buf) > 0 && now.Sub(o.progress) >= linkResend && now.Sub(o.resentAt) >= linkResend {
+	if o.wait == 0 {
+		o.wait = linkResend
+	}
+	if len(o.buf) > 0 && now.Sub(o.progress) >= o.wait && now.Sub(o.resentAt) >= o.wait {
 		o.resendLocked(e, now)
+		o.wait = min(2*o.wait, linkResendMax)
 	}
 	return len(o.buf) == 0
 }
@@ -217,6 +226,7 @@ type inbox struct {
 	since  int       // guarded by mu: taken since the last confirmation
 	askAt  time.Time // guarded by mu: when a gap was last asked for
 	askFor uint64    // guarded by mu: at which last
+	asks   int       // guarded by mu: how often at that position
 	dirty  bool      // guarded by mu: an old one came: confirm again
 }
 
@@ -253,8 +263,13 @@ func (in *inbox) commit(n uint64, final, canAck bool) (uint64, bool) {
 func (in *inbox) ask(now time.Time) (uint64, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.askFor == in.last && !in.askAt.IsZero() && now.Sub(in.askAt) < linkResend {
-		return 0, false
+	if in.askFor == in.last && !in.askAt.IsZero() {
+		if now.Sub(in.askAt) < min(linkResend<<min(in.asks, 3), linkResendMax) {
+			return 0, false
+		}
+		in.asks++
+	} else {
+		in.asks = 0
 	}
 	in.askFor, in.askAt = in.last, now
 	in.told, in.since, in.dirty = in.last, 0, false
