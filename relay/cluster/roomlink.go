@@ -20,10 +20,12 @@ import (
 //     linkAckEvery messages, at once for a link's last message, and otherwise within linkTick; a number past
 //     the next one is a gap: it is dropped, and the receiver asks for everything after its last (opLinkAck
 //     with the again flag, at most once per linkResend for one position);
-//   - the sender sends everything unconfirmed again when asked, or when nothing was confirmed for linkResend
-//     (the last messages were lost, or the request was), waiting twice as long each time nothing comes of it,
-//     up to linkResendMax, and a receiver asks again for one position at the same growing intervals: a node
-//     too busy to confirm in time is not flooded with what it already has;
+//   - the sender sends everything unconfirmed again when asked; when nothing was confirmed for linkResend (the
+//     last messages were lost, or the request was, or the receiver is slow) it sends only the first
+//     unconfirmed message again (a probe), and everything still unconfirmed once the answer to the probe
+//     confirms some but not all of it; it waits twice as long each time a probe brings nothing, up to
+//     linkResendMax, and a receiver asks again for one position at the same growing intervals: a node too
+//     busy to confirm in time is not flooded with what it already has;
 //   - the last message of a link (opEnd, opEnded) is sent again like the others until confirmed, for at most
 //     linkClosing after the link ended, or until the peer is no longer heard.
 //
@@ -74,6 +76,7 @@ type outbox struct {
 	progress time.Time     // guarded by mu: when acked last moved, or buf was last empty
 	resentAt time.Time     // guarded by mu
 	wait     time.Duration // guarded by mu: how long the tick waits for progress before sending again
+	probing  bool          // guarded by mu: a probe went out; the next progress sends the rest again
 	stopped  bool          // guarded by mu: the link is gone; nothing more is sent
 	room     chan struct{}
 	done     chan struct{}
@@ -155,6 +158,10 @@ func (o *outbox) ack(e *linkEnv, n uint64, again bool) bool {
 		case o.room <- struct{}{}:
 		default:
 		}
+		if o.probing && len(o.buf) > 0 {
+			again = true // the probe was taken and more is missing
+		}
+		o.probing = false
 	}
 	if again {
 		o.resendLocked(e, time.Now())
@@ -171,7 +178,9 @@ func (o *outbox) tick(e *linkEnv, now time.Time) bool {
 		o.wait = linkResend
 	}
 	if len(o.buf) > 0 && now.Sub(o.progress) >= o.wait && now.Sub(o.resentAt) >= o.wait {
-		o.resendLocked(e, now)
+		o.resentAt, o.probing = now, true
+		e.publish(o.subject, o.buf[0].b)
+		e.resent.Add(1)
 		o.wait = min(2*o.wait, linkResendMax)
 	}
 	return len(o.buf) == 0

@@ -130,7 +130,7 @@ func TestLinkRecoversLosses(t *testing.T) {
 			t.Fatalf("seed %d: the receiver took %d messages, not 1..%d in order (the wire lost %d)", seed, len(k.taken), total, k.lostMsgs)
 		}
 		// Whatever confirmations are lost, the ticks confirm again and the sender lets go of everything.
-		for range 100 {
+		for range 2000 {
 			if k.out.idle() {
 				break
 			}
