@@ -168,6 +168,8 @@ func formatItem(out []byte, ch byte, it rooms.Item) (msg []byte, binary bool) {
 		msg = out[:deliverHeaderLen+it.Len]
 		protocol.PutDeliverHeader(msg, ch, it.Seq, it.From)
 		return msg, true
+	case rooms.Refused:
+		return appendError(out[:0], 0, rooms.RefusedError(&it)), false
 	case rooms.Lost:
 		return newObj(out[:0], "lost").num("ch", uint64(ch)).num("from", it.LostFrom).num("to", it.LostTo).done(), false
 	case rooms.Presence:

@@ -482,8 +482,10 @@ type Stats struct {
 	RoomsHere      int64   // rooms this node sequences
 	MembersServed  int     // members on other nodes of rooms this node sequences
 	MembersProxied int     // members on this node of rooms other nodes sequence
-	RoomGaps       uint64  // rooms messages core NATS lost on their way here (a gap in a link's numbers)
-	RoomDropped    uint64  // rooms messages for no membership known here, and frames a room here refused
+	RoomGaps       uint64  // gaps in a link's numbers found here (core NATS lost messages), each asked for again
+	RoomDropped    uint64  // rooms messages for no membership known here
+	RoomResent     uint64  // rooms messages sent again (a receiver found a gap, or confirmed nothing for a while)
+	RoomDuplicates uint64  // rooms messages that changed nothing: taken before (sent again, or replayed)
 	RoomsMirrored  int     // rooms other nodes sequence that this node holds a copy of (mirror.go)
 	MirrorBytes    int64   // frame bytes those copies hold
 	MirrorLag      float64 // seconds: the last copy request of a room sequenced here, until its mirror held it
@@ -499,7 +501,7 @@ func (n *Node) Stats() Stats {
 	if l := n.rooms.Load(); l != nil {
 		s.RoomsHere = l.t.RoomsHere()
 		s.MembersServed, s.MembersProxied = l.stats()
-		s.RoomGaps, s.RoomDropped = l.gaps.Load(), l.dropped.Load()
+		s.RoomGaps, s.RoomDropped, s.RoomResent, s.RoomDuplicates = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load(), l.env.dups.Load()
 		s.RoomsMirrored, s.MirrorBytes = l.mirrorStats(), l.mirrorBytes.Load()
 		s.MirrorLag = float64(l.lagMicros.Load()) / 1e6
 		s.Takeovers, s.Relinks = l.takeovers.Load(), l.relinks.Load()

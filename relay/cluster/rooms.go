@@ -36,16 +36,18 @@ import (
 const (
 	// findTimeout bounds how long a join or resume waits for the node that holds the room.
 	findTimeout = 2 * time.Second
-	// servedQueue bounds the requests (frames, acks) queued for one served membership. Its proxy's reader is
-	// paced by the relay's rate limit; when the queue is full the receiving goroutine waits.
-	servedQueue = 256
+	// servedQueue bounds the requests (frames, acks) queued for one served membership: twice its proxy's
+	// window (roomlink.go). When it is full anyway (the room has been crowded for long), a request is not
+	// taken: the receiving goroutine never waits for one link, and the proxy sends it again.
+	servedQueue = 2 * linkWindow
+	// loopQueue bounds the rooms messages of links from this node to itself (a proxy here of a room taken over
+	// here), waiting for the goroutine that handles them; one that does not fit is dropped, and its link sends
+	// it again, as for a message core NATS lost.
+	loopQueue = 4 * linkWindow
 	// itemsBatch and itemsBatchBytes bound one items message (under NATS's default 1 MiB payload once base64
 	// and sealed).
 	itemsBatch      = 64
 	itemsBatchBytes = 256 << 10
-	// crowdedWait bounds how long a served frame is offered again while its room says Crowded (the served link
-	// drains between tries, each time the room wakes it: its mirror may hold entries the link cannot send yet).
-	crowdedWait = 10 * time.Second
 )
 
 type linkID [16]byte
@@ -94,8 +96,11 @@ type roomLinks struct {
 	proxied   map[linkID]*plink            // guarded by mu: members here of rooms on other nodes, by their current link
 	mirrors   map[rooms.RoomID]*mirrorCopy // guarded by mu: copies of rooms other nodes sequence (mirror.go)
 
-	dropped atomic.Uint64 // rooms messages for no known membership, or frames the room refused
-	gaps    atomic.Uint64 // rooms messages that core NATS lost (a gap in a link's numbers)
+	closing map[closingKey]*closing // guarded by mu: ended links whose last message is not confirmed yet
+
+	env     linkEnv       // the link layer's (roomlink.go)
+	loop    chan []byte   // messages of links from this node to itself, for loopback to handle
+	dropped atomic.Uint64 // rooms messages for no known membership
 
 	subMirror          string        // this node's mirror subject (mirror.go)
 	mirrorBytes        atomic.Int64  // bytes of frames the copies hold
@@ -114,13 +119,29 @@ type roomLinks struct {
 	lastLive map[string]uint64        // the live nodes at watchPeers' last look; only watchPeers uses it
 }
 
+// closingKey names an ended link's direction: a proxy's (toward the sequencer) or its served link's.
+type closingKey struct {
+	id    linkID
+	proxy bool
+}
+
+// closing is an ended link whose last messages are sent again until the peer confirms them (roomlink.go).
+type closing struct {
+	out   *outbox
+	node  string
+	inc   uint64
+	until time.Time
+}
+
 // ServeRooms makes rooms span the nodes: t's rooms are open to members on other nodes, and t's joins and
 // resumes reach rooms on other nodes. maxFrame is the relay's largest frame. Call it once, before serving.
 func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	l := &roomLinks{n: n, t: t, maxFrame: maxFrame,
 		subOwn: n.cfg.Keys.Subject("room", []byte(n.cfg.Node)), subFind: n.cfg.Keys.Subject("find", nil),
 		served: make(map[linkID]*served), proxied: make(map[linkID]*plink), usedLinks: make(map[linkID]bool),
-		mirrors: make(map[rooms.RoomID]*mirrorCopy), links: make(map[*mirrorLink]struct{}), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node))}
+		mirrors: make(map[rooms.RoomID]*mirrorCopy), links: make(map[*mirrorLink]struct{}), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node)),
+		closing: make(map[closingKey]*closing), loop: make(chan []byte, loopQueue)}
+	l.env.publish, l.env.held = l.publish, t.Held()
 	if _, err := n.nc.Subscribe(l.subOwn, l.receive); err != nil {
 		return err
 	}
@@ -140,8 +161,10 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	n.rooms.Store(l)
 	t.SetRemote(l)
 	t.SetMirrors(l)
-	n.wg.Add(1)
+	n.wg.Add(3)
 	go l.watchPeers()
+	go l.tick()
+	go l.loopback()
 	return nil
 }
 
@@ -178,6 +201,7 @@ func (l *roomLinks) watchPeers() {
 		self := l.n.cfg.Node
 		var away []*served
 		var gone []*plink
+		var unheard []*outbox
 		l.mu.Lock()
 		for _, sv := range l.served {
 			if inc, ok := live[sv.node]; sv.m != nil && sv.node != self && (!ok || inc != sv.inc) {
@@ -190,14 +214,25 @@ func (l *roomLinks) watchPeers() {
 				delete(l.proxied, id)
 			}
 		}
+		for id, c := range l.closing {
+			if inc, ok := live[c.node]; c.node != self && (!ok || inc != c.inc) {
+				unheard = append(unheard, c.out)
+				delete(l.closing, id)
+			}
+		}
 		l.mu.Unlock()
 		for _, sv := range away {
 			sv.stop()
+			sv.out.stop(&l.env)
 			l.t.Away(sv, []*rooms.Member{sv.m})
+		}
+		for _, o := range unheard {
+			o.stop(&l.env)
 		}
 		l.takeOver(live)
 		l.wakeMirrorLinks(live)
 		for _, pl := range gone {
+			pl.out.stop(&l.env) // a relink starts a new link, its window empty
 			pr := pl.pr
 			pr.mu.Lock()
 			start := pr.cur == pl && !pr.ended
@@ -225,17 +260,104 @@ func (l *roomLinks) send(subject, reply string, msg *roomMsg) {
 	l.n.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: sealed})
 }
 
-// sendWire seals a message of roomwire.go for subject, publishes it, and overwrites b. A message for this
-// node itself (a proxy here of a room taken over here) is handled at once: NATS does not echo.
-func (l *roomLinks) sendWire(subject string, b []byte) {
+// publish seals a message of roomwire.go for subject and publishes it; b stays the caller's. A message for
+// this node itself (a link of a proxy here to a room taken over here) goes to loopback: NATS does not echo,
+// and handling it at once could come back to the sending link's lock.
+func (l *roomLinks) publish(subject string, b []byte) {
 	if subject == l.subOwn {
-		l.handle(b)
-		clear(b)
+		select {
+		case l.loop <- append([]byte(nil), b...):
+		default: // the link sends it again
+		}
 		return
 	}
-	sealed := l.n.cfg.Keys.Seal(subject, b, time.Now())
-	clear(b)
-	l.n.nc.Publish(subject, sealed)
+	l.n.nc.Publish(subject, l.n.cfg.Keys.Seal(subject, b, time.Now()))
+}
+
+// loopback handles the messages of links from this node to itself, in order.
+func (l *roomLinks) loopback() {
+	defer l.n.wg.Done()
+	for {
+		select {
+		case <-l.n.done:
+			return
+		case b := <-l.loop:
+			l.handle(b)
+			clear(b)
+		}
+	}
+}
+
+// tick confirms, every linkTick, what each link's inbox took since it last did, sends again what a link's
+// outbox holds unconfirmed for too long, and gives up on ended links whose last messages were never
+// confirmed (roomlink.go).
+func (l *roomLinks) tick() {
+	defer l.n.wg.Done()
+	t := time.NewTicker(linkTick)
+	defer t.Stop()
+	type ackTo struct {
+		in      *inbox
+		id      linkID
+		subject string
+		toProxy bool
+	}
+	var acks []ackTo
+	var outs []*outbox
+	for {
+		select {
+		case <-l.n.done:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		acks, outs = acks[:0], outs[:0]
+		var expired []*outbox
+		l.mu.Lock()
+		for id, sv := range l.served {
+			acks = append(acks, ackTo{&sv.in, id, sv.sub, true})
+			outs = append(outs, &sv.out)
+		}
+		for id, pl := range l.proxied {
+			if pl.subject != "" {
+				acks = append(acks, ackTo{&pl.in, id, pl.subject, false})
+			}
+			outs = append(outs, &pl.out)
+		}
+		for id, c := range l.closing {
+			if now.After(c.until) {
+				expired = append(expired, c.out)
+				delete(l.closing, id)
+			} else {
+				outs = append(outs, c.out)
+			}
+		}
+		l.mu.Unlock()
+		for _, a := range acks {
+			if last, ok := a.in.due(); ok {
+				l.publish(a.subject, linkAck(&a.id, last, false, a.toProxy))
+			}
+		}
+		for _, o := range outs {
+			o.tick(&l.env, now)
+		}
+		for _, o := range expired {
+			o.stop(&l.env)
+		}
+		clear(acks)
+		clear(outs)
+	}
+}
+
+// ended keeps o, the outbox of a link that ended here after sending its last message, until the peer
+// confirms it (or linkClosing, or the peer is no longer heard).
+func (l *roomLinks) ended(id linkID, proxy bool, o *outbox, node string, inc uint64) {
+	if o.idle() {
+		o.stop(&l.env)
+		return
+	}
+	l.mu.Lock()
+	l.closing[closingKey{id, proxy}] = &closing{out: o, node: node, inc: inc, until: time.Now().Add(linkClosing)}
+	l.mu.Unlock()
 }
 
 // open unseals a rooms message.
@@ -282,30 +404,100 @@ func (l *roomLinks) handle(plain []byte) {
 	r := wireReader{b: plain[wireHeader:]}
 	l.mu.Lock()
 	sv, pl := l.served[id], l.proxied[id]
+	var plSubject string
+	if pl != nil {
+		plSubject = pl.subject
+	}
 	l.mu.Unlock()
+	if op == opLinkAck {
+		// Which direction it confirms: a proxy and its served link share the link id, on one node when a room
+		// was taken over by the node its proxy is on.
+		var flags byte
+		if len(r.b) == 1 {
+			flags = r.b[0]
+		}
+		again, toProxy := flags&flagAgain != 0, flags&flagToProxy != 0
+		l.mu.Lock()
+		cl := l.closing[closingKey{id, toProxy}]
+		l.mu.Unlock()
+		switch {
+		case !toProxy && sv != nil:
+			if sv.out.ack(&l.env, num, again) {
+				sv.Wake()
+			}
+		case toProxy && pl != nil:
+			pl.out.ack(&l.env, num, again)
+		case cl != nil:
+			cl.out.ack(&l.env, num, again)
+			if cl.out.idle() {
+				l.mu.Lock()
+				delete(l.closing, closingKey{id, toProxy})
+				l.mu.Unlock()
+				cl.out.stop(&l.env)
+			}
+		default:
+			l.dropped.Add(1)
+		}
+		return
+	}
+	var in *inbox
+	var ackTo string
+	toProxy := false
 	switch {
-	case pl != nil && (op == opItems || op == opEnded || op == opStamped) && !pl.in.take(num, &l.gaps),
-		sv != nil && (op == opFwd || op == opAck || op == opEnd) && !sv.in.take(num, &l.gaps):
-		l.n.refused.Add(1) // replayed
-	case op == opItems && pl != nil:
+	case pl != nil && (op == opItems || op == opEnded || op == opStamped):
+		in, ackTo = &pl.in, plSubject
+	case sv != nil && (op == opFwd || op == opAck || op == opEnd):
+		in, ackTo, toProxy = &sv.in, sv.sub, true
+	default:
+		l.dropped.Add(1)
+		return
+	}
+	switch in.check(num) {
+	case takeOld:
+		l.env.dups.Add(1) // sent again (or replayed): the tick confirms it once more
+		return
+	case takeGap:
+		if last, ok := in.ask(time.Now()); ok && ackTo != "" {
+			l.env.gaps.Add(1)
+			l.publish(ackTo, linkAck(&id, last, true, toProxy))
+		}
+		return
+	}
+	final := op == opEnded || op == opEnd
+	switch op {
+	case opItems:
+		var items []rooms.Item
+		var datas [][]byte
 		for len(r.b) > 0 {
 			it, data, err := r.nextItem()
 			if err != nil {
 				l.n.refused.Add(1)
-				return
+				items = nil
+				break
 			}
-			pl.pr.delivered(&it)
-			pl.pr.p.Deliver(it, data)
+			items, datas = append(items, it), append(datas, data)
 		}
-	case op == opStamped && pl != nil:
+		l.confirm(in, num, final, ackTo, &id, toProxy)
+		for i := range items {
+			if items[i].Kind == rooms.Refused {
+				pl.pr.refused(items[i].Seq)
+				items[i].Seq = 0
+			}
+			pl.pr.delivered(&items[i])
+			pl.pr.p.Deliver(items[i], datas[i])
+		}
+	case opStamped:
+		l.confirm(in, num, final, ackTo, &id, toProxy)
 		if n := r.uvarint(); !r.err {
 			pl.pr.stamped.Store(max(pl.pr.stamped.Load(), n))
 		}
-	case op == opEnded && pl != nil:
+	case opEnded:
+		l.confirm(in, num, final, ackTo, &id, toProxy)
 		l.forgetProxy(id)
+		pl.out.stop(&l.env)
 		pl.pr.end()
 		pl.pr.p.Ended(string(r.b))
-	case (op == opFwd || op == opAck || op == opEnd) && sv != nil:
+	default:
 		o := servedOp{op: op}
 		switch op {
 		case opFwd:
@@ -317,18 +509,25 @@ func (l *roomLinks) handle(plain []byte) {
 			o.how = rooms.LinkEnd(r.byte1())
 		}
 		if r.err {
+			ws.PutPayload(o.p)
 			l.n.refused.Add(1)
+			l.confirm(in, num, final, ackTo, &id, toProxy)
 			return
 		}
 		select {
 		case sv.ops <- o:
-		case <-sv.done:
-			ws.PutPayload(o.p)
-		case <-l.n.done:
+			l.confirm(in, num, final, ackTo, &id, toProxy)
+		default:
+			// Not taken: the proxy sends it again (this goroutine serves every link; it does not wait for one).
 			ws.PutPayload(o.p)
 		}
-	default:
-		l.dropped.Add(1)
+	}
+}
+
+// confirm commits message num of in and confirms it to the sender at once when it is due.
+func (l *roomLinks) confirm(in *inbox, num uint64, final bool, ackTo string, id *linkID, toProxy bool) {
+	if last, now := in.commit(num, final, ackTo != ""); now {
+		l.publish(ackTo, linkAck(id, last, false, toProxy))
 	}
 }
 
@@ -404,7 +603,8 @@ func (l *roomLinks) admit(req *roomMsg) (a roomMsg, admitted *served, ok bool) {
 		return a, nil, false
 	}
 	sv := &served{l: l, node: req.From, inc: req.Inc, id: id, wake: make(chan struct{}, 1), ops: make(chan servedOp, servedQueue),
-		done: make(chan struct{})}
+		done: make(chan struct{}), sub: l.n.cfg.Keys.Subject("room", []byte(req.From))}
+	sv.out.init()
 	l.mu.Lock()
 	if l.served[id] != nil || l.usedLinks[id] {
 		l.mu.Unlock()
@@ -581,6 +781,7 @@ func (l *roomLinks) newProxy(p rooms.Proxy, user string) (*proxied, *plink) {
 // newLink draws a link id for pr and registers it, so that what its sequencer sends is taken from now on.
 func (l *roomLinks) newLink(pr *proxied) *plink {
 	pl := &plink{pr: pr}
+	pl.out.init()
 	rand.Read(pl.id[:])
 	l.mu.Lock()
 	l.proxied[pl.id] = pl
@@ -588,7 +789,8 @@ func (l *roomLinks) newLink(pr *proxied) *plink {
 	return pl
 }
 
-// plink is one link of a proxied membership to its sequencer: a new one after a takeover.
+// plink is one link of a proxied membership to its sequencer: a new one after a takeover, whose window
+// (roomlink.go) starts empty, its numbers from 1.
 type plink struct {
 	// Static after construction.
 	pr *proxied
@@ -598,8 +800,8 @@ type plink struct {
 	inc     uint64 // its incarnation
 	subject string // its room subject
 
-	out outbox // numbers what goes to the sequencer
-	in  inbox  // owned by roomLinks.handle
+	out outbox // numbers and keeps what goes to the sequencer
+	in  inbox  // checked by roomLinks.handle
 }
 
 // keptFrame is a frame of the member that its sequencer's mirror may not hold yet: n is its number among the
@@ -632,12 +834,29 @@ type proxied struct {
 
 // delivered records the seq of an entry handed to the proxy.
 func (pr *proxied) delivered(it *rooms.Item) {
+	if it.Kind == rooms.Refused {
+		return
+	}
 	s := it.Seq
 	if it.Kind == rooms.Lost {
 		s = it.LostTo
 	}
 	if s > pr.last.Load() {
 		pr.last.Store(s)
+	}
+}
+
+// refused drops the kept frame number n, which the sequencer refused (its member is told): it is not sent
+// again to a new sequencer after a takeover, whose room counts it as taken when the next one comes.
+func (pr *proxied) refused(n uint64) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	for i := range pr.kept {
+		if pr.kept[i].n == n {
+			pr.releaseLocked(&pr.kept[i])
+			pr.kept = append(pr.kept[:i], pr.kept[i+1:]...)
+			return
+		}
 	}
 }
 
@@ -668,8 +887,15 @@ func (pr *proxied) sendFwdLocked(pl *plink, k *keptFrame) {
 	pl.out.send(pr.l, pl.subject, b)
 }
 
-// Forward implements rooms.Link.
+// Forward implements rooms.Link. While the link's window is full (the sequencer has not confirmed what it
+// was sent), it waits: the socket is read more slowly, as on one node while a room is crowded.
 func (pr *proxied) Forward(data *ws.Payload) bool {
+	pr.mu.Lock()
+	pl := pr.cur
+	pr.mu.Unlock()
+	if pl != nil {
+		pl.out.waitRoom(pr.l.n.done)
+	}
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if pr.ended {
@@ -710,6 +936,7 @@ func (pr *proxied) End(how rooms.LinkEnd) {
 	if pl != nil {
 		pr.l.forgetProxy(pl.id)
 		pl.out.send(pr.l, pl.subject, append(appendHeader(nil, opEnd, &pl.id), byte(how)))
+		pr.l.ended(pl.id, true, &pl.out, pl.node, pl.inc)
 	}
 }
 
@@ -755,6 +982,7 @@ func (l *roomLinks) relink(pr *proxied) {
 				pr.mu.Unlock()
 				l.forgetProxy(pl.id)
 				pl.out.send(l, pl.subject, append(appendHeader(nil, opEnd, &pl.id), byte(rooms.LinkAway)))
+				l.ended(pl.id, true, &pl.out, pl.node, pl.inc)
 				return
 			}
 			pr.pruneLocked(a.In)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
 	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // served is, on the sequencer, a member whose socket is on another node: the rooms.Conn it is attached to.
@@ -18,12 +19,13 @@ type served struct {
 	node string // the member's node
 	inc  uint64 // its incarnation
 	id   linkID
+	sub  string // the member's node's room subject
 	// Written once, with l.mu held, before run starts.
 	m    *rooms.Member
 	wake chan struct{}
 	ops  chan servedOp
-	out  outbox // numbers what goes to the member's node
-	in   inbox  // owned by roomLinks.handle
+	out  outbox // numbers and keeps what goes to the member's node
+	in   inbox  // checked by roomLinks.handle
 	// stamped is the member's frames its proxy was told the mirror holds (opStamped). Only run uses it.
 	stamped uint64
 	done    chan struct{}
@@ -47,10 +49,12 @@ func (sv *served) Wake() {
 	}
 }
 
-// Closed implements rooms.Conn: the room ended the membership; the proxy's node is told why.
+// Closed implements rooms.Conn: the room ended the membership; the proxy's node is told why (after what the
+// link still holds unconfirmed).
 func (sv *served) Closed(_ *rooms.Member, _ byte, reason string) {
 	sv.stop()
-	sv.out.send(sv.l, sv.l.n.cfg.Keys.Subject("room", []byte(sv.node)), append(appendHeader(nil, opEnded, &sv.id), reason...))
+	sv.out.send(sv.l, sv.sub, append(appendHeader(nil, opEnded, &sv.id), reason...))
+	sv.l.ended(sv.id, false, &sv.out, sv.node, sv.inc)
 }
 
 func (sv *served) stop() {
@@ -64,7 +68,7 @@ func (sv *served) stop() {
 // membership ends here or moves.
 func (sv *served) run() {
 	defer sv.l.n.wg.Done()
-	sub := sv.l.n.cfg.Keys.Subject("room", []byte(sv.node))
+	sub := sv.sub
 	sv.drain(sub)
 	for {
 		select {
@@ -85,12 +89,21 @@ func (sv *served) apply(o *servedOp, sub string) {
 	t := sv.l.t
 	switch o.op {
 	case opFwd:
+		// The frame's number is its proxy's: the frames before it were taken or refused (a refused one's kept
+		// copy is dropped by its proxy, so a new sequencer after a takeover sees a gap in the numbers, and
+		// counts the refused frames as taken).
 		p := o.p
 		if o.n != 0 && o.n <= sv.m.In(sv) {
 			ws.PutPayload(p) // the room has it already: sent again to a new sequencer after a takeover
 			return
 		}
-		var deadline time.Time
+		if o.n != 0 {
+			sv.m.NumberFrom(sv, o.n)
+		}
+		// While the room says Crowded (the member's own writer, this link, has not taken what it is owed, or
+		// the room's mirror does not hold it yet), the frame waits, as a socket's reader does on one node, until
+		// the link has sent it and its node confirmed it (an ack wakes the link, as does the room once its
+		// mirror caught up), or the membership ends here.
 		for {
 			res := sv.m.Forward(sv, p)
 			if res == rooms.Forwarded {
@@ -99,21 +112,31 @@ func (sv *served) apply(o *servedOp, sub string) {
 				}
 				return
 			}
-			if deadline.IsZero() {
-				deadline = time.Now().Add(crowdedWait)
-			}
-			if res != rooms.Crowded || time.Now().After(deadline) {
+			if res == rooms.OverMemory {
+				// The member is told, as on one node (its frame was not forwarded: send it again later); the
+				// frame counts among the member's frames, so the numbers of the next ones stay its proxy's.
 				ws.PutPayload(p)
-				sv.l.dropped.Add(1)
+				if o.n != 0 {
+					sv.m.NumberFrom(sv, o.n+1)
+				}
+				sv.out.send(sv.l, sub, appendItem(appendHeader(nil, opItems, &sv.id), &rooms.Item{Kind: rooms.Refused, Seq: o.n, Code: protocol.CodeOverMemory}, nil))
+				return
+			}
+			if res != rooms.Crowded {
+				ws.PutPayload(p)
+				sv.l.dropped.Add(1) // NotMember: the membership ended here, and its node is told so
 				return
 			}
 			sv.drain(sub)
 			select {
-			case <-sv.wake: // the room has more to send (its mirror caught up)
-				sv.drain(sub)
-			case <-time.After(5 * time.Millisecond):
+			case <-sv.wake:
+			case <-time.After(linkTick):
 			case <-sv.done:
+				ws.PutPayload(p)
+				return
 			case <-sv.l.n.done:
+				ws.PutPayload(p)
+				return
 			}
 		}
 	case opAck:
@@ -128,16 +151,22 @@ func (sv *served) apply(o *servedOp, sub string) {
 			t.Away(sv, []*rooms.Member{sv.m})
 		}
 		sv.stop()
+		sv.out.stop(&sv.l.env)
 	}
 }
 
-// drain sends everything pending for the member to its node, in batches.
+// drain sends what is pending for the member to its node, in batches, while the link's window has room (an
+// ack that makes room wakes it): what does not fit stays in the room's log, within the log's bounds, as for a
+// socket that does not keep up on one node.
 func (sv *served) drain(sub string) {
 	body := ws.GetBuf(sv.l.maxFrame)
 	defer ws.PutBuf(body)
 	var b []byte
 	n := 0
 	for {
+		if b == nil && !sv.out.fits() {
+			break
+		}
 		it := sv.m.Next(sv, 1, body.B)
 		if it.Kind == rooms.None {
 			break

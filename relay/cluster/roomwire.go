@@ -3,16 +3,15 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
-	"sync"
-	"sync/atomic"
 
 	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
 
 // The messages on a node's room subject (rooms.go), sealed like every cluster payload. They carry frames, so
 // they are binary rather than JSON: op (1 byte) ‖ link id (16 bytes) ‖ number (8 bytes, big-endian: the
-// link's messages in each direction are numbered from 1, so a replayed one is dropped and a lost one is
-// counted) ‖ the op's body:
+// link's messages in each direction are numbered from 1, so a replayed one is dropped and a lost one is asked
+// for again: roomlink.go) ‖ the op's body:
 //
 //	opFwd    uvarint the frame's number among the member's frames (its In once stamped) ‖ the frame's bytes
 //	opAck    uvarint seq
@@ -22,7 +21,10 @@ import (
 //	         Frame    uvarint from ‖ uvarint length ‖ the bytes
 //	         Presence uvarint member ‖ event (1 byte) ‖ timeout (1 byte) ‖ uvarint length ‖ user
 //	         Lost     uvarint from ‖ uvarint to
+//	         Refused  uvarint length ‖ the error code (the sequencer refused one of the member's frames; its
+//	                  seq is that frame's number among the member's frames, not an entry's)
 //	opStamped uvarint how many of the member's frames the room's mirror holds (the proxy drops those it kept)
+//	opLinkAck (roomlink.go) flags (1 byte); its number is the last one the receiver took
 const (
 	opFwd     byte = 1
 	opAck     byte = 2
@@ -49,42 +51,11 @@ func eventIndex(e string) byte {
 	return 255
 }
 
-// appendHeader starts a message; its number is filled in when it is sent (outbox.send).
+// appendHeader starts a message; its number is filled in when it is sent (outbox.send, roomlink.go).
 func appendHeader(b []byte, op byte, id *linkID) []byte {
 	b = append(b, op)
 	b = append(b, id[:]...)
 	return append(b, 0, 0, 0, 0, 0, 0, 0, 0)
-}
-
-// outbox numbers one link's messages in one direction.
-type outbox struct {
-	mu sync.Mutex
-	n  uint64 // guarded by mu: the last number sent
-}
-
-// send numbers b, seals it for subject, publishes it, and overwrites b. Numbering and publishing happen under
-// one lock, so the numbers reach NATS in order.
-func (o *outbox) send(l *roomLinks, subject string, b []byte) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.n++
-	binary.BigEndian.PutUint64(b[wireHeader-8:wireHeader], o.n)
-	l.sendWire(subject, b)
-}
-
-// inbox checks the numbers of one link's messages in one direction. Only the subscription's goroutine uses it.
-type inbox struct{ last uint64 }
-
-// take reports whether message number n is new, counting a gap (core NATS lost messages) in gaps.
-func (in *inbox) take(n uint64, gaps *atomic.Uint64) bool {
-	if n <= in.last {
-		return false
-	}
-	if n > in.last+1 {
-		gaps.Add(n - in.last - 1)
-	}
-	in.last = n
-	return true
 }
 
 // appendItem appends one item; data holds a frame's bytes.
@@ -111,6 +82,10 @@ func appendItem(b []byte, it *rooms.Item, data []byte) []byte {
 		b = binary.AppendUvarint(b, 0)
 		b = binary.AppendUvarint(b, it.LostFrom)
 		b = binary.AppendUvarint(b, it.LostTo)
+	case rooms.Refused:
+		b = binary.AppendUvarint(b, it.Seq)
+		b = binary.AppendUvarint(b, uint64(len(it.Code)))
+		b = append(b, it.Code...)
 	}
 	return b
 }
@@ -171,6 +146,10 @@ func (r *wireReader) nextItem() (it rooms.Item, data []byte, err error) {
 		it.User = string(r.bytes(r.uvarint()))
 	case rooms.Lost:
 		it.LostFrom, it.LostTo = r.uvarint(), r.uvarint()
+	case rooms.Refused:
+		if it.Code = string(r.bytes(r.uvarint())); it.Code != protocol.CodeOverMemory {
+			return it, nil, errWire
+		}
 	default:
 		return it, nil, errWire
 	}

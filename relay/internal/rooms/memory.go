@@ -88,8 +88,10 @@ func (b *Budget) count(wait bool) int64 {
 	return t + b.extraVal.Load()
 }
 
+const overMemoryMsg = "the relay is at its memory budget; try again later"
+
 // Refuse counts a refusal and returns the error for it.
 func (b *Budget) Refuse(what Refusal) *Error {
 	b.Refused[what].Add(1)
-	return Errorf(protocol.CodeOverMemory, "the relay is at its memory budget; try again later")
+	return Errorf(protocol.CodeOverMemory, overMemoryMsg)
 }

@@ -284,3 +284,15 @@ func (h *Table) Unadopt(id *RoomID, epoch uint64) bool {
 	h.dropRoomLocked(r, "", &n)
 	return true
 }
+
+// NumberFrom says that the frame m sends next on c is its nth (a served member's proxy numbers them): frames
+// before it that the room refused count as taken, so In stays the proxy's count, which a new sequencer after
+// a takeover compares the proxy's kept frames with.
+func (m *Member) NumberFrom(c Conn, n uint64) {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.conn == c && n > 0 && n-1 > m.in {
+		m.in = n - 1
+	}
+}

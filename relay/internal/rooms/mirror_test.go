@@ -120,3 +120,30 @@ func TestAdopt(t *testing.T) {
 		t.Error("the room given back is still held")
 	}
 }
+
+// TestNumberFrom: a proxy's frame number moves the member's In up past frames the room refused, never down,
+// and only for the member's own connection.
+func TestNumberFrom(t *testing.T) {
+	tb := newTable(t, Config{}, 0)
+	x, y := newFakeConn(t, tb), newFakeConn(t, tb)
+	jx := mustCreate(t, tb, x, 1, 2)
+	m := jx.Member
+	m.NumberFrom(y, 9) // not m's connection
+	if in := m.In(x); in != 0 {
+		t.Fatalf("In %d after another connection's number, want 0", in)
+	}
+	m.NumberFrom(x, 4) // frames 1–3 were refused
+	if in := m.In(x); in != 3 {
+		t.Fatalf("In %d, want 3", in)
+	}
+	m.NumberFrom(x, 2)
+	if in := m.In(x); in != 3 {
+		t.Fatalf("In %d after an older number, want 3", in)
+	}
+	if res := m.Forward(x, ws.PayloadOf([]byte("four"))); res != Forwarded {
+		t.Fatalf("forward: %v", res)
+	}
+	if in := m.In(x); in != 4 {
+		t.Fatalf("In %d after the fourth frame, want 4", in)
+	}
+}

@@ -1,6 +1,8 @@
 package rooms
 
 import (
+	"sync/atomic"
+
 	"github.com/cleanrelay/cleanrelay/relay/internal/ws"
 	"github.com/cleanrelay/cleanrelay/relay/protocol"
 )
@@ -212,11 +214,15 @@ func (p Proxy) Ended(reason string) {
 	h.dropProxyLocked(r)
 }
 
-// dropOldestLocked drops the oldest queued item, which becomes part of the lost range the writer reports.
+// dropOldestLocked drops the oldest queued item, which becomes part of the lost range the writer reports (a
+// refusal is only dropped: it has no seq).
 func (r *Room) dropOldestLocked() {
 	x := r.queue[0]
 	r.queue[0] = proxyItem{}
 	r.queue = r.queue[1:]
+	if x.it.Kind == Refused {
+		return
+	}
 	from, to := x.it.Seq, x.it.Seq
 	if x.it.Kind == Lost {
 		from, to = x.it.LostFrom, x.it.LostTo
@@ -312,4 +318,17 @@ func (m *Member) ackProxy(c Conn, seq uint64) {
 	if ok {
 		link.Ack(seq)
 	}
+}
+
+// Held is the relay's memory account of held bytes, for what a Remote holds on the table's behalf (a
+// cluster link's unconfirmed messages).
+func (h *Table) Held() *atomic.Int64 { return &h.mem.Held }
+
+// RefusedError is the error a member's connection is told for a Refused item: what a frame refused on one node
+// is answered with.
+func RefusedError(it *Item) *Error {
+	if it.Code == protocol.CodeOverMemory {
+		return Errorf(it.Code, overMemoryMsg)
+	}
+	return Errorf(it.Code, "the frame was refused")
 }

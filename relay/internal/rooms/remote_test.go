@@ -138,6 +138,30 @@ func TestProxyBounded(t *testing.T) {
 	}
 }
 
+// TestProxyRefused: a frame the sequencer refused reaches the writer, in its place among the entries, as the
+// error one node would answer; pushed out of a full queue, it is dropped without a lost range of its own.
+func TestProxyRefused(t *testing.T) {
+	_, r, c, m := proxyJoin(t, Config{RoomBuffer: 4})
+	p := r.proxies[0]
+	p.Deliver(Item{Kind: Frame, Seq: 3, From: 1}, []byte{3})
+	p.Deliver(Item{Kind: Refused, Code: protocol.CodeOverMemory}, nil)
+	p.Deliver(Item{Kind: Frame, Seq: 4, From: 1}, []byte{4})
+	items := drain(m, c, 3)
+	if len(items) != 3 || items[1].Kind != Refused || items[0].Seq != 3 || items[2].Seq != 4 {
+		t.Fatalf("items %+v, want frame 3, the refusal, frame 4", items)
+	}
+	if e := RefusedError(&items[1]); e.Code != protocol.CodeOverMemory || e.Msg != overMemoryMsg {
+		t.Fatalf("the refusal reads %v", e)
+	}
+	p.Deliver(Item{Kind: Refused, Code: protocol.CodeOverMemory}, nil)
+	for seq := uint64(5); seq <= 8; seq++ {
+		p.Deliver(Item{Kind: Frame, Seq: seq, From: 1}, []byte{byte(seq)})
+	}
+	if items := drain(m, c, 3); len(items) != 4 || items[0].Kind != Frame || items[0].Seq != 5 {
+		t.Fatalf("items %+v, want frames 5..8 (the refusal pushed out, no lost)", items)
+	}
+}
+
 // TestProxyEnds: the sequencer's end reaches the connection; a relay that closes hands its proxies back as
 // away; a refused join leaves nothing behind.
 func TestProxyEnds(t *testing.T) {

@@ -441,6 +441,7 @@ const (
 	Frame                    // a frame, copied into the caller's buffer
 	Presence                 // a presence event
 	Lost                     // entries the member had not been sent were pushed out of the log
+	Refused                  // a proxy room's: the sequencer refused a frame the member sent (Code; remote.go)
 )
 
 // Item is one thing for a writer to send, for the connection to format (docs/protocol.md §3–5).
@@ -454,6 +455,8 @@ type Item struct {
 	User    string // Presence join, in a dialog room: the member's user
 	// Lost: the sequence numbers of the entries the member will not get.
 	LostFrom, LostTo uint64
+	// Refused: the error code (protocol.CodeOverMemory).
+	Code string
 }
 
 // Pending reports whether Next may have something for c's writer on channel ch, without moving m: false means
