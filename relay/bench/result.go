@@ -129,6 +129,8 @@ type SoakResult struct {
 	// samples (only against a relay with accounts, SoakConfig.Accounts).
 	AccountProbes int `json:"account_probes"`
 	AccountFailed int `json:"account_failed"`
+	// ProbeFailures says why probes failed, by kind, most frequent first ("" when none did).
+	ProbeFailures string `json:"probe_failures,omitempty"`
 }
 
 // Compare fills r.VsFloor from the floor's result of the same workload.
