@@ -49,12 +49,12 @@ type benchFlags struct {
 	pid     int
 	pids    string
 	// nodes are the relay nodes of an idle run over several nodes (--url and --pid with several entries).
-	nodes      []*bench.Server
+	nodes []*bench.Server
 	// killPID is the node a nodedeath run kills (--kill-pid), kill its index in nodes.
 	killPID, kill int
-	relayFlags stringList
-	timeout    time.Duration
-	json       bool
+	relayFlags    stringList
+	timeout       time.Duration
+	json          bool
 
 	pairs   bench.PairsConfig
 	idle    bench.IdleConfig

@@ -69,8 +69,8 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 	if len(nodes) < 2 || kill < 0 || kill >= len(nodes) {
 		return nil, errors.New("node death needs at least two nodes, one of which is to be killed")
 	}
-	if cfg.Rooms < 1 || cfg.Rate <= 0 || cfg.Before <= 0 || cfg.After <= 0 {
-		return nil, errors.New("node death needs rooms ≥ 1, a rate > 0 and traffic before and after the kill")
+	if cfg.Rooms < 2 || cfg.Rate <= 0 || cfg.Before <= 0 || cfg.After <= 0 {
+		return nil, errors.New("node death needs rooms ≥ 2 (one of each kind), a rate > 0 and traffic before and after the kill")
 	}
 	if cfg.Size < payloadHeader {
 		return nil, fmt.Errorf("frame size %d is below the %d bytes of frame number and timestamp", cfg.Size, payloadHeader)
@@ -185,7 +185,9 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 	d := &NodeDeathResult{Nodes: len(nodes), Rooms: cfg.Rooms, Members: len(members), Rate: cfg.Rate, Size: cfg.Size,
 		Frames: frames, BeforeS: cfg.Before.Seconds(), AfterS: cfg.After.Seconds(), SourceAddrs: dv.spread}
 	var resumes, flows []time.Duration
+	var byKind [2]struct{ resumes, flows []time.Duration } // rooms taken over, rooms sequenced elsewhere
 	for i, m := range members {
+		kind := &byKind[(i/2)%2]
 		sent := members[i^1].sent
 		d.Delivered += int64(m.count)
 		d.Lost += int64(max(0, sent-m.count))
@@ -199,6 +201,7 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 			if m.resumed > 0 {
 				d.Resumed++
 				resumes = append(resumes, m.resumed)
+				kind.resumes = append(kind.resumes, m.resumed)
 			}
 		} else {
 			d.Survivors++
@@ -212,11 +215,17 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 			if a > 0 && b > 0 {
 				d.Flowing++
 				flows = append(flows, max(a, b))
+				kind.flows = append(kind.flows, max(a, b))
 			}
 		}
 	}
 	d.ResumeP50ms, _, d.ResumeP99ms, d.ResumeMaxms = percentiles(resumes)
 	d.FlowP50ms, _, d.FlowP99ms, d.FlowMaxms = percentiles(flows)
+	d.TakenOver = (cfg.Rooms + 1) / 2
+	d.ResumeTakenP50ms, _, d.ResumeTakenP99ms, _ = percentiles(byKind[0].resumes)
+	d.ResumeOtherP50ms, _, d.ResumeOtherP99ms, _ = percentiles(byKind[1].resumes)
+	d.FlowTakenP50ms, _, d.FlowTakenP99ms, _ = percentiles(byKind[0].flows)
+	d.FlowOtherP50ms, _, d.FlowOtherP99ms, _ = percentiles(byKind[1].flows)
 	if d.Resumed < d.Affected {
 		errs.add(fmt.Sprintf("%d of the dead node's %d members did not resume", d.Affected-d.Resumed, d.Affected))
 	}

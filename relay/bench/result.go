@@ -158,15 +158,26 @@ type NodeDeathResult struct {
 	FlowP50ms     float64 `json:"flow_p50_ms"`
 	FlowP99ms     float64 `json:"flow_p99_ms"`
 	FlowMaxms     float64 `json:"flow_max_ms"`
-	Survivors     int     `json:"survivors"`
-	SurvivorsKept int     `json:"survivors_kept"`
-	Delivered     int64   `json:"delivered"`
-	Lost          int64   `json:"lost"`   // sent and never received
-	Unsent        int64   `json:"unsent"` // never sent: the run ended first
-	Duplicated    int64   `json:"duplicated"`
-	Reordered     int64   `json:"reordered"`
-	LostNotices   int64   `json:"lost_notices"`
-	SourceAddrs   int     `json:"source_addrs"`
+	// TakenOver is how many rooms the dead node sequenced (made there), whose mirrors took them over; the
+	// Taken figures are over their members and rooms, the Other figures over the rooms sequenced elsewhere.
+	TakenOver        int     `json:"taken_over"`
+	ResumeTakenP50ms float64 `json:"resume_taken_p50_ms"`
+	ResumeTakenP99ms float64 `json:"resume_taken_p99_ms"`
+	ResumeOtherP50ms float64 `json:"resume_other_p50_ms"`
+	ResumeOtherP99ms float64 `json:"resume_other_p99_ms"`
+	FlowTakenP50ms   float64 `json:"flow_taken_p50_ms"`
+	FlowTakenP99ms   float64 `json:"flow_taken_p99_ms"`
+	FlowOtherP50ms   float64 `json:"flow_other_p50_ms"`
+	FlowOtherP99ms   float64 `json:"flow_other_p99_ms"`
+	Survivors        int     `json:"survivors"`
+	SurvivorsKept    int     `json:"survivors_kept"`
+	Delivered        int64   `json:"delivered"`
+	Lost             int64   `json:"lost"`   // sent and never received
+	Unsent           int64   `json:"unsent"` // never sent: the run ended first
+	Duplicated       int64   `json:"duplicated"`
+	Reordered        int64   `json:"reordered"`
+	LostNotices      int64   `json:"lost_notices"`
+	SourceAddrs      int     `json:"source_addrs"`
 }
 
 // Compare fills r.VsFloor from the floor's result of the same workload.
@@ -251,11 +262,13 @@ func WriteTable(w io.Writer, results []*Result) error {
 					k.LostNotices, mib(k.RSSFirst), mib(k.RSSMax), mib(k.RSSLast), k.CreateFailed, k.CreateProbes, k.AccountFailed, k.AccountProbes, r.Errors)
 			}
 		case "nodedeath":
-			fmt.Fprintln(tw, "nodedeath\tnodes\trooms\trate\taffected\tresumed\tresume p50 ms\tp99 ms\tmax ms\tretries\tflowing\tflow p50 ms\tp99 ms\tmax ms\tsurvivors kept\tdelivered\tlost\tunsent\tdup\treord\tlost notices\tsrv cpu s\ttool cpu s\terrors\t")
+			fmt.Fprintln(tw, "nodedeath\tnodes\trooms\ttaken over\trate\taffected\tresumed\tresume p50/p99/max ms\ttaken over p50/p99\tother p50/p99\tretries\tflowing\tflow p50/p99/max ms\ttaken over p50/p99\tother p50/p99\tsurvivors kept\tdelivered\tlost\tunsent\tdup\treord\tlost notices\tsrv cpu s\ttool cpu s\terrors\t")
 			for _, r := range rows {
 				d := r.NodeDeath
-				fmt.Fprintf(tw, "\t%d\t%d\t%g/s\t%d\t%d\t%.0f\t%.0f\t%.0f\t%d\t%d\t%.0f\t%.0f\t%.0f\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%d\t\n", d.Nodes, d.Rooms, d.Rate,
-					d.Affected, d.Resumed, d.ResumeP50ms, d.ResumeP99ms, d.ResumeMaxms, d.ResumeRetries, d.Flowing, d.FlowP50ms, d.FlowP99ms, d.FlowMaxms,
+				fmt.Fprintf(tw, "\t%d\t%d\t%d\t%g/s\t%d\t%d\t%.0f/%.0f/%.0f\t%.0f/%.0f\t%.0f/%.0f\t%d\t%d\t%.0f/%.0f/%.0f\t%.0f/%.0f\t%.0f/%.0f\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%d\t\n",
+					d.Nodes, d.Rooms, d.TakenOver, d.Rate, d.Affected, d.Resumed, d.ResumeP50ms, d.ResumeP99ms, d.ResumeMaxms,
+					d.ResumeTakenP50ms, d.ResumeTakenP99ms, d.ResumeOtherP50ms, d.ResumeOtherP99ms, d.ResumeRetries, d.Flowing,
+					d.FlowP50ms, d.FlowP99ms, d.FlowMaxms, d.FlowTakenP50ms, d.FlowTakenP99ms, d.FlowOtherP50ms, d.FlowOtherP99ms,
 					d.SurvivorsKept, d.Survivors, d.Delivered, d.Lost, d.Unsent, d.Duplicated, d.Reordered, d.LostNotices, r.ServerCPU, r.ToolCPU, r.Errors)
 			}
 		}
@@ -308,7 +321,9 @@ var positive = map[string]bool{
 	"server_rss_after": true, "tool_rss_before": true, "tool_rss_after": true, "concurrency": true, "conns_per_s": true,
 	"nodes": true, "setup_s": true, "members": true, "before_s": true, "after_s": true, "affected": true, "resumed": true,
 	"resume_p50_ms": true, "resume_p99_ms": true, "resume_max_ms": true, "flowing": true, "flow_p50_ms": true,
-	"flow_p99_ms": true, "flow_max_ms": true, "survivors": true,
+	"flow_p99_ms": true, "flow_max_ms": true, "survivors": true, "taken_over": true, "resume_taken_p50_ms": true,
+	"resume_taken_p99_ms": true, "flow_taken_p50_ms": true, "flow_taken_p99_ms": true, "flow_other_p50_ms": true,
+	"flow_other_p99_ms": true, "resume_other_p50_ms": true, "resume_other_p99_ms": true,
 }
 
 // ValidateJSONLine checks one JSON line of a run of workload: every field of Result and of that workload's
