@@ -54,7 +54,7 @@ func TestClusterNodeDeath(t *testing.T) {
 	args := []string{"bench", "--servers", "relay", "--json", "--url", strings.Join(urls, ","), "--pid", strings.Join(pids, ","),
 		"--kill-pid", pids[0], "--death-rooms", fmt.Sprint(rooms), "--death-rate", fmt.Sprint(*clusterDeathRate),
 		"--death-before", clusterDeathBefore.String(), "--death-after", clusterDeathAfter.String(), "--size", "256",
-		"--death-resume-limit", "20s", "--timeout", "60s", "nodedeath"}
+		"--death-resume-limit", "20s", "--timeout", "30s", "nodedeath"}
 	t.Logf("cleanrelay %s", strings.Join(args, " "))
 	// The bench bounds itself (its resumes by --death-resume-limit, the run by --timeout); this is a last guard.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+*clusterDeathBefore+*clusterDeathAfter)
@@ -81,8 +81,8 @@ func TestClusterNodeDeath(t *testing.T) {
 			r.Errors, r.ErrorKinds, d.Nodes, d.Rooms, d.Affected, d.Resumed, d.Flowing, d.SurvivorsKept, d.Survivors, rooms, line)
 	}
 	if want := int64(2 * rooms * d.Frames); d.Lost != 0 || d.Duplicated != 0 || d.Reordered != 0 || d.LostNotices != 0 || d.Unsent != 0 || d.Delivered != want {
-		t.Errorf("delivered %d of %d frames: %d lost, %d duplicated, %d reordered, %d unsent, %d lost notices",
-			d.Delivered, want, d.Lost, d.Duplicated, d.Reordered, d.Unsent, d.LostNotices)
+		t.Errorf("delivered %d of %d frames: %d lost, %d duplicated, %d reordered, %d unsent, %d lost notices (gaps: %s)",
+			d.Delivered, want, d.Lost, d.Duplicated, d.Reordered, d.Unsent, d.LostNotices, d.Gaps)
 	}
 	if !(d.ResumeP50ms <= d.ResumeP99ms && d.ResumeP99ms <= d.ResumeMaxms && d.FlowP50ms <= d.FlowP99ms && d.FlowP99ms <= d.FlowMaxms) {
 		t.Errorf("percentiles out of order: %s", line)

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -57,6 +59,7 @@ type deathMember struct {
 	count       int
 	maxSeen     uint64
 	dup, reord  int64
+	firstDup    uint64
 	lostNotices int64
 	dropped     bool          // a member of a surviving node whose socket ended
 	resumed     time.Duration // from the kill until its resume was answered (members of the dead node)
@@ -186,9 +189,11 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 		Frames: frames, BeforeS: cfg.Before.Seconds(), AfterS: cfg.After.Seconds(), SourceAddrs: dv.spread}
 	var resumes, flows []time.Duration
 	var byKind [2]struct{ resumes, flows []time.Duration } // rooms taken over, rooms sequenced elsewhere
+	gaps := map[string]*gapNote{}
 	for i, m := range members {
 		kind := &byKind[(i/2)%2]
 		sent := members[i^1].sent
+		m.noteGaps(gaps, i, sent, cfg)
 		d.Delivered += int64(m.count)
 		d.Lost += int64(max(0, sent-m.count))
 		d.Unsent += int64(frames - m.sent)
@@ -226,6 +231,15 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 	d.ResumeOtherP50ms, _, d.ResumeOtherP99ms, _ = percentiles(byKind[1].resumes)
 	d.FlowTakenP50ms, _, d.FlowTakenP99ms, _ = percentiles(byKind[0].flows)
 	d.FlowOtherP50ms, _, d.FlowOtherP99ms, _ = percentiles(byKind[1].flows)
+	d.Gaps = "none"
+	if len(gaps) > 0 {
+		var notes []string
+		for what, g := range gaps {
+			notes = append(notes, g.String(what))
+		}
+		slices.Sort(notes)
+		d.Gaps = strings.Join(notes, "; ")
+	}
 	if d.Resumed < d.Affected {
 		errs.add(fmt.Sprintf("%d of the dead node's %d members did not resume", d.Affected-d.Resumed, d.Affected))
 	}
@@ -241,6 +255,51 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 	r.Errors, r.ErrorKinds = errs.total(), errs.String()
 	r.NodeDeath = d
 	return r, nil
+}
+
+// gapNote sums up the frames some members were not given, or were given twice, for NodeDeathResult.Gaps.
+type gapNote struct {
+	members, frames int64
+	first, last     float64 // the earliest and latest first missing (or repeated) frame's send time, in s after the kill
+}
+
+func (g *gapNote) String(what string) string {
+	return fmt.Sprintf("%s: %d frames, %d members, the first sent %.1f–%.1f s after the kill", what, g.frames, g.members, g.first, g.last)
+}
+
+// noteGaps tells gaps which of the peer's sent frames member i (of a room made on the dead node if i/2 is even)
+// missed or was given twice, and from which frame on.
+func (m *deathMember) noteGaps(gaps map[string]*gapNote, i, sent int, cfg NodeDeathConfig) {
+	room := "room taken over"
+	if (i/2)%2 == 1 {
+		room = "room sequenced elsewhere"
+	}
+	from := "the dead node's member"
+	if m.onVictim {
+		from = "the surviving member"
+	}
+	note := func(what string, frames int64, first uint64) {
+		g := gaps[what]
+		at := float64(first-1)/cfg.Rate - cfg.Before.Seconds()
+		if g == nil {
+			g = &gapNote{first: at, last: at}
+			gaps[what] = g
+		}
+		g.members++
+		g.frames += frames
+		g.first, g.last = min(g.first, at), max(g.last, at)
+	}
+	if missing := sent - m.count; missing > 0 {
+		for n := uint64(1); n <= uint64(sent); n++ {
+			if m.seen[n/64]&(1<<(n%64)) == 0 {
+				note(fmt.Sprintf("not given (%s, sent by %s)", room, from), int64(missing), n)
+				break
+			}
+		}
+	}
+	if m.dup > 0 {
+		note(fmt.Sprintf("given twice (%s, sent by %s)", room, from), m.dup, m.firstDup)
+	}
 }
 
 // deathPair makes a room of two: created through da, joined through db.
@@ -357,7 +416,9 @@ func (m *deathMember) event(ev client.Event, cfg NodeDeathConfig, frames int, ba
 		return
 	}
 	if m.seen[n/64]&(1<<(n%64)) != 0 {
-		m.dup++
+		if m.dup++; m.dup == 1 {
+			m.firstDup = n
+		}
 		return
 	}
 	m.seen[n/64] |= 1 << (n % 64)
