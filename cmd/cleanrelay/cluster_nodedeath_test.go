@@ -17,6 +17,19 @@ import (
 	"github.com/cleanrelay/cleanrelay/relay/cluster/natsnet"
 )
 
+// clusterMetrics is every cleanrelay_cluster_ sample of the node's /metrics, on one line.
+func clusterMetrics(t *testing.T, n *clusterNode) string {
+	t.Helper()
+	_, body := httpGet(t, n.admin+"metrics", "")
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "cleanrelay_cluster_") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
 // The size of TestClusterNodeDeath. CI runs the small default; the measurement in docs/performance.md ran it with
 // -cluster-death-rooms 200 (by hand, never in CI).
 var (
@@ -65,6 +78,10 @@ func TestClusterNodeDeath(t *testing.T) {
 	runErr := cmd.Run()
 	line := bytes.TrimSpace(stdout.Bytes())
 	if runErr != nil {
+		// What the surviving nodes counted, for whoever looks into it.
+		for _, n := range []*clusterNode{b, c} {
+			t.Logf("%s: %s", n.name, clusterMetrics(t, n))
+		}
 		t.Fatalf("cleanrelay bench: %v\nstdout:\n%s\nstderr:\n%s", runErr, line, clip(stderr.String(), 3000))
 	}
 	if err := bench.ValidateJSONLine(line, "nodedeath"); err != nil {

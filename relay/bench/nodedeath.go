@@ -60,6 +60,8 @@ type deathMember struct {
 	maxSeen     uint64
 	dup, reord  int64
 	firstDup    uint64
+	dupOtherSeq int64    // of dup, those given under another seq than the first time
+	seqs        []uint64 // the seq each of the peer's frames was first given under, by frame number
 	lostNotices int64
 	dropped     bool          // a member of a surviving node whose socket ended
 	resumed     time.Duration // from the kill until its resume was answered (members of the dead node)
@@ -125,6 +127,7 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 			m.resumeURL = resume
 			m.out = client.NewOutbox(frames + 1)
 			m.seen = make([]uint64, frames/64+1)
+			m.seqs = make([]uint64, frames+1)
 		}
 		members[2*i], members[2*i+1] = a, b
 		return nil
@@ -260,11 +263,11 @@ func NodeDeath(ctx context.Context, nodes []*Server, kill int, cfg NodeDeathConf
 // gapNote sums up the frames some members were not given, or were given twice, for NodeDeathResult.Gaps.
 type gapNote struct {
 	members, frames int64
-	first, last     float64 // the earliest and latest first missing (or repeated) frame's send time, in s after the kill
+	first, last     float64 // the earliest and latest first missing (or repeated) frame's send time, in s from the kill
 }
 
 func (g *gapNote) String(what string) string {
-	return fmt.Sprintf("%s: %d frames, %d members, the first sent %.1f–%.1f s after the kill", what, g.frames, g.members, g.first, g.last)
+	return fmt.Sprintf("%s: %d frames, %d members, from the frame sent %+.1f to %+.1f s from the kill", what, g.frames, g.members, g.first, g.last)
 }
 
 // noteGaps tells gaps which of the peer's sent frames member i (of a room made on the dead node if i/2 is even)
@@ -297,8 +300,12 @@ func (m *deathMember) noteGaps(gaps map[string]*gapNote, i, sent int, cfg NodeDe
 			}
 		}
 	}
-	if m.dup > 0 {
-		note(fmt.Sprintf("given twice (%s, sent by %s)", room, from), m.dup, m.firstDup)
+	// A frame given again under its first seq was handed out twice; under a new seq, it was stamped twice.
+	if same := m.dup - m.dupOtherSeq; same > 0 {
+		note(fmt.Sprintf("given twice under the same seq (%s, sent by %s)", room, from), same, m.firstDup)
+	}
+	if m.dupOtherSeq > 0 {
+		note(fmt.Sprintf("given twice under a new seq (%s, sent by %s)", room, from), m.dupOtherSeq, m.firstDup)
 	}
 }
 
@@ -419,9 +426,13 @@ func (m *deathMember) event(ev client.Event, cfg NodeDeathConfig, frames int, ba
 		if m.dup++; m.dup == 1 {
 			m.firstDup = n
 		}
+		if m.seqs[n] != ev.Seq {
+			m.dupOtherSeq++ // the relay stamped the frame twice, rather than handing one entry out twice
+		}
 		return
 	}
 	m.seen[n/64] |= 1 << (n % 64)
+	m.seqs[n] = ev.Seq
 	if n < m.maxSeen {
 		m.reord++
 	}

@@ -178,8 +178,9 @@ type NodeDeathResult struct {
 	Reordered        int64   `json:"reordered"`
 	LostNotices      int64   `json:"lost_notices"`
 	// Gaps says, when frames were lost or duplicated, in which kind of room, sent by which member, and from
-	// when: "not given (room taken over, sent by the dead node's member): 120 frames, 3 members, the first
-	// sent 0.2–0.9 s after the kill; …"; "none" when none were.
+	// when: "not given (room taken over, sent by the dead node's member): 120 frames, 3 members, from the frame
+	// sent -0.2 to +0.9 s from the kill; …" (each member's first such frame, the earliest and the latest of
+	// them); "none" when none were.
 	Gaps        string `json:"gaps"`
 	SourceAddrs int    `json:"source_addrs"`
 }
