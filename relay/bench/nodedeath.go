@@ -369,9 +369,9 @@ func (m *deathMember) run(ctx context.Context, cfg NodeDeathConfig, frames int, 
 			binary.BigEndian.PutUint64(buf[8:16], uint64(time.Since(base)))
 			m.out.Add(buf)
 			m.sent++
-			if err := m.conn.Send(m.room.Ch, buf); err != nil && !m.onVictim {
+			if err := m.conn.Send(m.room.Ch, buf); err != nil && !(m.onVictim && k.after()) {
 				errs.add("send: " + err.Error())
-			} // a member of the dying node whose socket died meanwhile sends it again after its resume
+			} // a member of the dead node whose socket died meanwhile sends it again after its resume
 			if m.sent == frames {
 				tickC = nil
 			}
@@ -459,7 +459,7 @@ func (m *deathMember) died(ctx context.Context, cfg NodeDeathConfig, k *killCloc
 	case <-k.ch:
 	case <-ctx.Done():
 		return nil
-	default:
+	case <-time.After(2 * time.Second): // the kill's own moment is taken just before the signal
 		return fmt.Errorf("a socket on the dying node ended before the kill: %v", m.conn.Err())
 	}
 	m.conn.Close()
