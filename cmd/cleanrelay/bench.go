@@ -28,9 +28,10 @@ WORKLOAD is pairs, idle, connect, all (the three), or soak: honest rooms at a fi
 idle rooms and floods (--floods), on the relay only, with its default limits, RSS and a new user's create sampled;
 or nodedeath, alone, against a cluster already running (--url and --pid naming every node, --kill-pid the one to
 SIGKILL): pair rooms with a member on that node chat at a fixed rate, the bench kills the node, and its members
-resume on the other nodes; it reports how long after the kill they resumed and their rooms flowed again. Each server runs as its own process, started fresh for each workload
-(the relay as "cleanrelay serve --local-only", the floor as "cleanrelay bench-floor"), so its CPU time and
-memory are its own. One JSON line per run goes to stdout, a table to stderr at the end; progress on a terminal.
+resume on the other nodes; it reports how long after the kill they resumed and their rooms flowed again.
+Each server runs as its own process, started fresh for each workload (the relay as "cleanrelay serve
+--local-only", the floor as "cleanrelay bench-floor"), so its CPU time and memory are its own. One JSON line
+per run goes to stdout, a table to stderr at the end; progress on a terminal.
 The exit code is 1 when any run had errors, lost, duplicated or reordered frames, or lost notices.
 
 Example: 500 rooms of two sending 1 KiB frames as fast as a window of 32 allows, then 10,000 idle connections:
@@ -48,9 +49,10 @@ type benchFlags struct {
 	joinURL string
 	pid     int
 	pids    string
-	// nodes are the relay nodes of an idle run over several nodes (--url and --pid with several entries).
+	// nodes are the relay nodes of an idle or nodedeath run over several nodes (--url and --pid with several
+	// entries).
 	nodes []*bench.Server
-	// killPID is the node a nodedeath run kills (--kill-pid), kill its index in nodes.
+	// killPID is the process id of the node a nodedeath run kills (--kill-pid), kill its index in nodes.
 	killPID, kill int
 	relayFlags    stringList
 	timeout       time.Duration
@@ -75,11 +77,11 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
 	fs.StringVar(&f.servers, "servers", "floor,relay", "which servers to measure, in order: floor, relay or both")
 	fs.StringVar(&f.bin, "bin", "", "the cleanrelay `binary` to start the servers from (default: this one)")
-	fs.StringVar(&f.url, "url", "", "measure the relay already running at this ws://HOST/ws `URL` instead of starting one (needs --pid); idle only: several nodes' URLs, comma-separated, the connections spread evenly over them")
+	fs.StringVar(&f.url, "url", "", "measure the relay already running at this ws://HOST/ws `URL` instead of starting one (needs --pid); idle: several nodes' URLs, comma-separated, the connections spread evenly over them; nodedeath: every node of the cluster")
 	fs.StringVar(&f.joinURL, "join-url", "", "with --url: the pairs' second members connect to this ws://HOST/ws `URL`, another node of the same cluster (split pairs)")
 	fs.StringVar(&f.pids, "pid", "", "with --url: the relay's process `id`, for its CPU time and memory (several nodes: their ids, comma-separated, in --url's order)")
 	fs.Var(&f.relayFlags, "relay-flag", "an extra `flag` for the relay's serve command, e.g. --relay-flag=--room-buffer=512; may be repeated")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on one run after this long")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on one run after this long (nodedeath: this long after its traffic should have ended)")
 	fs.BoolVar(&f.json, "json", false, "print only the JSON lines, no table")
 	fs.IntVar(&f.pairs.Rooms, "rooms", 500, "pairs: rooms of two members")
 	fs.IntVar(&f.pairs.Frames, "frames", 2000, "pairs: frames each member sends")
