@@ -62,7 +62,7 @@ func (k *lossyLink) deliver(now time.Time) {
 			continue
 		}
 		k.taken = append(k.taken, binary.BigEndian.Uint32(b[wireHeader:]))
-		if last, ok := k.in.commit(num, false, true); ok {
+		if last, ok := k.in.commit(num, false, true, now); ok {
 			k.confirm(linkAck(&k.id, last, false, false))
 		}
 	}
@@ -82,7 +82,7 @@ func (k *lossyLink) confirm(b []byte) {
 
 // tick is roomLinks.tick for this link, at time now.
 func (k *lossyLink) tick(now time.Time) {
-	if last, ok := k.in.due(); ok {
+	if last, ok := k.in.due(now); ok {
 		k.confirm(linkAck(&k.id, last, false, false))
 	}
 	k.out.tick(k.env, now)

@@ -333,7 +333,7 @@ func (l *roomLinks) tick() {
 		}
 		l.mu.Unlock()
 		for _, a := range acks {
-			if last, ok := a.in.due(); ok {
+			if last, ok := a.in.due(now); ok {
 				l.publish(a.subject, linkAck(&a.id, last, false, a.toProxy))
 			}
 		}
@@ -526,7 +526,7 @@ func (l *roomLinks) handle(plain []byte) {
 
 // confirm commits message num of in and confirms it to the sender at once when it is due.
 func (l *roomLinks) confirm(in *inbox, num uint64, final bool, ackTo string, id *linkID, toProxy bool) {
-	if last, now := in.commit(num, final, ackTo != ""); now {
+	if last, now := in.commit(num, final, ackTo != "", time.Now()); now {
 		l.publish(ackTo, linkAck(id, last, false, toProxy))
 	}
 }
