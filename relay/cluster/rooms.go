@@ -408,6 +408,10 @@ func (l *roomLinks) handle(plain []byte) {
 	if pl != nil {
 		plSubject = pl.subject
 	}
+	var svm *rooms.Member
+	if sv != nil {
+		svm = sv.m
+	}
 	l.mu.Unlock()
 	if op == opLinkAck {
 		// Which direction it confirms: a proxy and its served link share the link id, on one node when a room
@@ -514,11 +518,17 @@ func (l *roomLinks) handle(plain []byte) {
 			l.confirm(in, num, final, ackTo, &id, toProxy)
 			return
 		}
+		if sv.applyNow(svm, &o) {
+			l.confirm(in, num, final, ackTo, &id, toProxy)
+			return
+		}
+		sv.queued.Add(1)
 		select {
 		case sv.ops <- o:
 			l.confirm(in, num, final, ackTo, &id, toProxy)
 		default:
 			// Not taken: the proxy sends it again (this goroutine serves every link; it does not wait for one).
+			sv.queued.Add(-1)
 			ws.PutPayload(o.p)
 		}
 	}
