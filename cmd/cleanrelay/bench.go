@@ -25,9 +25,13 @@ const benchUsage = `Usage: cleanrelay bench [flags] WORKLOAD...
 
 Measures a relay under load next to a bare forwarder (the floor), speaking the real protocol over loopback.
 WORKLOAD is pairs, idle, connect, all (the three), or soak: honest rooms at a fixed rate for a while next to
-idle rooms and floods (--floods), on the relay only, with its default limits, RSS and a new user's create sampled. Each server runs as its own process, started fresh for each workload
-(the relay as "cleanrelay serve --local-only", the floor as "cleanrelay bench-floor"), so its CPU time and
-memory are its own. One JSON line per run goes to stdout, a table to stderr at the end; progress on a terminal.
+idle rooms and floods (--floods), on the relay only, with its default limits, RSS and a new user's create sampled;
+or nodedeath, alone, against a cluster already running (--url and --pid naming every node, --kill-pid the one to
+SIGKILL): pair rooms with a member on that node chat at a fixed rate, the bench kills the node, and its members
+resume on the other nodes; it reports how long after the kill they resumed and their rooms flowed again.
+Each server runs as its own process, started fresh for each workload (the relay as "cleanrelay serve
+--local-only", the floor as "cleanrelay bench-floor"), so its CPU time and memory are its own. One JSON line
+per run goes to stdout, a table to stderr at the end; progress on a terminal.
 The exit code is 1 when any run had errors, lost, duplicated or reordered frames, or lost notices.
 
 Example: 500 rooms of two sending 1 KiB frames as fast as a window of 32 allows, then 10,000 idle connections:
@@ -45,16 +49,20 @@ type benchFlags struct {
 	joinURL string
 	pid     int
 	pids    string
-	// nodes are the relay nodes of an idle run over several nodes (--url and --pid with several entries).
-	nodes      []*bench.Server
-	relayFlags stringList
-	timeout    time.Duration
-	json       bool
+	// nodes are the relay nodes of an idle or nodedeath run over several nodes (--url and --pid with several
+	// entries).
+	nodes []*bench.Server
+	// killPID is the process id of the node a nodedeath run kills (--kill-pid), kill its index in nodes.
+	killPID, kill int
+	relayFlags    stringList
+	timeout       time.Duration
+	json          bool
 
 	pairs   bench.PairsConfig
 	idle    bench.IdleConfig
 	connect bench.ConnectConfig
 	soak    bench.SoakConfig
+	death   bench.NodeDeathConfig
 	floods  string
 	// floodProcess runs the soak's floods in a child process at the lowest CPU priority.
 	floodProcess bool
@@ -69,15 +77,15 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
 	fs.StringVar(&f.servers, "servers", "floor,relay", "which servers to measure, in order: floor, relay or both")
 	fs.StringVar(&f.bin, "bin", "", "the cleanrelay `binary` to start the servers from (default: this one)")
-	fs.StringVar(&f.url, "url", "", "measure the relay already running at this ws://HOST/ws `URL` instead of starting one (needs --pid); idle only: several nodes' URLs, comma-separated, the connections spread evenly over them")
+	fs.StringVar(&f.url, "url", "", "measure the relay already running at this ws://HOST/ws `URL` instead of starting one (needs --pid); idle: several nodes' URLs, comma-separated, the connections spread evenly over them; nodedeath: every node of the cluster")
 	fs.StringVar(&f.joinURL, "join-url", "", "with --url: the pairs' second members connect to this ws://HOST/ws `URL`, another node of the same cluster (split pairs)")
 	fs.StringVar(&f.pids, "pid", "", "with --url: the relay's process `id`, for its CPU time and memory (several nodes: their ids, comma-separated, in --url's order)")
 	fs.Var(&f.relayFlags, "relay-flag", "an extra `flag` for the relay's serve command, e.g. --relay-flag=--room-buffer=512; may be repeated")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on one run after this long")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up on one run after this long (nodedeath: this long after its traffic should have ended)")
 	fs.BoolVar(&f.json, "json", false, "print only the JSON lines, no table")
 	fs.IntVar(&f.pairs.Rooms, "rooms", 500, "pairs: rooms of two members")
 	fs.IntVar(&f.pairs.Frames, "frames", 2000, "pairs: frames each member sends")
-	fs.IntVar(&f.pairs.Size, "size", 1024, "pairs: frame payload `bytes` (at least 16: frame number and send time)")
+	fs.IntVar(&f.pairs.Size, "size", 1024, "pairs and nodedeath: frame payload `bytes` (at least 16: frame number and send time)")
 	fs.IntVar(&f.pairs.Window, "window", 32, "pairs: frames a member may have sent but its peer not yet received (unthrottled mode)")
 	fs.Float64Var(&f.pairs.Rate, "rate", 0, "pairs: frames per second per member instead of a window (0: unthrottled)")
 	fs.IntVar(&f.idle.Conns, "conns", 10000, "idle: connections, in rooms of two")
@@ -90,6 +98,12 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	fs.Float64Var(&f.soak.Rate, "soak-rate", 10, "soak: frames per second per honest member")
 	fs.DurationVar(&f.soak.Duration, "soak-duration", 10*time.Minute, "soak: how long the honest rooms chat")
 	fs.DurationVar(&f.soak.Sample, "soak-sample", 10*time.Second, "soak: how often the relay's RSS and a new user's create are sampled")
+	fs.IntVar(&f.killPID, "kill-pid", 0, "nodedeath: the process `id` of the node to SIGKILL, one of --pid (a node the caller started; the bench kills nothing else)")
+	fs.IntVar(&f.death.Rooms, "death-rooms", 100, "nodedeath: pair rooms, each with one member on the node that dies (half of them made there, so sequenced by it)")
+	fs.Float64Var(&f.death.Rate, "death-rate", 10, "nodedeath: frames per second per member")
+	fs.DurationVar(&f.death.Before, "death-before", 3*time.Second, "nodedeath: how long the rooms chat before the kill")
+	fs.DurationVar(&f.death.After, "death-after", 10*time.Second, "nodedeath: how long they chat after it (at the rate: each member sends rate × (before + after) frames)")
+	fs.DurationVar(&f.death.ResumeLimit, "death-resume-limit", 30*time.Second, "nodedeath: how long after the kill a member of the dead node keeps asking to resume before the run fails")
 	fs.StringVar(&f.floods, "floods", strings.Join(bench.FloodNames(), ","), "soak: floods to run alongside, comma-separated (none: no flood)")
 	fs.BoolVar(&f.floodProcess, "flood-process", true, "soak: run the floods in a process of their own (\"cleanrelay bench-flood\") at the lowest CPU priority, SCHED_IDLE at nice 19, so that they get only the CPU the relay and the honest clients leave; false: in the bench's process, beside the honest clients")
 	fs.BoolVar(&f.accounts, "accounts", true, "connect: run the relay with accounts on (its serve default)")
@@ -104,13 +118,20 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	var workloads []string
 	for _, w := range fs.Args() {
 		switch w {
-		case "pairs", "idle", "connect", "soak":
+		case "pairs", "idle", "connect", "soak", "nodedeath":
 			workloads = append(workloads, w)
 		case "all":
 			workloads = append(workloads, "pairs", "idle", "connect")
 		default:
-			return nil, nil, fmt.Errorf("unknown workload %q (hint: pairs, idle, connect, all or soak)", w)
+			return nil, nil, fmt.Errorf("unknown workload %q (hint: pairs, idle, connect, all, soak or nodedeath)", w)
 		}
+	}
+	death := slices.Contains(workloads, "nodedeath")
+	if death && len(workloads) > 1 {
+		return nil, nil, errors.New("nodedeath kills a node: it runs alone")
+	}
+	if death != (f.killPID != 0) {
+		return nil, nil, errors.New("nodedeath and --kill-pid go together")
 	}
 	for _, s := range strings.Split(f.servers, ",") {
 		if s != "relay" && s != "floor" {
@@ -133,11 +154,17 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 			f.nodes = append(f.nodes, bench.Attach("relay", u, pid))
 		}
 		f.url, f.pid = urls[0], f.nodes[0].PID
-		if len(f.nodes) > 1 && (f.joinURL != "" || slices.ContainsFunc(workloads, func(w string) bool { return w != "idle" })) {
-			return nil, nil, errors.New("several relays in --url: only the idle workload spreads over nodes (hint: --join-url for split pairs)")
+		if len(f.nodes) > 1 && (f.joinURL != "" || slices.ContainsFunc(workloads, func(w string) bool { return w != "idle" && w != "nodedeath" })) {
+			return nil, nil, errors.New("several relays in --url: only the idle and nodedeath workloads spread over nodes (hint: --join-url for split pairs)")
 		}
 		if len(f.nodes) > 1 && f.servers != "relay" {
 			return nil, nil, errors.New("several relays in --url need --servers relay (one floor process cannot hold their connections)")
+		}
+	}
+	if death {
+		f.kill = slices.IndexFunc(f.nodes, func(s *bench.Server) bool { return s.PID == f.killPID })
+		if len(f.nodes) < 2 || f.kill < 0 || f.servers != "relay" {
+			return nil, nil, errors.New("nodedeath needs --servers relay, every node of a running cluster in --url and --pid (two at least), and --kill-pid one of them")
 		}
 	}
 	if f.joinURL != "" && f.url == "" {
@@ -160,6 +187,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, []string, er
 	}
 	f.pairs.Timeout, f.idle.Timeout, f.connect.Timeout = f.timeout, f.timeout, f.timeout
 	f.soak.Timeout = f.soak.Duration + f.timeout
+	f.death.Size, f.death.Timeout = f.pairs.Size, f.death.Before+f.death.After+f.timeout
 	return f, workloads, nil
 }
 
@@ -183,7 +211,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if len(f.nodes) > 1 {
 		idleHere = 0 // held by the client processes
 	}
-	need := uint64(max(idleHere, 2*f.pairs.Rooms, f.soak.Idle+2*f.soak.Rooms) + 1024)
+	need := uint64(max(idleHere, 2*f.pairs.Rooms, f.soak.Idle+2*f.soak.Rooms, 3*f.death.Rooms) + 1024)
 	if got, err := raiseFileLimit(need); err != nil || got < need {
 		fmt.Fprintf(stderr, "cleanrelay: warning: open-file limit is %d, below the %d this run may need (%v)\n", got, need, err)
 	}
@@ -223,6 +251,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 			if k := r.Soak; k != nil && k.FloodStarved != "none" {
 				fmt.Fprintf(stderr, "cleanrelay: warning: starved floods (operations in %.0f s): %s\n", k.FloodSeconds, k.FloodStarved)
 			}
+			if d := r.NodeDeath; d != nil && (d.Lost != 0 || d.Duplicated != 0 || d.Reordered != 0 || d.LostNotices != 0) {
+				failed = true
+			}
 			if k := r.Soak; k != nil && (k.Lost != 0 || k.Duplicated != 0 || k.Reordered != 0 || k.LostNotices != 0 || k.CreateFailed != 0) {
 				failed = true
 			}
@@ -255,6 +286,10 @@ func (f *benchFlags) runOne(ctx context.Context, workload, name string, progress
 	}
 	var r *bench.Result
 	switch workload {
+	case "nodedeath":
+		cfg := f.death
+		cfg.Progress = progress
+		return bench.NodeDeath(ctx, f.nodes, f.kill, cfg)
 	case "pairs":
 		cfg := f.pairs
 		cfg.Progress = progress

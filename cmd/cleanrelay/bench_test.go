@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -80,6 +81,14 @@ func TestBenchBadFlags(t *testing.T) {
 		"url alone":    {"--url", "ws://127.0.0.1:1/ws", "pairs"},
 		"tiny frames":  {"--size", "8", "pairs"},
 		"unknown flag": {"--bogus", "pairs"},
+		// The process ids are beyond any Linux pid_max: nothing could be killed if a check failed.
+		"nodedeath without --kill-pid": {"--servers", "relay", "--url", twoNodes, "--pid", "2147483001,2147483002", "nodedeath"},
+		"--kill-pid without nodedeath": {"--servers", "relay", "--url", twoNodes, "--pid", "2147483001,2147483002", "--kill-pid", "2147483001", "idle"},
+		"--kill-pid not a node":        {"--servers", "relay", "--url", twoNodes, "--pid", "2147483001,2147483002", "--kill-pid", "2147483003", "nodedeath"},
+		"nodedeath beside another":     {"--servers", "relay", "--url", twoNodes, "--pid", "2147483001,2147483002", "--kill-pid", "2147483001", "idle", "nodedeath"},
+		"nodedeath on one node":        {"--servers", "relay", "--url", "ws://127.0.0.1:1/ws", "--pid", "2147483001", "--kill-pid", "2147483001", "nodedeath"},
+		"nodedeath against the floor":  {"--url", twoNodes, "--pid", "2147483001,2147483002", "--kill-pid", "2147483001", "nodedeath"},
+		"nodedeath without a cluster":  {"--kill-pid", "2147483001", "nodedeath"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -90,6 +99,22 @@ func TestBenchBadFlags(t *testing.T) {
 				t.Errorf("stdout %q, want nothing", &stdout)
 			}
 		})
+	}
+}
+
+// twoNodes are two nodes' URLs for the flag checks (nothing listens there).
+const twoNodes = "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws"
+
+// TestBenchNodeDeathFlags: the node to kill is found among the nodes by its process id, and the run's timeout
+// covers the traffic before and after the kill.
+func TestBenchNodeDeathFlags(t *testing.T) {
+	f, w, err := parseBenchFlags([]string{"--servers", "relay", "--url", twoNodes + ",ws://127.0.0.1:3/ws", "--pid", "2147483001,2147483002,2147483003",
+		"--kill-pid", "2147483002", "--death-rooms", "7", "--death-before", "2s", "--death-after", "5s", "--timeout", "1m", "nodedeath"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w) != 1 || w[0] != "nodedeath" || f.kill != 1 || len(f.nodes) != 3 || f.death.Rooms != 7 || f.death.Timeout != 67*time.Second {
+		t.Errorf("workloads %v, kill %d of %d nodes, rooms %d, timeout %v", w, f.kill, len(f.nodes), f.death.Rooms, f.death.Timeout)
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 )
 
 // Result is one workload run against one server: one JSON line, one row of the table. Exactly one of Pairs,
-// Idle and Connect is set; every field of it, and of Result, is filled.
+// Idle, Connect, Soak and NodeDeath is set; every field of it, and of Result, is filled.
 type Result struct {
-	Workload  string  `json:"workload"` // pairs, idle or connect
+	Workload  string  `json:"workload"` // pairs, idle, connect, soak or nodedeath
 	Server    string  `json:"server"`   // relay or floor
 	Seconds   float64 `json:"seconds"`  // wall time of the measured part
 	ServerCPU float64 `json:"server_cpu_s"`
@@ -27,6 +27,8 @@ type Result struct {
 	Idle    *IdleResult    `json:"idle,omitempty"`
 	Connect *ConnectResult `json:"connect,omitempty"`
 	Soak    *SoakResult    `json:"soak,omitempty"`
+	// NodeDeath is a node-death run's; its Server is the node killed, and ServerCPU the surviving nodes'.
+	NodeDeath *NodeDeathResult `json:"nodedeath,omitempty"`
 
 	// VsFloor holds the relay's figures divided by the floor's from the same invocation (latency: the
 	// difference in ms), when both ran. Absent on the floor's own line.
@@ -129,6 +131,60 @@ type SoakResult struct {
 	// samples (only against a relay with accounts, SoakConfig.Accounts).
 	AccountProbes int `json:"account_probes"`
 	AccountFailed int `json:"account_failed"`
+	// ProbeFailures says why probes failed, by kind, most frequent first ("" when none did).
+	ProbeFailures string `json:"probe_failures,omitempty"`
+}
+
+// NodeDeathResult is what a node-death run measured. Times are from the SIGKILL. Affected members are those
+// whose socket was on the dead node, Resumed those of them whose resume on another node was answered; a room is
+// Flowing once each of its members has been given a frame its peer sent after the kill (FlowP50ms … over the
+// rooms, the later of the two). Survivors are the members on the other nodes, SurvivorsKept those whose socket
+// stayed open throughout. ResumeRetries counts resumes answered bad_token (asked before the room's new
+// sequencer had it) and asked again.
+type NodeDeathResult struct {
+	Nodes         int     `json:"nodes"`
+	Rooms         int     `json:"rooms"`
+	Members       int     `json:"members"`
+	Frames        int     `json:"frames_per_member"`
+	Size          int     `json:"size"`
+	Rate          float64 `json:"rate_per_member"`
+	BeforeS       float64 `json:"before_s"`
+	AfterS        float64 `json:"after_s"`
+	Affected      int     `json:"affected"`
+	Resumed       int     `json:"resumed"`
+	ResumeP50ms   float64 `json:"resume_p50_ms"`
+	ResumeP99ms   float64 `json:"resume_p99_ms"`
+	ResumeMaxms   float64 `json:"resume_max_ms"`
+	ResumeRetries int64   `json:"resume_retries"`
+	Flowing       int     `json:"flowing"`
+	FlowP50ms     float64 `json:"flow_p50_ms"`
+	FlowP99ms     float64 `json:"flow_p99_ms"`
+	FlowMaxms     float64 `json:"flow_max_ms"`
+	// TakenOver is how many rooms the dead node sequenced (made there), whose mirrors took them over; the
+	// Taken figures are over their members and rooms, the Other figures over the rooms sequenced elsewhere.
+	TakenOver        int     `json:"taken_over"`
+	ResumeTakenP50ms float64 `json:"resume_taken_p50_ms"`
+	ResumeTakenP99ms float64 `json:"resume_taken_p99_ms"`
+	ResumeOtherP50ms float64 `json:"resume_other_p50_ms"`
+	ResumeOtherP99ms float64 `json:"resume_other_p99_ms"`
+	FlowTakenP50ms   float64 `json:"flow_taken_p50_ms"`
+	FlowTakenP99ms   float64 `json:"flow_taken_p99_ms"`
+	FlowOtherP50ms   float64 `json:"flow_other_p50_ms"`
+	FlowOtherP99ms   float64 `json:"flow_other_p99_ms"`
+	Survivors        int     `json:"survivors"`
+	SurvivorsKept    int     `json:"survivors_kept"`
+	Delivered        int64   `json:"delivered"`
+	Lost             int64   `json:"lost"`   // sent and never received
+	Unsent           int64   `json:"unsent"` // never sent: the run ended first
+	Duplicated       int64   `json:"duplicated"`
+	Reordered        int64   `json:"reordered"`
+	LostNotices      int64   `json:"lost_notices"`
+	// Gaps says, when frames were lost or duplicated, in which kind of room, sent by which member, and from
+	// when: "not given (room taken over, sent by the dead node's member): 120 frames, 3 members, from the frame
+	// sent -0.2 to +0.9 s from the kill; …" (each member's first such frame, the earliest and the latest of
+	// them); "none" when none were.
+	Gaps        string `json:"gaps"`
+	SourceAddrs int    `json:"source_addrs"`
 }
 
 // Compare fills r.VsFloor from the floor's result of the same workload.
@@ -167,7 +223,7 @@ func (r *Result) WriteJSON(w io.Writer) error {
 // WriteTable writes a human table of results, one row per run, grouped by workload.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	for _, kind := range []string{"pairs", "idle", "connect", "soak"} {
+	for _, kind := range []string{"pairs", "idle", "connect", "soak", "nodedeath"} {
 		var rows []*Result
 		for _, r := range results {
 			if r.Workload == kind {
@@ -211,6 +267,16 @@ func WriteTable(w io.Writer, results []*Result) error {
 				fmt.Fprintf(tw, "\t%s\t%d\t%d\t%g/s\t%s\t%d\t%.1f\t%s\t%d\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t\n", r.Server, k.Idle, k.Rooms,
 					k.Rate, k.Floods, k.FloodOps, k.FloodCPU, k.FloodStarved, k.Delivered, k.LatP50ms, k.LatP99ms, k.LatMaxms, k.Lost, k.Unsent, k.Duplicated, k.Reordered,
 					k.LostNotices, mib(k.RSSFirst), mib(k.RSSMax), mib(k.RSSLast), k.CreateFailed, k.CreateProbes, k.AccountFailed, k.AccountProbes, r.Errors)
+			}
+		case "nodedeath":
+			fmt.Fprintln(tw, "nodedeath\tnodes\trooms\ttaken over\trate\taffected\tresumed\tresume p50/p99/max ms\ttaken over p50/p99\tother p50/p99\tretries\tflowing\tflow p50/p99/max ms\ttaken over p50/p99\tother p50/p99\tsurvivors kept\tdelivered\tlost\tunsent\tdup\treord\tlost notices\tsrv cpu s\ttool cpu s\terrors\t")
+			for _, r := range rows {
+				d := r.NodeDeath
+				fmt.Fprintf(tw, "\t%d\t%d\t%d\t%g/s\t%d\t%d\t%.0f/%.0f/%.0f\t%.0f/%.0f\t%.0f/%.0f\t%d\t%d\t%.0f/%.0f/%.0f\t%.0f/%.0f\t%.0f/%.0f\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t%d\t\n",
+					d.Nodes, d.Rooms, d.TakenOver, d.Rate, d.Affected, d.Resumed, d.ResumeP50ms, d.ResumeP99ms, d.ResumeMaxms,
+					d.ResumeTakenP50ms, d.ResumeTakenP99ms, d.ResumeOtherP50ms, d.ResumeOtherP99ms, d.ResumeRetries, d.Flowing,
+					d.FlowP50ms, d.FlowP99ms, d.FlowMaxms, d.FlowTakenP50ms, d.FlowTakenP99ms, d.FlowOtherP50ms, d.FlowOtherP99ms,
+					d.SurvivorsKept, d.Survivors, d.Delivered, d.Lost, d.Unsent, d.Duplicated, d.Reordered, d.LostNotices, r.ServerCPU, r.ToolCPU, r.Errors)
 			}
 		}
 		fmt.Fprintln(tw, "\t")
@@ -260,7 +326,11 @@ var positive = map[string]bool{
 	"frames_per_s": true, "payload_mib_per_s": true, "lat_p50_ms": true, "lat_p90_ms": true, "lat_p99_ms": true,
 	"lat_max_ms": true, "source_addrs": true, "conns": true, "alive": true, "hold_s": true, "server_rss_before": true,
 	"server_rss_after": true, "tool_rss_before": true, "tool_rss_after": true, "concurrency": true, "conns_per_s": true,
-	"nodes": true, "setup_s": true,
+	"nodes": true, "setup_s": true, "members": true, "before_s": true, "after_s": true, "affected": true, "resumed": true,
+	"resume_p50_ms": true, "resume_p99_ms": true, "resume_max_ms": true, "flowing": true, "flow_p50_ms": true,
+	"flow_p99_ms": true, "flow_max_ms": true, "survivors": true, "taken_over": true, "resume_taken_p50_ms": true,
+	"resume_taken_p99_ms": true, "flow_taken_p50_ms": true, "flow_taken_p99_ms": true, "flow_other_p50_ms": true,
+	"flow_other_p99_ms": true, "resume_other_p50_ms": true, "resume_other_p99_ms": true,
 }
 
 // ValidateJSONLine checks one JSON line of a run of workload: every field of Result and of that workload's
@@ -286,6 +356,8 @@ func ValidateJSONLine(line []byte, workload string) error {
 		sub = ConnectResult{}
 	case "soak":
 		sub = SoakResult{}
+	case "nodedeath":
+		sub = NodeDeathResult{}
 	default:
 		return fmt.Errorf("unknown workload %q", workload)
 	}

@@ -229,6 +229,7 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 	var samples []string
 	var rssMax, rssFirst, rssLast int64
 	var probes, probeFailed, accountProbes, accountFailed int
+	var probeErrs tally
 	start := time.Now()
 	wg.Add(1)
 	go func() {
@@ -247,14 +248,17 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 			}
 			rssLast, rssMax = rss, max(rssMax, rss)
 			probes++
-			ok := probeCreate(floodCtx, s.URL)
+			perr := probeCreate(floodCtx, s.URL)
+			ok := perr == nil
 			if !ok && floodCtx.Err() == nil {
 				probeFailed++
+				probeErrs.add("create: " + perr.Error())
 			}
 			if cfg.Accounts {
 				accountProbes++
-				if !probeAccount(floodCtx, s.URL) && floodCtx.Err() == nil {
+				if aerr := probeAccount(floodCtx, s.URL); aerr != nil && floodCtx.Err() == nil {
 					accountFailed++
+					probeErrs.add("account: " + aerr.Error())
 				}
 			}
 			samples = append(samples, fmt.Sprintf("%ds:%s:%v", int(time.Since(start).Seconds()), mib(rss), ok))
@@ -312,22 +316,23 @@ func Soak(ctx context.Context, s *Server, cfg SoakConfig) (*Result, error) {
 		LatP50ms: p.LatP50ms, LatP99ms: p.LatP99ms, LatMaxms: p.LatMaxms,
 		RSSFirst: rssFirst, RSSLast: rssLast, RSSMax: rssMax, RSSSamples: strings.Join(samples, " "),
 		CreateProbes: probes, CreateFailed: probeFailed, AccountProbes: accountProbes, AccountFailed: accountFailed,
+		ProbeFailures: probeErrs.String(),
 	}
 	return r, nil
 }
 
-// probeCreate is a new user: it connects, creates a room, and leaves. It reports whether that worked.
-func probeCreate(ctx context.Context, wsURL string) bool {
+// probeCreate is a new user: it connects, creates a room, and leaves. It says why that did not work.
+func probeCreate(ctx context.Context, wsURL string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, wsURL, &client.Options{Events: 16})
 	if err != nil {
-		return false
+		return fmt.Errorf("dial: %w", err)
 	}
 	defer c.Close()
 	r, err := c.Create(ctx, 0)
 	if err != nil {
-		return false
+		return fmt.Errorf("create: %w", err)
 	}
-	return c.Leave(ctx, r.Ch) == nil
+	return c.Leave(ctx, r.Ch)
 }

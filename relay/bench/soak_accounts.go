@@ -194,10 +194,10 @@ func trickle(ctx context.Context, host string, ops *atomic.Int64) {
 
 // probeAccount is a new user of the accounts side: it registers, logs in and publishes a key, as the browser
 // client does (a busy answer is asked again after its Retry-After, as docs/accounts.md tells clients to). It
-// reports whether that worked within half a minute.
-func probeAccount(ctx context.Context, wsURL string) bool {
+// says why that did not work within half a minute.
+func probeAccount(ctx context.Context, wsURL string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err := client.NewAccount(ctx, wsURL, client.Registration{Username: randomName("p"), FullName: "Probe", Password: benchPassword}, nil)
-	return err == nil
+	return err
 }

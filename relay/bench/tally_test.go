@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 )
 
@@ -25,5 +28,22 @@ func TestTally(t *testing.T) {
 	}
 	if len(tl.counts) != tallyKinds+1 || tl.counts["other"] != int64(2*tallyKinds-(tallyKinds-2)) {
 		t.Errorf("%d kinds, %d other: want %d kinds and the rest as other", len(tl.counts), tl.counts["other"], tallyKinds+1)
+	}
+}
+
+// TestProbesSayWhy: a probe that cannot reach the relay says so, for the soak's probe_failures.
+func TestProbesSayWhy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "ws://" + ln.Addr().String() + "/ws"
+	ln.Close()
+	ctx := context.Background()
+	if err := probeCreate(ctx, url); err == nil || !strings.HasPrefix(err.Error(), "dial: ") {
+		t.Errorf("create probe of a closed port: %v, want a dial error", err)
+	}
+	if err := probeAccount(ctx, url); err == nil {
+		t.Error("account probe of a closed port: no error")
 	}
 }
