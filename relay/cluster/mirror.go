@@ -81,7 +81,7 @@ const mirrorBatchBytes = 256 << 10
 
 // Track implements rooms.Mirrors: it starts the room's mirror link.
 func (l *roomLinks) Track(r *rooms.Room) rooms.Conn {
-	ml := &mirrorLink{l: l, r: r, wake: make(chan struct{}, 1)}
+	ml := &mirrorLink{l: l, r: r, wake: make(chan struct{}, 1), scores: make(map[string]string)}
 	ml.wake <- struct{}{}
 	l.linksMu.Lock()
 	l.links[ml] = struct{}{}
@@ -100,15 +100,24 @@ func (l *roomLinks) where(c rooms.Conn) string {
 }
 
 // mirrorFor picks the room's mirror among the live peers: the highest keyed hash of room id and node name.
-func (l *roomLinks) mirrorFor(id *rooms.RoomID, live map[string]uint64) (string, uint64) {
+// scores (node → its hash for this room; nil: none) keeps the hashes from one call to the next: a room's mirror
+// link asks before every copy, and a hash costs more than the rest of the choice.
+func (l *roomLinks) mirrorFor(id *rooms.RoomID, live map[string]uint64, scores map[string]string) (string, uint64) {
 	best, bestScore := "", ""
 	for node := range live {
-		b := make([]byte, 0, len(id)+1+len(node))
-		b = append(append(append(b, id[:]...), 0), node...)
-		if s := l.n.cfg.Keys.Subject("rank", b); s > bestScore {
+		s, ok := scores[node]
+		if !ok {
+			b := make([]byte, 0, len(id)+1+len(node))
+			b = append(append(append(b, id[:]...), 0), node...)
+			s = l.n.cfg.Keys.Subject("rank", b)
+			clear(b)
+			if scores != nil {
+				scores[node] = s
+			}
+		}
+		if s > bestScore {
 			best, bestScore = node, s
 		}
-		clear(b)
 	}
 	return best, live[best]
 }
@@ -128,6 +137,8 @@ type mirrorLink struct {
 	sent uint64 // the mirror holds the entries up to this seq
 	full bool   // the next copy replaces the mirror's
 	c    rooms.Copy
+	// scores are the rendezvous hashes of the room with the nodes seen so far (mirrorFor).
+	scores map[string]string
 }
 
 // Wake implements rooms.Conn.
@@ -184,6 +195,7 @@ func (l *roomLinks) wakeMirrorLinks(live map[string]uint64) {
 
 func (ml *mirrorLink) wipe() {
 	clear(ml.id[:])
+	clear(ml.scores)
 	ml.c.DialogCap.Wipe()
 	clear(ml.c.Room[:])
 	clear(ml.c.CapHash[:])
@@ -205,8 +217,11 @@ func (ml *mirrorLink) sync() bool {
 			}
 			return false
 		}
-		ml.id = c.Room
-		node, inc := l.mirrorFor(&ml.id, l.n.liveIncarnations())
+		if ml.id != c.Room {
+			ml.id = c.Room
+			clear(ml.scores)
+		}
+		node, inc := l.mirrorFor(&ml.id, l.n.liveIncarnations(), ml.scores)
 		if node != ml.node || inc != ml.inc {
 			if ml.node != "" {
 				l.mirrorRequest(ml.node, &mirrorMsg{Op: "drop", Room: ml.id[:]}) // best effort: it may be dead

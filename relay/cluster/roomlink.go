@@ -17,7 +17,9 @@ import (
 //     served link leaves the member's entries in the room's log, where the log's own bounds apply and end in
 //     the same lost notice as on one node);
 //   - the receiver (an inbox) takes only the next number; it confirms what it took (opLinkAck) every
-//     linkAckEvery messages, at once for a link's last message, and otherwise within linkTick; a number past
+//     linkAckEvery messages, at once for a link's last message, and otherwise on the first linkTick at least
+//     linkAckDelay after it took the oldest message not yet confirmed (a link carrying a few messages a
+//     second is confirmed about once per linkAckDelay, not once per message); a number past
 //     the next one is a gap: it is dropped, and the receiver asks for everything after its last (opLinkAck
 //     with the again flag, at most once per linkResend for one position);
 //   - the sender sends everything unconfirmed again when asked; when nothing was confirmed for linkResend (the
@@ -36,6 +38,7 @@ const (
 	linkWindowBytes = 1 << 20
 	linkAckEvery    = 16
 	linkTick        = 50 * time.Millisecond
+	linkAckDelay    = 150 * time.Millisecond // well inside linkResend: the sender does not probe a live link
 	linkResend      = 500 * time.Millisecond
 	linkResendMax   = 4 * time.Second
 	linkClosing     = 10 * time.Second
@@ -236,6 +239,7 @@ type inbox struct {
 	last   uint64    // guarded by mu: taken in order up to this
 	told   uint64    // guarded by mu: the last number confirmed to the sender
 	since  int       // guarded by mu: taken since the last confirmation
+	first  time.Time // guarded by mu: when the oldest of those was taken
 	askAt  time.Time // guarded by mu: when a gap was last asked for
 	askFor uint64    // guarded by mu: at which last
 	asks   int       // guarded by mu: how often at that position
@@ -256,12 +260,15 @@ func (in *inbox) check(n uint64) int {
 	return takeGap
 }
 
-// commit takes message number n (check said takeNext). It reports whether to confirm now, and what; with
-// canAck false (the sender's subject is not known yet) the tick confirms later.
-func (in *inbox) commit(n uint64, final, canAck bool) (uint64, bool) {
+// commit takes message number n (check said takeNext) at time now. It reports whether to confirm now, and
+// what; with canAck false (the sender's subject is not known yet) the tick confirms later.
+func (in *inbox) commit(n uint64, final, canAck bool, now time.Time) (uint64, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.last = n
+	if in.since == 0 {
+		in.first = now
+	}
 	in.since++
 	if canAck && (final || in.since >= linkAckEvery) {
 		in.told, in.since, in.dirty = n, 0, false
@@ -288,11 +295,15 @@ func (in *inbox) ask(now time.Time) (uint64, bool) {
 	return in.last, true
 }
 
-// due reports whether the tick should confirm, and what.
-func (in *inbox) due() (uint64, bool) {
+// due reports whether the tick at time now should confirm, and what: a message sent again (dirty) is
+// confirmed at once, what was taken once the oldest unconfirmed message is linkAckDelay old.
+func (in *inbox) due(now time.Time) (uint64, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.last == in.told && !in.dirty {
+		return 0, false
+	}
+	if !in.dirty && in.last != in.told && now.Sub(in.first) < linkAckDelay {
 		return 0, false
 	}
 	in.told, in.since, in.dirty = in.last, 0, false

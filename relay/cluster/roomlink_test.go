@@ -62,7 +62,7 @@ func (k *lossyLink) deliver(now time.Time) {
 			continue
 		}
 		k.taken = append(k.taken, binary.BigEndian.Uint32(b[wireHeader:]))
-		if last, ok := k.in.commit(num, false, true); ok {
+		if last, ok := k.in.commit(num, false, true, now); ok {
 			k.confirm(linkAck(&k.id, last, false, false))
 		}
 	}
@@ -82,7 +82,7 @@ func (k *lossyLink) confirm(b []byte) {
 
 // tick is roomLinks.tick for this link, at time now.
 func (k *lossyLink) tick(now time.Time) {
-	if last, ok := k.in.due(); ok {
+	if last, ok := k.in.due(now); ok {
 		k.confirm(linkAck(&k.id, last, false, false))
 	}
 	k.out.tick(k.env, now)
@@ -171,5 +171,44 @@ func TestLinkStopReleases(t *testing.T) {
 	}
 	if k.held.Load() != 0 {
 		t.Fatalf("a stopped link still counts %d bytes", k.held.Load())
+	}
+}
+
+// TestLinkConfirmsQuietLinkLater: a link carrying a message now and then is confirmed once the oldest message
+// not yet confirmed is linkAckDelay old, not on every tick (one confirmation per message at a few messages a
+// second); every linkAckEvery messages at once; and a message sent again at the next tick.
+func TestLinkConfirmsQuietLinkLater(t *testing.T) {
+	var in inbox
+	start := time.Now()
+	if _, now := in.commit(1, false, true, start); now {
+		t.Fatal("one message confirmed at once")
+	}
+	for tick := start.Add(linkTick); tick.Sub(start) < linkAckDelay; tick = tick.Add(linkTick) {
+		if _, ok := in.due(tick); ok {
+			t.Fatalf("confirmed %v after the message was taken, before linkAckDelay (%v)", tick.Sub(start), linkAckDelay)
+		}
+		// more messages on the quiet link do not push the confirmation back
+		in.commit(in.last+1, false, true, tick)
+	}
+	if last, ok := in.due(start.Add(linkAckDelay)); !ok || last != in.last {
+		t.Fatalf("not confirmed once the oldest is linkAckDelay old: %d, %v (took %d)", last, ok, in.last)
+	}
+	if _, ok := in.due(start.Add(linkAckDelay + linkTick)); ok {
+		t.Fatal("confirmed again with nothing new")
+	}
+	// a busy link: every linkAckEvery messages at once
+	now := start.Add(time.Second)
+	for i := 1; i <= linkAckEvery; i++ {
+		last, ok := in.commit(in.last+1, false, true, now)
+		if ok != (i == linkAckEvery) || (ok && last != in.last) {
+			t.Fatalf("message %d of a busy link: confirmed %v (%d)", i, ok, last)
+		}
+	}
+	// a message taken before (sent again): confirmed at the next tick, whatever its age
+	if in.check(in.last) != takeOld {
+		t.Fatal("an old number not seen as old")
+	}
+	if last, ok := in.due(now.Add(linkTick)); !ok || last != in.last {
+		t.Fatalf("a message sent again not confirmed at the next tick: %d, %v", last, ok)
 	}
 }

@@ -333,7 +333,7 @@ func (l *roomLinks) tick() {
 		}
 		l.mu.Unlock()
 		for _, a := range acks {
-			if last, ok := a.in.due(); ok {
+			if last, ok := a.in.due(now); ok {
 				l.publish(a.subject, linkAck(&a.id, last, false, a.toProxy))
 			}
 		}
@@ -407,6 +407,10 @@ func (l *roomLinks) handle(plain []byte) {
 	var plSubject string
 	if pl != nil {
 		plSubject = pl.subject
+	}
+	var svm *rooms.Member
+	if sv != nil {
+		svm = sv.m
 	}
 	l.mu.Unlock()
 	if op == opLinkAck {
@@ -514,11 +518,17 @@ func (l *roomLinks) handle(plain []byte) {
 			l.confirm(in, num, final, ackTo, &id, toProxy)
 			return
 		}
+		if sv.applyNow(svm, &o) {
+			l.confirm(in, num, final, ackTo, &id, toProxy)
+			return
+		}
+		sv.queued.Add(1)
 		select {
 		case sv.ops <- o:
 			l.confirm(in, num, final, ackTo, &id, toProxy)
 		default:
 			// Not taken: the proxy sends it again (this goroutine serves every link; it does not wait for one).
+			sv.queued.Add(-1)
 			ws.PutPayload(o.p)
 		}
 	}
@@ -526,7 +536,7 @@ func (l *roomLinks) handle(plain []byte) {
 
 // confirm commits message num of in and confirms it to the sender at once when it is due.
 func (l *roomLinks) confirm(in *inbox, num uint64, final bool, ackTo string, id *linkID, toProxy bool) {
-	if last, now := in.commit(num, final, ackTo != ""); now {
+	if last, now := in.commit(num, final, ackTo != "", time.Now()); now {
 		l.publish(ackTo, linkAck(id, last, false, toProxy))
 	}
 }

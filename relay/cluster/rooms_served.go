@@ -5,6 +5,7 @@ package cluster
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
@@ -26,10 +27,14 @@ type served struct {
 	ops  chan servedOp
 	out  outbox // numbers and keeps what goes to the member's node
 	in   inbox  // checked by roomLinks.handle
-	// stamped is the member's frames its proxy was told the mirror holds (opStamped). Only run uses it.
-	stamped uint64
-	done    chan struct{}
-	once    sync.Once
+	// stamped is the member's frames its proxy was told the mirror holds (opStamped).
+	stamped atomic.Uint64
+	// queued counts the proxy's requests handed to run and not yet applied. While it is 0, roomLinks.handle
+	// applies a frame or an ack itself (applyNow), without the hand-off to run; only handle queues requests,
+	// so they are still applied in the order they came.
+	queued atomic.Int32
+	done   chan struct{}
+	once   sync.Once
 }
 
 // servedOp is a request of a served member's proxy.
@@ -80,8 +85,42 @@ func (sv *served) run() {
 			sv.drain(sub)
 		case o := <-sv.ops:
 			sv.apply(&o, sub)
+			sv.queued.Add(-1)
 		}
 	}
+}
+
+// applyNow applies a frame or an ack of the proxy at once, in the goroutine that received it, when no request
+// queued for run comes before it and it needs no wait. It reports false for what run must apply: another
+// request, or a frame its room finds crowded or over the memory budget (run waits, or refuses it). m is the
+// served member (nil: not admitted yet).
+func (sv *served) applyNow(m *rooms.Member, o *servedOp) bool {
+	if m == nil || sv.queued.Load() != 0 {
+		return false
+	}
+	switch o.op {
+	case opAck:
+		m.Ack(sv, o.seq)
+		return true
+	case opFwd:
+		if o.n != 0 && o.n <= m.In(sv) {
+			ws.PutPayload(o.p) // the room has it already (see apply)
+			return true
+		}
+		if o.n != 0 {
+			m.NumberFrom(sv, o.n)
+		}
+		switch m.Forward(sv, o.p) {
+		case rooms.Forwarded:
+			sv.tellStamped(sv.sub) // a room with no mirror holds it now
+			return true
+		case rooms.NotMember:
+			ws.PutPayload(o.p)
+			sv.l.dropped.Add(1)
+			return true
+		}
+	}
+	return false
 }
 
 // apply applies one request of the proxy.
@@ -187,10 +226,18 @@ func (sv *served) drain(sub string) {
 	sv.tellStamped(sub)
 }
 
-// tellStamped tells the proxy how many of its member's frames the room's mirror holds, if that grew.
+// tellStamped tells the proxy how many of its member's frames the room's mirror holds, if that grew. run and
+// applyNow may both call it: the proxy takes the highest number it was told.
 func (sv *served) tellStamped(sub string) {
-	if n := sv.m.Stamped(sv); n > sv.stamped {
-		sv.stamped = n
-		sv.out.send(sv.l, sub, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opStamped, &sv.id), n))
+	n := sv.m.Stamped(sv)
+	for {
+		old := sv.stamped.Load()
+		if n <= old {
+			return
+		}
+		if sv.stamped.CompareAndSwap(old, n) {
+			sv.out.send(sv.l, sub, binary.AppendUvarint(appendHeader(make([]byte, 0, wireHeader+10), opStamped, &sv.id), n))
+			return
+		}
 	}
 }
