@@ -152,6 +152,10 @@ type Node struct {
 	lagMillis                       atomic.Int64
 
 	rooms atomic.Pointer[roomLinks] // set by ServeRooms (rooms.go)
+
+	// deafTo, in tests only, names a node whose heartbeats this node ignores (as a node too loaded to take
+	// them in time would): this node stops counting it live while it still hears this one.
+	deafTo atomic.Pointer[string]
 }
 
 // Start connects to NATS with the nkey, subscribes, hooks dir's changes, and waits (up to Config.CatchUp) until
@@ -369,7 +373,9 @@ func (n *Node) receive() {
 				continue
 			}
 			if m.Subject == n.subHB {
-				n.heard(&env)
+				if d := n.deafTo.Load(); d == nil || *d != env.From {
+					n.heard(&env)
+				}
 				continue
 			}
 			if m.Subject == n.subDialog {

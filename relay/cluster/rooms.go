@@ -225,6 +225,7 @@ func (l *roomLinks) watchPeers() {
 			sv.stop()
 			sv.out.stop(&l.env)
 			l.t.Away(sv, []*rooms.Member{sv.m})
+			l.tellNoLink(sv.sub, &sv.id, true) // in case its node still hears this one (nolink.go)
 		}
 		for _, o := range unheard {
 			o.stop(&l.env)
@@ -232,18 +233,7 @@ func (l *roomLinks) watchPeers() {
 		l.takeOver(live)
 		l.wakeMirrorLinks(live)
 		for _, pl := range gone {
-			pl.out.stop(&l.env) // a relink starts a new link, its window empty
-			pr := pl.pr
-			pr.mu.Lock()
-			start := pr.cur == pl && !pr.ended
-			if pr.cur == pl {
-				pr.cur = nil
-			}
-			pr.mu.Unlock()
-			if start {
-				l.n.wg.Add(1)
-				go l.relink(pr)
-			}
+			l.unlinked(pl)
 		}
 	}
 }
@@ -271,7 +261,8 @@ func (l *roomLinks) publish(subject string, b []byte) {
 		}
 		return
 	}
-	l.n.nc.Publish(subject, l.n.cfg.Keys.Seal(subject, b, time.Now()))
+	// The reply subject is this node's room subject: where a node that holds no such link answers (nolink.go).
+	l.n.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: l.subOwn, Data: l.n.cfg.Keys.Seal(subject, b, time.Now())})
 }
 
 // loopback handles the messages of links from this node to itself, in order.
@@ -282,7 +273,7 @@ func (l *roomLinks) loopback() {
 		case <-l.n.done:
 			return
 		case b := <-l.loop:
-			l.handle(b)
+			l.handle(b, l.subOwn)
 			clear(b)
 		}
 	}
@@ -388,11 +379,11 @@ func (l *roomLinks) receive(m *nats.Msg) {
 		return
 	}
 	defer clear(plain)
-	l.handle(plain)
+	l.handle(plain, m.Reply)
 }
 
-// handle handles one opened message of a room subject.
-func (l *roomLinks) handle(plain []byte) {
+// handle handles one opened message of a room subject; reply is its sender's room subject.
+func (l *roomLinks) handle(plain []byte, reply string) {
 	if len(plain) < wireHeader {
 		l.n.refused.Add(1)
 		return
@@ -440,6 +431,10 @@ func (l *roomLinks) handle(plain []byte) {
 		}
 		return
 	}
+	if op == opNoLink {
+		l.lostLink(&id, len(r.b) == 1 && r.b[0]&flagToProxy != 0)
+		return
+	}
 	var in *inbox
 	var ackTo string
 	toProxy := false
@@ -450,6 +445,7 @@ func (l *roomLinks) handle(plain []byte) {
 		in, ackTo, toProxy = &sv.in, sv.sub, true
 	default:
 		l.dropped.Add(1)
+		l.noLink(op, &id, reply)
 		return
 	}
 	switch in.check(num) {
