@@ -13,6 +13,7 @@ import (
 //
 //   - a proxy links to its room's sequencer again (relink: a resume by the member's token hash from the last
 //     entry delivered here, then the kept frames the sequencer lacks, in order), without its client knowing;
+//
 // A sequencer that ends a served link because it no longer hears the member's node says so at once, the same
 // way (a proxy that only receives would otherwise send nothing that could be answered).
 //
