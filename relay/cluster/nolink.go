@@ -13,12 +13,13 @@ import (
 //
 //   - a proxy links to its room's sequencer again (relink: a resume by the member's token hash from the last
 //     entry delivered here, then the kept frames the sequencer lacks, in order), without its client knowing;
-//
-// A sequencer that ends a served link because it no longer hears the member's node says so at once, the same
-// way (a proxy that only receives would otherwise send nothing that could be answered).
-//
 //   - a served member goes away on the sequencer (its grace runs; its proxy's relink brings it back), after
 //     whatever its proxy sent before (the request goes through the member's queue, in order).
+//
+// A sequencer that ends a served link because it no longer hears the member's node says so at once, the same
+// way (a proxy that only receives would otherwise send nothing that could be answered). While the sequencer
+// stays deaf, the relinked member is away again at its next peer watch, and relinks again: it goes on
+// talking, and its room's members see it away and back.
 //
 // The body of opNoLink is one byte of flags: flagToProxy when the link is a proxy's (the message that found no
 // link came from a proxy: a frame, an ack or an end), as in opLinkAck.
