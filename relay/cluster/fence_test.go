@@ -352,3 +352,48 @@ func TestRoomLinksNoSuchLink(t *testing.T) {
 	}
 	t.Logf("%d frames each way; A forgot y's link: relinks on B %d, rooms messages A dropped (each answered) %d", count, lb.relinks.Load(), a.Stats().RoomDropped)
 }
+
+// TestFenceCutOff: node A, which sequences a room, loses its only NATS server in the middle of a conversation
+// between x on A and y on B. B no longer hears A and takes the room over from its mirror copy; A, cut off for
+// the peer timeout, stops sequencing it and ends x's membership so that it resumes (rooms.ReasonResume),
+// which x does on A once A is back on NATS: A finds the room on B. Both members receive every frame of the
+// other once and in order, with seqs that only grow (nobody was handed entries of two sequencers), and what
+// the room had accepted of x before the cut is not sent twice. On the code before the fence A goes on
+// sequencing the room for x alone, unmirrored, and x's frames never reach y.
+func TestFenceCutOff(t *testing.T) {
+	nc := natsnet.Start(t, natsnet.Options{})
+	keys := testKeys(t, secretA)
+	urls := nc.URLs()
+	a, ta, la := roomsNodeOn(t, nc, "node-a", urls[:1], keys, nil)
+	b, tb, lb := roomsNodeOn(t, nc, "node-b", urls[1:], keys, nil)
+	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(a.livePeers()) == 1 && len(b.livePeers()) == 1 })
+	x, y := newChatter("x"), newChatter("y")
+	pair(t, x, ta, y, tb)
+	waitFor(t, 10*time.Second, "B mirrors the room", func() bool { return b.Stats().RoomsMirrored == 1 })
+	const count = 600
+	chat(t, x, y, count, time.Minute, func() {
+		nc.Servers()[0].Kill()
+		waitFor(t, 10*time.Second, "B took the room over", func() bool { return lb.takeovers.Load() == 1 })
+		waitFor(t, 10*time.Second, "A ended x's membership so that it resumes", func() bool {
+			m, _ := x.member()
+			return m == nil
+		})
+		if ta.RoomsHere() != 0 || la.yielded.Load() != 1 {
+			t.Errorf("A, cut off, sequences %d rooms and yielded %d", ta.RoomsHere(), la.yielded.Load())
+		}
+		time.Sleep(time.Second) // y goes on alone meanwhile
+		if err := nc.Servers()[0].Restart(); err != nil {
+			t.Fatal(err)
+		}
+		x.resume(t, ta, 20*time.Second)
+	})
+	x.check(t, count)
+	y.check(t, count)
+	x.mu.Lock()
+	events := x.events
+	x.mu.Unlock()
+	if ta.RoomsHere() != 0 || tb.RoomsHere() != 1 {
+		t.Errorf("A sequences %d rooms, B %d; want 0 and 1", ta.RoomsHere(), tb.RoomsHere())
+	}
+	t.Logf("%d frames each way, A cut off from NATS for a while: all received once and in order; x's events %v", count, events)
+}

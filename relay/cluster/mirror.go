@@ -120,6 +120,7 @@ type mirrorLink struct {
 	wake chan struct{}
 
 	retry atomic.Bool // the last request failed: watchPeers wakes it every heartbeat
+	held  atomic.Bool // a mirror holds a copy of the room: the fence yields it (fence.go)
 
 	// Only run uses these.
 	id   rooms.RoomID
@@ -226,8 +227,14 @@ func (ml *mirrorLink) sync() bool {
 				ins[m.ID] = m.In
 			}
 		}
+		if node == "" && !l.n.steady() {
+			// Off NATS, or not yet heard the peers again: they may live, and the room waits (fence.go).
+			ml.retry.Store(true)
+			return true
+		}
 		if node == "" {
 			// No other node lives: nothing can hold a copy, and the room goes on without one.
+			ml.held.Store(false)
 			ml.r.Mirrored(c.Head, ins)
 			ml.sent = c.Head
 		} else {
@@ -244,11 +251,18 @@ func (ml *mirrorLink) sync() bool {
 				ml.full, ml.sent = true, 0
 				continue
 			case a.Op == "ok":
+				ml.held.Store(true)
 				l.lagMicros.Store(time.Since(start).Microseconds())
 				ml.full, ml.sent = false, c.Head
 				ml.r.Mirrored(c.Head, ins)
+			case a.Op == "stale":
+				// A newer epoch of the room lives elsewhere, and members came to it there (this node was
+				// cut off, or only slow to be heard): the room ends here, its members resume there.
+				if l.t.Yield(ml.r) {
+					l.yielded.Add(1)
+				}
+				return true
 			default:
-				// "stale": a newer epoch of the room lives elsewhere (this node was cut off and came back);
 				// "no": the mirror is over its memory budget. Members here are handed nothing more until
 				// a mirror holds it; the next heartbeat tries again.
 				ml.retry.Store(true)
@@ -292,6 +306,9 @@ func clearCopyMsg(m *mirrorMsg) {
 // node's mirror requests are numbered in the order they are published (NATS keeps one publisher's order), so
 // a mirror drops a replayed one.
 func (l *roomLinks) mirrorRequest(node string, msg *mirrorMsg) (mirrorMsg, bool) {
+	if !l.n.nc.IsConnected() {
+		return mirrorMsg{}, false // not kept for the reconnect (fence.go)
+	}
 	subject := l.n.cfg.Keys.Subject("mirror", []byte(node))
 	msg.From, msg.Inc = l.n.cfg.Node, l.n.inc
 	answer := make(chan *nats.Msg, 1)

@@ -156,6 +156,10 @@ type Node struct {
 	// deafTo, in tests only, names a node whose heartbeats this node ignores (as a node too loaded to take
 	// them in time would): this node stops counting it live while it still hears this one.
 	deafTo atomic.Pointer[string]
+
+	// offAt is when the node lost its NATS server (Unix nanoseconds; 0 while connected), onAt when it last
+	// connected: the fence (fence.go).
+	offAt, onAt atomic.Int64
 }
 
 // Start connects to NATS with the nkey, subscribes, hooks dir's changes, and waits (up to Config.CatchUp) until
@@ -187,8 +191,13 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	n.nc, err = nats.Connect(strings.Join(cfg.URLs, ","),
 		nats.Nkey(pub, kp.Sign), nats.NoEcho(), nats.DontRandomize(), nats.IgnoreDiscoveredServers(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
 		nats.Timeout(5*time.Second), nats.RetryOnFailedConnect(false),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { log.Warn("cluster: lost the NATS server; reconnecting") }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			n.offAt.CompareAndSwap(0, time.Now().UnixNano())
+			log.Warn("cluster: lost the NATS server; reconnecting")
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
+			n.onAt.Store(time.Now().UnixNano())
+			n.offAt.Store(0)
 			// Core NATS may have dropped messages meanwhile: take every peer's snapshot again.
 			log.Info("cluster: reconnected to NATS")
 			n.forgetOrigins()
@@ -196,6 +205,7 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	if err != nil {
 		return nil, fmt.Errorf("failed to connect to NATS: %w", err)
 	}
+	n.onAt.Store(time.Now().UnixNano())
 	for _, s := range []string{n.subDir, n.subHB, n.subDialog} {
 		if _, err := n.nc.ChanSubscribe(s, n.in); err != nil {
 			n.nc.Close()

@@ -105,6 +105,7 @@ type roomLinks struct {
 	subMirror          string        // this node's mirror subject (mirror.go)
 	mirrorBytes        atomic.Int64  // bytes of frames the copies hold
 	takeovers, relinks atomic.Uint64 // rooms taken over here, proxies linked to a new sequencer
+	yielded            atomic.Uint64 // rooms sequenced here that the fence (or a stale answer) ended here
 	lagMicros          atomic.Int64  // the last mirror round trip
 
 	// Mirror requests of this node (mirror.go): numbered, their answers on replyPrefix and the number.
@@ -230,7 +231,12 @@ func (l *roomLinks) watchPeers() {
 		for _, o := range unheard {
 			o.stop(&l.env)
 		}
-		l.takeOver(live)
+		if l.n.cutOff() {
+			l.fence()
+		}
+		if l.n.steady() {
+			l.takeOver(live) // a node off NATS, or not yet hearing its peers again, takes nothing over
+		}
 		l.wakeMirrorLinks(live)
 		for _, pl := range gone {
 			l.unlinked(pl)
@@ -670,6 +676,7 @@ func (l *roomLinks) forgetProxy(id linkID) {
 
 // Join implements rooms.Remote.
 func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
+	l.waitSteady()
 	pr, pl := l.newProxy(p, user)
 	a, ok, _ := l.find(&roomMsg{Op: "join", Link: pl.id[:], Room: id[:], Cap: capability[:], User: user})
 	if !ok || a.Code != "" {
@@ -692,6 +699,7 @@ const resumeTries = 5
 
 // Resume implements rooms.Remote.
 func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
+	l.waitSteady()
 	pr, pl := l.newProxy(p, user)
 	var a roomMsg
 	ok := false
@@ -962,6 +970,12 @@ func (l *roomLinks) relink(pr *proxied) {
 	defer l.n.wg.Done()
 	deadline := time.Now().Add(relinkLimit)
 	for {
+		if l.n.cutOff() {
+			// The fence (fence.go): the client resumes, on a node that reaches the room.
+			pr.end()
+			pr.p.Ended(rooms.ReasonResume)
+			return
+		}
 		pl := l.newLink(pr)
 		pr.mu.Lock()
 		th := pr.th

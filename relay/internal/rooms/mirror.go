@@ -296,3 +296,26 @@ func (m *Member) NumberFrom(c Conn, n uint64) {
 		m.in = n - 1
 	}
 }
+
+// ReasonResume is the reason a Conn is told when its membership ends on this node although the room goes on
+// elsewhere (Table.Yield: a sequencer fenced off from its cluster, or a proxy whose room it cannot reach): it
+// is no closed reason of the protocol; the connection ends so that its client resumes, with the same token,
+// wherever the room is sequenced now.
+const ReasonResume = "resume"
+
+// Yield stops sequencing r here because another node sequences it now (its mirror took it over while this
+// node was cut off from the cluster): the room is dropped here without ending it, its attached members told
+// ReasonResume. It reports false if r was gone already.
+func (h *Table) Yield(r *Room) bool {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.proxy || h.rooms.get(&r.id) != r {
+		return false
+	}
+	h.dropRoomLocked(r, ReasonResume, &n)
+	return true
+}
