@@ -397,3 +397,40 @@ func TestFenceCutOff(t *testing.T) {
 	}
 	t.Logf("%d frames each way, A cut off from NATS for a while: all received once and in order; x's events %v", count, events)
 }
+
+// TestFenceStale: node B, which mirrors a room node A sequences, stops hearing A for longer than the peer
+// timeout (A still hears B) and takes the room over; its member y's proxy links to B's copy. B tells A it took
+// the room over ("taken"; and its copy of the new epoch reaches A too, A being its mirror): A ends the room
+// there and x's membership so that it resumes (rooms.ReasonResume), which x does on A, finding the room on B.
+// Every frame arrives once and in order. On the code before, A's room froze once idle (its copy requests
+// refused, and no new frame to make one answered "stale"), and x and y never talked again.
+func TestFenceStale(t *testing.T) {
+	nc := natsnet.Start(t, natsnet.Options{})
+	keys := testKeys(t, secretA)
+	a, ta, la := roomsNode(t, nc, "node-a", 0, keys, nil)
+	b, tb, lb := roomsNode(t, nc, "node-b", 1, keys, nil)
+	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(a.livePeers()) == 1 && len(b.livePeers()) == 1 })
+	x, y := newChatter("x"), newChatter("y")
+	pair(t, x, ta, y, tb)
+	waitFor(t, 10*time.Second, "B mirrors the room", func() bool { return b.Stats().RoomsMirrored == 1 })
+	const count = 600
+	chat(t, x, y, count, time.Minute, func() {
+		deaf := "node-a"
+		b.deafTo.Store(&deaf)
+		waitFor(t, 10*time.Second, "B took the room over", func() bool { return lb.takeovers.Load() == 1 })
+		b.deafTo.Store(nil)
+		waitFor(t, 10*time.Second, "A ended x's membership so that it resumes", func() bool {
+			m, _ := x.member()
+			return m == nil
+		})
+		if ta.RoomsHere() != 0 || la.yielded.Load() != 1 {
+			t.Errorf("A sequences %d rooms and yielded %d", ta.RoomsHere(), la.yielded.Load())
+		}
+		x.resume(t, ta, 20*time.Second)
+	})
+	x.check(t, count)
+	y.check(t, count)
+	if ta.RoomsHere() != 0 || tb.RoomsHere() != 1 {
+		t.Errorf("A sequences %d rooms, B %d; want 0 and 1", ta.RoomsHere(), tb.RoomsHere())
+	}
+}

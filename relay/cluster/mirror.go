@@ -10,6 +10,7 @@ package cluster
 // the room's members on other nodes find it there (relink, rooms.go) and send again the frames it lacks.
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -23,7 +24,7 @@ import (
 
 // mirrorMsg is a request on a node's mirror subject, or its answer, sealed for the subject or inbox it
 // travels on. Op: "copy" (what is new in a room; Full: all of it, replacing what the mirror holds), "drop"
-// (the room ended, or its mirror moved); answers: "ok", "full" (send all of it), "stale" (a newer epoch of the
+// (the room ended, or its mirror moved), "taken" (the sender took the room over, at Epoch); answers: "ok", "full" (send all of it), "stale" (a newer epoch of the
 // room exists), "no" (the mirror is over its memory budget).
 type mirrorMsg struct {
 	From       string         `json:"f"`
@@ -427,9 +428,17 @@ func (l *roomLinks) applyMirror(req *mirrorMsg) string {
 		l.mu.Unlock()
 		return "ok"
 	}
-	if req.Op != "copy" {
+	if req.Op != "copy" && req.Op != "taken" {
 		l.n.refused.Add(1)
 		return "no"
+	}
+	// A newer epoch of a room sequenced here: another node took it over while this one was unheard there (a
+	// one-sided peer death, or the end of a cut). The room ends here; its members resume there (fence.go).
+	if l.t.YieldOlder(&id, req.Epoch) {
+		l.yielded.Add(1)
+	}
+	if req.Op == "taken" {
+		return "ok"
 	}
 	if e, ok := l.t.EpochOf(&id); ok && e >= req.Epoch && !l.t.Unadopt(&id, req.Epoch) {
 		// This node sequences the room since a takeover, and members came to it here. (Taken over from a
@@ -555,6 +564,14 @@ func (l *roomLinks) takeOver(live map[string]uint64) {
 	for _, c := range adopt {
 		if l.t.Adopt(&c.c, c.node) {
 			l.takeovers.Add(1)
+			// Its sequencer may only be unheard here: tell it (fence.go). Nobody answers a dead one.
+			taken := &mirrorMsg{Op: "taken", Room: bytes.Clone(c.c.Room[:]), Epoch: c.c.Epoch + 1}
+			l.n.wg.Add(1)
+			go func(node string) {
+				defer l.n.wg.Done()
+				l.mirrorRequest(node, taken)
+				clear(taken.Room)
+			}(c.node)
 		}
 		l.mu.Lock()
 		l.wipeCopyLocked(c)

@@ -303,6 +303,21 @@ func (m *Member) NumberFrom(c Conn, n uint64) {
 // wherever the room is sequenced now.
 const ReasonResume = "resume"
 
+// YieldOlder is Yield for room id if this table sequences it at an epoch below epoch (another node took it
+// over, one epoch on).
+func (h *Table) YieldOlder(id *RoomID, epoch uint64) bool {
+	h.mu.Lock()
+	r := h.rooms.get(id)
+	h.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	older := r.epoch < epoch
+	r.mu.Unlock()
+	return older && h.Yield(r)
+}
+
 // Yield stops sequencing r here because another node sequences it now (its mirror took it over while this
 // node was cut off from the cluster): the room is dropped here without ending it, its attached members told
 // ReasonResume. It reports false if r was gone already.
