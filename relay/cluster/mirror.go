@@ -433,10 +433,10 @@ func (l *roomLinks) applyMirror(req *mirrorMsg) string {
 		return "no"
 	}
 	// A newer epoch of a room sequenced here: another node took it over while this one was unheard there (a
-	// one-sided peer death, or the end of a cut). The room ends here; its members resume there (fence.go).
-	if l.t.YieldOlder(&id, req.Epoch) {
-		l.yielded.Add(1)
-	}
+	// one-sided peer death, or the end of a cut). The room's next copy request (sent again every heartbeat
+	// until answered) is given the room back if nobody came to it there, or answered "stale", and the room
+	// ends here, its members resuming there (fence.go).
+	l.t.WakeOlder(&id, req.Epoch)
 	if req.Op == "taken" {
 		return "ok"
 	}

@@ -303,19 +303,24 @@ func (m *Member) NumberFrom(c Conn, n uint64) {
 // wherever the room is sequenced now.
 const ReasonResume = "resume"
 
-// YieldOlder is Yield for room id if this table sequences it at an epoch below epoch (another node took it
-// over, one epoch on).
-func (h *Table) YieldOlder(id *RoomID, epoch uint64) bool {
+// WakeOlder wakes the mirror of room id if this table sequences it at an epoch below epoch (another node took
+// it over, one epoch on): its next copy request learns whether the room is given back or ends here.
+func (h *Table) WakeOlder(id *RoomID, epoch uint64) {
 	h.mu.Lock()
 	r := h.rooms.get(id)
 	h.mu.Unlock()
 	if r == nil {
-		return false
+		return
 	}
 	r.mu.Lock()
-	older := r.epoch < epoch
+	mirror := r.mirror
+	if r.epoch >= epoch {
+		mirror = nil
+	}
 	r.mu.Unlock()
-	return older && h.Yield(r)
+	if mirror != nil {
+		mirror.Wake()
+	}
 }
 
 // Yield stops sequencing r here because another node sequences it now (its mirror took it over while this
