@@ -272,6 +272,34 @@ func pair(t *testing.T, x *chatter, ta *rooms.Table, y *chatter, tb *rooms.Table
 	y.attached(tb, &jy, true)
 }
 
+// pairNodes is two nodes A and B, on the NATS servers urlsA and urlsB of nc (all of them when nil), and a room
+// of A with x on A and y on B, mirrored on B.
+type pairNodes struct {
+	nc     *natsnet.Cluster
+	a, b   *Node
+	ta, tb *rooms.Table
+	la, lb *roomLinks
+	x, y   *chatter
+}
+
+func startPair(t *testing.T, first func(urls []string) (urlsA, urlsB []string)) *pairNodes {
+	t.Helper()
+	p := &pairNodes{nc: natsnet.Start(t, natsnet.Options{})}
+	keys := testKeys(t, secretA)
+	urls := p.nc.URLs()
+	urlsA, urlsB := urls, append(urls[1:], urls[0])
+	if first != nil {
+		urlsA, urlsB = first(urls)
+	}
+	p.a, p.ta, p.la = roomsNodeOn(t, p.nc, "node-a", urlsA, keys, nil)
+	p.b, p.tb, p.lb = roomsNodeOn(t, p.nc, "node-b", urlsB, keys, nil)
+	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(p.a.livePeers()) == 1 && len(p.b.livePeers()) == 1 })
+	p.x, p.y = newChatter("x"), newChatter("y")
+	pair(t, p.x, p.ta, p.y, p.tb)
+	waitFor(t, 10*time.Second, "B mirrors the room", func() bool { return p.b.Stats().RoomsMirrored == 1 })
+	return p
+}
+
 // TestRoomLinksOneSidedDeath: node A, which sequences a room, stops hearing node B's heartbeats for longer
 // than the peer timeout (as a loaded node misses them) while B still hears A. A makes B's member away and
 // forgets its link; B, which saw nothing wrong, goes on sending on that link, is told "no such link", and its
@@ -279,13 +307,8 @@ func pair(t *testing.T, x *chatter, ta *rooms.Table, y *chatter, tb *rooms.Table
 // without its member knowing. Both members receive every frame of the other once and in order, while A stays
 // deaf and after. On the code before opNoLink, B's member stalls: its frames go into a link nobody holds.
 func TestRoomLinksOneSidedDeath(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	keys := testKeys(t, secretA)
-	a, ta, _ := roomsNode(t, nc, "node-a", 0, keys, nil)
-	b, tb, lb := roomsNode(t, nc, "node-b", 1, keys, nil)
-	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(a.livePeers()) == 1 && len(b.livePeers()) == 1 })
-	x, y := newChatter("x"), newChatter("y")
-	pair(t, x, ta, y, tb)
+	p := startPair(t, nil)
+	a, b, lb, x, y := p.a, p.b, p.lb, p.x, p.y
 	const count = 600
 	chat(t, x, y, count, time.Minute, func() {
 		deaf := "node-b"
@@ -321,13 +344,8 @@ func TestRoomLinksOneSidedDeath(t *testing.T) {
 // the proxy links to the room again. Every frame still arrives once and in order. On the code before opNoLink
 // the proxy's member stalls.
 func TestRoomLinksNoSuchLink(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	keys := testKeys(t, secretA)
-	a, ta, la := roomsNode(t, nc, "node-a", 0, keys, nil)
-	b, tb, lb := roomsNode(t, nc, "node-b", 1, keys, nil)
-	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(a.livePeers()) == 1 && len(b.livePeers()) == 1 })
-	x, y := newChatter("x"), newChatter("y")
-	pair(t, x, ta, y, tb)
+	p := startPair(t, nil)
+	a, ta, la, lb, x, y := p.a, p.ta, p.la, p.lb, p.x, p.y
 	const count = 600
 	chat(t, x, y, count, time.Minute, func() {
 		la.mu.Lock()
@@ -361,15 +379,8 @@ func TestRoomLinksNoSuchLink(t *testing.T) {
 // the room had accepted of x before the cut is not sent twice. On the code before the fence A goes on
 // sequencing the room for x alone, unmirrored, and x's frames never reach y.
 func TestFenceCutOff(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	keys := testKeys(t, secretA)
-	urls := nc.URLs()
-	a, ta, la := roomsNodeOn(t, nc, "node-a", urls[:1], keys, nil)
-	b, tb, lb := roomsNodeOn(t, nc, "node-b", urls[1:], keys, nil)
-	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(a.livePeers()) == 1 && len(b.livePeers()) == 1 })
-	x, y := newChatter("x"), newChatter("y")
-	pair(t, x, ta, y, tb)
-	waitFor(t, 10*time.Second, "B mirrors the room", func() bool { return b.Stats().RoomsMirrored == 1 })
+	p := startPair(t, func(urls []string) ([]string, []string) { return urls[:1], urls[1:] })
+	nc, ta, tb, la, lb, x, y := p.nc, p.ta, p.tb, p.la, p.lb, p.x, p.y
 	const count = 600
 	chat(t, x, y, count, time.Minute, func() {
 		nc.Servers()[0].Kill()
@@ -405,14 +416,8 @@ func TestFenceCutOff(t *testing.T) {
 // Every frame arrives once and in order. On the code before, A's room froze once idle (its copy requests
 // refused, and no new frame to make one answered "stale"), and x and y never talked again.
 func TestFenceStale(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	keys := testKeys(t, secretA)
-	a, ta, la := roomsNode(t, nc, "node-a", 0, keys, nil)
-	b, tb, lb := roomsNode(t, nc, "node-b", 1, keys, nil)
-	waitFor(t, 10*time.Second, "the nodes hear each other", func() bool { return len(a.livePeers()) == 1 && len(b.livePeers()) == 1 })
-	x, y := newChatter("x"), newChatter("y")
-	pair(t, x, ta, y, tb)
-	waitFor(t, 10*time.Second, "B mirrors the room", func() bool { return b.Stats().RoomsMirrored == 1 })
+	p := startPair(t, nil)
+	b, ta, tb, la, lb, x, y := p.b, p.ta, p.tb, p.la, p.lb, p.x, p.y
 	const count = 600
 	chat(t, x, y, count, time.Minute, func() {
 		deaf := "node-a"

@@ -336,7 +336,7 @@ func (l *roomLinks) mirrorRequest(node string, msg *mirrorMsg) (mirrorMsg, bool)
 	select {
 	case resp := <-answer:
 		var a mirrorMsg
-		if !l.openMirror(resp.Subject, resp.Data, &a) {
+		if !l.open(resp.Subject, resp.Data, &a, &a.From) {
 			return mirrorMsg{}, false
 		}
 		return a, true
@@ -364,24 +364,10 @@ func (l *roomLinks) mirrorAnswer(m *nats.Msg) {
 	}
 }
 
-func (l *roomLinks) openMirror(subject string, data []byte, msg *mirrorMsg) bool {
-	plain, err := l.n.cfg.Keys.Open(subject, data, time.Now())
-	if err != nil {
-		l.n.refused.Add(1)
-		return false
-	}
-	defer clear(plain)
-	if json.Unmarshal(plain, msg) != nil || CheckNodeName(msg.From) != nil {
-		l.n.refused.Add(1)
-		return false
-	}
-	return true
-}
-
 // answerMirror takes a copy request of another node.
 func (l *roomLinks) answerMirror(m *nats.Msg) {
 	var req mirrorMsg
-	if !l.openMirror(m.Subject, m.Data, &req) || req.From == l.n.cfg.Node {
+	if !l.open(m.Subject, m.Data, &req, &req.From) || req.From == l.n.cfg.Node {
 		return
 	}
 	if m.Reply == "" {

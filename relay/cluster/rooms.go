@@ -357,15 +357,16 @@ func (l *roomLinks) ended(id linkID, proxy bool, o *outbox, node string, inc uin
 	l.mu.Unlock()
 }
 
-// open unseals a rooms message.
-func (l *roomLinks) open(subject string, data []byte, msg *roomMsg) bool {
+// open unseals a JSON message of the rooms (a find or its answer: roomMsg; a mirror request or its answer:
+// mirrorMsg) into msg, whose sender's name, from, must be a node name.
+func (l *roomLinks) open(subject string, data []byte, msg any, from *string) bool {
 	plain, err := l.n.cfg.Keys.Open(subject, data, time.Now())
 	if err != nil {
 		l.n.refused.Add(1)
 		return false
 	}
 	defer clear(plain)
-	if json.Unmarshal(plain, msg) != nil || CheckNodeName(msg.From) != nil {
+	if json.Unmarshal(plain, msg) != nil || CheckNodeName(*from) != nil {
 		l.n.refused.Add(1)
 		return false
 	}
@@ -565,7 +566,7 @@ func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
 			return roomMsg{}, false, false
 		}
 		var a roomMsg
-		if !l.open(inbox, m.Data, &a) {
+		if !l.open(inbox, m.Data, &a, &a.From) {
 			continue
 		}
 		if a.Here {
@@ -579,7 +580,7 @@ func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
 // answerFind answers another node's join or resume: admitted, refused, or not here.
 func (l *roomLinks) answerFind(m *nats.Msg) {
 	var req roomMsg
-	if !l.open(m.Subject, m.Data, &req) || m.Reply == "" || req.From == l.n.cfg.Node {
+	if !l.open(m.Subject, m.Data, &req, &req.From) || m.Reply == "" || req.From == l.n.cfg.Node {
 		return
 	}
 	a, sv, ok := l.admit(&req)
