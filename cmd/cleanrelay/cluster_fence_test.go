@@ -72,8 +72,8 @@ func TestClusterFence(t *testing.T) {
 		return
 	}
 	checkTalkers(t, all)
-	if n := a.scrape(t, "cleanrelay_cluster_rooms_sequenced"); n != 0 {
-		t.Errorf("A sequences %v rooms after the fence", n)
+	if n, y := a.scrape(t, "cleanrelay_cluster_rooms_sequenced"), a.scrape(t, "cleanrelay_cluster_rooms_yielded_total"); n != 0 || y != 1 {
+		t.Errorf("A sequences %v rooms after the fence, and yielded %v", n, y)
 	}
 	t.Logf("A cut off from NATS: its member resumed on B %v after the kill; %d frames each way, none lost or repeated, one order",
 		all[0].resumed, takeoverFrames)

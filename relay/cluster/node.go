@@ -507,6 +507,7 @@ type Stats struct {
 	MirrorLag      float64 // seconds: the last copy request of a room sequenced here, until its mirror held it
 	Takeovers      uint64  // rooms this node took over from a dead sequencer
 	Relinks        uint64  // members here whose proxy found their room's new sequencer after a takeover
+	Yielded        uint64  // rooms sequenced here that ended here because another node took them over (fence.go)
 }
 
 // Stats returns the counters.
@@ -520,7 +521,7 @@ func (n *Node) Stats() Stats {
 		s.RoomGaps, s.RoomDropped, s.RoomResent, s.RoomDuplicates = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load(), l.env.dups.Load()
 		s.RoomsMirrored, s.MirrorBytes = l.mirrorStats(), l.mirrorBytes.Load()
 		s.MirrorLag = float64(l.lagMicros.Load()) / 1e6
-		s.Takeovers, s.Relinks = l.takeovers.Load(), l.relinks.Load()
+		s.Takeovers, s.Relinks, s.Yielded = l.takeovers.Load(), l.relinks.Load(), l.yielded.Load()
 	}
 	return s
 }
