@@ -24,8 +24,9 @@ import (
 
 // mirrorMsg is a request on a node's mirror subject, or its answer, sealed for the subject or inbox it
 // travels on. Op: "copy" (what is new in a room; Full: all of it, replacing what the mirror holds), "drop"
-// (the room ended, or its mirror moved), "taken" (the sender took the room over, at Epoch); answers: "ok", "full" (send all of it), "stale" (a newer epoch of the
-// room exists), "no" (the mirror is over its memory budget).
+// (the room ended, or its mirror moved), "taken" (the sender took the room over, at Epoch: fence.go);
+// answers: "ok", "full" (send all of it), "stale" (a newer epoch of the room exists), "no" (the mirror is over
+// its memory budget).
 type mirrorMsg struct {
 	From       string         `json:"f"`
 	Inc        uint64         `json:"n"`
