@@ -36,6 +36,10 @@ func (c *conn) Wake() { c.wakeUp() }
 // Closed implements rooms.Conn: the room ended the membership m on ch. The channel is released and, unless
 // reason is empty, the client is told the room is closed for it; revoked also closes the connection.
 func (c *conn) Closed(m *rooms.Member, ch byte, reason string) {
+	resume := reason == rooms.ReasonResume // the room goes on elsewhere (a cluster): the client resumes
+	if resume {
+		reason = ""
+	}
 	c.mu.Lock()
 	if i := c.index(ch); i >= 0 {
 		switch ref := &c.chans[i]; ref.m {
@@ -47,8 +51,11 @@ func (c *conn) Closed(m *rooms.Member, ch byte, reason string) {
 	}
 	c.mu.Unlock()
 	c.wakeUp()
-	if reason == reasonRevoked {
+	switch {
+	case reason == reasonRevoked:
 		c.kill(closeRevoked)
+	case resume:
+		c.kill(closeResume)
 	}
 }
 

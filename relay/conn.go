@@ -24,6 +24,9 @@ var (
 	closeSlow     = closeReason{protocol.ClosePolicyViolation, protocol.CloseSlow}
 	closeIdle     = closeReason{protocol.ClosePolicyViolation, protocol.CloseIdle}
 	closeRevoked  = closeReason{protocol.ClosePolicyViolation, protocol.CloseRevoked}
+	// closeResume ends a connection one of whose rooms is sequenced on another cluster node now
+	// (rooms.ReasonResume): its client resumes, as after any dropped connection.
+	closeResume = closeReason{protocol.CloseGoingAway, ""}
 )
 
 // Closed reasons of docs/protocol.md §4.1.

@@ -132,51 +132,7 @@ func TestClusterTakeover(t *testing.T) {
 		return
 	}
 
-	// Every member has every frame of every other member once, in the sender's order; a frame has the same
-	// seq for every member given it; seqs only grow.
-	seqOf := map[string]uint64{} // payload → seq
-	for _, m := range all {
-		got := map[string]int{}
-		var prev uint64
-		for _, f := range m.frames {
-			if f.seq <= prev {
-				t.Errorf("%s: seq %d after %d", m.name, f.seq, prev)
-			}
-			prev = f.seq
-			got[f.payload]++
-			if s, ok := seqOf[f.payload]; ok && s != f.seq {
-				t.Errorf("%s was given %q as seq %d, another member as seq %d", m.name, f.payload, f.seq, s)
-			}
-			seqOf[f.payload] = f.seq
-			if want := m.peers[f.from]; !strings.HasPrefix(f.payload, want+"/") {
-				t.Errorf("%s: %q stamped from member %d (%s)", m.name, f.payload, f.from, want)
-			}
-		}
-		for _, o := range all {
-			if o.room != m.room || o == m {
-				continue
-			}
-			next := 0
-			for _, f := range m.frames {
-				if i, ok := strings.CutPrefix(f.payload, o.name+"/"); ok {
-					if n, _ := strconv.Atoi(i); n != next {
-						t.Errorf("%s was given %s's frame %d where %d was next", m.name, o.name, n, next)
-					}
-					next++
-				}
-			}
-			for i := range takeoverFrames {
-				if n := got[fmt.Sprintf("%s/%d", o.name, i)]; n != 1 {
-					t.Errorf("%s was given %s's frame %d %d times", m.name, o.name, i, n)
-				}
-			}
-		}
-		for _, e := range m.events {
-			if strings.HasPrefix(e, "lost") || strings.HasPrefix(e, "closed") || strings.HasPrefix(e, "error") {
-				t.Errorf("%s was told %s", m.name, e)
-			}
-		}
-	}
+	checkTalkers(t, all)
 	var times []time.Duration
 	for _, m := range all {
 		if m.resumed != 0 {
@@ -298,5 +254,55 @@ func (m *talker) resume(ctx context.Context, url string, killed time.Time) error
 			c.Send(r.Ch, p)
 		}
 		return nil
+	}
+}
+
+// checkTalkers fails the test unless every member has every frame of every other member of its room once, in
+// the sender's order; a frame has the same seq for every member given it; seqs only grow; and nobody was told
+// lost, closed or an error.
+func checkTalkers(t *testing.T, all []*talker) {
+	t.Helper()
+	seqOf := map[string]uint64{} // payload → seq
+	for _, m := range all {
+		got := map[string]int{}
+		var prev uint64
+		for _, f := range m.frames {
+			if f.seq <= prev {
+				t.Errorf("%s: seq %d after %d", m.name, f.seq, prev)
+			}
+			prev = f.seq
+			got[f.payload]++
+			if s, ok := seqOf[f.payload]; ok && s != f.seq {
+				t.Errorf("%s was given %q as seq %d, another member as seq %d", m.name, f.payload, f.seq, s)
+			}
+			seqOf[f.payload] = f.seq
+			if want := m.peers[f.from]; !strings.HasPrefix(f.payload, want+"/") {
+				t.Errorf("%s: %q stamped from member %d (%s)", m.name, f.payload, f.from, want)
+			}
+		}
+		for _, o := range all {
+			if o.room != m.room || o == m {
+				continue
+			}
+			next := 0
+			for _, f := range m.frames {
+				if i, ok := strings.CutPrefix(f.payload, o.name+"/"); ok {
+					if n, _ := strconv.Atoi(i); n != next {
+						t.Errorf("%s was given %s's frame %d where %d was next", m.name, o.name, n, next)
+					}
+					next++
+				}
+			}
+			for i := range takeoverFrames {
+				if n := got[fmt.Sprintf("%s/%d", o.name, i)]; n != 1 {
+					t.Errorf("%s was given %s's frame %d %d times", m.name, o.name, i, n)
+				}
+			}
+		}
+		for _, e := range m.events {
+			if strings.HasPrefix(e, "lost") || strings.HasPrefix(e, "closed") || strings.HasPrefix(e, "error") {
+				t.Errorf("%s was told %s", m.name, e)
+			}
+		}
 	}
 }

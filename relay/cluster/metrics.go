@@ -43,6 +43,7 @@ var clusterMetrics = []clusterMetric{
 	metric("mirror_lag_seconds", "The last copy of new entries of a room sequenced here, from the request until its mirror held them (members wait this long).", prometheus.GaugeValue, func(s *Stats) float64 { return s.MirrorLag }),
 	metric("takeovers_total", "Rooms this node took over from their sequencer when it was no longer heard.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Takeovers) }),
 	metric("relinks_total", "Members here whose room's sequencer died and who were linked to the room's new sequencer.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Relinks) }),
+	metric("rooms_yielded_total", "Rooms sequenced here that ended here because another node took them over (the fence: this node was cut off from NATS, or unheard by the others); their members here were made to resume.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Yielded) }),
 	metric("replication_lag_seconds", "From the making of the last change applied here, on its node, to its application here.", prometheus.GaugeValue, func(s *Stats) float64 { return s.LagSeconds }),
 }
 

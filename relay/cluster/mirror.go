@@ -10,6 +10,7 @@ package cluster
 // the room's members on other nodes find it there (relink, rooms.go) and send again the frames it lacks.
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -23,8 +24,9 @@ import (
 
 // mirrorMsg is a request on a node's mirror subject, or its answer, sealed for the subject or inbox it
 // travels on. Op: "copy" (what is new in a room; Full: all of it, replacing what the mirror holds), "drop"
-// (the room ended, or its mirror moved); answers: "ok", "full" (send all of it), "stale" (a newer epoch of the
-// room exists), "no" (the mirror is over its memory budget).
+// (the room ended, or its mirror moved), "taken" (the sender took the room over, at Epoch: fence.go);
+// answers: "ok", "full" (send all of it), "stale" (a newer epoch of the room exists), "no" (the mirror is over
+// its memory budget).
 type mirrorMsg struct {
 	From       string         `json:"f"`
 	Inc        uint64         `json:"n"`
@@ -129,6 +131,7 @@ type mirrorLink struct {
 	wake chan struct{}
 
 	retry atomic.Bool // the last request failed: watchPeers wakes it every heartbeat
+	held  atomic.Bool // a mirror holds a copy of the room: the fence yields it (fence.go)
 
 	// Only run uses these.
 	id   rooms.RoomID
@@ -241,8 +244,14 @@ func (ml *mirrorLink) sync() bool {
 				ins[m.ID] = m.In
 			}
 		}
+		if node == "" && !l.n.steady() {
+			// Off NATS, or not yet heard the peers again: they may live, and the room waits (fence.go).
+			ml.retry.Store(true)
+			return true
+		}
 		if node == "" {
 			// No other node lives: nothing can hold a copy, and the room goes on without one.
+			ml.held.Store(false)
 			ml.r.Mirrored(c.Head, ins)
 			ml.sent = c.Head
 		} else {
@@ -259,11 +268,18 @@ func (ml *mirrorLink) sync() bool {
 				ml.full, ml.sent = true, 0
 				continue
 			case a.Op == "ok":
+				ml.held.Store(true)
 				l.lagMicros.Store(time.Since(start).Microseconds())
 				ml.full, ml.sent = false, c.Head
 				ml.r.Mirrored(c.Head, ins)
+			case a.Op == "stale":
+				// A newer epoch of the room lives elsewhere, and members came to it there (this node was
+				// cut off, or only slow to be heard): the room ends here, its members resume there.
+				if l.t.Yield(ml.r) {
+					l.yielded.Add(1)
+				}
+				return true
 			default:
-				// "stale": a newer epoch of the room lives elsewhere (this node was cut off and came back);
 				// "no": the mirror is over its memory budget. Members here are handed nothing more until
 				// a mirror holds it; the next heartbeat tries again.
 				ml.retry.Store(true)
@@ -307,6 +323,9 @@ func clearCopyMsg(m *mirrorMsg) {
 // node's mirror requests are numbered in the order they are published (NATS keeps one publisher's order), so
 // a mirror drops a replayed one.
 func (l *roomLinks) mirrorRequest(node string, msg *mirrorMsg) (mirrorMsg, bool) {
+	if !l.n.nc.IsConnected() {
+		return mirrorMsg{}, false // not kept for the reconnect (fence.go)
+	}
 	subject := l.n.cfg.Keys.Subject("mirror", []byte(node))
 	msg.From, msg.Inc = l.n.cfg.Node, l.n.inc
 	answer := make(chan *nats.Msg, 1)
@@ -333,7 +352,7 @@ func (l *roomLinks) mirrorRequest(node string, msg *mirrorMsg) (mirrorMsg, bool)
 	select {
 	case resp := <-answer:
 		var a mirrorMsg
-		if !l.openMirror(resp.Subject, resp.Data, &a) {
+		if !l.open(resp.Subject, resp.Data, &a, &a.From) {
 			return mirrorMsg{}, false
 		}
 		return a, true
@@ -361,24 +380,10 @@ func (l *roomLinks) mirrorAnswer(m *nats.Msg) {
 	}
 }
 
-func (l *roomLinks) openMirror(subject string, data []byte, msg *mirrorMsg) bool {
-	plain, err := l.n.cfg.Keys.Open(subject, data, time.Now())
-	if err != nil {
-		l.n.refused.Add(1)
-		return false
-	}
-	defer clear(plain)
-	if json.Unmarshal(plain, msg) != nil || CheckNodeName(msg.From) != nil {
-		l.n.refused.Add(1)
-		return false
-	}
-	return true
-}
-
 // answerMirror takes a copy request of another node.
 func (l *roomLinks) answerMirror(m *nats.Msg) {
 	var req mirrorMsg
-	if !l.openMirror(m.Subject, m.Data, &req) || req.From == l.n.cfg.Node {
+	if !l.open(m.Subject, m.Data, &req, &req.From) || req.From == l.n.cfg.Node {
 		return
 	}
 	if m.Reply == "" {
@@ -425,9 +430,17 @@ func (l *roomLinks) applyMirror(req *mirrorMsg) string {
 		l.mu.Unlock()
 		return "ok"
 	}
-	if req.Op != "copy" {
+	if req.Op != "copy" && req.Op != "taken" {
 		l.n.refused.Add(1)
 		return "no"
+	}
+	// A newer epoch of a room sequenced here: another node took it over while this one was unheard there (a
+	// one-sided peer death, or the end of a cut). The room's next copy request (sent again every heartbeat
+	// until answered) is given the room back if nobody came to it there, or answered "stale", and the room
+	// ends here, its members resuming there (fence.go).
+	l.t.WakeOlder(&id, req.Epoch)
+	if req.Op == "taken" {
+		return "ok"
 	}
 	if e, ok := l.t.EpochOf(&id); ok && e >= req.Epoch && !l.t.Unadopt(&id, req.Epoch) {
 		// This node sequences the room since a takeover, and members came to it here. (Taken over from a
@@ -553,6 +566,14 @@ func (l *roomLinks) takeOver(live map[string]uint64) {
 	for _, c := range adopt {
 		if l.t.Adopt(&c.c, c.node) {
 			l.takeovers.Add(1)
+			// Its sequencer may only be unheard here: tell it (fence.go). Nobody answers a dead one.
+			taken := &mirrorMsg{Op: "taken", Room: bytes.Clone(c.c.Room[:]), Epoch: c.c.Epoch + 1}
+			l.n.wg.Add(1)
+			go func(node string) {
+				defer l.n.wg.Done()
+				l.mirrorRequest(node, taken)
+				clear(taken.Room)
+			}(c.node)
 		}
 		l.mu.Lock()
 		l.wipeCopyLocked(c)

@@ -152,6 +152,14 @@ type Node struct {
 	lagMillis                       atomic.Int64
 
 	rooms atomic.Pointer[roomLinks] // set by ServeRooms (rooms.go)
+
+	// deafTo, in tests only, names a node whose heartbeats this node ignores (as a node too loaded to take
+	// them in time would): this node stops counting it live while it still hears this one.
+	deafTo atomic.Pointer[string]
+
+	// offAt is when the node lost its NATS server (Unix nanoseconds; 0 while connected), onAt when it last
+	// connected: the fence (fence.go).
+	offAt, onAt atomic.Int64
 }
 
 // Start connects to NATS with the nkey, subscribes, hooks dir's changes, and waits (up to Config.CatchUp) until
@@ -183,8 +191,13 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	n.nc, err = nats.Connect(strings.Join(cfg.URLs, ","),
 		nats.Nkey(pub, kp.Sign), nats.NoEcho(), nats.DontRandomize(), nats.IgnoreDiscoveredServers(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
 		nats.Timeout(5*time.Second), nats.RetryOnFailedConnect(false),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { log.Warn("cluster: lost the NATS server; reconnecting") }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			n.offAt.CompareAndSwap(0, time.Now().UnixNano())
+			log.Warn("cluster: lost the NATS server; reconnecting")
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
+			n.onAt.Store(time.Now().UnixNano())
+			n.offAt.Store(0)
 			// Core NATS may have dropped messages meanwhile: take every peer's snapshot again.
 			log.Info("cluster: reconnected to NATS")
 			n.forgetOrigins()
@@ -192,6 +205,7 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	if err != nil {
 		return nil, fmt.Errorf("failed to connect to NATS: %w", err)
 	}
+	n.onAt.Store(time.Now().UnixNano())
 	for _, s := range []string{n.subDir, n.subHB, n.subDialog} {
 		if _, err := n.nc.ChanSubscribe(s, n.in); err != nil {
 			n.nc.Close()
@@ -369,7 +383,9 @@ func (n *Node) receive() {
 				continue
 			}
 			if m.Subject == n.subHB {
-				n.heard(&env)
+				if d := n.deafTo.Load(); d == nil || *d != env.From {
+					n.heard(&env)
+				}
 				continue
 			}
 			if m.Subject == n.subDialog {
@@ -491,6 +507,7 @@ type Stats struct {
 	MirrorLag      float64 // seconds: the last copy request of a room sequenced here, until its mirror held it
 	Takeovers      uint64  // rooms this node took over from a dead sequencer
 	Relinks        uint64  // members here whose proxy found their room's new sequencer after a takeover
+	Yielded        uint64  // rooms sequenced here that ended here because another node took them over (fence.go)
 }
 
 // Stats returns the counters.
@@ -504,7 +521,7 @@ func (n *Node) Stats() Stats {
 		s.RoomGaps, s.RoomDropped, s.RoomResent, s.RoomDuplicates = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load(), l.env.dups.Load()
 		s.RoomsMirrored, s.MirrorBytes = l.mirrorStats(), l.mirrorBytes.Load()
 		s.MirrorLag = float64(l.lagMicros.Load()) / 1e6
-		s.Takeovers, s.Relinks = l.takeovers.Load(), l.relinks.Load()
+		s.Takeovers, s.Relinks, s.Yielded = l.takeovers.Load(), l.relinks.Load(), l.yielded.Load()
 	}
 	return s
 }

@@ -105,6 +105,7 @@ type roomLinks struct {
 	subMirror          string        // this node's mirror subject (mirror.go)
 	mirrorBytes        atomic.Int64  // bytes of frames the copies hold
 	takeovers, relinks atomic.Uint64 // rooms taken over here, proxies linked to a new sequencer
+	yielded            atomic.Uint64 // rooms sequenced here that the fence (or a stale answer) ended here
 	lagMicros          atomic.Int64  // the last mirror round trip
 
 	// Mirror requests of this node (mirror.go): numbered, their answers on replyPrefix and the number.
@@ -225,25 +226,20 @@ func (l *roomLinks) watchPeers() {
 			sv.stop()
 			sv.out.stop(&l.env)
 			l.t.Away(sv, []*rooms.Member{sv.m})
+			l.tellNoLink(sv.sub, &sv.id, true) // in case its node still hears this one (nolink.go)
 		}
 		for _, o := range unheard {
 			o.stop(&l.env)
 		}
-		l.takeOver(live)
+		if l.n.cutOff() {
+			l.fence()
+		}
+		if l.n.steady() {
+			l.takeOver(live) // a node off NATS, or not yet hearing its peers again, takes nothing over
+		}
 		l.wakeMirrorLinks(live)
 		for _, pl := range gone {
-			pl.out.stop(&l.env) // a relink starts a new link, its window empty
-			pr := pl.pr
-			pr.mu.Lock()
-			start := pr.cur == pl && !pr.ended
-			if pr.cur == pl {
-				pr.cur = nil
-			}
-			pr.mu.Unlock()
-			if start {
-				l.n.wg.Add(1)
-				go l.relink(pr)
-			}
+			l.unlinked(pl)
 		}
 	}
 }
@@ -271,7 +267,8 @@ func (l *roomLinks) publish(subject string, b []byte) {
 		}
 		return
 	}
-	l.n.nc.Publish(subject, l.n.cfg.Keys.Seal(subject, b, time.Now()))
+	// The reply subject is this node's room subject: where a node that holds no such link answers (nolink.go).
+	l.n.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: l.subOwn, Data: l.n.cfg.Keys.Seal(subject, b, time.Now())})
 }
 
 // loopback handles the messages of links from this node to itself, in order.
@@ -282,7 +279,7 @@ func (l *roomLinks) loopback() {
 		case <-l.n.done:
 			return
 		case b := <-l.loop:
-			l.handle(b)
+			l.handle(b, l.subOwn)
 			clear(b)
 		}
 	}
@@ -360,15 +357,16 @@ func (l *roomLinks) ended(id linkID, proxy bool, o *outbox, node string, inc uin
 	l.mu.Unlock()
 }
 
-// open unseals a rooms message.
-func (l *roomLinks) open(subject string, data []byte, msg *roomMsg) bool {
+// open unseals a JSON message of the rooms (a find or its answer: roomMsg; a mirror request or its answer:
+// mirrorMsg) into msg, whose sender's name, from, must be a node name.
+func (l *roomLinks) open(subject string, data []byte, msg any, from *string) bool {
 	plain, err := l.n.cfg.Keys.Open(subject, data, time.Now())
 	if err != nil {
 		l.n.refused.Add(1)
 		return false
 	}
 	defer clear(plain)
-	if json.Unmarshal(plain, msg) != nil || CheckNodeName(msg.From) != nil {
+	if json.Unmarshal(plain, msg) != nil || CheckNodeName(*from) != nil {
 		l.n.refused.Add(1)
 		return false
 	}
@@ -388,11 +386,11 @@ func (l *roomLinks) receive(m *nats.Msg) {
 		return
 	}
 	defer clear(plain)
-	l.handle(plain)
+	l.handle(plain, m.Reply)
 }
 
-// handle handles one opened message of a room subject.
-func (l *roomLinks) handle(plain []byte) {
+// handle handles one opened message of a room subject; reply is its sender's room subject.
+func (l *roomLinks) handle(plain []byte, reply string) {
 	if len(plain) < wireHeader {
 		l.n.refused.Add(1)
 		return
@@ -444,6 +442,10 @@ func (l *roomLinks) handle(plain []byte) {
 		}
 		return
 	}
+	if op == opNoLink {
+		l.lostLink(&id, len(r.b) == 1 && r.b[0]&flagToProxy != 0)
+		return
+	}
 	var in *inbox
 	var ackTo string
 	toProxy := false
@@ -454,6 +456,7 @@ func (l *roomLinks) handle(plain []byte) {
 		in, ackTo, toProxy = &sv.in, sv.sub, true
 	default:
 		l.dropped.Add(1)
+		l.noLink(op, &id, reply)
 		return
 	}
 	switch in.check(num) {
@@ -573,7 +576,7 @@ func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
 			return roomMsg{}, false, false
 		}
 		var a roomMsg
-		if !l.open(inbox, m.Data, &a) {
+		if !l.open(inbox, m.Data, &a, &a.From) {
 			continue
 		}
 		if a.Here {
@@ -587,7 +590,7 @@ func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
 // answerFind answers another node's join or resume: admitted, refused, or not here.
 func (l *roomLinks) answerFind(m *nats.Msg) {
 	var req roomMsg
-	if !l.open(m.Subject, m.Data, &req) || m.Reply == "" || req.From == l.n.cfg.Node {
+	if !l.open(m.Subject, m.Data, &req, &req.From) || m.Reply == "" || req.From == l.n.cfg.Node {
 		return
 	}
 	a, sv, ok := l.admit(&req)
@@ -684,6 +687,7 @@ func (l *roomLinks) forgetProxy(id linkID) {
 
 // Join implements rooms.Remote.
 func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
+	l.waitSteady()
 	pr, pl := l.newProxy(p, user)
 	a, ok, _ := l.find(&roomMsg{Op: "join", Link: pl.id[:], Room: id[:], Cap: capability[:], User: user})
 	if !ok || a.Code != "" {
@@ -706,6 +710,7 @@ const resumeTries = 5
 
 // Resume implements rooms.Remote.
 func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
+	l.waitSteady()
 	pr, pl := l.newProxy(p, user)
 	var a roomMsg
 	ok := false
@@ -976,6 +981,12 @@ func (l *roomLinks) relink(pr *proxied) {
 	defer l.n.wg.Done()
 	deadline := time.Now().Add(relinkLimit)
 	for {
+		if l.n.cutOff() {
+			// The fence (fence.go): the client resumes, on a node that reaches the room.
+			pr.end()
+			pr.p.Ended(rooms.ReasonResume)
+			return
+		}
 		pl := l.newLink(pr)
 		pr.mu.Lock()
 		th := pr.th

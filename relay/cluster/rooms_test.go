@@ -107,7 +107,14 @@ func (tm *testMember) send(t *testing.T, other *testMember, count, window int) {
 // roomsNode is a node with a rooms table.
 func roomsNode(t *testing.T, nc *natsnet.Cluster, name string, first int, keys *Keys, extra func() int64) (*Node, *rooms.Table, *roomLinks) {
 	t.Helper()
-	n, _, _ := testNode(t, nc, name, first, keys)
+	urls := nc.URLs()
+	return roomsNodeOn(t, nc, name, append(urls[first:], urls[:first]...), keys, extra)
+}
+
+// roomsNodeOn is roomsNode on the NATS servers urls only.
+func roomsNodeOn(t *testing.T, nc *natsnet.Cluster, name string, urls []string, keys *Keys, extra func() int64) (*Node, *rooms.Table, *roomLinks) {
+	t.Helper()
+	n, _, _ := testNodeOn(t, nc, name, urls, keys)
 	var conns atomic.Int64
 	tb := rooms.New(rooms.Config{DefaultMembers: 2, MaxMembers: 8, MaxRooms: 100, RoomBuffer: 256, RoomBufferBytes: 1 << 20,
 		Grace: time.Minute, OrphanGrace: time.Minute, MaxRoomLifetime: time.Hour}, &rooms.Stats{},

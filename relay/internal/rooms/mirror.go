@@ -296,3 +296,46 @@ func (m *Member) NumberFrom(c Conn, n uint64) {
 		m.in = n - 1
 	}
 }
+
+// ReasonResume is the reason a Conn is told when its membership ends on this node although the room goes on
+// elsewhere (Table.Yield: a sequencer fenced off from its cluster, or a proxy whose room it cannot reach): it
+// is no closed reason of the protocol; the connection ends so that its client resumes, with the same token,
+// wherever the room is sequenced now.
+const ReasonResume = "resume"
+
+// WakeOlder wakes the mirror of room id if this table sequences it at an epoch below epoch (another node took
+// it over, one epoch on): its next copy request learns whether the room is given back or ends here.
+func (h *Table) WakeOlder(id *RoomID, epoch uint64) {
+	h.mu.Lock()
+	r := h.rooms.get(id)
+	h.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	mirror := r.mirror
+	if r.epoch >= epoch {
+		mirror = nil
+	}
+	r.mu.Unlock()
+	if mirror != nil {
+		mirror.Wake()
+	}
+}
+
+// Yield stops sequencing r here because another node sequences it now (its mirror took it over while this
+// node was cut off from the cluster): the room is dropped here without ending it, its attached members told
+// ReasonResume. It reports false if r was gone already.
+func (h *Table) Yield(r *Room) bool {
+	var n notes
+	defer n.deliver()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.proxy || h.rooms.get(&r.id) != r {
+		return false
+	}
+	h.dropRoomLocked(r, ReasonResume, &n)
+	return true
+}
