@@ -394,22 +394,11 @@ func (m *deathMember) run(ctx context.Context, cfg NodeDeathConfig, frames int, 
 // event handles one event of the member's socket.
 func (m *deathMember) event(ev client.Event, cfg NodeDeathConfig, frames int, base time.Time, k *killClock,
 	delivered *atomic.Int64, errs *tally) {
-	switch ev.Kind {
-	case client.KindFrame:
-	case client.KindPresence:
+	if ev.Kind == client.KindPresence {
 		m.last = ev.Seq // its peer joined, went away or came back
-		return
-	case client.KindLost:
-		m.lostNotices++
-		return
-	case client.KindClosed:
-		errs.add("room closed: " + ev.Reason)
-		return
-	case client.KindError:
-		errs.add(fmt.Sprintf("event: %v", ev.Err))
-		return
-	default:
-		errs.add(fmt.Sprintf("unexpected event kind %d", ev.Kind))
+	}
+	if ev.Kind != client.KindFrame {
+		notFrame(ev, &m.lostNotices, errs)
 		return
 	}
 	m.last = ev.Seq

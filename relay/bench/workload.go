@@ -328,21 +328,9 @@ func (m *member) receive(ctx context.Context, peer *member, cfg PairsConfig, bas
 			}
 			return
 		}
-		switch ev.Kind {
-		case client.KindFrame:
-		case client.KindPresence:
-			continue // the relay tells the creator that its peer joined; the floor does not
-		case client.KindLost:
-			m.lostNotices++
-			continue
-		case client.KindClosed:
-			errs.add("room closed: " + ev.Reason)
-			continue
-		case client.KindError:
-			errs.add(fmt.Sprintf("event: %v", ev.Err))
-			continue
-		default:
-			errs.add(fmt.Sprintf("unexpected event kind %d", ev.Kind))
+		if ev.Kind != client.KindFrame {
+			// a presence: the relay tells the creator that its peer joined; the floor does not
+			notFrame(ev, &m.lostNotices, errs)
 			continue
 		}
 		now := time.Since(base)
@@ -451,4 +439,20 @@ func liveBytes() int64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapInuse + ms.StackInuse)
+}
+
+// notFrame takes an event other than a frame: a lost notice is counted, a closed room, an error or an unknown
+// kind is tallied, a presence is left to the caller.
+func notFrame(ev client.Event, lostNotices *int64, errs *tally) {
+	switch ev.Kind {
+	case client.KindPresence:
+	case client.KindLost:
+		*lostNotices++
+	case client.KindClosed:
+		errs.add("room closed: " + ev.Reason)
+	case client.KindError:
+		errs.add(fmt.Sprintf("event: %v", ev.Err))
+	default:
+		errs.add(fmt.Sprintf("unexpected event kind %d", ev.Kind))
+	}
 }
