@@ -311,25 +311,9 @@ func (m *deathMember) noteGaps(gaps map[string]*gapNote, i, sent int, cfg NodeDe
 
 // deathPair makes a room of two: created through da, joined through db.
 func deathPair(ctx context.Context, da, db *dialer) (*deathMember, *deathMember, error) {
-	ca, err := da.dial(ctx, 4096)
+	ca, ra, cb, rb, err := openPair(ctx, da, db, 4096)
 	if err != nil {
 		return nil, nil, err
-	}
-	ra, err := ca.Create(ctx, 2)
-	if err != nil {
-		ca.Close()
-		return nil, nil, fmt.Errorf("failed to create a room: %w", err)
-	}
-	cb, err := db.dial(ctx, 4096)
-	if err != nil {
-		ca.Close()
-		return nil, nil, err
-	}
-	rb, err := cb.Join(ctx, ra.ID, ra.Cap)
-	if err != nil {
-		ca.Close()
-		cb.Close()
-		return nil, nil, fmt.Errorf("failed to join a room: %w", err)
 	}
 	ack := max(ca.Hello().AckEvery, 1)
 	return &deathMember{conn: ca, room: ra, token: ra.Resume, ack: ack},

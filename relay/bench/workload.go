@@ -242,28 +242,37 @@ func pairOn(ctx context.Context, d, dj *dialer, events int) (*member, *member, e
 	if dj == nil {
 		dj = d
 	}
-	ca, err := d.dial(ctx, events)
+	ca, ra, cb, rb, err := openPair(ctx, d, dj, events)
 	if err != nil {
 		return nil, nil, err
-	}
-	ra, err := ca.Create(ctx, 2)
-	if err != nil {
-		ca.Close()
-		return nil, nil, fmt.Errorf("failed to create a room: %w", err)
-	}
-	cb, err := dj.dial(ctx, events)
-	if err != nil {
-		ca.Close()
-		return nil, nil, err
-	}
-	rb, err := cb.Join(ctx, ra.ID, ra.Cap)
-	if err != nil {
-		ca.Close()
-		cb.Close()
-		return nil, nil, fmt.Errorf("failed to join a room: %w", err)
 	}
 	ack := max(ca.Hello().AckEvery, 1)
 	return &member{conn: ca, ch: ra.Ch, ack: ack}, &member{conn: cb, ch: rb.Ch, ack: ack}, nil
+}
+
+// openPair makes a room of two: a connection made by da creates it, one made by db joins it.
+func openPair(ctx context.Context, da, db *dialer, events int) (ca *client.Conn, ra *client.Room, cb *client.Conn, rb *client.Room, err error) {
+	ca, err = da.dial(ctx, events)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	ra, err = ca.Create(ctx, 2)
+	if err != nil {
+		ca.Close()
+		return nil, nil, nil, nil, fmt.Errorf("failed to create a room: %w", err)
+	}
+	cb, err = db.dial(ctx, events)
+	if err != nil {
+		ca.Close()
+		return nil, nil, nil, nil, err
+	}
+	rb, err = cb.Join(ctx, ra.ID, ra.Cap)
+	if err != nil {
+		ca.Close()
+		cb.Close()
+		return nil, nil, nil, nil, fmt.Errorf("failed to join a room: %w", err)
+	}
+	return ca, ra, cb, rb, nil
 }
 
 // send sends this member's frames: frame number and send time (since base) first, then filler.
