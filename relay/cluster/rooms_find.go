@@ -1,0 +1,257 @@
+package cluster
+
+// Joins and resumes of rooms held on another node: the find on every node, the answer of the node that holds
+// the room (admit), and rooms.Remote's Join and Resume.
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cleanrelay/cleanrelay/relay/internal/rooms"
+	"github.com/cleanrelay/cleanrelay/relay/protocol"
+)
+
+// find asks every other node about a room or a token and returns the answer of the node that holds it, or
+// false when none does (every live peer said not here, or the time ran out: then complete is false, and a
+// peer that did not answer may be a sequencer dying, whose mirror takes its rooms over).
+func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
+	inbox := l.n.nc.NewRespInbox()
+	answers, err := l.n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return roomMsg{}, false, false
+	}
+	defer answers.Unsubscribe()
+	want := l.n.livePeers()
+	l.send(l.subFind, inbox, req)
+	deadline := time.Now().Add(findTimeout)
+	complete = true
+	for len(want) > 0 {
+		m, err := answers.NextMsg(min(time.Until(deadline), l.n.cfg.Heartbeat))
+		if err != nil && time.Now().Before(deadline) {
+			// A peer that died meanwhile will not answer: wait no longer for it (the room it held may be
+			// taken over by now; the caller asks again).
+			live := l.n.livePeers()
+			for node := range want {
+				if !live[node] {
+					delete(want, node)
+					complete = false
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return roomMsg{}, false, false
+		}
+		var a roomMsg
+		if !l.open(inbox, m.Data, &a, &a.From) {
+			continue
+		}
+		if a.Here {
+			return a, true, true
+		}
+		delete(want, a.From)
+	}
+	return roomMsg{}, false, complete
+}
+
+// answerFind answers another node's join or resume: admitted, refused, or not here.
+func (l *roomLinks) answerFind(m *nats.Msg) {
+	var req roomMsg
+	if !l.open(m.Subject, m.Data, &req, &req.From) || m.Reply == "" || req.From == l.n.cfg.Node {
+		return
+	}
+	a, sv, ok := l.admit(&req)
+	if !ok {
+		return
+	}
+	l.send(m.Reply, "", &a)
+	clear(a.Room)
+	clear(a.Token)
+	if sv != nil {
+		l.n.wg.Add(1)
+		go sv.run()
+	}
+}
+
+// admit runs a join or resume of a member on node req.From (this node too: a proxy relinking to a room taken
+// over here) against this node's table. It returns the answer and, when admitted, the served link to start
+// once the answer is on its way; ok is false for a request to ignore (a replay).
+func (l *roomLinks) admit(req *roomMsg) (a roomMsg, admitted *served, ok bool) {
+	id, ok := toLink(req.Link)
+	if !ok {
+		l.n.refused.Add(1)
+		return a, nil, false
+	}
+	sv := &served{l: l, node: req.From, inc: req.Inc, id: id, wake: make(chan struct{}, 1), ops: make(chan servedOp, servedQueue),
+		done: make(chan struct{}), sub: l.n.cfg.Keys.Subject("room", []byte(req.From))}
+	sv.out.init()
+	l.mu.Lock()
+	if l.served[id] != nil || l.usedLinks[id] {
+		l.mu.Unlock()
+		l.n.refused.Add(1) // replayed
+		return a, nil, false
+	}
+	l.served[id] = sv
+	l.usedLinks[id] = true
+	l.mu.Unlock()
+	time.AfterFunc(maxAge, func() {
+		l.mu.Lock()
+		delete(l.usedLinks, id)
+		l.mu.Unlock()
+	})
+	seat := rooms.Seat{Conn: sv, Ch: 1, User: req.User}
+	var j rooms.Joined
+	defer j.Wipe()
+	var found bool
+	var perr *rooms.Error
+	switch {
+	case req.Op == "join" && len(req.Room) == rooms.IDLen && len(req.Cap) == rooms.SecretLen:
+		var room rooms.RoomID
+		var capability rooms.Secret
+		copy(room[:], req.Room)
+		copy(capability[:], req.Cap)
+		found, perr = l.t.JoinHere(seat, &room, &capability, &j)
+		clear(room[:])
+		capability.Wipe()
+	case req.Op == "resume" && len(req.TokenHash) == 32:
+		var th [32]byte
+		copy(th[:], req.TokenHash)
+		found, perr = l.t.ResumeHere(seat, &th, req.Last, &j)
+		clear(th[:])
+	}
+	clear(req.Room)
+	clear(req.Cap)
+	clear(req.TokenHash)
+	a = roomMsg{Op: "found", Here: found, From: l.n.cfg.Node, Inc: l.n.inc}
+	if found && perr != nil {
+		a.Code, a.Msg = perr.Code, perr.Msg
+	}
+	if !found || perr != nil {
+		l.forgetServed(id)
+		return a, nil, true
+	}
+	l.mu.Lock()
+	sv.m = j.Member
+	l.mu.Unlock()
+	a.ID, a.Room, a.RoomSeq, a.In, a.Max, a.Members = j.ID, bytes.Clone(j.Room[:]), j.Seq, j.In, j.Max, j.Members
+	if req.Op == "join" {
+		a.Token = bytes.Clone(j.Token[:])
+	}
+	return a, sv, true
+}
+
+func (l *roomLinks) forgetServed(id linkID) {
+	l.mu.Lock()
+	delete(l.served, id)
+	l.mu.Unlock()
+}
+
+func (l *roomLinks) forgetProxy(id linkID) {
+	l.mu.Lock()
+	delete(l.proxied, id)
+	l.mu.Unlock()
+}
+
+// Join implements rooms.Remote.
+func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
+	l.waitSteady()
+	pr, pl := l.newProxy(p, user)
+	a, ok, _ := l.find(&roomMsg{Op: "join", Link: pl.id[:], Room: id[:], Cap: capability[:], User: user})
+	if !ok || a.Code != "" {
+		l.forgetProxy(pl.id)
+		if !ok {
+			return nil, rooms.Errorf(protocol.CodeDenied, "no such room, or the capability is wrong")
+		}
+		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
+	}
+	fillJoined(j, &a)
+	copy(j.Token[:], a.Token)
+	clear(a.Token)
+	l.admitted(pr, pl, &a, j.Token.Hash())
+	return pr, nil
+}
+
+// resumeTries bounds the finds of a resume while some peer does not answer (it may be a sequencer that died;
+// its mirror takes its rooms over once it has been unheard for the peer timeout).
+const resumeTries = 5
+
+// Resume implements rooms.Remote.
+func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
+	l.waitSteady()
+	pr, pl := l.newProxy(p, user)
+	var a roomMsg
+	ok := false
+	sawDeath := false
+	for try := 1; ; try++ {
+		if try > 1 {
+			// A new link id: the nodes that answered took the last one, and would drop it as a replay.
+			l.forgetProxy(pl.id)
+			pl = l.newLink(pr)
+		}
+		var complete bool
+		a, ok, complete = l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: tokenHash[:], User: user, Last: last})
+		sawDeath = sawDeath || !complete
+		if ok || (complete && !sawDeath) || try == resumeTries || !l.pause() {
+			break
+		}
+	}
+	if !ok || a.Code != "" {
+		l.forgetProxy(pl.id)
+		if !ok {
+			return nil, rooms.Errorf(protocol.CodeBadToken, "unknown or expired resume token")
+		}
+		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
+	}
+	fillJoined(j, &a)
+	l.admitted(pr, pl, &a, *tokenHash)
+	return pr, nil
+}
+
+// pause waits a heartbeat; false: the node is closing.
+func (l *roomLinks) pause() bool {
+	select {
+	case <-l.n.done:
+		return false
+	case <-time.After(l.n.cfg.Heartbeat):
+		return true
+	}
+}
+
+// findAnywhere is find for a resume, asking this node's table first: the member may be in a room taken over
+// here (its proxy then links to this node itself).
+func (l *roomLinks) findAnywhere(req *roomMsg) (a roomMsg, found, complete bool) {
+	local := *req // admit overwrites what it was given
+	local.From, local.Inc = l.n.cfg.Node, l.n.inc
+	local.TokenHash = bytes.Clone(req.TokenHash)
+	a, sv, ok := l.admit(&local)
+	if ok && a.Here {
+		if sv != nil {
+			l.n.wg.Add(1)
+			go sv.run()
+		}
+		return a, true, true
+	}
+	return l.find(req)
+}
+
+// admitted records the node that sequences pr's room, which took it on link pl, and starts sending pr's frames
+// there.
+func (l *roomLinks) admitted(pr *proxied, pl *plink, a *roomMsg, tokenHash [32]byte) {
+	subject := l.n.cfg.Keys.Subject("room", []byte(a.From))
+	l.mu.Lock()
+	pl.node, pl.inc, pl.subject = a.From, a.Inc, subject
+	l.mu.Unlock()
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.th = tokenHash
+	pr.sent = a.In
+	pr.cur = pl
+}
+
+func fillJoined(j *rooms.Joined, a *roomMsg) {
+	j.ID, j.Seq, j.In, j.Max, j.Members = a.ID, a.RoomSeq, a.In, a.Max, a.Members
+	copy(j.Room[:], a.Room)
+	clear(a.Room)
+}
