@@ -185,7 +185,7 @@ func TestLoginUnknownUserDoesBcryptWork(t *testing.T) {
 	d, _ := newTestDir(t, nil)
 	mustRegister(t, d, "alice")
 	var n atomic.Int32
-	d.compareHook = func() { n.Add(1) }
+	d.bcryptHook = func() { n.Add(1) }
 	for _, user := range []string{"alice", "nobody", "in valid"} {
 		before := n.Load()
 		if _, _, err := d.Login(context.Background(), user, "Wrong-h0rse"); err != ErrBadCredentials {

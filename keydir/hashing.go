@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cleanrelay/cleanrelay/internal/lowcpu"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -15,6 +16,9 @@ import (
 // search for them.) A flood of real names is held back by their login backoff. Registrations and logins of
 // unknown names wait in queues of their own for the guest slots, so a flood of made-up logins, which keeps its
 // queue full, does not answer every registration busy: a registration waits its turn beside it.
+//
+// Every bcrypt computation runs on a thread of its own at the lowest CPU priority (package lowcpu): the
+// slots bound how much of the machine hashing may take; the priority gives relaying the cores first.
 type hashSlots struct {
 	all   chan struct{} // every bcrypt computation holds one
 	guest chan struct{} // registrations and logins of unknown names hold one too
@@ -35,17 +39,29 @@ func newHashSlots(n int) hashSlots {
 	return hashSlots{all: make(chan struct{}, n), guest: make(chan struct{}, max(1, n/2))}
 }
 
-// hashPassword runs bcrypt inside the concurrency bound.
+// hashPassword runs bcrypt inside the concurrency bound, at the lowest CPU priority (as Login does).
 func (d *Directory) hashPassword(ctx context.Context, p string) ([]byte, error) {
 	if err := d.acquire(ctx, hashRegister); err != nil {
 		return nil, err
 	}
 	defer d.release(hashRegister)
-	h, err := bcrypt.GenerateFromPassword([]byte(p), d.cfg.BcryptCost)
+	var h []byte
+	var err error
+	d.lowPriority(func() { h, err = bcrypt.GenerateFromPassword([]byte(p), d.cfg.BcryptCost) })
 	if err != nil {
 		return nil, fmt.Errorf("failed to hash password: %w", err)
 	}
 	return h, nil
+}
+
+// lowPriority runs one bcrypt computation, f, on a thread of its own at the lowest CPU priority.
+func (d *Directory) lowPriority(f func()) {
+	lowcpu.Run(func() {
+		if d.bcryptHook != nil {
+			d.bcryptHook()
+		}
+		f()
+	})
 }
 
 // acquire takes a bcrypt slot (and a guest slot first, unless it is a login of an existing account), waiting at

@@ -3,8 +3,11 @@ package keydir
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/cleanrelay/cleanrelay/internal/lowcpu"
 )
 
 // Under a login flood the queue for bcrypt is bounded: one caller too many is answered ErrBusy at once, and
@@ -92,5 +95,35 @@ func TestRegistrationQueuesBesideLoginFlood(t *testing.T) {
 		if err := <-flood; !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("a queued made-up login: %v, want ErrBadCredentials", err)
 		}
+	}
+}
+
+// TestBcryptAtLowestPriority: a login's comparison and a registration's hash run on a thread at the lowest CPU
+// priority (package lowcpu), so that a flood of them leaves the cores to relaying first.
+func TestBcryptAtLowestPriority(t *testing.T) {
+	base, ok := lowcpu.Priority()
+	if !ok {
+		t.Skip("thread priorities are Linux's")
+	}
+	if base == lowcpu.Nice {
+		t.Skipf("the test runs at nice %d already", base)
+	}
+	d, _ := newTestDir(t, nil)
+	var mu sync.Mutex
+	var seen []int
+	d.bcryptHook = func() {
+		p, _ := lowcpu.Priority()
+		mu.Lock()
+		seen = append(seen, p)
+		mu.Unlock()
+	}
+	mustRegister(t, d, "alice")
+	if _, _, err := d.Login(context.Background(), "alice", "Wrong-h0rse"); err != ErrBadCredentials {
+		t.Fatalf("login: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen[0] != lowcpu.Nice || seen[1] != lowcpu.Nice {
+		t.Errorf("bcrypt ran at nice %v (registration, login), want %d for both", seen, lowcpu.Nice)
 	}
 }

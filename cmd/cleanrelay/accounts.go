@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"time"
 
+	"github.com/cleanrelay/cleanrelay/internal/lowcpu"
 	"github.com/cleanrelay/cleanrelay/keydir"
 	"github.com/cleanrelay/cleanrelay/relay"
 	"github.com/cleanrelay/cleanrelay/relay/accounts"
@@ -79,6 +81,10 @@ func (a *accountFlags) directory() (*keydir.Directory, error) {
 		return nil, nil
 	}
 	cfg := a.dirLimits
+	// Password hashing runs on threads of its own at the lowest CPU priority (package lowcpu), one hash per
+	// core at once; each holds a scheduler slot while it works, so there are as many slots more, and relaying
+	// keeps every core under a login flood.
+	cfg.MaxConcurrentHashes = lowcpu.Reserve(runtime.GOMAXPROCS(0))
 	cfg.RequireEmail, cfg.TokenAlgorithm, cfg.TokenLifetime = a.requireEmail, a.tokenAlg, a.tokenLifetime
 	if a.tokenKeyFile != "" {
 		pem, err := os.ReadFile(a.tokenKeyFile)
