@@ -116,6 +116,7 @@ type envelope struct {
 	Parts  int             `json:"n,omitempty"`
 	Sent   int64           `json:"t,omitempty"` // a change: when it was made, Unix milliseconds
 	Dialog *dialogNotice   `json:"d,omitempty"`
+	Login  *loginMsg       `json:"l,omitempty"` // logins.go
 }
 
 // origin is what the node knows of another node's numbering. Guarded by Node.mu.
@@ -151,7 +152,8 @@ type Node struct {
 	sent, applied, refused, resyncs atomic.Uint64
 	lagMillis                       atomic.Int64
 
-	rooms atomic.Pointer[roomLinks] // set by ServeRooms (rooms.go)
+	rooms  atomic.Pointer[roomLinks] // set by ServeRooms (rooms.go)
+	logins *logins                   // static after Start; nil when the directory has no failure table (logins.go)
 
 	// deafTo, in tests only, names a node whose heartbeats this node ignores (as a node too loaded to take
 	// them in time would): this node stops counting it live while it still hears this one.
@@ -220,6 +222,10 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 		n.nc.Close()
 		return nil, fmt.Errorf("failed to reach NATS: %w", err)
 	}
+	if err := n.serveLogins(); err != nil {
+		n.nc.Close()
+		return nil, fmt.Errorf("failed to subscribe: %w", err)
+	}
 	dir.OnChange(n.publish)
 	n.wg.Add(2)
 	go n.receive()
@@ -275,6 +281,9 @@ func (n *Node) Close() {
 	}
 	close(n.done)
 	n.nc.Close()
+	if n.logins != nil {
+		n.logins.stop()
+	}
 	n.wg.Wait()
 }
 

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cleanrelay/cleanrelay/relay/cluster/natsnet"
+)
+
+// guess is one login attempt on the node at url: its status and Retry-After (seconds, 0 when none).
+func guess(t *testing.T, url, user, password string) (int, int) {
+	t.Helper()
+	code, _, resp := apiCall(t, "POST", url+"api/login", "", fmt.Sprintf(`{"username":%q,"password":%q}`, user, password))
+	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	return code, ra
+}
+
+// TestClusterLoginBackoff: failed logins spread over three nodes back the account off exactly as on one node
+// (keydir's defaults: 5 free failures, then 1 s doubling). A burst of 15 wrong passwords, 5 on each node at
+// once, gets 5 comparisons and 10 refusals, as 15 on one node do (attempts in flight count); two more
+// failures, each on another node after the wait, leave a 4 s wait that every node enforces, for the right
+// password too; after it, the right password logs in.
+func TestClusterLoginBackoff(t *testing.T) {
+	nc := natsnet.Start(t, natsnet.Options{})
+	secret := writeSecret(t)
+	// Queued comparisons wait as long as they need (the loaded test machine): a busy answer is neither outcome.
+	a := startNode(t, nc, "node-a", 0, secret, "--max-hash-wait", "1m")
+	b := startNode(t, nc, "node-b", 1, secret, "--max-hash-wait", "1m")
+	c := startNode(t, nc, "node-c", 2, secret, "--max-hash-wait", "1m")
+	nodes := []*clusterNode{a, b, c}
+	for _, n := range nodes {
+		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, reg := newUser(ctx, t, a.url, "alice")
+	wrong := reg.Password + "-not"
+
+	// The burst: 5 wrong passwords on each node at once.
+	codes := map[int]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 15 {
+		wg.Go(func() {
+			code, _ := guess(t, nodes[i%3].url, reg.Username, wrong)
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	t.Logf("15 wrong passwords at once, 5 on each node: %v", codes)
+	if codes[http.StatusUnauthorized] != 5 || codes[http.StatusTooManyRequests] != 10 {
+		t.Fatalf("15 wrong passwords at once over three nodes: %v, want 5 compared (401) and 10 refused (429), as on one node", codes)
+	}
+
+	// Two more failures, each on another node once the wait is over: 6 (2 s) and 7 (4 s).
+	for i, n := range []*clusterNode{b, c} {
+		var code, ra int
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Duration(ra) * time.Second) {
+			if code, ra = guess(t, n.url, reg.Username, wrong); code != http.StatusTooManyRequests || time.Now().After(deadline) {
+				break
+			}
+		}
+		if code != http.StatusUnauthorized {
+			t.Fatalf("failure %d on %s after the wait: %d, want 401", 6+i, n.name, code)
+		}
+	}
+	start := time.Now()
+	for _, n := range nodes {
+		code, ra := guess(t, n.url, reg.Username, reg.Password)
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("the machine is too slow for this test: %v for the checks of a 4 s wait", time.Since(start))
+		}
+		if code != http.StatusTooManyRequests || ra < 1 || ra > 4 {
+			t.Fatalf("the right password on %s during the 4 s wait after 7 failures: %d (Retry-After %d), want 429 (1-4 s)", n.name, code, ra)
+		}
+	}
+	var code, ra int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Duration(ra) * time.Second) {
+		if code, ra = guess(t, c.url, reg.Username, reg.Password); code != http.StatusTooManyRequests || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != http.StatusOK {
+		t.Fatalf("the right password on C after the wait: %d", code)
+	}
+	for _, n := range nodes {
+		if strings.Contains(n.stderr.String(), reg.Username) {
+			t.Errorf("%s logged the user name", n.name)
+		}
+	}
+}
