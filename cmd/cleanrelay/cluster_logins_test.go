@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanrelay/cleanrelay/relay/client"
 	"github.com/cleanrelay/cleanrelay/relay/cluster/natsnet"
 )
 
@@ -94,6 +95,86 @@ func TestClusterLoginBackoff(t *testing.T) {
 	for _, n := range nodes {
 		if strings.Contains(n.stderr.String(), reg.Username) {
 			t.Errorf("%s logged the user name", n.name)
+		}
+	}
+}
+
+// TestClusterTickets: a WebSocket ticket proved on node A opens logged-in sockets on C and on B, as it opens
+// several on one node; shown on B with another login's session cookie it is refused and burned, on every node
+// within a second (C, which took it, and A, which issued it); a ticket of a login that logged out on B is
+// refused on C.
+func TestClusterTickets(t *testing.T) {
+	nc := natsnet.Start(t, natsnet.Options{})
+	secret := writeSecret(t)
+	a, b, c := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret), startNode(t, nc, "node-c", 2, secret)
+	nodes := []*clusterNode{a, b, c}
+	for _, n := range nodes {
+		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice, _ := newUser(ctx, t, a.url, "alice")
+	bob, _ := newUser(ctx, t, b.url, "bob")
+	dial := func(n *clusterNode, h http.Header) error {
+		t.Helper()
+		conn, err := client.Dial(ctx, "ws"+strings.TrimPrefix(n.url, "http")+"ws", &client.Options{Header: h})
+		if err == nil {
+			t.Cleanup(func() { conn.Close() })
+		}
+		return err
+	}
+	ticketOn := func(n *clusterNode) (http.Header, string) {
+		t.Helper()
+		on, _ := alice.On(n.url)
+		h, err := on.TicketHeader(ctx)
+		if err != nil {
+			t.Fatalf("ticket on %s: %v", n.name, err)
+		}
+		_, tk, _ := strings.Cut(h.Get("Cookie"), "ws_ticket=")
+		return h, tk
+	}
+
+	h, tk := ticketOn(a)
+	for _, n := range []*clusterNode{c, b} {
+		if err := dial(n, h); err != nil {
+			t.Fatalf("a ticket proved on A, on %s: %v", n.name, err)
+		}
+	}
+	stolen := http.Header{}
+	stolen.Set("Cookie", "session="+bob.Session+"; ws_ticket="+tk)
+	if err := dial(b, stolen); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("alice's ticket with bob's session on B: %v, want 401", err)
+	}
+	for _, n := range []*clusterNode{c, a} {
+		// A socket opened meanwhile is closed at once: the account's sessions stay under its bound (whose refusal
+		// is a 401 too).
+		eventually(t, time.Second, "the ticket burned on B is refused on "+n.name, func() bool {
+			conn, err := client.Dial(ctx, "ws"+strings.TrimPrefix(n.url, "http")+"ws", &client.Options{Header: h})
+			if err == nil {
+				conn.Close()
+				<-conn.Done()
+				return false
+			}
+			return strings.Contains(err.Error(), "401")
+		})
+	}
+
+	h2, _ := ticketOn(a)
+	if err := dial(c, h2); err != nil {
+		t.Fatalf("a new ticket proved on A, on C: %v", err)
+	}
+	onB, _ := alice.On(b.url)
+	if _, err := onB.Call(ctx, "POST", "/api/logout", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(c, h2); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("the ticket of a login that logged out on B, on C: %v, want 401", err)
+	}
+	for _, n := range nodes {
+		for _, leak := range []string{alice.Name, bob.Name, tk} {
+			if strings.Contains(n.stderr.String(), leak) {
+				t.Errorf("%s logged %q", n.name, leak)
+			}
 		}
 	}
 }
