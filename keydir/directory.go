@@ -35,6 +35,7 @@ type Directory struct {
 	onKey      []func(userID string)
 	onChange   []func(Change) // replica.go
 	gate       LoginGate      // backoff.go; nil: the local failure table
+	chalGate   ChallengeGate  // keys.go; nil: only challenges issued here
 }
 
 // account is one registered user. Guarded by Directory.mu.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -9,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/cleanrelay/cleanrelay/relay/client"
 	"github.com/cleanrelay/cleanrelay/relay/cluster/natsnet"
@@ -101,8 +105,8 @@ func TestClusterLoginBackoff(t *testing.T) {
 
 // TestClusterTickets: a WebSocket ticket proved on node A opens logged-in sockets on C and on B, as it opens
 // several on one node; shown on B with another login's session cookie it is refused and burned, on every node
-// within a second (C, which took it, and A, which issued it); a ticket of a login that logged out on B is
-// refused on C.
+// within a second (C, which took it, and A, which issued it); a challenge issued on A is answered on B or C,
+// once; a ticket of a login that logged out on B is refused on C.
 func TestClusterTickets(t *testing.T) {
 	nc := natsnet.Start(t, natsnet.Options{})
 	secret := writeSecret(t)
@@ -157,6 +161,45 @@ func TestClusterTickets(t *testing.T) {
 			}
 			return strings.Contains(err.Error(), "401")
 		})
+	}
+
+	// A challenge issued on A, its proof sent to B and C at once: one of them takes it from A and answers with
+	// a ticket, the other finds it used (a challenge is used once in the cluster).
+	code, body, _ := apiCall(t, "POST", a.url+"api/session/challenge", alice.Session, nil)
+	var ch struct{ Challenge string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &ch) != nil || ch.Challenge == "" {
+		t.Fatalf("challenge on A: %d %s", code, body)
+	}
+	var sig bytes.Buffer
+	if err := openpgp.ArmoredDetachSign(&sig, alice.Key, strings.NewReader(ch.Challenge), nil); err != nil {
+		t.Fatal(err)
+	}
+	proof, _ := json.Marshal(map[string]string{"challenge": ch.Challenge, "signature": sig.String()})
+	answers := map[int]int{}
+	var ticket string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range []*clusterNode{b, c} {
+		wg.Go(func() {
+			code, _, resp := apiCall(t, "POST", n.url+"api/session/proof", alice.Session, string(proof))
+			mu.Lock()
+			defer mu.Unlock()
+			answers[code]++
+			for _, k := range resp.Cookies() {
+				if k.Name == "ws_ticket" {
+					ticket = k.Value
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if answers[http.StatusOK] != 1 || answers[http.StatusBadRequest] != 1 || ticket == "" {
+		t.Fatalf("one proof of a challenge issued on A, sent to B and C at once: %v, want one 200 with a ticket and one 400", answers)
+	}
+	h3 := http.Header{}
+	h3.Set("Cookie", "session="+alice.Session+"; ws_ticket="+ticket)
+	if err := dial(a, h3); err != nil {
+		t.Fatalf("the ticket of a proof of A's challenge, on A: %v", err)
 	}
 
 	h2, _ := ticketOn(a)

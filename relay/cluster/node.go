@@ -116,8 +116,9 @@ type envelope struct {
 	Parts  int             `json:"n,omitempty"`
 	Sent   int64           `json:"t,omitempty"` // a change: when it was made, Unix milliseconds
 	Dialog *dialogNotice   `json:"d,omitempty"`
-	Login  *loginMsg       `json:"l,omitempty"` // logins.go
-	Burn   *burnMsg        `json:"b,omitempty"` // dialog.go
+	Login  *loginMsg       `json:"l,omitempty"`  // logins.go
+	Burn   *burnMsg        `json:"b,omitempty"`  // dialog.go
+	Chal   *chalMsg        `json:"ch,omitempty"` // challenges.go
 }
 
 // origin is what the node knows of another node's numbering. Guarded by Node.mu.
@@ -226,7 +227,7 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 		n.nc.Close()
 		return nil, fmt.Errorf("failed to reach NATS: %w", err)
 	}
-	if err := n.serveLogins(); err != nil {
+	if err := errors.Join(n.serveLogins(), n.serveChallenges()); err != nil {
 		n.nc.Close()
 		return nil, fmt.Errorf("failed to subscribe: %w", err)
 	}
