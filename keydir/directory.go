@@ -36,6 +36,7 @@ type Directory struct {
 	onChange   []func(Change) // replica.go
 	gate       LoginGate      // backoff.go; nil: the local failure table
 	chalGate   ChallengeGate  // keys.go; nil: only challenges issued here
+	rateGate   RateGate       // rates.go; nil: the local buckets
 }
 
 // account is one registered user. Guarded by Directory.mu.

@@ -221,3 +221,48 @@ func TestClusterTickets(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRates: an account's searches (10 at once, then one every 2 s) and key lookups (20 at once, then one
+// a second) spread over three nodes are limited as on one node: of 3×burst requests in a row, the burst and
+// what refilled meanwhile are answered, the rest refused (429).
+func TestClusterRates(t *testing.T) {
+	nc := natsnet.Start(t, natsnet.Options{})
+	secret := writeSecret(t)
+	a, b, c := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret), startNode(t, nc, "node-c", 2, secret)
+	nodes := []*clusterNode{a, b, c}
+	for _, n := range nodes {
+		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice, _ := newUser(ctx, t, a.url, "alice")
+	bob, _ := newUser(ctx, t, b.url, "bob")
+	for _, tc := range []struct {
+		what  string
+		path  string
+		burst int
+		every time.Duration
+	}{
+		{"searches", "api/users?prefix=" + bob.Name[:3], 10, 2 * time.Second},
+		{"key lookups", "api/users/" + bob.Name + "/key", 20, time.Second},
+	} {
+		answered, refused := 0, 0
+		start := time.Now()
+		for i := range 3 * tc.burst {
+			switch code, body, _ := apiCall(t, "GET", nodes[i%3].url+tc.path, alice.Session, nil); code {
+			case http.StatusOK:
+				answered++
+			case http.StatusTooManyRequests:
+				refused++
+			default:
+				t.Fatalf("%s on %s: %d %s", tc.what, nodes[i%3].name, code, body)
+			}
+		}
+		refilled := int(time.Since(start) / tc.every)
+		t.Logf("%d %s over three nodes in %v: %d answered, %d refused", 3*tc.burst, tc.what, time.Since(start).Round(time.Millisecond), answered, refused)
+		if answered < tc.burst || answered > tc.burst+refilled {
+			t.Errorf("%d %s over three nodes in %v: %d answered, want %d to %d as on one node", 3*tc.burst, tc.what,
+				time.Since(start).Round(time.Millisecond), answered, tc.burst, tc.burst+refilled)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package cluster
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,12 +30,19 @@ const loginLease = 15 * time.Second
 // a full failure table does (the attempt is not tracked).
 const maxRemoteAttempts = 10000
 
+// The accounts' rate buckets (searches, key lookups, dialogs) are shared the same way: one node, chosen by the
+// same keyed hash of the account's id, holds an account's buckets; the others ask it to take an action ("take")
+// and decide on their own buckets only when it does not answer. Buckets are not copied: a new arbiter starts
+// the account with full buckets.
+
 // loginTable is the failure table of keydir.Directory, which the cluster shares when the directory has one.
 type loginTable interface {
 	SetLoginGate(keydir.LoginGate)
 	StartAttempt(name string) (func(checked, ok bool), error)
 	FailureRecord(name string) (int, time.Time)
 	SetFailureRecord(name string, count int, last time.Time)
+	SetRateGate(keydir.RateGate)
+	TakeAction(userID string, act keydir.Action) error
 }
 
 // loginMsg is a login request to an arbiter, its answer, or a record told to every node.
@@ -46,6 +55,9 @@ type loginMsg struct {
 	Retry   int64  `json:"r,omitempty"` // answer to start: refused, retry after this many milliseconds
 	Count   int    `json:"c,omitempty"` // rec: failures
 	Last    int64  `json:"t,omitempty"` // rec: the last failure, Unix milliseconds
+	Act     int    `json:"x,omitempty"` // take: the keydir.Action (Name is the account's id)
+	Err     string `json:"e,omitempty"` // answer to take: "limited" (with the message in Why) or "unknown"
+	Why     string `json:"w,omitempty"`
 }
 
 // logins is the node's part in the shared login backoff.
@@ -80,6 +92,7 @@ func (n *Node) serveLogins() error {
 	}
 	n.logins = g
 	t.SetLoginGate(g)
+	t.SetRateGate(g)
 	return nil
 }
 
@@ -92,6 +105,26 @@ func (g *logins) arbiter(name string) string {
 		}
 	}
 	return best
+}
+
+// TakeAction is keydir.RateGate: the account's arbiter (by its id) takes the action from its bucket.
+func (g *logins) TakeAction(userID string, act keydir.Action) error {
+	key := "id\x00" + userID
+	if arb := g.arbiter(key); arb != g.n.cfg.Node {
+		a, err := g.ask(arb, &loginMsg{Op: "take", Name: key, Act: int(act)})
+		if err == nil {
+			switch a.Err {
+			case "":
+				return nil
+			case "limited":
+				return fmt.Errorf("%w: %s", keydir.ErrRateLimited, a.Why)
+			case "unknown":
+				return keydir.ErrNotFound
+			}
+		}
+		g.n.log.Warn("cluster: an account's rate arbiter did not answer; deciding here")
+	}
+	return g.table.TakeAction(userID, act)
 }
 
 func (g *logins) score(name, node string) string {
@@ -202,6 +235,18 @@ func (g *logins) answer(m *nats.Msg) {
 	switch r.Op {
 	case "start":
 		out = g.admit(r.Name)
+	case "take":
+		userID, ok := strings.CutPrefix(r.Name, "id\x00")
+		if !ok {
+			return
+		}
+		out = loginMsg{Op: "take"}
+		switch err := g.table.TakeAction(userID, keydir.Action(r.Act)); {
+		case errors.Is(err, keydir.ErrRateLimited):
+			out.Err, out.Why = "limited", strings.TrimPrefix(err.Error(), keydir.ErrRateLimited.Error()+": ")
+		case err != nil:
+			out.Err = "unknown"
+		}
 	case "end":
 		g.mu.Lock()
 		a := g.remote[r.ID]
