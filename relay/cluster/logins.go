@@ -23,7 +23,7 @@ import (
 // the nodes live changed) goes on from it. A node that cannot reach the arbiter decides on its own copy.
 
 // loginLease is how long an arbiter waits for the outcome of an attempt it admitted for another node; past it
-// the attempt counts as failed (the node died while comparing: bcrypt waits at most keydir's MaxHashWait, 2 s).
+// the attempt counts as failed (the node died while comparing: a login waits at most keydir's MaxHashWait for bcrypt, 2 s by default).
 const loginLease = 15 * time.Second
 
 // maxRemoteAttempts bounds the attempts of other nodes an arbiter holds in flight; beyond it, it answers as
@@ -146,8 +146,10 @@ func (g *logins) StartAttempt(name string) (func(checked, ok bool), error) {
 			}
 			id := a.ID
 			return func(checked, ok bool) {
-				if _, err := g.ask(arb, &loginMsg{Op: "end", Name: name, ID: id, Checked: checked, OK: ok}); err != nil {
-					g.local(name, checked, ok) // the arbiter is gone: its successor takes this node's copy
+				if a, err := g.ask(arb, &loginMsg{Op: "end", Name: name, ID: id, Checked: checked, OK: ok}); err != nil || a.Err != "" {
+					// The arbiter is gone (its successor takes this node's copy), or it restarted and does not
+					// know the attempt (it takes the record this node tells).
+					g.local(name, checked, ok)
 				}
 			}, nil
 		}
@@ -257,10 +259,12 @@ func (g *logins) answer(m *nats.Msg) {
 			a = nil // ended already (by its lease), or a replay
 		}
 		g.mu.Unlock()
+		out = loginMsg{Op: "end", OK: true}
 		if a != nil {
 			a.end(r.Checked, r.OK)
+		} else {
+			out.Err = "unknown"
 		}
-		out = loginMsg{Op: "end", OK: true}
 	default:
 		return
 	}
