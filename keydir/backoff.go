@@ -102,3 +102,62 @@ func (d *Directory) endAttempt(name string, checked, ok bool) {
 		delete(d.failures, name)
 	}
 }
+
+// LoginGate admits login attempts in place of the directory's own failure table, so that several nodes can
+// share one backoff per username (docs/cluster.md §5). StartAttempt gets the normalized username and admits
+// the attempt, returning the function that records its outcome (nil when the attempt is not tracked), or
+// refuses it with a *BackoffError. end gets checked false when the password was never compared.
+type LoginGate interface {
+	StartAttempt(name string) (end func(checked, ok bool), err error)
+}
+
+// SetLoginGate makes Login ask g instead of the local failure table. Call it once, before serving.
+func (d *Directory) SetLoginGate(g LoginGate) {
+	d.mu.Lock()
+	d.gate = g
+	d.mu.Unlock()
+}
+
+// StartAttempt admits a login attempt for the normalized name against this directory's own failure table: what
+// a LoginGate that decides here calls. It returns the function that records the outcome (nil: untracked) or a
+// *BackoffError.
+func (d *Directory) StartAttempt(name string) (end func(checked, ok bool), err error) {
+	tracked, err := d.startAttempt(name)
+	if err != nil || !tracked {
+		return nil, err
+	}
+	return func(checked, ok bool) { d.endAttempt(name, checked, ok) }, nil
+}
+
+// FailureRecord returns the failures the local table holds for the normalized name (0 when none).
+func (d *Directory) FailureRecord(name string) (count int, last time.Time) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if f := d.failures[name]; f != nil {
+		return f.count, f.last
+	}
+	return 0, time.Time{}
+}
+
+// SetFailureRecord sets the failures of the normalized name to what another node decided (count 0: none),
+// keeping the attempts in flight here. The table keeps its bound: a new record that finds no room is dropped.
+func (d *Directory) SetFailureRecord(name string, count int, last time.Time) {
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f := d.failures[name]
+	if f == nil {
+		if count <= 0 {
+			return
+		}
+		f = &failures{}
+		if !d.trackLocked(name, f, now) {
+			return
+		}
+	}
+	if count <= 0 && f.inflight == 0 {
+		delete(d.failures, name)
+		return
+	}
+	f.count, f.last = max(count, 0), last
+}

@@ -35,6 +35,9 @@ type Directory struct {
 	onRevoke   []func(userID string)
 	onKey      []func(userID string)
 	onChange   []func(Change) // replica.go
+	gate       LoginGate      // backoff.go; nil: the local failure table
+	chalGate   ChallengeGate  // keys.go; nil: only challenges issued here
+	rateGate   RateGate       // rates.go; nil: the local buckets
 }
 
 // account is one registered user. Guarded by Directory.mu.
@@ -243,10 +246,16 @@ func (a *account) public() Account {
 // while waiting for one.
 func (d *Directory) Login(ctx context.Context, username, password string) (string, Session, error) {
 	name, nameErr := NormalizeUsername(username)
-	tracked := false
+	var end func(checked, ok bool) // nil: the attempt is not tracked
 	if nameErr == nil {
+		d.mu.RLock()
+		gate := d.gate
+		d.mu.RUnlock()
+		if gate == nil {
+			gate = d
+		}
 		var err error
-		if tracked, err = d.startAttempt(name); err != nil {
+		if end, err = gate.StartAttempt(name); err != nil {
 			return "", Session{}, err
 		}
 	}
@@ -263,8 +272,8 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 		kind = hashKnown
 	}
 	if err := d.acquire(ctx, kind); err != nil {
-		if tracked {
-			d.endAttempt(name, false, false)
+		if end != nil {
+			end(false, false)
 		}
 		return "", Session{}, err
 	}
@@ -280,8 +289,8 @@ func (d *Directory) Login(ctx context.Context, username, password string) (strin
 	d.release(kind)
 
 	ok := cmpErr == nil && a != nil && nameErr == nil && !tooLong
-	if tracked {
-		d.endAttempt(name, true, ok)
+	if end != nil {
+		end(true, ok)
 	}
 	if !ok {
 		return "", Session{}, ErrBadCredentials

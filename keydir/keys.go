@@ -120,6 +120,7 @@ func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature stri
 		return KeyInfo{}, err
 	}
 
+	d.fetchChallenge(userID, PurposePublishKey, challengeText)
 	d.mu.Lock()
 	if a.disabled {
 		d.mu.Unlock()
@@ -174,6 +175,7 @@ func (d *Directory) PublishKey(userID, armoredKey, challengeText, signature stri
 // PurposeSession. It returns the key the session is now bound to. Errors:
 // ErrNotFound, ErrAccountDisabled, ErrNoKey, ErrBadProof.
 func (d *Directory) VerifySession(userID, challengeText, signature string) (KeyInfo, error) {
+	d.fetchChallenge(userID, PurposeSession, challengeText)
 	now := d.cfg.Now()
 	d.mu.Lock()
 	a := d.byID[userID]
@@ -313,4 +315,69 @@ func (d *Directory) ListAccounts() []AccountSummary {
 		out = append(out, s)
 	}
 	return out
+}
+
+// ChallengeGate finds a challenge another node issued (docs/cluster.md §5): it asks the nodes, and the one that
+// holds the challenge gives it up (TakeChallenge there) if it is userID's and for purpose p, with its expiry.
+type ChallengeGate interface {
+	TakeChallenge(text, userID string, p Purpose) (expires time.Time, ok bool)
+}
+
+// SetChallengeGate makes a proof whose challenge this directory does not hold ask g for it. Call it once,
+// before serving.
+func (d *Directory) SetChallengeGate(g ChallengeGate) {
+	d.mu.Lock()
+	d.chalGate = g
+	d.mu.Unlock()
+}
+
+// TakeChallenge gives up, for another node, a challenge this directory issued: if it is held, userID's and for
+// purpose p, it is removed here and its expiry returned. Only one node holds a challenge, and it gives it up
+// once, so a challenge is used once in the whole cluster.
+func (d *Directory) TakeChallenge(text, userID string, p Purpose) (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.challenges[text]
+	a := d.byID[userID]
+	if c == nil || a == nil || c.userID != userID || c.purpose != p {
+		return time.Time{}, false
+	}
+	delete(d.challenges, text)
+	if i := slices.Index(a.chals, text); i >= 0 {
+		a.chals = slices.Delete(a.chals, i, i+1)
+	}
+	return c.expires, true
+}
+
+// fetchChallenge takes a challenge of userID and purpose p that this directory does not hold from the node
+// that issued it, through the ChallengeGate, and holds it here as if issued here. Only a text in the form
+// IssueChallenge makes, for this user, is asked for.
+func (d *Directory) fetchChallenge(userID string, p Purpose, text string) {
+	d.mu.RLock()
+	_, held := d.challenges[text]
+	g := d.chalGate
+	a := d.byID[userID]
+	var prefix string
+	if a != nil {
+		prefix = fmt.Sprintf("cleanrelay proof of key possession\npurpose: %s\nuser: %s\nnonce: ", p, a.username)
+	}
+	d.mu.RUnlock()
+	if held || g == nil || a == nil || !strings.HasPrefix(text, prefix) || len(text) > len(prefix)+64 {
+		return
+	}
+	expires, ok := g.TakeChallenge(text, userID, p)
+	if !ok {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.byID[userID] != a || d.challenges[text] != nil {
+		return
+	}
+	for len(a.chals) >= d.cfg.MaxChallengesPerUser {
+		delete(d.challenges, a.chals[0])
+		a.chals = slices.Delete(a.chals, 0, 1)
+	}
+	d.challenges[text] = &challenge{userID: userID, purpose: p, expires: expires}
+	a.chals = append(a.chals, text)
 }

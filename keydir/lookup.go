@@ -1,7 +1,6 @@
 package keydir
 
 import (
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -105,15 +104,13 @@ func (d *Directory) Search(requesterID, prefix string, limit int) ([]Profile, er
 	if limit <= 0 || limit > d.cfg.MaxSearchResults {
 		limit = d.cfg.MaxSearchResults
 	}
-	now := d.cfg.Now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	req := d.byID[requesterID]
-	if req == nil {
-		return nil, ErrNotFound
+	if err := d.Allow(requesterID, ActionSearch); err != nil {
+		return nil, err
 	}
-	if !req.search.take(now, d.cfg.SearchBurst, d.cfg.SearchInterval) {
-		return nil, fmt.Errorf("%w: at most one search every %v", ErrRateLimited, d.cfg.SearchInterval)
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.byID[requesterID] == nil {
+		return nil, ErrNotFound
 	}
 	i := sort.SearchStrings(d.names, p)
 	out := []Profile{}

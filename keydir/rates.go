@@ -15,12 +15,40 @@ const (
 	// ActionDialog is opening a dialog with another user (which notifies that user): Config.DialogBurst
 	// and Config.DialogInterval.
 	ActionDialog
+	// ActionSearch is a search (Search takes it itself): Config.SearchBurst and Config.SearchInterval.
+	ActionSearch
 )
+
+// RateGate takes actions from the accounts' buckets in place of this directory, so that several nodes can
+// share one bucket per account (docs/cluster.md §5). TakeAction answers as TakeAction of a Directory does.
+type RateGate interface {
+	TakeAction(userID string, act Action) error
+}
+
+// SetRateGate makes Allow and Search ask g instead of this directory's own buckets. Call it once, before
+// serving.
+func (d *Directory) SetRateGate(g RateGate) {
+	d.mu.Lock()
+	d.rateGate = g
+	d.mu.Unlock()
+}
 
 // Allow takes one action of kind act from the account's bucket. Errors: ErrRateLimited (the account did
 // this too often; the message says how often it may), ErrNotFound (no such account), ErrBadRequest (an
 // unknown action).
 func (d *Directory) Allow(userID string, act Action) error {
+	d.mu.RLock()
+	g := d.rateGate
+	d.mu.RUnlock()
+	if g != nil {
+		return g.TakeAction(userID, act)
+	}
+	return d.TakeAction(userID, act)
+}
+
+// TakeAction takes one action of kind act from the account's bucket in this directory (what a RateGate that
+// decides here calls). Errors as Allow's.
+func (d *Directory) TakeAction(userID string, act Action) error {
 	var burst int
 	var every time.Duration
 	switch act {
@@ -28,6 +56,8 @@ func (d *Directory) Allow(userID string, act Action) error {
 		burst, every = d.cfg.KeyLookupBurst, d.cfg.KeyLookupInterval
 	case ActionDialog:
 		burst, every = d.cfg.DialogBurst, d.cfg.DialogInterval
+	case ActionSearch:
+		burst, every = d.cfg.SearchBurst, d.cfg.SearchInterval
 	default:
 		return fmt.Errorf("%w: unknown rate-limited action", ErrBadRequest)
 	}
@@ -39,10 +69,16 @@ func (d *Directory) Allow(userID string, act Action) error {
 		return ErrNotFound
 	}
 	b := &a.keyLookups
-	if act == ActionDialog {
+	switch act {
+	case ActionDialog:
 		b = &a.dialogs
+	case ActionSearch:
+		b = &a.search
 	}
 	if !b.take(now, burst, every) {
+		if act == ActionSearch {
+			return fmt.Errorf("%w: at most one search every %v", ErrRateLimited, every)
+		}
 		return fmt.Errorf("%w: at most %d at once, then one every %v", ErrRateLimited, burst, every)
 	}
 	return nil

@@ -11,7 +11,8 @@ import (
 
 // A Directory replicates through Changes: OnChange hands out every change made here, Apply takes in those
 // made on another node, Snapshot gives all of them at once to a node that joins. Login failures, challenges
-// and rate-limit buckets stay per node.
+// and rate-limit buckets are not replicated: a cluster shares them through LoginGate, ChallengeGate and
+// RateGate instead (docs/cluster.md §5).
 
 // Change is one change of the directory, in a form another node applies: the whole state of one account after
 // it changed (registered, key published or revoked, disabled, every token logged out), or one logged-out token.

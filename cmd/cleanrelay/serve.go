@@ -218,6 +218,8 @@ func newRelay(f *serveFlags, log *slog.Logger) (srv *relay.Server, handler, admi
 	f.ops.cluster = f.cluster.run
 	if acc != nil && f.cluster.run != nil {
 		acc.OnDialogNotice(f.cluster.run.NotifyDialog)
+		acc.ShareTickets(f.cluster.keys.TicketKey(), f.cluster.run.BurnTicket)
+		f.cluster.run.OnTicketBurned(acc.TicketBurned)
 	}
 	return srv, handler, admin, nil
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/keydir"
@@ -113,6 +114,8 @@ type Accounts struct {
 	srv *relay.Server
 	// Set once by OnDialogNotice, before serving; nil without a cluster.
 	onDialog func(user, room, capability, from string)
+	// Set once by ShareTickets; nil without a cluster (shared_tickets.go).
+	shared atomic.Pointer[sharedTickets]
 
 	mu sync.Mutex
 	// Guarded by mu.

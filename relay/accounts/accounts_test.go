@@ -498,9 +498,20 @@ func readText(t *testing.T, ws *websocket.Conn, typ string) map[string]any {
 	}
 }
 
+// TestAccountsWebSocketTickets runs with the relay's own tickets and with tickets shared by a cluster's nodes
+// (shared_tickets.go): on one node they behave alike.
 func TestAccountsWebSocketTickets(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "own", true: "shared"}[shared], func(t *testing.T) { testWebSocketTickets(t, shared) })
+	}
+}
+
+func testWebSocketTickets(t *testing.T, shared bool) {
 	const lifetime = 300 * time.Millisecond
 	ar := startAccounts(t, relay.Config{}, keydir.Config{}, accounts.Config{TicketLifetime: lifetime})
+	if shared {
+		ar.acc.ShareTickets(bytes.Repeat([]byte{7}, 32), nil)
+	}
 	alice, bob := ar.keyedUser(t, "alice"), ar.keyedUser(t, "bob")
 	alice.ticket()
 	saved := *alice.cookies["ws_ticket"]

@@ -43,11 +43,16 @@ func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The ticket travels in a cookie, which net/http handles as a string: it cannot be kept as wipeable bytes.
-	var raw [32]byte
-	rand.Read(raw[:])
-	value := base64.RawURLEncoding.EncodeToString(raw[:])
-	clear(raw[:])
 	now := time.Now()
+	var value string
+	if sh := a.shared.Load(); sh != nil {
+		value = a.mintTicket(sh, s, info, now) // good on every node of the cluster (shared_tickets.go)
+	} else {
+		var raw [32]byte
+		rand.Read(raw[:])
+		value = base64.RawURLEncoding.EncodeToString(raw[:])
+		clear(raw[:])
+	}
 	a.mu.Lock()
 	perr := a.addTicketLocked(sha256.Sum256([]byte(value)), &ticket{userID: s.UserID, username: s.Username,
 		tokenID: s.TokenID, tokenExpires: s.Expires, fingerprint: info.Fingerprint, issued: now,
@@ -66,7 +71,8 @@ func (a *Accounts) sessionProof(w http.ResponseWriter, r *http.Request) {
 // Authenticate is the relay.Authenticator of logged-in sessions: a handshake without a ticket cookie is an
 // anonymous session; one with a ticket is the ticket's user if the ticket is live, the session cookie is still
 // the login that made it, the key it proved is still the user's published key, and the user holds fewer than
-// MaxSessionsPerUser sessions. A ticket shown with another login's session cookie is burned.
+// MaxSessionsPerUser sessions. A ticket shown with another login's session cookie is burned. On a cluster, a
+// ticket this node does not hold may be one another node issued (shared_tickets.go).
 func (a *Accounts) Authenticate(r *http.Request) (relay.Identity, error) {
 	c, err := r.Cookie(ticketCookie)
 	if err != nil || c.Value == "" {
@@ -80,6 +86,12 @@ func (a *Accounts) Authenticate(r *http.Request) (relay.Identity, error) {
 		ok = false
 	}
 	a.mu.Unlock()
+	if sh := a.shared.Load(); !ok && sh != nil {
+		if t, err = a.adoptTicket(sh, r, c.Value, h); err != nil {
+			return relay.Identity{}, err
+		}
+		ok = true
+	}
 	if !ok {
 		return relay.Identity{}, errBadTicket
 	}
@@ -93,7 +105,7 @@ func (a *Accounts) Authenticate(r *http.Request) (relay.Identity, error) {
 	}
 	if err != nil {
 		a.mu.Lock()
-		a.dropTicketLocked(h)
+		a.burnLocked(h, t)
 		a.mu.Unlock()
 		return relay.Identity{}, err
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
@@ -26,6 +27,7 @@ const (
 	labelSubject = "cleanrelay cluster subject key v1"
 	labelPayload = "cleanrelay cluster payload key v1"
 	labelToken   = "cleanrelay cluster token key v1"
+	labelTicket  = "cleanrelay cluster ticket key v1"
 )
 
 // subjectChars is how many base32 characters of HMAC-SHA-256 a subject carries: 26 characters, 130 bits.
@@ -43,6 +45,7 @@ type Keys struct {
 	subject [32]byte
 	aead    cipherAEAD
 	token   ed25519.PrivateKey
+	ticket  [32]byte
 }
 
 // cipherAEAD is the XChaCha20-Poly1305 instance (an interface only to keep the field's type short).
@@ -85,6 +88,12 @@ func DeriveKeys(secret []byte) (*Keys, error) {
 	if k.aead, err = chacha20poly1305.NewX(pay); err != nil {
 		return nil, fmt.Errorf("failed to make the payload cipher: %w", err)
 	}
+	tk, err := derive(labelTicket, 32)
+	if err != nil {
+		return nil, err
+	}
+	copy(k.ticket[:], tk)
+	clear(tk)
 	seed, err := derive(labelToken, ed25519.SeedSize)
 	if err != nil {
 		return nil, err
@@ -154,8 +163,13 @@ func (k *Keys) TokenKeyPEM() ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
+// TicketKey is the key every node MACs its WebSocket tickets with (relay/accounts' ShareTickets), a copy
+// the caller keeps.
+func (k *Keys) TicketKey() []byte { return bytes.Clone(k.ticket[:]) }
+
 // Wipe overwrites the keys this value holds that Go lets a program reach (the cipher's expanded key is not).
 func (k *Keys) Wipe() {
 	clear(k.subject[:])
+	clear(k.ticket[:])
 	clear(k.token)
 }

@@ -116,6 +116,9 @@ type envelope struct {
 	Parts  int             `json:"n,omitempty"`
 	Sent   int64           `json:"t,omitempty"` // a change: when it was made, Unix milliseconds
 	Dialog *dialogNotice   `json:"d,omitempty"`
+	Login  *loginMsg       `json:"l,omitempty"`  // logins.go
+	Burn   *burnMsg        `json:"b,omitempty"`  // dialog.go
+	Chal   *chalMsg        `json:"ch,omitempty"` // challenges.go
 }
 
 // origin is what the node knows of another node's numbering. Guarded by Node.mu.
@@ -137,6 +140,7 @@ type Node struct {
 	nc                                *nats.Conn
 	inc                               uint64
 	subDir, subHB, subSnap, subDialog string
+	subBurn                           string
 	in                                chan *nats.Msg
 	done                              chan struct{}
 	wg                                sync.WaitGroup
@@ -151,7 +155,9 @@ type Node struct {
 	sent, applied, refused, resyncs atomic.Uint64
 	lagMillis                       atomic.Int64
 
-	rooms atomic.Pointer[roomLinks] // set by ServeRooms (rooms.go)
+	rooms  atomic.Pointer[roomLinks]                         // set by ServeRooms (rooms.go)
+	logins *logins                                           // static after Start; nil when the directory has no failure table (logins.go)
+	onBurn atomic.Pointer[func(h [32]byte, until time.Time)] // set by OnTicketBurned (dialog.go)
 
 	// deafTo, in tests only, names a node whose heartbeats this node ignores (as a node too loaded to take
 	// them in time would): this node stops counting it live while it still hears this one.
@@ -186,8 +192,9 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	n := &Node{cfg: cfg, dir: dir, sessions: sessions, log: log, inc: binary.BigEndian.Uint64(b[:]),
 		subDir: cfg.Keys.Subject("dir", nil), subHB: cfg.Keys.Subject("hb", nil),
 		subSnap: cfg.Keys.Subject("snap", []byte(cfg.Node)), subDialog: cfg.Keys.Subject("dialog", nil),
-		in:   make(chan *nats.Msg, 8192),
-		done: make(chan struct{}), origins: make(map[string]*origin)}
+		subBurn: cfg.Keys.Subject("burn", nil),
+		in:      make(chan *nats.Msg, 8192),
+		done:    make(chan struct{}), origins: make(map[string]*origin)}
 	n.nc, err = nats.Connect(strings.Join(cfg.URLs, ","),
 		nats.Nkey(pub, kp.Sign), nats.NoEcho(), nats.DontRandomize(), nats.IgnoreDiscoveredServers(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
 		nats.Timeout(5*time.Second), nats.RetryOnFailedConnect(false),
@@ -206,7 +213,7 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 		return nil, fmt.Errorf("failed to connect to NATS: %w", err)
 	}
 	n.onAt.Store(time.Now().UnixNano())
-	for _, s := range []string{n.subDir, n.subHB, n.subDialog} {
+	for _, s := range []string{n.subDir, n.subHB, n.subDialog, n.subBurn} {
 		if _, err := n.nc.ChanSubscribe(s, n.in); err != nil {
 			n.nc.Close()
 			return nil, fmt.Errorf("failed to subscribe: %w", err)
@@ -219,6 +226,10 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	if err := n.nc.Flush(); err != nil {
 		n.nc.Close()
 		return nil, fmt.Errorf("failed to reach NATS: %w", err)
+	}
+	if err := errors.Join(n.serveLogins(), n.serveChallenges()); err != nil {
+		n.nc.Close()
+		return nil, fmt.Errorf("failed to subscribe: %w", err)
 	}
 	dir.OnChange(n.publish)
 	n.wg.Add(2)
@@ -275,6 +286,9 @@ func (n *Node) Close() {
 	}
 	close(n.done)
 	n.nc.Close()
+	if n.logins != nil {
+		n.logins.stop()
+	}
 	n.wg.Wait()
 }
 
@@ -391,6 +405,12 @@ func (n *Node) receive() {
 			if m.Subject == n.subDialog {
 				if d := env.Dialog; d != nil {
 					n.sessions.NotifyRemoteDialog(d.User, d.Room, d.Cap, d.From)
+				}
+				continue
+			}
+			if m.Subject == n.subBurn {
+				if b, fn := env.Burn, n.onBurn.Load(); b != nil && len(b.Hash) == 32 && fn != nil {
+					(*fn)([32]byte(b.Hash), time.UnixMilli(b.Until))
 				}
 				continue
 			}

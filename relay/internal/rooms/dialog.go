@@ -13,7 +13,10 @@ func (h *Table) OpenRoom(max int, allow []string) (*Room, *Error) {
 	if perr != nil {
 		return nil, perr
 	}
+	// The room is in the table already: its mirror (relay/cluster) may be copying it, under the room's lock.
+	r.mu.Lock()
 	r.dialogCap = capability
+	r.mu.Unlock()
 	time.AfterFunc(h.cfg.Grace, func() { h.dropIfEmpty(r) })
 	return r, nil
 }
