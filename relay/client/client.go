@@ -302,7 +302,7 @@ const BusyWait = time.Second
 // ResumeUntil is Resume, asked again on the same connection while the relay answers busy (a cluster that
 // cannot tell yet whether it holds the place: docs/protocol.md §4.3), a BusyWait apart, until until (the end of
 // the grace, counted from when the membership was lost). It returns how many busy answers it had. Any other
-// error, bad_token included, is returned at once; so is a busy answer past until.
+// error, bad_token included, is returned at once; so is a busy answer at or past until.
 func (c *Conn) ResumeUntil(ctx context.Context, token string, last uint64, until time.Time) (r *Room, busy int, err error) {
 	for {
 		r, err = c.Resume(ctx, token, last)
@@ -311,10 +311,10 @@ func (c *Conn) ResumeUntil(ctx context.Context, token string, last uint64, until
 			return r, busy, err
 		}
 		busy++
-		wait := BusyWait/2 + rand.N(BusyWait/2)
-		if time.Now().Add(wait).After(until) {
+		if !time.Now().Before(until) {
 			return r, busy, err
 		}
+		wait := min(BusyWait/2+rand.N(BusyWait/2), time.Until(until))
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
