@@ -113,6 +113,8 @@ type roomLinks struct {
 	yielded            atomic.Uint64 // rooms sequenced here that the fence (or a stale answer) ended here
 	busy               atomic.Uint64 // joins and resumes answered busy
 	lagMicros          atomic.Int64  // the last mirror round trip
+	// loseDrops, in tests only, is how many drop requests (mirror.go) to lose rather than publish.
+	loseDrops atomic.Int64
 
 	// Mirror requests of this node (mirror.go): numbered, their answers on replyPrefix and the number.
 	reqMu       sync.Mutex
