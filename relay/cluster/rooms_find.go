@@ -161,8 +161,9 @@ func (l *roomLinks) forgetProxy(id linkID) {
 }
 
 // Answers of a join or resume the cluster cannot give yet (docs/protocol.md §4.3, busy): this node is off NATS
-// or has not heard its peers again since, a peer did not answer, or a node holds the room or the member only
-// in a mirror copy it has not taken over yet. Unlike denied and bad_token, which are final, the client asks
+// or has not heard its peers again since, a peer did not answer, a node holds the room or the member only in a
+// mirror copy it has not taken over yet, or a node heard within settleTime is unheard now (it may be alive,
+// and every live peer answering says nothing of it). Unlike denied and bad_token, which are final, the client asks
 // again.
 const (
 	joinBusy   = "the cluster cannot tell yet whether the room exists; ask again"
@@ -178,7 +179,7 @@ func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string
 	if steady {
 		var complete, pending bool
 		a, ok, complete, pending = l.find(&roomMsg{Op: "join", Link: pl.id[:], Room: id[:], Cap: capability[:], User: user})
-		sure = complete && !pending && l.n.steady()
+		sure = complete && !pending && l.n.steady() && l.n.settled()
 	}
 	if !ok || a.Code != "" {
 		l.forgetProxy(pl.id)
@@ -218,7 +219,7 @@ func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p room
 		}
 		var complete, pending bool
 		a, ok, complete, pending = l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: tokenHash[:], User: user, Last: last})
-		sure = complete && !pending && l.n.steady()
+		sure = complete && !pending && l.n.steady() && l.n.settled()
 		if ok || sure || time.Now().After(deadline) || !l.pause() {
 			break
 		}
