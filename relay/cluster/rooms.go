@@ -179,17 +179,29 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 
 // liveIncarnations are the incarnations of the nodes heard within PeerTimeout.
 func (n *Node) liveIncarnations() map[string]uint64 {
+	return n.incarnationsWithin(n.cfg.PeerTimeout)
+}
+
+// incarnationsWithin are the incarnations of the nodes heard within d.
+func (n *Node) incarnationsWithin(d time.Duration) map[string]uint64 {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := map[string]uint64{}
 	for name, o := range n.origins {
-		if now.Sub(o.lastSeen) < n.cfg.PeerTimeout {
+		if now.Sub(o.lastSeen) < d {
 			out[name] = o.inc
 		}
 	}
 	return out
 }
+
+// takeoverTimeouts is how many peer timeouts a node is unheard before its mirrors take its rooms over. The other
+// effects of an unheard node (its members away here, proxies looking for their rooms, mirrors moving) come
+// after one: they are undone when it is heard again. A takeover is not: a node only slow to be heard (a loaded
+// machine misses heartbeats for a second) would have its rooms sequenced twice until the fence ends them on
+// one side, and members' sockets with them. The price is that much longer before a dead node's rooms resume.
+const takeoverTimeouts = 2
 
 // watchPeers ends, every heartbeat, the links to nodes no longer heard (or heard again as a new incarnation,
 // which holds none of them): a served member whose node is gone is
@@ -243,7 +255,8 @@ func (l *roomLinks) watchPeers() {
 			l.fence()
 		}
 		if l.n.steady() {
-			l.takeOver(live) // a node off NATS, or not yet hearing its peers again, takes nothing over
+			// A node off NATS, or not yet hearing its peers again, takes nothing over.
+			l.takeOver(l.n.incarnationsWithin(takeoverTimeouts * l.n.cfg.PeerTimeout))
 		}
 		l.wakeMirrorLinks(live)
 		for _, pl := range gone {

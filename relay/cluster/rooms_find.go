@@ -200,9 +200,9 @@ func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string
 }
 
 // resumeSettle bounds, in peer timeouts, how long a resume asks the nodes again (every heartbeat) while their
-// answers cannot settle it: a sequencer that died is first unheard for the peer timeout, and then its mirror
+// answers cannot settle it: a sequencer that died is first unheard for takeoverTimeouts, and then its mirror
 // takes its rooms over at its next heartbeat.
-const resumeSettle = 3
+const resumeSettle = takeoverTimeouts + 2
 
 // Resume implements rooms.Remote.
 func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
