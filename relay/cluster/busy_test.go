@@ -14,8 +14,8 @@ import (
 // TestResumeBusyOrBadToken: a join or resume that no node answers "here" is refused for good (denied,
 // bad_token) only when every node answered and this node hears them: on a node cut off from NATS (the fence's
 // wait for NATS run out), and on a node that stopped hearing a peer a moment ago, both are answered busy,
-// which a client asks again; once the node is back they are final again. On the code before busy, the cut-off node answered bad_token and denied, as if the cluster had
-// said nobody holds them.
+// which a client asks again; once the node is back they are final again. On the code before busy, the
+// cut-off node answered bad_token and denied, as if the cluster had said nobody holds them.
 func TestResumeBusyOrBadToken(t *testing.T) {
 	nc := natsnet.Start(t, natsnet.Options{})
 	keys := testKeys(t, secretA)

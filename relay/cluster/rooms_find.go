@@ -163,8 +163,8 @@ func (l *roomLinks) forgetProxy(id linkID) {
 // Answers of a join or resume the cluster cannot give yet (docs/protocol.md §4.3, busy): this node is off NATS
 // or has not heard its peers again since, a peer did not answer, a node holds the room or the member only in a
 // mirror copy it has not taken over yet, or a node heard within settleTime is unheard now (it may be alive,
-// and every live peer answering says nothing of it). Unlike denied and bad_token, which are final, the client asks
-// again.
+// and every live peer answering says nothing of it). Unlike denied and bad_token, which are final, the client
+// asks again.
 const (
 	joinBusy   = "the cluster cannot tell yet whether the room exists; ask again"
 	resumeBusy = "the cluster cannot tell yet whether it holds this place; ask again within the grace"
