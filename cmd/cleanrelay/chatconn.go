@@ -15,7 +15,9 @@ import (
 // browser does (static/js/conn.mjs, docs/protocol.md §4.2).
 
 // reconnect dials again and resumes, on the browser's schedule (static/js/backoff.mjs: attempt k waits a
-// random time between d/2 and d, d = 0.5 s · 2^k up to 30 s), until the relay's grace is over.
+// random time between d/2 and d, d = 0.5 s · 2^k up to 30 s), until the relay's grace is over. A resume
+// answered busy (a cluster that cannot tell yet whether it holds the place) is asked again on the same
+// connection, about a second apart, within the grace (docs/protocol.md §4.3).
 func (s *chatSession) reconnect(ctx context.Context, lostAt time.Time, k int) {
 	grace := time.Duration(max(s.hello.Grace, 1)) * time.Second
 	for ; ; k++ {
@@ -35,8 +37,8 @@ func (s *chatSession) reconnect(ctx context.Context, lostAt time.Time, k int) {
 		if err != nil {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		r, err := c.Resume(rctx, s.token, s.last)
+		rctx, cancel := context.WithDeadline(ctx, lostAt.Add(grace))
+		r, _, err := c.ResumeUntil(rctx, s.token, s.last, lostAt.Add(grace))
 		cancel()
 		var re *client.Error
 		if errors.As(err, &re) && re.Code == "bad_token" {

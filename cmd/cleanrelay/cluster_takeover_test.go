@@ -31,6 +31,7 @@ type talker struct {
 	events  []string          // everything else it was told
 	peers   map[uint32]string // member id → name, of the others in its room
 	resumed time.Duration     // how long after the kill its resume was answered (dead node's members)
+	busy    int               // resumes answered busy and asked again
 }
 
 type takeoverFrame struct {
@@ -224,37 +225,32 @@ func (m *talker) died(ctx context.Context, killedCh <-chan struct{}, killed *tim
 	return m.resume(ctx, other, *killed)
 }
 
-// resume takes the membership back on url with the token, from the last entry processed, trying again while
-// the room's new sequencer is not yet known (the dead node is unheard for the peer timeout first), and sends
-// again the frames the relay had not accepted.
+// resume takes the membership back on url with the token, from the last entry processed, asking again while
+// the relay answers busy (the cluster cannot tell yet where the place is: the dead node is unheard for the
+// peer timeout first; bad_token is final), and sends again the frames the relay had not accepted.
 func (m *talker) resume(ctx context.Context, url string, killed time.Time) error {
 	m.c.Close()
-	for limit := time.Now().Add(20 * time.Second); ; {
-		c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"ws?anonymous=1", nil)
-		if err != nil {
-			return fmt.Errorf("%s: socket on %s: %v", m.name, url, err)
-		}
-		r, err := c.Resume(ctx, m.token, m.last)
-		if err != nil {
-			c.Close()
-			if time.Now().After(limit) || !strings.Contains(err.Error(), "bad_token") {
-				return fmt.Errorf("%s: resume on %s: %v", m.name, url, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		m.resumed = time.Since(killed)
-		m.c, m.r, m.url = c, r, url
-		again, err := m.out.Since(r.In)
-		if err != nil {
-			return fmt.Errorf("%s: %v", m.name, err)
-		}
-		m.events = append(m.events, fmt.Sprintf("resumed in=%d, sending %d again", r.In, len(again)))
-		for _, p := range again {
-			c.Send(r.Ch, p)
-		}
-		return nil
+	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"ws?anonymous=1", nil)
+	if err != nil {
+		return fmt.Errorf("%s: socket on %s: %v", m.name, url, err)
 	}
+	r, busy, err := c.ResumeUntil(ctx, m.token, m.last, time.Now().Add(20*time.Second))
+	m.busy += busy
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("%s: resume on %s: %v", m.name, url, err)
+	}
+	m.resumed = time.Since(killed)
+	m.c, m.r, m.url = c, r, url
+	again, err := m.out.Since(r.In)
+	if err != nil {
+		return fmt.Errorf("%s: %v", m.name, err)
+	}
+	m.events = append(m.events, fmt.Sprintf("resumed in=%d, sending %d again", r.In, len(again)))
+	for _, p := range again {
+		c.Send(r.Ch, p)
+	}
+	return nil
 }
 
 // checkTalkers fails the test unless every member has every frame of every other member of its room once, in

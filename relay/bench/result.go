@@ -139,8 +139,8 @@ type SoakResult struct {
 // whose socket was on the dead node, Resumed those of them whose resume on another node was answered; a room is
 // Flowing once each of its members has been given a frame its peer sent after the kill (FlowP50ms … over the
 // rooms, the later of the two). Survivors are the members on the other nodes, SurvivorsKept those whose socket
-// stayed open throughout. ResumeRetries counts resumes answered bad_token (asked before the room's new
-// sequencer had it) and asked again.
+// stayed open throughout. ResumeRetries counts resumes answered busy (asked before the cluster could say
+// where the place is: the room's new sequencer did not have it yet) and asked again.
 type NodeDeathResult struct {
 	Nodes         int     `json:"nodes"`
 	Rooms         int     `json:"rooms"`

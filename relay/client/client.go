@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -292,6 +293,36 @@ func (c *Conn) Resume(ctx context.Context, token string, last uint64) (*Room, er
 		r.Resume = token
 	}
 	return r, err
+}
+
+// BusyWait is how long a client waits before it asks again after a resume answered busy (docs/protocol.md
+// §4.3): a random time between half of it and all of it.
+const BusyWait = time.Second
+
+// ResumeUntil is Resume, asked again on the same connection while the relay answers busy (a cluster that
+// cannot tell yet whether it holds the place: docs/protocol.md §4.3), a BusyWait apart, until until (the end of
+// the grace, counted from when the membership was lost). It returns how many busy answers it had. Any other
+// error, bad_token included, is returned at once; so is a busy answer at or past until.
+func (c *Conn) ResumeUntil(ctx context.Context, token string, last uint64, until time.Time) (r *Room, busy int, err error) {
+	for {
+		r, err = c.Resume(ctx, token, last)
+		var re *Error
+		if err == nil || !errors.As(err, &re) || re.Code != protocol.CodeBusy {
+			return r, busy, err
+		}
+		busy++
+		if !time.Now().Before(until) {
+			return r, busy, err
+		}
+		wait := min(BusyWait/2+rand.N(BusyWait/2), time.Until(until))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, busy, ctx.Err()
+		case <-c.Done():
+			return nil, busy, err
+		}
+	}
 }
 
 // Leave leaves the room on ch for good.

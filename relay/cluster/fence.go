@@ -39,6 +39,24 @@ func (n *Node) steady() bool {
 	return n.offAt.Load() == 0 && n.nc.IsConnected() && time.Since(time.Unix(0, n.onAt.Load())) >= n.cfg.PeerTimeout
 }
 
+// settleTime is how long after a node was last heard the cluster is not taken as settled: that node may be
+// only slow (a loaded machine misses heartbeats) or dead with its rooms being taken over, so a find that no
+// node answered "here" cannot say the room or the place does not exist.
+const settleTime = 10 * time.Second
+
+// settled reports whether every node heard within settleTime is live (heard within the peer timeout).
+func (n *Node) settled() bool {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, o := range n.origins {
+		if d := now.Sub(o.lastSeen); d >= n.cfg.PeerTimeout && d < settleTime {
+			return false
+		}
+	}
+	return true
+}
+
 // waitSteady waits until the node is steady, up to fenceWait; false: the node is closing.
 func (l *roomLinks) waitSteady() bool {
 	for deadline := time.Now().Add(fenceWait); !l.n.steady() && time.Now().Before(deadline); {

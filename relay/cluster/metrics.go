@@ -44,6 +44,7 @@ var clusterMetrics = []clusterMetric{
 	metric("takeovers_total", "Rooms this node took over from their sequencer when it was no longer heard.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Takeovers) }),
 	metric("relinks_total", "Members here whose room's sequencer died and who were linked to the room's new sequencer.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Relinks) }),
 	metric("rooms_yielded_total", "Rooms sequenced here that ended here because another node took them over (the fence: this node was cut off from NATS, or unheard by the others); their members here were made to resume.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Yielded) }),
+	metric("busy_total", "Joins and resumes answered busy: the cluster could not tell yet whether it holds the room or the place (this node off NATS or not yet steady, a peer that did not answer, a room not taken over yet); the client asks again.", prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Busy) }),
 	metric("replication_lag_seconds", "From the making of the last change applied here, on its node, to its application here.", prometheus.GaugeValue, func(s *Stats) float64 { return s.LagSeconds }),
 }
 

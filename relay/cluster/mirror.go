@@ -141,7 +141,24 @@ type mirrorLink struct {
 	c    rooms.Copy
 	// scores are the rendezvous hashes of the room with the nodes seen so far (mirrorFor).
 	scores map[string]string
+	// drops are the nodes that held a copy of the room (the mirror moved, or the room ended) and have not
+	// confirmed its drop yet, by node (dropLater, sendDrops).
+	drops map[string]*pendingDrop
 }
+
+// pendingDrop is a drop of a room's copy on a node (of incarnation inc) not confirmed yet: asked again every
+// heartbeat while the node is heard, for up to dropKeep. A copy left behind would be taken over too if the
+// sequencer died: two sequencers for one room.
+type pendingDrop struct {
+	inc    uint64
+	since  time.Time
+	n      uint64         // the request in flight (mirrorPost); 0: none
+	answer chan *nats.Msg // its answer
+	sent   time.Time
+}
+
+// dropKeep bounds how long a drop is asked again (a node unheard that long is dead, or restarted).
+const dropKeep = 10 * time.Second
 
 // Wake implements rooms.Conn.
 func (ml *mirrorLink) Wake() {
@@ -170,9 +187,83 @@ func (ml *mirrorLink) run() {
 			return
 		case <-ml.wake:
 		}
-		if !ml.sync() {
+		alive := ml.sync()
+		ml.sendDrops()
+		if !alive {
+			// The room is gone: its drops are asked again until confirmed (or dropKeep).
+			for len(ml.drops) > 0 {
+				select {
+				case <-ml.l.n.done:
+					return
+				case <-ml.wake:
+				case <-time.After(ml.l.n.cfg.Heartbeat):
+				}
+				ml.sendDrops()
+			}
 			return
 		}
+	}
+}
+
+// dropLater asks node (of incarnation inc) to drop its copy of the room: at once if try and the node is heard
+// (waiting for its answer), and again every heartbeat until it confirms, for up to dropKeep (sendDrops).
+// Only run uses it.
+func (ml *mirrorLink) dropLater(node string, inc uint64, live map[string]uint64, try bool) {
+	l := ml.l
+	if at, ok := live[node]; ok && at != inc {
+		return // restarted: it holds nothing
+	} else if ok && try {
+		if a, ok := l.mirrorRequest(node, &mirrorMsg{Op: "drop", Room: ml.id[:]}); ok && a.Op == "ok" {
+			return
+		}
+	}
+	if ml.drops == nil {
+		ml.drops = make(map[string]*pendingDrop)
+	}
+	if d := ml.drops[node]; d != nil && d.n != 0 {
+		l.mirrorDone(d.n)
+	}
+	ml.drops[node] = &pendingDrop{inc: inc, since: time.Now()}
+}
+
+// sendDrops asks again the drops not confirmed yet. Only run uses it.
+func (ml *mirrorLink) sendDrops() {
+	if len(ml.drops) == 0 {
+		return
+	}
+	l := ml.l
+	live := l.n.liveIncarnations()
+	for node, d := range ml.drops {
+		if d.n != 0 {
+			select {
+			case m := <-d.answer:
+				var a mirrorMsg
+				l.mirrorDone(d.n)
+				d.n = 0
+				if l.open(m.Subject, m.Data, &a, &a.From) && a.Op == "ok" {
+					delete(ml.drops, node)
+					continue
+				}
+			default:
+				if time.Since(d.sent) < l.n.cfg.PeerTimeout {
+					continue // its answer may come yet
+				}
+				l.mirrorDone(d.n)
+				d.n = 0
+			}
+		}
+		inc, heard := live[node]
+		if (heard && inc != d.inc) || time.Since(d.since) > dropKeep {
+			delete(ml.drops, node) // restarted (it holds nothing), or given up
+			continue
+		}
+		if heard {
+			d.n, d.answer, _ = l.mirrorPost(node, &mirrorMsg{Op: "drop", Room: ml.id[:]})
+			d.sent = time.Now()
+		}
+	}
+	if len(ml.drops) > 0 {
+		ml.retry.Store(true) // watchPeers wakes the link every heartbeat
 	}
 }
 
@@ -214,8 +305,9 @@ func (ml *mirrorLink) sync() bool {
 	for {
 		more, closed := ml.r.CopyFrom(ml.sent, mirrorBatchBytes, l.where, c)
 		if closed {
-			if ml.node != "" {
-				l.mirrorRequest(ml.node, &mirrorMsg{Op: "drop", Room: ml.id[:]})
+			// A room that ended is dropped by its mirror too; a yielded one goes on there (fence.go).
+			if ml.node != "" && !ml.r.Yielded() {
+				ml.dropLater(ml.node, ml.inc, l.n.liveIncarnations(), false)
 			}
 			return false
 		}
@@ -223,10 +315,20 @@ func (ml *mirrorLink) sync() bool {
 			ml.id = c.Room
 			clear(ml.scores)
 		}
-		node, inc := l.mirrorFor(&ml.id, l.n.liveIncarnations(), ml.scores)
+		live := l.n.liveIncarnations()
+		node, inc := l.mirrorFor(&ml.id, live, ml.scores)
 		if node != ml.node || inc != ml.inc {
 			if ml.node != "" {
-				l.mirrorRequest(ml.node, &mirrorMsg{Op: "drop", Room: ml.id[:]}) // best effort: it may be dead
+				// The old mirror drops its copy before the new one takes the room (two copies could
+				// both be taken over); a drop not confirmed is asked again (sendDrops).
+				ml.dropLater(ml.node, ml.inc, live, true)
+			}
+			if d := ml.drops[node]; d != nil {
+				// The mirror moved back: the full copy below replaces what it holds.
+				if d.n != 0 {
+					l.mirrorDone(d.n)
+				}
+				delete(ml.drops, node)
 			}
 			ml.node, ml.inc, ml.sent, ml.full = node, inc, 0, true
 			if node != "" && c.Tail > 1 {
@@ -318,36 +420,13 @@ func clearCopyMsg(m *mirrorMsg) {
 	}
 }
 
-// mirrorRequest sends msg to node's mirror subject and returns its answer; false if none came in time. The
-// node's mirror requests are numbered in the order they are published (NATS keeps one publisher's order), so
-// a mirror drops a replayed one.
+// mirrorRequest sends msg to node's mirror subject and returns its answer; false if none came in time.
 func (l *roomLinks) mirrorRequest(node string, msg *mirrorMsg) (mirrorMsg, bool) {
-	if !l.n.nc.IsConnected() {
-		return mirrorMsg{}, false // not kept for the reconnect (fence.go)
-	}
-	subject := l.n.cfg.Keys.Subject("mirror", []byte(node))
-	msg.From, msg.Inc = l.n.cfg.Node, l.n.inc
-	answer := make(chan *nats.Msg, 1)
-	l.reqMu.Lock()
-	l.reqN++
-	msg.N = l.reqN
-	reply := l.replyPrefix + strconv.FormatUint(msg.N, 10)
-	l.waiting[msg.N] = answer
-	plain, err := json.Marshal(msg)
-	if err == nil {
-		sealed := l.n.cfg.Keys.Seal(subject, plain, time.Now())
-		clear(plain)
-		err = l.n.nc.PublishRequest(subject, reply, sealed)
-	}
-	l.reqMu.Unlock()
-	defer func() {
-		l.reqMu.Lock()
-		delete(l.waiting, msg.N)
-		l.reqMu.Unlock()
-	}()
-	if err != nil {
+	n, answer, ok := l.mirrorPost(node, msg)
+	if !ok {
 		return mirrorMsg{}, false
 	}
+	defer l.mirrorDone(n)
 	select {
 	case resp := <-answer:
 		var a mirrorMsg
@@ -360,6 +439,47 @@ func (l *roomLinks) mirrorRequest(node string, msg *mirrorMsg) (mirrorMsg, bool)
 	case <-l.n.done:
 		return mirrorMsg{}, false
 	}
+}
+
+// mirrorPost sends msg to node's mirror subject; its answer comes on answer, until mirrorDone(n). The node's
+// mirror requests are numbered in the order they are published (NATS keeps one publisher's order), so a mirror
+// drops a replayed one. false: not sent (off NATS: nothing is kept for the reconnect, fence.go).
+func (l *roomLinks) mirrorPost(node string, msg *mirrorMsg) (n uint64, answer chan *nats.Msg, ok bool) {
+	if !l.n.nc.IsConnected() {
+		return 0, nil, false
+	}
+	subject := l.n.cfg.Keys.Subject("mirror", []byte(node))
+	msg.From, msg.Inc = l.n.cfg.Node, l.n.inc
+	answer = make(chan *nats.Msg, 1)
+	l.reqMu.Lock()
+	l.reqN++
+	msg.N = l.reqN
+	n = msg.N
+	reply := l.replyPrefix + strconv.FormatUint(n, 10)
+	l.waiting[n] = answer
+	plain, err := json.Marshal(msg)
+	if err == nil {
+		sealed := l.n.cfg.Keys.Seal(subject, plain, time.Now())
+		clear(plain)
+		if msg.Op == "drop" && l.loseDrops.Load() > 0 {
+			l.loseDrops.Add(-1) // a test's lost drop
+		} else {
+			err = l.n.nc.PublishRequest(subject, reply, sealed)
+		}
+	}
+	l.reqMu.Unlock()
+	if err != nil {
+		l.mirrorDone(n)
+		return 0, nil, false
+	}
+	return n, answer, true
+}
+
+// mirrorDone forgets the answer of request n.
+func (l *roomLinks) mirrorDone(n uint64) {
+	l.reqMu.Lock()
+	delete(l.waiting, n)
+	l.reqMu.Unlock()
 }
 
 // mirrorAnswer hands an answer to the request waiting for it.

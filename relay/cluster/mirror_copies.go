@@ -132,6 +132,7 @@ func (l *roomLinks) applyMirror(req *mirrorMsg) string {
 	c.c.Expires = time.UnixMilli(req.Expires)
 	copy(c.c.CapHash[:], req.CapHash)
 	copy(c.c.DialogCap[:], req.DialogCap)
+	l.indexCopyLocked(c, -1)
 	for i := range c.c.Members {
 		clear(c.c.Members[i].TokenHash[:])
 	}
@@ -141,7 +142,35 @@ func (l *roomLinks) applyMirror(req *mirrorMsg) string {
 		copy(x.TokenHash[:], m.Token)
 		c.c.Members = append(c.c.Members, x)
 	}
+	l.indexCopyLocked(c, 1)
 	return "ok"
+}
+
+// indexCopyLocked adds (by 1) or removes (by -1) the token hashes of c's members in copyTokens. l.mu is held.
+func (l *roomLinks) indexCopyLocked(c *mirrorCopy, by int) {
+	for i := range c.c.Members {
+		th := c.c.Members[i].TokenHash
+		if n := l.copyTokens[th] + by; n > 0 {
+			l.copyTokens[th] = n
+		} else {
+			delete(l.copyTokens, th)
+		}
+		clear(th[:])
+	}
+}
+
+// copyHolds reports whether a copy here holds room id (join) or the member with token hash th (resume): a
+// room not taken over (yet) from its sequencer.
+func (l *roomLinks) copyHolds(id *rooms.RoomID, th []byte) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if id != nil {
+		return l.mirrors[*id] != nil || l.adopting[*id]
+	}
+	var k [32]byte
+	copy(k[:], th)
+	defer clear(k[:])
+	return len(th) == len(k) && l.copyTokens[k] > 0
 }
 
 // trimCopyLocked releases the copy's entries before seq tail. l.mu is held.
@@ -171,6 +200,7 @@ func (l *roomLinks) dropCopyLocked(id *rooms.RoomID, c *mirrorCopy) {
 }
 
 func (l *roomLinks) wipeCopyLocked(c *mirrorCopy) {
+	l.indexCopyLocked(c, -1)
 	for i := range c.c.Entries {
 		l.releaseEntry(c, &c.c.Entries[i])
 	}
@@ -193,6 +223,7 @@ func (l *roomLinks) takeOver(live map[string]uint64) {
 		if inc, ok := live[c.node]; !ok || inc != c.inc {
 			adopt = append(adopt, c)
 			delete(l.mirrors, id)
+			l.adopting[id] = true // a find still says "pending" until the room is in the table
 		}
 	}
 	l.mu.Unlock()
@@ -209,6 +240,7 @@ func (l *roomLinks) takeOver(live map[string]uint64) {
 			}(c.node)
 		}
 		l.mu.Lock()
+		delete(l.adopting, c.c.Room)
 		l.wipeCopyLocked(c)
 		l.mu.Unlock()
 	}

@@ -528,6 +528,7 @@ type Stats struct {
 	Takeovers      uint64  // rooms this node took over from a dead sequencer
 	Relinks        uint64  // members here whose proxy found their room's new sequencer after a takeover
 	Yielded        uint64  // rooms sequenced here that ended here because another node took them over (fence.go)
+	Busy           uint64  // joins and resumes answered busy (rooms_find.go)
 }
 
 // Stats returns the counters.
@@ -541,7 +542,7 @@ func (n *Node) Stats() Stats {
 		s.RoomGaps, s.RoomDropped, s.RoomResent, s.RoomDuplicates = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load(), l.env.dups.Load()
 		s.RoomsMirrored, s.MirrorBytes = l.mirrorStats(), l.mirrorBytes.Load()
 		s.MirrorLag = float64(l.lagMicros.Load()) / 1e6
-		s.Takeovers, s.Relinks, s.Yielded = l.takeovers.Load(), l.relinks.Load(), l.yielded.Load()
+		s.Takeovers, s.Relinks, s.Yielded, s.Busy = l.takeovers.Load(), l.relinks.Load(), l.yielded.Load(), l.busy.Load()
 	}
 	return s
 }

@@ -65,7 +65,10 @@ type roomMsg struct {
 	Last      uint64 `json:"la,omitempty"`
 
 	// the answer to find
-	Here    bool     `json:"here,omitempty"`
+	Here bool `json:"here,omitempty"`
+	// Pending: not here, but this node holds a mirror copy of the room (join) or of a room with the member
+	// (resume) that it has not taken over (yet): the asker cannot say "no such room" or "unknown token".
+	Pending bool     `json:"pend,omitempty"`
 	Code    string   `json:"code,omitempty"`
 	Msg     string   `json:"msg,omitempty"`
 	ID      uint32   `json:"id,omitempty"`
@@ -92,6 +95,11 @@ type roomLinks struct {
 	usedLinks map[linkID]bool
 	proxied   map[linkID]*plink            // guarded by mu: members here of rooms on other nodes, by their current link
 	mirrors   map[rooms.RoomID]*mirrorCopy // guarded by mu: copies of rooms other nodes sequence (mirror.go)
+	// copyTokens counts, by token hash, the members of the copies here: a resume's find is answered "pending"
+	// for a member held only in a copy (not taken over yet). A copy leaves it only once its room is in the
+	// table (takeOver). Guarded by mu.
+	copyTokens map[[32]byte]int
+	adopting   map[rooms.RoomID]bool // guarded by mu: copies takeOver is making rooms of the table
 
 	closing map[closingKey]*closing // guarded by mu: ended links whose last message is not confirmed yet
 
@@ -103,7 +111,10 @@ type roomLinks struct {
 	mirrorBytes        atomic.Int64  // bytes of frames the copies hold
 	takeovers, relinks atomic.Uint64 // rooms taken over here, proxies linked to a new sequencer
 	yielded            atomic.Uint64 // rooms sequenced here that the fence (or a stale answer) ended here
+	busy               atomic.Uint64 // joins and resumes answered busy
 	lagMicros          atomic.Int64  // the last mirror round trip
+	// loseDrops, in tests only, is how many drop requests (mirror.go) to lose rather than publish.
+	loseDrops atomic.Int64
 
 	// Mirror requests of this node (mirror.go): numbered, their answers on replyPrefix and the number.
 	reqMu       sync.Mutex
@@ -137,7 +148,7 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	l := &roomLinks{n: n, t: t, maxFrame: maxFrame,
 		subOwn: n.cfg.Keys.Subject("room", []byte(n.cfg.Node)), subFind: n.cfg.Keys.Subject("find", nil),
 		served: make(map[linkID]*served), proxied: make(map[linkID]*plink), usedLinks: make(map[linkID]bool),
-		mirrors: make(map[rooms.RoomID]*mirrorCopy), links: make(map[*mirrorLink]struct{}), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node)),
+		mirrors: make(map[rooms.RoomID]*mirrorCopy), copyTokens: make(map[[32]byte]int), adopting: make(map[rooms.RoomID]bool), links: make(map[*mirrorLink]struct{}), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node)),
 		closing: make(map[closingKey]*closing), loop: make(chan []byte, loopQueue)}
 	l.env.publish, l.env.held = l.publish, t.Held()
 	if _, err := n.nc.Subscribe(l.subOwn, l.receive); err != nil {
@@ -168,17 +179,29 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 
 // liveIncarnations are the incarnations of the nodes heard within PeerTimeout.
 func (n *Node) liveIncarnations() map[string]uint64 {
+	return n.incarnationsWithin(n.cfg.PeerTimeout)
+}
+
+// incarnationsWithin are the incarnations of the nodes heard within d.
+func (n *Node) incarnationsWithin(d time.Duration) map[string]uint64 {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := map[string]uint64{}
 	for name, o := range n.origins {
-		if now.Sub(o.lastSeen) < n.cfg.PeerTimeout {
+		if now.Sub(o.lastSeen) < d {
 			out[name] = o.inc
 		}
 	}
 	return out
 }
+
+// takeoverTimeouts is how many peer timeouts a node is unheard before its mirrors take its rooms over. The other
+// effects of an unheard node (its members away here, proxies looking for their rooms, mirrors moving) come
+// after one: they are undone when it is heard again. A takeover is not: a node only slow to be heard (a loaded
+// machine misses heartbeats for a second) would have its rooms sequenced twice until the fence ends them on
+// one side, and members' sockets with them. The price is that much longer before a dead node's rooms resume.
+const takeoverTimeouts = 2
 
 // watchPeers ends, every heartbeat, the links to nodes no longer heard (or heard again as a new incarnation,
 // which holds none of them): a served member whose node is gone is
@@ -232,7 +255,8 @@ func (l *roomLinks) watchPeers() {
 			l.fence()
 		}
 		if l.n.steady() {
-			l.takeOver(live) // a node off NATS, or not yet hearing its peers again, takes nothing over
+			// A node off NATS, or not yet hearing its peers again, takes nothing over.
+			l.takeOver(l.n.incarnationsWithin(takeoverTimeouts * l.n.cfg.PeerTimeout))
 		}
 		l.wakeMirrorLinks(live)
 		for _, pl := range gone {

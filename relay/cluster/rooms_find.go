@@ -14,13 +14,14 @@ import (
 )
 
 // find asks every other node about a room or a token and returns the answer of the node that holds it, or
-// false when none does (every live peer said not here, or the time ran out: then complete is false, and a
-// peer that did not answer may be a sequencer dying, whose mirror takes its rooms over).
-func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
+// found false when none does. complete says every live peer answered (else the time ran out, or a peer that
+// did not answer died meanwhile: it may be a sequencer whose mirror takes its rooms over); pending says some
+// node holds the room, or the member, only in a mirror copy it has not taken over (yet).
+func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete, pending bool) {
 	inbox := l.n.nc.NewRespInbox()
 	answers, err := l.n.nc.SubscribeSync(inbox)
 	if err != nil {
-		return roomMsg{}, false, false
+		return roomMsg{}, false, false, false
 	}
 	defer answers.Unsubscribe()
 	want := l.n.livePeers()
@@ -42,18 +43,19 @@ func (l *roomLinks) find(req *roomMsg) (a roomMsg, found, complete bool) {
 			continue
 		}
 		if err != nil {
-			return roomMsg{}, false, false
+			return roomMsg{}, false, false, pending
 		}
 		var a roomMsg
 		if !l.open(inbox, m.Data, &a, &a.From) {
 			continue
 		}
 		if a.Here {
-			return a, true, true
+			return a, true, true, false
 		}
+		pending = pending || a.Pending
 		delete(want, a.From)
 	}
-	return roomMsg{}, false, complete
+	return roomMsg{}, false, complete, pending
 }
 
 // answerFind answers another node's join or resume: admitted, refused, or not here.
@@ -104,27 +106,31 @@ func (l *roomLinks) admit(req *roomMsg) (a roomMsg, admitted *served, ok bool) {
 	seat := rooms.Seat{Conn: sv, Ch: 1, User: req.User}
 	var j rooms.Joined
 	defer j.Wipe()
-	var found bool
+	var found, pending bool
 	var perr *rooms.Error
+	// A copy is looked at before the table: takeOver puts the room in the table before the copy leaves
+	// copyTokens and adopting, so one of the two looks finds it.
 	switch {
 	case req.Op == "join" && len(req.Room) == rooms.IDLen && len(req.Cap) == rooms.SecretLen:
 		var room rooms.RoomID
 		var capability rooms.Secret
 		copy(room[:], req.Room)
 		copy(capability[:], req.Cap)
+		pending = l.copyHolds(&room, nil)
 		found, perr = l.t.JoinHere(seat, &room, &capability, &j)
 		clear(room[:])
 		capability.Wipe()
 	case req.Op == "resume" && len(req.TokenHash) == 32:
 		var th [32]byte
 		copy(th[:], req.TokenHash)
+		pending = l.copyHolds(nil, th[:])
 		found, perr = l.t.ResumeHere(seat, &th, req.Last, &j)
 		clear(th[:])
 	}
 	clear(req.Room)
 	clear(req.Cap)
 	clear(req.TokenHash)
-	a = roomMsg{Op: "found", Here: found, From: l.n.cfg.Node, Inc: l.n.inc}
+	a = roomMsg{Op: "found", Here: found, Pending: pending && !found, From: l.n.cfg.Node, Inc: l.n.inc}
 	if found && perr != nil {
 		a.Code, a.Msg = perr.Code, perr.Msg
 	}
@@ -154,14 +160,34 @@ func (l *roomLinks) forgetProxy(id linkID) {
 	l.mu.Unlock()
 }
 
+// Answers of a join or resume the cluster cannot give yet (docs/protocol.md §4.3, busy): this node is off NATS
+// or has not heard its peers again since, a peer did not answer, a node holds the room or the member only in a
+// mirror copy it has not taken over yet, or a node heard within settleTime is unheard now (it may be alive,
+// and every live peer answering says nothing of it). Unlike denied and bad_token, which are final, the client
+// asks again.
+const (
+	joinBusy   = "the cluster cannot tell yet whether the room exists; ask again"
+	resumeBusy = "the cluster cannot tell yet whether it holds this place; ask again within the grace"
+)
+
 // Join implements rooms.Remote.
 func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
-	l.waitSteady()
+	steady := l.waitSteady() && l.n.steady()
 	pr, pl := l.newProxy(p, user)
-	a, ok, _ := l.find(&roomMsg{Op: "join", Link: pl.id[:], Room: id[:], Cap: capability[:], User: user})
+	var a roomMsg
+	var ok, sure bool
+	if steady {
+		var complete, pending bool
+		a, ok, complete, pending = l.find(&roomMsg{Op: "join", Link: pl.id[:], Room: id[:], Cap: capability[:], User: user})
+		sure = complete && !pending && l.n.steady() && l.n.settled()
+	}
 	if !ok || a.Code != "" {
 		l.forgetProxy(pl.id)
-		if !ok {
+		switch {
+		case !ok && !sure:
+			l.busy.Add(1)
+			return nil, rooms.Errorf(protocol.CodeBusy, joinBusy)
+		case !ok:
 			return nil, rooms.Errorf(protocol.CodeDenied, "no such room, or the capability is wrong")
 		}
 		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
@@ -173,33 +199,38 @@ func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string
 	return pr, nil
 }
 
-// resumeTries bounds the finds of a resume while some peer does not answer (it may be a sequencer that died;
-// its mirror takes its rooms over once it has been unheard for the peer timeout).
-const resumeTries = 5
+// resumeSettle bounds, in peer timeouts, how long a resume asks the nodes again (every heartbeat) while their
+// answers cannot settle it: a sequencer that died is first unheard for takeoverTimeouts, and then its mirror
+// takes its rooms over at its next heartbeat.
+const resumeSettle = takeoverTimeouts + 2
 
 // Resume implements rooms.Remote.
 func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p rooms.Proxy, j *rooms.Joined) (rooms.Link, *rooms.Error) {
-	l.waitSteady()
+	steady := l.waitSteady() && l.n.steady()
 	pr, pl := l.newProxy(p, user)
 	var a roomMsg
-	ok := false
-	sawDeath := false
-	for try := 1; ; try++ {
+	var ok, sure bool
+	deadline := time.Now().Add(resumeSettle * l.n.cfg.PeerTimeout)
+	for try := 1; steady; try++ {
 		if try > 1 {
 			// A new link id: the nodes that answered took the last one, and would drop it as a replay.
 			l.forgetProxy(pl.id)
 			pl = l.newLink(pr)
 		}
-		var complete bool
-		a, ok, complete = l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: tokenHash[:], User: user, Last: last})
-		sawDeath = sawDeath || !complete
-		if ok || (complete && !sawDeath) || try == resumeTries || !l.pause() {
+		var complete, pending bool
+		a, ok, complete, pending = l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: tokenHash[:], User: user, Last: last})
+		sure = complete && !pending && l.n.steady() && l.n.settled()
+		if ok || sure || time.Now().After(deadline) || !l.pause() {
 			break
 		}
 	}
 	if !ok || a.Code != "" {
 		l.forgetProxy(pl.id)
-		if !ok {
+		switch {
+		case !ok && !sure:
+			l.busy.Add(1)
+			return nil, rooms.Errorf(protocol.CodeBusy, resumeBusy)
+		case !ok:
 			return nil, rooms.Errorf(protocol.CodeBadToken, "unknown or expired resume token")
 		}
 		return nil, &rooms.Error{Code: a.Code, Msg: a.Msg}
@@ -221,7 +252,7 @@ func (l *roomLinks) pause() bool {
 
 // findAnywhere is find for a resume, asking this node's table first: the member may be in a room taken over
 // here (its proxy then links to this node itself).
-func (l *roomLinks) findAnywhere(req *roomMsg) (a roomMsg, found, complete bool) {
+func (l *roomLinks) findAnywhere(req *roomMsg) (a roomMsg, found, complete, pending bool) {
 	local := *req // admit overwrites what it was given
 	local.From, local.Inc = l.n.cfg.Node, l.n.inc
 	local.TokenHash = bytes.Clone(req.TokenHash)
@@ -231,9 +262,11 @@ func (l *roomLinks) findAnywhere(req *roomMsg) (a roomMsg, found, complete bool)
 			l.n.wg.Add(1)
 			go sv.run()
 		}
-		return a, true, true
+		return a, true, true, false
 	}
-	return l.find(req)
+	here := ok && a.Pending
+	a, found, complete, pending = l.find(req)
+	return a, found, complete, pending || here
 }
 
 // admitted records the node that sequences pr's room, which took it on link pl, and starts sending pr's frames

@@ -219,7 +219,7 @@ func (l *roomLinks) relink(pr *proxied) {
 		pr.mu.Lock()
 		th := pr.th
 		pr.mu.Unlock()
-		a, ok, _ := l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: th[:], User: pr.user, Last: pr.last.Load()})
+		a, ok, complete, pending := l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: th[:], User: pr.user, Last: pr.last.Load()})
 		clear(a.Room)
 		if ok && a.Code == "" {
 			subject := l.n.cfg.Keys.Subject("room", []byte(a.From))
@@ -246,6 +246,12 @@ func (l *roomLinks) relink(pr *proxied) {
 		l.forgetProxy(pl.id)
 		if (ok && a.Code != "") || time.Now().After(deadline) || !l.pause() {
 			pr.end()
+			if !ok && (!complete || pending || !l.n.steady() || !l.n.settled()) {
+				// The cluster could not say where the room is: the client resumes (and is answered busy
+				// until it can, or bad_token once nobody holds the place).
+				pr.p.Ended(rooms.ReasonResume)
+				return
+			}
 			pr.p.Ended(protocol.ReasonShutdown)
 			return
 		}

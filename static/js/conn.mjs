@@ -7,6 +7,11 @@ import { Backoff } from './backoff.mjs';
 // per-member buffer (hello.buffer, default 256) is the most it could ask for.
 const SENT_KEEP = 512;
 
+// BUSY_WAIT_MS: a resume answered busy (a relay cluster that cannot tell yet whether it holds the place:
+// docs/protocol.md §4.3) is asked again on the same socket after a random wait between half of it and all of
+// it, until the grace is over. busy is no failure of the connection: the backoff does not grow for it.
+export const BUSY_WAIT_MS = 1000;
+
 // coded is an error with a code the page turns into a sentence in the user's language (i18n.errorText).
 export const coded = (message, code) => Object.assign(new Error(message), { code });
 
@@ -107,11 +112,28 @@ export class RoomConn extends EventTarget {
   // sessionStorage by the caller).
   async resumeFrom(token, last) {
     await this.open();
-    const r = await this.request({ t: 'resume', resume: token, last });
+    const r = await this.resumeRequest(token, last, Date.now() + (this.hello?.grace || 120) * 1000);
     this.resumeToken = token;
     this.sentBase = r.in;
     this.sentTotal = r.in;
     return this.attach({ ...r, resume: token, seq: last });
+  }
+
+  // resumeRequest asks the relay to resume the membership of token, and asks again on the same socket while
+  // the relay answers busy, until the time until (the end of the grace).
+  async resumeRequest(token, last, until) {
+    const ws = this.ws;
+    for (;;) {
+      try {
+        return await this.request({ t: 'resume', resume: token, last });
+      } catch (e) {
+        if (e.code !== 'busy' || Date.now() >= until) throw e;
+        const wait = Math.min(BUSY_WAIT_MS / 2 + (BUSY_WAIT_MS / 2) * Math.random(), until - Date.now());
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        // The socket may have dropped meanwhile: its close event has scheduled the next attempt.
+        if (this.ended || this.ws !== ws || ws.readyState !== 1 /* OPEN */) throw coded('connection to the relay dropped', 'dropped');
+      }
+    }
   }
 
   async leave() {
@@ -257,7 +279,8 @@ export class RoomConn extends EventTarget {
     const before = this.ws;
     try {
       await this.open();
-      const r = await this.request({ t: 'resume', resume: this.resumeToken, last: this.last });
+      const grace = (this.hello?.grace || 120) * 1000;
+      const r = await this.resumeRequest(this.resumeToken, this.last, this.lostAt + grace);
       this.ch = r.ch;
       this.online = true;
       // Reset only after the relay took the membership back: a hello followed by a refused resume must not

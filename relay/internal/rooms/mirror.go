@@ -336,6 +336,15 @@ func (h *Table) Yield(r *Room) bool {
 	if r.closed || r.proxy || h.rooms.get(&r.id) != r {
 		return false
 	}
+	r.yielded = true
 	h.dropRoomLocked(r, ReasonResume, &n)
 	return true
+}
+
+// Yielded reports whether r was dropped by Yield: it goes on at another node, and its mirror's copy must not
+// be dropped.
+func (r *Room) Yielded() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.yielded
 }

@@ -127,6 +127,7 @@ type Room struct {
 	members    []*Member
 	nextMember uint32
 	closed     bool
+	yielded    bool // closed by Yield: the room goes on elsewhere
 	lifeTimer  *time.Timer
 
 	// Guarded by Table.mu: the room's place in the table's index of rooms with no member attached.
