@@ -506,7 +506,12 @@ func (l *roomLinks) handle(plain []byte, reply string) {
 			items, datas = append(items, it), append(datas, data)
 		}
 		l.confirm(in, num, final, ackTo, &id, toProxy)
+		pl.pr.handing.Lock()
 		for i := range items {
+			if !pl.pr.fresh(&items[i]) {
+				l.env.dups.Add(1) // handed here already, on the link before a relink
+				continue
+			}
 			if items[i].Kind == rooms.Refused {
 				pl.pr.refused(items[i].Seq)
 				items[i].Seq = 0
@@ -514,6 +519,7 @@ func (l *roomLinks) handle(plain []byte, reply string) {
 			pl.pr.delivered(&items[i])
 			pl.pr.p.Deliver(items[i], datas[i])
 		}
+		pl.pr.handing.Unlock()
 	case opStamped:
 		l.confirm(in, num, final, ackTo, &id, toProxy)
 		if n := r.uvarint(); !r.err {

@@ -66,6 +66,10 @@ type proxied struct {
 	last    atomic.Uint64 // the seq of the last entry delivered here (roomLinks.handle writes it)
 	stamped atomic.Uint64 // the member's frames the sequencer's mirror holds
 
+	// handing is held while entries are checked (fresh) and handed to the proxy: they may come from two
+	// goroutines, NATS's and the loopback's, when a relink moves the proxy to a room taken over here.
+	handing sync.Mutex
+
 	mu        sync.Mutex
 	th        [32]byte // guarded by mu: the member's token hash, to find it again after a takeover
 	cur       *plink   // guarded by mu: the link to the sequencer; nil while it is found again, or ended
@@ -73,6 +77,25 @@ type proxied struct {
 	sent      uint64   // guarded by mu: the member's frames so far (its In)
 	kept      []keptFrame
 	keptBytes int
+}
+
+// fresh reports whether it is an entry not yet handed to the proxy, and trims a lost range to what is new.
+// For a moment a proxy's entries may come on two links, the old one's last batch while a relink resumes on
+// the new one from the last entry handed here: each is handed on once. (An entry the old sequencer handed
+// out was mirrored first, so it has the same seq on the new one.) pr.handing is held.
+func (pr *proxied) fresh(it *rooms.Item) bool {
+	last := pr.last.Load()
+	switch it.Kind {
+	case rooms.Refused:
+		return true
+	case rooms.Lost:
+		if it.LostTo <= last {
+			return false
+		}
+		it.LostFrom = max(it.LostFrom, last+1)
+		return true
+	}
+	return it.Seq == 0 || it.Seq > last
 }
 
 // delivered records the seq of an entry handed to the proxy.
