@@ -17,7 +17,7 @@ import (
 // unknown names wait in queues of their own for the guest slots, so a flood of made-up logins, which keeps its
 // queue full, does not answer every registration busy: a registration waits its turn beside it.
 //
-// Every bcrypt computation runs on a thread of its own at the lowest CPU priority (package lowcpu): the
+// Every bcrypt computation runs on a worker thread at the lowest CPU priority (package lowcpu): the
 // slots bound how much of the machine hashing may take; the priority gives relaying the cores first.
 type hashSlots struct {
 	all   chan struct{} // every bcrypt computation holds one
@@ -54,7 +54,7 @@ func (d *Directory) hashPassword(ctx context.Context, p string) ([]byte, error) 
 	return h, nil
 }
 
-// lowPriority runs one bcrypt computation, f, on a thread of its own at the lowest CPU priority.
+// lowPriority runs one bcrypt computation, f, on a worker thread at the lowest CPU priority.
 func (d *Directory) lowPriority(f func()) {
 	lowcpu.Run(func() {
 		if d.bcryptHook != nil {

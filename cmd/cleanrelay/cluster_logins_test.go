@@ -15,7 +15,6 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/cleanrelay/cleanrelay/relay/client"
-	"github.com/cleanrelay/cleanrelay/relay/cluster/natsnet"
 )
 
 // guess is one login attempt on the node at url: its status and Retry-After (seconds, 0 when none).
@@ -32,16 +31,9 @@ func guess(t *testing.T, url, user, password string) (int, int) {
 // failures, each on another node after the wait, leave a 4 s wait that every node enforces, for the right
 // password too; after it, the right password logs in.
 func TestClusterLoginBackoff(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	secret := writeSecret(t)
 	// Queued comparisons wait as long as they need (the loaded test machine): a busy answer is neither outcome.
-	a := startNode(t, nc, "node-a", 0, secret, "--max-hash-wait", "1m")
-	b := startNode(t, nc, "node-b", 1, secret, "--max-hash-wait", "1m")
-	c := startNode(t, nc, "node-c", 2, secret, "--max-hash-wait", "1m")
+	_, _, a, b, c := threeNodes(t, "--max-hash-wait", "1m")
 	nodes := []*clusterNode{a, b, c}
-	for _, n := range nodes {
-		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, reg := newUser(ctx, t, a.url, "alice")
@@ -108,13 +100,8 @@ func TestClusterLoginBackoff(t *testing.T) {
 // within a second (C, which took it, and A, which issued it); a challenge issued on A is answered on B or C,
 // once; a ticket of a login that logged out on B is refused on C.
 func TestClusterTickets(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	secret := writeSecret(t)
-	a, b, c := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret), startNode(t, nc, "node-c", 2, secret)
+	_, _, a, b, c := threeNodes(t)
 	nodes := []*clusterNode{a, b, c}
-	for _, n := range nodes {
-		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	alice, _ := newUser(ctx, t, a.url, "alice")
@@ -226,13 +213,8 @@ func TestClusterTickets(t *testing.T) {
 // a second) spread over three nodes are limited as on one node: of 3×burst requests in a row, the burst and
 // what refilled meanwhile are answered, the rest refused (429).
 func TestClusterRates(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	secret := writeSecret(t)
-	a, b, c := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret), startNode(t, nc, "node-c", 2, secret)
+	_, _, a, b, c := threeNodes(t)
 	nodes := []*clusterNode{a, b, c}
-	for _, n := range nodes {
-		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	alice, _ := newUser(ctx, t, a.url, "alice")

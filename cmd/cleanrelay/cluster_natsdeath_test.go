@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay/client"
-	"github.com/cleanrelay/cleanrelay/relay/cluster/natsnet"
 )
 
 // chatRoom is a room of TestClusterNATSDeath: its members send numbered frames, and every member checks it
@@ -143,13 +142,8 @@ func (cr *chatRoom) received() int64 {
 // and no closed room: what core NATS dropped when the server died was sent again by the links (docs/cluster.md
 // §2, "On NATS").
 func TestClusterNATSDeath(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	secret := writeSecret(t)
-	a, b, c := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret), startNode(t, nc, "node-c", 2, secret)
+	nc, _, a, b, c := threeNodes(t)
 	nodes := []*clusterNode{a, b, c}
-	for _, n := range nodes {
-		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 

@@ -262,12 +262,7 @@ func sameAsOneNode(ctx context.Context, t *testing.T, one string, urls []string,
 // resume replays after the acknowledgements) for a pair split over two nodes with the resume on the third, a
 // group of four over three nodes, and burns from either side.
 func TestClusterRooms(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	secret := writeSecret(t)
-	a, b, c := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret), startNode(t, nc, "node-c", 2, secret)
-	for _, n := range []*clusterNode{a, b, c} {
-		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
-	}
+	nc, secret, a, b, c := threeNodes(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

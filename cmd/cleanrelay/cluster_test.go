@@ -598,3 +598,17 @@ func TestServeClusterFlags(t *testing.T) {
 		})
 	}
 }
+
+// threeNodes is the usual cluster of the tests: three NATS servers and three relay nodes, A, B and C (each
+// joining through another server first) with extra flags, each hearing the two others. It returns the secret's
+// file too, for a node started later.
+func threeNodes(t *testing.T, extra ...string) (nc *natsnet.Cluster, secret string, a, b, c *clusterNode) {
+	t.Helper()
+	nc = natsnet.Start(t, natsnet.Options{})
+	secret = writeSecret(t)
+	a, b, c = startNode(t, nc, "node-a", 0, secret, extra...), startNode(t, nc, "node-b", 1, secret, extra...), startNode(t, nc, "node-c", 2, secret, extra...)
+	for _, n := range []*clusterNode{a, b, c} {
+		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
+	}
+	return nc, secret, a, b, c
+}

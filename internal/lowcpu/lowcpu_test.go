@@ -1,11 +1,13 @@
 package lowcpu
 
 import (
+	"maps"
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +28,7 @@ func TestMain(m *testing.M) {
 	}
 	base, _ = Priority()
 	runtime.UnlockOSThread()
-	Run(func() { fromMain.inside, _ = Priority() })
+	Run(func() { fromMain.inside = onWorker() })
 	p, err := unix.Getpriority(unix.PRIO_PROCESS, os.Getpid()) // the main thread's, wherever this goroutine is now
 	if err != nil {
 		panic(err)
@@ -43,43 +45,77 @@ func TestRunFromMainThread(t *testing.T) {
 	}
 }
 
-// TestRunLowersOnlyItsThread: f runs at nice Nice, and once Run has returned no thread of the process is left
-// at that priority, so nothing else ever runs there.
-func TestRunLowersOnlyItsThread(t *testing.T) {
+// workers records the threads Run's f ran on, in every test of the process.
+var workers struct {
+	sync.Mutex
+	tids map[int]bool
+}
+
+// onWorker is the f of the tests' Runs: it records its thread and returns its nice value.
+func onWorker() int {
+	p, _ := Priority()
+	workers.Lock()
+	if workers.tids == nil {
+		workers.tids = map[int]bool{}
+	}
+	workers.tids[unix.Gettid()] = true
+	workers.Unlock()
+	return p
+}
+
+// TestRunOnLowWorkers: f runs at nice Nice on a worker's thread; one Run after another reuses one worker, Runs
+// at once get one each; the threads at nice Nice are the workers' and no other, and none of them ever ended
+// (a child process started from a thread that ends gets its parent-death signal).
+func TestRunOnLowWorkers(t *testing.T) {
 	needLinuxBelowLowest(t)
+	before := len(workerTIDs())
 	for range 20 {
-		var got int
-		var ok bool
-		Run(func() { got, ok = Priority() })
-		if !ok || got != Nice {
-			t.Fatalf("inside Run: nice %d (read: %v), want %d", got, ok, Nice)
+		var p int
+		Run(func() { p = onWorker() })
+		if p != Nice {
+			t.Fatalf("inside Run: nice %d, want %d", p, Nice)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		low := lowThreads(t)
-		if low == 0 {
-			break
+	if n := len(workerTIDs()); n != max(before, 1) {
+		t.Errorf("20 Runs one after another: %d workers, %d before, want one reused", n, before)
+	}
+	const atOnce = 4
+	all := make(chan struct{})
+	var started atomic.Int32
+	var wg sync.WaitGroup
+	for range atOnce {
+		wg.Go(func() {
+			Run(func() {
+				onWorker()
+				if started.Add(1) == atOnce {
+					close(all)
+				}
+				<-all // every Run under way at once
+			})
+		})
+	}
+	wg.Wait()
+	tids := workerTIDs()
+	if len(tids) < atOnce {
+		t.Errorf("%d Runs at once ran on %d threads", atOnce, len(tids))
+	}
+	for tid := range tids {
+		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); err != nil {
+			t.Errorf("worker thread %d ended: %v", tid, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d threads still at nice %d after Run returned", low, Nice)
-		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	if low := lowThreads(t); low != len(tids) {
+		t.Errorf("%d threads at nice %d, and %d workers", low, Nice, len(tids))
 	}
 	if p, _ := Priority(); p != base {
 		t.Errorf("the test's own thread is at nice %d, the process at %d", p, base)
 	}
 }
 
-// needLinuxBelowLowest skips a test that tells lowered threads from the others where it cannot: not on Linux,
-// or in a process that already runs at the lowest priority.
-func needLinuxBelowLowest(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("thread priorities are Linux's")
-	}
-	if base == Nice {
-		t.Skipf("the test runs at nice %d already: lowered threads look like the others", Nice)
-	}
+func workerTIDs() map[int]bool {
+	workers.Lock()
+	defer workers.Unlock()
+	return maps.Clone(workers.tids)
 }
 
 // lowThreads counts this process's threads at nice Nice.
@@ -114,5 +150,16 @@ func TestReserve(t *testing.T) {
 		if now := runtime.GOMAXPROCS(0); now != before+n {
 			t.Errorf("GOMAXPROCS %d after Reserve(%d), want %d", now, n, before+n)
 		}
+	}
+}
+
+// needLinuxBelowLowest skips a test that tells lowered threads from the others where it cannot: not on Linux,
+// or in a process that already runs at the lowest priority.
+func needLinuxBelowLowest(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("thread priorities are Linux's")
+	}
+	if base == Nice {
+		t.Skipf("the test runs at nice %d already: lowered threads look like the others", Nice)
 	}
 }
