@@ -179,7 +179,7 @@ func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string
 	if steady {
 		var complete, pending bool
 		a, ok, complete, pending = l.find(&roomMsg{Op: "join", Link: pl.id[:], Room: id[:], Cap: capability[:], User: user})
-		sure = complete && !pending && l.n.steady() && l.n.settled()
+		sure = l.settles(complete, pending)
 	}
 	if !ok || a.Code != "" {
 		l.forgetProxy(pl.id)
@@ -197,6 +197,13 @@ func (l *roomLinks) Join(id *rooms.RoomID, capability *rooms.Secret, user string
 	clear(a.Token)
 	l.admitted(pr, pl, &a, j.Token.Hash())
 	return pr, nil
+}
+
+// settles reports whether a find that found nothing is final (denied, bad_token): every live peer answered
+// (complete), none holds the room or the member only in a mirror copy (pending), and this node is steady and
+// settled. Otherwise the answer is busy, and the client asks again.
+func (l *roomLinks) settles(complete, pending bool) bool {
+	return complete && !pending && l.n.steady() && l.n.settled()
 }
 
 // resumeSettle bounds, in peer timeouts, how long a resume asks the nodes again (every heartbeat) while their
@@ -219,7 +226,7 @@ func (l *roomLinks) Resume(tokenHash *[32]byte, user string, last uint64, p room
 		}
 		var complete, pending bool
 		a, ok, complete, pending = l.findAnywhere(&roomMsg{Op: "resume", Link: pl.id[:], TokenHash: tokenHash[:], User: user, Last: last})
-		sure = complete && !pending && l.n.steady() && l.n.settled()
+		sure = l.settles(complete, pending)
 		if ok || sure || time.Now().After(deadline) || !l.pause() {
 			break
 		}

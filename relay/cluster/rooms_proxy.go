@@ -269,7 +269,7 @@ func (l *roomLinks) relink(pr *proxied) {
 		l.forgetProxy(pl.id)
 		if (ok && a.Code != "") || time.Now().After(deadline) || !l.pause() {
 			pr.end()
-			if !ok && (!complete || pending || !l.n.steady() || !l.n.settled()) {
+			if !ok && !l.settles(complete, pending) {
 				// The cluster could not say where the room is: the client resumes (and is answered busy
 				// until it can, or bad_token once nobody holds the place).
 				pr.p.Ended(rooms.ReasonResume)
