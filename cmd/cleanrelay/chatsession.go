@@ -105,13 +105,15 @@ func (s *chatSession) start(ctx context.Context) error {
 		return err
 	}
 	var r *client.Room
+	// A join answered busy (a cluster that cannot tell yet) is asked again for a while (docs/protocol.md §4.3).
+	until := time.Now().Add(client.JoinBusy)
 	switch {
 	case s.cfg.dialog != nil:
-		r, err = c.Join(ctx, s.cfg.dialog.room, s.cfg.dialog.cap)
+		r, _, err = c.JoinUntil(ctx, s.cfg.dialog.room, s.cfg.dialog.cap, until)
 	case s.cfg.create:
 		r, err = c.Create(ctx, s.cfg.max)
 	default:
-		r, err = c.Join(ctx, s.cfg.invite.room, s.cfg.invite.cap)
+		r, _, err = c.JoinUntil(ctx, s.cfg.invite.room, s.cfg.invite.cap, until)
 	}
 	if err != nil {
 		c.Close()

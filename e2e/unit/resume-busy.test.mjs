@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { Backoff } from '../../static/js/backoff.mjs';
 import { RoomConn, BUSY_WAIT_MS } from '../../static/js/conn.mjs';
 
-// BusySocket is a relay that answers every connection with hello and each resume as `answer` says: 'busy', an
-// error code, or anything else for resumed (docs/protocol.md §4.2, §4.3).
+// BusySocket is a relay that answers every connection with hello and each resume or join as `answer` says:
+// 'busy', an error code, or anything else for resumed/joined (docs/protocol.md §4.2, §4.3).
 class BusySocket {
   static sockets = [];
   static resumes = 0;
@@ -19,12 +19,14 @@ class BusySocket {
 
   send(text) {
     const m = JSON.parse(text);
-    if (m.t !== 'resume') return;
+    if (m.t !== 'resume' && m.t !== 'join') return;
     BusySocket.resumes++;
     const a = BusySocket.answer();
-    const reply = a === 'resumed'
-      ? { t: 'resumed', id: m.id, ch: 1, room: 'R', member: 2, seq: 5, in: 0, max: 2, members: [1, 2] }
-      : { t: 'error', id: m.id, code: a, msg: a };
+    const reply = a !== 'resumed'
+      ? { t: 'error', id: m.id, code: a, msg: a }
+      : m.t === 'join'
+        ? { t: 'joined', id: m.id, ch: 1, room: m.room, member: 2, seq: 0, resume: 'T', max: 2, members: [1, 2] }
+        : { t: 'resumed', id: m.id, ch: 1, room: 'R', member: 2, seq: 5, in: 0, max: 2, members: [1, 2] };
     setTimeout(() => this.onmessage?.({ data: JSON.stringify(reply) }), 0);
   }
 
@@ -127,6 +129,37 @@ test('a resume after a reload (resumeFrom) asks again while busy', { timeout: 15
     assert.equal(j.member, 2);
     assert.equal(BusySocket.resumes, 2);
     assert.equal(BusySocket.sockets.length, 1);
+    c.close();
+  });
+});
+
+test('a join answered busy is asked again on the same socket until the room is joined', { timeout: 15000 }, async () => {
+  await withRelay(() => (BusySocket.resumes <= 2 ? 'busy' : 'resumed'), 120, async () => {
+    const c = new RoomConn('ws://127.0.0.1:1/ws');
+    const t0 = Date.now();
+    const j = await c.join('R', 'cap');
+    const took = Date.now() - t0;
+    assert.equal(j.member, 2);
+    assert.equal(c.online, true);
+    assert.equal(BusySocket.resumes, 3, 'two busy answers, then joined');
+    assert.equal(BusySocket.sockets.length, 1);
+    assert.ok(took >= BUSY_WAIT_MS, `asked again after ${took} ms for two busy answers: not waiting half a second each`);
+    c.close();
+  });
+});
+
+test('a join answered denied fails at once; one busy past its limit fails with busy', { timeout: 15000 }, async () => {
+  await withRelay(() => 'denied', 120, async () => {
+    const c = new RoomConn('ws://127.0.0.1:1/ws');
+    await assert.rejects(c.join('R', 'cap'), (e) => e.code === 'denied');
+    assert.equal(BusySocket.resumes, 1);
+    c.close();
+  });
+  await withRelay(() => 'busy', 120, async () => {
+    const c = new RoomConn('ws://127.0.0.1:1/ws', { joinBusyMs: 1500 });
+    await assert.rejects(c.join('R', 'cap'), (e) => e.code === 'busy');
+    assert.ok(BusySocket.resumes >= 2 && BusySocket.resumes <= 5, `asked ${BusySocket.resumes} times within 1.5 s`);
+    assert.equal(c.online, false);
     c.close();
   });
 });

@@ -295,17 +295,31 @@ func (c *Conn) Resume(ctx context.Context, token string, last uint64) (*Room, er
 	return r, err
 }
 
-// BusyWait is how long a client waits before it asks again after a resume answered busy (docs/protocol.md
-// §4.3): a random time between half of it and all of it.
+// BusyWait is how long a client waits before it asks again after a join or resume answered busy
+// (docs/protocol.md §4.3): a random time between half of it and all of it.
 const BusyWait = time.Second
+
+// JoinBusy is how long JoinUntil's callers keep asking a join answered busy before they tell the user to try
+// again; a cluster settles within seconds of a node's death.
+const JoinBusy = 30 * time.Second
 
 // ResumeUntil is Resume, asked again on the same connection while the relay answers busy (a cluster that
 // cannot tell yet whether it holds the place: docs/protocol.md §4.3), a BusyWait apart, until until (the end of
 // the grace, counted from when the membership was lost). It returns how many busy answers it had. Any other
 // error, bad_token included, is returned at once; so is a busy answer at or past until.
-func (c *Conn) ResumeUntil(ctx context.Context, token string, last uint64, until time.Time) (r *Room, busy int, err error) {
+func (c *Conn) ResumeUntil(ctx context.Context, token string, last uint64, until time.Time) (*Room, int, error) {
+	return c.whileBusy(ctx, until, func() (*Room, error) { return c.Resume(ctx, token, last) })
+}
+
+// JoinUntil is Join, asked again the same way as ResumeUntil while the relay answers busy, until until.
+func (c *Conn) JoinUntil(ctx context.Context, room, capability string, until time.Time) (*Room, int, error) {
+	return c.whileBusy(ctx, until, func() (*Room, error) { return c.Join(ctx, room, capability) })
+}
+
+// whileBusy calls ask until it is answered with anything but busy, or until is reached.
+func (c *Conn) whileBusy(ctx context.Context, until time.Time, ask func() (*Room, error)) (r *Room, busy int, err error) {
 	for {
-		r, err = c.Resume(ctx, token, last)
+		r, err = ask()
 		var re *Error
 		if err == nil || !errors.As(err, &re) || re.Code != protocol.CodeBusy {
 			return r, busy, err

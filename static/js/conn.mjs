@@ -12,13 +12,18 @@ const SENT_KEEP = 512;
 // it, until the grace is over. busy is no failure of the connection: the backoff does not grow for it.
 export const BUSY_WAIT_MS = 1000;
 
+// JOIN_BUSY_MS: a join answered busy is asked again the same way for this long; then the page tells the user
+// to try again (the error's code stays busy). A cluster settles within seconds of a node's death.
+export const JOIN_BUSY_MS = 30000;
+
 // coded is an error with a code the page turns into a sentence in the user's language (i18n.errorText).
 export const coded = (message, code) => Object.assign(new Error(message), { code });
 
 export class RoomConn extends EventTarget {
-  // backoff is injectable for tests.
-  constructor(url, { backoff = new Backoff() } = {}) {
+  // backoff and joinBusyMs are injectable for tests.
+  constructor(url, { backoff = new Backoff(), joinBusyMs = JOIN_BUSY_MS } = {}) {
     super();
+    this.joinBusyMs = joinBusyMs;
     this.url = url;
     this.ws = null;
     this.hello = null;
@@ -105,27 +110,27 @@ export class RoomConn extends EventTarget {
 
   async join(room, cap) {
     await this.open();
-    return this.attach(await this.request({ t: 'join', room, cap }));
+    return this.attach(await this.askWhileBusy({ t: 'join', room, cap }, Date.now() + this.joinBusyMs));
   }
 
   // resumeFrom takes back a membership held before a page reload (token and last seq kept in
   // sessionStorage by the caller).
   async resumeFrom(token, last) {
     await this.open();
-    const r = await this.resumeRequest(token, last, Date.now() + (this.hello?.grace || 120) * 1000);
+    const r = await this.askWhileBusy({ t: 'resume', resume: token, last }, Date.now() + (this.hello?.grace || 120) * 1000);
     this.resumeToken = token;
     this.sentBase = r.in;
     this.sentTotal = r.in;
     return this.attach({ ...r, resume: token, seq: last });
   }
 
-  // resumeRequest asks the relay to resume the membership of token, and asks again on the same socket while
-  // the relay answers busy, until the time until (the end of the grace).
-  async resumeRequest(token, last, until) {
+  // askWhileBusy sends msg (a join or a resume) and sends it again on the same socket while the relay answers
+  // busy, until the time until (for a resume, the end of the grace).
+  async askWhileBusy(msg, until) {
     const ws = this.ws;
     for (;;) {
       try {
-        return await this.request({ t: 'resume', resume: token, last });
+        return await this.request(msg);
       } catch (e) {
         if (e.code !== 'busy' || Date.now() >= until) throw e;
         const wait = Math.min(BUSY_WAIT_MS / 2 + (BUSY_WAIT_MS / 2) * Math.random(), until - Date.now());
@@ -280,7 +285,7 @@ export class RoomConn extends EventTarget {
     try {
       await this.open();
       const grace = (this.hello?.grace || 120) * 1000;
-      const r = await this.resumeRequest(this.resumeToken, this.last, this.lostAt + grace);
+      const r = await this.askWhileBusy({ t: 'resume', resume: this.resumeToken, last: this.last }, this.lostAt + grace);
       this.ch = r.ch;
       this.online = true;
       // Reset only after the relay took the membership back: a hello followed by a refused resume must not
