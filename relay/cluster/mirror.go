@@ -23,9 +23,10 @@ import (
 
 // mirrorMsg is a request on a node's mirror subject, or its answer, sealed for the subject or inbox it
 // travels on. Op: "copy" (what is new in a room; Full: all of it, replacing what the mirror holds), "drop"
-// (the room ended, or its mirror moved), "taken" (the sender took the room over, at Epoch: fence.go);
-// answers: "ok", "full" (send all of it), "stale" (a newer epoch of the room exists), "no" (the mirror is over
-// its memory budget).
+// (the room ended, or its mirror moved), "taken" (the sender took the room over, at Epoch: fence.go),
+// "claims" (which copy of the Rooms listed the node holds or took over: mirror_copies.go); answers: "ok"
+// (for "claims" with Epochs and Gens, 0 where it holds none), "full" (send all of it), "stale" (a newer epoch of
+// the room exists), "no" (the mirror is over its memory budget).
 type mirrorMsg struct {
 	From       string         `json:"f"`
 	Inc        uint64         `json:"n"`
@@ -33,6 +34,7 @@ type mirrorMsg struct {
 	Op         string         `json:"o"`
 	Room       []byte         `json:"r,omitempty"`
 	Epoch      uint64         `json:"e,omitempty"`
+	Gen        uint64         `json:"g,omitempty"` // the room's mirror generation on its sequencer (mirrorLink.gen)
 	Full       bool           `json:"fu,omitempty"`
 	CapHash    []byte         `json:"ch,omitempty"`
 	DialogCap  []byte         `json:"dc,omitempty"`
@@ -44,6 +46,9 @@ type mirrorMsg struct {
 	Head       uint64         `json:"h,omitempty"`
 	Members    []mirrorMember `json:"ms,omitempty"`
 	Entries    []mirrorEntry  `json:"es,omitempty"`
+	Rooms      [][]byte       `json:"rs,omitempty"` // "claims": the rooms asked about
+	Epochs     []uint64       `json:"eps,omitempty"`
+	Gens       []uint64       `json:"gs,omitempty"`
 }
 
 type mirrorMember struct {
@@ -69,6 +74,7 @@ type mirrorEntry struct {
 type mirrorCopy struct {
 	node  string // the sequencer
 	inc   uint64 // its incarnation
+	gen   uint64 // the sequencer's mirror generation of the room when it sent the copy
 	c     rooms.Copy
 	bytes int // frame bytes held, counted in the memory budget
 }
@@ -138,7 +144,10 @@ type mirrorLink struct {
 	inc  uint64
 	sent uint64 // the mirror holds the entries up to this seq
 	full bool   // the next copy replaces the mirror's
-	c    rooms.Copy
+	// gen counts the room's mirrors here: one more each time the mirror moves. Of two copies of the room left
+	// when this node dies (a drop not confirmed yet), the one of the higher generation is the room.
+	gen uint64
+	c   rooms.Copy
 	// scores are the rendezvous hashes of the room with the nodes seen so far (mirrorFor).
 	scores map[string]string
 	// drops are the nodes that held a copy of the room (the mirror moved, or the room ended) and have not
@@ -331,6 +340,7 @@ func (ml *mirrorLink) sync() bool {
 				delete(ml.drops, node)
 			}
 			ml.node, ml.inc, ml.sent, ml.full = node, inc, 0, true
+			ml.gen++
 			if node != "" && c.Tail > 1 {
 				more, closed = ml.r.CopyFrom(0, mirrorBatchBytes, l.where, c)
 				if closed {
@@ -358,6 +368,7 @@ func (ml *mirrorLink) sync() bool {
 		} else {
 			start := time.Now()
 			msg := copyMsg(c, ml.full)
+			msg.Gen = ml.gen
 			a, ok := l.mirrorRequest(node, msg)
 			clearCopyMsg(msg)
 			switch {

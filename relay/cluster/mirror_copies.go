@@ -29,7 +29,12 @@ func (l *roomLinks) answerMirror(m *nats.Msg) {
 		return
 	}
 	l.mirrorSeen[req.From] = seenRequest{req.Inc, req.N}
-	a := mirrorMsg{Op: l.applyMirror(&req)}
+	var a mirrorMsg
+	if req.Op == "claims" {
+		a = l.claimsOf(req.Rooms)
+	} else {
+		a.Op = l.applyMirror(&req)
+	}
 	clearCopyMsg(&req)
 	for i := range req.Entries {
 		clear(req.Entries[i].Data)
@@ -129,6 +134,7 @@ func (l *roomLinks) applyMirror(req *mirrorMsg) string {
 	}
 	l.trimCopyLocked(c, req.Tail)
 	c.c.Tail, c.c.Epoch, c.c.Allow, c.c.Max, c.c.NextMember = req.Tail, req.Epoch, req.Allow, req.Max, req.NextMember
+	c.gen = req.Gen
 	c.c.Expires = time.UnixMilli(req.Expires)
 	copy(c.c.CapHash[:], req.CapHash)
 	copy(c.c.DialogCap[:], req.DialogCap)
@@ -214,34 +220,134 @@ func (l *roomLinks) wipeCopyLocked(c *mirrorCopy) {
 	c.c.DialogCap.Wipe()
 }
 
+// copyClaim is the epoch and mirror generation of a copy this node takes over, or took over within claimKeep.
+type copyClaim struct {
+	epoch, gen uint64
+	until      time.Time
+}
+
+// claimKeep is how long a node answers for a copy it took over: longer than its peers' takeovers of the same
+// node's rooms can lag behind its own.
+const claimKeep = 30 * time.Second
+
+// claimsMaxRooms bounds the rooms of one "claims" request (each about 50 bytes of JSON).
+const claimsMaxRooms = 4096
+
+// above reports whether the copy (epoch, gen) of node is later than (e, g) of other: the higher epoch, then
+// the higher generation, then (two copies of one generation cannot be, but the choice must be the same on
+// every node) the higher node name.
+func above(epoch, gen uint64, node string, e, g uint64, other string) bool {
+	if epoch != e {
+		return epoch > e
+	}
+	if gen != g {
+		return gen > g
+	}
+	return node > other
+}
+
+// claimsOf answers a "claims" request: for each room, the epoch and generation of the copy held here, or
+// taken over here within claimKeep; zeros for none.
+func (l *roomLinks) claimsOf(ids [][]byte) mirrorMsg {
+	a := mirrorMsg{Op: "ok", Epochs: make([]uint64, len(ids)), Gens: make([]uint64, len(ids))}
+	var id rooms.RoomID
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, b := range ids {
+		if len(b) != len(id) {
+			continue
+		}
+		copy(id[:], b)
+		if c := l.mirrors[id]; c != nil {
+			a.Epochs[i], a.Gens[i] = c.c.Epoch, c.gen
+		} else if cl, ok := l.claims[id]; ok {
+			a.Epochs[i], a.Gens[i] = cl.epoch, cl.gen
+		}
+		clear(b)
+	}
+	clear(id[:])
+	return a
+}
+
 // takeOver makes the rooms this node mirrors for nodes no longer live (or restarted: a new incarnation holds
-// none of them) rooms of this node's table.
+// none of them) rooms of this node's table. A room can have a second copy for a while after its mirror moved
+// (a drop not confirmed when its sequencer died): each node taking over asks its live peers for their copies
+// of the same rooms first, and a room is taken over only by the node with the later copy (above).
 func (l *roomLinks) takeOver(live map[string]uint64) {
 	var adopt []*mirrorCopy
+	now := time.Now()
 	l.mu.Lock()
+	for id, cl := range l.claims {
+		if now.After(cl.until) {
+			delete(l.claims, id)
+		}
+	}
 	for id, c := range l.mirrors {
 		if inc, ok := live[c.node]; !ok || inc != c.inc {
 			adopt = append(adopt, c)
 			delete(l.mirrors, id)
 			l.adopting[id] = true // a find still says "pending" until the room is in the table
+			l.claims[id] = copyClaim{epoch: c.c.Epoch, gen: c.gen, until: now.Add(claimKeep)}
 		}
 	}
 	l.mu.Unlock()
-	for _, c := range adopt {
-		if l.t.Adopt(&c.c, c.node) {
-			l.takeovers.Add(1)
-			// Its sequencer may only be unheard here: tell it (fence.go). Nobody answers a dead one.
-			taken := &mirrorMsg{Op: "taken", Room: bytes.Clone(c.c.Room[:]), Epoch: c.c.Epoch + 1}
-			l.n.wg.Add(1)
-			go func(node string) {
-				defer l.n.wg.Done()
-				l.mirrorRequest(node, taken)
-				clear(taken.Room)
-			}(c.node)
-		}
-		l.mu.Lock()
-		delete(l.adopting, c.c.Room)
-		l.wipeCopyLocked(c)
-		l.mu.Unlock()
+	if len(adopt) == 0 {
+		return
 	}
+	// Asked off watchPeers' goroutine: a peer that does not answer costs a peer timeout.
+	l.n.wg.Add(1)
+	go func() {
+		defer l.n.wg.Done()
+		later := l.laterCopies(adopt)
+		for i, c := range adopt {
+			if later[i] {
+				l.declined.Add(1)
+			} else if l.t.Adopt(&c.c, c.node) {
+				l.takeovers.Add(1)
+				// Its sequencer may only be unheard here: tell it (fence.go). Nobody answers a dead one.
+				taken := &mirrorMsg{Op: "taken", Room: bytes.Clone(c.c.Room[:]), Epoch: c.c.Epoch + 1}
+				l.n.wg.Add(1)
+				go func(node string) {
+					defer l.n.wg.Done()
+					l.mirrorRequest(node, taken)
+					clear(taken.Room)
+				}(c.node)
+			}
+			l.mu.Lock()
+			delete(l.adopting, c.c.Room)
+			if later[i] {
+				delete(l.claims, c.c.Room)
+			}
+			l.wipeCopyLocked(c)
+			l.mu.Unlock()
+		}
+	}()
+}
+
+// laterCopies asks the live peers for their copies of the rooms of adopt, and reports for each whether a peer
+// holds (or took over) a later one. A peer that does not answer holds none, as far as this node can tell.
+func (l *roomLinks) laterCopies(adopt []*mirrorCopy) []bool {
+	later := make([]bool, len(adopt))
+	for node := range l.n.liveIncarnations() {
+		for start := 0; start < len(adopt); start += claimsMaxRooms {
+			part := adopt[start:min(start+claimsMaxRooms, len(adopt))]
+			req := &mirrorMsg{Op: "claims", Rooms: make([][]byte, len(part))}
+			for i, c := range part {
+				req.Rooms[i] = bytes.Clone(c.c.Room[:])
+			}
+			a, ok := l.mirrorRequest(node, req)
+			for _, b := range req.Rooms {
+				clear(b)
+			}
+			if !ok || len(a.Epochs) != len(part) || len(a.Gens) != len(part) {
+				continue
+			}
+			for i, c := range part {
+				if a.Epochs[i] != 0 || a.Gens[i] != 0 {
+					later[start+i] = later[start+i] || above(a.Epochs[i], a.Gens[i], node, c.c.Epoch, c.gen, l.n.cfg.Node)
+				}
+			}
+		}
+	}
+	return later
 }

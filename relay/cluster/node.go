@@ -526,6 +526,7 @@ type Stats struct {
 	MirrorBytes    int64   // frame bytes those copies hold
 	MirrorLag      float64 // seconds: the last copy request of a room sequenced here, until its mirror held it
 	Takeovers      uint64  // rooms this node took over from a dead sequencer
+	Declined       uint64  // copies of a dead sequencer's rooms not taken over here: another node held a later one
 	Relinks        uint64  // members here whose proxy found their room's new sequencer after a takeover
 	Yielded        uint64  // rooms sequenced here that ended here because another node took them over (fence.go)
 	Busy           uint64  // joins and resumes answered busy (rooms_find.go)
@@ -543,6 +544,7 @@ func (n *Node) Stats() Stats {
 		s.RoomsMirrored, s.MirrorBytes = l.mirrorStats(), l.mirrorBytes.Load()
 		s.MirrorLag = float64(l.lagMicros.Load()) / 1e6
 		s.Takeovers, s.Relinks, s.Yielded, s.Busy = l.takeovers.Load(), l.relinks.Load(), l.yielded.Load(), l.busy.Load()
+		s.Declined = l.declined.Load()
 	}
 	return s
 }

@@ -97,7 +97,8 @@ type roomLinks struct {
 	// for a member held only in a copy (not taken over yet). A copy leaves it only once its room is in the
 	// table (takeOver). Guarded by mu.
 	copyTokens map[[32]byte]int
-	adopting   map[rooms.RoomID]bool // guarded by mu: copies takeOver is making rooms of the table
+	adopting   map[rooms.RoomID]bool      // guarded by mu: copies takeOver is making rooms of the table
+	claims     map[rooms.RoomID]copyClaim // guarded by mu: copies taken over here lately (takeOver, claimsOf)
 
 	closing map[closingKey]*closing // guarded by mu: ended links whose last message is not confirmed yet
 
@@ -108,6 +109,7 @@ type roomLinks struct {
 	subMirror          string        // this node's mirror subject (mirror.go)
 	mirrorBytes        atomic.Int64  // bytes of frames the copies hold
 	takeovers, relinks atomic.Uint64 // rooms taken over here, proxies linked to a new sequencer
+	declined           atomic.Uint64 // copies not taken over here: a peer held a later one (takeOver)
 	yielded            atomic.Uint64 // rooms sequenced here that the fence (or a stale answer) ended here
 	busy               atomic.Uint64 // joins and resumes answered busy
 	lagMicros          atomic.Int64  // the last mirror round trip
@@ -146,7 +148,7 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	l := &roomLinks{n: n, t: t, maxFrame: maxFrame,
 		subOwn: n.cfg.Keys.Subject("room", []byte(n.cfg.Node)), subFind: n.cfg.Keys.Subject("find", nil),
 		served: make(map[linkID]*served), proxied: make(map[linkID]*plink), usedLinks: make(map[linkID]bool),
-		mirrors: make(map[rooms.RoomID]*mirrorCopy), copyTokens: make(map[[32]byte]int), adopting: make(map[rooms.RoomID]bool), links: make(map[*mirrorLink]struct{}), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node)),
+		mirrors: make(map[rooms.RoomID]*mirrorCopy), copyTokens: make(map[[32]byte]int), adopting: make(map[rooms.RoomID]bool), claims: make(map[rooms.RoomID]copyClaim), links: make(map[*mirrorLink]struct{}), subMirror: n.cfg.Keys.Subject("mirror", []byte(n.cfg.Node)),
 		closing: make(map[closingKey]*closing), loop: make(chan []byte, loopQueue)}
 	l.env.publish, l.env.held = l.publish, t.Held()
 	if _, err := n.nc.Subscribe(l.subOwn, l.receive); err != nil {
