@@ -244,7 +244,8 @@ func (r *tracedRelay) checkTrace(t *testing.T, onion bool) {
 		for i, l := range shown {
 			shown[i] = clip(l, 300)
 		}
-		t.Errorf("the relay wrote where it must not (%d calls), e.g.:\n%s", len(v.Bad), strings.Join(shown, "\n"))
+		t.Errorf("the relay wrote where it must not (%d calls), e.g.:\n%s\nthe first one's thread before it:\n%s",
+			len(v.Bad), strings.Join(shown, "\n"), strings.Join(threadBefore(lines, v.Bad[0], 12), "\n"))
 	}
 	if v.Counts["socket"] == 0 || v.Counts["stdout/stderr"] == 0 || v.Counts["read-only open"] == 0 {
 		t.Errorf("the trace lacks socket writes, stdout/stderr writes or read-only opens (%v): it cannot be right", v.Counts)
@@ -296,4 +297,23 @@ func TestParseLogLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// threadBefore returns up to n trace lines of line's thread (its first field, the pid) before line, and line:
+// what the thread did just before a call the judge refused, for a failure that is hard to reproduce.
+func threadBefore(lines []string, line string, n int) []string {
+	pid, _, _ := strings.Cut(line, " ")
+	var out []string
+	for _, l := range lines {
+		if l == line {
+			return append(out, clip(l, 300))
+		}
+		if p, _, _ := strings.Cut(l, " "); p == pid {
+			out = append(out, clip(l, 300))
+			if len(out) > n {
+				out = out[1:]
+			}
+		}
+	}
+	return out
 }
