@@ -55,11 +55,18 @@ func createOn(ctx context.Context, t *testing.T, name, url string, max int) *roo
 	return m
 }
 
+// joinAsking joins a room as a client following docs/protocol.md §4.3 does: a join answered busy (a node of
+// the loaded machine was unheard for a moment, and the cluster cannot tell yet) is asked again.
+func joinAsking(ctx context.Context, c *client.Conn, room, capability string) (*client.Room, error) {
+	r, _, err := c.JoinUntil(ctx, room, capability, time.Now().Add(client.JoinBusy))
+	return r, err
+}
+
 // joinOn joins owner's room from url.
 func joinOn(ctx context.Context, t *testing.T, name, url string, owner *roomMember) *roomMember {
 	t.Helper()
 	m := &roomMember{t: t, name: name, c: dialAnon(ctx, t, url)}
-	r, err := m.c.Join(ctx, owner.room.ID, owner.room.Cap)
+	r, err := joinAsking(ctx, m.c, owner.room.ID, owner.room.Cap)
 	if err != nil {
 		t.Fatalf("%s joins on %s: %v", name, url, err)
 	}
@@ -73,7 +80,7 @@ func (m *roomMember) resumeOn(ctx context.Context, url string, last uint64) {
 	m.t.Helper()
 	m.c.Close()
 	m.c = dialAnon(ctx, m.t, url)
-	r, err := m.c.Resume(ctx, m.room.Resume, last)
+	r, _, err := m.c.ResumeUntil(ctx, m.room.Resume, last, time.Now().Add(20*time.Second)) // busy: asked again (§4.3)
 	if err != nil {
 		m.t.Fatalf("%s resumes on %s: %v", m.name, url, err)
 	}
@@ -142,7 +149,7 @@ func pairScript(ctx context.Context, t *testing.T, urls []string) []*roomMember 
 	x := createOn(ctx, t, "x", urls[0], 2)
 	y := joinOn(ctx, t, "y", urls[1], x)
 	x.until("y's join", isPresence(y.room.Member, "join"))
-	_, err := y.c.Join(ctx, x.room.ID, x.room.Cap)
+	_, err := joinAsking(ctx, y.c, x.room.ID, x.room.Cap)
 	y.log = append(y.log, fmt.Sprintf("join again: %v", err))
 	var half uint64
 	for i := range 20 {
@@ -229,7 +236,7 @@ func burnScript(ctx context.Context, t *testing.T, urls []string) []*roomMember 
 		y.until("the burn", isClosed)
 		// The room is gone on every node: joining it again is refused.
 		late := dialAnon(ctx, t, urls[1])
-		if _, err := late.Join(ctx, x.room.ID, x.room.Cap); err == nil || !strings.Contains(err.Error(), "denied") {
+		if _, err := joinAsking(ctx, late, x.room.ID, x.room.Cap); err == nil || !strings.Contains(err.Error(), "denied") {
 			t.Fatalf("a join after the burn: %v, want denied", err)
 		}
 		out = append(out, x, y)
@@ -310,11 +317,11 @@ func TestClusterRooms(t *testing.T) {
 		t.Fatal(err)
 	}
 	da := &roomMember{t: t, name: "alice", c: session(ctx, t, alice, a.url)}
-	if da.room, err = da.c.Join(ctx, dlg.Room, dlg.Cap); err != nil {
+	if da.room, err = joinAsking(ctx, da.c, dlg.Room, dlg.Cap); err != nil {
 		t.Fatalf("alice joins her dialog on A: %v", err)
 	}
 	db := &roomMember{t: t, name: "bob", c: session(ctx, t, bob, c.url)}
-	if db.room, err = db.c.Join(ctx, dlg.Room, dlg.Cap); err != nil {
+	if db.room, err = joinAsking(ctx, db.c, dlg.Room, dlg.Cap); err != nil {
 		t.Fatalf("bob joins the dialog on C: %v", err)
 	}
 	da.until("bob's join", func(ev client.Event) bool {
@@ -324,7 +331,7 @@ func TestClusterRooms(t *testing.T) {
 	da.until("bob's frame", isFrame("hi alice"))
 	da.send(t, "hi bob")
 	db.until("alice's frame", isFrame("hi bob"))
-	if _, err := session(ctx, t, carol, b.url).Join(ctx, dlg.Room, dlg.Cap); err == nil || !strings.Contains(err.Error(), "denied") {
+	if _, err := joinAsking(ctx, session(ctx, t, carol, b.url), dlg.Room, dlg.Cap); err == nil || !strings.Contains(err.Error(), "denied") {
 		t.Fatalf("carol joins alice and bob's dialog on B: %v, want denied", err)
 	}
 	da.c.Close()

@@ -164,7 +164,7 @@ func TestOnionbalanceClusterTor(t *testing.T) {
 	if err != nil {
 		t.Fatalf("alice creates a room through the front: %v", err)
 	}
-	rb, err := bob.Join(ctx, ra.ID, ra.Cap)
+	rb, err := joinAsking(ctx, bob, ra.ID, ra.Cap)
 	if err != nil {
 		t.Fatalf("bob joins alice's room through the front: %v", err)
 	}
