@@ -97,7 +97,7 @@ func CheckRAMDir(dir string) error {
 
 // WriteInstanceDir makes dir the HiddenServiceDir of an Onionbalance instance of front (a v3 onion address):
 // it writes key as hs_ed25519_secret_key (mode 0600) and "MasterOnionAddress front" as ob_config, creating dir
-// (mode 0700) if it does not exist, and removes the hostname and public key files of an earlier key (tor writes
+// and its missing parents (mode 0700) if it does not exist, and removes the hostname and public key files of an earlier key (tor writes
 // them again at start). Files already there are replaced. It refuses a dir that is not on a RAM file system
 // (ErrNotRAM, wrapped), and an existing dir that others may enter (tor would refuse it too).
 func WriteInstanceDir(dir string, key *ServiceKey, front string) error {
@@ -108,7 +108,7 @@ func WriteInstanceDir(dir string, key *ServiceKey, front string) error {
 	if err := CheckRAMDir(dir); err != nil {
 		return fmt.Errorf("refusing to write an onion service key to %s: the key must stay off disk: %w", dir, err)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("failed to create %s: %w", dir, err)
 	}
 	st, err := os.Stat(dir)

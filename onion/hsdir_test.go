@@ -101,7 +101,7 @@ func TestCheckAddress(t *testing.T) {
 func TestWriteInstanceDir(t *testing.T) {
 	k, _ := ServiceKeyFromSeed(bytes.Repeat([]byte{7}, 32))
 	front, _ := ServiceKeyFromSeed(bytes.Repeat([]byte{9}, 32))
-	dir := filepath.Join(ramTempDir(t), "hs")
+	dir := filepath.Join(ramTempDir(t), "run", "hs")
 	if err := WriteInstanceDir(dir, k, front.Address()); err != nil {
 		t.Fatal(err)
 	}

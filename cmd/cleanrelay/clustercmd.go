@@ -28,7 +28,7 @@ secret and the node's name, so its address is stable and no key file is kept any
 again. They take the cluster secret as "cleanrelay serve --cluster" does, from --cluster-secret-file or
 ` + envClusterSecret + ` (never a flag: flags show in ps).
 
-hsdir writes into DIR (created with mode 0700 if missing) the node's instance key as tor's
+hsdir writes into DIR (created with mode 0700, parents too, if missing) the node's instance key as tor's
 hs_ed25519_secret_key (mode 0600) and ob_config ("MasterOnionAddress ADDRESS"), and prints the node's
 instance address. DIR must be on a RAM file system (tmpfs or ramfs): the key never reaches a disk.
 
