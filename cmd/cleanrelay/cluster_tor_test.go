@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +25,9 @@ const frontLimit = 5 * time.Minute
 
 // TestOnionbalanceClusterTor runs the cluster behind Onionbalance on the private Tor network (docs/cluster.md
 // §7): three NATS servers, three `cleanrelay serve --cluster … --node …` processes, each with its own tor
-// publishing an Onionbalance instance service that forwards to the node, and onionbalance publishing one front
-// address over the three. Through the client tor, WebSockets on new circuits reach the front and land on more
+// publishing an Onionbalance instance service that forwards to the node, its key derived from the cluster secret
+// (`cleanrelay cluster hsdir`), and onionbalance publishing one front address over the three, configured by
+// `cleanrelay cluster config`. Through the client tor, WebSockets on new circuits reach the front and land on more
 // than one node (each node's cleanrelay_connections says which one holds the socket); then two clients on
 // different nodes share a room made through the front and exchange frames both ways, each side's arriving once
 // and in order, the room's node serving the other node's member over NATS.
@@ -42,24 +46,47 @@ func TestOnionbalanceClusterTor(t *testing.T) {
 
 	nc := natsnet.Start(t, natsnet.Options{})
 	secret := writeSecret(t)
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"node-a", "node-b", "node-c"}
 	var nodes []*clusterNode
-	var instances []string
-	for i, name := range []string{"node-a", "node-b", "node-c"} {
+	for i, name := range names {
 		// The node serves on loopback; its tor's instance service forwards the front's port 80 to it, and the
-		// node accepts requests for the front's address.
+		// node accepts requests for the front's address. The tor's HiddenServiceDir is on tmpfs, written by
+		// `cleanrelay cluster hsdir` from the secret and the node's name, given as §8's compose gives them.
 		n := startNode(t, nc, name, i, secret, "--allow-host", ob.Address)
 		nodes = append(nodes, n)
-		addr, err := ob.StartInstance(name+"-tor", strings.TrimSuffix(strings.TrimPrefix(n.url, "http://"), "/"))
+		hsDir := filepath.Join(ramTempDir(t), "hs")
+		cmd := exec.Command(bin, "cluster", "hsdir", "--front", ob.Address, "--dir", hsDir)
+		cmd.Env = append(os.Environ(), envPrefix+"CLUSTER_SECRET_FILE="+secret, envPrefix+"NODE="+name)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("cleanrelay cluster hsdir for %s: %v: %s", name, err, out)
+		}
+		addr, err := ob.StartInstance(name+"-tor", strings.TrimSuffix(strings.TrimPrefix(n.url, "http://"), "/"), hsDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		instances = append(instances, addr)
+		// The address the instance's tor publishes is the one derived from the secret and the name.
+		if want := wantInstanceAddress(t, secret, name); addr != want {
+			t.Fatalf("%s's tor publishes %s, derived: %s", name, addr, want)
+		}
 	}
 	for _, n := range nodes {
 		eventually(t, 10*time.Second, n.name+" sees two peers", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 2 })
 	}
+	// Onionbalance's config is what `cleanrelay cluster config` prints: the derived addresses, which it finds
+	// only if the instances' tors publish exactly them.
+	code, cfg, errOut := runCluster("config", "--cluster-secret-file", secret, "--nodes", strings.Join(names, ","), "--front-key", ob.KeyFile)
+	if code != 0 {
+		t.Fatalf("cleanrelay cluster config: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(cfg, "# front: "+ob.Address+"\n") {
+		t.Fatalf("cluster config names another front than %s:\n%s", ob.Address, cfg)
+	}
 	obStart := time.Now()
-	if err := ob.Start(instances); err != nil {
+	if err := ob.StartConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("three nodes and their instance services up at %v", time.Since(start).Round(time.Millisecond))

@@ -18,6 +18,9 @@ Usage:
     cleanrelay version            print the version, the Go version and the browser client's SHA-256
     cleanrelay health             check a running relay's admin listener (exit 0 when healthy)
     cleanrelay chat [flags] LINK  chat in a room from a terminal (or a script): "cleanrelay chat --help"
+    cleanrelay cluster hsdir|config [flags]
+                                  a cluster node's onion instance service behind Onionbalance, and
+                                  onionbalance's config: "cleanrelay cluster help"
     cleanrelay help               print this text
 
 Run "cleanrelay serve --help" for the flags of serve.
@@ -59,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return health(args[1:], stdout, stderr)
 	case "chat":
 		return chatCmd(args[1:], os.Stdin, stdout, stderr)
+	case "cluster":
+		return clusterCmd(args[1:], stdout, stderr)
 	case "help", "--help", "-help", "-h":
 		fmt.Fprint(stdout, usage)
 		return 0

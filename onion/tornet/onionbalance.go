@@ -28,9 +28,10 @@ type Onionbalance struct {
 	Address string
 	// Log is onionbalance's output file.
 	Log string
+	// KeyFile holds the front's identity key, PKCS#8 PEM, as onionbalance reads it.
+	KeyFile string
 
-	n      *Network
-	keyPEM string // the front's identity key, PKCS#8 PEM, as onionbalance reads it
+	n *Network
 }
 
 // NewOnionbalance makes the front's key; the front is published once Start runs.
@@ -43,9 +44,9 @@ func (n *Network) NewOnionbalance() (*Onionbalance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode the front key: %w", err)
 	}
-	ob := &Onionbalance{n: n, Address: OnionAddress(pub) + ".onion", keyPEM: filepath.Join(n.Dir, "onionbalance.key"),
+	ob := &Onionbalance{n: n, Address: OnionAddress(pub) + ".onion", KeyFile: filepath.Join(n.Dir, "onionbalance.key"),
 		Log: filepath.Join(n.Dir, "onionbalance.out")}
-	if err := os.WriteFile(ob.keyPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(ob.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, fmt.Errorf("failed to write the front key: %w", err)
 	}
 	return ob, nil
@@ -65,14 +66,18 @@ func OnionAddress(pub ed25519.PublicKey) string {
 
 // StartInstance starts a tor named name whose onion service forwards port 80 to target (host:port) and is an
 // instance of this front, and returns the service's own onion address (with ".onion") once tor has
-// bootstrapped. The network's cleanup ends it.
-func (ob *Onionbalance) StartInstance(name, target string) (string, error) {
-	hsDir := filepath.Join(ob.n.Dir, name+"-hs")
-	if err := os.MkdirAll(hsDir, 0o700); err != nil {
-		return "", fmt.Errorf("failed to create %s: %w", hsDir, err)
-	}
-	if err := os.WriteFile(filepath.Join(hsDir, "ob_config"), []byte("MasterOnionAddress "+ob.Address+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("failed to write ob_config: %w", err)
+// bootstrapped. hsDir is the service's HiddenServiceDir: one the caller prepared with the instance's key and an
+// ob_config naming this front (as `cleanrelay cluster hsdir` writes it), or, when empty, a new directory in the
+// network's, where tor makes a key at its first start. The network's cleanup ends the tor.
+func (ob *Onionbalance) StartInstance(name, target, hsDir string) (string, error) {
+	if hsDir == "" {
+		hsDir = filepath.Join(ob.n.Dir, name+"-hs")
+		if err := os.MkdirAll(hsDir, 0o700); err != nil {
+			return "", fmt.Errorf("failed to create %s: %w", hsDir, err)
+		}
+		if err := os.WriteFile(filepath.Join(hsDir, "ob_config"), []byte("MasterOnionAddress "+ob.Address+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("failed to write ob_config: %w", err)
+		}
 	}
 	if _, err := ob.n.StartExtraTor(name,
 		"HiddenServiceDir "+hsDir,
@@ -88,10 +93,22 @@ func (ob *Onionbalance) StartInstance(name, target string) (string, error) {
 	return strings.TrimSpace(string(host)), nil
 }
 
-// Start starts onionbalance's tor and onionbalance itself over the given instance addresses. Onionbalance
-// fetches the instances' descriptors and publishes the front's on its own schedule (every 10–20 s in test-network
-// mode); a caller waits by fetching the front. The network's cleanup ends both.
+// Start starts onionbalance's tor and onionbalance itself over the given instance addresses (StartConfig with a
+// config naming them instance1, instance2, ...).
 func (ob *Onionbalance) Start(instances []string) error {
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "services:\n- key: %s\n  instances:\n", ob.KeyFile)
+	for i, addr := range instances {
+		fmt.Fprintf(&cfg, "  - address: %s\n    name: instance%d\n", addr, i+1)
+	}
+	return ob.StartConfig(cfg.String())
+}
+
+// StartConfig starts onionbalance's tor and onionbalance itself with config as its config.yaml, whose service
+// key is KeyFile (e.g. what `cleanrelay cluster config --front-key` prints). Onionbalance fetches the instances'
+// descriptors and publishes the front's on its own schedule (every 10–20 s in test-network mode); a caller waits
+// by fetching the front. The network's cleanup ends both.
+func (ob *Onionbalance) StartConfig(config string) error {
 	bin, err := exec.LookPath("onionbalance")
 	if err != nil {
 		return fmt.Errorf("onionbalance not found (apt-get install onionbalance): %w", err)
@@ -100,13 +117,8 @@ func (ob *Onionbalance) Start(instances []string) error {
 	if err != nil {
 		return err
 	}
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "services:\n- key: %s\n  instances:\n", ob.keyPEM)
-	for i, addr := range instances {
-		fmt.Fprintf(&cfg, "  - address: %s\n    name: instance%d\n", addr, i+1)
-	}
 	cfgPath := filepath.Join(ob.n.Dir, "onionbalance.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return fmt.Errorf("failed to write the onionbalance config: %w", err)
 	}
 	host, port, _ := strings.Cut(tor.ControlAddr, ":")

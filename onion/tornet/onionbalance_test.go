@@ -32,7 +32,7 @@ func TestOnionbalance(t *testing.T) {
 	var instances []string
 	for i := range 3 {
 		name := fmt.Sprintf("backend%d", i+1)
-		addr, err := ob.StartInstance(name, serveName(t, name))
+		addr, err := ob.StartInstance(name, serveName(t, name), "")
 		if err != nil {
 			t.Fatal(err)
 		}
