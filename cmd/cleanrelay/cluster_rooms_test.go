@@ -392,6 +392,22 @@ func TestClusterRooms(t *testing.T) {
 	}
 }
 
+// clusterCounters says what the nodes' cluster counters that tell a link's trouble count (a failed run's
+// explanation: a takeover, a room ended by the fence, a relink, gaps and messages sent again, busy answers).
+func clusterCounters(t *testing.T, nodes ...*clusterNode) string {
+	t.Helper()
+	var out []string
+	for _, n := range nodes {
+		var c []string
+		for _, name := range []string{"takeovers_total", "rooms_yielded_total", "relinks_total", "room_gaps_total",
+			"room_resent_total", "room_dropped_total", "busy_total", "peers"} {
+			c = append(c, fmt.Sprintf("%s %v", name, n.scrape(t, "cleanrelay_cluster_"+name)))
+		}
+		out = append(out, n.name+": "+strings.Join(c, ", "))
+	}
+	return strings.Join(out, "; ")
+}
+
 // TestClusterPairs runs the bench's pairs workload with both members of each pair on node A, then with the
 // second member on node B, side by side: across nodes as on one, every frame arrives once and in order. It
 // logs the throughput and latency of both (docs/cluster.md §2); `cleanrelay bench --url … --join-url …`
@@ -425,8 +441,9 @@ func TestClusterPairs(t *testing.T) {
 			t.Logf("%s, pairs on node-a and %s: %.0f frames/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms; A's CPU %.2f s",
 				run.name, join.name, p.FramesPerS, p.LatP50ms, p.LatP99ms, p.LatMaxms, r.ServerCPU)
 			if r.Errors != 0 || p.Lost != 0 || p.Duplicated != 0 || p.Reordered != 0 || p.LostNotices != 0 {
-				t.Errorf("%s pairs on A and %s: %d errors, %d lost, %d duplicated, %d reordered, %d lost notices",
-					run.name, join.name, r.Errors, p.Lost, p.Duplicated, p.Reordered, p.LostNotices)
+				t.Errorf("%s pairs on A and %s: %d errors (%s), %d lost, %d unsent, %d duplicated, %d reordered, %d lost notices; %s",
+					run.name, join.name, r.Errors, r.ErrorKinds, p.Lost, p.Unsent, p.Duplicated, p.Reordered, p.LostNotices,
+					clusterCounters(t, a, b))
 			}
 		}
 	}

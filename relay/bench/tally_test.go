@@ -6,6 +6,9 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestTally(t *testing.T) {
@@ -26,6 +29,13 @@ func TestTally(t *testing.T) {
 	if tl.total() != 4+2*tallyKinds {
 		t.Errorf("total %d, want %d", tl.total(), 4+2*tallyKinds)
 	}
+	// With a start, each kind says when it first came.
+	st := tally{start: time.Now().Add(-1500 * time.Millisecond)}
+	st.add("connection ended: x")
+	st.add("connection ended: x")
+	if got := st.String(); !strings.HasPrefix(got, "2× connection ended: x (first after 1.") || !strings.HasSuffix(got, " s)") {
+		t.Errorf("got %q, want 2× … (first after 1.5 s)", got)
+	}
 	if len(tl.counts) != tallyKinds+1 || tl.counts["other"] != int64(2*tallyKinds-(tallyKinds-2)) {
 		t.Errorf("%d kinds, %d other: want %d kinds and the rest as other", len(tl.counts), tl.counts["other"], tallyKinds+1)
 	}
@@ -45,5 +55,18 @@ func TestProbesSayWhy(t *testing.T) {
 	}
 	if err := probeAccount(ctx, url); err == nil {
 		t.Error("account probe of a closed port: no error")
+	}
+}
+
+// TestConnEnded: the relay's close asking the client to resume (1001, no reason) is named as such; any other
+// end is said as it was.
+func TestConnEnded(t *testing.T) {
+	resume := &websocket.CloseError{Code: websocket.CloseGoingAway}
+	if got := connEnded(fmt.Errorf("read: %w", resume)); !strings.Contains(got, "asked the client to resume") {
+		t.Errorf("close 1001 with no reason: %q", got)
+	}
+	shutdown := &websocket.CloseError{Code: websocket.CloseGoingAway, Text: "shutdown"}
+	if got := connEnded(shutdown); got != shutdown.Error() {
+		t.Errorf("close 1001 shutdown: %q, want %q", got, shutdown.Error())
 	}
 }

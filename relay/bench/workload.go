@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cleanrelay/cleanrelay/relay/client"
 )
 
@@ -186,6 +188,7 @@ func Pairs(ctx context.Context, s *Server, cfg PairsConfig) (*Result, error) {
 		return nil, err
 	}
 	base := time.Now()
+	errs.start = base
 	var wg sync.WaitGroup
 	for i, m := range members {
 		peer := members[i^1]
@@ -329,11 +332,13 @@ func (m *member) receive(ctx context.Context, peer *member, cfg PairsConfig, bas
 		select {
 		case ev, ok = <-m.conn.Events():
 		case <-ctx.Done():
+			// Not lost (yet): the frames the peer sent after the last one that came were still on their way.
+			errs.add("the run's timeout came before every frame of the peer")
 			return
 		}
 		if !ok {
 			if ctx.Err() == nil {
-				errs.add(fmt.Sprintf("connection ended: %v", m.conn.Err()))
+				errs.add("connection ended: " + connEnded(m.conn.Err()))
 			}
 			return
 		}
@@ -376,6 +381,16 @@ func (m *member) receive(ctx context.Context, peer *member, cfg PairsConfig, bas
 			}
 		}
 	}
+}
+
+// connEnded says why a connection ended, naming the relay's request to resume.
+func connEnded(err error) string {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Code == websocket.CloseGoingAway && ce.Text == "" {
+		// the relay's close when the room goes on elsewhere (a cluster node that yielded it): the client resumes
+		return "close 1001 with no reason: the relay asked the client to resume, which the pairs workload does not"
+	}
+	return fmt.Sprint(err)
 }
 
 // parallel runs f(0) … f(n-1), setupConcurrency at a time, and returns the first error.

@@ -50,7 +50,7 @@ func (n *Node) settled() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, o := range n.origins {
-		if d := now.Sub(o.lastSeen); d >= n.cfg.PeerTimeout && d < settleTime {
+		if d := n.silenceLocked(o, now); d >= n.cfg.PeerTimeout && d < settleTime {
 			return false
 		}
 	}

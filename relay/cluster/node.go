@@ -128,6 +128,7 @@ type origin struct {
 	synced   bool   // a snapshot from this incarnation was applied
 	syncing  bool
 	lastSeen time.Time
+	pausedAt time.Duration // the node's own pauses up to lastSeen (pause.go)
 }
 
 // Node is a running cluster member.
@@ -166,6 +167,8 @@ type Node struct {
 	// offAt is when the node lost its NATS server (Unix nanoseconds; 0 while connected), onAt when it last
 	// connected: the fence (fence.go).
 	offAt, onAt atomic.Int64
+
+	pauses pauses // how long the node was itself not running (pause.go)
 }
 
 // Start connects to NATS with the nkey, subscribes, hooks dir's changes, and waits (up to Config.CatchUp) until
@@ -232,7 +235,9 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 		return nil, fmt.Errorf("failed to subscribe: %w", err)
 	}
 	dir.OnChange(n.publish)
-	n.wg.Add(2)
+	n.pauses.start(time.Now())
+	n.wg.Add(3)
+	go n.watchPauses()
 	go n.receive()
 	go n.heartbeat()
 	n.catchUp(ctx)
@@ -360,7 +365,7 @@ func (n *Node) livePeers() map[string]bool {
 	defer n.mu.Unlock()
 	out := map[string]bool{}
 	for name, o := range n.origins {
-		if now.Sub(o.lastSeen) < n.cfg.PeerTimeout {
+		if n.silenceLocked(o, now) < n.cfg.PeerTimeout {
 			out[name] = true
 		}
 	}
@@ -489,6 +494,7 @@ func (n *Node) originLocked(env *envelope) *origin {
 		n.origins[env.From] = o
 	}
 	o.lastSeen = time.Now()
+	o.pausedAt = n.pauses.upTo(o.lastSeen)
 	return o
 }
 

@@ -182,14 +182,14 @@ func (n *Node) liveIncarnations() map[string]uint64 {
 	return n.incarnationsWithin(n.cfg.PeerTimeout)
 }
 
-// incarnationsWithin are the incarnations of the nodes heard within d.
+// incarnationsWithin are the incarnations of the nodes heard within d of this node's running time (pause.go).
 func (n *Node) incarnationsWithin(d time.Duration) map[string]uint64 {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := map[string]uint64{}
 	for name, o := range n.origins {
-		if now.Sub(o.lastSeen) < d {
+		if n.silenceLocked(o, now) < d {
 			out[name] = o.inc
 		}
 	}
