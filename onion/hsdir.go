@@ -154,3 +154,14 @@ func replaceFile(path string, b []byte) error {
 	}
 	return nil
 }
+
+// RAMTempDir makes a new directory on a RAM file system, for tests and scratch work: under the temporary
+// directory if that is one (CheckRAMDir), else under /dev/shm. The caller removes it.
+func RAMTempDir() (string, error) {
+	for _, parent := range []string{os.TempDir(), "/dev/shm"} {
+		if CheckRAMDir(parent) == nil {
+			return os.MkdirTemp(parent, "cleanrelay-")
+		}
+	}
+	return "", errors.New("neither the temporary directory nor /dev/shm is on tmpfs or ramfs")
+}

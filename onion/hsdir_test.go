@@ -15,23 +15,15 @@ import (
 	"github.com/cleanrelay/cleanrelay/onion/tornet"
 )
 
-// ramTempDir is a new directory on a RAM file system (the temporary directory if it is one, else /dev/shm),
-// removed after the test.
+// ramTempDir is a new directory on a RAM file system (onion.RAMTempDir), removed after the test.
 func ramTempDir(t *testing.T) string {
 	t.Helper()
-	for _, parent := range []string{os.TempDir(), "/dev/shm"} {
-		if CheckRAMDir(parent) != nil {
-			continue
-		}
-		dir, err := os.MkdirTemp(parent, "cleanrelay-test-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		return dir
+	dir, err := RAMTempDir()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("neither the temporary directory nor /dev/shm is on tmpfs: this test needs one")
-	return ""
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // TestServiceKeyFromSeed checks the key against what tor's file format and rend-spec-v3 say, computed here

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cleanrelay/cleanrelay/relay/bench"
-	"github.com/cleanrelay/cleanrelay/relay/cluster/natsnet"
 )
 
 // TestClusterPausedNode stops (SIGSTOP) the node of the pairs' second members for three seconds, longer than
@@ -20,12 +19,7 @@ import (
 // them and closed its members' sockets (close 1001, resume), and their pairs stalled (TestClusterPairs, about
 // one run in 20 under load).
 func TestClusterPausedNode(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	secret := writeSecret(t)
-	a, b := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret)
-	for _, n := range []*clusterNode{a, b} {
-		eventually(t, 10*time.Second, n.name+" sees its peer", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 1 })
-	}
+	a, b := pairOfNodes(t)
 	ws := func(n *clusterNode) string { return "ws" + strings.TrimPrefix(n.url, "http") + "ws" }
 	s := bench.Attach("relay", ws(a), a.cmd.Process.Pid)
 	s.JoinURL = ws(b)

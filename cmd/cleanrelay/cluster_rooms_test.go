@@ -408,17 +408,24 @@ func clusterCounters(t *testing.T, nodes ...*clusterNode) string {
 	return strings.Join(out, "; ")
 }
 
+// pairOfNodes is a cluster of two relay nodes, A and B, on three NATS servers, each hearing the other.
+func pairOfNodes(t *testing.T) (a, b *clusterNode) {
+	t.Helper()
+	nc := natsnet.Start(t, natsnet.Options{})
+	secret := writeSecret(t)
+	a, b = startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret)
+	for _, n := range []*clusterNode{a, b} {
+		eventually(t, 10*time.Second, n.name+" sees its peer", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 1 })
+	}
+	return a, b
+}
+
 // TestClusterPairs runs the bench's pairs workload with both members of each pair on node A, then with the
 // second member on node B, side by side: across nodes as on one, every frame arrives once and in order. It
 // logs the throughput and latency of both (docs/cluster.md §2); `cleanrelay bench --url … --join-url …`
 // measures the same on a running cluster.
 func TestClusterPairs(t *testing.T) {
-	nc := natsnet.Start(t, natsnet.Options{})
-	secret := writeSecret(t)
-	a, b := startNode(t, nc, "node-a", 0, secret), startNode(t, nc, "node-b", 1, secret)
-	for _, n := range []*clusterNode{a, b} {
-		eventually(t, 10*time.Second, n.name+" sees its peer", func() bool { return n.scrape(t, "cleanrelay_cluster_peers") == 1 })
-	}
+	a, b := pairOfNodes(t)
 	ws := func(n *clusterNode) string { return "ws" + strings.TrimPrefix(n.url, "http") + "ws" }
 	ctx := context.Background()
 	for _, run := range []struct {

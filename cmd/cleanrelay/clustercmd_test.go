@@ -21,23 +21,15 @@ import (
 	"github.com/cleanrelay/cleanrelay/relay/cluster"
 )
 
-// ramTempDir is a new directory on a RAM file system (the temporary directory if it is one, else /dev/shm),
-// removed after the test.
+// ramTempDir is a new directory on a RAM file system (onion.RAMTempDir), removed after the test.
 func ramTempDir(t *testing.T) string {
 	t.Helper()
-	for _, parent := range []string{os.TempDir(), "/dev/shm"} {
-		if onion.CheckRAMDir(parent) != nil {
-			continue
-		}
-		dir, err := os.MkdirTemp(parent, "cleanrelay-test-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		return dir
+	dir, err := onion.RAMTempDir()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("neither the temporary directory nor /dev/shm is on tmpfs: this test needs one")
-	return ""
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // wantInstanceAddress is node's instance address computed apart from the commands: the seed from
