@@ -63,3 +63,46 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d.desc, d.kind, d.value(&s))
 	}
 }
+
+// Stats are the node's cluster counters, safe to show an operator.
+type Stats struct {
+	Connected      bool
+	Peers          int     // nodes heard within PeerTimeout
+	ChangesSent    uint64  // changes made here and published
+	ChangesApplied uint64  // changes from other nodes that changed something here (snapshots included)
+	Refused        uint64  // messages that did not open, were malformed, or changes the directory refused
+	Resyncs        uint64  // snapshots taken (a new peer, a gap, a reconnect)
+	LagSeconds     float64 // from a change's making on its node to its application here, for the last one
+	RoomsHere      int64   // rooms this node sequences
+	MembersServed  int     // members on other nodes of rooms this node sequences
+	MembersProxied int     // members on this node of rooms other nodes sequence
+	RoomGaps       uint64  // gaps in a link's numbers found here (core NATS lost messages), each asked for again
+	RoomDropped    uint64  // rooms messages for no membership known here
+	RoomResent     uint64  // rooms messages sent again (a receiver found a gap, or confirmed nothing for a while)
+	RoomDuplicates uint64  // rooms messages that changed nothing: taken before (sent again, or replayed)
+	RoomsMirrored  int     // rooms other nodes sequence that this node holds a copy of (mirror.go)
+	MirrorBytes    int64   // frame bytes those copies hold
+	MirrorLag      float64 // seconds: the last copy request of a room sequenced here, until its mirror held it
+	Takeovers      uint64  // rooms this node took over from a dead sequencer
+	Declined       uint64  // copies of a dead sequencer's rooms not taken over here: another node held a later one
+	Relinks        uint64  // members here whose proxy found their room's new sequencer after a takeover
+	Yielded        uint64  // rooms sequenced here that ended here because another node took them over (fence.go)
+	Busy           uint64  // joins and resumes answered busy (rooms_find.go)
+}
+
+// Stats returns the counters.
+func (n *Node) Stats() Stats {
+	s := Stats{Connected: n.nc.IsConnected(), Peers: len(n.livePeers()), ChangesSent: n.sent.Load(),
+		ChangesApplied: n.applied.Load(), Refused: n.refused.Load(), Resyncs: n.resyncs.Load(),
+		LagSeconds: float64(n.lagMillis.Load()) / 1000}
+	if l := n.rooms.Load(); l != nil {
+		s.RoomsHere = l.t.RoomsHere()
+		s.MembersServed, s.MembersProxied = l.stats()
+		s.RoomGaps, s.RoomDropped, s.RoomResent, s.RoomDuplicates = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load(), l.env.dups.Load()
+		s.RoomsMirrored, s.MirrorBytes = l.mirrorStats(), l.mirrorBytes.Load()
+		s.MirrorLag = float64(l.lagMicros.Load()) / 1e6
+		s.Takeovers, s.Relinks, s.Yielded, s.Busy = l.takeovers.Load(), l.relinks.Load(), l.yielded.Load(), l.busy.Load()
+		s.Declined = l.declined.Load()
+	}
+	return s
+}

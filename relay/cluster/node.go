@@ -237,9 +237,9 @@ func Start(ctx context.Context, cfg Config, dir Directory, sessions Sessions, lo
 	dir.OnChange(n.publish)
 	n.pauses.start(time.Now())
 	n.wg.Add(3)
-	go n.watchPauses()
+	go n.every(pauseTick, n.pauses.tickNow)
 	go n.receive()
-	go n.heartbeat()
+	go n.every(n.cfg.Heartbeat, n.heartbeat)
 	n.catchUp(ctx)
 	return n, nil
 }
@@ -372,21 +372,26 @@ func (n *Node) livePeers() map[string]bool {
 	return out
 }
 
-// heartbeat tells the others every Heartbeat that this node lives and how far it has numbered its changes.
-func (n *Node) heartbeat() {
+// every calls f every d until the node closes. It is one of the node's goroutines (wg).
+func (n *Node) every(d time.Duration, f func()) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.Heartbeat)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
 		case <-t.C:
+			f()
 		}
-		n.pubMu.Lock()
-		n.send(n.subHB, "", &envelope{From: n.cfg.Node, Inc: n.inc, Seq: n.seq})
-		n.pubMu.Unlock()
 	}
+}
+
+// heartbeat tells the others, every Heartbeat, that this node lives and how far it has numbered its changes.
+func (n *Node) heartbeat() {
+	n.pubMu.Lock()
+	n.send(n.subHB, "", &envelope{From: n.cfg.Node, Inc: n.inc, Seq: n.seq})
+	n.pubMu.Unlock()
 }
 
 // receive handles changes and heartbeats in the order they arrive.
@@ -510,47 +515,4 @@ func (n *Node) Healthy() error {
 		return errors.New("catching up with the cluster")
 	}
 	return nil
-}
-
-// Stats are the node's cluster counters, safe to show an operator.
-type Stats struct {
-	Connected      bool
-	Peers          int     // nodes heard within PeerTimeout
-	ChangesSent    uint64  // changes made here and published
-	ChangesApplied uint64  // changes from other nodes that changed something here (snapshots included)
-	Refused        uint64  // messages that did not open, were malformed, or changes the directory refused
-	Resyncs        uint64  // snapshots taken (a new peer, a gap, a reconnect)
-	LagSeconds     float64 // from a change's making on its node to its application here, for the last one
-	RoomsHere      int64   // rooms this node sequences
-	MembersServed  int     // members on other nodes of rooms this node sequences
-	MembersProxied int     // members on this node of rooms other nodes sequence
-	RoomGaps       uint64  // gaps in a link's numbers found here (core NATS lost messages), each asked for again
-	RoomDropped    uint64  // rooms messages for no membership known here
-	RoomResent     uint64  // rooms messages sent again (a receiver found a gap, or confirmed nothing for a while)
-	RoomDuplicates uint64  // rooms messages that changed nothing: taken before (sent again, or replayed)
-	RoomsMirrored  int     // rooms other nodes sequence that this node holds a copy of (mirror.go)
-	MirrorBytes    int64   // frame bytes those copies hold
-	MirrorLag      float64 // seconds: the last copy request of a room sequenced here, until its mirror held it
-	Takeovers      uint64  // rooms this node took over from a dead sequencer
-	Declined       uint64  // copies of a dead sequencer's rooms not taken over here: another node held a later one
-	Relinks        uint64  // members here whose proxy found their room's new sequencer after a takeover
-	Yielded        uint64  // rooms sequenced here that ended here because another node took them over (fence.go)
-	Busy           uint64  // joins and resumes answered busy (rooms_find.go)
-}
-
-// Stats returns the counters.
-func (n *Node) Stats() Stats {
-	s := Stats{Connected: n.nc.IsConnected(), Peers: len(n.livePeers()), ChangesSent: n.sent.Load(),
-		ChangesApplied: n.applied.Load(), Refused: n.refused.Load(), Resyncs: n.resyncs.Load(),
-		LagSeconds: float64(n.lagMillis.Load()) / 1000}
-	if l := n.rooms.Load(); l != nil {
-		s.RoomsHere = l.t.RoomsHere()
-		s.MembersServed, s.MembersProxied = l.stats()
-		s.RoomGaps, s.RoomDropped, s.RoomResent, s.RoomDuplicates = l.env.gaps.Load(), l.dropped.Load(), l.env.resent.Load(), l.env.dups.Load()
-		s.RoomsMirrored, s.MirrorBytes = l.mirrorStats(), l.mirrorBytes.Load()
-		s.MirrorLag = float64(l.lagMicros.Load()) / 1e6
-		s.Takeovers, s.Relinks, s.Yielded, s.Busy = l.takeovers.Load(), l.relinks.Load(), l.yielded.Load(), l.busy.Load()
-		s.Declined = l.declined.Load()
-	}
-	return s
 }

@@ -59,20 +59,10 @@ func (p *pauses) upToLocked(now time.Time) time.Duration {
 	return p.total
 }
 
-// watchPauses runs the pause watch until the node closes.
-func (n *Node) watchPauses() {
-	defer n.wg.Done()
-	t := time.NewTicker(pauseTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-			// Not the tick's own time (when it was due): when this goroutine runs.
-			n.pauses.tick(time.Now())
-		}
-	}
+// tickNow is the pause watch's tick, every pauseTick (Node.every): at the time this goroutine runs, not the
+// time the tick was due.
+func (p *pauses) tickNow() {
+	p.tick(time.Now())
 }
 
 // silenceLocked is how long the node has been running without hearing o, at now. n.mu is held.

@@ -171,7 +171,7 @@ func (n *Node) ServeRooms(t *rooms.Table, maxFrame int) error {
 	t.SetRemote(l)
 	t.SetMirrors(l)
 	n.wg.Add(3)
-	go l.watchPeers()
+	go n.every(n.cfg.Heartbeat, l.watchPeers)
 	go l.tick()
 	go l.loopback()
 	return nil
@@ -203,65 +203,54 @@ func (n *Node) incarnationsWithin(d time.Duration) map[string]uint64 {
 // one side, and members' sockets with them. The price is that much longer before a dead node's rooms resume.
 const takeoverTimeouts = 2
 
-// watchPeers ends, every heartbeat, the links to nodes no longer heard (or heard again as a new incarnation,
-// which holds none of them): a served member whose node is gone is
-// away (its grace runs here, and it may resume on any node), a proxied member whose sequencer is gone is
-// linked to the room's new sequencer (relink), and the rooms this node mirrors for a node that is gone are
-// taken over (mirror.go).
+// watchPeers, called every heartbeat, ends the links to nodes no longer heard (or heard again as a new
+// incarnation, which holds none of them): a served member whose node is gone is away (its grace runs here, and
+// it may resume on any node), a proxied member whose sequencer is gone is linked to the room's new sequencer
+// (relink), and the rooms this node mirrors for a node that is gone are taken over (mirror.go).
 func (l *roomLinks) watchPeers() {
-	defer l.n.wg.Done()
-	tick := time.NewTicker(l.n.cfg.Heartbeat)
-	defer tick.Stop()
-	for {
-		select {
-		case <-l.n.done:
-			return
-		case <-tick.C:
+	live := l.n.liveIncarnations()
+	self := l.n.cfg.Node
+	var away []*served
+	var gone []*plink
+	var unheard []*outbox
+	l.mu.Lock()
+	for _, sv := range l.served {
+		if inc, ok := live[sv.node]; sv.m != nil && sv.node != self && (!ok || inc != sv.inc) {
+			away = append(away, sv)
 		}
-		live := l.n.liveIncarnations()
-		self := l.n.cfg.Node
-		var away []*served
-		var gone []*plink
-		var unheard []*outbox
-		l.mu.Lock()
-		for _, sv := range l.served {
-			if inc, ok := live[sv.node]; sv.m != nil && sv.node != self && (!ok || inc != sv.inc) {
-				away = append(away, sv)
-			}
+	}
+	for id, pl := range l.proxied {
+		if inc, ok := live[pl.node]; pl.node != "" && pl.node != self && (!ok || inc != pl.inc) {
+			gone = append(gone, pl)
+			delete(l.proxied, id)
 		}
-		for id, pl := range l.proxied {
-			if inc, ok := live[pl.node]; pl.node != "" && pl.node != self && (!ok || inc != pl.inc) {
-				gone = append(gone, pl)
-				delete(l.proxied, id)
-			}
+	}
+	for id, c := range l.closing {
+		if inc, ok := live[c.node]; c.node != self && (!ok || inc != c.inc) {
+			unheard = append(unheard, c.out)
+			delete(l.closing, id)
 		}
-		for id, c := range l.closing {
-			if inc, ok := live[c.node]; c.node != self && (!ok || inc != c.inc) {
-				unheard = append(unheard, c.out)
-				delete(l.closing, id)
-			}
-		}
-		l.mu.Unlock()
-		for _, sv := range away {
-			sv.stop()
-			sv.out.stop(&l.env)
-			l.t.Away(sv, []*rooms.Member{sv.m})
-			l.tellNoLink(sv.sub, &sv.id, true) // in case its node still hears this one (nolink.go)
-		}
-		for _, o := range unheard {
-			o.stop(&l.env)
-		}
-		if l.n.cutOff() {
-			l.fence()
-		}
-		if l.n.steady() {
-			// A node off NATS, or not yet hearing its peers again, takes nothing over.
-			l.takeOver(l.n.incarnationsWithin(takeoverTimeouts * l.n.cfg.PeerTimeout))
-		}
-		l.wakeMirrorLinks(live)
-		for _, pl := range gone {
-			l.unlinked(pl)
-		}
+	}
+	l.mu.Unlock()
+	for _, sv := range away {
+		sv.stop()
+		sv.out.stop(&l.env)
+		l.t.Away(sv, []*rooms.Member{sv.m})
+		l.tellNoLink(sv.sub, &sv.id, true) // in case its node still hears this one (nolink.go)
+	}
+	for _, o := range unheard {
+		o.stop(&l.env)
+	}
+	if l.n.cutOff() {
+		l.fence()
+	}
+	if l.n.steady() {
+		// A node off NATS, or not yet hearing its peers again, takes nothing over.
+		l.takeOver(l.n.incarnationsWithin(takeoverTimeouts * l.n.cfg.PeerTimeout))
+	}
+	l.wakeMirrorLinks(live)
+	for _, pl := range gone {
+		l.unlinked(pl)
 	}
 }
 
