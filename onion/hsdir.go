@@ -1,7 +1,6 @@
 package onion
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -48,12 +47,6 @@ func (k *ServiceKey) Address() string { return serviceID(k.kp) + ".onion" }
 // Wipe overwrites the secret key in memory.
 func (k *ServiceKey) Wipe() { wipeKey(k.kp) }
 
-// secretKeyFileBytes is tor's hs_ed25519_secret_key file: the 32-byte header, then the expanded key (the
-// clamped scalar, then the signing prefix). The caller overwrites it.
-func (k *ServiceKey) secretKeyFileBytes() []byte {
-	return append(bytes.Clone(keyFileHeader), k.kp.PrivateKey()...)
-}
-
 // CheckAddress accepts a v3 onion address, with or without ".onion", whose checksum and version are right, and
 // returns it with ".onion".
 func CheckAddress(addr string) (string, error) {
@@ -97,8 +90,8 @@ func CheckRAMDir(dir string) error {
 
 // WriteInstanceDir makes dir the HiddenServiceDir of an Onionbalance instance of front (a v3 onion address):
 // it writes key as hs_ed25519_secret_key (mode 0600) and "MasterOnionAddress front" as ob_config, creating dir
-// and its missing parents (mode 0700) if it does not exist, and removes the hostname and public key files of an earlier key (tor writes
-// them again at start). Files already there are replaced. It refuses a dir that is not on a RAM file system
+// and its missing parents (mode 0700) if it does not exist, and removes the hostname and public key files of an
+// earlier key (tor writes them again at start). Files already there are replaced. It refuses a dir that is not on a RAM file system
 // (ErrNotRAM, wrapped), and an existing dir that others may enter (tor would refuse it too).
 func WriteInstanceDir(dir string, key *ServiceKey, front string) error {
 	front, err := CheckAddress(front)
@@ -126,7 +119,7 @@ func WriteInstanceDir(dir string, key *ServiceKey, front string) error {
 			return fmt.Errorf("failed to remove the stale %s: %w", stale, err)
 		}
 	}
-	b := key.secretKeyFileBytes()
+	b := keyFileBytes(key.kp)
 	defer clear(b)
 	if err := replaceFile(filepath.Join(dir, secretKeyFile), b); err != nil {
 		return err
@@ -140,16 +133,7 @@ func replaceFile(path string, b []byte) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("failed to replace %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("failed to create %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
+	if err := createFile(path, b); err != nil {
 		return fmt.Errorf("failed to write %s: %w", path, err)
 	}
 	return nil

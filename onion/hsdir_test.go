@@ -40,7 +40,7 @@ func TestServiceKeyFromSeed(t *testing.T) {
 	h[31] &= 127
 	h[31] |= 64
 	want := append([]byte("== ed25519v1-secret: type0 ==\x00\x00\x00"), h[:]...)
-	got := k.secretKeyFileBytes()
+	got := keyFileBytes(k.kp)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("key file\n%x\nwant\n%x", got, want)
 	}
@@ -118,7 +118,7 @@ func TestWriteInstanceDir(t *testing.T) {
 	if strings.Join(names, " ") != "hs_ed25519_secret_key ob_config" {
 		t.Fatalf("dir holds %v, want hs_ed25519_secret_key and ob_config", names)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "hs_ed25519_secret_key")); !bytes.Equal(b, k.secretKeyFileBytes()) {
+	if b, _ := os.ReadFile(filepath.Join(dir, "hs_ed25519_secret_key")); !bytes.Equal(b, keyFileBytes(k.kp)) {
 		t.Fatalf("key file %x", b)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "ob_config")); string(b) != "MasterOnionAddress "+front.Address()+"\n" {

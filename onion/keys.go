@@ -84,14 +84,28 @@ func readKeyFile(path string) ([]byte, error) {
 }
 
 func writeKeyFile(path string, key bineed25519.KeyPair) error {
-	// O_EXCL: if someone created the file since we looked, do not clobber it.
+	b := keyFileBytes(key)
+	defer clear(b)
+	if err := createFile(path, b); err != nil {
+		return fmt.Errorf("failed to write onion key file: %w", err)
+	}
+	return nil
+}
+
+// keyFileBytes is tor's hs_ed25519_secret_key file of key: the 32-byte header, then the expanded key (the
+// clamped scalar, then the signing prefix). The caller overwrites it.
+func keyFileBytes(key bineed25519.KeyPair) []byte {
+	return append(bytes.Clone(keyFileHeader), key.PrivateKey()...)
+}
+
+// createFile writes b to a new file at path (mode 0600) and syncs it. O_EXCL: if someone created the file since
+// we looked, it fails rather than clobber it. A file it could not write whole is removed.
+func createFile(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("failed to create onion key file: %w", err)
+		return err
 	}
-	b := append(bytes.Clone(keyFileHeader), key.PrivateKey()...)
 	_, err = f.Write(b)
-	clear(b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -100,9 +114,8 @@ func writeKeyFile(path string, key bineed25519.KeyPair) error {
 	}
 	if err != nil {
 		os.Remove(path)
-		return fmt.Errorf("failed to write onion key file: %w", err)
 	}
-	return nil
+	return err
 }
 
 // serviceID is the onion address of key without ".onion".
